@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (everything).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test down status controlplane lint fmt
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+demo: ## bring up the local cluster and services and show how to use them
+	@bash e2e/scripts/demo.sh
+
+test: ## install what is missing, build, run fmt, clippy and every test
+	@bash e2e/scripts/test.sh
+
+down: ## stop everything the scripts started
+	@bash e2e/scripts/cluster.sh down
+	@bash e2e/scripts/services.sh down
+
+status: ## what is running
+	@bash e2e/scripts/cluster.sh status
+	@bash e2e/scripts/services.sh status
+
+controlplane: ## build the control plane binaries into the cache (done by demo and test)
+	@bash e2e/scripts/build-controlplane.sh
+
+lint: ## format check and clippy only
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all

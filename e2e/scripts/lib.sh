@@ -1,0 +1,122 @@
+# Shared settings and helpers for the local cluster and service scripts.
+# Sourced, never run. Every value can be overridden from the environment.
+
+# Pinned versions. KUBE_VERSION must match the k8s-openapi feature in Cargo.toml (v1_36).
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+
+LC_CACHE="${LC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/listacompra}"
+# Binaries are keyed by every pinned version so a bump rebuilds instead of mixing.
+LC_BIN="${LC_BIN:-$LC_CACHE/k8s-${KUBE_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}/bin}"
+# Runtime state (data folders, logs, pid files) of everything the scripts start. As root it
+# lives under /var/lib, because PostgreSQL runs as the postgres user and cannot enter /root.
+if [ "$(id -u)" = 0 ]; then _lc_state_default=/var/lib/listacompra
+else _lc_state_default="${XDG_STATE_HOME:-$HOME/.local/state}/listacompra"; fi
+LC_STATE="${LC_STATE:-$_lc_state_default}"
+# The file that tests and people source to find every endpoint (written by the up commands).
+LC_ENV_FILE="${LC_ENV_FILE:-$LC_STATE/env}"
+
+# Loopback ports, each configurable.
+LC_APISERVER_PORT="${LC_APISERVER_PORT:-56443}"
+LC_PG_PORT="${LC_PG_PORT:-55432}"
+LC_REDIS_PORT="${LC_REDIS_PORT:-56379}"
+LC_AMQP_PORT="${LC_AMQP_PORT:-55672}"
+LC_RABBIT_DIST_PORT="${LC_RABBIT_DIST_PORT:-55673}"
+LC_EPMD_PORT="${LC_EPMD_PORT:-54369}"
+LC_PROM_PORT="${LC_PROM_PORT:-59090}"
+LC_PG_PASSWORD="${LC_PG_PASSWORD:-listacompra}"
+LC_CLUSTER_NAME="${LC_CLUSTER_NAME:-listacompra}"
+LC_KUBECONFIG="${LC_KUBECONFIG:-$LC_STATE/kubeconfig}"
+
+LC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+log()  { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+# die prints one message naming the cause and the fix, and exits.
+die()  { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed. Fix: $2"
+}
+
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# require_port_free NAME PORT VAR: die naming the port and the variable that moves it.
+require_port_free() {
+  port_free "$2" || die "port $2 for $1 is already in use by another process ('ss -ltnp sport = :$2' shows which). Fix: stop that process, or pick another port with $3=<port>."
+}
+
+# pid_alive PIDFILE: true when the file names a running process.
+pid_alive() {
+  [ -s "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null
+}
+
+# stop_pid NAME PIDFILE: TERM, wait up to 20 s, then KILL.
+stop_pid() {
+  local name=$1 file=$2 pid
+  pid_alive "$file" || { rm -f "$file"; return 0; }
+  pid=$(head -n1 "$file")
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$file"
+}
+
+# env_set KEY VALUE: record KEY=VALUE in $LC_ENV_FILE (replacing an older value).
+env_set() {
+  mkdir -p "$(dirname "$LC_ENV_FILE")"
+  touch "$LC_ENV_FILE"
+  local tmp="$LC_ENV_FILE.tmp.$$"
+  grep -v "^$1=" "$LC_ENV_FILE" > "$tmp" || true
+  printf '%s=%s\n' "$1" "$2" >> "$tmp"
+  mv "$tmp" "$LC_ENV_FILE"
+}
+
+# env_unset KEY...: forget keys in $LC_ENV_FILE.
+env_unset() {
+  [ -f "$LC_ENV_FILE" ] || return 0
+  local tmp="$LC_ENV_FILE.tmp.$$" pattern
+  pattern=$(printf '^%s=|' "$@"); pattern=${pattern%|}
+  grep -Ev "$pattern" "$LC_ENV_FILE" > "$tmp" || true
+  mv "$tmp" "$LC_ENV_FILE"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND until it succeeds or time runs out.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < end )) || return 1
+    sleep 0.5
+  done
+}
+
+# apt_install PKG...: install Debian packages that are missing (needs root, as on these machines).
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  (( ${#missing[@]} )) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  if [ ! -f "$LC_CACHE/.apt-updated" ] || [ -n "$(find "$LC_CACHE/.apt-updated" -mmin +720 2>/dev/null)" ]; then
+    $sudo apt-get update -qq >/dev/null || die "apt-get update failed. Fix: check that the Debian mirror is reachable."
+    mkdir -p "$LC_CACHE" && touch "$LC_CACHE/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed. Fix: run it by hand to see why (disk space, mirror)."
+}
+
+# with_lock CMD...: run CMD holding the state folder's lock, so that concurrent test
+# processes starting the same component wait for each other instead of racing.
+# Daemons started under the lock must close it (9>&-), or they would hold it forever.
+with_lock() {
+  mkdir -p "$LC_STATE"
+  (
+    flock -w 1800 9 || die "timed out waiting for $LC_STATE/.lock held by another start."
+    "$@"
+  ) 9>"$LC_STATE/.lock"
+}

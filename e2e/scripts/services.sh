@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Real PostgreSQL, Redis, RabbitMQ and Prometheus from Debian packages, on loopback only.
+#
+#   services.sh up [postgres|redis|rabbitmq|prometheus ...]   install when missing, start (idempotent)
+#   services.sh down [NAME ...]                                stop what these scripts started
+#   services.sh status                                         one line per service
+#
+# Ports (LC_PG_PORT, LC_REDIS_PORT, LC_AMQP_PORT, LC_PROM_PORT, ...) and the state folder
+# (LC_STATE) are configurable; see lib.sh. Endpoints are written to $LC_ENV_FILE.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+ALL=(postgres redis rabbitmq prometheus)
+
+# --- PostgreSQL -------------------------------------------------------------------------
+pg_dir="$LC_STATE/postgres"
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [ -n "$d" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql. Fix: apt-get install postgresql."
+  echo "$d"
+}
+# as_pg CMD...: PostgreSQL refuses to run as root, so root runs it as the postgres user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+postgres_running() { as_pg "$(pg_bin)/pg_ctl" -D "$pg_dir/data" status >/dev/null 2>&1; }
+postgres_up() {
+  apt_install postgresql
+  local bin; bin=$(pg_bin)
+  if postgres_running; then log "postgres already running on 127.0.0.1:$LC_PG_PORT"; else
+    require_port_free postgres "$LC_PG_PORT" LC_PG_PORT
+    mkdir -p "$pg_dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$pg_dir"
+    if [ ! -s "$pg_dir/data/PG_VERSION" ]; then
+      log "initialising PostgreSQL data folder $pg_dir/data"
+      local pw="$pg_dir/.pwfile"
+      printf '%s\n' "$LC_PG_PASSWORD" > "$pw"
+      [ "$(id -u)" = 0 ] && chown postgres: "$pw"
+      as_pg "$bin/initdb" -D "$pg_dir/data" -U postgres --pwfile="$pw" \
+        --auth-host=scram-sha-256 --auth-local=trust -E UTF8 >"$pg_dir/initdb.log" 2>&1 \
+        || { tail -n5 "$pg_dir/initdb.log" >&2; die "initdb failed (log: $pg_dir/initdb.log). Fix: remove $pg_dir and retry."; }
+      rm -f "$pw"
+    fi
+    log "starting postgres on 127.0.0.1:$LC_PG_PORT"
+    as_pg "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $LC_PG_PORT -c unix_socket_directories=$pg_dir -c max_connections=300 -c fsync=off" \
+      start >/dev/null 9>&- \
+      || { tail -n5 "$pg_dir/postgres.log" >&2; die "postgres did not start (log: $pg_dir/postgres.log). Fix: read the log; a stale $pg_dir/data/postmaster.pid can be removed."; }
+  fi
+  as_pg "$bin/psql" -h "$pg_dir" -p "$LC_PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='listacompra'" | grep -q 1 \
+    || as_pg "$bin/createdb" -h "$pg_dir" -p "$LC_PG_PORT" -U postgres listacompra
+  env_set LC_POSTGRES_ADMIN_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/postgres"
+  env_set DATABASE_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/listacompra"
+}
+postgres_down() {
+  if [ -d "$pg_dir/data" ] && postgres_running; then
+    log "stopping postgres"
+    as_pg "$(pg_bin)/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null || true
+  fi
+  env_unset LC_POSTGRES_ADMIN_URL DATABASE_URL
+}
+
+# --- Redis ------------------------------------------------------------------------------
+redis_dir="$LC_STATE/redis"
+redis_up() {
+  apt_install redis-server
+  if pid_alive "$redis_dir/redis.pid"; then log "redis already running on 127.0.0.1:$LC_REDIS_PORT"; else
+    require_port_free redis "$LC_REDIS_PORT" LC_REDIS_PORT
+    mkdir -p "$redis_dir"
+    log "starting redis on 127.0.0.1:$LC_REDIS_PORT"
+    redis-server --bind 127.0.0.1 --port "$LC_REDIS_PORT" --dir "$redis_dir" --daemonize yes \
+      --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --save "" --protected-mode yes 9>&- \
+      || die "redis-server did not start (log: $redis_dir/redis.log)."
+    wait_for redis 20 redis-cli -p "$LC_REDIS_PORT" ping \
+      || { tail -n5 "$redis_dir/redis.log" >&2; die "redis did not answer PING within 20 s (log: $redis_dir/redis.log)."; }
+  fi
+  env_set REDIS_URL "redis://127.0.0.1:$LC_REDIS_PORT/0"
+}
+redis_down() { stop_pid redis "$redis_dir/redis.pid"; env_unset REDIS_URL; }
+
+# --- RabbitMQ ---------------------------------------------------------------------------
+rabbit_dir="$LC_STATE/rabbitmq"
+rabbit_env() {
+  export HOME="$rabbit_dir" # the Erlang cookie lives here
+  export RABBITMQ_NODENAME="listacompra@localhost"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$LC_AMQP_PORT"
+  export RABBITMQ_DIST_PORT="$LC_RABBIT_DIST_PORT" ERL_EPMD_PORT="$LC_EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_MNESIA_BASE="$rabbit_dir/mnesia" RABBITMQ_LOG_BASE="$rabbit_dir/log"
+  export RABBITMQ_PID_FILE="$rabbit_dir/rabbitmq.pid" RABBITMQ_CONFIG_FILE="$rabbit_dir/rabbitmq.conf"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_dir/enabled_plugins" RABBITMQ_ADVANCED_CONFIG_FILE="$rabbit_dir/advanced.config"
+  export RABBITMQ_CONF_ENV_FILE="$rabbit_dir/rabbitmq-env.conf"
+}
+rabbit_ctl() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl "$@"); }
+rabbitmq_up() {
+  apt_install rabbitmq-server
+  if pid_alive "$rabbit_dir/rabbitmq.pid"; then log "rabbitmq already running on 127.0.0.1:$LC_AMQP_PORT"; else
+    require_port_free rabbitmq "$LC_AMQP_PORT" LC_AMQP_PORT
+    require_port_free "rabbitmq distribution" "$LC_RABBIT_DIST_PORT" LC_RABBIT_DIST_PORT
+    mkdir -p "$rabbit_dir/log" "$rabbit_dir/mnesia"
+    : > "$rabbit_dir/rabbitmq-env.conf"
+    echo "[]." > "$rabbit_dir/enabled_plugins"
+    # Keep Erlang distribution on loopback too (it listens on all interfaces by default).
+    echo "[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}]." > "$rabbit_dir/advanced.config"
+    cat > "$rabbit_dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$LC_AMQP_PORT
+loopback_users.guest = true
+log.console = false
+log.file.level = info
+disk_free_limit.absolute = 50MB
+CONF
+    log "starting rabbitmq on 127.0.0.1:$LC_AMQP_PORT"
+    (rabbit_env; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$rabbit_dir/startup.log" 2>&1 < /dev/null 9>&- &)
+    local i
+    for i in $(seq 1 120); do
+      [ -s "$rabbit_dir/rabbitmq.pid" ] && break
+      sleep 0.5
+    done
+    rabbit_ctl -q await_startup --timeout 60 >/dev/null 2>&1 \
+      || { tail -n 10 "$rabbit_dir/startup.log" >&2; die "rabbitmq did not start within 60 s (logs: $rabbit_dir/startup.log, $rabbit_dir/log). Fix: read the logs; check ports $LC_AMQP_PORT, $LC_RABBIT_DIST_PORT, $LC_EPMD_PORT."; }
+  fi
+  env_set RABBITMQ_URL "amqp://guest:guest@127.0.0.1:$LC_AMQP_PORT/%2f"
+}
+rabbitmq_down() {
+  if pid_alive "$rabbit_dir/rabbitmq.pid"; then
+    log "stopping rabbitmq"
+    rabbit_ctl -q shutdown >/dev/null 2>&1 || stop_pid rabbitmq "$rabbit_dir/rabbitmq.pid"
+  fi
+  rm -f "$rabbit_dir/rabbitmq.pid"
+  # Erlang starts its own epmd on our port: stop it too, or it outlives us.
+  ERL_EPMD_PORT="$LC_EPMD_PORT" epmd -kill >/dev/null 2>&1 || true
+  env_unset RABBITMQ_URL
+}
+
+# --- Prometheus -------------------------------------------------------------------------
+prom_dir="$LC_STATE/prometheus"
+prometheus_up() {
+  apt_install prometheus
+  mkdir -p "$prom_dir/targets" "$prom_dir/rules"
+  # Tests and the workload runner add scrape targets by dropping JSON files into targets/.
+  cat > "$prom_dir/prometheus.yml" <<CONF
+global:
+  scrape_interval: ${LC_PROM_SCRAPE_INTERVAL:-2s}
+  evaluation_interval: ${LC_PROM_SCRAPE_INTERVAL:-2s}
+rule_files:
+  - $prom_dir/rules/*.yml
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:$LC_PROM_PORT"]
+  - job_name: listacompra
+    file_sd_configs:
+      - files: ["$prom_dir/targets/*.json"]
+        refresh_interval: 2s
+CONF
+  if pid_alive "$prom_dir/prometheus.pid"; then log "prometheus already running on 127.0.0.1:$LC_PROM_PORT"; else
+    require_port_free prometheus "$LC_PROM_PORT" LC_PROM_PORT
+    promtool check config "$prom_dir/prometheus.yml" >/dev/null \
+      || die "generated $prom_dir/prometheus.yml is invalid (promtool check config). Fix: report a bug."
+    log "starting prometheus on 127.0.0.1:$LC_PROM_PORT"
+    setsid nohup prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
+      --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$LC_PROM_PORT" --web.enable-lifecycle \
+      >"$prom_dir/prometheus.log" 2>&1 < /dev/null 9>&- &
+    echo $! > "$prom_dir/prometheus.pid"
+    wait_for prometheus 30 curl -fsS "http://127.0.0.1:$LC_PROM_PORT/-/ready" \
+      || { tail -n5 "$prom_dir/prometheus.log" >&2; die "prometheus did not become ready within 30 s (log: $prom_dir/prometheus.log)."; }
+  fi
+  env_set PROMETHEUS_URL "http://127.0.0.1:$LC_PROM_PORT"
+  env_set LC_PROMETHEUS_TARGETS_DIR "$prom_dir/targets"
+  env_set LC_PROMETHEUS_RULES_DIR "$prom_dir/rules"
+}
+prometheus_down() {
+  stop_pid prometheus "$prom_dir/prometheus.pid"
+  env_unset PROMETHEUS_URL LC_PROMETHEUS_TARGETS_DIR LC_PROMETHEUS_RULES_DIR
+}
+
+# --- dispatch ---------------------------------------------------------------------------
+status() {
+  printf '%-11s %s\n' postgres "$( [ -d "$pg_dir/data" ] && postgres_running && echo "up 127.0.0.1:$LC_PG_PORT" || echo down)"
+  printf '%-11s %s\n' redis "$(pid_alive "$redis_dir/redis.pid" && echo "up 127.0.0.1:$LC_REDIS_PORT" || echo down)"
+  printf '%-11s %s\n' rabbitmq "$(pid_alive "$rabbit_dir/rabbitmq.pid" && echo "up 127.0.0.1:$LC_AMQP_PORT" || echo down)"
+  printf '%-11s %s\n' prometheus "$(pid_alive "$prom_dir/prometheus.pid" && echo "up 127.0.0.1:$LC_PROM_PORT" || echo down)"
+}
+
+cmd=${1:-status}; shift || true
+names=("$@"); (( ${#names[@]} )) || names=("${ALL[@]}")
+for n in "${names[@]}"; do
+  case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown service '$n'. Fix: use one of: ${ALL[*]}." ;; esac
+done
+mkdir -p "$LC_STATE"
+case "$cmd" in
+  up)     for n in "${names[@]}"; do with_lock "${n}_up"; done; echo "$LC_ENV_FILE" ;;
+  down)   for n in "${names[@]}"; do "${n}_down"; done ;;
+  status) status ;;
+  *)      die "unknown command '$cmd'. Fix: use up, down or status." ;;
+esac

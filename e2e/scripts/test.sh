@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make test`: install what is missing, build, and run every test: fmt, clippy, unit,
+# integration and end-to-end tests against the real cluster and services.
+# Stops, at the end, every component that this run started (also when a test fails).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$LC_REPO"
+
+need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
+need_cmd go "install Go 1.26 or later (https://go.dev/doc/install) and put it on PATH."
+apt_install curl util-linux
+
+# Remember what is down now: that is what this run starts, and so what it stops.
+started=()
+cluster_was_up=0; bash e2e/scripts/cluster.sh status 2>/dev/null | grep -q '^Server' && cluster_was_up=1
+mapfile -t down_services < <(bash e2e/scripts/services.sh status | awk '$2 == "down" {print $1}')
+cleanup() {
+  local rc=$?
+  if [ "$cluster_was_up" = 0 ]; then bash e2e/scripts/cluster.sh down || true; fi
+  if (( ${#down_services[@]} )); then bash e2e/scripts/services.sh down "${down_services[@]}" || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "format and lints"
+cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all'."
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "bringing up the real services and the local cluster"
+bash e2e/scripts/services.sh up >/dev/null
+bash e2e/scripts/cluster.sh up >/dev/null
+bash e2e/scripts/cluster.sh status
+
+log "tests"
+cargo test --workspace --locked --no-fail-fast

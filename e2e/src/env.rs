@@ -1,0 +1,158 @@
+//! Starting components through the scripts, and reading the endpoints they record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+
+use crate::{Error, Result};
+
+/// Something the scripts can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    /// etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
+    Cluster,
+    /// PostgreSQL.
+    Postgres,
+    /// Redis.
+    Redis,
+    /// RabbitMQ.
+    RabbitMq,
+    /// Prometheus.
+    Prometheus,
+}
+
+impl Component {
+    fn command(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Self::Cluster => ("cluster.sh", &["up"]),
+            Self::Postgres => ("services.sh", &["up", "postgres"]),
+            Self::Redis => ("services.sh", &["up", "redis"]),
+            Self::RabbitMq => ("services.sh", &["up", "rabbitmq"]),
+            Self::Prometheus => ("services.sh", &["up", "prometheus"]),
+        }
+    }
+}
+
+/// The `KEY=VALUE` endpoints recorded by the scripts (for example `DATABASE_URL`).
+#[derive(Debug, Clone)]
+pub struct Env {
+    path: PathBuf,
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads an env file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::EnvFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::parse(path, &text))
+    }
+
+    fn parse(path: &Path, text: &str) -> Self {
+        let vars = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Self {
+            path: path.to_owned(),
+            vars,
+        }
+    }
+
+    /// The value of `key`, or an error naming the key and the file.
+    pub fn get(&self, key: &str) -> Result<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::MissingKey {
+                key: key.to_owned(),
+                path: self.path.clone(),
+            })
+    }
+}
+
+/// The repository root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_owned)
+}
+
+/// The components this process has already brought up: each script runs once per process.
+static STARTED: Mutex<BTreeSet<Component>> = Mutex::new(BTreeSet::new());
+/// Where the scripts said their env file is.
+static ENV_PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Starts the given components when they are not running (blocking) and returns the
+/// endpoints. Already running components are reused, also across test processes.
+pub fn ensure_blocking(components: &[Component]) -> Result<Env> {
+    let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut env_path = ENV_PATH.lock().unwrap_or_else(PoisonError::into_inner);
+    for &component in components {
+        if started.contains(&component) {
+            continue;
+        }
+        let (script, args) = component.command();
+        let script = repo_root().join("e2e/scripts").join(script);
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|source| Error::Spawn {
+                script: script.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(Error::Script {
+                script,
+                args: args.join(" "),
+                status: output.status,
+            });
+        }
+        // The scripts print the path of the env file on stdout, and only that.
+        let printed = String::from_utf8_lossy(&output.stdout);
+        if let Some(line) = printed.lines().rfind(|l| !l.trim().is_empty()) {
+            *env_path = Some(PathBuf::from(line.trim()));
+        }
+        started.insert(component);
+    }
+    let path = env_path.clone().ok_or_else(|| Error::MissingKey {
+        key: "LC_ENV_FILE".to_owned(),
+        path: repo_root().join("e2e/scripts"),
+    })?;
+    Env::read(&path)
+}
+
+/// [`ensure_blocking`] for async callers.
+pub async fn ensure(components: &[Component]) -> Result<Env> {
+    let components = components.to_vec();
+    tokio::task::spawn_blocking(move || ensure_blocking(&components))
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_key_values_and_names_missing_keys() {
+        let env = Env::parse(
+            Path::new("/x/env"),
+            "DATABASE_URL=postgres://a@b/c?x=1\n\nbroken line\nREDIS_URL = redis://r\n",
+        );
+        assert_eq!(env.get("DATABASE_URL").unwrap(), "postgres://a@b/c?x=1");
+        assert_eq!(env.get("REDIS_URL").unwrap(), "redis://r");
+        let err = env.get("RABBITMQ_URL").unwrap_err().to_string();
+        assert!(
+            err.contains("RABBITMQ_URL") && err.contains("/x/env"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while bringing up or talking to the test environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A start script exited non-zero; its stderr already went to the test output.
+    #[error("`{script} {args}` failed with {status}; see its message above")]
+    Script {
+        /// The script that failed.
+        script: PathBuf,
+        /// Its arguments, joined by spaces.
+        args: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+    /// A start script could not be run at all.
+    #[error("could not run {script}: {source}")]
+    Spawn {
+        /// The script.
+        script: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The env file written by the scripts could not be read.
+    #[error("could not read the environment file {path}: {source}")]
+    EnvFile {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The env file lacks a key the scripts should have written.
+    #[error("{key} is missing from {path}; the start script did not record it")]
+    MissingKey {
+        /// The key.
+        key: String,
+        /// The env file.
+        path: PathBuf,
+    },
+    /// The kubeconfig could not be loaded.
+    #[error("invalid kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// A call to the Kubernetes API failed.
+    #[error("kubernetes API call failed while {action}: {source}")]
+    Kube {
+        /// What the harness was doing.
+        action: String,
+        /// The client error.
+        source: kube::Error,
+    },
+}
+
+/// Result with the harness [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! Harness for tests that need the real local cluster or the real backing services.
+//!
+//! Everything is started by the shell scripts in `e2e/scripts` (the same ones `make demo`
+//! uses), which are idempotent: the first test of a run starts a component, later tests
+//! and later runs reuse it. The scripts record every endpoint in one env file that this
+//! crate reads, so the two sides never disagree about ports or paths.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! e2e::cluster::with_namespace("smoke", |ctx| async move {
+//!     let _pods: kube::Api<k8s_openapi::api::core::v1::Pod> = ctx.api();
+//!     Ok(())
+//! })
+//! .await;
+//! # }
+//! ```
+
+pub mod cluster;
+pub mod env;
+mod error;
+pub mod services;
+
+pub use error::{Error, Result};

@@ -1,0 +1,51 @@
+//! The real backing services: PostgreSQL, Redis, RabbitMQ and Prometheus.
+
+use std::path::PathBuf;
+
+use crate::Result;
+use crate::env::{Component, Env, ensure};
+
+/// Endpoints of the services a test asked for.
+#[derive(Debug, Clone)]
+pub struct Services {
+    env: Env,
+}
+
+impl Services {
+    /// Starts the given services when they are not running, and returns their endpoints.
+    pub async fn start(components: &[Component]) -> Result<Self> {
+        Ok(Self {
+            env: ensure(components).await?,
+        })
+    }
+
+    /// `DATABASE_URL` of the `listacompra` database.
+    pub fn database_url(&self) -> Result<&str> {
+        self.env.get("DATABASE_URL")
+    }
+
+    /// A superuser URL of the `postgres` maintenance database, for creating test databases.
+    pub fn postgres_admin_url(&self) -> Result<&str> {
+        self.env.get("LC_POSTGRES_ADMIN_URL")
+    }
+
+    /// `REDIS_URL`.
+    pub fn redis_url(&self) -> Result<&str> {
+        self.env.get("REDIS_URL")
+    }
+
+    /// `RABBITMQ_URL` (AMQP 0-9-1).
+    pub fn rabbitmq_url(&self) -> Result<&str> {
+        self.env.get("RABBITMQ_URL")
+    }
+
+    /// Base URL of the Prometheus HTTP API.
+    pub fn prometheus_url(&self) -> Result<&str> {
+        self.env.get("PROMETHEUS_URL")
+    }
+
+    /// The folder whose `*.json` files (Prometheus `file_sd` format) list scrape targets.
+    pub fn prometheus_targets_dir(&self) -> Result<PathBuf> {
+        self.env.get("LC_PROMETHEUS_TARGETS_DIR").map(PathBuf::from)
+    }
+}
