@@ -33,4 +33,12 @@ bash e2e/scripts/cluster.sh up >/dev/null
 bash e2e/scripts/cluster.sh status
 
 log "tests"
-cargo test --workspace --locked --no-fail-fast
+results="$LC_STATE/test-output.log"
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary and doc-test run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
+exit "$rc"

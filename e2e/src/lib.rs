@@ -9,7 +9,7 @@
 //! # async fn demo() {
 //! e2e::cluster::with_namespace("smoke", |ctx| async move {
 //!     let _pods: kube::Api<k8s_openapi::api::core::v1::Pod> = ctx.api();
-//!     Ok(())
+//!     Ok::<(), kube::Error>(())
 //! })
 //! .await;
 //! # }
