@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test down status controlplane lint fmt
+.PHONY: help demo test down status controlplane crds lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ status: ## what is running
 
 controlplane: ## build the control plane binaries into the cache (done by demo and test)
 	@bash e2e/scripts/build-controlplane.sh
+
+crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
+	cargo run -q -p listacompra-crds --bin crdgen
 
 lint: ## format check and clippy only
 	cargo fmt --all --check

@@ -45,6 +45,22 @@ pub enum Error {
         /// Why.
         source: kube::config::KubeconfigError,
     },
+    /// A manifest in the repository could not be parsed.
+    #[error("invalid manifest {path}: {message}")]
+    Manifest {
+        /// Its path.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// Something did not reach the awaited state.
+    #[error("waiting for {what} failed: {message}")]
+    Wait {
+        /// What was awaited.
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
     /// A call to the Kubernetes API failed.
     #[error("kubernetes API call failed while {action}: {source}")]
     Kube {

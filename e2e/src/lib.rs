@@ -16,6 +16,7 @@
 //! ```
 
 pub mod cluster;
+pub mod crd;
 pub mod env;
 mod error;
 pub mod services;

@@ -1,0 +1,15 @@
+//! Names of the metrics the ListaCompra API exports and the default KPIs query.
+//!
+//! Named once, here: the API server registers its metrics under these names and the default
+//! KPI queries of [`crate::analysis`] read them, so the two cannot drift apart.
+
+/// Histogram of HTTP request durations in seconds, labelled `route`, `method`, `status`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "listacompra_http_request_duration_seconds";
+/// Counter of AI suggestion jobs, labelled `outcome` (`success` or `failure`).
+pub const AI_JOBS_TOTAL: &str = "listacompra_ai_jobs_total";
+/// Counter of outbox publish retries.
+pub const OUTBOX_RETRIES_TOTAL: &str = "listacompra_outbox_retries_total";
+/// Gauge of outbox events not yet published.
+pub const OUTBOX_BACKLOG: &str = "listacompra_outbox_backlog";
+/// Histogram of the time events wait in the outbox before they are published, in seconds.
+pub const OUTBOX_QUEUE_LATENCY_SECONDS: &str = "listacompra_outbox_queue_latency_seconds";

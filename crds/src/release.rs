@@ -1,0 +1,164 @@
+//! The `ListaCompraRelease` resource and its spec.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::AnalysisSpec;
+use crate::health::HealthGateSpec;
+use crate::migrations::MigrationSpec;
+use crate::status::ListaCompraReleaseStatus;
+use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec};
+
+/// Semantic version 2.0.0, as published at semver.org (without a leading `v`).
+pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$";
+
+/// A release of the ListaCompra API: which version to run, and how to release it safely.
+///
+/// When `version` (or `retryToken`) changes, the operator migrates the schema, rolls out the
+/// Deployment, checks health and KPIs, and either marks the version stable or rolls back to
+/// the stable one. The spec is never written by the operator.
+// Each `printcolumn(...)` repeats `type_ = "string"`: clippy reads that as duplication.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "listacompra.app",
+    version = "v1alpha1",
+    kind = "ListaCompraRelease",
+    plural = "listacomprareleases",
+    singular = "listacomprarelease",
+    shortname = "lcr",
+    category = "listacompra",
+    namespaced,
+    status = "ListaCompraReleaseStatus",
+    doc = "A release of the ListaCompra API: which version to run, and how to release it safely (migrations, rollout, health and KPI gates, rollback).",
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        description = "Version in the spec",
+        json_path = ".spec.version"
+    ),
+    printcolumn(
+        name = "Stable",
+        type_ = "string",
+        description = "Last version that passed every gate",
+        json_path = ".status.stableVersion"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        description = "Where the release stands",
+        json_path = ".status.phase"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Ready condition",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ListaCompraReleaseSpec {
+    /// The semantic version being released, e.g. `1.4.0`. Changing it starts a release.
+    #[schemars(length(max = 128), regex(pattern = SEMVER_PATTERN))]
+    pub version: String,
+    /// The API server image. Its tag defaults to `version`.
+    pub image: ImageSpec,
+    /// Number of API pods.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: i32,
+    /// The Service in front of the API pods.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Labels, annotations, ServiceAccount and resources of the API pods.
+    #[serde(default)]
+    pub pod: PodSettings,
+    /// The API server's environment, by Secret and ConfigMap reference.
+    pub env: ApiEnvironment,
+    /// The schema migration Job. Required, so that every release states the schema revision
+    /// it needs (or says `enabled: false`).
+    pub migrations: MigrationSpec,
+    /// The health gate: after the rollout, the operator calls the liveness and readiness paths
+    /// (with the health-check token) until `successThreshold` checks in a row pass, or
+    /// `failureThreshold` checks in a row fail.
+    #[serde(default)]
+    pub health: HealthGateSpec,
+    /// The KPI gate: Prometheus queries the new version must keep within bounds. After
+    /// `initialDelaySeconds`, every `intervalSeconds` each KPI is measured once, `measurements`
+    /// times in all. A measurement fails when an enforced KPI is out of bounds and is
+    /// inconclusive when a KPI cannot be judged (no data, too few samples, Prometheus
+    /// unreachable). More failures than `failureLimit` fail the gate; more inconclusive
+    /// measurements than `inconclusiveLimit` make it inconclusive (see
+    /// `rollback.onInconclusive`). Without `analysis`, a release is judged on health alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// What happens when a gate fails: automatic rollback of the workload and, when the schema
+    /// moved, of the schema.
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// Seconds the whole release (migration, rollout, health and analysis) may take before
+    /// it counts as failed.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub progress_deadline_seconds: i32,
+    /// Stop at the next step boundary and wait until unpaused.
+    #[serde(default)]
+    pub paused: bool,
+    /// Change this value to retry a version that failed, without changing `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub retry_token: Option<String>,
+}
+
+/// What the operator does when a gate fails.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPolicy {
+    /// Roll back automatically. When false, a failed release stays in place for a person.
+    #[serde(default = "yes")]
+    pub automatic: bool,
+    /// Also revert the schema to the stable version's revision (runs a revert Job).
+    #[serde(default = "yes")]
+    pub revert_schema: bool,
+    /// What an inconclusive KPI analysis does.
+    #[serde(default)]
+    pub on_inconclusive: InconclusivePolicy,
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            revert_schema: true,
+            on_inconclusive: InconclusivePolicy::default(),
+        }
+    }
+}
+
+/// What an inconclusive analysis does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum InconclusivePolicy {
+    /// Pause the release for a person to decide.
+    #[default]
+    Pause,
+    /// Treat it as a failure and roll back.
+    Rollback,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+fn default_progress_deadline() -> i32 {
+    1800
+}

@@ -1,0 +1,170 @@
+//! What the operator reports: phase, conditions, versions, the last analysis and history.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types the operator sets.
+pub mod condition {
+    /// The stable version serves traffic and no release is failing.
+    pub const READY: &str = "Ready";
+    /// A release is moving (migrating, rolling out, verifying or rolling back).
+    pub const PROGRESSING: &str = "Progressing";
+    /// The last release failed; the reason names the gate and the KPI.
+    pub const DEGRADED: &str = "Degraded";
+    /// The workload (and schema, when allowed) was rolled back to the stable version.
+    pub const ROLLED_BACK: &str = "RolledBack";
+    /// The schema is at the revision the current version needs.
+    pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
+}
+
+/// Most history entries kept in status; older ones are dropped.
+pub const MAX_HISTORY: usize = 10;
+
+/// Observed state of a `ListaCompraRelease`, written by the operator only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListaCompraReleaseStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where the release stands, for people. Conditions are the machine-readable truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Conditions following the Kubernetes API conventions: Ready, Progressing, Degraded,
+    /// RolledBack, MigrationsApplied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The version the current (or last) release is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// The last version that passed every gate; what a rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_version: Option<String>,
+    /// The last version that failed; it is not retried until the version or the retry token
+    /// changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<String>,
+    /// The schema revision applied to the database by the last migration Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// The `spec.retryToken` the current release started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_retry_token: Option<String>,
+    /// When the current release started (the deadline counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_start_time: Option<Time>,
+    /// Name of the migration Job of the current release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_job: Option<String>,
+    /// The latest KPI measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis: Option<AnalysisReport>,
+    /// Past releases, newest first, at most ten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Where a release stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing done yet.
+    Pending,
+    /// The migration Job runs.
+    Migrating,
+    /// The Deployment rolls to the new version.
+    RollingOut,
+    /// The health and KPI gates run.
+    Verifying,
+    /// The version passed every gate and is stable.
+    Succeeded,
+    /// The workload (and schema) return to the stable version.
+    RollingBack,
+    /// The stable version serves again; the new version failed.
+    RolledBack,
+    /// The release cannot proceed and cannot roll back; see the Degraded condition.
+    Failed,
+}
+
+/// One KPI measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisReport {
+    /// When the measurement was taken.
+    pub measured_at: Time,
+    /// Number of this measurement (from 1).
+    pub measurement: i32,
+    /// Failed measurements so far in this release.
+    pub failures: i32,
+    /// Inconclusive measurements so far in this release.
+    pub inconclusives: i32,
+    /// Value and verdict per KPI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kpis: Vec<KpiResult>,
+}
+
+/// The measured value of one KPI and its verdict.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KpiResult {
+    /// The KPI's name.
+    pub name: String,
+    /// The value the query returned, when it returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, for people (for example `412.3 > max 350`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The verdict on a KPI, a measurement or a gate.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Verdict {
+    /// Within bounds.
+    Pass,
+    /// Out of bounds.
+    Fail,
+    /// Could not be judged.
+    Inconclusive,
+}
+
+/// One past release.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The version released.
+    pub version: String,
+    /// The schema revision it needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// When it started.
+    pub start_time: Time,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// CamelCase reason, e.g. `KpiBreached`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Details for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How a release ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Outcome {
+    /// Passed every gate.
+    Succeeded,
+    /// Failed and was rolled back.
+    RolledBack,
+    /// Failed and could not be rolled back.
+    Failed,
+    /// Replaced by a newer version before it ended.
+    Superseded,
+}

@@ -1,0 +1,53 @@
+//! Installing the project's CRDs, from the YAML committed under `config/crd/`.
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+
+use crate::env::repo_root;
+use crate::{Error, Result};
+
+/// Path of the committed `ListaCompraRelease` CRD, relative to the repository root.
+pub const RELEASE_CRD: &str = "config/crd/listacompra.app_listacomprareleases.yaml";
+
+/// Applies the committed `ListaCompraRelease` CRD (server-side apply, idempotent) and waits
+/// until the API server reports it Established.
+pub async fn install_release_crd(client: &Client) -> Result<()> {
+    let path = repo_root().join(RELEASE_CRD);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::EnvFile {
+        path: path.clone(),
+        source,
+    })?;
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let kube_error = |action: &str| {
+        let action = format!("{action} CRD {name}");
+        move |source| Error::Kube { action, source }
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("listacompra-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .map_err(kube_error("applying"))?;
+    let established = await_condition(api, &name, conditions::is_crd_established());
+    match tokio::time::timeout(Duration::from_secs(60), established).await {
+        Ok(result) => result.map(|_| ()).map_err(|e| Error::Wait {
+            what: format!("CRD {name} to be Established"),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(Error::Wait {
+            what: format!("CRD {name} to be Established"),
+            message: "timed out after 60s".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,389 @@
+//! The ListaCompraRelease CRD on the real API server: it installs, `kubectl explain` reads
+//! well, the samples are accepted, the server applies the same defaults as the Rust types,
+//! and invalid releases are rejected with a message naming the offending field.
+
+use anyhow::{Context, Result, ensure};
+use e2e::cluster::{TestContext, with_namespace};
+use kube::Api;
+use kube::api::{DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use listacompra_crds::analysis::default_kpis;
+use listacompra_crds::{ListaCompraRelease, ListaCompraReleaseSpec};
+use serde_json::{Value, json};
+
+/// A minimal valid release: only what has no default.
+fn minimal() -> Value {
+    json!({
+        "apiVersion": "listacompra.app/v1alpha1",
+        "kind": "ListaCompraRelease",
+        "metadata": { "name": "minimal" },
+        "spec": {
+            "version": "1.0.0",
+            "image": { "repository": "registry.example/listacompra/api" },
+            "env": {
+                "databaseUrl": { "name": "db", "key": "url" },
+                "redisUrl": { "name": "redis", "key": "url" },
+                "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
+                "jwtSecret": { "name": "jwt", "key": "secret" }
+            },
+            "migrations": { "schemaVersion": 3 }
+        }
+    })
+}
+
+/// RFC 7386 merge patch: objects merge, `null` removes, anything else replaces.
+fn merged(mut base: Value, patch: &Value) -> Value {
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+    merge(&mut base, patch);
+    base
+}
+
+fn releases(ctx: &TestContext) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("listacompra.app", "v1alpha1", "ListaCompraRelease");
+    Api::namespaced_with(
+        ctx.client.clone(),
+        &ctx.namespace,
+        &ApiResource::from_gvk(&gvk),
+    )
+}
+
+fn kubectl(ctx: &TestContext, args: &[&str]) -> Result<String> {
+    let output = std::process::Command::new(ctx.cluster.bin_dir()?.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(ctx.cluster.kubeconfig())
+        .args(args)
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[tokio::test]
+async fn kubectl_explain_documents_the_spec() {
+    with_namespace("crd-explain", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let analysis = kubectl(&ctx, &["explain", "listacomprarelease.spec.analysis"])?;
+        for expected in [
+            "The KPI gate",
+            "failureLimit",
+            "inconclusiveLimit",
+            "kpis",
+            "prometheus",
+            "-required-",
+        ] {
+            ensure!(
+                analysis.contains(expected),
+                "explain spec.analysis lacks {expected:?}:\n{analysis}"
+            );
+        }
+        let kpis = kubectl(&ctx, &["explain", "lcr.spec.analysis.kpis"])?;
+        for expected in [
+            "enum: Pass, Fail, Inconclusive",
+            "enum: Observe, Pause, Rollback",
+            "PromQL",
+        ] {
+            ensure!(
+                kpis.contains(expected),
+                "explain spec.analysis.kpis lacks {expected:?}:\n{kpis}"
+            );
+        }
+        let migrations = kubectl(&ctx, &["explain", "lcr.spec.migrations.schemaVersion"])?;
+        ensure!(
+            migrations.contains("schema revision this version needs"),
+            "{migrations}"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn samples_are_accepted_and_printed_with_their_columns() {
+    with_namespace("crd-samples", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let api = releases(&ctx);
+        let root = e2e::env::repo_root().join("config/samples");
+        for (file, name) in [
+            ("staging.yaml", "staging"),
+            ("production.yaml", "production"),
+        ] {
+            let text = std::fs::read_to_string(root.join(file))?;
+            let mut sample: Value =
+                serde_yaml_ng::from_str(&text).with_context(|| file.to_owned())?;
+            sample["metadata"]["namespace"] = json!(ctx.namespace);
+            sample["metadata"]["name"] = json!(name);
+            let object: DynamicObject = serde_json::from_value(sample)?;
+            let dry_run = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            api.create(&dry_run, &object)
+                .await
+                .with_context(|| format!("{file} rejected on dry run"))?;
+            api.create(&PostParams::default(), &object)
+                .await
+                .with_context(|| format!("{file} rejected"))?;
+        }
+        let table = kubectl(&ctx, &["get", "lcr", "-n", &ctx.namespace])?;
+        let header: Vec<&str> = table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        ensure!(
+            header == ["NAME", "VERSION", "STABLE", "PHASE", "READY", "AGE"],
+            "columns: {header:?}"
+        );
+        ensure!(
+            table.lines().filter(|l| l.contains("1.1.0")).count() == 2,
+            "{table}"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_applies_the_same_defaults_as_the_types() {
+    with_namespace("crd-defaults", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let api: Api<ListaCompraRelease> = ctx.api();
+        let manifest = merged(
+            minimal(),
+            &json!({ "spec": { "analysis": { "prometheus": { "address": "http://prometheus:9090" } } } }),
+        );
+        let local: ListaCompraRelease = serde_json::from_value(manifest.clone())?;
+        let created = api.create(&PostParams::default(), &local).await?;
+        // What the server stored must equal what serde's defaults produce locally.
+        let from_server: ListaCompraReleaseSpec = created.spec;
+        let from_types: ListaCompraReleaseSpec = serde_json::from_value(manifest["spec"].clone())?;
+        ensure!(from_server == from_types, "server defaults differ:\nserver: {from_server:#?}\ntypes: {from_types:#?}");
+        let analysis = from_server.analysis.context("analysis kept")?;
+        ensure!(analysis.kpis == default_kpis(), "the runbook KPIs were not defaulted");
+        ensure!(from_server.health.liveness_path == "/health" && from_server.health.readiness_path == "/ready");
+        ensure!(from_server.migrations.command == ["listacompra-api", "migrate"]);
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+/// Each case: a merge patch over [`minimal`] and the field path the rejection must name.
+const INVALID: &[(&str, &str, &str)] = &[
+    (
+        "not semver",
+        r#"{"spec":{"version":"1.0"}}"#,
+        "spec.version",
+    ),
+    (
+        "leading v",
+        r#"{"spec":{"version":"v1.0.0"}}"#,
+        "spec.version",
+    ),
+    ("no version", r#"{"spec":{"version":null}}"#, "spec.version"),
+    (
+        "tag and digest",
+        r#"{"spec":{"image":{"tag":"1.0.0","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}}}"#,
+        "spec.image",
+    ),
+    (
+        "bad digest",
+        r#"{"spec":{"image":{"digest":"sha256:xyz"}}}"#,
+        "spec.image.digest",
+    ),
+    (
+        "zero replicas",
+        r#"{"spec":{"replicas":0}}"#,
+        "spec.replicas",
+    ),
+    (
+        "inline secret",
+        r#"{"spec":{"env":{"databaseUrl":"postgres://user:pw@db/app"}}}"#,
+        "spec.env.databaseUrl",
+    ),
+    (
+        "no jwt secret",
+        r#"{"spec":{"env":{"jwtSecret":null}}}"#,
+        "spec.env.jwtSecret",
+    ),
+    (
+        "empty secret key",
+        r#"{"spec":{"env":{"redisUrl":{"name":"redis","key":""}}}}"#,
+        "spec.env.redisUrl.key",
+    ),
+    (
+        "s3 from both",
+        r#"{"spec":{"env":{"s3Bucket":{"configMapKeyRef":{"name":"a","key":"b"},"secretKeyRef":{"name":"a","key":"b"}}}}}"#,
+        "spec.env.s3Bucket",
+    ),
+    (
+        "no migrations",
+        r#"{"spec":{"migrations":null}}"#,
+        "spec.migrations",
+    ),
+    (
+        "no schema version",
+        r#"{"spec":{"migrations":{"schemaVersion":null}}}"#,
+        "spec.migrations.schemaVersion",
+    ),
+    (
+        "schema range inverted",
+        r#"{"spec":{"migrations":{"schemaVersion":3,"minSchemaVersion":4}}}"#,
+        "spec.migrations.minSchemaVersion",
+    ),
+    (
+        "negative backoff",
+        r#"{"spec":{"migrations":{"backoffLimit":-1}}}"#,
+        "spec.migrations.backoffLimit",
+    ),
+    (
+        "zero job deadline",
+        r#"{"spec":{"migrations":{"activeDeadlineSeconds":0}}}"#,
+        "spec.migrations.activeDeadlineSeconds",
+    ),
+    (
+        "health path",
+        r#"{"spec":{"health":{"livenessPath":"health"}}}"#,
+        "spec.health.livenessPath",
+    ),
+    (
+        "zero interval",
+        r#"{"spec":{"health":{"intervalSeconds":0}}}"#,
+        "spec.health.intervalSeconds",
+    ),
+    (
+        "timeout over interval",
+        r#"{"spec":{"health":{"intervalSeconds":5,"timeoutSeconds":10}}}"#,
+        "spec.health.timeoutSeconds",
+    ),
+    (
+        "health base url",
+        r#"{"spec":{"health":{"baseUrl":"api.example"}}}"#,
+        "spec.health.baseUrl",
+    ),
+    (
+        "prometheus address",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"prometheus:9090"}}}}"#,
+        "spec.analysis.prometheus.address",
+    ),
+    (
+        "two auth methods",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090","auth":{"bearerTokenSecretRef":{"name":"a","key":"b"},"basicAuth":{"usernameSecretRef":{"name":"a","key":"u"},"passwordSecretRef":{"name":"a","key":"p"}}}}}}}"#,
+        "spec.analysis.prometheus.auth",
+    ),
+    (
+        "negative failure limit",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"failureLimit":-1}}}"#,
+        "spec.analysis.failureLimit",
+    ),
+    (
+        "failure limit unreachable",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"measurements":3,"failureLimit":3}}}"#,
+        "spec.analysis.failureLimit",
+    ),
+    (
+        "kpi without bound",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"latency","query":"up"}]}}}"#,
+        "spec.analysis.kpis[0]",
+    ),
+    (
+        "kpi min over max",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"latency","query":"up","min":5,"max":1}]}}}"#,
+        "spec.analysis.kpis[0].min",
+    ),
+    (
+        "kpi name",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"P95 Latency","query":"up","max":1}]}}}"#,
+        "spec.analysis.kpis[0].name",
+    ),
+    (
+        "kpi empty query",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"latency","query":"","max":1}]}}}"#,
+        "spec.analysis.kpis[0].query",
+    ),
+    (
+        "kpi no-data policy",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"latency","query":"up","max":1,"onNoData":"maybe"}]}}}"#,
+        "spec.analysis.kpis[0].onNoData",
+    ),
+    (
+        "duplicate kpi",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"a","query":"up","max":1},{"name":"a","query":"up","max":2}]}}}"#,
+        "spec.analysis.kpis[1]",
+    ),
+    (
+        "kpi enforcement",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://p:9090"},"kpis":[{"name":"a","query":"up","max":1,"enforcement":"Ignore"}]}}}"#,
+        "spec.analysis.kpis[0].enforcement",
+    ),
+    (
+        "inconclusive policy",
+        r#"{"spec":{"rollback":{"onInconclusive":"Ignore"}}}"#,
+        "spec.rollback.onInconclusive",
+    ),
+    (
+        "tiny deadline",
+        r#"{"spec":{"progressDeadlineSeconds":0}}"#,
+        "spec.progressDeadlineSeconds",
+    ),
+    (
+        "service port",
+        r#"{"spec":{"service":{"port":70000}}}"#,
+        "spec.service.port",
+    ),
+];
+
+#[tokio::test]
+async fn invalid_releases_are_rejected_naming_the_field() {
+    with_namespace("crd-invalid", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let api = releases(&ctx);
+        // The base manifest itself must be valid, or every case would pass for the wrong reason.
+        let base: DynamicObject = serde_json::from_value(minimal())?;
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        api.create(&dry_run, &base)
+            .await
+            .context("the minimal release must be valid")?;
+
+        let mut wrong = Vec::new();
+        for (case, patch, field) in INVALID {
+            let manifest = merged(minimal(), &serde_json::from_str(patch)?);
+            let object: DynamicObject = serde_json::from_value(manifest)?;
+            match api.create(&dry_run, &object).await {
+                Ok(_) => wrong.push(format!("{case}: accepted")),
+                Err(kube::Error::Api(status))
+                    if status.code == 422 && status.message.contains(field) => {}
+                Err(e) => wrong.push(format!("{case}: rejected without naming {field}: {e}")),
+            }
+        }
+        ensure!(INVALID.len() >= 15);
+        ensure!(
+            wrong.is_empty(),
+            "{} of {} cases wrong:\n{}",
+            wrong.len(),
+            INVALID.len(),
+            wrong.join("\n")
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
