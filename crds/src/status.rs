@@ -46,6 +46,12 @@ pub struct ListaCompraReleaseStatus {
     /// changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_version: Option<String>,
+    /// Image of the stable version; a rollback runs it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_image: Option<String>,
+    /// The schema revision the stable version needs; a schema revert goes back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_schema_version: Option<i64>,
     /// The schema revision applied to the database by the last migration Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<i64>,
@@ -58,6 +64,15 @@ pub struct ListaCompraReleaseStatus {
     /// Name of the migration Job of the current release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_job: Option<String>,
+    /// Name of the schema revert Job of the current rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_job: Option<String>,
+    /// When the rollout became available and the gates started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_start_time: Option<Time>,
+    /// Progress of the health gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthProgress>,
     /// The latest KPI measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis: Option<AnalysisReport>,
@@ -86,6 +101,25 @@ pub enum Phase {
     RolledBack,
     /// The release cannot proceed and cannot roll back; see the Degraded condition.
     Failed,
+}
+
+/// Progress of the health gate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthProgress {
+    /// Checks in a row that passed.
+    pub consecutive_successes: i32,
+    /// Checks in a row that failed.
+    pub consecutive_failures: i32,
+    /// When the last check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<Time>,
+    /// What the last check found, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The gate passed.
+    #[serde(default)]
+    pub passed: bool,
 }
 
 /// One KPI measurement.

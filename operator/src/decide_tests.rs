@@ -1,0 +1,903 @@
+//! The state machine over a table of situations.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use listacompra_crds::analysis::{AnalysisSpec, Enforcement, PrometheusSpec, default_kpis};
+use listacompra_crds::status::{HealthProgress, KpiResult, Outcome, Verdict, condition};
+use listacompra_crds::{
+    InconclusivePolicy, ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase,
+};
+use serde_json::json;
+
+use super::*;
+use crate::conditions;
+use crate::workload::deployment_hash;
+
+const RELEASE: &str = "lc";
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::UNIX_EPOCH + SignedDuration::from_secs(1_000_000 + secs)
+}
+
+fn spec(version: &str) -> ListaCompraReleaseSpec {
+    serde_json::from_value(json!({
+        "version": version,
+        "image": { "repository": "reg/api" },
+        "env": {
+            "databaseUrl": { "name": "db", "key": "url" },
+            "redisUrl": { "name": "r", "key": "url" },
+            "rabbitmqUrl": { "name": "q", "key": "url" },
+            "jwtSecret": { "name": "j", "key": "s" }
+        },
+        "migrations": { "schemaVersion": 4 },
+        "health": { "successThreshold": 2, "failureThreshold": 2, "intervalSeconds": 5, "timeoutSeconds": 1 },
+        "progressDeadlineSeconds": 600
+    }))
+    .expect("valid spec")
+}
+
+fn with_analysis(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
+    s.analysis = Some(AnalysisSpec {
+        prometheus: PrometheusSpec {
+            address: "http://p:9090".into(),
+            auth: None,
+            timeout_seconds: 2,
+        },
+        initial_delay_seconds: 10,
+        interval_seconds: 10,
+        measurements: 2,
+        failure_limit: 0,
+        inconclusive_limit: 0,
+        kpis: default_kpis(),
+    });
+    s
+}
+
+fn workload(version: &str) -> Workload {
+    Workload {
+        version: version.into(),
+        image: format!("reg/api:{version}"),
+    }
+}
+
+/// A status where 1.0.0 (schema 3) is stable, and `version` is in `phase`.
+fn status(phase: Phase, version: &str) -> ListaCompraReleaseStatus {
+    ListaCompraReleaseStatus {
+        phase: Some(phase),
+        current_version: Some(version.into()),
+        stable_version: Some("1.0.0".into()),
+        stable_image: Some("reg/api:1.0.0".into()),
+        stable_schema_version: Some(3),
+        schema_version: Some(3),
+        release_start_time: Some(Time(t(0))),
+        ..ListaCompraReleaseStatus::default()
+    }
+}
+
+fn migrating(version: &str) -> ListaCompraReleaseStatus {
+    let mut s = status(Phase::Migrating, version);
+    s.migration_job = Some(naming::job_name(
+        RELEASE,
+        JobPurpose::Migrate,
+        version,
+        4,
+        None,
+    ));
+    s
+}
+
+fn verifying(version: &str) -> ListaCompraReleaseStatus {
+    let mut s = migrating(version);
+    s.phase = Some(Phase::Verifying);
+    s.schema_version = Some(4);
+    s.verification_start_time = Some(Time(t(50)));
+    s
+}
+
+fn health_passed(mut s: ListaCompraReleaseStatus) -> ListaCompraReleaseStatus {
+    s.health = Some(HealthProgress {
+        consecutive_successes: 2,
+        passed: true,
+        ..HealthProgress::default()
+    });
+    s
+}
+
+fn serving(spec: &ListaCompraReleaseSpec, version: &str) -> WorkloadState {
+    WorkloadState {
+        hash: Some(deployment_hash(RELEASE, spec, &workload(version))),
+        available: true,
+        stalled: None,
+    }
+}
+
+fn kpi(name: &str, verdict: Verdict) -> KpiResult {
+    KpiResult {
+        name: name.into(),
+        value: Some(1.0),
+        verdict,
+        message: Some(format!("{name} {verdict:?}")),
+    }
+}
+
+fn all_kpis(verdict: Verdict) -> Vec<KpiResult> {
+    default_kpis()
+        .iter()
+        .map(|k| kpi(&k.name, verdict))
+        .collect()
+}
+
+/// One situation: inputs, and what the decision must say.
+struct Case {
+    name: &'static str,
+    spec: ListaCompraReleaseSpec,
+    status: ListaCompraReleaseStatus,
+    migration_job: JobState,
+    revert_job: JobState,
+    workload: WorkloadState,
+    health_check: Option<Result<(), String>>,
+    measurement: Option<Vec<KpiResult>>,
+    now: Timestamp,
+    expect: Box<dyn Fn(&Decision)>,
+}
+
+impl Case {
+    fn new(
+        name: &'static str,
+        spec: ListaCompraReleaseSpec,
+        status: ListaCompraReleaseStatus,
+    ) -> Self {
+        Self {
+            name,
+            spec,
+            status,
+            migration_job: JobState::Absent,
+            revert_job: JobState::Absent,
+            workload: WorkloadState::default(),
+            health_check: None,
+            measurement: None,
+            now: t(100),
+            expect: Box::new(|_| {}),
+        }
+    }
+    fn job(mut self, state: JobState) -> Self {
+        self.migration_job = state;
+        self
+    }
+    fn revert(mut self, state: JobState) -> Self {
+        self.revert_job = state;
+        self
+    }
+    fn serving(mut self, version: &str) -> Self {
+        self.workload = serving(&self.spec, version);
+        self
+    }
+    fn stalled(mut self, message: &str) -> Self {
+        self.workload.stalled = Some(message.into());
+        self
+    }
+    fn check(mut self, outcome: Result<(), String>) -> Self {
+        self.health_check = Some(outcome);
+        self
+    }
+    fn measured(mut self, results: Vec<KpiResult>) -> Self {
+        self.measurement = Some(results);
+        self
+    }
+    fn at(mut self, now: Timestamp) -> Self {
+        self.now = now;
+        self
+    }
+    fn expect(mut self, f: impl Fn(&Decision) + 'static) -> Self {
+        self.expect = Box::new(f);
+        self
+    }
+    fn run(&self) -> Decision {
+        decide(&Observed {
+            release: RELEASE,
+            generation: 7,
+            spec: &self.spec,
+            status: &self.status,
+            migration_job: self.migration_job.clone(),
+            revert_job: self.revert_job.clone(),
+            workload: self.workload.clone(),
+            health_check: self.health_check.clone(),
+            measurement: self.measurement.clone(),
+            now: self.now,
+        })
+    }
+}
+
+fn phase(d: &Decision) -> Phase {
+    d.status.phase.expect("a phase")
+}
+
+fn cond(d: &Decision, type_: &str) -> (bool, String, String) {
+    let c = conditions::get(&d.status.conditions, type_)
+        .unwrap_or_else(|| panic!("condition {type_} missing"));
+    (c.status == "True", c.reason.clone(), c.message.clone())
+}
+
+fn creates(d: &Decision, purpose: JobPurpose) -> Option<(String, String, i64)> {
+    d.actions.iter().find_map(|a| match a {
+        Action::CreateJob {
+            name,
+            purpose: p,
+            workload,
+            revision,
+        } if *p == purpose => Some((name.clone(), workload.image.clone(), *revision)),
+        _ => None,
+    })
+}
+
+fn serves(d: &Decision) -> Option<&str> {
+    d.workload.as_ref().map(|w| w.version.as_str())
+}
+
+fn has_note(d: &Decision, reason: &str) -> bool {
+    d.notes.iter().any(|n| n.reason == reason)
+}
+
+fn cases() -> Vec<Case> {
+    let v2 = spec("1.1.0");
+    vec![
+        Case::new(
+            "first release creates the migration Job",
+            spec("1.0.0"),
+            ListaCompraReleaseStatus::default(),
+        )
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            let (name, image, revision) = creates(d, JobPurpose::Migrate).expect("a migration Job");
+            assert_eq!(
+                (
+                    name.starts_with("lc-migrate-1-0-0-"),
+                    image.as_str(),
+                    revision
+                ),
+                (true, "reg/api:1.0.0", 4)
+            );
+            assert_eq!(cond(d, condition::READY).1, "NotYetServing");
+            assert_eq!(
+                cond(d, condition::PROGRESSING),
+                (true, "Migrating".into(), "releasing 1.0.0".into())
+            );
+            assert!(has_note(d, "ReleaseStarted"));
+            assert_eq!(d.status.observed_generation, Some(7));
+        }),
+        Case::new(
+            "migrations disabled go straight to rollout",
+            {
+                let mut s = spec("1.0.0");
+                s.migrations.enabled = false;
+                s
+            },
+            ListaCompraReleaseStatus::default(),
+        )
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingOut);
+            assert!(d.actions.is_empty());
+            assert_eq!(serves(d), Some("1.0.0"));
+            assert_eq!(
+                cond(d, condition::MIGRATIONS_APPLIED).1,
+                "MigrationsDisabled"
+            );
+        }),
+        Case::new(
+            "a new version starts from a settled release",
+            v2.clone(),
+            status(Phase::Succeeded, "1.0.0"),
+        )
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(d.status.current_version.as_deref(), Some("1.1.0"));
+            assert_eq!(
+                cond(d, condition::READY),
+                (
+                    true,
+                    "StableServing".into(),
+                    "1.0.0 serves while 1.1.0 is released".into()
+                )
+            );
+        }),
+        Case::new(
+            "a running migration is waited for",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Running)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert!(d.actions.is_empty(), "no second Job: {:?}", d.actions);
+            assert!(d.requeue_after <= WAIT);
+        }),
+        Case::new(
+            "a migration Job deleted by hand is created again under the same name",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .expect(|d| {
+            let (name, ..) = creates(d, JobPurpose::Migrate).expect("recreated");
+            assert_eq!(Some(name), d.status.migration_job.clone());
+        }),
+        Case::new(
+            "a finished migration rolls out the new version",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingOut);
+            assert_eq!(serves(d), Some("1.1.0"));
+            assert_eq!(d.status.schema_version, Some(4));
+            assert!(cond(d, condition::MIGRATIONS_APPLIED).0);
+            assert!(has_note(d, "MigrationSucceeded"));
+        }),
+        Case::new(
+            "a failed first migration fails the release without rollout",
+            spec("1.0.0"),
+            {
+                let mut s = migrating("1.0.0");
+                s.stable_version = None;
+                s.stable_image = None;
+                s.stable_schema_version = None;
+                s
+            },
+        )
+        .job(JobState::Failed("BackoffLimitExceeded".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            assert_eq!(serves(d), None);
+            let (degraded, reason, message) = cond(d, condition::DEGRADED);
+            assert!(
+                degraded
+                    && reason == "MigrationFailed"
+                    && message.contains("BackoffLimitExceeded")
+                    && message.contains("lc-migrate-1-0-0")
+            );
+            assert_eq!(d.status.history[0].outcome, Outcome::Failed);
+        }),
+        Case::new(
+            "a failed migration keeps the stable version and reverts the schema",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Failed("BackoffLimitExceeded".into()))
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(serves(d), Some("1.0.0"));
+            let (_, image, revision) = creates(d, JobPurpose::Revert).expect("revert Job");
+            assert_eq!(
+                (image.as_str(), revision),
+                ("reg/api:1.1.0", 3),
+                "the failing image knows the down migrations"
+            );
+            assert_eq!(d.status.failed_version.as_deref(), Some("1.1.0"));
+        }),
+        Case::new(
+            "the deadline stops a running migration and rolls back",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Running)
+        .at(t(601))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert!(
+                d.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::DeleteJob { .. }))
+            );
+            assert_eq!(cond(d, condition::DEGRADED).1, "ProgressDeadlineExceeded");
+        }),
+        Case::new(
+            "a rollout in progress is waited for",
+            v2.clone(),
+            status(Phase::RollingOut, "1.1.0"),
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingOut);
+            assert_eq!(serves(d), Some("1.1.0"));
+        }),
+        Case::new(
+            "an available rollout starts the gates",
+            v2.clone(),
+            status(Phase::RollingOut, "1.1.0"),
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert_eq!(d.status.verification_start_time, Some(Time(t(100))));
+            assert!(has_note(d, "RolloutAvailable"));
+        }),
+        Case::new(
+            "a stalled rollout rolls back",
+            v2.clone(),
+            status(Phase::RollingOut, "1.1.0"),
+        )
+        .stalled("ReplicaSet \"lc-api-7d9\" has timed out progressing")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "RolloutFailed");
+            assert_eq!(serves(d), Some("1.0.0"));
+        }),
+        Case::new(
+            "one passing health check is not enough",
+            v2.clone(),
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .check(Ok(()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert_eq!(
+                d.status.health.as_ref().map(|h| h.consecutive_successes),
+                Some(1)
+            );
+        }),
+        Case::new(
+            "the health gate passing with no analysis succeeds",
+            v2.clone(),
+            {
+                let mut s = verifying("1.1.0");
+                s.health = Some(HealthProgress {
+                    consecutive_successes: 1,
+                    ..HealthProgress::default()
+                });
+                s
+            },
+        )
+        .serving("1.1.0")
+        .check(Ok(()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Succeeded);
+            assert_eq!(d.status.stable_version.as_deref(), Some("1.1.0"));
+            assert_eq!(d.status.stable_schema_version, Some(4));
+            assert_eq!(d.status.history[0].outcome, Outcome::Succeeded);
+            assert_eq!(
+                cond(d, condition::READY),
+                (true, "Serving".into(), "1.1.0 serves".into())
+            );
+            assert!(!cond(d, condition::DEGRADED).0);
+        }),
+        Case::new("failing health checks roll back", v2.clone(), {
+            let mut s = verifying("1.1.0");
+            s.health = Some(HealthProgress {
+                consecutive_failures: 1,
+                ..HealthProgress::default()
+            });
+            s
+        })
+        .serving("1.1.0")
+        .check(Err("GET /ready answered 503 Service Unavailable".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "HealthCheckFailed");
+            assert!(message.contains("/ready answered 503"), "{message}");
+        }),
+        Case::new(
+            "a passing measurement that is not the last one waits for the next",
+            with_analysis(v2.clone()),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .measured(all_kpis(Verdict::Pass))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert_eq!(
+                d.status.last_analysis.as_ref().map(|a| a.measurement),
+                Some(1)
+            );
+            assert!(has_note(d, "KpiMeasured"));
+        }),
+        Case::new(
+            "the last passing measurement succeeds",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                s.last_analysis = Some(AnalysisReport {
+                    measured_at: Time(t(60)),
+                    measurement: 1,
+                    failures: 0,
+                    inconclusives: 0,
+                    kpis: vec![],
+                });
+                s
+            },
+        )
+        .serving("1.1.0")
+        .measured(all_kpis(Verdict::Pass))
+        .expect(|d| assert_eq!(phase(d), Phase::Succeeded)),
+        Case::new(
+            "a KPI breach past the failure limit rolls back naming the KPI",
+            with_analysis(v2.clone()),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .measured(vec![
+            kpi("p95-latency-ms", Verdict::Fail),
+            kpi("ai-worker-success-percent", Verdict::Pass),
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "KpiBreached");
+            assert!(message.contains("p95-latency-ms"), "{message}");
+            assert!(has_note(d, "KpiBreached"));
+        }),
+        Case::new(
+            "inconclusive analysis pauses by default",
+            with_analysis(v2.clone()),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .measured(all_kpis(Verdict::Inconclusive))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert!(!cond(d, condition::PROGRESSING).0);
+            assert_eq!(cond(d, condition::PROGRESSING).1, "AnalysisInconclusive");
+            assert!(!cond(d, condition::DEGRADED).0, "inconclusive is no breach");
+        }),
+        Case::new(
+            "inconclusive analysis rolls back when the policy says so",
+            {
+                let mut s = with_analysis(v2.clone());
+                s.rollback.on_inconclusive = InconclusivePolicy::Rollback;
+                s
+            },
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .measured(all_kpis(Verdict::Inconclusive))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "AnalysisInconclusive");
+        }),
+        Case::new(
+            "a KPI enforced with Pause holds the release",
+            {
+                let mut s = with_analysis(v2.clone());
+                if let Some(a) = s.analysis.as_mut() {
+                    a.kpis[0].enforcement = Enforcement::Pause;
+                }
+                s
+            },
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .measured(vec![kpi("p95-latency-ms", Verdict::Fail)])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert_eq!(cond(d, condition::PROGRESSING).1, "AnalysisPaused");
+        }),
+        Case::new(
+            "a held release stays held and takes no measurement",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                conditions::set(
+                    &mut s.conditions,
+                    condition::PROGRESSING,
+                    false,
+                    "AnalysisPaused",
+                    "held",
+                    7,
+                    &Time(t(60)),
+                );
+                s
+            },
+        )
+        .serving("1.1.0")
+        .at(t(10_000))
+        .expect(|d| {
+            assert_eq!(
+                phase(d),
+                Phase::Verifying,
+                "the deadline does not run while held"
+            );
+            assert_eq!(cond(d, condition::PROGRESSING).1, "AnalysisPaused");
+        }),
+        Case::new(
+            "spec.paused stops before the migration",
+            {
+                let mut s = spec("1.0.0");
+                s.paused = true;
+                s
+            },
+            ListaCompraReleaseStatus::default(),
+        )
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Pending);
+            assert!(d.actions.is_empty());
+            assert_eq!(
+                cond(d, condition::PROGRESSING),
+                (
+                    false,
+                    "Paused".into(),
+                    "spec.paused is true; the release waits at this step".into()
+                )
+            );
+        }),
+        Case::new(
+            "a new version during Verifying supersedes the old one",
+            spec("1.2.0"),
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(d.status.current_version.as_deref(), Some("1.2.0"));
+            assert_eq!(d.status.history[0].outcome, Outcome::Superseded);
+            assert_eq!(d.status.history[0].version, "1.1.0");
+            assert!(has_note(d, "Superseded"));
+            assert!(d.status.health.is_none() && d.status.verification_start_time.is_none());
+        }),
+        Case::new(
+            "rolling back waits for the stable version to be available",
+            v2.clone(),
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                s
+            },
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(serves(d), Some("1.0.0"));
+            assert!(
+                creates(d, JobPurpose::Revert).is_none(),
+                "workload first unless the failing version runs on the old schema"
+            );
+        }),
+        Case::new(
+            "with the stable version back, the schema is reverted",
+            v2.clone(),
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (name, _, revision) = creates(d, JobPurpose::Revert).expect("revert Job");
+            assert_eq!(revision, 3);
+            assert_eq!(d.status.revert_job, Some(name));
+        }),
+        Case::new("a finished revert completes the rollback", v2.clone(), {
+            let mut s = migrating("1.1.0");
+            s.phase = Some(Phase::RollingBack);
+            s.schema_version = Some(4);
+            s.failed_version = Some("1.1.0".into());
+            s.revert_job = Some("lc-revert-x".into());
+            conditions::set(
+                &mut s.conditions,
+                condition::DEGRADED,
+                true,
+                "KpiBreached",
+                "KPI p95-latency-ms (412 > max 350)",
+                7,
+                &Time(t(80)),
+            );
+            s
+        })
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert_eq!(d.status.schema_version, Some(3));
+            assert_eq!(
+                cond(d, condition::READY),
+                (
+                    true,
+                    "StableServing".into(),
+                    "1.0.0 serves; 1.1.0 failed".into()
+                )
+            );
+            assert!(cond(d, condition::ROLLED_BACK).0);
+            assert_eq!(cond(d, condition::DEGRADED).1, "KpiBreached");
+            assert_eq!(d.status.history[0].outcome, Outcome::RolledBack);
+            assert_eq!(d.status.history[0].reason.as_deref(), Some("KpiBreached"));
+            assert!(has_note(d, "RolledBack"));
+        }),
+        Case::new("a failed revert fails the release", v2.clone(), {
+            let mut s = migrating("1.1.0");
+            s.phase = Some(Phase::RollingBack);
+            s.schema_version = Some(4);
+            s.revert_job = Some("lc-revert-x".into());
+            s
+        })
+        .serving("1.0.0")
+        .revert(JobState::Failed("DeadlineExceeded".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            assert_eq!(cond(d, condition::DEGRADED).1, "SchemaRevertFailed");
+            assert!(!cond(d, condition::MIGRATIONS_APPLIED).0);
+        }),
+        Case::new(
+            "the schema goes first when the failing version runs on the stable schema",
+            {
+                let mut s = v2.clone();
+                s.migrations.min_schema_version = Some(3);
+                s
+            },
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                s
+            },
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert!(creates(d, JobPurpose::Revert).is_some());
+            assert_eq!(
+                serves(d),
+                None,
+                "the failing version keeps serving while the schema reverts"
+            );
+        }),
+        Case::new("a rolled-back version is not retried", v2.clone(), {
+            let mut s = status(Phase::RolledBack, "1.1.0");
+            s.failed_version = Some("1.1.0".into());
+            s
+        })
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert!(d.actions.is_empty());
+            assert_eq!(serves(d), Some("1.0.0"));
+        }),
+        Case::new(
+            "a new retry token retries the failed version",
+            {
+                let mut s = v2.clone();
+                s.retry_token = Some("again".into());
+                s
+            },
+            {
+                let mut s = status(Phase::RolledBack, "1.1.0");
+                s.failed_version = Some("1.1.0".into());
+                s
+            },
+        )
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            let (name, ..) = creates(d, JobPurpose::Migrate).expect("a new Job");
+            assert_ne!(
+                name,
+                naming::job_name(RELEASE, JobPurpose::Migrate, "1.1.0", 4, None)
+            );
+            assert_eq!(d.status.observed_retry_token.as_deref(), Some("again"));
+        }),
+        Case::new(
+            "without automatic rollback a failure stops in Failed",
+            {
+                let mut s = v2.clone();
+                s.rollback.automatic = false;
+                s
+            },
+            {
+                let mut s = verifying("1.1.0");
+                s.health = Some(HealthProgress {
+                    consecutive_failures: 1,
+                    ..HealthProgress::default()
+                });
+                s
+            },
+        )
+        .serving("1.1.0")
+        .check(Err("GET /health timed out".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            assert!(
+                cond(d, condition::DEGRADED)
+                    .2
+                    .contains("automatic rollback is off")
+            );
+            assert_eq!(serves(d), None);
+        }),
+        Case::new(
+            "the deadline during verification rolls back",
+            v2.clone(),
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .at(t(601))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "ProgressDeadlineExceeded");
+        }),
+        Case::new(
+            "a changed image of a settled version is released again",
+            {
+                let mut s = spec("1.0.0");
+                s.image.digest = Some(format!("sha256:{}", "a".repeat(64)));
+                s
+            },
+            status(Phase::Succeeded, "1.0.0"),
+        )
+        .expect(|d| assert_eq!(phase(d), Phase::Migrating)),
+    ]
+}
+
+#[test]
+fn the_state_machine_decides_each_situation() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "only {} situations", cases.len());
+    for case in &cases {
+        let decision = case.run();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
+        if let Err(panic) = outcome {
+            eprintln!("situation failed: {}\n{decision:#?}", case.name);
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn a_settled_release_decides_nothing_new() {
+    // Decide twice over a settled release: the second decision must equal its input, so the
+    // controller writes nothing in a steady state.
+    let spec = spec("1.0.0");
+    let mut first = Case::new("first", spec.clone(), ListaCompraReleaseStatus::default());
+    first.migration_job = JobState::Absent;
+    let mut status = first.run().status;
+    status.phase = Some(Phase::Succeeded);
+    status.stable_version = Some("1.0.0".into());
+    status.stable_image = Some("reg/api:1.0.0".into());
+    let settle = Case::new("settle", spec.clone(), status)
+        .serving("1.0.0")
+        .run()
+        .status;
+    let again = Case::new("again", spec, settle.clone())
+        .serving("1.0.0")
+        .at(t(5_000))
+        .run();
+    assert_eq!(again.status, settle);
+    assert!(again.actions.is_empty() && again.notes.is_empty());
+}
+
+#[test]
+fn gates_are_due_at_their_intervals() {
+    let s = with_analysis(spec("1.1.0"));
+    let mut st = verifying("1.1.0");
+    assert_eq!(
+        gate_due(&s, &st, t(100)),
+        GateDue::Health,
+        "first check at once"
+    );
+    st.health = Some(HealthProgress {
+        last_check_time: Some(Time(t(100))),
+        ..HealthProgress::default()
+    });
+    assert_eq!(gate_due(&s, &st, t(104)), GateDue::Nothing);
+    assert_eq!(gate_due(&s, &st, t(105)), GateDue::Health);
+    st = health_passed(st);
+    assert_eq!(
+        gate_due(&s, &st, t(59)),
+        GateDue::Nothing,
+        "initial delay of 10s from t=50"
+    );
+    assert_eq!(gate_due(&s, &st, t(60)), GateDue::Measurement);
+    st.last_analysis = Some(AnalysisReport {
+        measured_at: Time(t(60)),
+        measurement: 1,
+        failures: 0,
+        inconclusives: 0,
+        kpis: vec![],
+    });
+    assert_eq!(gate_due(&s, &st, t(69)), GateDue::Nothing);
+    assert_eq!(gate_due(&s, &st, t(70)), GateDue::Measurement);
+    let mut paused = s.clone();
+    paused.paused = true;
+    assert_eq!(gate_due(&paused, &st, t(70)), GateDue::Nothing);
+}

@@ -1,0 +1,11 @@
+//! The ListaCompra release operator.
+//!
+//! [`decide`] is the pure state machine; [`controller`] observes the cluster, runs the
+//! gates, calls `decide` and carries out its decision. Builders of the child objects live in
+//! [`workload`], the gates in [`gates`].
+
+pub mod conditions;
+pub mod decide;
+pub mod gates;
+pub mod naming;
+pub mod workload;

@@ -1,0 +1,390 @@
+//! Builders of the objects a release runs: the API Deployment and Service, and the
+//! migration / schema revert Jobs. Pure functions of the spec; the controller applies them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use listacompra_crds::ListaCompraReleaseSpec;
+use listacompra_crds::workload::{ImageSpec, PullPolicy, SecretKeyRef, ServiceType};
+
+use crate::naming::{self, JobPurpose, SPEC_HASH_ANNOTATION};
+
+/// The image reference to run for `version`: `repo@digest`, `repo:tag` or `repo:version`.
+pub fn image_ref(image: &ImageSpec, version: &str) -> String {
+    match (&image.digest, &image.tag) {
+        (Some(digest), _) => format!("{}@{digest}", image.repository),
+        (None, Some(tag)) => format!("{}:{tag}", image.repository),
+        (None, None) => format!("{}:{version}", image.repository),
+    }
+}
+
+/// What to run: a version and its image (the target, or the stable one on rollback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// The semantic version.
+    pub version: String,
+    /// The image reference.
+    pub image: String,
+}
+
+/// Everything that identifies the objects of one release.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Release name.
+    pub name: String,
+    /// Release namespace.
+    pub namespace: String,
+    /// Owner reference to the release (controller: true).
+    pub reference: OwnerReference,
+}
+
+fn meta(owner: &Owner, name: String, version: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(owner.namespace.clone()),
+        labels: Some(naming::labels(&owner.name, version)),
+        owner_references: Some(vec![owner.reference.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn secret_env(name: &str, source: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: source.name.clone(),
+                key: source.key.clone(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// The API server's environment: every secret by reference, plus PORT and APP_VERSION.
+fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFromSource>) {
+    let e = &spec.env;
+    let mut vars = vec![
+        secret_env("DATABASE_URL", &e.database_url),
+        secret_env("REDIS_URL", &e.redis_url),
+        secret_env("RABBITMQ_URL", &e.rabbitmq_url),
+        secret_env("JWT_SECRET", &e.jwt_secret),
+    ];
+    if let Some(key) = &e.pplx_api_key {
+        vars.push(secret_env("PPLX_API_KEY", key));
+    }
+    if let Some(token) = &e.healthcheck_token {
+        vars.push(secret_env("HEALTHCHECK_TOKEN", token));
+    }
+    if let Some(bucket) = &e.s3_bucket {
+        if let Some(secret) = &bucket.secret_key_ref {
+            vars.push(secret_env("S3_BUCKET", secret));
+        } else if let Some(cm) = &bucket.config_map_key_ref {
+            vars.push(EnvVar {
+                name: "S3_BUCKET".to_owned(),
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: cm.name.clone(),
+                        key: cm.key.clone(),
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+    }
+    vars.push(plain_env("PORT", spec.service.port.to_string()));
+    vars.push(plain_env("APP_VERSION", version.to_owned()));
+    let env_from = e
+        .env_from
+        .iter()
+        .map(|source| EnvFromSource {
+            config_map_ref: source
+                .config_map_name
+                .as_ref()
+                .map(|name| ConfigMapEnvSource {
+                    name: name.clone(),
+                    optional: None,
+                }),
+            secret_ref: source.secret_name.as_ref().map(|name| SecretEnvSource {
+                name: name.clone(),
+                optional: None,
+            }),
+            ..EnvFromSource::default()
+        })
+        .collect();
+    (vars, env_from)
+}
+
+/// Restricted Pod Security Standard: non-root, read-only root filesystem, no privileges.
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn pull_policy(policy: PullPolicy) -> String {
+    match policy {
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Always => "Always",
+        PullPolicy::Never => "Never",
+    }
+    .to_owned()
+}
+
+fn pull_secrets(image: &ImageSpec) -> Option<Vec<LocalObjectReference>> {
+    (!image.pull_secrets.is_empty()).then(|| {
+        image
+            .pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
+}
+
+fn http_probe(path: &str, port: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    }
+}
+
+/// The API Deployment running `workload`, stamped with the hash of its spec.
+pub fn deployment(owner: &Owner, spec: &ListaCompraReleaseSpec, workload: &Workload) -> Deployment {
+    let content = deployment_spec(&owner.name, spec, workload);
+    let mut metadata = meta(owner, naming::workload_name(&owner.name), &workload.version);
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(SPEC_HASH_ANNOTATION.to_owned(), hash_of(&content));
+    Deployment {
+        metadata,
+        spec: Some(content),
+        status: None,
+    }
+}
+
+/// The hash [`deployment`] stamps for `workload`: equal hashes mean equal Deployments.
+pub fn deployment_hash(
+    release: &str,
+    spec: &ListaCompraReleaseSpec,
+    workload: &Workload,
+) -> String {
+    hash_of(&deployment_spec(release, spec, workload))
+}
+
+fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    format!("{:016x}", naming::fnv1a(&json))
+}
+
+fn deployment_spec(
+    release: &str,
+    spec: &ListaCompraReleaseSpec,
+    workload: &Workload,
+) -> DeploymentSpec {
+    let port = spec.service.port;
+    let (env, env_from) = env(spec, &workload.version);
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(naming::labels(release, &workload.version));
+    let pod_annotations = (!spec.pod.annotations.is_empty()).then(|| spec.pod.annotations.clone());
+    let container = Container {
+        name: "api".to_owned(),
+        image: Some(workload.image.clone()),
+        image_pull_policy: Some(pull_policy(spec.image.pull_policy)),
+        args: Some(vec!["serve".to_owned()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: port,
+            ..ContainerPort::default()
+        }]),
+        env: Some(env),
+        env_from: (!env_from.is_empty()).then_some(env_from),
+        resources: spec.pod.resources.clone(),
+        liveness_probe: Some(http_probe(&spec.health.liveness_path, port, 10)),
+        readiness_probe: Some(http_probe(&spec.health.readiness_path, port, 5)),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    DeploymentSpec {
+        replicas: Some(spec.replicas),
+        selector: LabelSelector {
+            match_labels: Some(naming::selector_labels(release)),
+            ..LabelSelector::default()
+        },
+        strategy: Some(DeploymentStrategy {
+            type_: Some("RollingUpdate".to_owned()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::String("25%".to_owned())),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        }),
+        progress_deadline_seconds: Some(spec.progress_deadline_seconds),
+        revision_history_limit: Some(5),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(pod_labels),
+                annotations: pod_annotations,
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![container],
+                service_account_name: spec.pod.service_account_name.clone(),
+                automount_service_account_token: Some(false),
+                image_pull_secrets: pull_secrets(&spec.image),
+                security_context: Some(pod_security()),
+                ..PodSpec::default()
+            }),
+        },
+        ..DeploymentSpec::default()
+    }
+}
+
+/// The Service in front of the API pods.
+pub fn service(owner: &Owner, spec: &ListaCompraReleaseSpec) -> Service {
+    let type_ = match spec.service.type_ {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    };
+    let mut metadata = meta(owner, naming::workload_name(&owner.name), "");
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.remove(naming::VERSION_LABEL);
+    }
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(type_.to_owned()),
+            selector: Some(naming::selector_labels(&owner.name)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: spec.service.port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// A Job that runs `<migrations.command> --to <revision>` with `image` and the API's env.
+pub fn job(
+    owner: &Owner,
+    spec: &ListaCompraReleaseSpec,
+    name: String,
+    purpose: JobPurpose,
+    workload: &Workload,
+    revision: i64,
+) -> Job {
+    let (env, env_from) = env(spec, &workload.version);
+    let mut command = spec.migrations.command.clone();
+    command.extend(["--to".to_owned(), revision.to_string()]);
+    let mut labels = naming::labels(&owner.name, &workload.version);
+    labels.insert(
+        "listacompra.app/job".to_owned(),
+        match purpose {
+            JobPurpose::Migrate => "migrate",
+            JobPurpose::Revert => "revert",
+        }
+        .to_owned(),
+    );
+    let annotations = (!spec.migrations.pod_annotations.is_empty())
+        .then(|| spec.migrations.pod_annotations.clone());
+    let mut metadata = meta(owner, name, &workload.version);
+    metadata.labels = Some(labels.clone());
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(spec.migrations.backoff_limit),
+            active_deadline_seconds: Some(spec.migrations.active_deadline_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    containers: vec![Container {
+                        name: "migrate".to_owned(),
+                        image: Some(workload.image.clone()),
+                        image_pull_policy: Some(pull_policy(spec.image.pull_policy)),
+                        command: Some(command),
+                        env: Some(env),
+                        env_from: (!env_from.is_empty()).then_some(env_from),
+                        security_context: Some(container_security()),
+                        ..Container::default()
+                    }],
+                    service_account_name: spec.pod.service_account_name.clone(),
+                    automount_service_account_token: Some(false),
+                    image_pull_secrets: pull_secrets(&spec.image),
+                    security_context: Some(pod_security()),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The hash the controller stamped on an object it applied, if any.
+pub fn applied_hash(metadata: &ObjectMeta) -> Option<&str> {
+    metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
+        .map(String::as_str)
+}
