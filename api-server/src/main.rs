@@ -1,7 +1,108 @@
-//! `listacompra-api`: the ListaCompra HTTP API.
-//!
-//! Only the command line exists so far; the service is built by the API server issue.
+//! `listacompra-api`: the ListaCompra HTTP API, its workers and its migrations.
 
-fn main() {
-    println!("listacompra-api {}", env!("CARGO_PKG_VERSION"));
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use listacompra_api::config::{self, env_vars};
+use listacompra_api::{app, migrate, seed, store, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "listacompra-api",
+    version,
+    about = "The ListaCompra shopping-list API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (default); also runs the workers unless RUN_WORKER=false.
+    Serve,
+    /// Run only the outbox relay and the AI worker.
+    Worker,
+    /// Move the schema to a revision (default: the newest), up or down, and report it.
+    Migrate {
+        /// Target schema revision (a migration number; 0 = empty).
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// Create demo data (idempotent).
+    Seed {
+        /// The demo user's password.
+        #[arg(long, env = "SEED_PASSWORD", default_value = "password")]
+        password: String,
+    },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = env_vars().config()?;
+            let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT): {e}"))?;
+            let running = app::start(&config, listener, config.run_worker).await?;
+            app::stop_on_signals(running.switch());
+            running.wait().await;
+            tracing::info!("stopped");
+        }
+        Command::Worker => {
+            let config = env_vars().config()?;
+            app::run_worker(&config).await?;
+        }
+        Command::Migrate { to } => {
+            let url = env_vars().database_url()?;
+            let pool = store::pool(&url, 2)?;
+            let outcome = migrate::migrate_to(&pool, to).await?;
+            tracing::info!(
+                from = outcome.from,
+                to = outcome.to,
+                head = migrate::head(),
+                "migrated"
+            );
+            println!(
+                "schema revision {} (was {}; this binary knows up to {})",
+                outcome.to,
+                outcome.from,
+                migrate::head()
+            );
+            pool.close().await;
+        }
+        Command::Seed { password } => {
+            let url = env_vars().database_url()?;
+            let pool = store::pool(&url, 2)?;
+            let created = seed::seed(&pool, &password).await?;
+            println!(
+                "{} {}",
+                if created {
+                    "created"
+                } else {
+                    "already present:"
+                },
+                seed::DEMO_EMAIL
+            );
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    config::load_dotenv();
+    telemetry::init_logging();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "listacompra-api failed");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

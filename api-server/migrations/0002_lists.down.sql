@@ -1,0 +1,3 @@
+DROP TABLE items;
+DROP TABLE list_members;
+DROP TABLE lists;

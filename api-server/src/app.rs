@@ -1,0 +1,197 @@
+//! Wiring: builds the adapters from the configuration and runs the server and workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ai::{self, OfflineProvider, PerplexityProvider, RedisCache, Worker};
+use crate::amqp::Topology;
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::health::Health;
+use crate::http::{self, State};
+use crate::metrics::Metrics;
+use crate::outbox::Relay;
+use crate::ports::SuggestionProvider;
+use crate::store::{self, Store};
+use crate::{Error, Result};
+
+/// The provider the configuration asks for: Perplexity with a key, else offline.
+pub fn provider(config: &Config) -> Result<Arc<dyn SuggestionProvider>> {
+    Ok(match &config.pplx_api_key {
+        Some(key) => Arc::new(PerplexityProvider::new(
+            &config.pplx_base_url,
+            key,
+            &config.pplx_model,
+            config.pplx_timeout,
+        )?),
+        None => Arc::new(OfflineProvider),
+    })
+}
+
+/// A shutdown switch: flip it to true and everything drains and stops.
+pub fn shutdown_switch() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+/// Flips `switch` on SIGTERM or SIGINT.
+pub fn stop_on_signals(switch: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        let _ = switch.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested; draining");
+        let _ = switch.send(true);
+    });
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the outbox relay and the AI worker.
+pub fn spawn_workers(
+    config: &Config,
+    pool: &PgPool,
+    metrics: &Metrics,
+    redis: &redis::aio::ConnectionManager,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let topology = Topology::new(&config.amqp_prefix);
+    let relay = Relay::new(
+        pool.clone(),
+        config.rabbitmq_url.clone(),
+        topology.clone(),
+        metrics.clone(),
+    );
+    let worker = Worker::new(
+        Store::new(pool.clone()),
+        provider(config)?,
+        Some(Arc::new(RedisCache::new(
+            redis.clone(),
+            config.ai_cache_ttl,
+        ))),
+        metrics.clone(),
+        config.rabbitmq_url.clone(),
+        topology,
+    );
+    Ok(vec![
+        tokio::spawn(relay.run(shutdown.clone())),
+        tokio::spawn(worker.run(shutdown.clone())),
+    ])
+}
+
+/// A running server (and workers).
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its metrics.
+    pub metrics: Metrics,
+    switch: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The switch that stops it.
+    pub fn switch(&self) -> watch::Sender<bool> {
+        self.switch.clone()
+    }
+
+    /// Waits until it has stopped (after the switch flipped).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops it, draining in-flight requests.
+    pub async fn stop(self) {
+        let _ = self.switch.send(true);
+        self.wait().await;
+    }
+}
+
+/// Serves the API on `listener`; with `workers`, also runs the relay and the AI worker.
+pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Result<Running> {
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the listen address".to_owned(),
+        source,
+    })?;
+    let metrics = Metrics::new(&config.app_version)?;
+    let pool = store::pool(&config.database_url, config.database_max_connections)?;
+    let redis = ai::redis_manager(&config.redis_url)?;
+    let state = Arc::new(State {
+        store: Store::new(pool.clone()),
+        tokens: Tokens::new(&config.jwt_secret, config.jwt_ttl),
+        metrics: metrics.clone(),
+        health: Health::new(
+            pool.clone(),
+            redis.clone(),
+            config.rabbitmq_url.clone(),
+            config.healthcheck_token.clone(),
+        ),
+        fault: config.fault.clone(),
+        version: config.app_version.clone(),
+    });
+    let (switch, shutdown) = shutdown_switch();
+    let mut tasks = if workers {
+        spawn_workers(config, &pool, &metrics, &redis, &shutdown)?
+    } else {
+        Vec::new()
+    };
+    let server = warp::serve(http::api(state))
+        .incoming(listener)
+        .graceful(wait_for(shutdown.clone()))
+        .run();
+    tasks.push(tokio::spawn(async move {
+        server.await;
+        pool.close().await;
+    }));
+    tracing::info!(%addr, version = %config.app_version, workers, fault = config.fault.enabled(), "listening");
+    Ok(Running {
+        addr,
+        metrics,
+        switch,
+        tasks,
+    })
+}
+
+/// Runs only the relay and the AI worker until a signal.
+pub async fn run_worker(config: &Config) -> Result<()> {
+    let metrics = Metrics::new(&config.app_version)?;
+    let pool = store::pool(&config.database_url, config.database_max_connections)?;
+    let redis = ai::redis_manager(&config.redis_url)?;
+    let (switch, shutdown) = shutdown_switch();
+    stop_on_signals(switch);
+    let tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}

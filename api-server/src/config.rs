@@ -1,0 +1,258 @@
+//! Configuration from the environment (and a `.env` file for local use).
+//!
+//! A missing or invalid value stops start-up with one message naming the variable.
+
+use std::time::Duration;
+
+use crate::fault::FaultConfig;
+use crate::{Error, Result};
+
+/// Everything `serve` and `worker` need.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL` (PostgreSQL).
+    pub database_url: String,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `RABBITMQ_URL` (AMQP 0-9-1).
+    pub rabbitmq_url: String,
+    /// `JWT_SECRET`, at least 16 bytes.
+    pub jwt_secret: String,
+    /// `JWT_TTL_SECONDS`, default 3600.
+    pub jwt_ttl: Duration,
+    /// `PPLX_API_KEY`; without it the offline provider answers.
+    pub pplx_api_key: Option<String>,
+    /// `PPLX_BASE_URL`, default `https://api.perplexity.ai`.
+    pub pplx_base_url: String,
+    /// `PPLX_MODEL`, default `sonar`.
+    pub pplx_model: String,
+    /// `PPLX_TIMEOUT_MS`, default 10000.
+    pub pplx_timeout: Duration,
+    /// `S3_BUCKET` (attachments; optional, unused so far).
+    pub s3_bucket: Option<String>,
+    /// `HEALTHCHECK_TOKEN`: with it, `/ready` shows per-dependency detail.
+    pub healthcheck_token: Option<String>,
+    /// `PORT`, default 8080.
+    pub port: u16,
+    /// `APP_VERSION`, default the crate version; the `version` label of every metric.
+    pub app_version: String,
+    /// `RUN_WORKER`, default true: `serve` also runs the outbox relay and the AI worker.
+    pub run_worker: bool,
+    /// `AI_CACHE_TTL_SECONDS`, default 3600.
+    pub ai_cache_ttl: Duration,
+    /// `DATABASE_MAX_CONNECTIONS`, default 20.
+    pub database_max_connections: u32,
+    /// `AMQP_PREFIX`, default `listacompra`: exchange and queue names start with it.
+    pub amqp_prefix: String,
+    /// Fault injection (`FAULT_LATENCY_MS`, `FAULT_ERROR_RATE`, `FAULT_ROUTES`).
+    pub fault: FaultConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets and URLs with passwords are never printed.
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("app_version", &self.app_version)
+            .field("run_worker", &self.run_worker)
+            .field("pplx", &self.pplx_api_key.is_some())
+            .field("s3_bucket", &self.s3_bucket)
+            .field("fault", &self.fault)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads `.env` from the working directory when present; real environment variables win.
+pub fn load_dotenv() {
+    // A missing .env is normal (Kubernetes passes the environment); a broken one is reported.
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("warning: ignoring .env: {err}");
+    }
+}
+
+/// Reads variables through `lookup`, so tests can pass a map instead of the process environment.
+#[derive(Debug)]
+pub struct Vars<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn optional(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String> {
+        self.optional(var).ok_or(Error::Config {
+            var,
+            reason: "is not set".to_owned(),
+        })
+    }
+
+    fn url(&self, var: &'static str, schemes: &[&str]) -> Result<String> {
+        let value = self.required(var)?;
+        let scheme = value.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some(s) if schemes.contains(&s) => Ok(value),
+            _ => Err(Error::Config {
+                var,
+                reason: format!("must be a URL starting with one of {schemes:?}://"),
+            }),
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| Error::Config {
+                var,
+                reason: format!("{v:?} is invalid: {e}"),
+            }),
+        }
+    }
+
+    /// `DATABASE_URL` alone (what `migrate` and `seed` need).
+    pub fn database_url(&self) -> Result<String> {
+        self.url("DATABASE_URL", &["postgres", "postgresql"])
+    }
+
+    /// The whole configuration.
+    pub fn config(&self) -> Result<Config> {
+        let jwt_secret = self.required("JWT_SECRET")?;
+        if jwt_secret.len() < 16 {
+            return Err(Error::Config {
+                var: "JWT_SECRET",
+                reason: "must be at least 16 bytes long".to_owned(),
+            });
+        }
+        let bool_var = |var: &'static str, default: bool| -> Result<bool> {
+            match self.optional(var).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(Error::Config {
+                    var,
+                    reason: format!("{v:?} is not a boolean (true/false)"),
+                }),
+            }
+        };
+        Ok(Config {
+            database_url: self.database_url()?,
+            redis_url: self.url("REDIS_URL", &["redis", "rediss"])?,
+            rabbitmq_url: self.url("RABBITMQ_URL", &["amqp", "amqps"])?,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(self.parsed("JWT_TTL_SECONDS", 3600u64)?),
+            pplx_api_key: self.optional("PPLX_API_KEY"),
+            pplx_base_url: self
+                .optional("PPLX_BASE_URL")
+                .unwrap_or_else(|| "https://api.perplexity.ai".to_owned()),
+            pplx_model: self
+                .optional("PPLX_MODEL")
+                .unwrap_or_else(|| "sonar".to_owned()),
+            pplx_timeout: Duration::from_millis(self.parsed("PPLX_TIMEOUT_MS", 10_000u64)?),
+            s3_bucket: self.optional("S3_BUCKET"),
+            healthcheck_token: self.optional("HEALTHCHECK_TOKEN"),
+            port: self.parsed("PORT", 8080u16)?,
+            app_version: self
+                .optional("APP_VERSION")
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            run_worker: bool_var("RUN_WORKER", true)?,
+            ai_cache_ttl: Duration::from_secs(self.parsed("AI_CACHE_TTL_SECONDS", 3600u64)?),
+            database_max_connections: self.parsed("DATABASE_MAX_CONNECTIONS", 20u32)?,
+            amqp_prefix: self
+                .optional("AMQP_PREFIX")
+                .unwrap_or_else(|| "listacompra".to_owned()),
+            fault: FaultConfig {
+                latency: Duration::from_millis(self.parsed("FAULT_LATENCY_MS", 0u64)?),
+                error_rate: {
+                    let rate: f64 = self.parsed("FAULT_ERROR_RATE", 0.0)?;
+                    if !(0.0..=1.0).contains(&rate) {
+                        return Err(Error::Config {
+                            var: "FAULT_ERROR_RATE",
+                            reason: format!("{rate} is not between 0 and 1"),
+                        });
+                    }
+                    rate
+                },
+                routes: self
+                    .optional("FAULT_ROUTES")
+                    .map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_owned())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// The process environment.
+pub fn env_vars() -> Vars<impl Fn(&str) -> Option<String>> {
+    Vars(|k: &str| std::env::var(k).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Vars(move |k: &str| map.get(k).cloned())
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://u:p@h/db"),
+        ("REDIS_URL", "redis://h/0"),
+        ("RABBITMQ_URL", "amqp://g:g@h/%2f"),
+        ("JWT_SECRET", "0123456789abcdef"),
+    ];
+
+    #[test]
+    fn a_complete_environment_loads_with_defaults() {
+        let config = vars(GOOD).config().unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.app_version, env!("CARGO_PKG_VERSION"));
+        assert!(config.run_worker);
+        assert!(config.pplx_api_key.is_none());
+        assert!(!config.fault.enabled());
+    }
+
+    #[test]
+    fn each_missing_or_bad_variable_is_named() {
+        for (var, bad) in [
+            ("DATABASE_URL", ""),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("RABBITMQ_URL", ""),
+            ("JWT_SECRET", "short"),
+            ("PORT", "eighty"),
+            ("FAULT_ERROR_RATE", "1.5"),
+            ("RUN_WORKER", "maybe"),
+        ] {
+            let mut pairs: Vec<(&str, &str)> =
+                GOOD.iter().copied().filter(|(k, _)| *k != var).collect();
+            pairs.push((var, bad));
+            let err = vars(&pairs).config().unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={bad:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn fault_routes_are_split_on_commas() {
+        let mut pairs = GOOD.to_vec();
+        pairs.push(("FAULT_ROUTES", "/v1/lists, /v1/auth/login"));
+        pairs.push(("FAULT_LATENCY_MS", "250"));
+        let config = vars(&pairs).config().unwrap();
+        assert_eq!(config.fault.routes, vec!["/v1/lists", "/v1/auth/login"]);
+        assert_eq!(config.fault.latency, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,558 @@
+//! The domain: types and rules, free of I/O.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A validation failure naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The field (JSON name, or a path or query parameter name).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A failure of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A member's role in a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Created the list or was made owner: may rename, delete and share it.
+    Owner,
+    /// May read the list and edit its items.
+    Member,
+}
+
+impl Role {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Self::Owner),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may rename, delete or share the list.
+    pub fn can_manage(self) -> bool {
+        self == Self::Owner
+    }
+}
+
+fn trimmed_text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Invalid::new(field, "must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(Invalid::new(field, "must not contain control characters"));
+    }
+    Ok(v.to_owned())
+}
+
+fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Invalid> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => trimmed_text(field, v, max).map(Some),
+    }
+}
+
+/// Validates an e-mail address (shape only) and normalises it to lower case.
+pub fn email(value: &str) -> Result<String, Invalid> {
+    let v = value.trim().to_lowercase();
+    let valid = v.len() <= 254
+        && v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        })
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(v)
+    } else {
+        Err(Invalid::new("email", "must be an e-mail address"))
+    }
+}
+
+/// Validates a new password: 8 to 128 characters.
+pub fn password(value: &str) -> Result<(), Invalid> {
+    let n = value.chars().count();
+    if n < 8 {
+        return Err(Invalid::new("password", "must be at least 8 characters"));
+    }
+    if n > 128 {
+        return Err(Invalid::new("password", "must be at most 128 characters"));
+    }
+    Ok(())
+}
+
+/// Validates a list name: 1 to 100 characters after trimming.
+pub fn list_name(value: &str) -> Result<String, Invalid> {
+    trimmed_text("name", value, 100)
+}
+
+/// Largest accepted quantity.
+pub const MAX_QUANTITY: f64 = 100_000.0;
+
+/// A validated item, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemFields {
+    /// Name, 1..=200 characters.
+    pub name: String,
+    /// Quantity, > 0 and at most [`MAX_QUANTITY`].
+    pub quantity: f64,
+    /// Unit (`kg`, `l`, ...), up to 20 characters.
+    pub unit: Option<String>,
+    /// Category (`dairy`, ...), up to 50 characters.
+    pub category: Option<String>,
+    /// Free note, up to 500 characters.
+    pub note: Option<String>,
+}
+
+/// Validates a quantity.
+pub fn quantity(value: f64) -> Result<f64, Invalid> {
+    if value.is_finite() && value > 0.0 && value <= MAX_QUANTITY {
+        Ok(value)
+    } else {
+        Err(Invalid::new(
+            "quantity",
+            format!("must be a number greater than 0 and at most {MAX_QUANTITY}"),
+        ))
+    }
+}
+
+/// Validates the fields of a new item.
+pub fn new_item(
+    name: &str,
+    qty: Option<f64>,
+    unit: Option<&str>,
+    category: Option<&str>,
+    note: Option<&str>,
+) -> Result<ItemFields, Invalid> {
+    Ok(ItemFields {
+        name: trimmed_text("name", name, 200)?,
+        quantity: quantity(qty.unwrap_or(1.0))?,
+        unit: optional_text("unit", unit, 20)?,
+        category: optional_text("category", category, 50)?.map(|c| c.to_lowercase()),
+        note: optional_text("note", note, 500)?,
+    })
+}
+
+/// A partial update of an item; `None` keeps the stored value, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New quantity.
+    pub quantity: Option<f64>,
+    /// New unit.
+    pub unit: Option<Option<String>>,
+    /// New category.
+    pub category: Option<Option<String>>,
+    /// New note.
+    pub note: Option<Option<String>>,
+    /// Checked or not.
+    pub checked: Option<bool>,
+}
+
+impl ItemPatch {
+    /// Validates each given field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn validate(
+        name: Option<&str>,
+        qty: Option<f64>,
+        unit: Option<Option<&str>>,
+        category: Option<Option<&str>>,
+        note: Option<Option<&str>>,
+        checked: Option<bool>,
+    ) -> Result<Self, Invalid> {
+        let patch = Self {
+            name: name.map(|n| trimmed_text("name", n, 200)).transpose()?,
+            quantity: qty.map(quantity).transpose()?,
+            unit: unit.map(|u| optional_text("unit", u, 20)).transpose()?,
+            category: category
+                .map(|c| optional_text("category", c, 50).map(|c| c.map(|c| c.to_lowercase())))
+                .transpose()?,
+            note: note.map(|n| optional_text("note", n, 500)).transpose()?,
+            checked,
+        };
+        if patch == Self::default() {
+            return Err(Invalid::new("body", "no field to change"));
+        }
+        Ok(patch)
+    }
+}
+
+/// Checks that `order` names each of `existing` exactly once.
+pub fn reorder(existing: &[Uuid], order: &[Uuid]) -> Result<(), Invalid> {
+    let mut a = existing.to_vec();
+    let mut b = order.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    if b.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Invalid::new("item_ids", "names an item twice"));
+    }
+    if a != b {
+        return Err(Invalid::new(
+            "item_ids",
+            "must name every item of the list exactly once",
+        ));
+    }
+    Ok(())
+}
+
+/// Pagination of "my lists".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many (1..=100, default 20).
+    pub limit: i64,
+    /// Skip this many (>= 0).
+    pub offset: i64,
+}
+
+impl Page {
+    /// Validates the query parameters.
+    pub fn new(limit: Option<i64>, offset: Option<i64>) -> Result<Self, Invalid> {
+        let limit = limit.unwrap_or(20);
+        let offset = offset.unwrap_or(0);
+        if !(1..=100).contains(&limit) {
+            return Err(Invalid::new("limit", "must be between 1 and 100"));
+        }
+        if !(0..=1_000_000).contains(&offset) {
+            return Err(Invalid::new("offset", "must be between 0 and 1000000"));
+        }
+        Ok(Self { limit, offset })
+    }
+}
+
+/// What a suggestion provider gets: the list's items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemSummary {
+    /// Item name.
+    pub name: String,
+    /// Item category, if any.
+    pub category: Option<String>,
+}
+
+/// One suggested item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// What to add.
+    pub name: String,
+    /// Its category, if known.
+    pub category: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Things that usually go together, by category and by item.
+const PAIRINGS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "dairy",
+        &[
+            ("butter", "dairy"),
+            ("yogurt", "dairy"),
+            ("cheese", "dairy"),
+        ],
+    ),
+    (
+        "bakery",
+        &[("butter", "dairy"), ("jam", "pantry"), ("bread", "bakery")],
+    ),
+    (
+        "produce",
+        &[
+            ("lemons", "produce"),
+            ("onions", "produce"),
+            ("garlic", "produce"),
+        ],
+    ),
+    (
+        "fruit",
+        &[
+            ("bananas", "fruit"),
+            ("apples", "fruit"),
+            ("oranges", "fruit"),
+        ],
+    ),
+    (
+        "vegetables",
+        &[
+            ("olive oil", "pantry"),
+            ("onions", "produce"),
+            ("garlic", "produce"),
+        ],
+    ),
+    (
+        "meat",
+        &[
+            ("olive oil", "pantry"),
+            ("garlic", "produce"),
+            ("potatoes", "produce"),
+        ],
+    ),
+    (
+        "fish",
+        &[
+            ("lemons", "produce"),
+            ("parsley", "produce"),
+            ("rice", "pantry"),
+        ],
+    ),
+    (
+        "pantry",
+        &[("salt", "pantry"), ("rice", "pantry"), ("pasta", "pantry")],
+    ),
+    (
+        "drinks",
+        &[
+            ("water", "drinks"),
+            ("coffee", "drinks"),
+            ("juice", "drinks"),
+        ],
+    ),
+    (
+        "cleaning",
+        &[
+            ("sponges", "cleaning"),
+            ("dish soap", "cleaning"),
+            ("bin bags", "cleaning"),
+        ],
+    ),
+    (
+        "pasta",
+        &[
+            ("tomato sauce", "pantry"),
+            ("parmesan", "dairy"),
+            ("basil", "produce"),
+        ],
+    ),
+    (
+        "milk",
+        &[
+            ("cereal", "pantry"),
+            ("coffee", "drinks"),
+            ("cookies", "bakery"),
+        ],
+    ),
+    (
+        "leche",
+        &[
+            ("cereales", "pantry"),
+            ("café", "drinks"),
+            ("galletas", "bakery"),
+        ],
+    ),
+    (
+        "pan",
+        &[
+            ("mantequilla", "dairy"),
+            ("mermelada", "pantry"),
+            ("aceite de oliva", "pantry"),
+        ],
+    ),
+    (
+        "huevos",
+        &[
+            ("patatas", "produce"),
+            ("cebolla", "produce"),
+            ("aceite de oliva", "pantry"),
+        ],
+    ),
+    (
+        "eggs",
+        &[("bacon", "meat"), ("bread", "bakery"), ("milk", "dairy")],
+    ),
+];
+
+/// Staples suggested when nothing else matches.
+const STAPLES: &[(&str, &str)] = &[
+    ("milk", "dairy"),
+    ("bread", "bakery"),
+    ("eggs", "dairy"),
+    ("rice", "pantry"),
+    ("bananas", "fruit"),
+];
+
+/// The offline provider's rule: deterministic suggestions from the list's items and
+/// categories, never repeating something already on the list, at most `max`.
+pub fn offline_suggestions(items: &[ItemSummary], max: usize) -> Vec<Suggestion> {
+    let have: Vec<String> = items.iter().map(|i| i.name.trim().to_lowercase()).collect();
+    let mut out: Vec<Suggestion> = Vec::new();
+    let push = |name: &str, category: &str, reason: String, out: &mut Vec<Suggestion>| {
+        if out.len() < max && !have.iter().any(|h| h == name) && !out.iter().any(|s| s.name == name)
+        {
+            out.push(Suggestion {
+                name: name.to_owned(),
+                category: Some(category.to_owned()),
+                reason,
+            });
+        }
+    };
+    for item in items {
+        let keys = [
+            Some(item.name.trim().to_lowercase()),
+            item.category.as_ref().map(|c| c.trim().to_lowercase()),
+        ];
+        for key in keys.iter().flatten() {
+            if let Some((_, pairs)) = PAIRINGS.iter().find(|(k, _)| k == key) {
+                for (name, category) in *pairs {
+                    push(
+                        name,
+                        category,
+                        format!("goes well with {}", item.name.trim()),
+                        &mut out,
+                    );
+                }
+            }
+        }
+    }
+    for (name, category) in STAPLES {
+        push(
+            name,
+            category,
+            "a staple of most shopping lists".to_owned(),
+            &mut out,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_bad_ones_named() {
+        assert_eq!(email("  Ana@Example.COM ").unwrap(), "ana@example.com");
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@x.es",
+            "ana@localhost",
+            "a b@x.es",
+            "ana@.es",
+        ] {
+            assert_eq!(email(bad).unwrap_err().field, "email", "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_eight_to_128_characters() {
+        assert!(password("12345678").is_ok());
+        assert!(password("1234567").is_err());
+        assert!(password(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn item_fields_are_validated_one_by_one() {
+        let ok = new_item(" Leche ", Some(2.0), Some("l"), Some("Dairy"), None).unwrap();
+        assert_eq!(ok.name, "Leche");
+        assert_eq!(ok.category.as_deref(), Some("dairy"));
+        assert_eq!(
+            new_item("", None, None, None, None).unwrap_err().field,
+            "name"
+        );
+        for q in [0.0, -1.0, f64::NAN, 1e9] {
+            assert_eq!(
+                new_item("x", Some(q), None, None, None).unwrap_err().field,
+                "quantity"
+            );
+        }
+        let long = "u".repeat(21);
+        assert_eq!(
+            new_item("x", None, Some(&long), None, None)
+                .unwrap_err()
+                .field,
+            "unit"
+        );
+        let long = "n".repeat(501);
+        assert_eq!(
+            new_item("x", None, None, None, Some(&long))
+                .unwrap_err()
+                .field,
+            "note"
+        );
+        assert_eq!(
+            ItemPatch::validate(None, None, None, None, None, None)
+                .unwrap_err()
+                .field,
+            "body"
+        );
+        let clear = ItemPatch::validate(None, None, Some(None), None, None, Some(true)).unwrap();
+        assert_eq!(clear.unit, Some(None));
+    }
+
+    #[test]
+    fn reorder_needs_every_item_once() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(reorder(&[a, b], &[b, a]).is_ok());
+        assert!(reorder(&[a, b], &[a]).is_err());
+        assert!(reorder(&[a, b], &[a, a]).is_err());
+        assert!(reorder(&[a], &[a, b]).is_err());
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        assert_eq!(
+            Page::new(None, None).unwrap(),
+            Page {
+                limit: 20,
+                offset: 0
+            }
+        );
+        assert_eq!(Page::new(Some(0), None).unwrap_err().field, "limit");
+        assert_eq!(Page::new(None, Some(-1)).unwrap_err().field, "offset");
+    }
+
+    #[test]
+    fn offline_suggestions_are_deterministic_and_skip_what_is_listed() {
+        let items = vec![
+            ItemSummary {
+                name: "Pasta".to_owned(),
+                category: Some("pantry".to_owned()),
+            },
+            ItemSummary {
+                name: "salt".to_owned(),
+                category: None,
+            },
+        ];
+        let a = offline_suggestions(&items, 5);
+        assert_eq!(a, offline_suggestions(&items, 5));
+        assert_eq!(a.len(), 5);
+        assert_eq!(a[0].name, "tomato sauce");
+        assert!(a.iter().all(|s| s.name != "salt" && s.name != "pasta"));
+        let staples = offline_suggestions(&[], 3);
+        assert_eq!(
+            staples.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["milk", "bread", "eggs"]
+        );
+    }
+}

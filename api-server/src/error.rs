@@ -1,0 +1,147 @@
+//! The one error type of the service (outside the HTTP edge, see [`crate::http::ApiError`]).
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong outside request validation, with the context it happened in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration variable is missing or invalid; names the variable.
+    #[error("configuration variable {var}: {reason}")]
+    Config {
+        /// The environment variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A PostgreSQL operation failed.
+    #[error("PostgreSQL: {context}: {source}")]
+    Database {
+        /// What was being done.
+        context: &'static str,
+        /// The driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration: {context}: {source}")]
+    Migrate {
+        /// What was being done.
+        context: String,
+        /// The migrator error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The requested schema revision does not exist.
+    #[error("unknown schema revision {requested}; known revisions: 0 (empty) and {known:?}")]
+    UnknownRevision {
+        /// The revision asked for.
+        requested: i64,
+        /// The revisions this binary knows.
+        known: Vec<i64>,
+    },
+    /// A Redis operation failed.
+    #[error("Redis: {context}: {source}")]
+    Redis {
+        /// What was being done.
+        context: &'static str,
+        /// The client error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A RabbitMQ operation failed.
+    #[error("RabbitMQ: {context}: {source}")]
+    Amqp {
+        /// What was being done.
+        context: &'static str,
+        /// The client error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker did not confirm a publish (nack or returned).
+    #[error("RabbitMQ did not confirm event {event_id}")]
+    NotConfirmed {
+        /// The event.
+        event_id: uuid::Uuid,
+    },
+    /// The AI provider failed.
+    #[error("AI provider {provider}: {reason}")]
+    Provider {
+        /// Which provider.
+        provider: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// JSON (de)serialisation of stored data failed.
+    #[error("JSON: {context}: {source}")]
+    Json {
+        /// What was being done.
+        context: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Prometheus registry problem (duplicate or invalid metric).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Password hashing or token signing failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// An I/O error (binding the listener, reading files).
+    #[error("I/O: {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a sqlx error with context.
+    pub fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Database { context, source }
+    }
+
+    /// Wraps a Redis error with context.
+    pub fn redis(context: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
+        move |source| Self::Redis { context, source }
+    }
+
+    /// Wraps a lapin error with context.
+    pub fn amqp(context: &'static str) -> impl FnOnce(lapin::Error) -> Self {
+        move |source| Self::Amqp { context, source }
+    }
+
+    /// Wraps a serde_json error with context.
+    pub fn json(context: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| Self::Json { context, source }
+    }
+}
+
+/// Why a use case did not happen: what the HTTP edge turns into a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Input failed validation (422, or 400 for malformed requests).
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::Invalid),
+    /// Malformed request (400), naming the field or `body`.
+    #[error("{0}")]
+    BadRequest(crate::domain::Invalid),
+    /// Missing or invalid credentials (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The caller sees the resource but may not do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// Not there, or not visible to the caller (404).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// Conflicts with the current state (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Our fault (500); logged, never shown in detail.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}

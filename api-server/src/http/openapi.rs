@@ -1,0 +1,305 @@
+//! The OpenAPI 3.1 document, generated from the route table so that it matches the router.
+
+use serde_json::{Value, json};
+
+use super::{Op, ROUTES, Route};
+
+fn error_ref() -> Value {
+    json!({ "$ref": "#/components/schemas/Error" })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn describe(
+    op: Op,
+) -> (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<Value>,
+) {
+    // (operationId, summary, request schema, success status, success schema)
+    match op {
+        Op::Register => (
+            "register",
+            "Register a user",
+            Some("Credentials"),
+            "201",
+            Some(schema_ref("UserCreated")),
+        ),
+        Op::Login => (
+            "login",
+            "Log in and get a bearer token",
+            Some("Credentials"),
+            "200",
+            Some(schema_ref("Token")),
+        ),
+        Op::ListLists => (
+            "listLists",
+            "My lists, newest first (paginated)",
+            None,
+            "200",
+            Some(schema_ref("ListPage")),
+        ),
+        Op::CreateList => (
+            "createList",
+            "Create a list",
+            Some("ListName"),
+            "201",
+            Some(schema_ref("List")),
+        ),
+        Op::GetList => (
+            "getList",
+            "A list with its items and members",
+            None,
+            "200",
+            Some(schema_ref("ListDetail")),
+        ),
+        Op::RenameList => (
+            "renameList",
+            "Rename a list (owners)",
+            Some("ListName"),
+            "200",
+            Some(schema_ref("List")),
+        ),
+        Op::DeleteList => ("deleteList", "Delete a list (owners)", None, "204", None),
+        Op::Share => (
+            "shareList",
+            "Share a list with a registered user (owners)",
+            Some("Share"),
+            "201",
+            Some(schema_ref("Member")),
+        ),
+        Op::Unshare => ("unshareList", "Remove a member (owners)", None, "204", None),
+        Op::AddItem => (
+            "addItem",
+            "Add an item",
+            Some("NewItem"),
+            "201",
+            Some(schema_ref("Item")),
+        ),
+        Op::UpdateItem => (
+            "updateItem",
+            "Edit, check or uncheck an item",
+            Some("ItemPatch"),
+            "200",
+            Some(schema_ref("Item")),
+        ),
+        Op::DeleteItem => ("deleteItem", "Remove an item", None, "204", None),
+        Op::Reorder => (
+            "reorderItems",
+            "Put the items in a new order",
+            Some("Reorder"),
+            "200",
+            Some(
+                json!({ "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": schema_ref("Item") } } }),
+            ),
+        ),
+        Op::RequestSuggestions => (
+            "requestSuggestions",
+            "Request AI suggestions (asynchronous)",
+            None,
+            "202",
+            Some(schema_ref("SuggestionRequest")),
+        ),
+        Op::GetSuggestions => (
+            "getSuggestions",
+            "Fetch a suggestion request and its results",
+            None,
+            "200",
+            Some(schema_ref("SuggestionRequest")),
+        ),
+        Op::Health => (
+            "health",
+            "Liveness (no dependencies)",
+            None,
+            "200",
+            Some(
+                json!({ "type": "object", "properties": { "status": { "type": "string" }, "version": { "type": "string" } } }),
+            ),
+        ),
+        Op::Ready => (
+            "ready",
+            "Readiness: PostgreSQL, Redis and RabbitMQ reachable; detail with X-Healthcheck-Token",
+            None,
+            "200",
+            Some(schema_ref("Readiness")),
+        ),
+        Op::Metrics => (
+            "metrics",
+            "Prometheus metrics (text format)",
+            None,
+            "200",
+            None,
+        ),
+        Op::OpenApi => (
+            "openapi",
+            "This document",
+            None,
+            "200",
+            Some(json!({ "type": "object" })),
+        ),
+    }
+}
+
+fn parameters(route: &Route) -> Vec<Value> {
+    let mut params: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| {
+            json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
+        })
+        .collect();
+    if route.op == Op::ListLists {
+        params.push(json!({ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100, "default": 20 } }));
+        params.push(json!({ "name": "offset", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": 1000000, "default": 0 } }));
+    }
+    if route.op == Op::Ready {
+        params.push(json!({ "name": "X-Healthcheck-Token", "in": "header", "required": false, "schema": { "type": "string" } }));
+    }
+    params
+}
+
+fn operation(route: &Route) -> Value {
+    let (id, summary, request, status, schema) = describe(route.op);
+    let mut responses = serde_json::Map::new();
+    let success = match (&schema, route.op) {
+        (_, Op::Metrics) => {
+            json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } })
+        }
+        (Some(s), _) => {
+            json!({ "description": "OK", "content": { "application/json": { "schema": s } } })
+        }
+        (None, _) => json!({ "description": "Done" }),
+    };
+    responses.insert(status.to_owned(), success);
+    let err = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": error_ref() } } });
+    if request.is_some()
+        || !route.path.contains('{') && route.op == Op::ListLists
+        || route.path.contains('{')
+    {
+        responses.insert(
+            "400".to_owned(),
+            err("Malformed request (the field is named)"),
+        );
+    }
+    if request.is_some() {
+        responses.insert("413".to_owned(), err("Body too large"));
+        responses.insert("422".to_owned(), err("Invalid field (the field is named)"));
+    }
+    if route.auth || route.op == Op::Login || route.op == Op::Ready {
+        responses.insert("401".to_owned(), err("Missing or invalid credentials"));
+    }
+    if route.auth && route.path.contains("{list_id}") {
+        responses.insert("403".to_owned(), err("Only an owner may do this"));
+        responses.insert(
+            "404".to_owned(),
+            err("Not found, or not visible to the caller"),
+        );
+    }
+    if matches!(route.op, Op::Register | Op::Share | Op::Unshare) {
+        responses.insert("409".to_owned(), err("Conflicts with the current state"));
+    }
+    if route.op == Op::Ready {
+        responses.insert("503".to_owned(), json!({ "description": "A dependency is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
+    }
+    let mut op = json!({
+        "operationId": id,
+        "summary": summary,
+        "parameters": parameters(route),
+        "responses": responses,
+    });
+    if let Some(name) = request {
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
+    }
+    if route.auth {
+        op["security"] = json!([{ "bearer": [] }]);
+    }
+    op
+}
+
+fn schemas() -> Value {
+    let text =
+        |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S" });
+    let opt_text = |max: u32| json!({ "type": ["string", "null"], "maxLength": max });
+    let uuid = json!({ "type": "string", "format": "uuid" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let role = json!({ "type": "string", "enum": ["owner", "member"] });
+    let quantity =
+        json!({ "type": "number", "exclusiveMinimum": 0, "maximum": crate::domain::MAX_QUANTITY });
+    let suggestion = json!({ "type": "object", "required": ["name", "reason"], "properties": { "name": { "type": "string" }, "category": { "type": ["string", "null"] }, "reason": { "type": "string" } } });
+    let list = json!({ "type": "object", "required": ["id", "name", "owner_id", "role", "created_at", "updated_at"], "properties": { "id": uuid, "name": { "type": "string" }, "owner_id": uuid, "role": role, "created_at": time, "updated_at": time } });
+    let item = json!({ "type": "object", "required": ["id", "name", "quantity", "checked", "position", "created_at", "updated_at"], "properties": { "id": uuid, "name": { "type": "string" }, "quantity": { "type": "number" }, "unit": { "type": ["string", "null"] }, "category": { "type": ["string", "null"] }, "note": { "type": ["string", "null"] }, "checked": { "type": "boolean" }, "position": { "type": "integer" }, "created_at": time, "updated_at": time } });
+    let member = json!({ "type": "object", "required": ["user_id", "email", "role"], "properties": { "user_id": uuid, "email": { "type": "string" }, "role": role } });
+    let check = json!({ "type": "object", "required": ["ok", "latency_ms"], "properties": { "ok": { "type": "boolean" }, "latency_ms": { "type": "integer" }, "error": { "type": "string" } } });
+    json!({
+        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } },
+        "Credentials": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 }, "password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
+        "UserCreated": { "type": "object", "required": ["id", "email"], "properties": { "id": uuid, "email": { "type": "string" } } },
+        "Token": { "type": "object", "required": ["token", "token_type", "expires_in", "user_id"], "properties": { "token": { "type": "string" }, "token_type": { "type": "string", "enum": ["Bearer"] }, "expires_in": { "type": "integer" }, "user_id": uuid } },
+        "ListName": { "type": "object", "additionalProperties": false, "required": ["name"], "properties": { "name": text(100) } },
+        "List": list,
+        "ListPage": { "type": "object", "required": ["lists", "total", "limit", "offset"], "properties": { "lists": { "type": "array", "items": schema_ref("List") }, "total": { "type": "integer" }, "limit": { "type": "integer" }, "offset": { "type": "integer" } } },
+        "ListDetail": { "allOf": [schema_ref("List"), { "type": "object", "required": ["items", "members"], "properties": { "items": { "type": "array", "items": schema_ref("Item") }, "members": { "type": "array", "items": schema_ref("Member") } } }] },
+        "Share": { "type": "object", "additionalProperties": false, "required": ["email"], "properties": { "email": { "type": "string", "format": "email" }, "role": role } },
+        "Member": member,
+        "NewItem": { "type": "object", "additionalProperties": false, "required": ["name"], "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500) } },
+        "ItemPatch": { "type": "object", "additionalProperties": false, "minProperties": 1, "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500), "checked": { "type": "boolean" } } },
+        "Item": item,
+        "Reorder": { "type": "object", "additionalProperties": false, "required": ["item_ids"], "properties": { "item_ids": { "type": "array", "items": uuid } } },
+        "Suggestion": suggestion,
+        "SuggestionRequest": { "type": "object", "required": ["id", "list_id", "status", "created_at"], "properties": { "id": uuid, "list_id": uuid, "status": { "type": "string", "enum": ["pending", "done", "failed"] }, "provider": { "type": ["string", "null"] }, "suggestions": { "type": ["array", "null"], "items": schema_ref("Suggestion") }, "error": { "type": ["string", "null"] }, "created_at": time, "completed_at": { "type": ["string", "null"], "format": "date-time" } } },
+        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
+    })
+}
+
+/// The document for the running `version`.
+pub fn document(version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method.to_lowercase()] = operation(route);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "ListaCompra API", "version": version, "description": "Shopping lists, items, sharing and AI suggestions." },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_once_and_every_reference_resolves() {
+        let doc = document("t");
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, ROUTES.len());
+        for route in ROUTES {
+            assert!(
+                paths[route.path][route.method.to_lowercase()].is_object(),
+                "{route:?}"
+            );
+        }
+        let text = doc.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "dangling $ref {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The service's Prometheus metrics, under the names defined once in
+//! [`listacompra_crds::metrics`]; every one carries the constant label `version`.
+
+use std::collections::HashMap;
+
+use listacompra_crds::metrics as names;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::Result;
+
+/// All metrics, registered in their own registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Request duration by `route` (template), `method` and `status`.
+    pub http_duration: HistogramVec,
+    /// AI jobs by `outcome` (`success`, `failure`).
+    pub ai_jobs: IntCounterVec,
+    /// Outbox publish retries.
+    pub outbox_retries: IntCounter,
+    /// Outbox events not yet published.
+    pub outbox_backlog: IntGauge,
+    /// Seconds from an event's creation to its confirmed publish.
+    pub outbox_latency: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics with `version` as constant label.
+    pub fn new(version: &str) -> Result<Self> {
+        let labels: HashMap<String, String> =
+            HashMap::from([("version".to_owned(), version.to_owned())]);
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                names::HTTP_REQUEST_DURATION_SECONDS,
+                "HTTP request duration in seconds",
+            )
+            .const_labels(labels.clone())
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method", "status"],
+        )?;
+        let ai_jobs = IntCounterVec::new(
+            Opts::new(names::AI_JOBS_TOTAL, "AI suggestion jobs by outcome")
+                .const_labels(labels.clone()),
+            &["outcome"],
+        )?;
+        let outbox_retries = IntCounter::with_opts(
+            Opts::new(names::OUTBOX_RETRIES_TOTAL, "Outbox publish retries")
+                .const_labels(labels.clone()),
+        )?;
+        let outbox_backlog = IntGauge::with_opts(
+            Opts::new(names::OUTBOX_BACKLOG, "Outbox events not yet published")
+                .const_labels(labels.clone()),
+        )?;
+        let outbox_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                names::OUTBOX_QUEUE_LATENCY_SECONDS,
+                "Seconds events wait in the outbox before a confirmed publish",
+            )
+            .const_labels(labels)
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(ai_jobs.clone()))?;
+        registry.register(Box::new(outbox_retries.clone()))?;
+        registry.register(Box::new(outbox_backlog.clone()))?;
+        registry.register(Box::new(outbox_latency.clone()))?;
+        // Export both outcomes from the start, so the success ratio has a denominator.
+        ai_jobs.with_label_values(&["success"]);
+        ai_jobs.with_label_values(&["failure"]);
+        Ok(Self {
+            registry,
+            http_duration,
+            ai_jobs,
+            outbox_retries,
+            outbox_backlog,
+            outbox_latency,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric data, which registration rejects.
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(%err, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_uses_the_shared_name_and_carries_the_version() {
+        let m = Metrics::new("1.2.3").unwrap();
+        m.http_duration
+            .with_label_values(&["/v1/lists", "GET", "200"])
+            .observe(0.01);
+        m.outbox_retries.inc();
+        m.outbox_latency.observe(0.2);
+        let text = m.render();
+        for name in [
+            names::HTTP_REQUEST_DURATION_SECONDS,
+            names::AI_JOBS_TOTAL,
+            names::OUTBOX_RETRIES_TOTAL,
+            names::OUTBOX_BACKLOG,
+            names::OUTBOX_QUEUE_LATENCY_SECONDS,
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name) && !l.starts_with('#'))
+                .unwrap_or_else(|| panic!("{name} missing in\n{text}"));
+            assert!(line.contains(r#"version="1.2.3""#), "{line}");
+        }
+        assert!(
+            text.contains(r#"method="GET",route="/v1/lists",status="200""#)
+                || text.contains(r#"route="/v1/lists""#)
+        );
+        assert!(text.contains(r#"outcome="success""#) && text.contains(r#"outcome="failure""#));
+    }
+}

@@ -1,0 +1,303 @@
+//! The transactional outbox: events are written with the change that caused them, and a
+//! relay publishes them to RabbitMQ with publisher confirms, retrying with backoff.
+//! Delivery is at-least-once; consumers deduplicate by event id ([`first_delivery`]).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// The event type (and routing key) of a suggestion request.
+pub const SUGGESTION_REQUESTED: &str = "suggestion.requested";
+
+/// An event as published (the message body); the AMQP message id is the event id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Event id, unique; consumers deduplicate on it.
+    pub id: Uuid,
+    /// Event type, also the routing key.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The aggregate (list or user) it is about.
+    pub aggregate_id: Uuid,
+    /// Event data.
+    pub payload: serde_json::Value,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Writes an event in the caller's transaction.
+pub async fn enqueue(
+    tx: &mut Transaction<'static, Postgres>,
+    event_type: &str,
+    aggregate_id: Uuid,
+    payload: serde_json::Value,
+) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(aggregate_id)
+    .bind(payload)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("writing an outbox event"))?;
+    Ok(id)
+}
+
+/// Records that `consumer` handles `event_id` now; false when it was handled before (a
+/// redelivery). Call it in the transaction of the consumer's effect.
+pub async fn first_delivery(
+    tx: &mut Transaction<'static, Postgres>,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("recording a processed event"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Events not yet published.
+pub async fn backlog(pool: &PgPool) -> Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(Error::db("counting the outbox backlog"))
+}
+
+/// Delay before the next attempt after `attempts` failed ones: 0.5 s doubling, capped.
+pub fn backoff(attempts: i32, cap: Duration) -> Duration {
+    let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    Duration::from_millis(500u64.saturating_mul(1u64 << exp)).min(cap)
+}
+
+/// Publishes pending events.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pool: PgPool,
+    url: String,
+    topology: crate::amqp::Topology,
+    metrics: Metrics,
+    /// Pause between polls when nothing is due.
+    pub poll: Duration,
+    /// Events per transaction.
+    pub batch: i64,
+    /// Longest backoff between attempts of one event.
+    pub max_backoff: Duration,
+}
+
+struct Link {
+    conn: Connection,
+    channel: Channel,
+}
+
+impl Relay {
+    /// A relay from the outbox in `pool` to the broker at `url`.
+    pub fn new(
+        pool: PgPool,
+        url: String,
+        topology: crate::amqp::Topology,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            pool,
+            url,
+            topology,
+            metrics,
+            poll: Duration::from_millis(200),
+            batch: 100,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    async fn link(&self) -> Result<Link> {
+        let conn = crate::amqp::connect(&self.url, Duration::from_secs(3)).await?;
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(Error::amqp("opening a channel"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(Error::amqp("enabling publisher confirms"))?;
+        crate::amqp::declare(&channel, &self.topology).await?;
+        Ok(Link { conn, channel })
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut link: Option<Link> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let published = match self.step(&mut link).await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox relay step failed");
+                    0
+                }
+            };
+            if let Ok(n) = backlog(&self.pool).await {
+                self.metrics.outbox_backlog.set(n);
+            }
+            if published == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        if let Some(link) = link {
+            let _ = link.conn.close(200, "shutting down".into()).await;
+        }
+    }
+
+    /// One batch: publishes the due events; returns how many were confirmed.
+    async fn step(&self, link: &mut Option<Link>) -> Result<usize> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(Error::db("starting a transaction"))?;
+        let rows: Vec<(Uuid, String, Uuid, serde_json::Value, DateTime<Utc>, i32)> = sqlx::query_as(
+            "SELECT id, event_type, aggregate_id, payload, created_at, attempts FROM outbox_events \
+             WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp() \
+             ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.batch)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::db("reading due outbox events"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if link.as_ref().is_none_or(|l| !l.conn.status().connected()) {
+            *link = match self.link().await {
+                Ok(l) => Some(l),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot reach RabbitMQ; outbox events wait");
+                    None
+                }
+            };
+        }
+        let mut published = 0;
+        for (id, event_type, aggregate_id, payload, created_at, attempts) in rows {
+            let event = Event {
+                id,
+                event_type,
+                aggregate_id,
+                payload,
+                created_at,
+            };
+            let outcome = match link.as_ref() {
+                Some(l) => publish(&l.channel, &self.topology.exchange, &event).await,
+                None => Err(Error::Amqp {
+                    context: "publishing (not connected)",
+                    source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                        lapin::ConnectionState::Closed,
+                    )),
+                }),
+            };
+            match outcome {
+                Ok(()) => {
+                    sqlx::query(
+                        "UPDATE outbox_events SET published_at = clock_timestamp(), \
+                         attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db("marking an event sent"))?;
+                    let waited = (Utc::now() - created_at).num_milliseconds().max(0);
+                    #[allow(clippy::cast_precision_loss)]
+                    self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
+                    published += 1;
+                }
+                Err(err) => {
+                    let delay = backoff(attempts, self.max_backoff);
+                    sqlx::query(
+                        "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, \
+                         next_attempt_at = clock_timestamp() + make_interval(secs => $3) WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(err.to_string())
+                    .bind(delay.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db("recording a failed publish"))?;
+                    self.metrics.outbox_retries.inc();
+                    tracing::warn!(event_id = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %err, "outbox publish failed; will retry");
+                    if link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
+                        *link = None;
+                    }
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(Error::db("committing the outbox batch"))?;
+        Ok(published)
+    }
+}
+
+/// Publishes one event and waits for the broker's confirm.
+pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result<()> {
+    let body = serde_json::to_vec(event).map_err(Error::json("encoding an event"))?;
+    let props = BasicProperties::default()
+        .with_message_id(event.id.to_string().into())
+        .with_type(event.event_type.as_str().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2);
+    let confirm = async {
+        channel
+            .basic_publish(
+                exchange.into(),
+                event.event_type.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await
+            .map_err(Error::amqp("publishing"))?
+            .await
+            .map_err(Error::amqp("waiting for the publisher confirm"))
+    };
+    match tokio::time::timeout(Duration::from_secs(10), confirm).await {
+        Ok(Ok(c)) if c.is_ack() => Ok(()),
+        Ok(Ok(_)) | Err(_) => Err(Error::NotConfirmed { event_id: event.id }),
+        Ok(Err(err)) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_and_is_capped() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(0, cap), Duration::from_millis(500));
+        assert_eq!(backoff(1, cap), Duration::from_secs(1));
+        assert_eq!(backoff(3, cap), Duration::from_secs(4));
+        assert_eq!(backoff(10, cap), cap);
+        assert_eq!(backoff(i32::MAX, cap), cap);
+        assert_eq!(backoff(-3, cap), Duration::from_millis(500));
+    }
+}
