@@ -45,6 +45,7 @@ up() {
       logs_tail 20
       die "the cluster did not start (log: $LC_STATE/kwokctl-create.log; component logs above). Fix: read the logs, then '$0 down' and retry."
     fi
+    apply_stages
     "$LC_BIN/kwokctl" scale node --name "$LC_CLUSTER_NAME" --replicas "$LC_KWOK_NODES" >>"$LC_STATE/kwokctl-create.log" 2>&1 \
       || die "could not create $LC_KWOK_NODES kwok nodes. Fix: see '$0 logs'."
     kctl wait --for=condition=Ready nodes --all --timeout=120s >/dev/null \
@@ -55,6 +56,25 @@ up() {
   env_set LC_CLUSTER_LOGS "$cluster_dir/logs"
   env_set LC_BIN "$LC_BIN"
   env_set LC_KUBE_VERSION "$KUBE_VERSION"
+}
+
+# kwok reads Stages from the cluster (enableCRDs in kwokctl.yaml): apply kwok's own default
+# node and pod stages from its Go module, plus the project's test stages.
+apply_stages() {
+  local kwok_dir
+  kwok_dir=$(cd "$LC_REPO/e2e/controlplane/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) \
+    || die "cannot find the sigs.k8s.io/kwok module. Fix: make the Go module proxy reachable and retry."
+  local stages=(
+    "$kwok_dir/kustomize/stage/node/fast/node-initialize.yaml"
+    "$kwok_dir/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
+    "$kwok_dir/kustomize/stage/pod/fast/pod-ready.yaml"
+    "$kwok_dir/kustomize/stage/pod/fast/pod-complete.yaml"
+    "$kwok_dir/kustomize/stage/pod/fast/pod-delete.yaml"
+    "$LC_REPO"/e2e/controlplane/stages/*.yaml
+  )
+  local f args=()
+  for f in "${stages[@]}"; do args+=(-f "$f"); done
+  kctl apply "${args[@]}" >/dev/null || die "could not apply the kwok stages. Fix: see '$0 logs'."
 }
 
 down() {

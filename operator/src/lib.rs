@@ -5,7 +5,12 @@
 //! [`workload`], the gates in [`gates`].
 
 pub mod conditions;
+pub mod controller;
 pub mod decide;
+pub mod error;
 pub mod gates;
+pub mod leader;
 pub mod naming;
+pub mod server;
+pub mod telemetry;
 pub mod workload;

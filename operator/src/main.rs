@@ -1,11 +1,104 @@
 //! `listacompra-operator`: the controller for `ListaCompraRelease` resources.
-//!
-//! Only the command line exists so far; the controller is built by the operator issue.
 
-fn main() {
-    println!(
-        "listacompra-operator {} (group {})",
-        env!("CARGO_PKG_VERSION"),
-        listacompra_crds::GROUP
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use listacompra_operator::controller::{self, Context};
+use listacompra_operator::leader::Elector;
+use listacompra_operator::server;
+use listacompra_operator::telemetry::{self, LogFormat, Metrics};
+use tracing::{error, info};
+
+/// Releases the ListaCompra API: migrations, rollout, health and KPI gates, rollback.
+///
+/// Connects in-cluster, or through KUBECONFIG / ~/.kube/config outside a cluster.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Namespaces to watch (comma-separated); all namespaces when empty.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Take a Lease before acting, so that only one replica acts.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "listacompra-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (defaults to the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    telemetry::init_logging(args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot connect to Kubernetes (in-cluster or KUBECONFIG): {e}")
+    })?;
+    let metrics = Arc::new(Metrics::new()?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (bound, http) = server::serve(args.metrics_address, metrics.clone(), ready.clone())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (--metrics-address): {e}",
+                args.metrics_address
+            )
+        })?;
+    tokio::spawn(http);
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("listacompra-operator-{}", std::process::id()));
+    info!(metrics = %bound, identity = %identity, namespaces = ?args.namespaces, "starting");
+    ready.store(true, Ordering::Relaxed);
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        Some(identity.clone()),
+    ));
+    if !args.leader_election {
+        controller::run(ctx, args.namespaces).await;
+        return Ok(());
+    }
+    let elector = Elector::new(
+        client,
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_duration_seconds),
     );
+    elector.acquire().await?;
+    tokio::select! {
+        () = controller::run(ctx, args.namespaces) => Ok(()),
+        () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that only the new leader acts")),
+    }
 }

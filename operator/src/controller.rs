@@ -1,0 +1,520 @@
+//! The controller: observe the release and its children, run a due gate check, call
+//! [`decide`], and carry out the decision. All I/O of a reconcile lives here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use listacompra_crds::analysis::AnalysisSpec;
+use listacompra_crds::status::{KpiResult, Verdict, condition};
+use listacompra_crds::workload::SecretKeyRef;
+use listacompra_crds::{ListaCompraRelease, ListaCompraReleaseStatus, Phase};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
+use crate::error::{Error, Result, kube as kube_err};
+use crate::gates::analysis::{self, QueryOutcome};
+use crate::gates::{health, prometheus};
+use crate::naming::{self, FIELD_MANAGER};
+use crate::telemetry::Metrics;
+use crate::workload::{self, Owner};
+
+/// Shared state of every reconcile.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// HTTP client for the gates.
+    pub http: reqwest::Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context reporting Events as `listacompra-operator` from `instance`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: "listacompra-operator".to_owned(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            http: reqwest::Client::new(),
+            metrics,
+        }
+    }
+}
+
+/// Runs the controller until a shutdown signal: over all namespaces when `namespaces` is
+/// empty, else over each listed namespace.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let managed =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=listacompra-operator");
+    let streams = scopes.into_iter().map(|scope| {
+        let client = ctx.client.clone();
+        let (releases, jobs, deployments) = match &scope {
+            Some(ns) => (
+                Api::<DeserializeGuard<ListaCompraRelease>>::namespaced(client.clone(), ns),
+                Api::<Job>::namespaced(client.clone(), ns),
+                Api::<Deployment>::namespaced(client, ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
+        Controller::new(releases, watcher::Config::default().any_semantic())
+            .owns(jobs, managed.clone())
+            .owns(deployments, managed.clone())
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .boxed()
+    });
+    futures::stream::select_all(streams)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Requeues a failed reconcile after 5-10 s (jittered, so that many releases do not retry
+/// in lockstep). Conflicts (409) are retried the same way.
+pub fn error_policy(
+    _: Arc<DeserializeGuard<ListaCompraRelease>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.metric_reason()])
+        .inc();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Action::requeue(Duration::from_secs(5) + Duration::from_millis(u64::from(nanos % 5000)))
+}
+
+/// One reconcile of one release.
+pub async fn reconcile(
+    object: Arc<DeserializeGuard<ListaCompraRelease>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let release = match &object.0 {
+        Ok(release) => release,
+        Err(invalid) => {
+            // The API server validates the schema, so this is an object from another
+            // version of the CRD: say so and wait for a change.
+            warn!(name = %invalid.metadata.name.clone().unwrap_or_default(), error = %invalid.error, "cannot read release");
+            return Ok(Action::await_change());
+        }
+    };
+    let status = release.status.clone().unwrap_or_default();
+    let span = info_span!(
+        "reconcile",
+        release = %release.name_any(),
+        namespace = %release.namespace().unwrap_or_default(),
+        version = %release.spec.version,
+        phase = %status.phase.map_or("None", decide::phase_name),
+    );
+    let timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[] as &[&str])
+        .start_timer();
+    let result = reconcile_release(release, status, &ctx)
+        .instrument(span)
+        .await;
+    timer.observe_duration();
+    if result.is_ok() {
+        ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
+    }
+    result
+}
+
+async fn reconcile_release(
+    release: &ListaCompraRelease,
+    status: ListaCompraReleaseStatus,
+    ctx: &Context,
+) -> Result<Action> {
+    let name = release.name_any();
+    let namespace = release
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let client = ctx.client.clone();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let spec = &release.spec;
+
+    let migration_job = job_state(&jobs, status.migration_job.as_deref()).await?;
+    let revert_job = job_state(&jobs, status.revert_job.as_deref()).await?;
+    let live = deployments
+        .get_opt(&naming::workload_name(&name))
+        .await
+        .map_err(kube_err("reading the Deployment"))?;
+    let workload = workload_state(live.as_ref());
+
+    let now = Timestamp::now();
+    let (mut health_check, mut measurement) = (None, None);
+    match decide::gate_due(spec, &status, now) {
+        GateDue::Nothing => {}
+        GateDue::Health => {
+            let outcome = run_health_check(release, &namespace, ctx).await?;
+            let verdict = if outcome.is_ok() { "pass" } else { "fail" };
+            ctx.metrics
+                .gate_verdicts
+                .with_label_values(&["health", verdict])
+                .inc();
+            health_check = Some(outcome);
+        }
+        GateDue::Measurement => {
+            if let Some(analysis) = &spec.analysis {
+                let results = measure(release, &namespace, analysis, ctx).await?;
+                for r in &results {
+                    let verdict = format!("{:?}", r.verdict).to_ascii_lowercase();
+                    ctx.metrics
+                        .gate_verdicts
+                        .with_label_values(&["kpi", &verdict])
+                        .inc();
+                    if let Some(v) = r.value {
+                        ctx.metrics
+                            .kpi_values
+                            .with_label_values(&[&namespace, &name, &r.name])
+                            .set(v);
+                    }
+                }
+                measurement = Some(results);
+            }
+        }
+    }
+
+    let decision = decide(&Observed {
+        release: &name,
+        generation: release.metadata.generation.unwrap_or_default(),
+        spec,
+        status: &status,
+        migration_job,
+        revert_job,
+        workload: workload.clone(),
+        health_check,
+        measurement,
+        now,
+    });
+
+    let owner = Owner {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        reference: release
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::MissingNamespace(name.clone()))?,
+    };
+    for action in &decision.actions {
+        match action {
+            decide::Action::CreateJob {
+                name: job_name,
+                purpose,
+                workload,
+                revision,
+            } => {
+                let job = workload::job(
+                    &owner,
+                    spec,
+                    job_name.clone(),
+                    *purpose,
+                    workload,
+                    *revision,
+                );
+                match jobs.create(&PostParams::default(), &job).await {
+                    Ok(_) => info!(job = %job_name, revision, "created Job"),
+                    // Created by an earlier reconcile whose status write did not land: fine.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
+                }
+            }
+            decide::Action::DeleteJob { name: job_name } => {
+                match jobs.delete(job_name, &DeleteParams::background()).await {
+                    Ok(_) => info!(job = %job_name, "deleted Job"),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
+                }
+            }
+        }
+    }
+    if let Some(target) = &decision.workload {
+        let desired = workload::deployment_hash(&name, spec, target);
+        if workload.hash.as_deref() != Some(desired.as_str()) {
+            apply_workload(&owner, release, target, ctx).await?;
+        }
+    }
+
+    if decision.status != status {
+        let patch = json!({
+            "apiVersion": ListaCompraRelease::api_version(&()),
+            "kind": ListaCompraRelease::kind(&()),
+            "status": decision.status,
+        });
+        Api::<ListaCompraRelease>::namespaced(client, &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(kube_err("writing the status"))?;
+        if decision.status.phase == Some(Phase::RollingBack)
+            && status.phase != Some(Phase::RollingBack)
+        {
+            let reason = condition_reason(&decision.status, condition::DEGRADED);
+            ctx.metrics.rollbacks.with_label_values(&[&reason]).inc();
+        }
+    }
+    ctx.metrics
+        .set_phase(&namespace, &name, decision.status.phase);
+
+    let reference = release.object_ref(&());
+    for note in &decision.notes {
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.clone(),
+            note: Some(note.message.chars().take(1000).collect()),
+            action: "Release".to_owned(),
+            secondary: None,
+        };
+        if note.warning {
+            warn!(reason = %note.reason, "{}", note.message);
+        } else {
+            info!(reason = %note.reason, "{}", note.message);
+        }
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not publish Event");
+        }
+    }
+    Ok(Action::requeue(decision.requeue_after))
+}
+
+fn condition_reason(status: &ListaCompraReleaseStatus, type_: &str) -> String {
+    crate::conditions::get(&status.conditions, type_)
+        .map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
+}
+
+async fn job_state(jobs: &Api<Job>, name: Option<&str>) -> Result<JobState> {
+    let Some(name) = name else {
+        return Ok(JobState::Absent);
+    };
+    let job = jobs
+        .get_opt(name)
+        .await
+        .map_err(kube_err(format!("reading Job {name}")))?;
+    let Some(job) = job else {
+        return Ok(JobState::Absent);
+    };
+    let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
+    if let Some(failed) = conditions
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+    {
+        let reason = failed.reason.clone().unwrap_or_else(|| "Failed".to_owned());
+        let message = failed.message.clone().unwrap_or_default();
+        return Ok(JobState::Failed(
+            format!("{reason}: {message}")
+                .trim_end_matches([':', ' '])
+                .to_owned(),
+        ));
+    }
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "Complete" && c.status == "True")
+    {
+        return Ok(JobState::Succeeded);
+    }
+    Ok(JobState::Running)
+}
+
+fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {
+    let Some(d) = deployment else {
+        return WorkloadState::default();
+    };
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    let current =
+        status.observed_generation.unwrap_or_default() >= d.metadata.generation.unwrap_or_default();
+    let available = current
+        && status.updated_replicas.unwrap_or_default() == wanted
+        && status.available_replicas.unwrap_or_default() == wanted
+        && status.replicas.unwrap_or_default() == wanted;
+    let stalled = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|c| {
+            (c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            .then(|| {
+                c.message
+                    .unwrap_or_else(|| "progress deadline exceeded".to_owned())
+            })
+        });
+    WorkloadState {
+        hash: workload::applied_hash(&d.metadata).map(str::to_owned),
+        available,
+        stalled: if current { stalled } else { None },
+    }
+}
+
+async fn apply_workload(
+    owner: &Owner,
+    release: &ListaCompraRelease,
+    target: &workload::Workload,
+    ctx: &Context,
+) -> Result<()> {
+    let ssa = PatchParams::apply(FIELD_MANAGER).force();
+    let name = naming::workload_name(&owner.name);
+    let deployment = workload::deployment(owner, &release.spec, target);
+    Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
+        .patch(&name, &ssa, &Patch::Apply(&deployment))
+        .await
+        .map_err(kube_err(format!("applying Deployment {name}")))?;
+    let service = workload::service(owner, &release.spec);
+    Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
+        .patch(&name, &ssa, &Patch::Apply(&service))
+        .await
+        .map_err(kube_err(format!("applying Service {name}")))?;
+    info!(target_version = %target.version, image = %target.image, "applied Deployment and Service");
+    Ok(())
+}
+
+async fn read_secret(client: &Client, namespace: &str, reference: &SecretKeyRef) -> Result<String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&reference.name)
+        .await
+        .map_err(kube_err(format!("reading Secret {}", reference.name)))?;
+    let problem = |problem: &str| Error::Secret {
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+        problem: problem.to_owned(),
+    };
+    let secret = secret.ok_or_else(|| problem("the Secret does not exist"))?;
+    let bytes = secret
+        .data
+        .and_then(|mut data| data.remove(&reference.key))
+        .ok_or_else(|| problem("the key does not exist"))?;
+    String::from_utf8(bytes.0)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| problem("the value is not UTF-8"))
+}
+
+async fn run_health_check(
+    release: &ListaCompraRelease,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Result<(), String>> {
+    let spec = &release.spec;
+    let base = spec.health.base_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}.{namespace}.svc:{}",
+            naming::workload_name(&release.name_any()),
+            spec.service.port
+        )
+    });
+    let token_ref = spec
+        .health
+        .token_secret_ref
+        .as_ref()
+        .or(spec.env.healthcheck_token.as_ref());
+    let token = match token_ref {
+        Some(reference) => Some(read_secret(&ctx.client, namespace, reference).await?),
+        None => None,
+    };
+    Ok(health::check(&ctx.http, &base, &spec.health, token.as_deref()).await)
+}
+
+async fn measure(
+    release: &ListaCompraRelease,
+    namespace: &str,
+    analysis: &AnalysisSpec,
+    ctx: &Context,
+) -> Result<Vec<KpiResult>> {
+    let credentials = match &analysis.prometheus.auth {
+        None => prometheus::Credentials::None,
+        Some(auth) => match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
+            (Some(token), _) => {
+                prometheus::Credentials::Bearer(read_secret(&ctx.client, namespace, token).await?)
+            }
+            (None, Some(basic)) => prometheus::Credentials::Basic {
+                username: read_secret(&ctx.client, namespace, &basic.username_secret_ref).await?,
+                password: read_secret(&ctx.client, namespace, &basic.password_secret_ref).await?,
+            },
+            (None, None) => prometheus::Credentials::None,
+        },
+    };
+    let timeout =
+        Duration::from_secs(u64::try_from(analysis.prometheus.timeout_seconds).unwrap_or(5));
+    let name = release.name_any();
+    let version = &release.spec.version;
+    let mut results = Vec::with_capacity(analysis.kpis.len());
+    for kpi in &analysis.kpis {
+        let promql = analysis::render(&kpi.query, namespace, &name, version);
+        let value = prometheus::query(
+            &ctx.http,
+            &analysis.prometheus.address,
+            &credentials,
+            timeout,
+            &promql,
+        )
+        .await;
+        let guard = match &kpi.sample_guard {
+            Some(guard) => {
+                let promql = analysis::render(&guard.query, namespace, &name, version);
+                Some(
+                    prometheus::query(
+                        &ctx.http,
+                        &analysis.prometheus.address,
+                        &credentials,
+                        timeout,
+                        &promql,
+                    )
+                    .await,
+                )
+            }
+            None => None,
+        };
+        let result = analysis::judge(kpi, &value, guard.as_ref());
+        if let (Verdict::Inconclusive, QueryOutcome::Error(e)) = (result.verdict, &value) {
+            warn!(kpi = %kpi.name, error = %e, "KPI query failed");
+        }
+        results.push(result);
+    }
+    Ok(results)
+}
