@@ -1,0 +1,324 @@
+//! The release flow on the real control plane, with the operator as a real process.
+//! The API pods are kwok pods, so the health gate points at an endpoint the test controls
+//! and the KPI gate at the real Prometheus scraping metrics the test sets.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use e2e::cluster::{TestContext, with_namespace};
+use e2e::env::Component;
+use e2e::services::Services;
+use listacompra_crds::Phase;
+use listacompra_crds::status::{Outcome, condition};
+use serde_json::json;
+use support::{
+    Endpoint, Operator, apply, condition as cond, deployed_image, event_reasons, jobs, release,
+    wait_phase,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+const IMAGE: &str = "registry.example/listacompra/api";
+
+/// Installs the CRD, starts the operator and an endpoint, and releases 1.0.0 (schema 1).
+async fn stable_1_0_0(ctx: &TestContext) -> Result<(Operator, Endpoint)> {
+    e2e::crd::install_release_crd(&ctx.client).await?;
+    let operator = Operator::start(ctx)?;
+    let endpoint = Endpoint::start().await?;
+    apply(ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+    let released = wait_phase(ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
+    if released.is_err() {
+        eprintln!("operator log:\n{}", operator.log());
+    }
+    released?;
+    Ok((operator, endpoint))
+}
+
+#[tokio::test]
+async fn happy_path_releases_two_versions_with_one_job_each() {
+    with_namespace("op-happy", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"));
+
+        apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::Succeeded, TIMEOUT).await;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let status = lc.status.clone().unwrap_or_default();
+        ensure!(
+            status.stable_version.as_deref() == Some("1.1.0"),
+            "{status:#?}"
+        );
+        ensure!(status.schema_version == Some(2));
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.1.0"));
+        let migrations = jobs(&ctx, "migrate").await?;
+        ensure!(
+            migrations.len() == 2,
+            "one migration Job per version, got {}",
+            migrations.len()
+        );
+        ensure!(jobs(&ctx, "revert").await?.is_empty());
+        ensure!(cond(&lc, condition::READY).0 == "True");
+        ensure!(cond(&lc, condition::MIGRATIONS_APPLIED).0 == "True");
+        ensure!(cond(&lc, condition::DEGRADED).0 == "False");
+        let history: Vec<(String, Outcome)> = status
+            .history
+            .iter()
+            .map(|h| (h.version.clone(), h.outcome))
+            .collect();
+        ensure!(
+            history
+                == [
+                    ("1.1.0".to_owned(), Outcome::Succeeded),
+                    ("1.0.0".to_owned(), Outcome::Succeeded)
+                ],
+            "{history:?}"
+        );
+        let events = event_reasons(&ctx).await?;
+        for reason in [
+            "ReleaseStarted",
+            "MigrationSucceeded",
+            "RolloutAvailable",
+            "HealthGatePassed",
+            "ReleaseSucceeded",
+        ] {
+            ensure!(
+                events.iter().any(|e| e == reason),
+                "no {reason} Event in {events:?}"
+            );
+        }
+        // Every log line carries the release, its version and its phase.
+        let log = operator.log();
+        let reconcile_line = log
+            .lines()
+            .find(|l| l.contains("applied Deployment"))
+            .ok_or_else(|| anyhow::anyhow!("no apply logged:\n{log}"))?;
+        for field in ["\"release\":\"lc\"", "\"version\":", "\"phase\":"] {
+            ensure!(
+                reconcile_line.contains(field),
+                "{field} missing from {reconcile_line}"
+            );
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_rolls_nothing_out() {
+    with_namespace("op-migration-fails", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let mut manifest = release("1.1.0", 2, &endpoint.url);
+        manifest["spec"]["migrations"]["podAnnotations"] =
+            json!({ "listacompra.test/fail-migrate": "true" });
+        apply(&ctx, &manifest).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::RolledBack, TIMEOUT).await;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let status = lc.status.clone().unwrap_or_default();
+        let (_, reason, message) = cond(&lc, condition::DEGRADED);
+        ensure!(reason == "MigrationFailed", "{reason}: {message}");
+        ensure!(
+            message.contains("lc-migrate-1-1-0"),
+            "the message names the Job: {message}"
+        );
+        ensure!(status.failed_version.as_deref() == Some("1.1.0"));
+        ensure!(status.stable_version.as_deref() == Some("1.0.0"));
+        ensure!(
+            deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"),
+            "no pod changed"
+        );
+        ensure!(
+            cond(&lc, condition::READY).0 == "True"
+                && cond(&lc, condition::ROLLED_BACK).0 == "True"
+        );
+        // The schema was put back to 1.0.0's revision by a revert Job run with 1.1.0's image.
+        let reverts = jobs(&ctx, "revert").await?;
+        ensure!(reverts.len() == 1, "{} revert Jobs", reverts.len());
+        let command = reverts[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|p| p.containers[0].clone());
+        let command = command
+            .map(|c| (c.image.unwrap_or_default(), c.command.unwrap_or_default()))
+            .unwrap_or_default();
+        ensure!(
+            command.0 == format!("{IMAGE}:1.1.0")
+                && command.1.ends_with(&["--to".to_owned(), "1".to_owned()]),
+            "{command:?}"
+        );
+        ensure!(status.schema_version == Some(1));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_health_gate_rolls_back_and_is_not_retried() {
+    with_namespace("op-health-fails", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        endpoint.set_health(503);
+        apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::RolledBack, TIMEOUT).await;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let (_, reason, message) = cond(&lc, condition::DEGRADED);
+        ensure!(
+            reason == "HealthCheckFailed" && message.contains("503"),
+            "{reason}: {message}"
+        );
+        ensure!(
+            deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"),
+            "workload rolled back"
+        );
+        ensure!(
+            lc.status.as_ref().and_then(|s| s.schema_version) == Some(1),
+            "schema reverted"
+        );
+        let events = event_reasons(&ctx).await?;
+        ensure!(
+            events.iter().any(|e| e == "RolledBack")
+                && events.iter().any(|e| e == "HealthCheckFailed"),
+            "{events:?}"
+        );
+
+        // The failed version stays failed: no new migration Job appears while the spec stands.
+        endpoint.set_health(200);
+        let before = jobs(&ctx, "migrate").await?.len();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == before,
+            "1.1.0 was retried without a spec change"
+        );
+
+        // A new retry token retries it, and now it passes.
+        let mut retry = release("1.1.0", 2, &endpoint.url);
+        retry["spec"]["retryToken"] = json!("after-fix");
+        apply(&ctx, &retry).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::Succeeded, TIMEOUT).await?;
+        ensure!(lc.status.and_then(|s| s.stable_version).as_deref() == Some("1.1.0"));
+        ensure!(jobs(&ctx, "migrate").await?.len() == before + 1);
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+/// Registers the endpoint as a scrape target of the real Prometheus, labelled with the
+/// test namespace as Kubernetes service discovery would.
+fn scrape(
+    services: &Services,
+    ctx: &TestContext,
+    endpoint: &Endpoint,
+) -> Result<std::path::PathBuf> {
+    let target = services
+        .prometheus_targets_dir()?
+        .join(format!("{}.json", ctx.namespace));
+    std::fs::write(
+        &target,
+        json!([{ "targets": [endpoint.address], "labels": { "namespace": ctx.namespace } }])
+            .to_string(),
+    )?;
+    Ok(target)
+}
+
+fn latency_analysis(prometheus: &str) -> serde_json::Value {
+    json!({
+        "prometheus": { "address": prometheus, "timeoutSeconds": 2 },
+        "initialDelaySeconds": 0,
+        "intervalSeconds": 2,
+        "measurements": 8,
+        "failureLimit": 0,
+        "inconclusiveLimit": 6,
+        "kpis": [{
+            "name": "p95-latency-ms",
+            "query": "max(lc_e2e_p95_latency_ms{namespace=\"{{namespace}}\",version=\"{{version}}\"})",
+            "max": 350,
+            "onNoData": "Inconclusive"
+        }]
+    })
+}
+
+#[tokio::test]
+async fn a_kpi_breach_rolls_back_naming_the_kpi() {
+    with_namespace("op-kpi-breach", |ctx| async move {
+        let services = Services::start(&[Component::Prometheus]).await?;
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        endpoint
+            .set_metrics("# TYPE lc_e2e_p95_latency_ms gauge\nlc_e2e_p95_latency_ms{version=\"1.1.0\"} 912\n")
+            .await;
+        let target = scrape(&services, &ctx, &endpoint)?;
+        let mut manifest = release("1.1.0", 2, &endpoint.url);
+        manifest["spec"]["analysis"] = latency_analysis(services.prometheus_url()?);
+        apply(&ctx, &manifest).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::RolledBack, TIMEOUT).await;
+        std::fs::remove_file(&target)?;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let (_, reason, message) = cond(&lc, condition::DEGRADED);
+        ensure!(reason == "KpiBreached", "{reason}: {message}");
+        ensure!(message.contains("p95-latency-ms") && message.contains("912 > max 350"), "{message}");
+        let report = lc.status.and_then(|s| s.last_analysis).ok_or_else(|| anyhow::anyhow!("no analysis"))?;
+        ensure!(report.kpis.iter().any(|k| k.value == Some(912.0)), "{report:?}");
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_is_inconclusive_never_a_breach() {
+    with_namespace("op-prom-down", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let mut manifest = release("1.1.0", 2, &endpoint.url);
+        let mut analysis = latency_analysis("http://127.0.0.1:9");
+        analysis["inconclusiveLimit"] = json!(1);
+        manifest["spec"]["analysis"] = analysis;
+        apply(&ctx, &manifest).await?;
+        let api: kube::Api<listacompra_crds::ListaCompraRelease> = ctx.api();
+        let held =
+            e2e::cluster::eventually("the release to be held as inconclusive", TIMEOUT, || {
+                let api = api.clone();
+                async move {
+                    let lc = api.get("lc").await.ok()?;
+                    (cond(&lc, condition::PROGRESSING).1 == "AnalysisInconclusive").then_some(lc)
+                }
+            })
+            .await;
+        if held.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = held.map_err(anyhow::Error::msg)?;
+        let status = lc.status.clone().unwrap_or_default();
+        ensure!(
+            status.phase == Some(Phase::Verifying),
+            "held in Verifying: {:?}",
+            status.phase
+        );
+        ensure!(
+            cond(&lc, condition::DEGRADED).0 == "False",
+            "an unreachable Prometheus is no breach"
+        );
+        ensure!(status.failed_version.is_none());
+        let message = status
+            .last_analysis
+            .and_then(|a| a.kpis.first().and_then(|k| k.message.clone()))
+            .unwrap_or_default();
+        ensure!(message.contains("unreachable"), "{message}");
+        ensure!(
+            deployed_image(&ctx).await? == format!("{IMAGE}:1.1.0"),
+            "nothing rolled back"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}

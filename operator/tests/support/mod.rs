@@ -1,0 +1,255 @@
+//! Test support for the operator's end-to-end tests: the operator as a real process, a
+//! controllable HTTP endpoint standing in for the API pods (kwok pods run no containers),
+//! and helpers to build and wait on releases.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e::cluster::{TestContext, eventually};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use listacompra_crds::{ListaCompraRelease, Phase};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// The operator binary running against the test cluster, watching the test namespace.
+/// Killed when dropped; its log is kept in a file and returned by [`Operator::log`].
+pub struct Operator {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `listacompra-operator` for the test's namespace, without leader election.
+    pub fn start(ctx: &TestContext) -> Result<Self> {
+        Self::start_with(ctx, &[("LEADER_ELECTION", "false")])
+    }
+
+    /// Starts it with extra environment variables.
+    pub fn start_with(ctx: &TestContext, env: &[(&str, &str)]) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!(
+            "{}-operator-{}.log",
+            ctx.namespace,
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = std::fs::File::create(&log)?;
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-operator"))
+            .env("KUBECONFIG", ctx.cluster.kubeconfig())
+            .env("WATCH_NAMESPACES", &ctx.namespace)
+            .env("POD_NAMESPACE", &ctx.namespace)
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,listacompra_operator=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting listacompra-operator")?;
+        Ok(Self { child, log })
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process (as a crash would).
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// A real HTTP server the gates talk to: `/health` and `/ready` answer with a status the
+/// test sets, `/metrics` serves a body the test sets (scraped by the real Prometheus).
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    health: Arc<AtomicU16>,
+    metrics: Arc<Mutex<String>>,
+}
+
+impl Endpoint {
+    /// Starts the server; health answers 200 until told otherwise.
+    pub async fn start() -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let health = Arc::new(AtomicU16::new(200));
+        let metrics = Arc::new(Mutex::new(String::new()));
+        let (h, m) = (health.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (h, m) = (h.clone(), m.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]);
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, body) = match path.as_str() {
+                        "/metrics" => (200, m.lock().await.clone()),
+                        "/health" | "/ready" => {
+                            let s = h.load(Ordering::Relaxed);
+                            (
+                                s,
+                                if s == 200 {
+                                    "ok".to_owned()
+                                } else {
+                                    "unavailable".to_owned()
+                                },
+                            )
+                        }
+                        _ => (404, "not found".to_owned()),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Ok(Self {
+            url: format!("http://{address}"),
+            address,
+            health,
+            metrics,
+        })
+    }
+
+    /// Makes `/health` and `/ready` answer `status`.
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::Relaxed);
+    }
+
+    /// Sets the `/metrics` body (Prometheus text format).
+    pub async fn set_metrics(&self, body: &str) {
+        *self.metrics.lock().await = body.to_owned();
+    }
+}
+
+/// A release named `lc` of `version` needing schema `schema`, whose health gate checks
+/// `health_url` (one passing check suffices, every second).
+pub fn release(version: &str, schema: i64, health_url: &str) -> Value {
+    json!({
+        "apiVersion": "listacompra.app/v1alpha1",
+        "kind": "ListaCompraRelease",
+        "metadata": { "name": "lc" },
+        "spec": {
+            "version": version,
+            "image": { "repository": "registry.example/listacompra/api" },
+            "replicas": 2,
+            "env": {
+                "databaseUrl": { "name": "db", "key": "url" },
+                "redisUrl": { "name": "redis", "key": "url" },
+                "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
+                "jwtSecret": { "name": "jwt", "key": "secret" }
+            },
+            "migrations": { "schemaVersion": schema, "backoffLimit": 0 },
+            "health": {
+                "baseUrl": health_url,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "successThreshold": 2,
+                "failureThreshold": 2
+            },
+            "progressDeadlineSeconds": 120
+        }
+    })
+}
+
+/// Creates or replaces the release `lc` with `manifest` (server-side apply, as GitOps does).
+pub async fn apply(ctx: &TestContext, manifest: &Value) -> Result<()> {
+    let api: Api<ListaCompraRelease> = ctx.api();
+    api.patch(
+        "lc",
+        &kube::api::PatchParams::apply("e2e-gitops").force(),
+        &kube::api::Patch::Apply(manifest),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits until the release of `version` reaches `phase`.
+pub async fn wait_phase(
+    ctx: &TestContext,
+    version: &str,
+    phase: Phase,
+    timeout: Duration,
+) -> Result<ListaCompraRelease> {
+    let api: Api<ListaCompraRelease> = ctx.api();
+    let result = eventually(
+        &format!("the release of {version} to reach {phase:?}"),
+        timeout,
+        || {
+            let api = api.clone();
+            async move {
+                let release = api.get("lc").await.ok()?;
+                let status = release.status.as_ref()?;
+                (status.phase == Some(phase) && status.current_version.as_deref() == Some(version))
+                    .then_some(release)
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(release) => Ok(release),
+        Err(e) => {
+            let now = api.get("lc").await.ok().and_then(|r| r.status);
+            anyhow::bail!("{e}; status now: {now:#?}")
+        }
+    }
+}
+
+/// The image of the API Deployment's container.
+pub async fn deployed_image(ctx: &TestContext) -> Result<String> {
+    let d: Deployment = ctx.api::<Deployment>().get("lc-api").await?;
+    d.spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
+        .context("no image in the Deployment")
+}
+
+/// Names of the Jobs of the release with `listacompra.app/job=<purpose>`.
+pub async fn jobs(ctx: &TestContext, purpose: &str) -> Result<Vec<Job>> {
+    let list = ctx
+        .api::<Job>()
+        .list(&ListParams::default().labels(&format!("listacompra.app/job={purpose}")))
+        .await?;
+    Ok(list.items)
+}
+
+/// Reasons of the Events recorded for the release, oldest first.
+pub async fn event_reasons(ctx: &TestContext) -> Result<Vec<String>> {
+    let list = ctx
+        .api::<Event>()
+        .list(&ListParams::default().fields("involvedObject.name=lc"))
+        .await?;
+    let mut events = list.items;
+    events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(events.into_iter().filter_map(|e| e.reason).collect())
+}
+
+/// The condition `type_` of a release as (status, reason, message).
+pub fn condition(release: &ListaCompraRelease, type_: &str) -> (String, String, String) {
+    release
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
