@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -18,9 +18,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use listacompra_crds::analysis::AnalysisSpec;
 use listacompra_crds::status::{KpiResult, Verdict, condition};
 use listacompra_crds::workload::SecretKeyRef;
-use listacompra_crds::{ListaCompraRelease, ListaCompraReleaseStatus, Phase};
+use listacompra_crds::{
+    ListaCompraRelease, ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase,
+};
 use serde_json::json;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
@@ -180,6 +182,11 @@ async fn reconcile_release(
         .await
         .map_err(kube_err("reading the Deployment"))?;
     let workload = workload_state(live.as_ref());
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
+    let stable_spec = match &status.stable_version {
+        Some(version) => read_stable_spec(&revisions, &name, version).await?,
+        None => None,
+    };
 
     let now = Timestamp::now();
     let (mut health_check, mut measurement) = (None, None);
@@ -215,10 +222,11 @@ async fn reconcile_release(
         }
     }
 
-    let decision = decide(&Observed {
+    let observed = Observed {
         release: &name,
         generation: release.metadata.generation.unwrap_or_default(),
         spec,
+        stable_spec: stable_spec.as_ref(),
         status: &status,
         migration_job,
         revert_job,
@@ -226,7 +234,18 @@ async fn reconcile_release(
         health_check,
         measurement,
         now,
-    });
+    };
+    let decision = decide(&observed);
+    debug!(
+        observed_workload = ?workload,
+        stable_spec_recorded = stable_spec.is_some(),
+        next_phase = ?decision.status.phase,
+        serving = ?decision.workload,
+        serving_hash = ?decision.workload.as_ref().map(|w| decide::desired_hash(&observed, w)),
+        actions = ?decision.actions,
+        requeue_after = ?decision.requeue_after,
+        "decided"
+    );
 
     let owner = Owner {
         name: name.clone(),
@@ -258,6 +277,16 @@ async fn reconcile_release(
                     Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
                 }
             }
+            decide::Action::RecordStable { version } => {
+                record_stable(
+                    &revisions,
+                    &owner,
+                    spec,
+                    version,
+                    release.metadata.generation.unwrap_or_default(),
+                )
+                .await?;
+            }
             decide::Action::DeleteJob { name: job_name } => {
                 match jobs.delete(job_name, &DeleteParams::background()).await {
                     Ok(_) => info!(job = %job_name, "deleted Job"),
@@ -268,9 +297,8 @@ async fn reconcile_release(
         }
     }
     if let Some(target) = &decision.workload {
-        let desired = workload::deployment_hash(&name, spec, target);
-        if workload.hash.as_deref() != Some(desired.as_str()) {
-            apply_workload(&owner, release, target, ctx).await?;
+        if workload.hash.as_deref() != Some(decide::desired_hash(&observed, target).as_str()) {
+            apply_workload(&owner, decide::spec_for(&observed, target), target, ctx).await?;
         }
     }
 
@@ -395,24 +423,80 @@ fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {
 
 async fn apply_workload(
     owner: &Owner,
-    release: &ListaCompraRelease,
+    spec: &ListaCompraReleaseSpec,
     target: &workload::Workload,
     ctx: &Context,
 ) -> Result<()> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let name = naming::workload_name(&owner.name);
-    let deployment = workload::deployment(owner, &release.spec, target);
+    let deployment = workload::deployment(owner, spec, target);
     Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&deployment))
         .await
         .map_err(kube_err(format!("applying Deployment {name}")))?;
-    let service = workload::service(owner, &release.spec);
+    let service = workload::service(owner, spec);
     Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&service))
         .await
         .map_err(kube_err(format!("applying Service {name}")))?;
     info!(target_version = %target.version, image = %target.image, "applied Deployment and Service");
     Ok(())
+}
+
+/// The spec recorded when `version` became stable; `None` when no record exists (then the
+/// current spec builds the stable workload).
+async fn read_stable_spec(
+    revisions: &Api<ControllerRevision>,
+    release: &str,
+    version: &str,
+) -> Result<Option<ListaCompraReleaseSpec>> {
+    let name = naming::revision_name(release, version);
+    let revision = revisions
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("reading ControllerRevision {name}")))?;
+    Ok(revision
+        .and_then(|r| r.data)
+        .and_then(|data| serde_json::from_value(data.0).ok()))
+}
+
+/// Records `spec` as the spec of stable `version` (idempotent).
+async fn record_stable(
+    revisions: &Api<ControllerRevision>,
+    owner: &Owner,
+    spec: &ListaCompraReleaseSpec,
+    version: &str,
+    generation: i64,
+) -> Result<()> {
+    let name = naming::revision_name(&owner.name, version);
+    let data = serde_json::to_value(spec).unwrap_or_default();
+    let revision = ControllerRevision {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(naming::labels(&owner.name, version)),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..kube::api::ObjectMeta::default()
+        },
+        data: Some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(data)),
+        revision: generation,
+    };
+    match revisions.create(&PostParams::default(), &revision).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            // Re-released version: replace the record with the spec that passed this time.
+            revisions
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&revision),
+                )
+                .await
+                .map(|_| ())
+                .map_err(kube_err(format!("updating ControllerRevision {name}")))
+        }
+        Err(e) => Err(kube_err(format!("recording ControllerRevision {name}"))(e)),
+    }
 }
 
 async fn read_secret(client: &Client, namespace: &str, reference: &SecretKeyRef) -> Result<String> {

@@ -27,7 +27,7 @@ use crate::conditions;
 use crate::gates::analysis::Measurement;
 use crate::gates::health::{self, HealthVerdict};
 use crate::naming::{self, JobPurpose};
-use crate::workload::{Workload, image_ref};
+use crate::workload::{SpecSource, Workload, image_ref};
 
 /// State of one Job the operator created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub struct Observed<'a> {
     pub generation: i64,
     /// The spec.
     pub spec: &'a ListaCompraReleaseSpec,
+    /// The spec recorded when the stable version succeeded, if found.
+    pub stable_spec: Option<&'a ListaCompraReleaseSpec>,
     /// The status as read.
     pub status: &'a ListaCompraReleaseStatus,
     /// The migration Job named in the status.
@@ -92,6 +94,12 @@ pub enum Action {
         workload: Workload,
         /// Schema revision to move to.
         revision: i64,
+    },
+    /// Record the current spec as the stable one (a ControllerRevision named after the
+    /// version), so that a later rollback restores exactly this pod template.
+    RecordStable {
+        /// The version that became stable.
+        version: String,
     },
     /// Delete a Job that must not go on (deadline passed).
     DeleteJob {
@@ -276,6 +284,7 @@ impl<'o, 'a> Machine<'o, 'a> {
         Workload {
             version: self.o.spec.version.clone(),
             image: image_ref(&self.o.spec.image, &self.o.spec.version),
+            spec: SpecSource::Current,
         }
     }
 
@@ -284,6 +293,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             (Some(version), Some(image)) => Some(Workload {
                 version: version.clone(),
                 image: image.clone(),
+                spec: SpecSource::Stable,
             }),
             _ => None,
         }
@@ -563,11 +573,7 @@ impl<'o, 'a> Machine<'o, 'a> {
 
     fn is_serving(&self, workload: &Workload) -> bool {
         self.o.workload.available
-            && self.o.workload.hash.as_deref()
-                == Some(
-                    crate::workload::deployment_hash(self.o.release, self.spec(), workload)
-                        .as_str(),
-                )
+            && self.o.workload.hash.as_deref() == Some(desired_hash(self.o, workload).as_str())
     }
 
     fn verifying(&mut self) {
@@ -712,6 +718,9 @@ impl<'o, 'a> Machine<'o, 'a> {
             self.status.stable_schema_version = Some(revision);
         }
         self.status.failed_version = None;
+        self.actions.push(Action::RecordStable {
+            version: target.version.clone(),
+        });
         self.push_history(
             Outcome::Succeeded,
             Some("ReleaseSucceeded".to_owned()),
@@ -1016,6 +1025,19 @@ impl<'o, 'a> Machine<'o, 'a> {
             requeue_after: self.requeue_after,
         }
     }
+}
+
+/// The spec a workload's pod template is built from.
+pub fn spec_for<'a>(o: &Observed<'a>, workload: &Workload) -> &'a ListaCompraReleaseSpec {
+    match workload.spec {
+        SpecSource::Current => o.spec,
+        SpecSource::Stable => o.stable_spec.unwrap_or(o.spec),
+    }
+}
+
+/// The hash of the Deployment that runs `workload`.
+pub fn desired_hash(o: &Observed<'_>, workload: &Workload) -> String {
+    crate::workload::deployment_hash(o.release, spec_for(o, workload), workload)
 }
 
 /// CamelCase name of a phase (also the Event reason of a phase change).

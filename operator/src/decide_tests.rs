@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::*;
 use crate::conditions;
-use crate::workload::deployment_hash;
+use crate::workload::{SpecSource, deployment_hash};
 
 const RELEASE: &str = "lc";
 
@@ -53,10 +53,11 @@ fn with_analysis(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
     s
 }
 
-fn workload(version: &str) -> Workload {
+fn workload(version: &str, spec: SpecSource) -> Workload {
     Workload {
         version: version.into(),
         image: format!("reg/api:{version}"),
+        spec,
     }
 }
 
@@ -103,9 +104,16 @@ fn health_passed(mut s: ListaCompraReleaseStatus) -> ListaCompraReleaseStatus {
     s
 }
 
+/// The Deployment runs `version` (1.0.0, the stable version, built from its recorded spec,
+/// which these tests keep equal to the current one).
 fn serving(spec: &ListaCompraReleaseSpec, version: &str) -> WorkloadState {
+    let source = if version == "1.0.0" {
+        SpecSource::Stable
+    } else {
+        SpecSource::Current
+    };
     WorkloadState {
-        hash: Some(deployment_hash(RELEASE, spec, &workload(version))),
+        hash: Some(deployment_hash(RELEASE, spec, &workload(version, source))),
         available: true,
         stalled: None,
     }
@@ -138,6 +146,8 @@ struct Case {
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
     now: Timestamp,
+    /// The spec recorded for the stable version (defaults to the current spec).
+    stable_spec: Option<ListaCompraReleaseSpec>,
     expect: Box<dyn Fn(&Decision)>,
 }
 
@@ -157,6 +167,7 @@ impl Case {
             health_check: None,
             measurement: None,
             now: t(100),
+            stable_spec: None,
             expect: Box::new(|_| {}),
         }
     }
@@ -188,6 +199,12 @@ impl Case {
         self.now = now;
         self
     }
+    /// The stable version was released with `stable` and its Deployment runs it.
+    fn stable_from(mut self, stable: ListaCompraReleaseSpec) -> Self {
+        self.workload = serving(&stable, "1.0.0");
+        self.stable_spec = Some(stable);
+        self
+    }
     fn expect(mut self, f: impl Fn(&Decision) + 'static) -> Self {
         self.expect = Box::new(f);
         self
@@ -197,6 +214,7 @@ impl Case {
             release: RELEASE,
             generation: 7,
             spec: &self.spec,
+            stable_spec: Some(self.stable_spec.as_ref().unwrap_or(&self.spec)),
             status: &self.status,
             migration_job: self.migration_job.clone(),
             revert_job: self.revert_job.clone(),
@@ -455,6 +473,12 @@ fn cases() -> Vec<Case> {
             assert_eq!(phase(d), Phase::Succeeded);
             assert_eq!(d.status.stable_version.as_deref(), Some("1.1.0"));
             assert_eq!(d.status.stable_schema_version, Some(4));
+            assert!(
+                d.actions.contains(&Action::RecordStable {
+                    version: "1.1.0".into()
+                }),
+                "the stable spec is recorded"
+            );
             assert_eq!(d.status.history[0].outcome, Outcome::Succeeded);
             assert_eq!(
                 cond(d, condition::READY),
@@ -653,6 +677,11 @@ fn cases() -> Vec<Case> {
                 creates(d, JobPurpose::Revert).is_none(),
                 "workload first unless the failing version runs on the old schema"
             );
+            assert_eq!(
+                d.workload.as_ref().map(|w| w.spec),
+                Some(SpecSource::Stable),
+                "the stable pod template comes back"
+            );
         }),
         Case::new(
             "with the stable version back, the schema is reverted",
@@ -742,6 +771,28 @@ fn cases() -> Vec<Case> {
                 serves(d),
                 None,
                 "the failing version keeps serving while the schema reverts"
+            );
+        }),
+        Case::new(
+            "a rollback restores the stable pod template, not the failed release's settings",
+            {
+                let mut s = v2.clone();
+                s.replicas = 7;
+                s.progress_deadline_seconds = 90;
+                s
+            },
+            status(Phase::RollingBack, "1.1.0"),
+        )
+        .stable_from(spec("1.0.0"))
+        .expect(|d| {
+            assert_eq!(
+                phase(d),
+                Phase::RolledBack,
+                "the stable template is recognised as serving"
+            );
+            assert_eq!(
+                d.workload.as_ref().map(|w| w.spec),
+                Some(SpecSource::Stable)
             );
         }),
         Case::new("a rolled-back version is not retried", v2.clone(), {

@@ -39,6 +39,20 @@ pub fn labels(release: &str, version: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// Name of the ControllerRevision that records the spec of a stable `version`.
+pub fn revision_name(release: &str, version: &str) -> String {
+    let version = label_value(version)
+        .replace(['.', '_'], "-")
+        .to_ascii_lowercase();
+    let hash = fnv1a(&format!("{release}\0{version}"));
+    format!(
+        "{}-{}-{:08x}",
+        truncate(release, 40),
+        truncate(&version, 40),
+        hash as u32
+    )
+}
+
 /// What a Job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobPurpose {

@@ -36,6 +36,18 @@ pub struct Workload {
     pub version: String,
     /// The image reference.
     pub image: String,
+    /// Which spec the rest of the pod template comes from.
+    pub spec: SpecSource,
+}
+
+/// Where the pod template of a [`Workload`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecSource {
+    /// The release's current spec.
+    Current,
+    /// The spec recorded when the stable version succeeded (its ControllerRevision), so a
+    /// rollback restores the stable pod template, not the failed release's settings.
+    Stable,
 }
 
 /// Everything that identifies the objects of one release.

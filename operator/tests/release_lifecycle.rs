@@ -1,0 +1,257 @@
+//! More of the release flow on the real control plane: deadlines, supersession, no-data
+//! policies, restarts, leader election and deletion.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use e2e::cluster::{TestContext, eventually, with_namespace};
+use e2e::env::Component;
+use e2e::services::Services;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use listacompra_crds::status::{Outcome, condition};
+use listacompra_crds::{ListaCompraRelease, Phase};
+use serde_json::json;
+use support::{
+    Endpoint, Operator, apply, condition as cond, deployed_image, event_reasons, jobs, release,
+    wait_phase,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+const IMAGE: &str = "registry.example/listacompra/api";
+
+async fn released(
+    ctx: &TestContext,
+    operator: &Operator,
+    version: &str,
+    phase: Phase,
+) -> Result<ListaCompraRelease> {
+    let result = wait_phase(ctx, version, phase, TIMEOUT).await;
+    if result.is_err() {
+        eprintln!("operator log:\n{}", operator.log());
+    }
+    result
+}
+
+#[tokio::test]
+async fn a_rollout_that_never_becomes_available_rolls_back_at_the_deadline() {
+    with_namespace("op-deadline", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        // 1.1.0 asks for more CPU than any node has: its pods never schedule.
+        let mut manifest = release("1.1.0", 2, &endpoint.url);
+        manifest["spec"]["pod"] = json!({ "resources": { "requests": { "cpu": "1000" } } });
+        manifest["spec"]["progressDeadlineSeconds"] = json!(30);
+        apply(&ctx, &manifest).await?;
+        let lc = released(&ctx, &operator, "1.1.0", Phase::RolledBack).await?;
+        let (_, reason, message) = cond(&lc, condition::DEGRADED);
+        ensure!(
+            ["ProgressDeadlineExceeded", "RolloutFailed"].contains(&reason.as_str()),
+            "{reason}: {message}"
+        );
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_version_during_verification_supersedes_the_old_one() {
+    with_namespace("op-supersede", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        // 1.1.0 needs 60 passing health checks: it will still be verifying.
+        let mut slow = release("1.1.0", 2, &endpoint.url);
+        slow["spec"]["health"]["successThreshold"] = json!(60);
+        apply(&ctx, &slow).await?;
+        released(&ctx, &operator, "1.1.0", Phase::Verifying).await?;
+        apply(&ctx, &release("1.2.0", 3, &endpoint.url)).await?;
+        let lc = released(&ctx, &operator, "1.2.0", Phase::Succeeded).await?;
+        let history: Vec<(String, Outcome)> = lc
+            .status
+            .unwrap_or_default()
+            .history
+            .iter()
+            .map(|h| (h.version.clone(), h.outcome))
+            .collect();
+        ensure!(
+            history.starts_with(&[
+                ("1.2.0".to_owned(), Outcome::Succeeded),
+                ("1.1.0".to_owned(), Outcome::Superseded)
+            ]),
+            "{history:?}"
+        );
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.2.0"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_data_passes_or_fails_as_the_kpi_says() {
+    with_namespace("op-no-data", |ctx| async move {
+        let services = Services::start(&[Component::Prometheus]).await?;
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        let analysis = |on_no_data: &str| {
+            json!({
+                "prometheus": { "address": services.prometheus_url().unwrap_or_default(), "timeoutSeconds": 2 },
+                "initialDelaySeconds": 0, "intervalSeconds": 1, "measurements": 2,
+                "kpis": [{
+                    "name": "retries-per-hour",
+                    "query": "sum(lc_e2e_series_that_does_not_exist{namespace=\"{{namespace}}\"})",
+                    "max": 5, "onNoData": on_no_data
+                }]
+            })
+        };
+        let mut passing = release("1.1.0", 2, &endpoint.url);
+        passing["spec"]["analysis"] = analysis("Pass");
+        apply(&ctx, &passing).await?;
+        released(&ctx, &operator, "1.1.0", Phase::Succeeded).await?;
+
+        let mut failing = release("1.2.0", 3, &endpoint.url);
+        failing["spec"]["analysis"] = analysis("Fail");
+        apply(&ctx, &failing).await?;
+        let lc = released(&ctx, &operator, "1.2.0", Phase::RolledBack).await?;
+        let (_, reason, message) = cond(&lc, condition::DEGRADED);
+        ensure!(reason == "KpiBreached" && message.contains("no data"), "{reason}: {message}");
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.1.0"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_resumes_without_a_second_job_or_event_storm() {
+    with_namespace("op-restart", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let mut operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        let mut manifest = release("1.0.0", 1, &endpoint.url);
+        manifest["spec"]["health"]["successThreshold"] = json!(8);
+        apply(&ctx, &manifest).await?;
+        released(&ctx, &operator, "1.0.0", Phase::Verifying).await?;
+        operator.kill().await?;
+        let events_before = event_reasons(&ctx).await?;
+        let operator = Operator::start(&ctx)?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == 1,
+            "a second migration Job was created"
+        );
+        let events = event_reasons(&ctx).await?;
+        let started = events.iter().filter(|e| *e == "ReleaseStarted").count();
+        ensure!(started == 1, "ReleaseStarted {started} times: {events:?}");
+        ensure!(
+            events.len() <= events_before.len() + 3,
+            "event storm after restart: {events_before:?} → {events:?}"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_another_replica_takes_over() {
+    with_namespace("op-leader", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let election = [("LEADER_ELECTION", "true"), ("LEASE_DURATION_SECONDS", "4")];
+        let mut first =
+            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-a")])?;
+        let leases: Api<Lease> = ctx.api();
+        let holder = |leases: Api<Lease>| async move {
+            leases
+                .get_opt("listacompra-operator")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity)
+        };
+        eventually("replica-a to lead", TIMEOUT, || {
+            let leases = leases.clone();
+            async move { (holder(leases).await.as_deref() == Some("replica-a")).then_some(()) }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let second =
+            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-b")])?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        released(&ctx, &first, "1.0.0", Phase::Succeeded).await?;
+        ensure!(
+            !second.log().contains("applied Deployment"),
+            "the standby acted:\n{}",
+            second.log()
+        );
+
+        first.kill().await?;
+        eventually("replica-b to take over", TIMEOUT, || {
+            let leases = leases.clone();
+            async move { (holder(leases).await.as_deref() == Some("replica-b")).then_some(()) }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
+        released(&ctx, &second, "1.1.0", Phase::Succeeded).await?;
+        ensure!(second.log().contains("became leader"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_release_removes_what_it_created() {
+    with_namespace("op-delete", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        ctx.api::<ListaCompraRelease>()
+            .delete("lc", &DeleteParams::foreground())
+            .await?;
+        // Everything carries an owner reference: the garbage collector removes it all.
+        eventually("the children to be gone", TIMEOUT, || {
+            let (deployments, services, jobs) = (
+                ctx.api::<Deployment>(),
+                ctx.api::<Service>(),
+                ctx.api::<Job>(),
+            );
+            async move {
+                let d = deployments
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let s = services
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let j = jobs.list(&ListParams::default()).await.ok()?.items.len();
+                (d + s + j == 0).then_some(())
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
