@@ -296,10 +296,13 @@ async fn reconcile_release(
             }
         }
     }
-    if let Some(target) = &decision.workload {
-        if workload.hash.as_deref() != Some(decide::desired_hash(&observed, target).as_str()) {
-            apply_workload(&owner, decide::spec_for(&observed, target), target, ctx).await?;
-        }
+    // Apply only when the live Deployment differs: a settled release makes no writes.
+    if let Some(target) = decision
+        .workload
+        .as_ref()
+        .filter(|t| workload.hash.as_deref() != Some(decide::desired_hash(&observed, t).as_str()))
+    {
+        apply_workload(&owner, decide::spec_for(&observed, target), target, ctx).await?;
     }
 
     if decision.status != status {
