@@ -541,10 +541,35 @@ async fn run_health_check(
         .as_ref()
         .or(spec.env.healthcheck_token.as_ref());
     let token = match token_ref {
-        Some(reference) => Some(read_secret(&ctx.client, namespace, reference).await?),
+        // A missing token Secret is a failed check (visible in status), not a retry loop.
+        Some(reference) => match read_secret(&ctx.client, namespace, reference).await {
+            Ok(token) => Some(token),
+            Err(e @ Error::Secret { .. }) => return Ok(Err(format!("health-check token: {e}"))),
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     Ok(health::check(&ctx.http, &base, &spec.health, token.as_deref()).await)
+}
+
+async fn prometheus_credentials(
+    analysis: &AnalysisSpec,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<prometheus::Credentials> {
+    let Some(auth) = &analysis.prometheus.auth else {
+        return Ok(prometheus::Credentials::None);
+    };
+    Ok(match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
+        (Some(token), _) => {
+            prometheus::Credentials::Bearer(read_secret(&ctx.client, namespace, token).await?)
+        }
+        (None, Some(basic)) => prometheus::Credentials::Basic {
+            username: read_secret(&ctx.client, namespace, &basic.username_secret_ref).await?,
+            password: read_secret(&ctx.client, namespace, &basic.password_secret_ref).await?,
+        },
+        (None, None) => prometheus::Credentials::None,
+    })
 }
 
 async fn measure(
@@ -553,18 +578,18 @@ async fn measure(
     analysis: &AnalysisSpec,
     ctx: &Context,
 ) -> Result<Vec<KpiResult>> {
-    let credentials = match &analysis.prometheus.auth {
-        None => prometheus::Credentials::None,
-        Some(auth) => match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
-            (Some(token), _) => {
-                prometheus::Credentials::Bearer(read_secret(&ctx.client, namespace, token).await?)
-            }
-            (None, Some(basic)) => prometheus::Credentials::Basic {
-                username: read_secret(&ctx.client, namespace, &basic.username_secret_ref).await?,
-                password: read_secret(&ctx.client, namespace, &basic.password_secret_ref).await?,
-            },
-            (None, None) => prometheus::Credentials::None,
-        },
+    // Missing credentials make every KPI inconclusive (visible in status), never a breach.
+    let credentials = match prometheus_credentials(analysis, namespace, ctx).await {
+        Ok(credentials) => credentials,
+        Err(e @ Error::Secret { .. }) => {
+            let outcome = QueryOutcome::Error(format!("Prometheus credentials: {e}"));
+            return Ok(analysis
+                .kpis
+                .iter()
+                .map(|kpi| analysis::judge(kpi, &outcome, None))
+                .collect());
+        }
+        Err(e) => return Err(e),
     };
     let timeout =
         Duration::from_secs(u64::try_from(analysis.prometheus.timeout_seconds).unwrap_or(5));

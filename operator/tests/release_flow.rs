@@ -90,6 +90,70 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
                 "no {reason} Event in {events:?}"
             );
         }
+        // The operator's own endpoints.
+        let address = operator
+            .metrics_address()
+            .ok_or_else(|| anyhow::anyhow!("no metrics address logged"))?;
+        let http = reqwest::Client::new();
+        for probe in ["healthz", "readyz"] {
+            let status = http
+                .get(format!("http://{address}/{probe}"))
+                .send()
+                .await?
+                .status();
+            ensure!(status.is_success(), "/{probe} answered {status}");
+        }
+        let metrics = http
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for expected in [
+            "listacompra_operator_reconciles_total{result=\"ok\"}",
+            "listacompra_operator_releases{phase=\"Succeeded\"} 1",
+            "listacompra_operator_gate_verdicts_total{gate=\"health\",verdict=\"pass\"}",
+            "listacompra_operator_reconcile_duration_seconds_count",
+        ] {
+            ensure!(
+                metrics.contains(expected),
+                "/metrics lacks {expected}:\n{metrics}"
+            );
+        }
+
+        // A settled release makes no writes: touch it (which triggers reconciles) and check
+        // that neither its status nor its Deployment changes.
+        let releases: kube::Api<listacompra_crds::ListaCompraRelease> = ctx.api();
+        let touched = releases
+            .patch(
+                "lc",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "metadata": { "labels": { "touched": "yes" } } })),
+            )
+            .await?;
+        let deployment_version = ctx
+            .api::<k8s_openapi::api::apps::v1::Deployment>()
+            .get("lc-api")
+            .await?
+            .metadata
+            .resource_version;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let after = releases.get("lc").await?;
+        ensure!(
+            after.metadata.resource_version == touched.metadata.resource_version,
+            "the operator wrote to a settled release"
+        );
+        let deployment_after = ctx
+            .api::<k8s_openapi::api::apps::v1::Deployment>()
+            .get("lc-api")
+            .await?
+            .metadata
+            .resource_version;
+        ensure!(
+            deployment_after == deployment_version,
+            "the operator wrote to a settled Deployment"
+        );
+
         // Every log line carries the release, its version and its phase.
         let log = operator.log();
         let reconcile_line = log

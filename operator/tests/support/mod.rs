@@ -65,6 +65,16 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The address of its /metrics, /healthz and /readyz (from its start-up log line).
+    pub fn metrics_address(&self) -> Option<String> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("\"message\":\"starting\""))?;
+        let value: Value = serde_json::from_str(line).ok()?;
+        value["fields"]["metrics"].as_str().map(str::to_owned)
+    }
+
     /// Kills the process (as a crash would).
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
