@@ -1,0 +1,249 @@
+//! Shared helpers of the API server's integration tests: a fresh database per test, the
+//! server started in-process on a free port, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e::env::Component;
+use e2e::services::Services;
+use listacompra_api::app::{self, Running};
+use listacompra_api::config::Config;
+use listacompra_api::fault::FaultConfig;
+use listacompra_api::migrate;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// A database of its own, dropped (with force) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates `test_<uuid>` on the shared PostgreSQL, empty (no migrations).
+    pub async fn empty(services: &Services) -> Result<Self> {
+        let admin_url = services.postgres_admin_url()?.to_owned();
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let url = replace_db(services.database_url()?, &name)?;
+        let pool = listacompra_api::store::pool(&url, 10)?;
+        Ok(Self {
+            name,
+            url,
+            admin_url,
+            pool,
+        })
+    }
+
+    /// Creates a database and migrates it to the newest revision.
+    pub async fn migrated(services: &Services) -> Result<Self> {
+        let db = Self::empty(services).await?;
+        migrate::migrate_to(&db.pool, None).await?;
+        Ok(db)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop also runs while a failed test unwinds, inside the test's (now blocked)
+        // runtime, so the cleanup is synchronous: psql ends the pool's sessions (FORCE)
+        // and drops the database.
+        let out = std::process::Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "warning: could not drop test database {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("warning: could not run psql to drop {}: {e}", self.name),
+        }
+    }
+}
+
+/// `url` with its database name replaced.
+pub fn replace_db(url: &str, name: &str) -> Result<String> {
+    let (base, _) = url
+        .rsplit_once('/')
+        .context("DATABASE_URL has no database name")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// The shared PostgreSQL, Redis and RabbitMQ.
+pub async fn services() -> Result<Services> {
+    Ok(Services::start(&[Component::Postgres, Component::Redis, Component::RabbitMq]).await?)
+}
+
+/// A configuration for the shared services and `db`, with a broker prefix of its own.
+pub fn config(services: &Services, db: &TestDb) -> Result<Config> {
+    Ok(Config {
+        database_url: db.url.clone(),
+        redis_url: services.redis_url()?.to_owned(),
+        rabbitmq_url: services.rabbitmq_url()?.to_owned(),
+        jwt_secret: "test-secret-0123456789".to_owned(),
+        jwt_ttl: Duration::from_secs(600),
+        pplx_api_key: None,
+        pplx_base_url: "http://127.0.0.1:9".to_owned(),
+        pplx_model: "sonar".to_owned(),
+        pplx_timeout: Duration::from_secs(2),
+        s3_bucket: None,
+        healthcheck_token: Some("health-token".to_owned()),
+        port: 0,
+        app_version: "9.9.9-test".to_owned(),
+        run_worker: false,
+        ai_cache_ttl: Duration::from_secs(60),
+        database_max_connections: 10,
+        amqp_prefix: format!("test.{}", Uuid::new_v4().simple()),
+        fault: FaultConfig::default(),
+    })
+}
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub running: Option<Running>,
+}
+
+impl TestApp {
+    /// Starts the server on a free loopback port; `workers` also starts relay and AI worker.
+    pub async fn start(config: Config, workers: bool) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let running = app::start(&config, listener, workers).await?;
+        let addr = running.addr;
+        Ok(Self {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            config,
+            running: Some(running),
+        })
+    }
+
+    /// Sends a request; returns status and JSON body (`Null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Sends raw bytes as the body.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &'static str,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Registers a fresh user and logs in; returns (user id, token).
+    pub async fn user(&self) -> Result<(String, String, String)> {
+        let email = format!("u{}@example.com", Uuid::new_v4().simple());
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/auth/register",
+                None,
+                Some(json!({ "email": email, "password": "correct horse" })),
+            )
+            .await?;
+        anyhow::ensure!(status == StatusCode::CREATED, "register: {status} {body}");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": "correct horse" })),
+            )
+            .await?;
+        anyhow::ensure!(status == StatusCode::OK, "login: {status} {body}");
+        let token = body["token"].as_str().context("no token")?.to_owned();
+        let id = body["user_id"].as_str().context("no user id")?.to_owned();
+        Ok((id, email, token))
+    }
+
+    /// Stops the server (draining).
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            let _ = r.switch().send(true);
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,143 @@
+//! Migrations on a real PostgreSQL: up to head, down to zero, up again; step by step; and
+//! through the binary, as the operator's Jobs run it.
+
+mod common;
+
+use anyhow::Result;
+use common::TestDb;
+use listacompra_api::migrate::{self, Outcome};
+
+async fn tables(db: &TestDb) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn migrations_go_up_to_head_down_to_zero_and_up_again() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::empty(&services).await?;
+    let head = migrate::head();
+    assert!(head >= 4, "head {head}");
+
+    let up = migrate::migrate_to(&db.pool, None).await?;
+    assert_eq!(up, Outcome { from: 0, to: head });
+    let all = tables(&db).await?;
+    for t in [
+        "users",
+        "lists",
+        "list_members",
+        "items",
+        "outbox_events",
+        "processed_events",
+        "suggestion_requests",
+    ] {
+        assert!(all.iter().any(|x| x == t), "{t} missing after up: {all:?}");
+    }
+
+    let down = migrate::migrate_to(&db.pool, Some(0)).await?;
+    assert_eq!(down, Outcome { from: head, to: 0 });
+    assert_eq!(tables(&db).await?, Vec::<String>::new());
+
+    let again = migrate::migrate_to(&db.pool, None).await?;
+    assert_eq!(again, Outcome { from: 0, to: head });
+    assert_eq!(tables(&db).await?, all);
+
+    // Idempotent at head.
+    assert_eq!(
+        migrate::migrate_to(&db.pool, None).await?,
+        Outcome {
+            from: head,
+            to: head
+        }
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_to_moves_one_revision_at_a_time_and_rejects_unknown_ones() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::empty(&services).await?;
+    assert_eq!(
+        migrate::migrate_to(&db.pool, Some(2)).await?,
+        Outcome { from: 0, to: 2 }
+    );
+    assert_eq!(
+        tables(&db).await?,
+        ["items", "list_members", "lists", "users"]
+    );
+    // Data survives a revert of later revisions.
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'a@b.es', 'x')",
+    )
+    .execute(&db.pool)
+    .await?;
+    assert_eq!(
+        migrate::migrate_to(&db.pool, Some(4)).await?,
+        Outcome { from: 2, to: 4 }
+    );
+    assert_eq!(
+        migrate::migrate_to(&db.pool, Some(1)).await?,
+        Outcome { from: 4, to: 1 }
+    );
+    assert_eq!(tables(&db).await?, ["users"]);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(users, 1);
+    let err = migrate::migrate_to(&db.pool, Some(99))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("99"), "{err}");
+    assert_eq!(migrate::current(&db.pool).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_migrates_and_reports_the_revision() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::empty(&services).await?;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    let out = run(&["migrate", "--to", "3"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("schema revision 3 (was 0"), "{text}");
+    let out = run(&["migrate"])?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("schema revision {} (was 3", migrate::head()))
+    );
+    let out = run(&["migrate", "--to", "0"])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema revision 0"));
+    let out = run(&["migrate", "--to", "42"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown schema revision 42"));
+
+    // A missing variable stops start-up with one message naming it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
+        .arg("migrate")
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
