@@ -303,37 +303,32 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
             "a JSON body is required",
         )));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = match serde_path_to_error::deserialize(&mut de) {
-        Ok(v) => v,
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let msg = inner.to_string();
-                    // serde_path_to_error's path ends at the parent of a missing field, and
-                    // at the field itself otherwise.
-                    let missing = msg
-                        .split_once("missing field `")
-                        .and_then(|(_, rest)| rest.split_once('`'))
-                        .map(|(f, _)| f.to_owned());
-                    let field = match missing {
-                        Some(f) if path == "." => f,
-                        Some(f) => format!("{path}.{f}"),
-                        None if path == "." => "body".to_owned(),
-                        None => path,
-                    };
-                    let message = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                    AppError::Invalid(Invalid::new(field, message))
-                }
-                _ => AppError::BadRequest(Invalid::new("body", format!("malformed JSON: {inner}"))),
-            });
-        }
-    };
-    de.end()
+    // Syntax first (400), then shape (422): a body must be one JSON object.
+    let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(Invalid::new("body", format!("malformed JSON: {e}"))))?;
-    Ok(value)
+    if !value.is_object() {
+        return Err(AppError::Invalid(Invalid::new(
+            "body",
+            "must be a JSON object",
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let msg = err.into_inner().to_string();
+        // serde_path_to_error's path ends at the parent of a missing field, and at the
+        // field itself otherwise.
+        let missing = msg
+            .split_once("missing field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(f, _)| f.to_owned());
+        let field = match missing {
+            Some(f) if path == "." => f,
+            Some(f) => format!("{path}.{f}"),
+            None if path == "." => "body".to_owned(),
+            None => path,
+        };
+        AppError::Invalid(Invalid::new(field, msg))
+    })
 }
 
 fn query_i64(query: &str, name: &'static str) -> Result<Option<i64>, AppError> {
@@ -396,15 +391,27 @@ struct NewItemBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ItemPatchBody {
-    name: Option<String>,
-    quantity: Option<f64>,
+    #[serde(default, deserialize_with = "double_option")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    quantity: Option<Option<f64>>,
     #[serde(default, deserialize_with = "double_option")]
     unit: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     category: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     note: Option<Option<String>>,
-    checked: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    checked: Option<Option<bool>>,
+}
+
+/// A field that may be absent but not `null`.
+fn not_null<T>(field: &'static str, value: Option<Option<T>>) -> Result<Option<T>, Invalid> {
+    match value {
+        Some(None) => Err(Invalid::new(field, "must not be null")),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,13 +580,16 @@ async fn handle(
             let list = params.uuid("list_id")?;
             let item = params.uuid("item_id")?;
             let b: ItemPatchBody = parse_json(&req.body)?;
+            let name = not_null("name", b.name)?;
+            let quantity = not_null("quantity", b.quantity)?;
+            let checked = not_null("checked", b.checked)?;
             let patch = domain::ItemPatch::validate(
-                b.name.as_deref(),
-                b.quantity,
+                name.as_deref(),
+                quantity,
                 b.unit.as_ref().map(|u| u.as_deref()),
                 b.category.as_ref().map(|c| c.as_deref()),
                 b.note.as_ref().map(|n| n.as_deref()),
-                b.checked,
+                checked,
             )?;
             ok(
                 StatusCode::OK,

@@ -1,0 +1,189 @@
+//! /health, /ready (with and without the token, and with a dependency down), /metrics and
+//! fault injection, against the real services.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{TestApp, TestDb};
+use listacompra_api::fault::FaultConfig;
+use listacompra_crds::metrics as names;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn ready(app: &TestApp, token: Option<&str>) -> Result<(StatusCode, Value)> {
+    let mut req = app.http.get(format!("{}/ready", app.base));
+    if let Some(t) = token {
+        req = req.header("X-Healthcheck-Token", t);
+    }
+    let res = req.send().await?;
+    Ok((res.status(), res.json().await?))
+}
+
+#[tokio::test]
+async fn health_is_cheap_and_ready_checks_every_dependency() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let app = TestApp::start(common::config(&services, &db)?, false).await?;
+    let (s, b) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, json!({ "status": "ok", "version": "9.9.9-test" }));
+
+    let (s, b) = ready(&app, None).await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!({ "status": "ready" }),
+        "no detail without the token"
+    );
+    let (s, b) = ready(&app, Some("health-token")).await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for dep in ["postgres", "redis", "rabbitmq"] {
+        assert_eq!(b["checks"][dep]["ok"], true, "{b}");
+    }
+    let (s, b) = ready(&app, Some("health-tokeN")).await?;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert!(b.get("checks").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn ready_is_503_when_a_dependency_is_unreachable_and_names_it_with_the_token() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    // Nothing listens on these ports: a closed port is an unreachable server.
+    let closed = |port: u16| format!("127.0.0.1:{port}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.redis_url = format!("redis://{}/0", closed(free));
+    config.rabbitmq_url = format!("amqp://guest:guest@{}/%2f", closed(free));
+    let app = TestApp::start(config, false).await?;
+    // Liveness does not depend on anything.
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = ready(&app, None).await?;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b, json!({ "status": "not_ready" }));
+    let (s, b) = ready(&app, Some("health-token")).await?;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(b["checks"]["postgres"]["ok"], true, "{b}");
+    assert_eq!(b["checks"]["redis"]["ok"], false, "{b}");
+    assert_eq!(b["checks"]["rabbitmq"]["ok"], false, "{b}");
+    assert!(
+        b["checks"]["redis"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    Ok(())
+}
+
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_use_the_shared_names_route_templates_and_the_version_label() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let app = TestApp::start(common::config(&services, &db)?, false).await?;
+    let (_, _, token) = app.user().await?;
+    let (_, list) = app
+        .call(
+            Method::POST,
+            "/v1/lists",
+            Some(&token),
+            Some(json!({ "name": "M" })),
+        )
+        .await?;
+    let path = format!("/v1/lists/{}", list["id"].as_str().unwrap());
+    for _ in 0..3 {
+        app.call(Method::GET, &path, Some(&token), None).await?;
+    }
+    app.call(Method::GET, "/v1/lists/not-a-uuid", Some(&token), None)
+        .await?;
+    let res = app.http.get(format!("{}/metrics", app.base)).send().await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/plain")
+    );
+    let text = res.text().await?;
+    let count = format!("{}_count", names::HTTP_REQUEST_DURATION_SECONDS);
+    let get_list = [
+        r#"route="/v1/lists/{list_id}""#,
+        r#"method="GET""#,
+        r#"version="9.9.9-test""#,
+    ];
+    assert_eq!(
+        sample(
+            &text,
+            &count,
+            &[&get_list[..], &[r#"status="200""#]].concat()
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &count,
+            &[&get_list[..], &[r#"status="400""#]].concat()
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains(&path), "raw paths must not become labels");
+    for name in [
+        names::AI_JOBS_TOTAL,
+        names::OUTBOX_RETRIES_TOTAL,
+        names::OUTBOX_BACKLOG,
+        names::OUTBOX_QUEUE_LATENCY_SECONDS,
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.contains(r#"version="9.9.9-test""#)),
+            "{name} in {text}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn fault_injection_adds_latency_and_errors_on_chosen_routes_only() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    config.fault = FaultConfig {
+        latency: Duration::from_millis(150),
+        error_rate: 1.0,
+        routes: vec!["/v1/lists".to_owned()],
+    };
+    let app = TestApp::start(config, false).await?;
+    let (_, _, token) = app.user().await?; // /v1/auth is not affected
+    let start = std::time::Instant::now();
+    let (s, b) = app
+        .call(Method::GET, "/v1/lists", Some(&token), None)
+        .await?;
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(b["error"], "fault_injected");
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(text.contains(r#"route="/v1/lists",status="500""#), "{text}");
+    Ok(())
+}
