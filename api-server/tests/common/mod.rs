@@ -2,6 +2,8 @@
 //! server started in-process on a free port, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod rabbit;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

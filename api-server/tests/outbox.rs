@@ -1,0 +1,168 @@
+//! The outbox relay against a private RabbitMQ that is stopped while events are produced
+//! and started again: every event arrives, retries are counted, and a consumer that
+//! deduplicates by event id applies each event once.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::rabbit::PrivateRabbit;
+use common::{TestDb, eventually};
+use e2e::env::Component;
+use e2e::services::Services;
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use listacompra_api::amqp::{self, Topology};
+use listacompra_api::metrics::Metrics;
+use listacompra_api::outbox::{self, Event, Relay};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn produce(db: &TestDb, n: usize, tag: &str) -> Result<Vec<Uuid>> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut tx = db.pool.begin().await?;
+        ids.push(
+            outbox::enqueue(
+                &mut tx,
+                "test.event",
+                Uuid::new_v4(),
+                json!({ "tag": tag, "i": i }),
+            )
+            .await?,
+        );
+        tx.commit().await?;
+    }
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn a_broker_restart_loses_no_event_and_redeliveries_have_no_second_effect() -> Result<()> {
+    let services = Services::start(&[Component::Postgres]).await?;
+    let db = TestDb::migrated(&services).await?;
+    let rabbit = Arc::new(tokio::task::spawn_blocking(PrivateRabbit::start).await??);
+    let topology = Topology::new("outboxtest");
+
+    // The consumer's durable queue, bound to every event, exists before anything is sent.
+    let conn = amqp::connect(&rabbit.url, Duration::from_secs(10)).await?;
+    let channel = conn.create_channel().await?;
+    amqp::declare(&channel, &topology).await?;
+    let queue = "outboxtest.all";
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            topology.exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    conn.close(200, "bye".into()).await?;
+
+    let metrics = Metrics::new("test")?;
+    let mut relay = Relay::new(
+        db.pool.clone(),
+        rabbit.url.clone(),
+        topology.clone(),
+        metrics.clone(),
+    );
+    relay.poll = Duration::from_millis(50);
+    relay.max_backoff = Duration::from_secs(2);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay.run(shutdown));
+
+    let drained = |what: &'static str| {
+        let pool = db.pool.clone();
+        eventually(what, Duration::from_secs(90), move || {
+            let pool = pool.clone();
+            async move { Ok((outbox::backlog(&pool).await? == 0).then_some(())) }
+        })
+    };
+
+    let mut sent = produce(&db, 20, "before").await?;
+    drained("the first events to be published").await?;
+    assert_eq!(metrics.outbox_retries.get(), 0);
+
+    // The script blocks until the broker is down; the relay keeps running meanwhile.
+    tokio::task::spawn_blocking({
+        let rabbit = rabbit.clone();
+        move || rabbit.down()
+    })
+    .await??;
+    sent.extend(produce(&db, 20, "during").await?);
+    // The relay tries, fails and counts retries while the broker is down.
+    eventually(
+        "failed publish attempts",
+        Duration::from_secs(30),
+        || async { Ok((metrics.outbox_retries.get() >= 20).then_some(())) },
+    )
+    .await?;
+    assert!(outbox::backlog(&db.pool).await? >= 1);
+    let last_error: Option<String> = sqlx::query_scalar(
+        "SELECT last_error FROM outbox_events WHERE published_at IS NULL LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    assert!(last_error.is_some_and(|e| e.contains("RabbitMQ")));
+
+    tokio::task::spawn_blocking({
+        let rabbit = rabbit.clone();
+        move || rabbit.up()
+    })
+    .await??;
+    sent.extend(produce(&db, 5, "after").await?);
+    drained("every event to be published after the restart").await?;
+    assert!(metrics.outbox_latency.get_sample_count() >= 45);
+    let _ = stop.send(true);
+    relay_task.await?;
+
+    // Everything arrived (at least once).
+    let conn = amqp::connect(&rabbit.url, Duration::from_secs(10)).await?;
+    let channel = conn.create_channel().await?;
+    let mut received: Vec<Event> = Vec::new();
+    while let Some(msg) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await?
+    {
+        let event: Event = serde_json::from_slice(&msg.delivery.data)?;
+        let message_id = msg
+            .delivery
+            .properties
+            .message_id()
+            .clone()
+            .context("no message id")?;
+        assert_eq!(message_id.as_str(), event.id.to_string());
+        received.push(event);
+    }
+    let unique: BTreeSet<Uuid> = received.iter().map(|e| e.id).collect();
+    assert_eq!(
+        unique,
+        sent.iter().copied().collect::<BTreeSet<_>>(),
+        "every event arrives"
+    );
+
+    // A consumer that deduplicates by event id applies each once, even when one is delivered
+    // again (here: every event twice).
+    let mut effects: BTreeMap<Uuid, u32> = BTreeMap::new();
+    for event in received.iter().chain(received.iter()) {
+        let mut tx = db.pool.begin().await?;
+        if outbox::first_delivery(&mut tx, "test-consumer", event.id).await? {
+            *effects.entry(event.id).or_default() += 1;
+        }
+        tx.commit().await?;
+    }
+    assert_eq!(effects.len(), sent.len());
+    assert!(effects.values().all(|n| *n == 1));
+    conn.close(200, "bye".into()).await?;
+    Ok(())
+}
