@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::rabbit::PrivateRabbit;
+use common::private::PrivateRabbit;
 use common::{TestDb, eventually};
 use e2e::env::Component;
 use e2e::services::Services;

@@ -2,7 +2,7 @@
 //! server started in-process on a free port, and a small HTTP client.
 #![allow(dead_code)]
 
-pub mod rabbit;
+pub mod private;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,8 +97,13 @@ pub async fn services() -> Result<Services> {
 
 /// A configuration for the shared services and `db`, with a broker prefix of its own.
 pub fn config(services: &Services, db: &TestDb) -> Result<Config> {
+    config_with(services, &db.url)
+}
+
+/// A configuration for the shared Redis and RabbitMQ and the database at `database_url`.
+pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
     Ok(Config {
-        database_url: db.url.clone(),
+        database_url: database_url.to_owned(),
         redis_url: services.redis_url()?.to_owned(),
         rabbitmq_url: services.rabbitmq_url()?.to_owned(),
         jwt_secret: "test-secret-0123456789".to_owned(),

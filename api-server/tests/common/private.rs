@@ -1,0 +1,120 @@
+//! Private RabbitMQ and PostgreSQL servers, started by the project's script with their own
+//! state folder and ports, for tests that stop and restart them (the shared ones are used by
+//! other tests at the same time).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, ensure};
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A RabbitMQ of this test's own.
+pub type PrivateRabbit = PrivateService;
+
+/// A server of this test's own.
+#[derive(Debug)]
+pub struct PrivateService {
+    service: &'static str,
+    state: PathBuf,
+    ports: Vec<(&'static str, u16)>,
+    /// Its URL (`RABBITMQ_URL` or `DATABASE_URL`).
+    pub url: String,
+    /// PostgreSQL only: the superuser URL of its `postgres` database.
+    pub admin_url: Option<String>,
+}
+
+impl PrivateService {
+    fn script(&self, command: &str) -> Result<String> {
+        let script = e2e::env::repo_root().join("e2e/scripts/services.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .args([command, self.service])
+            .env("LC_STATE", &self.state)
+            .env("LC_ENV_FILE", self.state.join("env"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (var, port) in &self.ports {
+            cmd.env(var, port.to_string());
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        ensure!(
+            out.status.success(),
+            "services.sh {command} rabbitmq failed: {}",
+            out.status
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn start_service(
+        service: &'static str,
+        ports: Vec<(&'static str, u16)>,
+        url_key: &str,
+    ) -> Result<Self> {
+        let state =
+            std::env::temp_dir().join(format!("lc-{service}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&state)?;
+        let mut this = Self {
+            service,
+            state,
+            ports,
+            url: String::new(),
+            admin_url: None,
+        };
+        this.up()?;
+        let env = e2e::env::Env::read(&this.state.join("env"))?;
+        this.url = env.get(url_key)?.to_owned();
+        this.admin_url = env.get("LC_POSTGRES_ADMIN_URL").ok().map(str::to_owned);
+        Ok(this)
+    }
+
+    /// Starts a broker on free ports under a fresh state folder.
+    pub fn start() -> Result<Self> {
+        Self::start_service(
+            "rabbitmq",
+            vec![
+                ("LC_AMQP_PORT", free_port()?),
+                ("LC_RABBIT_DIST_PORT", free_port()?),
+                ("LC_EPMD_PORT", free_port()?),
+            ],
+            "RABBITMQ_URL",
+        )
+    }
+
+    /// Starts a PostgreSQL on a free port under a fresh state folder.
+    pub fn postgres() -> Result<Self> {
+        Self::start_service(
+            "postgres",
+            vec![("LC_PG_PORT", free_port()?)],
+            "DATABASE_URL",
+        )
+    }
+
+    /// Starts it (again).
+    pub fn up(&self) -> Result<()> {
+        self.script("up").map(|_| ())
+    }
+
+    /// Stops it (its data stays: durable queues and persistent messages survive).
+    pub fn down(&self) -> Result<()> {
+        self.script("down").map(|_| ())
+    }
+}
+
+impl Drop for PrivateService {
+    fn drop(&mut self) {
+        if let Err(err) = self.down() {
+            eprintln!(
+                "warning: stopping the private {} failed: {err:#}",
+                self.service
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
