@@ -135,6 +135,28 @@ pub async fn reconcile(
             // The API server validates the schema, so this is an object from another
             // version of the CRD: say so and wait for a change.
             warn!(name = %invalid.metadata.name.clone().unwrap_or_default(), error = %invalid.error, "cannot read release");
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(ListaCompraRelease::api_version(&()).into_owned()),
+                kind: Some(ListaCompraRelease::kind(&()).into_owned()),
+                name: invalid.metadata.name.clone(),
+                namespace: invalid.metadata.namespace.clone(),
+                uid: invalid.metadata.uid.clone(),
+                ..Default::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "InvalidSpec".to_owned(),
+                note: Some(format!(
+                    "the operator cannot read this release: {}; fix the spec",
+                    invalid.error
+                )),
+                action: "Release".to_owned(),
+                secondary: None,
+            };
+            ctx.metrics.api_writes.with_label_values(&["event"]).inc();
+            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish Event");
+            }
             return Ok(Action::await_change());
         }
     };
@@ -217,6 +239,8 @@ async fn reconcile_release(
                             .set(v);
                     }
                 }
+                let failed = results.iter().any(|r| r.verdict == Verdict::Fail);
+                info!(failed, kpis = results.len(), "KPI measurement taken");
                 measurement = Some(results);
             }
         }
@@ -270,6 +294,7 @@ async fn reconcile_release(
                     workload,
                     *revision,
                 );
+                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
                 match jobs.create(&PostParams::default(), &job).await {
                     Ok(_) => info!(job = %job_name, revision, "created Job"),
                     // Created by an earlier reconcile whose status write did not land: fine.
@@ -278,6 +303,10 @@ async fn reconcile_release(
                 }
             }
             decide::Action::RecordStable { version } => {
+                ctx.metrics
+                    .api_writes
+                    .with_label_values(&["revision"])
+                    .inc();
                 record_stable(
                     &revisions,
                     &owner,
@@ -288,6 +317,7 @@ async fn reconcile_release(
                 .await?;
             }
             decide::Action::DeleteJob { name: job_name } => {
+                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
                 match jobs.delete(job_name, &DeleteParams::background()).await {
                     Ok(_) => info!(job = %job_name, "deleted Job"),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -306,6 +336,7 @@ async fn reconcile_release(
     }
 
     if decision.status != status {
+        ctx.metrics.api_writes.with_label_values(&["status"]).inc();
         let patch = json!({
             "apiVersion": ListaCompraRelease::api_version(&()),
             "kind": ListaCompraRelease::kind(&()),
@@ -347,6 +378,7 @@ async fn reconcile_release(
         } else {
             info!(reason = %note.reason, "{}", note.message);
         }
+        ctx.metrics.api_writes.with_label_values(&["event"]).inc();
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(error = %e, "could not publish Event");
         }
@@ -432,6 +464,11 @@ async fn apply_workload(
 ) -> Result<()> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let name = naming::workload_name(&owner.name);
+    ctx.metrics
+        .api_writes
+        .with_label_values(&["deployment"])
+        .inc();
+    ctx.metrics.api_writes.with_label_values(&["service"]).inc();
     let deployment = workload::deployment(owner, spec, target);
     Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&deployment))

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub gate_verdicts: IntCounterVec,
     /// Last measured value of each KPI.
     pub kpi_values: GaugeVec,
+    /// Writes to the Kubernetes API by kind of object (status, deployment, service, job,
+    /// revision, event).
+    pub api_writes: IntCounterVec,
     phases: Mutex<HashMap<(String, String), Phase>>,
 }
 
@@ -68,6 +71,13 @@ impl Metrics {
             Opts::new("kpi_value", "Last measured value of a KPI"),
             &["namespace", "release", "kpi"],
         )?;
+        let api_writes = IntCounterVec::new(
+            Opts::new(
+                "api_writes_total",
+                "Writes the operator made to the Kubernetes API, by kind",
+            ),
+            &["kind"],
+        )?;
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -76,6 +86,7 @@ impl Metrics {
             Box::new(rollbacks.clone()),
             Box::new(gate_verdicts.clone()),
             Box::new(kpi_values.clone()),
+            Box::new(api_writes.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -88,6 +99,7 @@ impl Metrics {
             rollbacks,
             gate_verdicts,
             kpi_values,
+            api_writes,
             phases: Mutex::new(HashMap::new()),
         })
     }

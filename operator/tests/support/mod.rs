@@ -75,6 +75,11 @@ impl Operator {
         value["fields"]["metrics"].as_str().map(str::to_owned)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process (as a crash would).
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;

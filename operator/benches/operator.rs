@@ -1,0 +1,280 @@
+//! `make bench-operator`: the operator measured on the real local cluster. Prints a table.
+//!
+//! - apply → migration Job created, and apply → Deployment created (p50/p99 over 20 releases);
+//! - a failing KPI measurement → the Deployment reverted (3 rollbacks, real Prometheus);
+//! - RSS and CPU while idle, API writes per minute in a steady state;
+//! - RSS with 100 and with 1,000 releases present.
+//!
+//! Numbers, not assertions: the machines are shared and noisy.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use e2e::cluster::{TestContext, with_namespace};
+use e2e::env::Component;
+use e2e::services::Services;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use listacompra_crds::{ListaCompraRelease, Phase};
+use serde_json::json;
+use support::{Endpoint, Operator, release, wait_phase};
+
+#[tokio::main]
+async fn main() {
+    with_namespace("bench-operator", |ctx| async move { run(ctx).await }).await;
+}
+
+fn named(version: &str, schema: i64, url: &str, name: &str) -> serde_json::Value {
+    let mut r = release(version, schema, url);
+    r["metadata"]["name"] = json!(name);
+    r
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(index).copied().unwrap_or_default()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 0; utime and stime are fields 11 and 12.
+    fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+}
+
+async fn writes(http: &reqwest::Client, address: &str) -> Result<f64> {
+    let text = http
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("listacompra_operator_api_writes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+async fn run(ctx: TestContext) -> Result<()> {
+    let services = Services::start(&[Component::Prometheus]).await?;
+    e2e::crd::install_release_crd(&ctx.client).await?;
+    let operator = Operator::start(&ctx)?;
+    let pid = operator.pid().context("operator pid")?;
+    let endpoint = Endpoint::start().await?;
+    let releases: Api<ListaCompraRelease> = ctx.api();
+    let jobs: Api<Job> = ctx.api();
+    let deployments: Api<Deployment> = ctx.api();
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    // 1. apply → Job, apply → Deployment.
+    let (mut to_job, mut to_deployment) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        let name = format!("r{i:02}");
+        let manifest: ListaCompraRelease =
+            serde_json::from_value(named("1.0.0", 1, &endpoint.url, &name))?;
+        let start = Instant::now();
+        releases.create(&PostParams::default(), &manifest).await?;
+        let (mut job_at, mut deploy_at) = (None, None);
+        while job_at.is_none() || deploy_at.is_none() {
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "release {name} made no Job or Deployment within 60s:\n{}",
+                    operator.log()
+                );
+            }
+            let labels = format!("listacompra.app/release={name}");
+            if job_at.is_none()
+                && !jobs
+                    .list(&ListParams::default().labels(&labels))
+                    .await?
+                    .items
+                    .is_empty()
+            {
+                job_at = Some(start.elapsed());
+            }
+            if deploy_at.is_none() && deployments.get_opt(&format!("{name}-api")).await?.is_some() {
+                deploy_at = Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        to_job.extend(job_at);
+        to_deployment.extend(deploy_at);
+    }
+    rows.push((
+        "apply → migration Job created, p50 / p99 (20 releases)".into(),
+        format!(
+            "{:.0} ms / {:.0} ms",
+            percentile(&mut to_job, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut to_job, 0.99).as_secs_f64() * 1e3
+        ),
+    ));
+    rows.push((
+        "apply → Deployment created (after the Job), p50 / p99".into(),
+        format!(
+            "{:.0} ms / {:.0} ms",
+            percentile(&mut to_deployment, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut to_deployment, 0.99).as_secs_f64() * 1e3
+        ),
+    ));
+
+    // 2. A failing KPI measurement → Deployment reverted, timed from the operator's log line
+    //    of the failing measurement (written when the queries return, before it decides) to
+    //    the moment the Deployment is seen back on the stable image.
+    let target = services
+        .prometheus_targets_dir()?
+        .join(format!("{}.json", ctx.namespace));
+    std::fs::write(
+        &target,
+        json!([{ "targets": [endpoint.address], "labels": { "namespace": ctx.namespace } }])
+            .to_string(),
+    )?;
+    let mut metrics = String::from("# TYPE lc_bench_latency_ms gauge\n");
+    for v in ["1.1.0", "1.2.0", "1.3.0"] {
+        metrics.push_str(&format!("lc_bench_latency_ms{{version=\"{v}\"}} 900\n"));
+    }
+    endpoint.set_metrics(&metrics).await;
+    support::apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+    wait_phase(&ctx, "1.0.0", Phase::Succeeded, Duration::from_secs(90)).await?;
+    let mut to_revert = Vec::new();
+    for (i, version) in ["1.1.0", "1.2.0", "1.3.0"].into_iter().enumerate() {
+        let mut manifest = release(version, 2, &endpoint.url);
+        manifest["spec"]["analysis"] = json!({
+            "prometheus": { "address": services.prometheus_url()?, "timeoutSeconds": 2 },
+            "initialDelaySeconds": 0, "intervalSeconds": 1, "measurements": 30, "inconclusiveLimit": 25,
+            "kpis": [{ "name": "p95-latency-ms", "max": 350, "onNoData": "Inconclusive",
+                       "query": "max(lc_bench_latency_ms{namespace=\"{{namespace}}\",version=\"{{version}}\"})" }]
+        });
+        support::apply(&ctx, &manifest).await?;
+        let reverted_at = loop {
+            let image = support::deployed_image(&ctx).await.unwrap_or_default();
+            let log = operator.log();
+            let breaches = log
+                .lines()
+                .filter(|l| l.contains("\"reason\":\"KpiBreached\"") && l.contains("rolling back"))
+                .count();
+            if breaches > i && image.ends_with(":1.0.0") {
+                break SystemTime::now();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let log = operator.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("KPI measurement taken") && l.contains("\"failed\":true"))
+            .nth(i)
+            .context("failing measurement log line")?;
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        let at: k8s_openapi::jiff::Timestamp =
+            value["timestamp"].as_str().context("timestamp")?.parse()?;
+        let breach = SystemTime::UNIX_EPOCH
+            + Duration::from_nanos(u64::try_from(at.as_nanosecond()).unwrap_or(0));
+        to_revert.push(reverted_at.duration_since(breach).unwrap_or_default());
+        wait_phase(&ctx, version, Phase::RolledBack, Duration::from_secs(90)).await?;
+    }
+    std::fs::remove_file(&target)?;
+    rows.push((
+        "failing KPI measurement → Deployment reverted, p50 / max (3)".into(),
+        format!(
+            "{:.0} ms / {:.0} ms",
+            percentile(&mut to_revert, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut to_revert, 1.0).as_secs_f64() * 1e3
+        ),
+    ));
+
+    // 3. Idle: RSS, CPU, API writes per minute with the 21 settled releases.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let http = reqwest::Client::new();
+    let address = operator.metrics_address().context("metrics address")?;
+    let (w0, c0) = (writes(&http, &address).await?, cpu_ticks(pid));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (w1, c1) = (writes(&http, &address).await?, cpu_ticks(pid));
+    rows.push((
+        "RSS idle (21 settled releases)".into(),
+        format!("{:.1} MiB", rss_mib(pid)),
+    ));
+    rows.push((
+        "CPU idle over 60 s".into(),
+        format!("{:.2} %", (c1 - c0) as f64 / 100.0 / 60.0 * 100.0),
+    ));
+    rows.push((
+        "API writes per minute, steady state".into(),
+        format!("{}", w1 - w0),
+    ));
+
+    // 4. RSS with 100 and 1,000 releases (paused: they hold status but no children).
+    let mut created = 0;
+    for target in [100, 1000] {
+        while created < target {
+            let mut manifest = named("2.0.0", 1, &endpoint.url, &format!("p{created:04}"));
+            manifest["spec"]["paused"] = json!(true);
+            releases
+                .create(&PostParams::default(), &serde_json::from_value(manifest)?)
+                .await?;
+            created += 1;
+        }
+        let start = Instant::now();
+        loop {
+            let listed = releases.list(&ListParams::default()).await?;
+            let done = listed
+                .items
+                .iter()
+                .filter(|r| {
+                    r.status
+                        .as_ref()
+                        .and_then(|s| s.observed_generation)
+                        .is_some()
+                })
+                .count();
+            if done >= target + 21 || start.elapsed() > Duration::from_secs(300) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rows.push((
+            format!("RSS with {target} paused + 21 settled releases"),
+            format!("{:.1} MiB", rss_mib(pid)),
+        ));
+    }
+
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(10);
+    println!("\n| {:width$} | value |", "operator measurement");
+    println!("|{}|-------|", "-".repeat(width + 2));
+    for (k, v) in rows {
+        println!("| {k:width$} | {v} |");
+    }
+    Ok::<(), anyhow::Error>(())
+}
