@@ -178,10 +178,8 @@ fn operation(route: &Route) -> Value {
     };
     responses.insert(status.to_owned(), success);
     let err = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": error_ref() } } });
-    if request.is_some()
-        || !route.path.contains('{') && route.op == Op::ListLists
-        || route.path.contains('{')
-    {
+    let has_query = route.op == Op::ListLists;
+    if request.is_some() || has_query || route.path.contains('{') {
         responses.insert(
             "400".to_owned(),
             err("Malformed request (the field is named)"),
@@ -189,6 +187,8 @@ fn operation(route: &Route) -> Value {
     }
     if request.is_some() {
         responses.insert("413".to_owned(), err("Body too large"));
+    }
+    if request.is_some() || has_query {
         responses.insert("422".to_owned(), err("Invalid field (the field is named)"));
     }
     if route.auth || route.op == Op::Login || route.op == Op::Ready {
