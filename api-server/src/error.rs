@@ -87,6 +87,9 @@ pub enum Error {
     /// Password hashing or token signing failed.
     #[error("crypto: {0}")]
     Crypto(String),
+    /// Stored or seeded data breaks an invariant (for example an unknown role).
+    #[error("data: {0}")]
+    Data(String),
     /// An I/O error (binding the listener, reading files).
     #[error("I/O: {context}: {source}")]
     Io {

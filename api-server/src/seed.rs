@@ -17,7 +17,7 @@ pub async fn seed(pool: &PgPool, password: &str) -> Result<bool> {
         return Ok(false);
     }
     let hash = crate::auth::hash_password(password)?;
-    let fail = |e: crate::error::AppError| Error::Crypto(format!("seeding: {e}"));
+    let fail = |e: crate::error::AppError| Error::Data(format!("seeding: {e}"));
     let user = store.create_user(DEMO_EMAIL, &hash).await.map_err(fail)?;
     let list = store
         .create_list(user, "Compra semanal")
@@ -30,7 +30,7 @@ pub async fn seed(pool: &PgPool, password: &str) -> Result<bool> {
         ("tomates", 1.0, Some("kg"), Some("produce")),
     ] {
         let item = domain::new_item(name, Some(qty), unit, category, None)
-            .map_err(|e| Error::Crypto(format!("seeding: {e}")))?;
+            .map_err(|e| Error::Data(format!("seeding: {e}")))?;
         store.add_item(user, list.id, &item).await.map_err(fail)?;
     }
     Ok(true)

@@ -140,7 +140,7 @@ pub struct SuggestionView {
 
 fn role_of(row: &PgRow) -> Result<Role> {
     let s: String = row.try_get("role").map_err(Error::db("reading a role"))?;
-    Role::parse(&s).ok_or_else(|| Error::Crypto(format!("unknown role {s:?} in the database")))
+    Role::parse(&s).ok_or_else(|| Error::Data(format!("unknown role {s:?} in the database")))
 }
 
 fn list_view(row: &PgRow) -> Result<ListView> {

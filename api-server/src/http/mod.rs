@@ -468,7 +468,9 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        AppError::Internal(crate::Error::Crypto(format!("a blocking task failed: {e}")))
+        AppError::Internal(crate::Error::Crypto(format!(
+            "the password hashing task failed: {e}"
+        )))
     })
 }
 
