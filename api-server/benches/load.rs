@@ -73,7 +73,7 @@ async fn run_scenario(
     rps: u64,
     seconds: u64,
     pid: u32,
-    make: impl Fn(u64) -> reqwest::RequestBuilder,
+    make: &dyn Fn(u64) -> reqwest::RequestBuilder,
 ) -> Result<(f64, Outcome, u64)> {
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let total = rps * seconds;
@@ -219,7 +219,10 @@ async fn main() -> Result<()> {
             }),
         ];
         for (name, make) in scenarios {
-            let (throughput, mut outcome, rss) = run_scenario(rps, seconds, pid, make).await?;
+            // Warm-up (not measured): opens the client's and the server's pool connections.
+            let warmup = (rps / 2).max(1);
+            run_scenario(warmup, 2, pid, &make).await?;
+            let (throughput, mut outcome, rss) = run_scenario(rps, seconds, pid, &make).await?;
             outcome.latencies.sort_unstable();
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             println!(
