@@ -40,6 +40,17 @@ pub enum Error {
         /// The revisions this binary knows.
         known: Vec<i64>,
     },
+    /// The database is at a revision this binary does not know (a newer release migrated it).
+    #[error(
+        "the database is at schema revision {current}, newer than this binary knows (up to {head}); \
+         move it with the image of the release that introduced revision {current}, e.g. `migrate --to {head}`"
+    )]
+    NewerSchema {
+        /// The database's revision.
+        current: i64,
+        /// The newest revision this binary knows.
+        head: i64,
+    },
     /// A Redis operation failed.
     #[error("Redis: {context}: {source}")]
     Redis {

@@ -67,6 +67,13 @@ pub async fn migrate_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
         });
     }
     let from = current(pool).await?;
+    if from > head() {
+        // sqlx would refuse too (the applied migration is missing here); say what to do.
+        return Err(Error::NewerSchema {
+            current: from,
+            head: head(),
+        });
+    }
     if target > from {
         MIGRATOR
             .run_to(target, pool)

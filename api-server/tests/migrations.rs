@@ -141,3 +141,30 @@ async fn the_binary_migrates_and_reports_the_revision() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_older_binary_refuses_a_newer_schema_and_says_which_image_to_use() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let head = migrate::head();
+    // What a newer release leaves behind: one more applied revision.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer release', true, '\\x00'::bytea, 1)",
+    )
+    .bind(head + 1)
+    .execute(&db.pool)
+    .await?;
+    for target in [None, Some(head), Some(1)] {
+        let err = migrate::migrate_to(&db.pool, target)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("revision {}", head + 1)) && err.contains("image"),
+            "{err}"
+        );
+    }
+    assert_eq!(migrate::current(&db.pool).await?, head + 1);
+    Ok(())
+}
