@@ -149,14 +149,7 @@ async fn run(ctx: TestContext) -> Result<()> {
     // 2. A failing KPI measurement → Deployment reverted, timed from the operator's log line
     //    of the failing measurement (written when the queries return, before it decides) to
     //    the moment the Deployment is seen back on the stable image.
-    let target = services
-        .prometheus_targets_dir()?
-        .join(format!("{}.json", ctx.namespace));
-    std::fs::write(
-        &target,
-        json!([{ "targets": [endpoint.address], "labels": { "namespace": ctx.namespace } }])
-            .to_string(),
-    )?;
+    let target = support::scrape(&services, &ctx, &endpoint)?;
     let mut metrics = String::from("# TYPE lc_bench_latency_ms gauge\n");
     for v in ["1.1.0", "1.2.0", "1.3.0"] {
         metrics.push_str(&format!("lc_bench_latency_ms{{version=\"{v}\"}} 900\n"));

@@ -443,13 +443,7 @@ impl<'o, 'a> Machine<'o, 'a> {
                     "Migrating",
                     format!("migration Job {name} moves the schema to revision {revision}"),
                 );
-                self.actions.push(Action::CreateJob {
-                    name,
-                    purpose: JobPurpose::Migrate,
-                    workload: self.target(),
-                    revision,
-                });
-                self.wait();
+                self.create_migration_job(name, revision);
             }
             None => {
                 self.set_condition(
@@ -461,6 +455,16 @@ impl<'o, 'a> Machine<'o, 'a> {
                 self.start_rollout();
             }
         }
+    }
+
+    fn create_migration_job(&mut self, name: String, revision: i64) {
+        self.actions.push(Action::CreateJob {
+            name,
+            purpose: JobPurpose::Migrate,
+            workload: self.target(),
+            revision,
+        });
+        self.wait();
     }
 
     fn migrating(&mut self) {
@@ -485,13 +489,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             JobState::Absent => {
                 // Created by an earlier reconcile and gone (deleted by hand): create it again.
                 let revision = self.schema_target().unwrap_or_default();
-                self.actions.push(Action::CreateJob {
-                    name,
-                    purpose: JobPurpose::Migrate,
-                    workload: self.target(),
-                    revision,
-                });
-                self.wait();
+                self.create_migration_job(name, revision);
             }
             JobState::Running => self.wait(),
             JobState::Failed(reason) => {

@@ -275,24 +275,6 @@ async fn a_failing_health_gate_rolls_back_and_is_not_retried() {
     .await;
 }
 
-/// Registers the endpoint as a scrape target of the real Prometheus, labelled with the
-/// test namespace as Kubernetes service discovery would.
-fn scrape(
-    services: &Services,
-    ctx: &TestContext,
-    endpoint: &Endpoint,
-) -> Result<std::path::PathBuf> {
-    let target = services
-        .prometheus_targets_dir()?
-        .join(format!("{}.json", ctx.namespace));
-    std::fs::write(
-        &target,
-        json!([{ "targets": [endpoint.address], "labels": { "namespace": ctx.namespace } }])
-            .to_string(),
-    )?;
-    Ok(target)
-}
-
 fn latency_analysis(prometheus: &str) -> serde_json::Value {
     json!({
         "prometheus": { "address": prometheus, "timeoutSeconds": 2 },
@@ -318,7 +300,7 @@ async fn a_kpi_breach_rolls_back_naming_the_kpi() {
         endpoint
             .set_metrics("# TYPE lc_e2e_p95_latency_ms gauge\nlc_e2e_p95_latency_ms{version=\"1.1.0\"} 912\n")
             .await;
-        let target = scrape(&services, &ctx, &endpoint)?;
+        let target = support::scrape(&services, &ctx, &endpoint)?;
         let mut manifest = release("1.1.0", 2, &endpoint.url);
         manifest["spec"]["analysis"] = latency_analysis(services.prometheus_url()?);
         apply(&ctx, &manifest).await?;

@@ -268,3 +268,21 @@ pub fn condition(release: &ListaCompraRelease, type_: &str) -> (String, String, 
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
         .unwrap_or_default()
 }
+
+/// Registers `endpoint` as a scrape target of the real Prometheus, labelled with the test
+/// namespace as Kubernetes service discovery would. Returns the target file to remove.
+pub fn scrape(
+    services: &e2e::services::Services,
+    ctx: &TestContext,
+    endpoint: &Endpoint,
+) -> Result<PathBuf> {
+    let target = services
+        .prometheus_targets_dir()?
+        .join(format!("{}.json", ctx.namespace));
+    std::fs::write(
+        &target,
+        json!([{ "targets": [endpoint.address], "labels": { "namespace": ctx.namespace } }])
+            .to_string(),
+    )?;
+    Ok(target)
+}
