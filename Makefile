@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test down status controlplane crds lint fmt bench-operator
+.PHONY: help demo test down status controlplane crds lint fmt bench bench-operator bench-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,11 @@ controlplane: ## build the control plane binaries into the cache (done by demo a
 
 crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
 	cargo run -q -p listacompra-crds --bin crdgen
+
+bench: bench-operator bench-api ## every benchmark (prints tables)
+
+bench-api: ## load-test the API server on loopback (prints a table)
+	cargo bench -p listacompra-api --bench load
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
 	cargo bench -p listacompra-operator --bench operator
