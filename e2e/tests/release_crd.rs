@@ -2,6 +2,8 @@
 //! well, the samples are accepted, the server applies the same defaults as the Rust types,
 //! and invalid releases are rejected with a message naming the offending field.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, ensure};
 use e2e::cluster::{TestContext, with_namespace};
 use kube::Api;
@@ -78,6 +80,17 @@ fn kubectl(ctx: &TestContext, args: &[&str]) -> Result<String> {
 async fn kubectl_explain_documents_the_spec() {
     with_namespace("crd-explain", |ctx| async move {
         e2e::crd::install_release_crd(&ctx.client).await?;
+        // The API server publishes a new CRD's OpenAPI schema shortly after Established.
+        e2e::cluster::eventually(
+            "the CRD schema to be published",
+            Duration::from_secs(60),
+            || {
+                let ok = kubectl(&ctx, &["explain", "listacomprarelease.spec"]).is_ok();
+                async move { ok.then_some(()) }
+            },
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         let analysis = kubectl(&ctx, &["explain", "listacomprarelease.spec.analysis"])?;
         for expected in [
             "The KPI gate",
