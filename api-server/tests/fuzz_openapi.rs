@@ -137,15 +137,7 @@ async fn no_generated_request_gets_a_5xx_or_an_undocumented_status() -> Result<(
     let db = TestDb::migrated(&services).await?;
     let app = TestApp::start(common::config(&services, &db)?, false).await?;
     let (_, _, token) = app.user().await?;
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            Some(&token),
-            Some(json!({ "name": "fuzz" })),
-        )
-        .await?;
-    let list_id = list["id"].as_str().context("list id")?.to_owned();
+    let list_id = app.create_list(&token, "fuzz").await?;
     let (_, item) = app
         .call(
             Method::POST,

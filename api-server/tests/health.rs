@@ -94,15 +94,8 @@ async fn metrics_use_the_shared_names_route_templates_and_the_version_label() ->
     let db = TestDb::migrated(&services).await?;
     let app = TestApp::start(common::config(&services, &db)?, false).await?;
     let (_, _, token) = app.user().await?;
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            Some(&token),
-            Some(json!({ "name": "M" })),
-        )
-        .await?;
-    let path = format!("/v1/lists/{}", list["id"].as_str().unwrap());
+    let list_id = app.create_list(&token, "M").await?;
+    let path = format!("/v1/lists/{list_id}");
     for _ in 0..3 {
         app.call(Method::GET, &path, Some(&token), None).await?;
     }

@@ -42,15 +42,8 @@ async fn the_default_kpi_queries_read_this_servers_metrics_by_version() -> Resul
     )?;
     let result = async {
         let (_, _, token) = app.user().await?;
-        let (_, list) = app
-            .call(
-                Method::POST,
-                "/v1/lists",
-                Some(&token),
-                Some(json!({ "name": "KPI" })),
-            )
-            .await?;
-        let lp = format!("/v1/lists/{}", list["id"].as_str().context("id")?);
+        let list_id = app.create_list(&token, "KPI").await?;
+        let lp = format!("/v1/lists/{list_id}");
         app.call(
             Method::POST,
             &format!("{lp}/items"),

@@ -166,10 +166,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await?;
-        let status = res.status();
-        let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        send(req).await
     }
 
     /// Sends raw bytes as the body.
@@ -188,10 +185,24 @@ impl TestApp {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let res = req.send().await?;
-        let status = res.status();
-        let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        send(req).await
+    }
+
+    /// Creates a list named `name` as the holder of `token`; returns its id.
+    pub async fn create_list(&self, token: &str, name: &str) -> Result<String> {
+        let (status, list) = self
+            .call(
+                Method::POST,
+                "/v1/lists",
+                Some(token),
+                Some(json!({ "name": name })),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "create list: {status} {list}"
+        );
+        Ok(list["id"].as_str().context("list id")?.to_owned())
     }
 
     /// Registers a fresh user and logs in; returns (user id, token).
@@ -234,6 +245,14 @@ impl Drop for TestApp {
             let _ = r.switch().send(true);
         }
     }
+}
+
+/// Sends a request; returns status and JSON body (`Null` when empty or not JSON).
+async fn send(req: reqwest::RequestBuilder) -> Result<(StatusCode, Value)> {
+    let res = req.send().await?;
+    let status = res.status();
+    let text = res.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`.
