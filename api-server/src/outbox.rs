@@ -81,6 +81,35 @@ pub async fn backlog(pool: &PgPool) -> Result<i64> {
         .map_err(Error::db("counting the outbox backlog"))
 }
 
+/// Deletes what no longer serves: outbox events published more than `published` ago, and
+/// consumer deduplication records older than `dedup_window` (longer than any redelivery).
+/// Returns how many outbox rows and how many deduplication rows were removed.
+pub async fn purge(
+    pool: &PgPool,
+    published: Duration,
+    dedup_window: Duration,
+) -> Result<(u64, u64)> {
+    let seconds = |d: Duration| f64::from(u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let outbox = sqlx::query(
+        "DELETE FROM outbox_events \
+         WHERE published_at IS NOT NULL AND published_at < clock_timestamp() - make_interval(secs => $1)",
+    )
+    .bind(seconds(published))
+    .execute(pool)
+    .await
+    .map_err(Error::db("purging published outbox events"))?
+    .rows_affected();
+    let processed = sqlx::query(
+        "DELETE FROM processed_events WHERE processed_at < clock_timestamp() - make_interval(secs => $1)",
+    )
+    .bind(seconds(dedup_window))
+    .execute(pool)
+    .await
+    .map_err(Error::db("purging deduplication records"))?
+    .rows_affected();
+    Ok((outbox, processed))
+}
+
 /// Delay before the next attempt after `attempts` failed ones: 0.5 s doubling, capped.
 pub fn backoff(attempts: i32, cap: Duration) -> Duration {
     let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
@@ -100,6 +129,12 @@ pub struct Relay {
     pub batch: i64,
     /// Longest backoff between attempts of one event.
     pub max_backoff: Duration,
+    /// How long published events are kept before [`purge`] removes them.
+    pub retention: Duration,
+    /// How long consumer deduplication records are kept.
+    pub dedup_window: Duration,
+    /// How often the relay purges.
+    pub purge_every: Duration,
 }
 
 struct Link {
@@ -123,6 +158,9 @@ impl Relay {
             poll: Duration::from_millis(200),
             batch: 100,
             max_backoff: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            purge_every: Duration::from_secs(600),
         }
     }
 
@@ -143,9 +181,19 @@ impl Relay {
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut link: Option<Link> = None;
+        let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if last_purge.is_none_or(|at| at.elapsed() >= self.purge_every) {
+                match purge(&self.pool, self.retention, self.dedup_window).await {
+                    Ok((events, records)) => {
+                        tracing::debug!(events, records, "purged the outbox");
+                        last_purge = Some(tokio::time::Instant::now());
+                    }
+                    Err(err) => tracing::warn!(error = %err, "outbox purge failed"),
+                }
             }
             let published = match self.step(&mut link).await {
                 Ok(n) => n,

@@ -166,3 +166,44 @@ async fn a_broker_restart_loses_no_event_and_redeliveries_have_no_second_effect(
     conn.close(200, "bye".into()).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn old_published_events_and_old_dedup_records_are_purged_and_nothing_else() -> Result<()> {
+    let services = Services::start(&[Component::Postgres]).await?;
+    let db = TestDb::migrated(&services).await?;
+    let ids = produce(&db, 3, "purge").await?;
+    // Event 0: published two days ago; event 1: published just now; event 2: never published.
+    sqlx::query("UPDATE outbox_events SET published_at = clock_timestamp() - interval '2 days' WHERE id = $1")
+        .bind(ids[0])
+        .execute(&db.pool)
+        .await?;
+    sqlx::query("UPDATE outbox_events SET published_at = clock_timestamp() WHERE id = $1")
+        .bind(ids[1])
+        .execute(&db.pool)
+        .await?;
+    for (event, age) in [(ids[0], "8 days"), (ids[1], "1 hour")] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO processed_events (consumer, event_id, processed_at) \
+             VALUES ('test', $1, clock_timestamp() - interval '{age}')"
+        )))
+        .bind(event)
+        .execute(&db.pool)
+        .await?;
+    }
+    let removed = outbox::purge(
+        &db.pool,
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(7 * 24 * 3600),
+    )
+    .await?;
+    anyhow::ensure!(removed == (1, 1), "removed {removed:?}");
+    let left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM outbox_events ORDER BY created_at")
+        .fetch_all(&db.pool)
+        .await?;
+    anyhow::ensure!(left == ids[1..], "kept {left:?} of {ids:?}");
+    let kept: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM processed_events")
+        .fetch_all(&db.pool)
+        .await?;
+    anyhow::ensure!(kept == [ids[1]], "dedup records kept: {kept:?}");
+    Ok(())
+}
