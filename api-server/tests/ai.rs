@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::{TestApp, TestDb, eventually};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
@@ -141,6 +141,21 @@ async fn perplexity_client_parses_answers_and_reports_errors_and_timeouts() -> R
     Ok(())
 }
 
+/// Requests suggestions for `list` (202 expected) and waits until the job has finished.
+async fn request_and_wait(app: &TestApp, token: &str, list: &str) -> Result<Value> {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/lists/{list}/suggestions"),
+            Some(token),
+            None,
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::ACCEPTED, "request: {status} {body}");
+    let id = body["id"].as_str().context("request id")?;
+    wait_done(app, token, &format!("/v1/lists/{list}/suggestions/{id}")).await
+}
+
 async fn wait_done(app: &TestApp, token: &str, location: &str) -> Result<Value> {
     eventually("the suggestion job", Duration::from_secs(60), || async {
         let (s, b) = app.call(Method::GET, location, Some(token), None).await?;
@@ -159,15 +174,7 @@ async fn suggestions_are_computed_by_the_worker_cached_and_deduplicated() -> Res
     let app = TestApp::start(config.clone(), true).await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            t,
-            Some(json!({ "name": "Cena" })),
-        )
-        .await?;
-    let list = list["id"].as_str().unwrap().to_owned();
+    let list = app.create_list(&token, "Cena").await?;
     app.call(
         Method::POST,
         &format!("/v1/lists/{list}/items"),
@@ -248,24 +255,7 @@ async fn suggestions_are_computed_by_the_worker_cached_and_deduplicated() -> Res
         )
         .await?;
     // A second request, queued behind the duplicate: once it is done, the duplicate was seen.
-    let (s, second) = app
-        .call(
-            Method::POST,
-            &format!("/v1/lists/{list}/suggestions"),
-            t,
-            None,
-        )
-        .await?;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let second = wait_done(
-        &app,
-        &token,
-        &format!(
-            "/v1/lists/{list}/suggestions/{}",
-            second["id"].as_str().unwrap()
-        ),
-    )
-    .await?;
+    let second = request_and_wait(&app, &token, &list).await?;
     assert_eq!(second["status"], "done");
     assert_eq!(ok(), 2, "the redelivered event must not count again");
     let processed: i64 =
@@ -303,15 +293,7 @@ async fn a_failing_provider_marks_the_job_failed_and_counts_a_failure() -> Resul
     let app = TestApp::start(config.clone(), true).await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            t,
-            Some(json!({ "name": "Cena" })),
-        )
-        .await?;
-    let list = list["id"].as_str().unwrap().to_owned();
+    let list = app.create_list(&token, "Cena").await?;
     app.call(
         Method::POST,
         &format!("/v1/lists/{list}/items"),
@@ -319,24 +301,7 @@ async fn a_failing_provider_marks_the_job_failed_and_counts_a_failure() -> Resul
         Some(json!({ "name": "pasta" })),
     )
     .await?;
-    let (s, req) = app
-        .call(
-            Method::POST,
-            &format!("/v1/lists/{list}/suggestions"),
-            t,
-            None,
-        )
-        .await?;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let done = wait_done(
-        &app,
-        &token,
-        &format!(
-            "/v1/lists/{list}/suggestions/{}",
-            req["id"].as_str().unwrap()
-        ),
-    )
-    .await?;
+    let done = request_and_wait(&app, &token, &list).await?;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["provider"], "perplexity");
     assert!(done["error"].as_str().unwrap().contains("503"), "{done}");

@@ -289,15 +289,7 @@ async fn items_are_added_edited_checked_reordered_and_removed() -> Result<()> {
     let (app, _db) = app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            t,
-            Some(json!({ "name": "Semana" })),
-        )
-        .await?;
-    let list = list["id"].as_str().unwrap().to_owned();
+    let list = app.create_list(&token, "Semana").await?;
     let items_path = format!("/v1/lists/{list}/items");
     let (s, milk) = app
         .call(Method::POST, &items_path, t, Some(json!({ "name": "Leche", "quantity": 2, "unit": "l", "category": "Dairy", "note": "sin lactosa" })))
@@ -406,10 +398,8 @@ async fn item_input_is_validated_field_by_field() -> Result<()> {
     let (app, _db) = app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
-    let (_, list) = app
-        .call(Method::POST, "/v1/lists", t, Some(json!({ "name": "V" })))
-        .await?;
-    let items_path = format!("/v1/lists/{}/items", list["id"].as_str().unwrap());
+    let list_id = app.create_list(&token, "V").await?;
+    let items_path = format!("/v1/lists/{list_id}/items");
     for (body, field) in [
         (json!({}), "name"),
         (json!({ "name": "" }), "name"),
@@ -478,15 +468,7 @@ async fn another_users_list_is_invisible_and_members_cannot_manage() -> Result<(
         Some(member.as_str()),
         Some(stranger.as_str()),
     );
-    let (_, list) = app
-        .call(
-            Method::POST,
-            "/v1/lists",
-            o,
-            Some(json!({ "name": "Casa" })),
-        )
-        .await?;
-    let list = list["id"].as_str().unwrap().to_owned();
+    let list = app.create_list(&owner, "Casa").await?;
     let lp = format!("/v1/lists/{list}");
     let (_, item) = app
         .call(
@@ -654,10 +636,8 @@ async fn every_change_writes_its_event_to_the_outbox_in_the_same_transaction() -
     let (app, db) = app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
-    let (_, list) = app
-        .call(Method::POST, "/v1/lists", t, Some(json!({ "name": "E" })))
-        .await?;
-    let lp = format!("/v1/lists/{}", list["id"].as_str().unwrap());
+    let list_id = app.create_list(&token, "E").await?;
+    let lp = format!("/v1/lists/{list_id}");
     let (_, item) = app
         .call(
             Method::POST,
