@@ -14,7 +14,7 @@ use listacompra_crds::Phase;
 use listacompra_crds::status::{Outcome, condition};
 use serde_json::json;
 use support::{
-    Endpoint, Operator, apply, condition as cond, deployed_image, event_reasons, jobs, release,
+    Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, jobs, release,
     wait_phase,
 };
 
@@ -77,19 +77,17 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
                 ],
             "{history:?}"
         );
-        let events = event_reasons(&ctx).await?;
-        for reason in [
-            "ReleaseStarted",
-            "MigrationSucceeded",
-            "RolloutAvailable",
-            "HealthGatePassed",
-            "ReleaseSucceeded",
-        ] {
-            ensure!(
-                events.iter().any(|e| e == reason),
-                "no {reason} Event in {events:?}"
-            );
-        }
+        expect_events(
+            &ctx,
+            &[
+                "ReleaseStarted",
+                "MigrationSucceeded",
+                "RolloutAvailable",
+                "HealthGatePassed",
+                "ReleaseSucceeded",
+            ],
+        )
+        .await?;
         // The operator's own endpoints.
         let address = operator
             .metrics_address()
@@ -247,12 +245,7 @@ async fn a_failing_health_gate_rolls_back_and_is_not_retried() {
             lc.status.as_ref().and_then(|s| s.schema_version) == Some(1),
             "schema reverted"
         );
-        let events = event_reasons(&ctx).await?;
-        ensure!(
-            events.iter().any(|e| e == "RolledBack")
-                && events.iter().any(|e| e == "HealthCheckFailed"),
-            "{events:?}"
-        );
+        expect_events(&ctx, &["RolledBack", "HealthCheckFailed"]).await?;
 
         // The failed version stays failed: no new migration Job appears while the spec stands.
         endpoint.set_health(200);

@@ -286,3 +286,23 @@ pub fn scrape(
     )?;
     Ok(target)
 }
+
+/// Waits until Events with every one of `reasons` were recorded for the release (the
+/// operator publishes them right after it writes the status, so they may trail it).
+pub async fn expect_events(ctx: &TestContext, reasons: &[&str]) -> Result<Vec<String>> {
+    let found = eventually("the release's Events", Duration::from_secs(20), || async {
+        let events = event_reasons(ctx).await.ok()?;
+        reasons
+            .iter()
+            .all(|r| events.iter().any(|e| e == r))
+            .then_some(events)
+    })
+    .await;
+    match found {
+        Ok(events) => Ok(events),
+        Err(e) => anyhow::bail!(
+            "{e}: wanted {reasons:?}, recorded {:?}",
+            event_reasons(ctx).await?
+        ),
+    }
+}
