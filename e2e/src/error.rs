@@ -69,6 +69,50 @@ pub enum Error {
         /// The client error.
         source: kube::Error,
     },
+    /// A local file, process or socket operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What the harness was doing.
+        action: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A workspace binary the tests run has not been built.
+    #[error("{path} does not exist; {fix}")]
+    MissingBinary {
+        /// Where it was expected.
+        path: PathBuf,
+        /// How to build it.
+        fix: String,
+    },
+    /// The workload runner could not run a pod as its spec says.
+    #[error("{message}")]
+    Workload {
+        /// What is wrong.
+        message: String,
+    },
+    /// An HTTP call (to the API server, the operator or Prometheus) failed.
+    #[error("HTTP call failed while {action}: {source}")]
+    Http {
+        /// What the harness was doing.
+        action: String,
+        /// The client error.
+        source: reqwest::Error,
+    },
+    /// The full-stack story did not go as it must.
+    #[error("{message}")]
+    Check {
+        /// What was expected and what happened.
+        message: String,
+    },
+    /// A database call failed.
+    #[error("database call failed while {action}: {source}")]
+    Database {
+        /// What the harness was doing.
+        action: String,
+        /// The driver error.
+        source: sqlx::Error,
+    },
 }
 
 /// Result with the harness [`Error`].

@@ -15,10 +15,17 @@
 //! # }
 //! ```
 
+pub mod binaries;
 pub mod cluster;
 pub mod crd;
 pub mod env;
 mod error;
+pub mod load;
+pub mod operator;
+pub mod runner;
 pub mod services;
+pub mod stack;
+pub mod story;
+pub mod timeline;
 
 pub use error::{Error, Result};

@@ -1,0 +1,4 @@
+-- Revision 5: an index for the relay's purge of published outbox events (older than 24 h),
+-- so the purge does not scan the whole table. Additive: builds of revision 4 run unchanged.
+CREATE INDEX outbox_events_published_idx ON outbox_events (published_at)
+    WHERE published_at IS NOT NULL;

@@ -1,0 +1,3 @@
+-- Revision 6: an index for the purge of old consumer deduplication records (older than 7 days).
+-- Additive: builds of revision 4 and 5 run unchanged.
+CREATE INDEX processed_events_processed_at_idx ON processed_events (processed_at);

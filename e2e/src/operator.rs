@@ -1,0 +1,72 @@
+//! The operator as a real process: `listacompra-operator` built in this workspace, run
+//! against the local cluster for one namespace, its log kept in a file.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::binaries::workspace_binary;
+use crate::{Error, Result};
+
+/// A running operator. Killed when dropped.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts the operator with `kubeconfig`, watching `namespace`, without leader election,
+    /// with its metrics on a free port of 127.0.0.1 and JSON logs in `log`.
+    pub fn start(kubeconfig: &Path, namespace: &str, log: PathBuf) -> Result<Self> {
+        let binary = workspace_binary("listacompra-operator")?;
+        let io_error = |action: String| move |source| Error::Io { action, source };
+        let file =
+            std::fs::File::create(&log).map_err(io_error(format!("creating {}", log.display())))?;
+        let stderr = file
+            .try_clone()
+            .map_err(io_error(format!("opening {}", log.display())))?;
+        let child = Command::new(&binary)
+            .env("KUBECONFIG", kubeconfig)
+            .env("WATCH_NAMESPACES", namespace)
+            .env("POD_NAMESPACE", namespace)
+            .env("LEADER_ELECTION", "false")
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,listacompra_operator=debug")
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_error(format!("starting {}", binary.display())))?;
+        Ok(Self { child, log })
+    }
+
+    /// The log written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Path of the log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The metrics address the operator announced in its "starting" log line, once it has.
+    pub fn metrics_address(&self) -> Option<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"starting\""))
+            .find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                v["fields"]["metrics"].as_str().map(str::to_owned)
+            })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}

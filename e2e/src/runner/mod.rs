@@ -1,0 +1,520 @@
+//! The workload runner: what a kubelet and kube-proxy would do for the ListaCompra pods.
+//!
+//! kwok pods run no containers. For the full-stack tests and the demo, the runner watches the
+//! pods of one namespace and runs their container for real, as local processes of the
+//! `listacompra-api` binary built in this workspace:
+//!
+//! - a Deployment pod (owned by a ReplicaSet) runs while the pod is Running and not being
+//!   deleted; once its `/health` answers it becomes a backend of every Service that selects
+//!   it, and a Prometheus scrape target labelled with its namespace and pod;
+//! - a Job pod annotated `listacompra.test/runner: "true"` runs its command once; the exit
+//!   code goes to the pod's annotation `listacompra.test/exit-code`, and kwok's test stages
+//!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it.
+//!
+//! The image tag selects the build's behaviour: [`RunnerConfig::builds`] maps a tag to extra
+//! environment (for example fault injection for a "bad" version); other tags run as built.
+//! Each Service gets a local port ([`Runner::service_address`]) that plays kube-proxy.
+
+mod podenv;
+mod process;
+mod proxy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{Error, Result};
+use process::Process;
+pub use process::free_port;
+
+/// Pod annotation that hands a Job pod to the runner.
+pub const RUN_ANNOTATION: &str = "listacompra.test/runner";
+/// Pod annotation where the runner reports a Job pod's exit code.
+pub const EXIT_CODE_ANNOTATION: &str = "listacompra.test/exit-code";
+/// How long a stopped container gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long a new API process gets to answer `/health`.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// What the runner runs, and where it reports.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The `listacompra-api` binary that stands in for the image.
+    pub api_binary: PathBuf,
+    /// Extra environment by image tag: the behaviour of that "build".
+    pub builds: BTreeMap<String, BTreeMap<String, String>>,
+    /// Prometheus file_sd folder for scrape targets, if Prometheus should scrape the pods.
+    pub prometheus_targets: Option<PathBuf>,
+    /// Folder for the processes' logs.
+    pub log_dir: PathBuf,
+}
+
+/// One thing the runner did, for progress output and failure reports.
+#[derive(Debug, Clone)]
+pub struct RunnerEvent {
+    /// When, since the runner started.
+    pub at: Duration,
+    /// What happened.
+    pub message: String,
+}
+
+/// A ready API process: its labels (for Service selectors) and address.
+#[derive(Debug, Clone)]
+struct Ready {
+    labels: BTreeMap<String, String>,
+    address: SocketAddr,
+    version: String,
+}
+
+struct Shared {
+    client: Client,
+    namespace: String,
+    config: RunnerConfig,
+    started: Instant,
+    ready: Mutex<BTreeMap<String, Ready>>,
+    selectors: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    proxies: tokio::sync::Mutex<BTreeMap<String, SocketAddr>>,
+    events: Mutex<Vec<RunnerEvent>>,
+    started_versions: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn record(&self, message: String) {
+        lock(&self.events).push(RunnerEvent {
+            at: self.started.elapsed(),
+            message,
+        });
+    }
+
+    fn backends(&self, service: &str) -> Vec<SocketAddr> {
+        let Some(selector) = lock(&self.selectors).get(service).cloned() else {
+            return Vec::new();
+        };
+        lock(&self.ready)
+            .values()
+            .filter(|r| {
+                !selector.is_empty() && selector.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+            })
+            .map(|r| r.address)
+            .collect()
+    }
+}
+
+/// The runner of one namespace. Stops every process when dropped.
+pub struct Runner {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Runner {
+    /// Starts watching `namespace`'s pods and Services.
+    pub fn start(client: Client, namespace: &str, config: RunnerConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.log_dir).map_err(|source| Error::Io {
+            action: format!("creating {}", config.log_dir.display()),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            client,
+            namespace: namespace.to_owned(),
+            config,
+            started: Instant::now(),
+            ready: Mutex::default(),
+            selectors: Mutex::default(),
+            proxies: tokio::sync::Mutex::default(),
+            events: Mutex::default(),
+            started_versions: Mutex::default(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(watch_services(shared.clone())),
+            tokio::spawn(watch_pods(shared.clone(), stopped)),
+        ];
+        Ok(Self {
+            shared,
+            tasks,
+            stop,
+        })
+    }
+
+    /// The local address that plays the Service `name` (created on first use; it forwards
+    /// to the Service's ready pods once the Service exists).
+    pub async fn service_address(&self, name: &str) -> Result<SocketAddr> {
+        let mut proxies = self.shared.proxies.lock().await;
+        if let Some(address) = proxies.get(name) {
+            return Ok(*address);
+        }
+        let shared = self.shared.clone();
+        let service = name.to_owned();
+        let address = proxy::start(move || shared.backends(&service))
+            .await
+            .map_err(|source| Error::Io {
+                action: format!("listening for Service {name}"),
+                source,
+            })?;
+        proxies.insert(name.to_owned(), address);
+        Ok(address)
+    }
+
+    /// Pods whose API process is up, with its address.
+    pub fn ready_pods(&self) -> BTreeMap<String, SocketAddr> {
+        lock(&self.shared.ready)
+            .iter()
+            .map(|(pod, r)| (pod.clone(), r.address))
+            .collect()
+    }
+
+    /// Versions (`APP_VERSION`) of the API processes that are up now.
+    pub fn ready_versions(&self) -> BTreeSet<String> {
+        lock(&self.shared.ready)
+            .values()
+            .map(|r| r.version.clone())
+            .collect()
+    }
+
+    /// Versions of every API server process started so far.
+    pub fn started_versions(&self) -> BTreeSet<String> {
+        lock(&self.shared.started_versions).clone()
+    }
+
+    /// What happened since the last call.
+    pub fn take_events(&self) -> Vec<RunnerEvent> {
+        std::mem::take(&mut *lock(&self.shared.events))
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL) and the watches.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(GRACE + Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("namespace", &self.shared.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn watch_services(shared: Arc<Shared>) {
+    let api: Api<Service> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Apply(svc) | Event::InitApply(svc)) => {
+                let selector = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.clone())
+                    .unwrap_or_default();
+                lock(&shared.selectors).insert(svc.name_any(), selector);
+            }
+            Ok(Event::Delete(svc)) => {
+                lock(&shared.selectors).remove(&svc.name_any());
+            }
+            Ok(Event::Init | Event::InitDone) | Err(_) => {}
+        }
+    }
+}
+
+/// A pod the runner runs: the signal that stops it.
+struct Running {
+    stop: watch::Sender<bool>,
+}
+
+async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    // Pods by uid; `done` remembers Job pods that ran, so they never run twice.
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = stopped.changed() => None,
+        };
+        let Some(event) = event else { break };
+        let (pod, deleted) = match event {
+            Ok(Event::Apply(pod) | Event::InitApply(pod)) => (pod, false),
+            Ok(Event::Delete(pod)) => (pod, true),
+            Ok(Event::Init | Event::InitDone) | Err(_) => continue,
+        };
+        let uid = pod.uid().unwrap_or_default();
+        let kind = kind_of(&pod);
+        let wanted = !deleted && kind.is_some() && should_run(&pod);
+        match (wanted, running.contains_key(&uid)) {
+            (true, false) if !done.contains(&uid) => {
+                let (stop, stop_rx) = watch::channel(false);
+                running.insert(uid.clone(), Running { stop });
+                if kind == Some(Kind::Job) {
+                    done.insert(uid.clone());
+                }
+                tasks.spawn(run_pod(shared.clone(), pod, kind, stop_rx));
+            }
+            (false, true) => {
+                if let Some(r) = running.remove(&uid) {
+                    let _ = r.stop.send(true);
+                }
+            }
+            _ => {}
+        }
+    }
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A Deployment's pod: a server that runs until the pod goes.
+    Server,
+    /// A Job's pod handed to the runner: a command that runs once.
+    Job,
+}
+
+fn kind_of(pod: &Pod) -> Option<Kind> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.first())
+        .map(|o| o.kind.as_str());
+    match owner {
+        Some("ReplicaSet") => Some(Kind::Server),
+        Some("Job")
+            if pod.annotations().get(RUN_ANNOTATION).map(String::as_str) == Some("true") =>
+        {
+            Some(Kind::Job)
+        }
+        _ => None,
+    }
+}
+
+fn should_run(pod: &Pod) -> bool {
+    let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    running
+        && pod.metadata.deletion_timestamp.is_none()
+        && !pod.annotations().contains_key(EXIT_CODE_ANNOTATION)
+}
+
+/// The tag of an image reference (`repo:tag`), if any.
+fn image_tag(image: &str) -> Option<&str> {
+    let (repo, tag) = image.rsplit_once(':')?;
+    (!tag.contains('/') && !repo.is_empty()).then_some(tag)
+}
+
+/// The program and arguments for `pod`'s first container, with the image's entrypoint
+/// (`listacompra-api`) replaced by the local binary.
+fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .ok_or_else(|| Error::Workload {
+            message: format!("pod {} has no container", pod.name_any()),
+        })?;
+    let mut args: Vec<String> = container.command.clone().unwrap_or_default();
+    if let Some(first) = args.first() {
+        if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("listacompra-api") {
+            return Err(Error::Workload {
+                message: format!(
+                    "pod {} runs {first:?}; the runner only runs listacompra-api",
+                    pod.name_any()
+                ),
+            });
+        }
+        args.remove(0);
+    }
+    args.extend(container.args.clone().unwrap_or_default());
+    Ok((binary.to_owned(), args))
+}
+
+async fn environment(shared: &Shared, pod: &Pod) -> Result<BTreeMap<String, String>> {
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .ok_or_else(|| Error::Workload {
+            message: format!("pod {} has no container", pod.name_any()),
+        })?;
+    let mut env = podenv::resolve(&shared.client, &shared.namespace, container).await?;
+    let tag = container.image.as_deref().and_then(image_tag).unwrap_or("");
+    if let Some(extra) = shared.config.builds.get(tag) {
+        env.extend(extra.clone());
+    }
+    Ok(env)
+}
+
+async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch::Receiver<bool>) {
+    let name = pod.name_any();
+    let outcome = match kind {
+        Some(Kind::Server) => run_server(&shared, &pod, stop).await,
+        Some(Kind::Job) => run_job(&shared, &pod, stop).await,
+        None => Ok(()),
+    };
+    if let Err(e) = outcome {
+        shared.record(format!("pod {name}: {e}"));
+        if kind == Some(Kind::Job) {
+            report_exit(&shared, &name, 127).await;
+        }
+    }
+}
+
+async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let name = pod.name_any();
+    let (program, args) = argv(&shared.config.api_binary, pod)?;
+    let mut env = environment(shared, pod).await?;
+    let port = free_port()?;
+    env.insert("PORT".to_owned(), port.to_string());
+    let version = env.get("APP_VERSION").cloned().unwrap_or_default();
+    let log = shared.config.log_dir.join(format!("{name}.log"));
+    let mut process = Process::spawn(&program, &args, &env, &log)?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    shared.record(format!(
+        "pod {name}: started listacompra-api {version} on {address}"
+    ));
+    lock(&shared.started_versions).insert(version.clone());
+
+    let health = format!("http://{address}/health");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + STARTUP;
+    let up = loop {
+        if matches!(http.get(&health).send().await, Ok(r) if r.status().is_success()) {
+            break true;
+        }
+        let stopping = *stop.borrow();
+        if Instant::now() > deadline || stopping {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if up {
+        lock(&shared.ready).insert(
+            name.clone(),
+            Ready {
+                labels: pod.labels().clone(),
+                address,
+                version,
+            },
+        );
+        let target = scrape_target(shared, &name, address);
+        shared.record(format!("pod {name}: ready"));
+        tokio::select! {
+            _ = stopped(&mut stop) => {}
+            code = process.wait() => {
+                shared.record(format!("pod {name}: listacompra-api exited with {code}"));
+            }
+        }
+        lock(&shared.ready).remove(&name);
+        if let Some(path) = target {
+            let _ = std::fs::remove_file(path);
+        }
+    } else {
+        shared.record(format!(
+            "pod {name}: /health did not answer within {STARTUP:?}"
+        ));
+    }
+    process.stop(GRACE).await;
+    shared.record(format!("pod {name}: stopped"));
+    Ok(())
+}
+
+/// Resolves once the pod is to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Writes a Prometheus file_sd target for the pod; its path, to remove it later.
+fn scrape_target(shared: &Shared, pod: &str, address: SocketAddr) -> Option<PathBuf> {
+    let dir = shared.config.prometheus_targets.as_ref()?;
+    let path = dir.join(format!("{}--{pod}.json", shared.namespace));
+    let body = json!([{
+        "targets": [address.to_string()],
+        "labels": { "namespace": shared.namespace, "pod": pod },
+    }]);
+    // Written aside and renamed, so Prometheus never reads half a file.
+    let tmp = dir.join(format!(".{}--{pod}.tmp", shared.namespace));
+    std::fs::write(&tmp, body.to_string()).ok()?;
+    std::fs::rename(&tmp, &path).ok()?;
+    Some(path)
+}
+
+async fn run_job(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let name = pod.name_any();
+    let (program, args) = argv(&shared.config.api_binary, pod)?;
+    let env = environment(shared, pod).await?;
+    let log = shared.config.log_dir.join(format!("{name}.log"));
+    let mut process = Process::spawn(&program, &args, &env, &log)?;
+    shared.record(format!(
+        "pod {name}: running listacompra-api {}",
+        args.join(" ")
+    ));
+    let code = tokio::select! {
+        code = process.wait() => code,
+        _ = stopped(&mut stop) => {
+            process.stop(GRACE).await;
+            shared.record(format!("pod {name}: stopped before it finished"));
+            return Ok(());
+        }
+    };
+    let last_line = std::fs::read_to_string(&log)
+        .ok()
+        .and_then(|text| text.lines().last().map(str::to_owned))
+        .unwrap_or_default();
+    shared.record(format!("pod {name}: exited with {code}: {last_line}"));
+    report_exit(shared, &name, code).await;
+    Ok(())
+}
+
+async fn report_exit(shared: &Shared, pod: &str, code: i32) {
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let patch =
+        json!({ "metadata": { "annotations": { EXIT_CODE_ANNOTATION: code.to_string() } } });
+    if let Err(e) = api
+        .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        shared.record(format!("pod {pod}: could not report exit code {code}: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tags() {
+        assert_eq!(image_tag("ghcr.io/listacompra/api:1.2.0"), Some("1.2.0"));
+        assert_eq!(image_tag("localhost:5000/api"), None);
+        assert_eq!(image_tag("localhost:5000/api:v1"), Some("v1"));
+        assert_eq!(image_tag("api"), None);
+    }
+}

@@ -1,0 +1,331 @@
+//! The full stack in one namespace: a fresh database, the Secrets a platform team would
+//! create, the operator, and the workload runner playing kubelet and kube-proxy for the
+//! real `listacompra-api` processes, scraped by the real Prometheus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use listacompra_crds::ListaCompraRelease;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::binaries::workspace_binary;
+use crate::operator::OperatorProcess;
+use crate::runner::{RUN_ANNOTATION, Runner, RunnerConfig};
+use crate::services::Services;
+use crate::{Error, Result};
+
+/// Name of the release (and the prefix of the objects the operator makes).
+pub const RELEASE: &str = "listacompra";
+/// Image repository of the releases; the runner reads the tag.
+pub const IMAGE: &str = "registry.local/listacompra/api";
+/// The Service the operator creates for the release.
+pub const SERVICE: &str = "listacompra-api";
+
+/// How the stack behaves.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Extra environment by image tag (see [`RunnerConfig::builds`]).
+    pub builds: BTreeMap<String, BTreeMap<String, String>>,
+    /// API replicas per release.
+    pub replicas: i32,
+    /// Where logs go.
+    pub log_dir: PathBuf,
+}
+
+/// The running stack of one namespace.
+pub struct Stack {
+    /// Client of the local cluster.
+    pub client: Client,
+    /// The namespace.
+    pub namespace: String,
+    /// The workload runner.
+    pub runner: Runner,
+    /// The operator process.
+    pub operator: OperatorProcess,
+    /// `http://127.0.0.1:port` of the API Service.
+    pub api_url: String,
+    /// The Prometheus the gates query.
+    pub prometheus_url: String,
+    database_url: String,
+    admin_url: String,
+    database: String,
+    replicas: i32,
+}
+
+impl Stack {
+    /// Creates the database, Secrets and ConfigMap in `namespace`, and starts the runner and
+    /// the operator.
+    pub async fn start(
+        client: Client,
+        kubeconfig: &Path,
+        namespace: &str,
+        services: &Services,
+        options: StackOptions,
+    ) -> Result<Self> {
+        let admin_url = services.postgres_admin_url()?.to_owned();
+        let database = format!("lc_{}", namespace.replace('-', "_"));
+        let database_url = with_database(services.database_url()?, &database)?;
+        let mut admin = connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{database}\""
+        )))
+        .execute(&mut admin)
+        .await
+        .map_err(|source| Error::Database {
+            action: format!("creating database {database}"),
+            source,
+        })?;
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let jwt = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        for (name, key, value) in [
+            ("listacompra-db", "url", database_url.as_str()),
+            ("listacompra-redis", "url", services.redis_url()?),
+            ("listacompra-rabbitmq", "url", services.rabbitmq_url()?),
+            ("listacompra-jwt", "secret", jwt.as_str()),
+            ("listacompra-health", "token", token.as_str()),
+        ] {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                string_data: Some([(key.to_owned(), value.to_owned())].into()),
+                ..Secret::default()
+            };
+            create(&secrets, &secret, name).await?;
+        }
+        // Queues and exchanges of this namespace's deployment, apart from other tests'.
+        let runtime = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("listacompra-runtime".to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [
+                    ("AMQP_PREFIX".to_owned(), namespace.to_owned()),
+                    ("LOG_FORMAT".to_owned(), "json".to_owned()),
+                ]
+                .into(),
+            ),
+            ..ConfigMap::default()
+        };
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        create(&config_maps, &runtime, "listacompra-runtime").await?;
+
+        std::fs::create_dir_all(&options.log_dir).map_err(|source| Error::Io {
+            action: format!("creating {}", options.log_dir.display()),
+            source,
+        })?;
+        let runner = Runner::start(
+            client.clone(),
+            namespace,
+            RunnerConfig {
+                api_binary: workspace_binary("listacompra-api")?,
+                builds: options.builds,
+                prometheus_targets: Some(services.prometheus_targets_dir()?),
+                log_dir: options.log_dir.join("pods"),
+            },
+        )?;
+        let api_url = format!("http://{}", runner.service_address(SERVICE).await?);
+        let operator =
+            OperatorProcess::start(kubeconfig, namespace, options.log_dir.join("operator.log"))?;
+        Ok(Self {
+            client,
+            namespace: namespace.to_owned(),
+            runner,
+            operator,
+            api_url,
+            prometheus_url: services.prometheus_url()?.to_owned(),
+            database_url,
+            admin_url,
+            database,
+            replicas: options.replicas,
+        })
+    }
+
+    /// The release manifest of `version` needing schema revision `schema`: the health gate
+    /// through the Service, and the runbook's KPIs (the CRD's defaults) from Prometheus with
+    /// a short analysis.
+    pub fn manifest(&self, version: &str, schema: i64) -> Value {
+        json!({
+            "apiVersion": "listacompra.app/v1alpha1",
+            "kind": "ListaCompraRelease",
+            "metadata": { "name": RELEASE, "namespace": self.namespace },
+            "spec": {
+                "version": version,
+                "image": { "repository": IMAGE },
+                "replicas": self.replicas,
+                "env": {
+                    "databaseUrl": { "name": "listacompra-db", "key": "url" },
+                    "redisUrl": { "name": "listacompra-redis", "key": "url" },
+                    "rabbitmqUrl": { "name": "listacompra-rabbitmq", "key": "url" },
+                    "jwtSecret": { "name": "listacompra-jwt", "key": "secret" },
+                    "healthcheckToken": { "name": "listacompra-health", "key": "token" },
+                    "envFrom": [ { "configMapName": "listacompra-runtime" } ]
+                },
+                "migrations": {
+                    "schemaVersion": schema,
+                    "backoffLimit": 0,
+                    "podAnnotations": { RUN_ANNOTATION: "true" }
+                },
+                "health": {
+                    "baseUrl": self.api_url,
+                    "tokenSecretRef": { "name": "listacompra-health", "key": "token" },
+                    "intervalSeconds": 1,
+                    "timeoutSeconds": 1,
+                    "successThreshold": 3,
+                    "failureThreshold": 3
+                },
+                "analysis": {
+                    "prometheus": { "address": self.prometheus_url },
+                    "initialDelaySeconds": 10,
+                    "intervalSeconds": 5,
+                    "measurements": 3
+                },
+                "progressDeadlineSeconds": 300
+            }
+        })
+    }
+
+    /// Applies `manifest` the way a GitOps tool does (server-side apply).
+    pub async fn apply(&self, manifest: &Value) -> Result<()> {
+        self.releases()
+            .patch(
+                RELEASE,
+                &PatchParams::apply("e2e-gitops").force(),
+                &Patch::Apply(manifest),
+            )
+            .await
+            .map_err(|source| Error::Kube {
+                action: "applying the release".to_owned(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// The release API of the namespace.
+    pub fn releases(&self) -> Api<ListaCompraRelease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The release as it is now.
+    pub async fn release(&self) -> Result<ListaCompraRelease> {
+        self.releases()
+            .get(RELEASE)
+            .await
+            .map_err(|source| Error::Kube {
+                action: "reading the release".to_owned(),
+                source,
+            })
+    }
+
+    /// The image of the API Deployment's container.
+    pub async fn deployed_image(&self) -> Result<String> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deployment =
+            api.get(&format!("{RELEASE}-api"))
+                .await
+                .map_err(|source| Error::Kube {
+                    action: "reading the API Deployment".to_owned(),
+                    source,
+                })?;
+        Ok(deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.image)
+            .unwrap_or_default())
+    }
+
+    /// The schema revision the database is at (0 when nothing is applied).
+    pub async fn schema_revision(&self) -> Result<i64> {
+        let mut db = connect(&self.database_url).await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut db)
+            .await
+            .map_err(|source| Error::Database {
+                action: "looking for the migrations table".to_owned(),
+                source,
+            })?;
+        if !exists {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut db)
+            .await
+            .map_err(|source| Error::Database {
+                action: "reading the schema revision".to_owned(),
+                source,
+            })
+    }
+
+    /// Stops the runner's processes and drops the database.
+    pub async fn shutdown(self) {
+        self.runner.shutdown().await;
+        drop(self.operator);
+        if let Ok(mut admin) = connect(&self.admin_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("namespace", &self.namespace)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn create<K>(api: &Api<K>, object: &K, name: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object)
+        .await
+        .map_err(|source| Error::Kube {
+            action: format!("creating {name}"),
+            source,
+        })?;
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<sqlx::PgConnection> {
+    sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|source| Error::Database {
+            action: "connecting to PostgreSQL".to_owned(),
+            source,
+        })
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> Result<String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| Error::Workload {
+        message: format!("DATABASE_URL {url:?} is not a URL: {e}"),
+    })?;
+    parsed.set_path(&format!("/{database}"));
+    Ok(parsed.to_string())
+}
+
+/// Waits `period` between polls of the story.
+pub const POLL: Duration = Duration::from_millis(500);

@@ -1,0 +1,421 @@
+//! The release story that `make demo` tells and the full-stack test checks, step by step:
+//!
+//! 1. v1.0.0 installs fresh (schema 4); a load generator starts once it serves; then v1.1.0
+//!    with a new migration (schema 5): the schema moves, traffic keeps flowing, and the
+//!    release Succeeds on all three KPIs measured from that traffic;
+//! 2. v1.2.0 (schema 6) is a build with 600 ms of injected latency: the p95 KPI breaches, the
+//!    operator rolls back to v1.1.0 and reverts the schema to 5; no acknowledged write is lost;
+//! 3. v1.3.0 asks for schema 7, which its build does not have: the migration Job fails,
+//!    nothing rolls out, and v1.1.0 keeps serving.
+//!
+//! Every step checks what it claims and fails with the evidence when it does not hold.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use listacompra_crds::analysis::default_kpis;
+use listacompra_crds::status::AnalysisReport;
+use listacompra_crds::{ListaCompraRelease, Phase};
+
+use crate::load::{LoadGenerator, LoadStats};
+use crate::stack::{IMAGE, POLL, Stack};
+use crate::timeline::{KpiPoint, Timeline};
+use crate::{Error, Result};
+
+/// Latency injected into the "bad" build, in milliseconds.
+pub const BAD_LATENCY_MS: u64 = 600;
+/// Requests per second of the load generator.
+pub const LOAD_RATE: u32 = 12;
+/// Longest a single release may take in the story.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// How the builds behave, by image tag: v1.2.0 carries the injected latency.
+pub fn builds() -> BTreeMap<String, BTreeMap<String, String>> {
+    [(
+        "1.2.0".to_owned(),
+        [("FAULT_LATENCY_MS".to_owned(), BAD_LATENCY_MS.to_string())].into(),
+    )]
+    .into()
+}
+
+/// What the story measured, for the summary.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// One line per release: version, outcome, duration.
+    pub releases: Vec<String>,
+    /// Load generator totals.
+    pub load: LoadStats,
+    /// Acknowledged items missing at the end.
+    pub lost_items: usize,
+}
+
+/// The story in progress.
+#[derive(Debug)]
+pub struct Story<'a> {
+    stack: &'a Stack,
+    started: Instant,
+    /// Phases and KPI measurements so far.
+    pub timeline: Timeline,
+    load: Option<LoadGenerator>,
+    print: bool,
+    /// Every progress line, printed or not.
+    pub log: Vec<String>,
+    summary: Summary,
+}
+
+fn check(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Check { message: message() })
+    }
+}
+
+fn phase_name(phase: Option<Phase>) -> String {
+    phase.map_or_else(|| "-".to_owned(), |p| format!("{p:?}"))
+}
+
+impl<'a> Story<'a> {
+    /// A story on `stack`; `print` writes progress to stdout as it happens.
+    pub fn new(stack: &'a Stack, print: bool) -> Self {
+        Self {
+            stack,
+            started: Instant::now(),
+            timeline: Timeline::default(),
+            load: None,
+            print,
+            log: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn say(&mut self, line: impl Into<String>) {
+        let line = format!(
+            "[{:>6.1}s] {}",
+            self.started.elapsed().as_secs_f64(),
+            line.into()
+        );
+        if self.print {
+            println!("{line}");
+        }
+        self.log.push(line);
+    }
+
+    fn runner_events(&mut self) {
+        for event in self.stack.runner.take_events() {
+            self.say(format!("  runner: {}", event.message));
+        }
+    }
+
+    /// Applies the release of `version` needing `schema`, follows it to a terminal phase and
+    /// returns it.
+    pub async fn release(&mut self, version: &str, schema: i64) -> Result<ListaCompraRelease> {
+        self.say(format!(
+            "apply ListaCompraRelease {version} (image {IMAGE}:{version}, schema {schema})"
+        ));
+        let began = Instant::now();
+        self.stack
+            .apply(&self.stack.manifest(version, schema))
+            .await?;
+        let mut last_phase = String::new();
+        let mut last_measurement = None;
+        let mut last_health = None;
+        loop {
+            self.runner_events();
+            let release = self.stack.release().await?;
+            let generation = release.metadata.generation;
+            let Some(status) = release.status.clone() else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            let current = status.observed_generation == generation
+                && status.current_version.as_deref() == Some(version);
+            if !current {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            let phase = phase_name(status.phase);
+            if phase != last_phase {
+                let message = status
+                    .conditions
+                    .iter()
+                    .find(|c| {
+                        c.type_ == "Progressing" || c.type_ == "Degraded" && c.status == "True"
+                    })
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                self.say(format!("v{version} {phase}: {message}"));
+                self.timeline.phases.push((
+                    self.started.elapsed(),
+                    version.to_owned(),
+                    phase.clone(),
+                ));
+                last_phase = phase.clone();
+            }
+            if let Some(health) = &status.health {
+                let line = health.message.clone();
+                if line.is_some() && line != last_health {
+                    self.say(format!(
+                        "  health gate: {}",
+                        line.clone().unwrap_or_default()
+                    ));
+                    last_health = line;
+                }
+            }
+            if let Some(report) = &status.last_analysis
+                && last_measurement != Some(report.measurement)
+            {
+                last_measurement = Some(report.measurement);
+                self.measured(version, report);
+            }
+            if self.load.is_none() && matches!(status.phase, Some(Phase::Verifying)) {
+                self.start_load().await?;
+            }
+            if matches!(
+                status.phase,
+                Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+            ) {
+                self.runner_events();
+                self.timeline.end = self.started.elapsed();
+                self.summary.releases.push(format!(
+                    "v{version}: {phase} in {:.0}s",
+                    began.elapsed().as_secs_f64()
+                ));
+                return Ok(release);
+            }
+            if began.elapsed() > RELEASE_TIMEOUT {
+                return Err(Error::Check {
+                    message: format!(
+                        "v{version} did not finish within {RELEASE_TIMEOUT:?}; status: {status:#?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Records and prints one KPI measurement of `version`.
+    fn measured(&mut self, version: &str, report: &AnalysisReport) {
+        let bounds: BTreeMap<String, (Option<f64>, Option<f64>)> = default_kpis()
+            .into_iter()
+            .map(|k| (k.name, (k.min, k.max)))
+            .collect();
+        let mut parts = Vec::new();
+        for kpi in &report.kpis {
+            let (min, max) = bounds.get(&kpi.name).copied().unwrap_or_default();
+            let verdict = format!("{:?}", kpi.verdict);
+            let bound = match (min, max) {
+                (Some(min), _) => format!(">= {min}"),
+                (_, Some(max)) => format!("<= {max}"),
+                _ => String::new(),
+            };
+            let value = kpi
+                .value
+                .map_or_else(|| "no data".to_owned(), |v| format!("{v:.1}"));
+            parts.push(format!("{} = {value} ({bound}) {verdict}", kpi.name));
+            self.timeline.kpis.push(KpiPoint {
+                at: self.started.elapsed(),
+                version: version.to_owned(),
+                name: kpi.name.clone(),
+                value: kpi.value,
+                min,
+                max,
+                verdict,
+            });
+        }
+        self.say(format!(
+            "  KPI measurement {}: {}",
+            report.measurement,
+            parts.join("; ")
+        ));
+    }
+
+    async fn start_load(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match LoadGenerator::start(&self.stack.api_url, LOAD_RATE).await {
+                Ok(load) => {
+                    self.say(format!(
+                        "load generator: {LOAD_RATE} requests/s through the Service (add items, read lists, ask for suggestions)"
+                    ));
+                    self.load = Some(load);
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    fn load_stats(&self) -> LoadStats {
+        self.load
+            .as_ref()
+            .map(LoadGenerator::stats)
+            .unwrap_or_default()
+    }
+
+    /// Checks that traffic flowed since `before` with at most 1 % failures.
+    fn traffic_flowed(&mut self, before: &LoadStats, during: &str) -> Result<()> {
+        let now = self.load_stats();
+        let (requests, failed) = now.since(before);
+        self.say(format!(
+            "  traffic during {during}: {requests} requests, {failed} failed"
+        ));
+        check(requests > 0 && failed * 100 <= requests, || {
+            format!(
+                "traffic during {during}: {requests} requests, {failed} failed (at most 1 % may fail); latest errors: {:?}",
+                now.recent_errors
+            )
+        })
+    }
+
+    async fn expect_serving(&mut self, version: &str, schema: i64) -> Result<()> {
+        let image = self.stack.deployed_image().await?;
+        check(image == format!("{IMAGE}:{version}"), || {
+            format!("the Deployment runs {image}, expected {IMAGE}:{version}")
+        })?;
+        let revision = self.stack.schema_revision().await?;
+        check(revision == schema, || {
+            format!("the database is at schema revision {revision}, expected {schema}")
+        })?;
+        // Old pods drain after a rollout; wait for the runner to stop them.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.runner_events();
+            let versions = self.stack.runner.ready_versions();
+            if versions.len() == 1 && versions.contains(version) {
+                break;
+            }
+            check(Instant::now() < deadline, || {
+                format!("pods still serving {versions:?}, expected only {version}")
+            })?;
+            tokio::time::sleep(POLL).await;
+        }
+        self.say(format!(
+            "  serving: v{version} only (image {image}), database at schema revision {revision}"
+        ));
+        Ok(())
+    }
+
+    /// Scenario 1: fresh install of v1.0.0, then v1.1.0 with a new migration under load.
+    pub async fn install_and_upgrade(&mut self) -> Result<()> {
+        self.say("== 1. fresh install of v1.0.0, then v1.1.0 with a new migration, under load");
+        let first = self.release("1.0.0", 4).await?;
+        let phase = first.status.as_ref().and_then(|s| s.phase);
+        check(phase == Some(Phase::Succeeded), || {
+            format!(
+                "v1.0.0 ended {phase:?}, expected Succeeded: {:#?}",
+                first.status
+            )
+        })?;
+        self.expect_serving("1.0.0", 4).await?;
+
+        let before = self.load_stats();
+        let second = self.release("1.1.0", 5).await?;
+        let status = second.status.clone().unwrap_or_default();
+        check(status.phase == Some(Phase::Succeeded), || {
+            format!(
+                "v1.1.0 ended {:?}, expected Succeeded: {status:#?}",
+                status.phase
+            )
+        })?;
+        let report = status.last_analysis.clone();
+        let kpis = report.as_ref().map(|r| r.kpis.clone()).unwrap_or_default();
+        for name in default_kpis().into_iter().map(|k| k.name) {
+            let kpi = kpis.iter().find(|k| k.name == name);
+            check(
+                kpi.is_some_and(|k| k.value.is_some() && format!("{:?}", k.verdict) == "Pass"),
+                || format!("KPI {name} was not measured as passing from real traffic: {report:#?}"),
+            )?;
+        }
+        self.traffic_flowed(&before, "the v1.1.0 release")?;
+        self.expect_serving("1.1.0", 5).await
+    }
+
+    /// Scenario 2: v1.2.0 with injected latency is rolled back, workload and schema.
+    pub async fn latency_rollback(&mut self) -> Result<()> {
+        self.say(format!(
+            "== 2. v1.2.0 (a build with {BAD_LATENCY_MS} ms of added latency) and schema 6"
+        ));
+        let before = self.load_stats();
+        let release = self.release("1.2.0", 6).await?;
+        let status = release.status.clone().unwrap_or_default();
+        check(status.phase == Some(Phase::RolledBack), || {
+            format!(
+                "v1.2.0 ended {:?}, expected RolledBack: {status:#?}",
+                status.phase
+            )
+        })?;
+        check(
+            status.failed_version.as_deref() == Some("1.2.0")
+                && status.stable_version.as_deref() == Some("1.1.0"),
+            || format!("expected failed 1.2.0 and stable 1.1.0: {status:#?}"),
+        )?;
+        let breached = self.timeline.kpis.iter().any(|k| {
+            k.version == "1.2.0"
+                && k.name == "p95-latency-ms"
+                && k.verdict == "Fail"
+                && k.value.is_some_and(|v| v > 350.0)
+        });
+        check(breached, || {
+            format!(
+                "no failing p95 measurement above 350 ms for v1.2.0: {:#?}",
+                self.timeline.kpis
+            )
+        })?;
+        self.traffic_flowed(&before, "the v1.2.0 release and its rollback")?;
+        self.expect_serving("1.1.0", 5).await
+    }
+
+    /// Scenario 3: v1.3.0's migration fails; nothing rolls out.
+    pub async fn failing_migration(&mut self) -> Result<()> {
+        self.say("== 3. v1.3.0 needs schema 7, which its build does not have");
+        let before = self.load_stats();
+        let release = self.release("1.3.0", 7).await?;
+        let status = release.status.clone().unwrap_or_default();
+        check(
+            matches!(status.phase, Some(Phase::RolledBack | Phase::Failed))
+                && status.failed_version.as_deref() == Some("1.3.0"),
+            || format!("v1.3.0 should have failed its migration: {status:#?}"),
+        )?;
+        let reason = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        check(reason == "MigrationFailed", || {
+            format!("Degraded reason is {reason:?}, expected MigrationFailed: {status:#?}")
+        })?;
+        let started = self.stack.runner.started_versions();
+        check(!started.contains("1.3.0"), || {
+            format!("a v1.3.0 API process was started although its migration failed: {started:?}")
+        })?;
+        // Keep the load on a little longer: v1.1.0 serves on.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.traffic_flowed(&before, "the failed v1.3.0 release")?;
+        self.expect_serving("1.1.0", 5).await
+    }
+
+    /// Stops the load and checks that every acknowledged write can be read back.
+    pub async fn finish(mut self) -> Result<(Summary, Timeline, Vec<String>)> {
+        if let Some(load) = self.load.take() {
+            let lost = load.lost_items().await?;
+            let stats = load.stop().await;
+            self.say(format!(
+                "load generator: {} requests, {} failed, {} items written, {} missing after the rollbacks",
+                stats.requests,
+                stats.failed,
+                stats.written.len(),
+                lost.len()
+            ));
+            self.summary.lost_items = lost.len();
+            self.summary.load = stats;
+            check(lost.is_empty(), || {
+                format!("{} acknowledged items were lost: {lost:?}", lost.len())
+            })?;
+        }
+        self.timeline.end = self.started.elapsed();
+        Ok((self.summary, self.timeline, self.log))
+    }
+}

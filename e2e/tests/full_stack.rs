@@ -1,0 +1,66 @@
+//! The whole release, for real: the operator releases the real API server (run by the
+//! workload runner as local processes for the kwok pods) against the real PostgreSQL, Redis,
+//! RabbitMQ and Prometheus, under load. The story and its checks are in `e2e::story`; the
+//! same story is what `make demo` shows.
+
+use e2e::cluster::with_namespace;
+use e2e::env::Component;
+use e2e::services::Services;
+use e2e::stack::{Stack, StackOptions};
+use e2e::story::{self, Story};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn install_upgrade_latency_rollback_and_failed_migration() {
+    let services = Services::start(&[
+        Component::Postgres,
+        Component::Redis,
+        Component::RabbitMq,
+        Component::Prometheus,
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("the services are not available: {e}"));
+    with_namespace("full-stack", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let log_dir = std::env::temp_dir().join(&ctx.namespace);
+        let stack = Stack::start(
+            ctx.client.clone(),
+            ctx.cluster.kubeconfig(),
+            &ctx.namespace,
+            &services,
+            StackOptions {
+                builds: story::builds(),
+                replicas: 2,
+                log_dir: log_dir.clone(),
+            },
+        )
+        .await?;
+        let mut story = Story::new(&stack, false);
+        let outcome = async {
+            story.install_and_upgrade().await?;
+            story.latency_rollback().await?;
+            story.failing_migration().await
+        }
+        .await;
+        let finished = match outcome {
+            Ok(()) => story.finish().await,
+            Err(e) => Err(e).inspect_err(|_| {
+                eprintln!("--- story so far\n{}", story.log.join("\n"));
+            }),
+        };
+        if finished.is_err() {
+            let log = stack.operator.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- operator log (last lines, newest first)\n{}",
+                tail.join("\n")
+            );
+            eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+        }
+        stack.shutdown().await;
+        let (summary, _, log) = finished?;
+        println!("{}", log.join("\n"));
+        assert!(summary.load.requests > 0);
+        Ok::<(), e2e::Error>(())
+    })
+    .await;
+}
