@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test down status controlplane crds lint fmt bench bench-operator bench-api
+.PHONY: help demo test down status controlplane crds lint fmt bench bench-operator bench-api bench-release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-demo: ## bring up the local cluster and services and show how to use them
+demo: ## the release story on the local cluster: install, upgrade, rollback, failed migration
 	@bash e2e/scripts/demo.sh
 
 test: ## install what is missing, build, run fmt, clippy and every test
@@ -27,10 +27,14 @@ controlplane: ## build the control plane binaries into the cache (done by demo a
 crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
 	cargo run -q -p listacompra-crds --bin crdgen
 
-bench: bench-operator bench-api ## every benchmark (prints tables)
+bench: bench-operator bench-api bench-release ## every benchmark (prints tables)
 
 bench-api: ## load-test the API server on loopback (prints a table)
 	cargo bench -p listacompra-api --bench load
+
+bench-release: ## the API under load during a release on the local cluster (prints a table)
+	cargo build --release --locked -p listacompra-api -p listacompra-operator --bins
+	cargo bench --locked -p e2e --bench release_load
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
 	cargo bench -p listacompra-operator --bench operator

@@ -32,9 +32,18 @@ pub struct LoadStats {
     pub suggestions: u64,
     /// The latest failures, for reports (at most 20).
     pub recent_errors: Vec<String>,
+    /// Latency of every answered request, in order of completion.
+    pub latencies: Vec<Duration>,
 }
 
 impl LoadStats {
+    /// Latencies recorded since `before`.
+    pub fn latencies_since(&self, before: &Self) -> &[Duration] {
+        self.latencies
+            .get(before.latencies.len()..)
+            .unwrap_or_default()
+    }
+
     /// Requests and failures since `before`.
     pub fn since(&self, before: &Self) -> (u64, u64) {
         (self.requests - before.requests, self.failed - before.failed)
@@ -248,6 +257,7 @@ async fn operation(
             None => return,
         }
     };
+    let started = std::time::Instant::now();
     let outcome = match n % 10 {
         0 => client
             .call(
@@ -290,6 +300,7 @@ async fn operation(
                 })
         }
     };
+    lock(stats).latencies.push(started.elapsed());
     record(stats, outcome.map_err(|e| e.to_string()));
 }
 

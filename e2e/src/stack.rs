@@ -73,6 +73,16 @@ impl Stack {
         let database = format!("lc_{}", namespace.replace('-', "_"));
         let database_url = with_database(services.database_url()?, &database)?;
         let mut admin = connect(&admin_url).await?;
+        // A database left by an earlier run of the same namespace (the demo's) goes first.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .map_err(|source| Error::Database {
+            action: format!("dropping the old database {database}"),
+            source,
+        })?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE \"{database}\""
         )))

@@ -58,6 +58,7 @@ pub struct Story<'a> {
     pub timeline: Timeline,
     load: Option<LoadGenerator>,
     print: bool,
+    load_rate: u32,
     /// Every progress line, printed or not.
     pub log: Vec<String>,
     summary: Summary,
@@ -84,9 +85,15 @@ impl<'a> Story<'a> {
             timeline: Timeline::default(),
             load: None,
             print,
+            load_rate: LOAD_RATE,
             log: Vec::new(),
             summary: Summary::default(),
         }
+    }
+
+    /// Sets the load generator's rate (requests per second) before it starts.
+    pub fn set_load_rate(&mut self, rate: u32) {
+        self.load_rate = rate;
     }
 
     fn say(&mut self, line: impl Into<String>) {
@@ -233,10 +240,11 @@ impl<'a> Story<'a> {
     async fn start_load(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match LoadGenerator::start(&self.stack.api_url, LOAD_RATE).await {
+            match LoadGenerator::start(&self.stack.api_url, self.load_rate).await {
                 Ok(load) => {
+                    let rate = self.load_rate;
                     self.say(format!(
-                        "load generator: {LOAD_RATE} requests/s through the Service (add items, read lists, ask for suggestions)"
+                        "load generator: {rate} requests/s through the Service (add items, read lists, ask for suggestions)"
                     ));
                     self.load = Some(load);
                     return Ok(());
@@ -247,7 +255,8 @@ impl<'a> Story<'a> {
         }
     }
 
-    fn load_stats(&self) -> LoadStats {
+    /// What the load generator saw so far (empty before it starts).
+    pub fn load_stats(&self) -> LoadStats {
         self.load
             .as_ref()
             .map(LoadGenerator::stats)

@@ -1,6 +1,7 @@
 //! `make bench-operator`: the operator measured on the real local cluster. Prints a table.
 //!
-//! - apply → migration Job created, and apply → Deployment created (p50/p99 over 20 releases);
+//! - apply → migration Job created, apply → Deployment created, apply → rollout complete
+//!   (p50/p99 over 20 releases);
 //! - a failing KPI measurement → the Deployment reverted (3 rollbacks, real Prometheus);
 //! - RSS and CPU while idle, API writes per minute in a steady state;
 //! - RSS with 100 and with 1,000 releases present.
@@ -84,6 +85,18 @@ async fn writes(http: &reqwest::Client, address: &str) -> Result<f64> {
         .sum())
 }
 
+/// Whether the Deployment's current template is rolled out: every replica updated and ready.
+fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else {
+        return false;
+    };
+    status.observed_generation == d.metadata.generation
+        && status.updated_replicas == Some(want)
+        && status.ready_replicas == Some(want)
+        && status.replicas == Some(want)
+}
+
 async fn run(ctx: TestContext) -> Result<()> {
     let services = Services::start(&[Component::Prometheus]).await?;
     e2e::crd::install_release_crd(&ctx.client).await?;
@@ -96,15 +109,15 @@ async fn run(ctx: TestContext) -> Result<()> {
     let mut rows: Vec<(String, String)> = Vec::new();
 
     // 1. apply → Job, apply → Deployment.
-    let (mut to_job, mut to_deployment) = (Vec::new(), Vec::new());
+    let (mut to_job, mut to_deployment, mut to_rollout) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..20 {
         let name = format!("r{i:02}");
         let manifest: ListaCompraRelease =
             serde_json::from_value(named("1.0.0", 1, &endpoint.url, &name))?;
         let start = Instant::now();
         releases.create(&PostParams::default(), &manifest).await?;
-        let (mut job_at, mut deploy_at) = (None, None);
-        while job_at.is_none() || deploy_at.is_none() {
+        let (mut job_at, mut deploy_at, mut rolled_at) = (None, None, None);
+        while job_at.is_none() || deploy_at.is_none() || rolled_at.is_none() {
             if start.elapsed() > Duration::from_secs(60) {
                 bail!(
                     "release {name} made no Job or Deployment within 60s:\n{}",
@@ -121,13 +134,19 @@ async fn run(ctx: TestContext) -> Result<()> {
             {
                 job_at = Some(start.elapsed());
             }
-            if deploy_at.is_none() && deployments.get_opt(&format!("{name}-api")).await?.is_some() {
-                deploy_at = Some(start.elapsed());
+            if rolled_at.is_none()
+                && let Some(d) = deployments.get_opt(&format!("{name}-api")).await?
+            {
+                deploy_at.get_or_insert(start.elapsed());
+                if rolled_out(&d) {
+                    rolled_at = Some(start.elapsed());
+                }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         to_job.extend(job_at);
         to_deployment.extend(deploy_at);
+        to_rollout.extend(rolled_at);
     }
     rows.push((
         "apply → migration Job created, p50 / p99 (20 releases)".into(),
@@ -143,6 +162,15 @@ async fn run(ctx: TestContext) -> Result<()> {
             "{:.0} ms / {:.0} ms",
             percentile(&mut to_deployment, 0.5).as_secs_f64() * 1e3,
             percentile(&mut to_deployment, 0.99).as_secs_f64() * 1e3
+        ),
+    ));
+
+    rows.push((
+        "apply → rollout complete (2 pods updated and ready), p50 / p99".into(),
+        format!(
+            "{:.0} ms / {:.0} ms",
+            percentile(&mut to_rollout, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut to_rollout, 0.99).as_secs_f64() * 1e3
         ),
     ));
 

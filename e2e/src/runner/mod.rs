@@ -128,6 +128,15 @@ impl Runner {
             action: format!("creating {}", config.log_dir.display()),
             source,
         })?;
+        // Targets left by an earlier runner of this namespace point at processes long gone.
+        if let Some(dir) = &config.prometheus_targets {
+            let prefix = format!("{namespace}--");
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             client,
             namespace: namespace.to_owned(),
