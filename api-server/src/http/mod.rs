@@ -21,24 +21,26 @@ use warp::hyper::body::Bytes;
 use warp::reply::Response;
 use warp::{Buf, Filter};
 
-use crate::auth::Tokens;
-use crate::domain::{self, Invalid, Page, Role};
+use crate::auth::{Argon2Hasher, Tokens};
+use crate::domain::{Invalid, Role};
 use crate::error::AppError;
 use crate::fault::{self, FaultConfig};
 use crate::health::{Health, TokenCheck};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::PgStore;
+use crate::usecases::{ItemChanges, NewItem, UseCases};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The use cases over the production adapters.
+pub type Api = UseCases<PgStore, Argon2Hasher, Tokens>;
+
 /// What the handlers share.
 #[derive(Debug)]
 pub struct State {
-    /// PostgreSQL.
-    pub store: Store,
-    /// JWT keys.
-    pub tokens: Tokens,
+    /// The use cases (the only way the edge reaches the data).
+    pub api: Api,
     /// Metrics.
     pub metrics: Metrics,
     /// Dependency checks.
@@ -304,8 +306,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
         )));
     }
     // Syntax first (400), then shape (422): a body must be one JSON object.
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(Invalid::new("body", format!("malformed JSON: {e}"))))?;
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            return Err(AppError::Invalid(out_of_range::<T>(body, &e)));
+        }
+        Err(e) => {
+            return Err(AppError::BadRequest(Invalid::new(
+                "body",
+                format!("malformed JSON: {e}"),
+            )));
+        }
+    };
     if !value.is_object() {
         return Err(AppError::Invalid(Invalid::new(
             "body",
@@ -329,6 +341,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
         };
         AppError::Invalid(Invalid::new(field, msg))
     })
+}
+
+/// Well-formed JSON with a number too large for a double: names the field it is in.
+fn out_of_range<T: DeserializeOwned>(body: &[u8], err: &serde_json::Error) -> Invalid {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let field = serde_path_to_error::deserialize::<_, T>(&mut de)
+        .err()
+        .map(|e| e.path().to_string())
+        .filter(|p| p != ".")
+        .unwrap_or_else(|| "body".to_owned());
+    Invalid::new(field, err.to_string())
 }
 
 fn query_i64(query: &str, name: &'static str) -> Result<Option<i64>, AppError> {
@@ -448,10 +471,7 @@ fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
         .ok_or(AppError::Unauthorized(
             "the Authorization header must be 'Bearer <token>'",
         ))?;
-    state
-        .tokens
-        .verify(token.trim())
-        .ok_or(AppError::Unauthorized("the token is invalid or expired"))
+    state.api.authenticate(token.trim())
 }
 
 fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, AppError> {
@@ -462,16 +482,6 @@ fn no_content() -> Result<Response, AppError> {
     let mut res = Response::new(Bytes::new().into());
     *res.status_mut() = StatusCode::NO_CONTENT;
     Ok(res)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        AppError::Internal(crate::Error::Crypto(format!(
-            "the password hashing task failed: {e}"
-        )))
-    })
 }
 
 async fn handle(
@@ -486,122 +496,99 @@ async fn handle(
         None
     };
     let me = || user.ok_or(AppError::Unauthorized("authentication required"));
-    let store = &state.store;
+    let api = &state.api;
     match route.op {
         Op::Register => {
             let body: Credentials = parse_json(&req.body)?;
-            let email = domain::email(&body.email)?;
-            domain::password(&body.password)?;
-            let password = body.password;
-            let hash = blocking(move || crate::auth::hash_password(&password)).await??;
-            let id = store.create_user(&email, &hash).await?;
-            ok(StatusCode::CREATED, &json!({ "id": id, "email": email }))
+            let registered = api.register(&body.email, &body.password).await?;
+            ok(StatusCode::CREATED, &registered)
         }
         Op::Login => {
             let body: Credentials = parse_json(&req.body)?;
-            let email = domain::email(&body.email)?;
-            let user = store.user_by_email(&email).await?;
-            let (id, hash) = match &user {
-                Some(u) => (Some(u.id), u.password_hash.clone()),
-                None => (None, crate::auth::dummy_hash().to_owned()),
-            };
-            let password = body.password;
-            let valid = blocking(move || crate::auth::verify_password(&password, &hash)).await?;
-            match (id, valid) {
-                (Some(id), true) => {
-                    let token = state.tokens.issue(id)?;
-                    ok(
-                        StatusCode::OK,
-                        &json!({ "token": token, "token_type": "Bearer", "expires_in": state.tokens.ttl_secs(), "user_id": id }),
-                    )
-                }
-                _ => Err(AppError::Unauthorized("wrong e-mail or password")),
-            }
+            ok(
+                StatusCode::OK,
+                &api.login(&body.email, &body.password).await?,
+            )
         }
         Op::ListLists => {
-            let page = Page::new(
-                query_i64(&req.query, "limit")?,
-                query_i64(&req.query, "offset")?,
-            )?;
-            ok(StatusCode::OK, &store.my_lists(me()?, page).await?)
+            let limit = query_i64(&req.query, "limit")?;
+            let offset = query_i64(&req.query, "offset")?;
+            ok(StatusCode::OK, &api.my_lists(me()?, limit, offset).await?)
         }
         Op::CreateList => {
             let body: NameBody = parse_json(&req.body)?;
-            let name = domain::list_name(&body.name)?;
-            ok(StatusCode::CREATED, &store.create_list(me()?, &name).await?)
+            ok(
+                StatusCode::CREATED,
+                &api.create_list(me()?, &body.name).await?,
+            )
         }
         Op::GetList => {
             let list = params.uuid("list_id")?;
-            ok(StatusCode::OK, &store.get_list(me()?, list).await?)
+            ok(StatusCode::OK, &api.get_list(me()?, list).await?)
         }
         Op::RenameList => {
             let list = params.uuid("list_id")?;
             let body: NameBody = parse_json(&req.body)?;
-            let name = domain::list_name(&body.name)?;
             ok(
                 StatusCode::OK,
-                &store.rename_list(me()?, list, &name).await?,
+                &api.rename_list(me()?, list, &body.name).await?,
             )
         }
         Op::DeleteList => {
             let list = params.uuid("list_id")?;
-            store.delete_list(me()?, list).await?;
+            api.delete_list(me()?, list).await?;
             no_content()
         }
         Op::Share => {
             let list = params.uuid("list_id")?;
             let body: ShareBody = parse_json(&req.body)?;
-            let email = domain::email(&body.email)?;
             ok(
                 StatusCode::CREATED,
-                &store.share(me()?, list, &email, body.role).await?,
+                &api.share(me()?, list, &body.email, body.role).await?,
             )
         }
         Op::Unshare => {
             let list = params.uuid("list_id")?;
             let member = params.uuid("user_id")?;
-            store.unshare(me()?, list, member).await?;
+            api.unshare(me()?, list, member).await?;
             no_content()
         }
         Op::AddItem => {
             let list = params.uuid("list_id")?;
             let b: NewItemBody = parse_json(&req.body)?;
-            let item = domain::new_item(
-                &b.name,
-                b.quantity,
-                b.unit.as_deref(),
-                b.category.as_deref(),
-                b.note.as_deref(),
-            )?;
+            let item = NewItem {
+                name: b.name,
+                quantity: b.quantity,
+                unit: b.unit,
+                category: b.category,
+                note: b.note,
+            };
             ok(
                 StatusCode::CREATED,
-                &store.add_item(me()?, list, &item).await?,
+                &api.add_item(me()?, list, &item).await?,
             )
         }
         Op::UpdateItem => {
             let list = params.uuid("list_id")?;
             let item = params.uuid("item_id")?;
             let b: ItemPatchBody = parse_json(&req.body)?;
-            let name = not_null("name", b.name)?;
-            let quantity = not_null("quantity", b.quantity)?;
-            let checked = not_null("checked", b.checked)?;
-            let patch = domain::ItemPatch::validate(
-                name.as_deref(),
-                quantity,
-                b.unit.as_ref().map(|u| u.as_deref()),
-                b.category.as_ref().map(|c| c.as_deref()),
-                b.note.as_ref().map(|n| n.as_deref()),
-                checked,
-            )?;
+            let changes = ItemChanges {
+                name: not_null("name", b.name)?,
+                quantity: not_null("quantity", b.quantity)?,
+                unit: b.unit,
+                category: b.category,
+                note: b.note,
+                checked: not_null("checked", b.checked)?,
+            };
             ok(
                 StatusCode::OK,
-                &store.update_item(me()?, list, item, &patch).await?,
+                &api.update_item(me()?, list, item, &changes).await?,
             )
         }
         Op::DeleteItem => {
             let list = params.uuid("list_id")?;
             let item = params.uuid("item_id")?;
-            store.delete_item(me()?, list, item).await?;
+            api.delete_item(me()?, list, item).await?;
             no_content()
         }
         Op::Reorder => {
@@ -609,12 +596,12 @@ async fn handle(
             let b: ReorderBody = parse_json(&req.body)?;
             ok(
                 StatusCode::OK,
-                &json!({ "items": store.reorder(me()?, list, &b.item_ids).await? }),
+                &json!({ "items": api.reorder(me()?, list, &b.item_ids).await? }),
             )
         }
         Op::RequestSuggestions => {
             let list = params.uuid("list_id")?;
-            let view = store.request_suggestions(me()?, list).await?;
+            let view = api.request_suggestions(me()?, list).await?;
             let mut res = json_response(StatusCode::ACCEPTED, &view);
             if let Ok(loc) =
                 HeaderValue::from_str(&format!("/v1/lists/{list}/suggestions/{}", view.id))
@@ -626,10 +613,7 @@ async fn handle(
         Op::GetSuggestions => {
             let list = params.uuid("list_id")?;
             let id = params.uuid("suggestion_id")?;
-            ok(
-                StatusCode::OK,
-                &store.get_suggestions(me()?, list, id).await?,
-            )
+            ok(StatusCode::OK, &api.get_suggestions(me()?, list, id).await?)
         }
         Op::Health => ok(
             StatusCode::OK,
@@ -888,6 +872,14 @@ mod tests {
             (422, "colour".to_owned())
         );
         assert_eq!(field("[]"), (422, "body".to_owned()));
+        assert_eq!(
+            field(r#"{"name": "x", "quantity": 1e400}"#),
+            (422, "quantity".to_owned())
+        );
+        assert_eq!(
+            field(r#"{"name": "x", "note": -1e999}"#),
+            (422, "note".to_owned())
+        );
     }
 
     #[test]
