@@ -90,12 +90,12 @@ pub trait UnitOfWork: Send {
         email: &str,
     ) -> impl Future<Output = Result<Option<(Uuid, String)>>> + Send;
 
-    /// Creates a list with `owner` as its owner.
+    /// Creates a list with `owner` as its owner; `None` when there is no such user.
     fn insert_list(
         &mut self,
         owner: Uuid,
         name: &str,
-    ) -> impl Future<Output = Result<ListView>> + Send;
+    ) -> impl Future<Output = Result<Option<ListView>>> + Send;
 
     /// Renames a list `owner` owns; `None` otherwise.
     fn rename_list(

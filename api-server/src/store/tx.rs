@@ -56,25 +56,29 @@ impl UnitOfWork for PgUnitOfWork {
             .map_err(Error::db("finding a user by e-mail"))
     }
 
-    async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<ListView> {
+    async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<Option<ListView>> {
         let id = Uuid::new_v4();
         let row = sqlx::query(
-            "INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, $3) \
+            "INSERT INTO lists (id, owner_id, name) \
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
              RETURNING id, owner_id, name, created_at, updated_at, 'owner' AS role",
         )
         .bind(id)
         .bind(owner)
         .bind(name)
-        .fetch_one(&mut *self.tx)
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(Error::db("inserting a list"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         sqlx::query("INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, 'owner')")
             .bind(id)
             .bind(owner)
             .execute(&mut *self.tx)
             .await
             .map_err(Error::db("inserting the owner"))?;
-        rows::list_view(&row)
+        rows::list_view(&row).map(Some)
     }
 
     async fn rename_list(

@@ -208,13 +208,14 @@ impl UnitOfWork for MemTx {
             .map(|u| (u.id, u.email.clone())))
     }
 
-    async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<ListView> {
+    async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<Option<ListView>> {
+        if !self.data.users.iter().any(|u| u.id == owner) {
+            return Ok(None);
+        }
         let id = Uuid::new_v4();
         self.data.lists.push((id, owner, name.to_owned()));
         self.data.members.push((id, owner, Role::Owner));
-        self.data
-            .list_view(id, owner)
-            .ok_or_else(|| Error::Data("just inserted".to_owned()))
+        Ok(self.data.list_view(id, owner))
     }
 
     async fn rename_list(

@@ -12,7 +12,11 @@ impl<S: Store, H, T> UseCases<S, H, T> {
     pub async fn create_list(&self, user: Uuid, name: &str) -> AppResult<ListView> {
         let name = domain::list_name(name)?;
         let mut tx = self.store.begin().await?;
-        let list = tx.insert_list(user, &name).await?;
+        // A validly signed token can outlive its user (or come from another database).
+        let list = tx
+            .insert_list(user, &name)
+            .await?
+            .ok_or(AppError::Unauthorized("the token's user does not exist"))?;
         tx.publish(&NewEvent::list_created(list.id, user, &name))
             .await?;
         tx.commit().await?;

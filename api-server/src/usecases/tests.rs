@@ -65,6 +65,11 @@ async fn register_login_and_authenticate() {
         Err(AppError::Invalid(i)) if i.field == "password"
     ));
     assert_eq!(event_types(&api), ["user.registered"]);
+    // A valid token of a user that does not exist (any more) is refused, not a 500.
+    assert!(matches!(
+        api.create_list(Uuid::new_v4(), "Casa").await,
+        Err(AppError::Unauthorized(_))
+    ));
 }
 
 #[tokio::test]
