@@ -1,11 +1,14 @@
-//! RabbitMQ topology and connections.
+//! The RabbitMQ adapter (lapin): topology, connections and confirmed publishing.
 
 use std::time::Duration;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use crate::domain::Event;
 use crate::{Error, Result};
 
 /// Names of the exchange and queues, derived from one prefix (`AMQP_PREFIX`, default
@@ -82,4 +85,33 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> Result<()> {
         .await
         .map_err(Error::amqp("binding the AI queue"))?;
     Ok(())
+}
+
+/// Publishes one event and waits for the broker's confirm.
+pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result<()> {
+    let body = serde_json::to_vec(event).map_err(Error::json("encoding an event"))?;
+    let props = BasicProperties::default()
+        .with_message_id(event.id.to_string().into())
+        .with_type(event.event_type.as_str().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2);
+    let confirm = async {
+        channel
+            .basic_publish(
+                exchange.into(),
+                event.event_type.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await
+            .map_err(Error::amqp("publishing"))?
+            .await
+            .map_err(Error::amqp("waiting for the publisher confirm"))
+    };
+    match tokio::time::timeout(Duration::from_secs(10), confirm).await {
+        Ok(Ok(c)) if c.is_ack() => Ok(()),
+        Ok(Ok(_)) | Err(_) => Err(Error::NotConfirmed { event_id: event.id }),
+        Ok(Err(err)) => Err(err),
+    }
 }

@@ -8,16 +8,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::ai::{self, OfflineProvider, PerplexityProvider, RedisCache, Worker};
+use crate::ai::{OfflineProvider, PerplexityProvider, Worker};
 use crate::amqp::Topology;
-use crate::auth::Tokens;
+use crate::auth::{Argon2Hasher, Tokens};
+use crate::cache::{self, RedisCache};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, State};
 use crate::metrics::Metrics;
 use crate::outbox::Relay;
 use crate::ports::SuggestionProvider;
-use crate::store::{self, Store};
+use crate::store::{self, PgStore};
+use crate::usecases::UseCases;
 use crate::{Error, Result};
 
 /// The provider the configuration asks for: Perplexity with a key, else offline.
@@ -90,7 +92,7 @@ pub fn spawn_workers(
         metrics.clone(),
     );
     let worker = Worker::new(
-        Store::new(pool.clone()),
+        PgStore::new(pool.clone()),
         provider(config)?,
         Some(Arc::new(RedisCache::new(
             redis.clone(),
@@ -145,10 +147,13 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     })?;
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
-    let redis = ai::redis_manager(&config.redis_url)?;
+    let redis = cache::redis_manager(&config.redis_url)?;
     let state = Arc::new(State {
-        store: Store::new(pool.clone()),
-        tokens: Tokens::new(&config.jwt_secret, config.jwt_ttl),
+        api: UseCases::new(
+            PgStore::new(pool.clone()),
+            Argon2Hasher,
+            Tokens::new(&config.jwt_secret, config.jwt_ttl),
+        ),
         metrics: metrics.clone(),
         health: Health::new(
             pool.clone(),
@@ -186,7 +191,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
 pub async fn run_worker(config: &Config) -> Result<()> {
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
-    let redis = ai::redis_manager(&config.redis_url)?;
+    let redis = cache::redis_manager(&config.redis_url)?;
     let (switch, shutdown) = shutdown_switch();
     stop_on_signals(switch);
     let tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;

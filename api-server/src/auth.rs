@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, deco
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ports::{self, TokenIssuer};
 use crate::{Error, Result};
 
 /// Token issuer.
@@ -40,6 +41,34 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password(&Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
+/// The argon2id [`ports::PasswordHasher`]: hashes on the blocking thread pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Argon2Hasher;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Crypto(format!("the password hashing task failed: {e}")))
+}
+
+impl ports::PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: String) -> Result<String> {
+        blocking(move || hash_password(&password)).await?
+    }
+
+    async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
+        blocking(move || match phc {
+            Some(phc) => verify_password(&password, &phc),
+            None => {
+                // As long as a real check, and false.
+                let _ = verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+    }
 }
 
 /// The claims of an access token.
@@ -123,6 +152,20 @@ impl Tokens {
         decode::<Claims>(token, &self.decoding, &validation)
             .ok()
             .map(|data| data.claims.sub)
+    }
+}
+
+impl TokenIssuer for Tokens {
+    fn issue(&self, user: Uuid) -> Result<String> {
+        Tokens::issue(self, user)
+    }
+
+    fn verify(&self, token: &str) -> Option<Uuid> {
+        Tokens::verify(self, token)
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        Tokens::ttl_secs(self)
     }
 }
 

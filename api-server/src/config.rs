@@ -28,8 +28,6 @@ pub struct Config {
     pub pplx_model: String,
     /// `PPLX_TIMEOUT_MS`, default 10000.
     pub pplx_timeout: Duration,
-    /// `S3_BUCKET` (attachments; optional, unused so far).
-    pub s3_bucket: Option<String>,
     /// `HEALTHCHECK_TOKEN`: with it, `/ready` shows per-dependency detail.
     pub healthcheck_token: Option<String>,
     /// `PORT`, default 8080.
@@ -56,7 +54,6 @@ impl std::fmt::Debug for Config {
             .field("app_version", &self.app_version)
             .field("run_worker", &self.run_worker)
             .field("pplx", &self.pplx_api_key.is_some())
-            .field("s3_bucket", &self.s3_bucket)
             .field("fault", &self.fault)
             .finish_non_exhaustive()
     }
@@ -152,7 +149,6 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .optional("PPLX_MODEL")
                 .unwrap_or_else(|| "sonar".to_owned()),
             pplx_timeout: Duration::from_millis(self.parsed("PPLX_TIMEOUT_MS", 10_000u64)?),
-            s3_bucket: self.optional("S3_BUCKET"),
             healthcheck_token: self.optional("HEALTHCHECK_TOKEN"),
             port: self.parsed("PORT", 8080u16)?,
             app_version: self

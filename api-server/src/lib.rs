@@ -1,16 +1,24 @@
 //! ListaCompra API server: shopping lists, items, sharing and AI suggestions.
 //!
 //! Layout (hexagonal, small):
-//! - [`domain`]: pure types and rules (validation, roles, offline suggestions), no I/O;
-//! - [`ports`]: the traits the core needs from the outside (AI provider, cache);
-//! - adapters: [`store`] (PostgreSQL via sqlx), [`ai`] (Perplexity, offline provider, Redis
-//!   cache, RabbitMQ consumer), [`outbox`] (relay to RabbitMQ), [`http`] (warp edge);
-//! - operations: [`config`], [`telemetry`], [`metrics`], [`migrate`], [`fault`], [`app`].
+//! - [`domain`]: data, validation, authorization rules (owner/member), events and the offline
+//!   suggestion rule; pure, no I/O;
+//! - [`ports`]: the traits the use cases need (store with unit of work and outbox, password
+//!   hasher, token issuer, AI provider, cache);
+//! - [`usecases`]: register, login, lists, sharing, items, suggestions and the AI worker's
+//!   job, written against the domain and the ports only;
+//! - adapters: [`store`] (PostgreSQL via sqlx), [`cache`] (Redis), [`outbox`] and [`amqp`]
+//!   (the relay to RabbitMQ via lapin), [`ai`] (Perplexity and offline providers, the
+//!   RabbitMQ consumer), [`auth`] (argon2, JWT);
+//! - the HTTP edge: [`http`] (warp), which calls the use cases only;
+//! - operations: [`config`], [`telemetry`], [`metrics`], [`health`], [`migrate`], [`fault`],
+//!   [`seed`], and [`app`], the wiring.
 
 pub mod ai;
 pub mod amqp;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -24,5 +32,6 @@ pub mod ports;
 pub mod seed;
 pub mod store;
 pub mod telemetry;
+pub mod usecases;
 
 pub use error::{Error, Result};

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection};
-use serde::{Deserialize, Serialize};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -15,24 +14,7 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
-/// The event type (and routing key) of a suggestion request.
-pub const SUGGESTION_REQUESTED: &str = "suggestion.requested";
-
-/// An event as published (the message body); the AMQP message id is the event id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Event id, unique; consumers deduplicate on it.
-    pub id: Uuid,
-    /// Event type, also the routing key.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The aggregate (list or user) it is about.
-    pub aggregate_id: Uuid,
-    /// Event data.
-    pub payload: serde_json::Value,
-    /// When the change happened.
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::domain::{Event, SUGGESTION_REQUESTED};
 
 /// Writes an event in the caller's transaction.
 pub async fn enqueue(
@@ -255,7 +237,7 @@ impl Relay {
                 created_at,
             };
             let outcome = match link.as_ref() {
-                Some(l) => publish(&l.channel, &self.topology.exchange, &event).await,
+                Some(l) => crate::amqp::publish(&l.channel, &self.topology.exchange, &event).await,
                 None => Err(Error::Amqp {
                     context: "publishing (not connected)",
                     source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
@@ -302,35 +284,6 @@ impl Relay {
             .await
             .map_err(Error::db("committing the outbox batch"))?;
         Ok(published)
-    }
-}
-
-/// Publishes one event and waits for the broker's confirm.
-pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result<()> {
-    let body = serde_json::to_vec(event).map_err(Error::json("encoding an event"))?;
-    let props = BasicProperties::default()
-        .with_message_id(event.id.to_string().into())
-        .with_type(event.event_type.as_str().into())
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2);
-    let confirm = async {
-        channel
-            .basic_publish(
-                exchange.into(),
-                event.event_type.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await
-            .map_err(Error::amqp("publishing"))?
-            .await
-            .map_err(Error::amqp("waiting for the publisher confirm"))
-    };
-    match tokio::time::timeout(Duration::from_secs(10), confirm).await {
-        Ok(Ok(c)) if c.is_ack() => Ok(()),
-        Ok(Ok(_)) | Err(_) => Err(Error::NotConfirmed { event_id: event.id }),
-        Ok(Err(err)) => Err(err),
     }
 }
 

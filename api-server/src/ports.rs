@@ -1,13 +1,224 @@
-//! Ports: what the core needs from the outside, as traits with more than one adapter.
+//! Ports: what the use cases need from the outside, as traits. The adapters implement them
+//! (PostgreSQL in [`crate::store`], Redis in [`crate::cache`], the AI providers in
+//! [`crate::ai`], argon2 and JWT in [`crate::auth`]); unit tests use in-memory fakes.
+//!
+//! Events are published through the [`UnitOfWork`] (a transactional outbox): an event is
+//! recorded with the change that caused it, and the relay delivers it to RabbitMQ after the
+//! commit, at least once.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::Result;
-use crate::domain::{ItemSummary, Suggestion};
+use uuid::Uuid;
 
-/// A boxed, sendable future (the ports are used as trait objects).
+use crate::Result;
+use crate::domain::{
+    ItemFields, ItemPatch, ItemSummary, ItemView, ListDetail, ListPage, ListView, NewEvent, Page,
+    Role, Suggestion, SuggestionView, User,
+};
+
+/// A boxed, sendable future (the AI ports are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The repository: reads outside a transaction, and [`Store::begin`] for changes.
+///
+/// Every read about a list takes the caller and answers only if the caller is a member
+/// (ownership is enforced by the store's queries, not only by the use cases).
+pub trait Store: Send + Sync + 'static {
+    /// One transaction.
+    type Tx: UnitOfWork;
+
+    /// Starts a transaction; dropping it without [`UnitOfWork::commit`] rolls it back.
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
+
+    /// A user by (normalised) e-mail.
+    fn user_by_email(&self, email: &str) -> impl Future<Output = Result<Option<User>>> + Send;
+
+    /// The caller's lists, newest first.
+    fn my_lists(&self, user: Uuid, page: Page) -> impl Future<Output = Result<ListPage>> + Send;
+
+    /// A list with items and members, if `user` is a member.
+    fn list_detail(
+        &self,
+        user: Uuid,
+        list: Uuid,
+    ) -> impl Future<Output = Result<Option<ListDetail>>> + Send;
+
+    /// A suggestion request of `list`, if `user` is a member of it.
+    fn suggestion_request(
+        &self,
+        user: Uuid,
+        list: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<SuggestionView>>> + Send;
+
+    /// Whether `consumer` has already handled `event_id`.
+    fn already_processed(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The items of the list of a still pending suggestion request; `None` when the request
+    /// is gone (its list was deleted) or already finished.
+    fn pending_request_items(
+        &self,
+        request: Uuid,
+    ) -> impl Future<Output = Result<Option<Vec<ItemSummary>>>> + Send;
+}
+
+/// One transaction: changes, their events, and the consumer's deduplication record.
+///
+/// Statements about a list take the caller and touch nothing unless the caller is a member
+/// (with the owner role where noted), so a forgotten check cannot leak another user's list.
+pub trait UnitOfWork: Send {
+    /// The caller's role in a list; `None` when the list is missing or not theirs.
+    fn role(&mut self, list: Uuid, user: Uuid)
+    -> impl Future<Output = Result<Option<Role>>> + Send;
+
+    /// Inserts a user; false when the e-mail is taken.
+    fn insert_user(
+        &mut self,
+        id: Uuid,
+        email: &str,
+        password_hash: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Id and stored e-mail of the user registered under `email`.
+    fn find_user(
+        &mut self,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<(Uuid, String)>>> + Send;
+
+    /// Creates a list with `owner` as its owner; `None` when there is no such user.
+    fn insert_list(
+        &mut self,
+        owner: Uuid,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ListView>>> + Send;
+
+    /// Renames a list `owner` owns; `None` otherwise.
+    fn rename_list(
+        &mut self,
+        owner: Uuid,
+        list: Uuid,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ListView>>> + Send;
+
+    /// Deletes a list `owner` owns; false otherwise.
+    fn delete_list(&mut self, owner: Uuid, list: Uuid)
+    -> impl Future<Output = Result<bool>> + Send;
+
+    /// The members of a list and their roles, locked until the end of the transaction.
+    fn lock_members(
+        &mut self,
+        list: Uuid,
+    ) -> impl Future<Output = Result<Vec<(Uuid, Role)>>> + Send;
+
+    /// Adds a member; false when already a member.
+    fn add_member(
+        &mut self,
+        list: Uuid,
+        user: Uuid,
+        role: Role,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes a member; false when not a member.
+    fn remove_member(
+        &mut self,
+        list: Uuid,
+        user: Uuid,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Appends an item to a list `user` is a member of; `None` otherwise.
+    fn append_item(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+        item: &ItemFields,
+    ) -> impl Future<Output = Result<Option<ItemView>>> + Send;
+
+    /// Changes an item of a list `user` is a member of; `None` when there is no such item.
+    fn update_item(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+        item: Uuid,
+        patch: &ItemPatch,
+    ) -> impl Future<Output = Result<Option<ItemView>>> + Send;
+
+    /// Removes an item of a list `user` is a member of; false when there is no such item.
+    fn delete_item(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+        item: Uuid,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The ids of a list's items, locked until the end of the transaction.
+    fn lock_item_ids(&mut self, list: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    /// Puts the items in `order` (which names each exactly once) and returns them so.
+    fn set_order(
+        &mut self,
+        list: Uuid,
+        order: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<ItemView>>> + Send;
+
+    /// Records a pending suggestion request by `user` for a list they are a member of;
+    /// `None` otherwise.
+    fn insert_suggestion_request(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+    ) -> impl Future<Output = Result<Option<SuggestionView>>> + Send;
+
+    /// Records that `consumer` handles `event_id` now; false when it was handled before.
+    fn first_delivery(
+        &mut self,
+        consumer: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Finishes a pending suggestion request with its suggestions or the provider's error;
+    /// false when it is gone or no longer pending.
+    fn finish_suggestion_request(
+        &mut self,
+        request: Uuid,
+        provider: &str,
+        outcome: &std::result::Result<Vec<Suggestion>, String>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records an event, published after the commit (the transactional outbox).
+    fn publish(&mut self, event: &NewEvent) -> impl Future<Output = Result<()>> + Send;
+
+    /// Commits.
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Hashes and verifies passwords (CPU heavy: adapters run it off the async threads).
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// A PHC string for `password`.
+    fn hash(&self, password: String) -> impl Future<Output = Result<String>> + Send;
+
+    /// Whether `password` matches `phc`; with `None` (no such user) it takes as long and
+    /// answers false, so that login time does not tell which e-mails exist.
+    fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Issues and checks access tokens.
+pub trait TokenIssuer: Send + Sync + 'static {
+    /// A token for `user`.
+    fn issue(&self, user: Uuid) -> Result<String>;
+    /// The user of a valid token, or `None`.
+    fn verify(&self, token: &str) -> Option<Uuid>;
+    /// Seconds a new token lives.
+    fn ttl_secs(&self) -> u64;
+}
 
 /// Something that suggests items for a list: Perplexity, or the offline rules.
 pub trait SuggestionProvider: Send + Sync + std::fmt::Debug {

@@ -112,7 +112,6 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         pplx_base_url: "http://127.0.0.1:9".to_owned(),
         pplx_model: "sonar".to_owned(),
         pplx_timeout: Duration::from_secs(2),
-        s3_bucket: None,
         healthcheck_token: Some("health-token".to_owned()),
         port: 0,
         app_version: "9.9.9-test".to_owned(),

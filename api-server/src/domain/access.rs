@@ -1,0 +1,118 @@
+//! Authorization rules: what owners and members may do with a list.
+//!
+//! A caller who is not a member cannot tell another user's list from a missing one, so
+//! "not a member" is [`Denied::NotFound`]; a member asking for an owner's action is
+//! [`Denied::Forbidden`].
+
+use uuid::Uuid;
+
+use super::Role;
+
+/// What a caller wants to do with a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the list, its items, members and suggestion requests.
+    Read,
+    /// Add, change, remove or reorder items.
+    EditItems,
+    /// Ask for AI suggestions.
+    RequestSuggestions,
+    /// Rename the list.
+    Rename,
+    /// Delete the list.
+    Delete,
+    /// Add or remove members.
+    Share,
+}
+
+impl Role {
+    /// Whether this role may rename, delete or share the list.
+    pub fn can_manage(self) -> bool {
+        self == Self::Owner
+    }
+
+    /// Whether this role may do `action`.
+    pub fn may(self, action: Action) -> bool {
+        match action {
+            Action::Read | Action::EditItems | Action::RequestSuggestions => true,
+            Action::Rename | Action::Delete | Action::Share => self.can_manage(),
+        }
+    }
+}
+
+/// Why an action on a list is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The caller is not a member: the list does not exist for them.
+    NotFound,
+    /// The caller is a member, but only owners may do this.
+    Forbidden,
+}
+
+/// Checks that a caller with `role` in a list (`None`: not a member) may do `action`.
+pub fn authorize(role: Option<Role>, action: Action) -> Result<Role, Denied> {
+    match role {
+        None => Err(Denied::NotFound),
+        Some(role) if role.may(action) => Ok(role),
+        Some(_) => Err(Denied::Forbidden),
+    }
+}
+
+/// Why a member cannot be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Not a member of the list.
+    NotMember,
+    /// The only owner: a list always keeps one.
+    LastOwner,
+}
+
+/// Checks that `member` can leave a list whose members are `members`.
+pub fn removable(members: &[(Uuid, Role)], member: Uuid) -> Result<(), Removal> {
+    let Some((_, role)) = members.iter().find(|(id, _)| *id == member) else {
+        return Err(Removal::NotMember);
+    };
+    let owners = members.iter().filter(|(_, r)| *r == Role::Owner).count();
+    if *role == Role::Owner && owners <= 1 {
+        return Err(Removal::LastOwner);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_read_and_edit_items_and_only_owners_manage() {
+        for action in [Action::Read, Action::EditItems, Action::RequestSuggestions] {
+            assert_eq!(authorize(Some(Role::Member), action), Ok(Role::Member));
+            assert_eq!(authorize(Some(Role::Owner), action), Ok(Role::Owner));
+        }
+        for action in [Action::Rename, Action::Delete, Action::Share] {
+            assert_eq!(
+                authorize(Some(Role::Member), action),
+                Err(Denied::Forbidden)
+            );
+            assert_eq!(authorize(Some(Role::Owner), action), Ok(Role::Owner));
+        }
+    }
+
+    #[test]
+    fn strangers_do_not_see_the_list_at_all() {
+        for action in [Action::Read, Action::EditItems, Action::Share] {
+            assert_eq!(authorize(None, action), Err(Denied::NotFound));
+        }
+    }
+
+    #[test]
+    fn a_list_keeps_at_least_one_owner() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let one_owner = [(a, Role::Owner), (b, Role::Member)];
+        assert_eq!(removable(&one_owner, a), Err(Removal::LastOwner));
+        assert_eq!(removable(&one_owner, b), Ok(()));
+        assert_eq!(removable(&one_owner, c), Err(Removal::NotMember));
+        let two_owners = [(a, Role::Owner), (b, Role::Owner)];
+        assert_eq!(removable(&two_owners, a), Ok(()));
+    }
+}

@@ -1,0 +1,20 @@
+//! The domain: data, validation, authorization rules, events and the offline suggestion
+//! rule. Pure: no I/O, no clocks beyond what callers pass in.
+
+mod access;
+mod events;
+mod model;
+mod offline;
+mod validate;
+
+pub use access::{Action, Denied, Removal, authorize, removable};
+pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
+pub use model::{
+    ItemSummary, ItemView, ListDetail, ListPage, ListView, MemberView, Role, Suggestion,
+    SuggestionView, User,
+};
+pub use offline::{MAX_SUGGESTIONS, offline_suggestions};
+pub use validate::{
+    Invalid, ItemFields, ItemPatch, MAX_QUANTITY, Page, email, list_name, new_item, password,
+    quantity, reorder,
+};

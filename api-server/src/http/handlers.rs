@@ -1,0 +1,214 @@
+//! The handlers: each parses its request and calls one use case.
+
+use serde_json::json;
+use uuid::Uuid;
+use warp::http::{HeaderValue, StatusCode};
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+
+use super::State;
+use super::openapi;
+use super::request::{
+    Credentials, ItemPatchBody, NameBody, NewItemBody, ReorderBody, Request, ShareBody, not_null,
+    parse_json, query_i64,
+};
+use super::response::json_response;
+use super::routes::{Op, Params, Route};
+use crate::error::AppError;
+use crate::health::TokenCheck;
+use crate::usecases::{ItemChanges, NewItem};
+
+pub(super) fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
+    let header = req.header("authorization").ok_or(AppError::Unauthorized(
+        "an Authorization: Bearer token is required",
+    ))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or(AppError::Unauthorized(
+            "the Authorization header must be 'Bearer <token>'",
+        ))?;
+    state.api.authenticate(token.trim())
+}
+
+pub(super) fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, AppError> {
+    Ok(json_response(status, body))
+}
+
+pub(super) fn no_content() -> Result<Response, AppError> {
+    let mut res = Response::new(Bytes::new().into());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    Ok(res)
+}
+
+pub(super) async fn handle(
+    state: &State,
+    route: &Route,
+    params: &Params,
+    req: &Request,
+) -> Result<Response, AppError> {
+    let user = if route.auth {
+        Some(authenticate(state, req)?)
+    } else {
+        None
+    };
+    let me = || user.ok_or(AppError::Unauthorized("authentication required"));
+    let api = &state.api;
+    match route.op {
+        Op::Register => {
+            let body: Credentials = parse_json(&req.body)?;
+            let registered = api.register(&body.email, &body.password).await?;
+            ok(StatusCode::CREATED, &registered)
+        }
+        Op::Login => {
+            let body: Credentials = parse_json(&req.body)?;
+            ok(
+                StatusCode::OK,
+                &api.login(&body.email, &body.password).await?,
+            )
+        }
+        Op::ListLists => {
+            let limit = query_i64(&req.query, "limit")?;
+            let offset = query_i64(&req.query, "offset")?;
+            ok(StatusCode::OK, &api.my_lists(me()?, limit, offset).await?)
+        }
+        Op::CreateList => {
+            let body: NameBody = parse_json(&req.body)?;
+            ok(
+                StatusCode::CREATED,
+                &api.create_list(me()?, &body.name).await?,
+            )
+        }
+        Op::GetList => {
+            let list = params.uuid("list_id")?;
+            ok(StatusCode::OK, &api.get_list(me()?, list).await?)
+        }
+        Op::RenameList => {
+            let list = params.uuid("list_id")?;
+            let body: NameBody = parse_json(&req.body)?;
+            ok(
+                StatusCode::OK,
+                &api.rename_list(me()?, list, &body.name).await?,
+            )
+        }
+        Op::DeleteList => {
+            let list = params.uuid("list_id")?;
+            api.delete_list(me()?, list).await?;
+            no_content()
+        }
+        Op::Share => {
+            let list = params.uuid("list_id")?;
+            let body: ShareBody = parse_json(&req.body)?;
+            ok(
+                StatusCode::CREATED,
+                &api.share(me()?, list, &body.email, body.role).await?,
+            )
+        }
+        Op::Unshare => {
+            let list = params.uuid("list_id")?;
+            let member = params.uuid("user_id")?;
+            api.unshare(me()?, list, member).await?;
+            no_content()
+        }
+        Op::AddItem => {
+            let list = params.uuid("list_id")?;
+            let b: NewItemBody = parse_json(&req.body)?;
+            let item = NewItem {
+                name: b.name,
+                quantity: b.quantity,
+                unit: b.unit,
+                category: b.category,
+                note: b.note,
+            };
+            ok(
+                StatusCode::CREATED,
+                &api.add_item(me()?, list, &item).await?,
+            )
+        }
+        Op::UpdateItem => {
+            let list = params.uuid("list_id")?;
+            let item = params.uuid("item_id")?;
+            let b: ItemPatchBody = parse_json(&req.body)?;
+            let changes = ItemChanges {
+                name: not_null("name", b.name)?,
+                quantity: not_null("quantity", b.quantity)?,
+                unit: b.unit,
+                category: b.category,
+                note: b.note,
+                checked: not_null("checked", b.checked)?,
+            };
+            ok(
+                StatusCode::OK,
+                &api.update_item(me()?, list, item, &changes).await?,
+            )
+        }
+        Op::DeleteItem => {
+            let list = params.uuid("list_id")?;
+            let item = params.uuid("item_id")?;
+            api.delete_item(me()?, list, item).await?;
+            no_content()
+        }
+        Op::Reorder => {
+            let list = params.uuid("list_id")?;
+            let b: ReorderBody = parse_json(&req.body)?;
+            ok(
+                StatusCode::OK,
+                &json!({ "items": api.reorder(me()?, list, &b.item_ids).await? }),
+            )
+        }
+        Op::RequestSuggestions => {
+            let list = params.uuid("list_id")?;
+            let view = api.request_suggestions(me()?, list).await?;
+            let mut res = json_response(StatusCode::ACCEPTED, &view);
+            if let Ok(loc) =
+                HeaderValue::from_str(&format!("/v1/lists/{list}/suggestions/{}", view.id))
+            {
+                res.headers_mut().insert("location", loc);
+            }
+            Ok(res)
+        }
+        Op::GetSuggestions => {
+            let list = params.uuid("list_id")?;
+            let id = params.uuid("suggestion_id")?;
+            ok(StatusCode::OK, &api.get_suggestions(me()?, list, id).await?)
+        }
+        Op::Health => ok(
+            StatusCode::OK,
+            &json!({ "status": "ok", "version": state.version }),
+        ),
+        Op::Ready => {
+            let token = state.health.token(req.header("x-healthcheck-token"));
+            if token == TokenCheck::Invalid {
+                return Err(AppError::Unauthorized("wrong X-Healthcheck-Token"));
+            }
+            let readiness = state.health.readiness().await;
+            let status = if readiness.ready() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let word = if readiness.ready() {
+                "ready"
+            } else {
+                "not_ready"
+            };
+            if token == TokenCheck::Valid {
+                ok(
+                    status,
+                    &json!({ "status": word, "version": state.version, "checks": readiness }),
+                )
+            } else {
+                ok(status, &json!({ "status": word }))
+            }
+        }
+        Op::Metrics => {
+            let mut res = Response::new(state.metrics.render().into());
+            res.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(res)
+        }
+        Op::OpenApi => ok(StatusCode::OK, &openapi::document(&state.version)),
+    }
+}

@@ -1,0 +1,72 @@
+//! JSON responses, and the status code of each use-case error.
+
+use serde_json::json;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::MAX_BODY;
+use crate::error::AppError;
+
+pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let mut res = warp::Reply::into_response(warp::reply::json(body));
+    *res.status_mut() = status;
+    res
+}
+
+pub(super) fn error_body(code: &str, message: &str, field: Option<&str>) -> serde_json::Value {
+    match field {
+        Some(f) => json!({ "error": code, "message": message, "field": f }),
+        None => json!({ "error": code, "message": message }),
+    }
+}
+
+pub(super) fn error_response(err: &AppError) -> Response {
+    let (status, body) = match err {
+        AppError::Invalid(i) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error_body("validation_failed", &i.message, Some(&i.field)),
+        ),
+        AppError::BadRequest(i) => (
+            StatusCode::BAD_REQUEST,
+            error_body("bad_request", &i.message, Some(&i.field)),
+        ),
+        AppError::Unauthorized(m) => (
+            StatusCode::UNAUTHORIZED,
+            error_body("unauthorized", m, None),
+        ),
+        AppError::Forbidden(m) => (StatusCode::FORBIDDEN, error_body("forbidden", m, None)),
+        AppError::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            error_body("not_found", &format!("{what} not found"), None),
+        ),
+        AppError::Conflict(m) => (StatusCode::CONFLICT, error_body("conflict", m, None)),
+        AppError::Internal(e) => {
+            tracing::error!(error = %e, "request failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(
+                    "internal",
+                    "an internal error occurred; see the server log",
+                    None,
+                ),
+            )
+        }
+    };
+    let mut res = json_response(status, &body);
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    res
+}
+
+pub(super) fn too_large() -> Response {
+    json_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &error_body(
+            "payload_too_large",
+            &format!("the body must be at most {MAX_BODY} bytes"),
+            Some("body"),
+        ),
+    )
+}

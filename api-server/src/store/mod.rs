@@ -1,0 +1,195 @@
+//! The PostgreSQL adapter (sqlx): implements [`Store`] and [`UnitOfWork`](crate::ports::UnitOfWork).
+//!
+//! Ownership is enforced in the queries: every statement about a list joins the caller's
+//! membership, so another user's list is indistinguishable from a missing one.
+
+mod rows;
+mod tx;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, User};
+use crate::ports::Store;
+use crate::{Error, Result};
+pub use tx::PgUnitOfWork;
+
+/// A connection pool that connects lazily (start-up does not need PostgreSQL up).
+pub fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy(url)
+        .map_err(Error::db("configuring the pool from DATABASE_URL"))
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// A store over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Store for PgStore {
+    type Tx = PgUnitOfWork;
+
+    async fn begin(&self) -> Result<PgUnitOfWork> {
+        let tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(Error::db("starting a transaction"))?;
+        Ok(PgUnitOfWork::new(tx))
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("reading a user"))?;
+        row.map(|r| {
+            Ok(User {
+                id: r.try_get("id").map_err(Error::db("user id"))?,
+                email: r.try_get("email").map_err(Error::db("user email"))?,
+                password_hash: r.try_get("password_hash").map_err(Error::db("user hash"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn my_lists(&self, user: Uuid, page: Page) -> Result<ListPage> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
+             FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $1 \
+             ORDER BY l.created_at DESC, l.id LIMIT $2 OFFSET $3",
+        )
+        .bind(user)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("listing lists"))?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM list_members WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::db("counting lists"))?;
+        Ok(ListPage {
+            lists: rows.iter().map(rows::list_view).collect::<Result<_>>()?,
+            total,
+            limit: page.limit,
+            offset: page.offset,
+        })
+    }
+
+    async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
+        let Some(row) = sqlx::query(
+            "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
+             FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
+             WHERE l.id = $1",
+        )
+        .bind(list)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("reading a list"))?
+        else {
+            return Ok(None);
+        };
+        let items = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM items WHERE list_id = $1 ORDER BY position, created_at",
+            rows::ITEM_COLUMNS
+        )))
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("reading items"))?;
+        let members = sqlx::query(
+            "SELECT m.user_id, u.email, m.role FROM list_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.list_id = $1 ORDER BY m.role DESC, m.added_at",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("reading members"))?;
+        Ok(Some(ListDetail {
+            list: rows::list_view(&row)?,
+            items: items.iter().map(rows::item_view).collect::<Result<_>>()?,
+            members: members
+                .iter()
+                .map(rows::member_view)
+                .collect::<Result<_>>()?,
+        }))
+    }
+
+    async fn suggestion_request(
+        &self,
+        user: Uuid,
+        list: Uuid,
+        id: Uuid,
+    ) -> Result<Option<SuggestionView>> {
+        let row = sqlx::query(
+            "SELECT s.id, s.list_id, s.status, s.provider, s.suggestions, s.error, s.created_at, s.completed_at \
+             FROM suggestion_requests s JOIN list_members m ON m.list_id = s.list_id AND m.user_id = $3 \
+             WHERE s.id = $2 AND s.list_id = $1",
+        )
+        .bind(list)
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("reading a suggestion request"))?;
+        row.as_ref().map(rows::suggestion_view).transpose()
+    }
+
+    async fn already_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::db("reading processed events"))
+    }
+
+    async fn pending_request_items(&self, request: Uuid) -> Result<Option<Vec<ItemSummary>>> {
+        let pending: Option<Uuid> = sqlx::query_scalar(
+            "SELECT list_id FROM suggestion_requests WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(request)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("reading a suggestion request"))?;
+        let Some(list) = pending else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, category FROM items WHERE list_id = $1 ORDER BY position")
+                .bind(list)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::db("reading items for suggestions"))?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(name, category)| ItemSummary { name, category })
+                .collect(),
+        ))
+    }
+}

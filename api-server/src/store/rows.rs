@@ -1,0 +1,79 @@
+//! Rows to domain values.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::domain::{ItemView, ListView, MemberView, Role, SuggestionView};
+use crate::{Error, Result};
+
+pub(super) fn role_of(row: &PgRow) -> Result<Role> {
+    let s: String = row.try_get("role").map_err(Error::db("reading a role"))?;
+    Role::parse(&s).ok_or_else(|| Error::Data(format!("unknown role {s:?} in the database")))
+}
+
+pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
+    let get = Error::db;
+    Ok(ListView {
+        id: row.try_get("id").map_err(get("list id"))?,
+        name: row.try_get("name").map_err(get("list name"))?,
+        owner_id: row.try_get("owner_id").map_err(get("list owner"))?,
+        role: role_of(row)?,
+        created_at: row.try_get("created_at").map_err(get("list created_at"))?,
+        updated_at: row.try_get("updated_at").map_err(get("list updated_at"))?,
+    })
+}
+
+pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
+    let get = Error::db;
+    Ok(ItemView {
+        id: row.try_get("id").map_err(get("item id"))?,
+        name: row.try_get("name").map_err(get("item name"))?,
+        quantity: row.try_get("quantity").map_err(get("item quantity"))?,
+        unit: row.try_get("unit").map_err(get("item unit"))?,
+        category: row.try_get("category").map_err(get("item category"))?,
+        note: row.try_get("note").map_err(get("item note"))?,
+        checked: row.try_get("checked").map_err(get("item checked"))?,
+        position: row.try_get("position").map_err(get("item position"))?,
+        created_at: row.try_get("created_at").map_err(get("item created_at"))?,
+        updated_at: row.try_get("updated_at").map_err(get("item updated_at"))?,
+    })
+}
+
+pub(super) fn suggestion_view(row: &PgRow) -> Result<SuggestionView> {
+    let get = Error::db;
+    let suggestions: Option<serde_json::Value> =
+        row.try_get("suggestions").map_err(get("suggestions"))?;
+    Ok(SuggestionView {
+        id: row.try_get("id").map_err(get("suggestion id"))?,
+        list_id: row.try_get("list_id").map_err(get("suggestion list"))?,
+        status: row.try_get("status").map_err(get("suggestion status"))?,
+        provider: row
+            .try_get("provider")
+            .map_err(get("suggestion provider"))?,
+        suggestions: suggestions
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(Error::json("stored suggestions"))?,
+        error: row.try_get("error").map_err(get("suggestion error"))?,
+        created_at: row
+            .try_get("created_at")
+            .map_err(get("suggestion created_at"))?,
+        completed_at: row
+            .try_get("completed_at")
+            .map_err(get("suggestion completed_at"))?,
+    })
+}
+
+pub(super) const ITEM_COLUMNS: &str =
+    "id, name, quantity, unit, category, note, checked, position, created_at, updated_at";
+
+pub(super) fn member_view(row: &PgRow) -> Result<MemberView> {
+    Ok(MemberView {
+        user_id: row.try_get("user_id").map_err(Error::db("member id"))?,
+        email: row.try_get("email").map_err(Error::db("member email"))?,
+        role: role_of(row)?,
+    })
+}
+
+pub(super) const SUGGESTION_COLUMNS: &str =
+    "id, list_id, status, provider, suggestions, error, created_at, completed_at";

@@ -1,0 +1,342 @@
+//! One PostgreSQL transaction as a [`UnitOfWork`].
+
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::rows::{self, ITEM_COLUMNS, SUGGESTION_COLUMNS};
+use crate::domain::{
+    ItemFields, ItemPatch, ItemView, ListView, NewEvent, Role, Suggestion, SuggestionView,
+};
+use crate::outbox;
+use crate::ports::UnitOfWork;
+use crate::{Error, Result};
+
+/// A transaction; dropped without [`UnitOfWork::commit`], it rolls back.
+#[derive(Debug)]
+pub struct PgUnitOfWork {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl PgUnitOfWork {
+    pub(super) fn new(tx: Transaction<'static, Postgres>) -> Self {
+        Self { tx }
+    }
+}
+
+impl UnitOfWork for PgUnitOfWork {
+    async fn role(&mut self, list: Uuid, user: Uuid) -> Result<Option<Role>> {
+        let row = sqlx::query("SELECT role FROM list_members WHERE list_id = $1 AND user_id = $2")
+            .bind(list)
+            .bind(user)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(Error::db("reading membership"))?;
+        row.as_ref().map(rows::role_of).transpose()
+    }
+
+    async fn insert_user(&mut self, id: Uuid, email: &str, password_hash: &str) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT ((lower(email))) DO NOTHING",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("inserting a user"))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn find_user(&mut self, email: &str) -> Result<Option<(Uuid, String)>> {
+        sqlx::query_as("SELECT id, email FROM users WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(Error::db("finding a user by e-mail"))
+    }
+
+    async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<Option<ListView>> {
+        let id = Uuid::new_v4();
+        let row = sqlx::query(
+            "INSERT INTO lists (id, owner_id, name) \
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
+             RETURNING id, owner_id, name, created_at, updated_at, 'owner' AS role",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("inserting a list"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query("INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, 'owner')")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("inserting the owner"))?;
+        rows::list_view(&row).map(Some)
+    }
+
+    async fn rename_list(
+        &mut self,
+        owner: Uuid,
+        list: Uuid,
+        name: &str,
+    ) -> Result<Option<ListView>> {
+        let row = sqlx::query(
+            "UPDATE lists l SET name = $3, updated_at = now() FROM list_members m \
+             WHERE l.id = $1 AND m.list_id = l.id AND m.user_id = $2 AND m.role = 'owner' \
+             RETURNING l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role",
+        )
+        .bind(list)
+        .bind(owner)
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("renaming a list"))?;
+        row.as_ref().map(rows::list_view).transpose()
+    }
+
+    async fn delete_list(&mut self, owner: Uuid, list: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM lists l USING list_members m \
+             WHERE l.id = $1 AND m.list_id = l.id AND m.user_id = $2 AND m.role = 'owner'",
+        )
+        .bind(list)
+        .bind(owner)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("deleting a list"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT user_id, role FROM list_members WHERE list_id = $1 FOR UPDATE")
+                .bind(list)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(Error::db("locking members"))?;
+        rows.into_iter()
+            .map(|(id, role)| {
+                Role::parse(&role)
+                    .map(|r| (id, r))
+                    .ok_or_else(|| Error::Data(format!("unknown role {role:?} in the database")))
+            })
+            .collect()
+    }
+
+    async fn add_member(&mut self, list: Uuid, user: Uuid, role: Role) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (list_id, user_id) DO NOTHING",
+        )
+        .bind(list)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("adding a member"))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn remove_member(&mut self, list: Uuid, user: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM list_members WHERE list_id = $1 AND user_id = $2")
+            .bind(list)
+            .bind(user)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("removing a member"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_item(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+        item: &ItemFields,
+    ) -> Result<Option<ItemView>> {
+        // Lock the list (if the caller is a member) so concurrent appends get unique positions.
+        let member: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
+             WHERE l.id = $1 FOR UPDATE OF l",
+        )
+        .bind(list)
+        .bind(user)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("locking a list"))?;
+        if member.is_none() {
+            return Ok(None);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO items (id, list_id, name, quantity, unit, category, note, position) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, coalesce(max(position) + 1, 0) FROM items WHERE list_id = $2 \
+             RETURNING {ITEM_COLUMNS}"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(list)
+        .bind(&item.name)
+        .bind(item.quantity)
+        .bind(&item.unit)
+        .bind(&item.category)
+        .bind(&item.note)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(Error::db("inserting an item"))?;
+        rows::item_view(&row).map(Some)
+    }
+
+    async fn update_item(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+        item: Uuid,
+        patch: &ItemPatch,
+    ) -> Result<Option<ItemView>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE items SET \
+               name = coalesce($3, name), \
+               quantity = coalesce($4, quantity), \
+               unit = CASE WHEN $5 THEN $6 ELSE unit END, \
+               category = CASE WHEN $7 THEN $8 ELSE category END, \
+               note = CASE WHEN $9 THEN $10 ELSE note END, \
+               checked = coalesce($11, checked), \
+               updated_at = now() \
+             WHERE id = $2 AND list_id = $1 \
+               AND EXISTS (SELECT 1 FROM list_members m WHERE m.list_id = $1 AND m.user_id = $12) \
+             RETURNING {ITEM_COLUMNS}"
+        )))
+        .bind(list)
+        .bind(item)
+        .bind(&patch.name)
+        .bind(patch.quantity)
+        .bind(patch.unit.is_some())
+        .bind(patch.unit.clone().flatten())
+        .bind(patch.category.is_some())
+        .bind(patch.category.clone().flatten())
+        .bind(patch.note.is_some())
+        .bind(patch.note.clone().flatten())
+        .bind(patch.checked)
+        .bind(user)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("updating an item"))?;
+        row.as_ref().map(rows::item_view).transpose()
+    }
+
+    async fn delete_item(&mut self, user: Uuid, list: Uuid, item: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM items WHERE id = $2 AND list_id = $1 \
+             AND EXISTS (SELECT 1 FROM list_members m WHERE m.list_id = $1 AND m.user_id = $3)",
+        )
+        .bind(list)
+        .bind(item)
+        .bind(user)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("deleting an item"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn lock_item_ids(&mut self, list: Uuid) -> Result<Vec<Uuid>> {
+        sqlx::query_scalar("SELECT id FROM items WHERE list_id = $1 FOR UPDATE")
+            .bind(list)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(Error::db("locking items"))
+    }
+
+    async fn set_order(&mut self, list: Uuid, order: &[Uuid]) -> Result<Vec<ItemView>> {
+        sqlx::query(
+            "UPDATE items i SET position = o.pos - 1, updated_at = now() \
+             FROM unnest($2::uuid[]) WITH ORDINALITY AS o(id, pos) \
+             WHERE i.id = o.id AND i.list_id = $1",
+        )
+        .bind(list)
+        .bind(order)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("reordering items"))?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE list_id = $1 ORDER BY position"
+        )))
+        .bind(list)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(Error::db("reading items"))?;
+        rows.iter().map(rows::item_view).collect()
+    }
+
+    async fn insert_suggestion_request(
+        &mut self,
+        user: Uuid,
+        list: Uuid,
+    ) -> Result<Option<SuggestionView>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO suggestion_requests (id, list_id, requested_by) \
+             SELECT $1, $2, $3 WHERE EXISTS \
+               (SELECT 1 FROM list_members m WHERE m.list_id = $2 AND m.user_id = $3) \
+             RETURNING {SUGGESTION_COLUMNS}"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(list)
+        .bind(user)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("inserting a suggestion request"))?;
+        row.as_ref().map(rows::suggestion_view).transpose()
+    }
+
+    async fn first_delivery(&mut self, consumer: &str, event_id: Uuid) -> Result<bool> {
+        outbox::first_delivery(&mut self.tx, consumer, event_id).await
+    }
+
+    async fn finish_suggestion_request(
+        &mut self,
+        request: Uuid,
+        provider: &str,
+        outcome: &std::result::Result<Vec<Suggestion>, String>,
+    ) -> Result<bool> {
+        let (status, suggestions, error) = match outcome {
+            Ok(list) => (
+                "done",
+                Some(serde_json::to_value(list).map_err(Error::json("encoding suggestions"))?),
+                None,
+            ),
+            Err(err) => ("failed", None, Some(err.as_str())),
+        };
+        let done = sqlx::query(
+            "UPDATE suggestion_requests SET status = $2, provider = $3, suggestions = $4, \
+             error = $5, completed_at = now() WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(request)
+        .bind(status)
+        .bind(provider)
+        .bind(suggestions)
+        .bind(error)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("recording a suggestion result"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn publish(&mut self, event: &NewEvent) -> Result<()> {
+        outbox::enqueue(
+            &mut self.tx,
+            event.event_type,
+            event.aggregate_id,
+            event.payload.clone(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(Error::db("committing"))
+    }
+}

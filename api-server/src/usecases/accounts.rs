@@ -1,0 +1,79 @@
+//! Registering, logging in and authenticating.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{AppResult, UseCases};
+use crate::domain::{self, NewEvent};
+use crate::error::AppError;
+use crate::ports::{PasswordHasher, Store, TokenIssuer, UnitOfWork};
+
+/// A new account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    /// User id.
+    pub id: Uuid,
+    /// Normalised e-mail.
+    pub email: String,
+}
+
+/// A successful login.
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    /// The access token.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the token lives.
+    pub expires_in: u64,
+    /// The user.
+    pub user_id: Uuid,
+}
+
+impl<S: Store, H: PasswordHasher, T> UseCases<S, H, T> {
+    /// Registers a user; `Conflict` when the e-mail is taken.
+    pub async fn register(&self, email: &str, password: &str) -> AppResult<Registered> {
+        let email = domain::email(email)?;
+        domain::password(password)?;
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let id = Uuid::new_v4();
+        let mut tx = self.store.begin().await?;
+        if !tx.insert_user(id, &email, &hash).await? {
+            return Err(AppError::Conflict(
+                "this e-mail is already registered".to_owned(),
+            ));
+        }
+        tx.publish(&NewEvent::user_registered(id)).await?;
+        tx.commit().await?;
+        Ok(Registered { id, email })
+    }
+}
+
+impl<S: Store, H: PasswordHasher, T: TokenIssuer> UseCases<S, H, T> {
+    /// Checks the password and issues a token; the same answer for an unknown e-mail and a
+    /// wrong password.
+    pub async fn login(&self, email: &str, password: &str) -> AppResult<Session> {
+        let email = domain::email(email)?;
+        let user = self.store.user_by_email(&email).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let valid = self.hasher.verify(password.to_owned(), phc).await?;
+        match user {
+            Some(user) if valid => Ok(Session {
+                token: self.tokens.issue(user.id)?,
+                token_type: "Bearer",
+                expires_in: self.tokens.ttl_secs(),
+                user_id: user.id,
+            }),
+            _ => Err(AppError::Unauthorized("wrong e-mail or password")),
+        }
+    }
+}
+
+impl<S, H, T: TokenIssuer> UseCases<S, H, T> {
+    /// The user of a bearer token.
+    pub fn authenticate(&self, token: &str) -> AppResult<Uuid> {
+        self.tokens
+            .verify(token)
+            .ok_or(AppError::Unauthorized("the token is invalid or expired"))
+    }
+}

@@ -1,0 +1,70 @@
+//! Creating, listing, reading, renaming and deleting lists.
+
+use uuid::Uuid;
+
+use super::{AppResult, UseCases, allowed};
+use crate::domain::{self, Action, ListDetail, ListPage, ListView, NewEvent, Page};
+use crate::error::AppError;
+use crate::ports::{Store, UnitOfWork};
+
+impl<S: Store, H, T> UseCases<S, H, T> {
+    /// Creates a list owned by `user`.
+    pub async fn create_list(&self, user: Uuid, name: &str) -> AppResult<ListView> {
+        let name = domain::list_name(name)?;
+        let mut tx = self.store.begin().await?;
+        // A validly signed token can outlive its user (or come from another database).
+        let list = tx
+            .insert_list(user, &name)
+            .await?
+            .ok_or(AppError::Unauthorized("the token's user does not exist"))?;
+        tx.publish(&NewEvent::list_created(list.id, user, &name))
+            .await?;
+        tx.commit().await?;
+        Ok(list)
+    }
+
+    /// The caller's lists, newest first, one page.
+    pub async fn my_lists(
+        &self,
+        user: Uuid,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> AppResult<ListPage> {
+        let page = Page::new(limit, offset)?;
+        Ok(self.store.my_lists(user, page).await?)
+    }
+
+    /// A list with its items and members, if the caller is a member.
+    pub async fn get_list(&self, user: Uuid, list: Uuid) -> AppResult<ListDetail> {
+        self.store
+            .list_detail(user, list)
+            .await?
+            .ok_or(AppError::NotFound("list"))
+    }
+
+    /// Renames a list (owners only).
+    pub async fn rename_list(&self, user: Uuid, list: Uuid, name: &str) -> AppResult<ListView> {
+        let name = domain::list_name(name)?;
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Rename).await?;
+        let view = tx
+            .rename_list(user, list, &name)
+            .await?
+            .ok_or(AppError::NotFound("list"))?;
+        tx.publish(&NewEvent::list_renamed(list, &name)).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    /// Deletes a list (owners only).
+    pub async fn delete_list(&self, user: Uuid, list: Uuid) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Delete).await?;
+        if !tx.delete_list(user, list).await? {
+            return Err(AppError::NotFound("list"));
+        }
+        tx.publish(&NewEvent::list_deleted(list)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! Sharing a list with another user and removing members.
+
+use uuid::Uuid;
+
+use super::{AppResult, UseCases, allowed};
+use crate::domain::{self, Action, Invalid, MemberView, NewEvent, Removal, Role};
+use crate::error::AppError;
+use crate::ports::{Store, UnitOfWork};
+
+impl<S: Store, H, T> UseCases<S, H, T> {
+    /// Shares a list with the user registered under `email` (owners only).
+    pub async fn share(
+        &self,
+        user: Uuid,
+        list: Uuid,
+        email: &str,
+        role: Role,
+    ) -> AppResult<MemberView> {
+        let email = domain::email(email)?;
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Share).await?;
+        let (target, email) = tx
+            .find_user(&email)
+            .await?
+            .ok_or_else(|| Invalid::new("email", "no user is registered with this e-mail"))?;
+        if !tx.add_member(list, target, role).await? {
+            return Err(AppError::Conflict(
+                "this user is already a member of the list".to_owned(),
+            ));
+        }
+        tx.publish(&NewEvent::list_shared(list, target, role))
+            .await?;
+        tx.commit().await?;
+        Ok(MemberView {
+            user_id: target,
+            email,
+            role,
+        })
+    }
+
+    /// Removes a member (owners only; the last owner stays).
+    pub async fn unshare(&self, user: Uuid, list: Uuid, member: Uuid) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Share).await?;
+        // Locked, so that two owners cannot remove each other at once.
+        let members = tx.lock_members(list).await?;
+        domain::removable(&members, member).map_err(|why| match why {
+            Removal::NotMember => AppError::NotFound("member"),
+            Removal::LastOwner => AppError::Conflict("the last owner cannot be removed".to_owned()),
+        })?;
+        tx.remove_member(list, member).await?;
+        tx.publish(&NewEvent::list_unshared(list, member)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

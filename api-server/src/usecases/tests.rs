@@ -1,0 +1,349 @@
+//! Unit tests of the use cases over in-memory fakes of the ports.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::fakes::{IdTokens, MapCache, MemStore, PlainHasher, ProbeProvider};
+use super::*;
+use crate::domain::{Event, ItemSummary, NewEvent, SuggestionJob};
+use crate::error::AppError;
+
+type Api = UseCases<MemStore, PlainHasher, IdTokens>;
+
+fn api() -> Api {
+    UseCases::new(MemStore::default(), PlainHasher, IdTokens)
+}
+
+async fn user(api: &Api, name: &str) -> Uuid {
+    api.register(&format!("{name}@example.com"), "correct horse")
+        .await
+        .unwrap()
+        .id
+}
+
+fn event_types(api: &Api) -> Vec<&'static str> {
+    api.store()
+        .data()
+        .events
+        .iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[tokio::test]
+async fn register_login_and_authenticate() {
+    let api = api();
+    let reg = api
+        .register(" Ana@Example.com ", "correct horse")
+        .await
+        .unwrap();
+    assert_eq!(reg.email, "ana@example.com");
+    assert!(matches!(
+        api.register("ana@example.com", "another one").await,
+        Err(AppError::Conflict(_))
+    ));
+    let session = api.login("ana@example.com", "correct horse").await.unwrap();
+    assert_eq!(session.user_id, reg.id);
+    assert_eq!(api.authenticate(&session.token).unwrap(), reg.id);
+    for (email, password) in [
+        ("ana@example.com", "wrong horse"),
+        ("nobody@example.com", "correct horse"),
+    ] {
+        assert!(matches!(
+            api.login(email, password).await,
+            Err(AppError::Unauthorized("wrong e-mail or password"))
+        ));
+    }
+    assert!(matches!(
+        api.register("not-an-email", "correct horse").await,
+        Err(AppError::Invalid(i)) if i.field == "email"
+    ));
+    assert!(matches!(
+        api.register("b@example.com", "short").await,
+        Err(AppError::Invalid(i)) if i.field == "password"
+    ));
+    assert_eq!(event_types(&api), ["user.registered"]);
+    // A valid token of a user that does not exist (any more) is refused, not a 500.
+    assert!(matches!(
+        api.create_list(Uuid::new_v4(), "Casa").await,
+        Err(AppError::Unauthorized(_))
+    ));
+}
+
+#[tokio::test]
+async fn members_edit_items_only_owners_manage_and_strangers_see_nothing() {
+    let api = api();
+    let (owner, member, stranger) = (
+        user(&api, "owner").await,
+        user(&api, "member").await,
+        user(&api, "stranger").await,
+    );
+    let list = api.create_list(owner, " Cena ").await.unwrap();
+    assert_eq!(list.name, "Cena");
+    api.share(owner, list.id, "member@example.com", Role::Member)
+        .await
+        .unwrap();
+
+    let milk = NewItem {
+        name: "leche".to_owned(),
+        ..NewItem::default()
+    };
+    let item = api.add_item(member, list.id, &milk).await.unwrap();
+    let changes = ItemChanges {
+        checked: Some(true),
+        ..ItemChanges::default()
+    };
+    assert!(
+        api.update_item(member, list.id, item.id, &changes)
+            .await
+            .unwrap()
+            .checked
+    );
+    assert!(matches!(
+        api.rename_list(member, list.id, "Mine").await,
+        Err(AppError::Forbidden(_))
+    ));
+    assert!(matches!(
+        api.delete_list(member, list.id).await,
+        Err(AppError::Forbidden(_))
+    ));
+    assert!(matches!(
+        api.share(member, list.id, "stranger@example.com", Role::Member)
+            .await,
+        Err(AppError::Forbidden(_))
+    ));
+
+    let before = event_types(&api).len();
+    for result in [
+        api.get_list(stranger, list.id).await.map(|_| ()),
+        api.add_item(stranger, list.id, &milk).await.map(|_| ()),
+        api.rename_list(stranger, list.id, "x").await.map(|_| ()),
+        api.delete_item(stranger, list.id, item.id).await,
+        api.request_suggestions(stranger, list.id).await.map(|_| ()),
+        api.unshare(stranger, list.id, owner).await,
+    ] {
+        assert!(
+            matches!(result, Err(AppError::NotFound("list"))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        event_types(&api).len(),
+        before,
+        "refused actions record no event"
+    );
+    assert_eq!(api.get_list(owner, list.id).await.unwrap().items.len(), 1);
+}
+
+#[tokio::test]
+async fn sharing_rules() {
+    let api = api();
+    let (owner, member) = (user(&api, "owner").await, user(&api, "member").await);
+    let list = api.create_list(owner, "Casa").await.unwrap().id;
+    assert!(matches!(
+        api.share(owner, list, "nobody@example.com", Role::Member).await,
+        Err(AppError::Invalid(i)) if i.field == "email"
+    ));
+    api.share(owner, list, "member@example.com", Role::Member)
+        .await
+        .unwrap();
+    assert!(matches!(
+        api.share(owner, list, "member@example.com", Role::Owner)
+            .await,
+        Err(AppError::Conflict(_))
+    ));
+    assert!(matches!(
+        api.unshare(owner, list, owner).await,
+        Err(AppError::Conflict(_))
+    ));
+    assert!(matches!(
+        api.unshare(owner, list, Uuid::new_v4()).await,
+        Err(AppError::NotFound("member"))
+    ));
+    api.unshare(owner, list, member).await.unwrap();
+    assert!(matches!(
+        api.get_list(member, list).await,
+        Err(AppError::NotFound("list"))
+    ));
+    assert_eq!(
+        event_types(&api)[2..],
+        ["list.created", "list.shared", "list.unshared"]
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_written() {
+    let api = api();
+    let owner = user(&api, "owner").await;
+    let list = api.create_list(owner, "Casa").await.unwrap().id;
+    let before = api.store().data().clone();
+    let bad = NewItem {
+        name: "x".to_owned(),
+        quantity: Some(0.0),
+        ..NewItem::default()
+    };
+    assert!(matches!(
+        api.add_item(owner, list, &bad).await,
+        Err(AppError::Invalid(i)) if i.field == "quantity"
+    ));
+    assert!(matches!(
+        api.create_list(owner, "   ").await,
+        Err(AppError::Invalid(i)) if i.field == "name"
+    ));
+    assert!(matches!(
+        api.my_lists(owner, Some(0), None).await,
+        Err(AppError::Invalid(i)) if i.field == "limit"
+    ));
+    assert!(matches!(
+        api.reorder(owner, list, &[Uuid::new_v4()]).await,
+        Err(AppError::Invalid(i)) if i.field == "item_ids"
+    ));
+    assert_eq!(api.store().data().events.len(), before.events.len());
+    assert_eq!(api.store().data().items.len(), 0);
+}
+
+/// A list with one item and a pending request; returns the store, the job and its event.
+async fn pending_job() -> (MemStore, SuggestionJob) {
+    let api = api();
+    let owner = user(&api, "owner").await;
+    let list = api.create_list(owner, "Cena").await.unwrap().id;
+    let pasta = NewItem {
+        name: "pasta".to_owned(),
+        ..NewItem::default()
+    };
+    api.add_item(owner, list, &pasta).await.unwrap();
+    let request = api.request_suggestions(owner, list).await.unwrap();
+    let new = api.store().data().events.last().cloned().unwrap();
+    assert_eq!(new, NewEvent::suggestion_requested(request.id, list));
+    let event = Event {
+        id: Uuid::new_v4(),
+        event_type: new.event_type.to_owned(),
+        aggregate_id: new.aggregate_id,
+        payload: new.payload,
+        created_at: Utc::now(),
+    };
+    (
+        api.store().clone(),
+        SuggestionJob::from_event(&event).unwrap(),
+    )
+}
+
+fn probe(store: &MemStore, fail: bool) -> Arc<ProbeProvider> {
+    Arc::new(ProbeProvider {
+        store: store.clone(),
+        fail,
+        open_during_calls: Mutex::new(Vec::new()),
+        concurrent_delivery: None,
+    })
+}
+
+#[tokio::test]
+async fn the_job_calls_the_provider_outside_any_transaction_and_a_redelivery_has_no_effect() {
+    let (store, job) = pending_job().await;
+    let provider = probe(&store, false);
+    let jobs = SuggestionJobs::new(store.clone(), provider.clone(), None);
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Done);
+    assert_eq!(*provider.open_during_calls.lock().unwrap(), [0]);
+    let request = store.data().requests[0].clone();
+    assert_eq!(request.status, "done");
+    assert_eq!(request.provider.as_deref(), Some("probe"));
+    assert_eq!(request.suggestions.unwrap()[0].name, "more pasta");
+    assert_eq!(
+        store
+            .open_transactions
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Duplicate);
+    assert_eq!(
+        provider.open_during_calls.lock().unwrap().len(),
+        1,
+        "no second call"
+    );
+    assert_eq!(store.data().processed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_concurrent_delivery_that_finishes_first_wins_and_this_one_records_nothing() {
+    let (store, job) = pending_job().await;
+    let provider = Arc::new(ProbeProvider {
+        store: store.clone(),
+        fail: false,
+        open_during_calls: Mutex::new(Vec::new()),
+        concurrent_delivery: Some((CONSUMER.to_owned(), job.event_id)),
+    });
+    let jobs = SuggestionJobs::new(store.clone(), provider.clone(), None);
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Duplicate);
+    assert_eq!(store.data().requests[0].status, "pending");
+    assert_eq!(store.data().processed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_provider_marks_the_request_failed_once() {
+    let (store, job) = pending_job().await;
+    let jobs = SuggestionJobs::new(store.clone(), probe(&store, true), None);
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Failed);
+    let request = store.data().requests[0].clone();
+    assert_eq!(request.status, "failed");
+    assert!(request.error.unwrap().contains("503"));
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Duplicate);
+}
+
+#[tokio::test]
+async fn cached_answers_spare_the_provider_and_gone_requests_are_ignored() {
+    let (store, job) = pending_job().await;
+    let provider = probe(&store, false);
+    let cache = Arc::new(MapCache::default());
+    let cached = vec![crate::domain::Suggestion {
+        name: "parmesan".to_owned(),
+        category: None,
+        reason: "cached".to_owned(),
+    }];
+    let items = [ItemSummary {
+        name: "pasta".to_owned(),
+        category: None,
+    }];
+    cache
+        .0
+        .lock()
+        .unwrap()
+        .insert(cache_key("probe", &items), cached.clone());
+    let jobs = SuggestionJobs::new(store.clone(), provider.clone(), Some(cache));
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Done);
+    assert!(provider.open_during_calls.lock().unwrap().is_empty());
+    assert_eq!(store.data().requests[0].suggestions, Some(cached));
+
+    // A request whose list was deleted: nothing to do, nothing recorded.
+    let (store, job) = pending_job().await;
+    store.data().requests.clear();
+    let jobs = SuggestionJobs::new(store.clone(), probe(&store, false), None);
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Ignored);
+    assert!(store.data().processed.is_empty());
+}
+
+#[test]
+fn cache_keys_ignore_order_and_case_but_not_provider() {
+    let a = vec![
+        ItemSummary {
+            name: "Leche".to_owned(),
+            category: Some("dairy".to_owned()),
+        },
+        ItemSummary {
+            name: "pan".to_owned(),
+            category: None,
+        },
+    ];
+    let b = vec![
+        a[1].clone(),
+        ItemSummary {
+            name: "leche".to_owned(),
+            ..a[0].clone()
+        },
+    ];
+    assert_eq!(cache_key("offline", &a), cache_key("offline", &b));
+    assert_ne!(cache_key("offline", &a), cache_key("perplexity", &a));
+    assert_ne!(cache_key("offline", &a), cache_key("offline", &a[..1]));
+}
