@@ -15,10 +15,12 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod cluster;
 pub mod crd;
 pub mod env;
 mod error;
+pub mod helm;
 pub mod services;
 
 pub use error::{Error, Result};
