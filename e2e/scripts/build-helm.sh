@@ -18,6 +18,13 @@ pinned=$(sed -n 's#^\s*helm.sh/helm/v4 \(v[^ ]*\).*#\1#p' "$dir/go.mod")
   || die "e2e/controlplane/helm/go.mod requires helm.sh/helm/v4 $pinned but lib.sh pins HELM_VERSION=$HELM_VERSION. Fix: run 'cd e2e/controlplane/helm && go get -tool helm.sh/helm/v4/cmd/helm@$HELM_VERSION && go mod tidy', or set HELM_VERSION=$pinned."
 
 mkdir -p "$LC_HELM_BIN" "$LC_CACHE"
+# Tests may ask for Helm from several processes at once: one builds, the others wait.
+exec 8>"$LC_CACHE/.helm-build.lock"
+flock -w 1800 8 || die "timed out waiting for another build of helm ($LC_CACHE/.helm-build.lock)."
+if [ -x "$LC_HELM_BIN/helm" ]; then
+  echo "$LC_HELM_BIN/helm"
+  exit 0
+fi
 if ! (cd "$dir" && go mod download -x >/dev/null 2>"$LC_CACHE/go-mod-download-helm.log"); then
   tail -n 3 "$LC_CACHE/go-mod-download-helm.log" >&2
   die "cannot download the Helm Go modules (GOPROXY=$(go env GOPROXY)). Fix: make the Go module proxy reachable, or set GOPROXY."

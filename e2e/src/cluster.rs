@@ -97,10 +97,11 @@ impl Cluster {
                 source,
             })?;
         let token = minted.status.map(|s| s.token).unwrap_or_default();
-        let admin = Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::Kubeconfig {
-            path: self.kubeconfig.clone(),
-            source,
-        })?;
+        let admin =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                source,
+            })?;
         let context = admin
             .current_context
             .as_deref()

@@ -237,9 +237,15 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
     ] {
         let docs = render(&helm, &["--values", file]).await?;
         let found = kinds(&docs);
-        ensure!(!found.iter().any(|k| k.starts_with("Cluster")), "{file}: {found:?}");
+        ensure!(
+            !found.iter().any(|k| k.starts_with("Cluster")),
+            "{file}: {found:?}"
+        );
         ensure!(found.contains(&format!("Role/{ns}")), "{file}: {found:?}");
-        ensure!(find(&docs, "Deployment")?["spec"]["replicas"] == replicas, "{file}");
+        ensure!(
+            find(&docs, "Deployment")?["spec"]["replicas"] == replicas,
+            "{file}"
+        );
     }
     Ok(())
 }
@@ -253,8 +259,14 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
         (&["--set", "replicaCount=two"], &["replicaCount"]),
         (&["--set", "replicas=2"], &["replicas"]),
         (&["--set", "image.pullPolicy=Sometimes"], &["pullPolicy"]),
-        (&["--set-json", r#"watchNamespaces=["Staging"]"#], &["watchNamespaces"]),
-        (&["--set", "metrics.serviceMonitor.interval=often"], &["interval"]),
+        (
+            &["--set-json", r#"watchNamespaces=["Staging"]"#],
+            &["watchNamespaces"],
+        ),
+        (
+            &["--set", "metrics.serviceMonitor.interval=often"],
+            &["interval"],
+        ),
         (
             &["--set", "leaderElection.enabled=false"],
             &["leaderElection.enabled", "replicaCount"],
@@ -331,7 +343,13 @@ fn compare(fresh: &Path) -> Result<()> {
             all.extend(documents(&std::fs::read_to_string(entry.path())?)?);
         }
     }
-    for kind in ["Namespace", "ServiceAccount", "ClusterRole", "Deployment", "Service"] {
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "Deployment",
+        "Service",
+    ] {
         find(&all, kind)?;
     }
     Ok(())
@@ -380,7 +398,15 @@ async fn install_into_the_cluster_runs_ready_pods_under_restricted_pod_security(
         };
         // Uninstall whatever happened: the ClusterRole and binding outlive the namespace.
         let uninstalled = helm
-            .ok(&["uninstall", "lco", "--namespace", &ns, "--wait", "--timeout", "2m"])
+            .ok(&[
+                "uninstall",
+                "lco",
+                "--namespace",
+                &ns,
+                "--wait",
+                "--timeout",
+                "2m",
+            ])
             .await;
         checked?;
         uninstalled?;
@@ -422,19 +448,27 @@ async fn install_into_the_cluster_runs_ready_pods_under_restricted_pod_security(
 async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Result<()> {
     let name = "lco-listacompra-operator";
     let cluster_name = format!("{ns}-{name}");
-    Api::<ServiceAccount>::namespaced(client.clone(), ns).get(name).await?;
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
     Api::<Service>::namespaced(client.clone(), ns)
         .get(&format!("{name}-metrics"))
         .await?;
-    Api::<PodDisruptionBudget>::namespaced(client.clone(), ns).get(name).await?;
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
     Api::<Role>::namespaced(client.clone(), ns)
         .get(&format!("{name}-leader-election"))
         .await?;
     Api::<RoleBinding>::namespaced(client.clone(), ns)
         .get(&format!("{name}-leader-election"))
         .await?;
-    Api::<ClusterRole>::all(client.clone()).get(&cluster_name).await?;
-    Api::<ClusterRoleBinding>::all(client.clone()).get(&cluster_name).await?;
+    Api::<ClusterRole>::all(client.clone())
+        .get(&cluster_name)
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .get(&cluster_name)
+        .await?;
     Api::<CustomResourceDefinition>::all(client.clone())
         .get("listacomprareleases.listacompra.app")
         .await?;
@@ -446,7 +480,10 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
     })
     .await;
     if let Err(e) = ready {
-        bail!("{e}; deployment: {:#?}", deployments.get(name).await?.status);
+        bail!(
+            "{e}; deployment: {:#?}",
+            deployments.get(name).await?.status
+        );
     }
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("app.kubernetes.io/instance=lco"))
@@ -461,7 +498,11 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .count();
-    ensure!(ready_pods == 2, "{ready_pods} of {} pods Ready", pods.items.len());
+    ensure!(
+        ready_pods == 2,
+        "{ready_pods} of {} pods Ready",
+        pods.items.len()
+    );
 
     // What the chart's ServiceAccount may do, cluster-wide mode, asked with its own token.
     let kubeconfig = std::env::temp_dir().join(format!("{ns}-sa.kubeconfig"));
@@ -489,13 +530,23 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("watch", "", "secrets", "default"),
         Check::new("patch", group, "listacomprareleases", "default"),
         Check::new("delete", group, "listacomprareleases", "default"),
-        Check::new("delete", "apiextensions.k8s.io", "customresourcedefinitions", ""),
+        Check::new(
+            "delete",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+        ),
         Check::new("create", "", "pods", "default"),
         Check::new("delete", "apps", "deployments", "default"),
         Check::new("update", "coordination.k8s.io", "leases", "kube-system")
             .named("kube-controller-manager"),
         Check::new("update", "coordination.k8s.io", "leases", ns).named("another-lease"),
-        Check::new("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
+        Check::new(
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "",
+        ),
         Check::new("list", "", "configmaps", ns),
     ];
     verify(&sa, &must, &must_not).await?;

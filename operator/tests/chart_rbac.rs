@@ -131,15 +131,25 @@ async fn scenarios(
     ensure!(reason == "HealthCheckFailed", "{reason}: {message}");
     ensure!(deployed_image(ctx).await? == format!("{IMAGE}:1.1.0"));
     ensure!(lc.status.as_ref().and_then(|s| s.schema_version) == Some(2));
-    ensure!(!jobs(ctx, "revert").await?.is_empty(), "no schema revert Job");
+    ensure!(
+        !jobs(ctx, "revert").await?.is_empty(),
+        "no schema revert Job"
+    );
     // Events are published with the ServiceAccount's rights too (a failure would only be
     // logged by the operator, so look for them).
-    expect_events(ctx, &["ReleaseSucceeded", "HealthCheckFailed", "RolledBack"]).await?;
+    expect_events(
+        ctx,
+        &["ReleaseSucceeded", "HealthCheckFailed", "RolledBack"],
+    )
+    .await?;
 
     // It acted as leader, through the Lease the chart's Role allows.
     let lease = ctx.api::<Lease>().get(NAME).await?;
     let holder = lease.spec.and_then(|s| s.holder_identity);
-    ensure!(holder.as_deref() == Some("rbac-test-pod"), "lease holder {holder:?}");
+    ensure!(
+        holder.as_deref() == Some("rbac-test-pod"),
+        "lease holder {holder:?}"
+    );
     // And was never refused anything.
     let log = operator.log();
     ensure!(
@@ -188,8 +198,13 @@ async fn scenarios(
         Check::new("patch", group, "listacomprareleases", ns),
         Check::new("update", group, "listacomprareleases", ns),
         Check::new("delete", group, "listacomprareleases", ns),
-        Check::new("delete", "apiextensions.k8s.io", "customresourcedefinitions", "")
-            .named("listacomprareleases.listacompra.app"),
+        Check::new(
+            "delete",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+        )
+        .named("listacomprareleases.listacompra.app"),
         Check::new("create", "rbac.authorization.k8s.io", "rolebindings", ns),
         // No more than the verbs the code uses.
         Check::new("delete", "apps", "deployments", ns),
