@@ -386,7 +386,7 @@ async fn install_into_the_cluster_runs_ready_pods_under_restricted_pod_security(
                 &ns,
                 "--wait",
                 "--timeout",
-                "3m",
+                "2m",
             ])
             .await;
         let checked = match installed {
@@ -551,4 +551,95 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
     ];
     verify(&sa, &must, &must_not).await?;
     Ok(())
+}
+
+/// The plain manifests, rendered for a test namespace by the same script as config/, apply
+/// with kubectl in the order the README gives and run Ready pods.
+#[tokio::test]
+async fn gitops_manifests_apply_with_kubectl_and_run() {
+    with_namespace("gitops", |ctx| async move {
+        Helm::new().await?;
+        let ns = ctx.namespace.clone();
+        let out = std::env::temp_dir().join(format!("{ns}-manifests"));
+        let status = tokio::process::Command::new("bash")
+            .arg(repo_root().join("e2e/scripts/manifests.sh"))
+            .arg(&out)
+            .env("LC_MANIFESTS_NAMESPACE", &ns)
+            .status()
+            .await?;
+        ensure!(status.success(), "manifests.sh failed");
+        let kubectl = ctx.cluster.bin_dir()?.join("kubectl");
+        let kubeconfig = ctx.cluster.kubeconfig().to_owned();
+        let run = |args: Vec<String>| {
+            let (kubectl, kubeconfig) = (kubectl.clone(), kubeconfig.clone());
+            async move {
+                let output = tokio::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(&args)
+                    .output()
+                    .await?;
+                ensure!(
+                    output.status.success(),
+                    "kubectl {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                Ok::<String, anyhow::Error>(String::from_utf8_lossy(&output.stdout).into_owned())
+            }
+        };
+        let path = |p: &str| out.join(p).to_string_lossy().into_owned();
+        let applied = async {
+            run(vec![
+                "apply".into(),
+                "--server-side".into(),
+                "-f".into(),
+                path("manager/namespace.yaml"),
+            ])
+            .await?;
+            run(vec![
+                "apply".into(),
+                "-f".into(),
+                path("rbac"),
+                "-f".into(),
+                path("manager"),
+            ])
+            .await?;
+            let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+            eventually("2 ready operator replicas", INSTALL_TIMEOUT, || async {
+                let d = deployments.get("listacompra-operator").await.ok()?;
+                (d.status?.ready_replicas? == 2).then_some(())
+            })
+            .await
+            .map_err(anyhow::Error::msg)?;
+            let labels = Api::<Namespace>::all(ctx.client.clone())
+                .get(&ns)
+                .await?
+                .metadata
+                .labels
+                .unwrap_or_default();
+            ensure!(
+                labels
+                    .get("pod-security.kubernetes.io/enforce")
+                    .map(String::as_str)
+                    == Some("restricted"),
+                "{labels:?}"
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        // The cluster-scoped objects outlive the namespace: delete them whatever happened.
+        let deleted = run(vec![
+            "delete".into(),
+            "--ignore-not-found".into(),
+            "-f".into(),
+            path("rbac/rbac.yaml"),
+        ])
+        .await;
+        let _ = std::fs::remove_dir_all(&out);
+        applied?;
+        deleted?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
 }
