@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test down status controlplane crds lint fmt bench bench-operator bench-api bench-release
+.PHONY: help demo test down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ controlplane: ## build the control plane binaries into the cache (done by demo a
 
 crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
 	cargo run -q -p listacompra-crds --bin crdgen
+
+manifests: ## render config/rbac and config/manager from the Helm chart (a test fails when out of date)
+	@bash e2e/scripts/manifests.sh
 
 bench: bench-operator bench-api bench-release ## every benchmark (prints tables)
 

@@ -3,6 +3,7 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
 # etcd (go.etcd.io/etcd/server/v3) and kwok + kwokctl (sigs.k8s.io/kwok).
 # Skips every binary that is already there. A cold build takes 15-30 minutes on 2 cores.
+# Also builds Helm (build-helm.sh, its own version-keyed folder) for the chart tests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -41,6 +42,9 @@ build() {
   mv "$LC_BIN/$out.tmp" "$LC_BIN/$out"
   log "built $out in $((SECONDS - start))s"
 }
+
+# Helm (a few minutes cold; skipped when present). Its path goes to stdout there: not here.
+bash "$LC_REPO/e2e/scripts/build-helm.sh" >/dev/null
 
 all=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
 missing=0

@@ -5,10 +5,15 @@
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+# Helm for the chart tests (helm.sh/helm/v4, built by build-helm.sh). Must match
+# e2e/controlplane/helm/go.mod.
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
 
 LC_CACHE="${LC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/listacompra}"
 # Binaries are keyed by every pinned version so a bump rebuilds instead of mixing.
 LC_BIN="${LC_BIN:-$LC_CACHE/k8s-${KUBE_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}/bin}"
+# Helm has its own folder, keyed by its version, so bumping it does not rebuild Kubernetes.
+LC_HELM_BIN="${LC_HELM_BIN:-$LC_CACHE/helm-${HELM_VERSION}/bin}"
 # Runtime state (data folders, logs, pid files) of everything the scripts start. As root it
 # lives under /var/lib, because PostgreSQL runs as the postgres user and cannot enter /root.
 if [ "$(id -u)" = 0 ]; then _lc_state_default=/var/lib/listacompra

@@ -1,11 +1,14 @@
 //! The shared local cluster, a client for it, and a fresh namespace per test.
 
 use std::future::Future;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -49,11 +52,16 @@ impl Cluster {
 
     /// A new client. Make one per test: a client is tied to the runtime that made it.
     pub async fn client(&self) -> Result<Client> {
+        Self::client_from(&self.kubeconfig).await
+    }
+
+    /// A new client from the kubeconfig at `path` (e.g. one for a ServiceAccount).
+    pub async fn client_from(path: &Path) -> Result<Client> {
         let kubeconfig_error = |source| Error::Kubeconfig {
-            path: self.kubeconfig.clone(),
+            path: path.to_owned(),
             source,
         };
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(kubeconfig_error)?;
+        let kubeconfig = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(kubeconfig_error)?;
@@ -61,6 +69,83 @@ impl Cluster {
             action: "building a client".to_owned(),
             source,
         })
+    }
+
+    /// Writes to `path` a kubeconfig that authenticates as ServiceAccount `namespace/name`
+    /// with a bound token from the TokenRequest API (valid `seconds`), for the same server
+    /// and CA as the admin kubeconfig. The file is readable by its owner only.
+    pub async fn service_account_kubeconfig(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        seconds: i64,
+        path: &Path,
+    ) -> Result<()> {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(seconds),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let minted = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|source| Error::Kube {
+                action: format!("requesting a token for ServiceAccount {namespace}/{name}"),
+                source,
+            })?;
+        let token = minted.status.map(|s| s.token).unwrap_or_default();
+        let admin =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                source,
+            })?;
+        let context = admin
+            .current_context
+            .as_deref()
+            .and_then(|current| admin.contexts.iter().find(|c| c.name == current))
+            .and_then(|c| c.context.as_ref())
+            .map(|c| c.cluster.clone())
+            .unwrap_or_default();
+        let cluster = admin
+            .clusters
+            .iter()
+            .find(|c| c.name == context)
+            .or_else(|| admin.clusters.first())
+            .ok_or_else(|| Error::MissingKey {
+                key: "clusters".to_owned(),
+                path: self.kubeconfig.clone(),
+            })?;
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{ "name": user, "user": { "token": token } }],
+            "contexts": [{
+                "name": user,
+                "context": { "cluster": cluster.name, "user": user, "namespace": namespace }
+            }],
+            "current-context": user,
+        });
+        let text = serde_yaml_ng::to_string(&config).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let write_error = |source| Error::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(write_error)?;
+        file.write_all(text.as_bytes()).map_err(write_error)
     }
 
     /// The last lines of every component's log (etcd, kube-apiserver, ..., kwok-controller).

@@ -61,6 +61,22 @@ pub enum Error {
         /// Why it failed.
         message: String,
     },
+    /// A tool (helm, kubectl) exited non-zero.
+    #[error("`{command}` failed: {message}")]
+    Tool {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        message: String,
+    },
+    /// A file could not be written.
+    #[error("could not write {path}: {source}")]
+    Write {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A call to the Kubernetes API failed.
     #[error("kubernetes API call failed while {action}: {source}")]
     Kube {

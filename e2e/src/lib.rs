@@ -15,11 +15,13 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod binaries;
 pub mod cluster;
 pub mod crd;
 pub mod env;
 mod error;
+pub mod helm;
 pub mod load;
 pub mod operator;
 pub mod runner;

@@ -1,0 +1,645 @@
+//! The operator's Helm chart, checked with Helm built from its Go module: lint, render
+//! with the pinned Kubernetes version, values rejected by the schema, an install into the
+//! real control plane (pods Ready under the "restricted" Pod Security Standard), and the
+//! GitOps manifests in config/ equal to a fresh render.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::access::{Check, verify};
+use e2e::cluster::{Cluster, eventually, with_namespace};
+use e2e::env::repo_root;
+use e2e::helm::{Helm, pinned_kube_version};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `helm template <args>` of the chart with the pinned Kubernetes version: the documents.
+async fn render(helm: &Helm, extra: &[&str]) -> Result<Vec<Value>> {
+    let chart = Helm::chart();
+    let chart = chart.to_string_lossy();
+    let version = pinned_kube_version()?;
+    let mut args = vec![
+        "template",
+        "lco",
+        &chart,
+        "--namespace",
+        "ops",
+        "--kube-version",
+        &version,
+    ];
+    args.extend_from_slice(extra);
+    let text = helm.ok(&args).await?;
+    documents(&text)
+}
+
+fn documents(text: &str) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc).context("helm rendered invalid YAML")?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap_or("?"),
+                d["metadata"]["namespace"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Result<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .with_context(|| format!("no {kind} rendered: {:?}", kinds(docs)))
+}
+
+/// Every rule of every Role and ClusterRole rendered.
+fn rules(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        .flat_map(|d| d["rules"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn chart_lints_strictly_with_every_values_file() -> Result<()> {
+    let helm = Helm::new().await?;
+    let chart = Helm::chart();
+    let chart = chart.to_string_lossy();
+    let version = pinned_kube_version()?;
+    for values in [
+        None,
+        Some("helm/staging/values.yaml"),
+        Some("helm/production/values.yaml"),
+    ] {
+        let mut args = vec!["lint", "--strict", &chart, "--kube-version", &version];
+        if let Some(values) = values {
+            args.extend_from_slice(&["--values", values]);
+        }
+        let out = helm.run(&args).await?;
+        ensure!(
+            out.success,
+            "helm lint --strict with {values:?} failed:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        println!("{}", out.stdout);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result<()> {
+    let helm = Helm::new().await?;
+    let docs = render(&helm, &[]).await?;
+    let expected = [
+        "ClusterRole/-",
+        "ClusterRoleBinding/-",
+        "Deployment/ops",
+        "PodDisruptionBudget/ops",
+        "Role/ops",
+        "RoleBinding/ops",
+        "Service/ops",
+        "ServiceAccount/ops",
+    ];
+    ensure!(kinds(&docs) == expected, "rendered {:?}", kinds(&docs));
+
+    let deployment = find(&docs, "Deployment")?;
+    let spec = &deployment["spec"];
+    ensure!(spec["replicas"] == 2, "two replicas by default");
+    let pod = &spec["template"]["spec"];
+    ensure!(pod["securityContext"]["runAsNonRoot"] == true);
+    ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+    ensure!(pod["automountServiceAccountToken"] == true);
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    ensure!(sc["allowPrivilegeEscalation"] == false, "{sc}");
+    ensure!(sc["readOnlyRootFilesystem"] == true, "{sc}");
+    ensure!(strings(&sc["capabilities"]["drop"]) == ["ALL"], "{sc}");
+    ensure!(container["livenessProbe"]["httpGet"]["path"] == "/healthz");
+    ensure!(container["readinessProbe"]["httpGet"]["path"] == "/readyz");
+    ensure!(container["image"] == "ghcr.io/listacompra/operator:0.1.0");
+    ensure!(container["resources"]["limits"]["memory"] == "256Mi");
+    let env: Vec<(String, Value)> = container["env"]
+        .as_array()
+        .context("env")?
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap_or("").to_owned(), e.clone()))
+        .collect();
+    let var = |name: &str| {
+        env.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null)
+    };
+    ensure!(var("LEADER_ELECTION")["value"] == "true");
+    ensure!(var("WATCH_NAMESPACES")["value"] == "");
+    ensure!(var("METRICS_ADDRESS")["value"] == "0.0.0.0:8080");
+    ensure!(var("LEASE_NAME")["value"] == "lco-listacompra-operator");
+    ensure!(var("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name");
+    ensure!(var("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace");
+    let sa = find(&docs, "ServiceAccount")?;
+    ensure!(sa["automountServiceAccountToken"] == false);
+    ensure!(find(&docs, "PodDisruptionBudget")?["spec"]["minAvailable"] == 1);
+    ensure!(find(&docs, "Service")?["spec"]["ports"][0]["targetPort"] == "metrics");
+
+    // Secrets: get only, never list or watch. Nothing may use wildcards.
+    for rule in rules(&docs) {
+        let verbs = strings(&rule["verbs"]);
+        let resources = strings(&rule["resources"]);
+        ensure!(
+            !verbs.contains(&"*") && !resources.contains(&"*"),
+            "wildcard in {rule}"
+        );
+        if resources.contains(&"secrets") {
+            ensure!(verbs == ["get"], "secrets allow {verbs:?}");
+        }
+    }
+    // The Lease: read and renew only the operator's own Lease.
+    let lease_role = find(&docs, "Role")?;
+    ensure!(lease_role["metadata"]["name"] == "lco-listacompra-operator-leader-election");
+    let named = &lease_role["rules"][1];
+    ensure!(strings(&named["resourceNames"]) == ["lco-listacompra-operator"]);
+    ensure!(strings(&named["verbs"]) == ["get", "update"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() -> Result<()> {
+    let helm = Helm::new().await?;
+    let docs = render(
+        &helm,
+        &[
+            "--set-json",
+            r#"watchNamespaces=["staging","qa"]"#,
+            "--set-json",
+            r#"rbac.secretNames=["listacompra-health"]"#,
+        ],
+    )
+    .await?;
+    let found = kinds(&docs);
+    ensure!(
+        !found.iter().any(|k| k.starts_with("Cluster")),
+        "cluster-wide RBAC rendered: {found:?}"
+    );
+    for ns in ["staging", "qa"] {
+        for kind in ["Role", "RoleBinding"] {
+            ensure!(
+                found.contains(&format!("{kind}/{ns}")),
+                "no {kind} in {ns}: {found:?}"
+            );
+        }
+    }
+    let deployment = find(&docs, "Deployment")?;
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .context("env")?;
+    ensure!(
+        env.iter()
+            .any(|e| e["name"] == "WATCH_NAMESPACES" && e["value"] == "staging,qa"),
+        "{env:?}"
+    );
+    let secret_rule = rules(&docs)
+        .into_iter()
+        .find(|r| strings(&r["resources"]) == ["secrets"])
+        .context("no rule for secrets")?;
+    ensure!(strings(&secret_rule["resourceNames"]) == ["listacompra-health"]);
+
+    // The environments' values files: namespace-scoped, as the runbook's namespaces.
+    for (file, ns, replicas) in [
+        ("helm/staging/values.yaml", "staging", 1),
+        ("helm/production/values.yaml", "production", 2),
+    ] {
+        let docs = render(&helm, &["--values", file]).await?;
+        let found = kinds(&docs);
+        ensure!(
+            !found.iter().any(|k| k.starts_with("Cluster")),
+            "{file}: {found:?}"
+        );
+        ensure!(found.contains(&format!("Role/{ns}")), "{file}: {found:?}");
+        ensure!(
+            find(&docs, "Deployment")?["spec"]["replicas"] == replicas,
+            "{file}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
+    let helm = Helm::new().await?;
+    let chart = Helm::chart();
+    let chart = chart.to_string_lossy();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["--set", "replicaCount=two"], &["replicaCount"]),
+        (&["--set", "replicas=2"], &["replicas"]),
+        (&["--set", "image.pullPolicy=Sometimes"], &["pullPolicy"]),
+        (
+            &["--set-json", r#"watchNamespaces=["Staging"]"#],
+            &["watchNamespaces"],
+        ),
+        (
+            &["--set", "metrics.serviceMonitor.interval=often"],
+            &["interval"],
+        ),
+        (
+            &["--set", "leaderElection.enabled=false"],
+            &["leaderElection.enabled", "replicaCount"],
+        ),
+        (
+            &["--set", "replicaCount=1"],
+            &["podDisruptionBudget.minAvailable", "replicaCount"],
+        ),
+    ];
+    for (set, names) in cases {
+        let mut args = vec!["template", "lco", chart.as_ref()];
+        args.extend_from_slice(set);
+        let out = helm.run(&args).await?;
+        ensure!(!out.success, "helm accepted {set:?}:\n{}", out.stdout);
+        for name in names {
+            ensure!(
+                out.stderr.contains(name),
+                "the error for {set:?} does not name {name}:\n{}",
+                out.stderr
+            );
+        }
+        println!("{set:?} -> {}", out.stderr.trim());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn committed_gitops_manifests_equal_a_fresh_render() -> Result<()> {
+    // Builds helm when missing (as the script would), then renders into a temp folder.
+    Helm::new().await?;
+    let out = std::env::temp_dir().join(format!("lc-manifests-{}", uuid::Uuid::new_v4().simple()));
+    let status = tokio::process::Command::new("bash")
+        .arg(repo_root().join("e2e/scripts/manifests.sh"))
+        .arg(&out)
+        .status()
+        .await?;
+    ensure!(status.success(), "manifests.sh failed");
+    let result = compare(&out);
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+fn compare(fresh: &Path) -> Result<()> {
+    let committed = repo_root().join("config");
+    for dir in ["rbac", "manager"] {
+        let names = |root: &Path| -> Result<Vec<String>> {
+            let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+                .with_context(|| format!("reading {}/{dir}", root.display()))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".yaml"))
+                .collect();
+            names.sort();
+            Ok(names)
+        };
+        let (want, have) = (names(fresh)?, names(&committed)?);
+        ensure!(
+            want == have,
+            "config/{dir} holds {have:?} but the chart renders {want:?}; run `make manifests` and commit"
+        );
+        for name in want {
+            let a = std::fs::read_to_string(fresh.join(dir).join(&name))?;
+            let b = std::fs::read_to_string(committed.join(dir).join(&name))?;
+            ensure!(
+                a == b,
+                "config/{dir}/{name} is out of date with helm/listacompra-operator; run `make manifests` and commit"
+            );
+        }
+    }
+    // And they are valid Kubernetes objects of the kinds expected.
+    let mut all = Vec::new();
+    for dir in ["rbac", "manager"] {
+        for entry in std::fs::read_dir(committed.join(dir))?.flatten() {
+            all.extend(documents(&std::fs::read_to_string(entry.path())?)?);
+        }
+    }
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "Deployment",
+        "Service",
+    ] {
+        find(&all, kind)?;
+    }
+    Ok(())
+}
+
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `helm install` into the real control plane, cluster-wide mode, in a namespace that
+/// enforces the "restricted" Pod Security Standard: the pods are admitted and Ready, the
+/// objects exist, the ServiceAccount can do what the operator needs cluster-wide and no
+/// more; `helm uninstall` removes the cluster-scoped objects too.
+#[tokio::test]
+async fn install_into_the_cluster_runs_ready_pods_under_restricted_pod_security() {
+    with_namespace("helm-install", |ctx| async move {
+        let ns = ctx.namespace.clone();
+        Api::<Namespace>::all(ctx.client.clone())
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }}})),
+            )
+            .await?;
+        let helm = Helm::with_kubeconfig(ctx.cluster.kubeconfig()).await?;
+        let chart = Helm::chart();
+        let installed = helm
+            .ok(&[
+                "install",
+                "lco",
+                &chart.to_string_lossy(),
+                "--namespace",
+                &ns,
+                "--wait",
+                "--timeout",
+                "2m",
+            ])
+            .await;
+        let checked = match installed {
+            Ok(notes) => {
+                println!("{notes}");
+                check_install(&ctx.cluster, &ctx.client, &ns).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        // Uninstall whatever happened: the ClusterRole and binding outlive the namespace.
+        let uninstalled = helm
+            .ok(&[
+                "uninstall",
+                "lco",
+                "--namespace",
+                &ns,
+                "--wait",
+                "--timeout",
+                "2m",
+            ])
+            .await;
+        checked?;
+        uninstalled?;
+        let cluster_name = format!("{ns}-lco-listacompra-operator");
+        ensure!(
+            Api::<ClusterRole>::all(ctx.client.clone())
+                .get_opt(&cluster_name)
+                .await?
+                .is_none(),
+            "the ClusterRole survived helm uninstall"
+        );
+        ensure!(
+            Api::<ClusterRoleBinding>::all(ctx.client.clone())
+                .get_opt(&cluster_name)
+                .await?
+                .is_none(),
+            "the ClusterRoleBinding survived helm uninstall"
+        );
+        ensure!(
+            Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+                .get_opt("lco-listacompra-operator")
+                .await?
+                .is_none(),
+            "the Deployment survived helm uninstall"
+        );
+        // The CRD stays (Helm never deletes crds/): releases must not vanish with the chart.
+        ensure!(
+            Api::<CustomResourceDefinition>::all(ctx.client.clone())
+                .get_opt("listacomprareleases.listacompra.app")
+                .await?
+                .is_some(),
+            "the CRD is gone"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Result<()> {
+    let name = "lco-listacompra-operator";
+    let cluster_name = format!("{ns}-{name}");
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-metrics"))
+        .await?;
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
+    Api::<Role>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-leader-election"))
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-leader-election"))
+        .await?;
+    Api::<ClusterRole>::all(client.clone())
+        .get(&cluster_name)
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .get(&cluster_name)
+        .await?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .get("listacomprareleases.listacompra.app")
+        .await?;
+
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let ready = eventually("2 ready operator replicas", INSTALL_TIMEOUT, || async {
+        let d = deployments.get(name).await.ok()?;
+        (d.status?.ready_replicas? == 2).then_some(())
+    })
+    .await;
+    if let Err(e) = ready {
+        bail!(
+            "{e}; deployment: {:#?}",
+            deployments.get(name).await?.status
+        );
+    }
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=lco"))
+        .await?;
+    let ready_pods = pods
+        .items
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    ensure!(
+        ready_pods == 2,
+        "{ready_pods} of {} pods Ready",
+        pods.items.len()
+    );
+
+    // What the chart's ServiceAccount may do, cluster-wide mode, asked with its own token.
+    let kubeconfig = std::env::temp_dir().join(format!("{ns}-sa.kubeconfig"));
+    cluster
+        .service_account_kubeconfig(client, ns, name, 600, &kubeconfig)
+        .await?;
+    let sa = Cluster::client_from(&kubeconfig).await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    let sa = sa?;
+    let group = "listacompra.app";
+    let must = [
+        Check::new("list", group, "listacomprareleases", ""),
+        Check::new("watch", group, "listacomprareleases", ""),
+        Check::new("patch", group, "listacomprareleases/status", "default"),
+        Check::new("watch", "batch", "jobs", ""),
+        Check::new("watch", "apps", "deployments", ""),
+        Check::new("create", "batch", "jobs", "default"),
+        Check::new("patch", "apps", "deployments", "default"),
+        Check::new("get", "", "secrets", "default").named("any-token"),
+        Check::new("create", "events.k8s.io", "events", "default"),
+        Check::new("update", "coordination.k8s.io", "leases", ns).named(name),
+    ];
+    let must_not = [
+        Check::new("list", "", "secrets", ""),
+        Check::new("watch", "", "secrets", "default"),
+        Check::new("patch", group, "listacomprareleases", "default"),
+        Check::new("delete", group, "listacomprareleases", "default"),
+        Check::new(
+            "delete",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+        ),
+        Check::new("create", "", "pods", "default"),
+        Check::new("delete", "apps", "deployments", "default"),
+        Check::new("update", "coordination.k8s.io", "leases", "kube-system")
+            .named("kube-controller-manager"),
+        Check::new("update", "coordination.k8s.io", "leases", ns).named("another-lease"),
+        Check::new(
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "",
+        ),
+        Check::new("list", "", "configmaps", ns),
+    ];
+    verify(&sa, &must, &must_not).await?;
+    Ok(())
+}
+
+/// The plain manifests, rendered for a test namespace by the same script as config/, apply
+/// with kubectl in the order the README gives and run Ready pods.
+#[tokio::test]
+async fn gitops_manifests_apply_with_kubectl_and_run() {
+    with_namespace("gitops", |ctx| async move {
+        Helm::new().await?;
+        let ns = ctx.namespace.clone();
+        let out = std::env::temp_dir().join(format!("{ns}-manifests"));
+        let status = tokio::process::Command::new("bash")
+            .arg(repo_root().join("e2e/scripts/manifests.sh"))
+            .arg(&out)
+            .env("LC_MANIFESTS_NAMESPACE", &ns)
+            .status()
+            .await?;
+        ensure!(status.success(), "manifests.sh failed");
+        let kubectl = ctx.cluster.bin_dir()?.join("kubectl");
+        let kubeconfig = ctx.cluster.kubeconfig().to_owned();
+        let run = |args: Vec<String>| {
+            let (kubectl, kubeconfig) = (kubectl.clone(), kubeconfig.clone());
+            async move {
+                let output = tokio::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(&args)
+                    .output()
+                    .await?;
+                ensure!(
+                    output.status.success(),
+                    "kubectl {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                Ok::<String, anyhow::Error>(String::from_utf8_lossy(&output.stdout).into_owned())
+            }
+        };
+        let path = |p: &str| out.join(p).to_string_lossy().into_owned();
+        let applied = async {
+            run(vec![
+                "apply".into(),
+                "--server-side".into(),
+                "-f".into(),
+                path("manager/namespace.yaml"),
+            ])
+            .await?;
+            run(vec![
+                "apply".into(),
+                "-f".into(),
+                path("rbac"),
+                "-f".into(),
+                path("manager"),
+            ])
+            .await?;
+            let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+            eventually("2 ready operator replicas", INSTALL_TIMEOUT, || async {
+                let d = deployments.get("listacompra-operator").await.ok()?;
+                (d.status?.ready_replicas? == 2).then_some(())
+            })
+            .await
+            .map_err(anyhow::Error::msg)?;
+            let labels = Api::<Namespace>::all(ctx.client.clone())
+                .get(&ns)
+                .await?
+                .metadata
+                .labels
+                .unwrap_or_default();
+            ensure!(
+                labels
+                    .get("pod-security.kubernetes.io/enforce")
+                    .map(String::as_str)
+                    == Some("restricted"),
+                "{labels:?}"
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        // The cluster-scoped objects outlive the namespace: delete them whatever happened.
+        let deleted = run(vec![
+            "delete".into(),
+            "--ignore-not-found".into(),
+            "-f".into(),
+            path("rbac/rbac.yaml"),
+        ])
+        .await;
+        let _ = std::fs::remove_dir_all(&out);
+        applied?;
+        deleted?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}

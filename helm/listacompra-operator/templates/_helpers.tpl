@@ -1,0 +1,110 @@
+{{/* Chart name, overridable. */}}
+{{- define "listacompra-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects: the release name when it already names the chart. */}}
+{{- define "listacompra-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of cluster-scoped objects: unique per release namespace as well. */}}
+{{- define "listacompra-operator.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "listacompra-operator.fullname" .) -}}
+{{- end -}}
+
+{{- define "listacompra-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: stable across upgrades. */}}
+{{- define "listacompra-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "listacompra-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "listacompra-operator.labels" -}}
+helm.sh/chart: {{ include "listacompra-operator.chart" . }}
+{{ include "listacompra-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: listacompra
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "listacompra-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "listacompra-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: name the existing ServiceAccount the operator runs as" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "listacompra-operator.leaseName" -}}
+{{- default (include "listacompra-operator.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{- define "listacompra-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The rules the controller needs in each namespace it acts on, derived from
+operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothing else.
+*/}}
+{{- define "listacompra-operator.rules" -}}
+# The Controller lists and watches releases; reconciles read them from that cache.
+- apiGroups: [listacompra.app]
+  resources: [listacomprareleases]
+  verbs: [list, watch]
+# Status only (server-side apply): the operator never writes a release's spec.
+- apiGroups: [listacompra.app]
+  resources: [listacomprareleases/status]
+  verbs: [patch]
+# Children carry an ownerReference with blockOwnerDeletion to their release, which the
+# OwnerReferencesPermissionEnforcement admission plugin (when enabled) allows only with this.
+- apiGroups: [listacompra.app]
+  resources: [listacomprareleases/finalizers]
+  verbs: [update]
+# Migration and schema-revert Jobs: watched (owned), read, created, deleted when superseded.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+# The API Deployment: watched (owned), read, and applied (server-side apply = patch, and
+# create when it does not exist yet).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+# The API Service: applied only.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [create, patch]
+# The record of each stable version's spec, for exact rollbacks.
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [get, create, patch]
+# Health-check token and Prometheus credentials: read by name, never listed or watched.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+# Events about releases (events.k8s.io, created then patched as a series).
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
