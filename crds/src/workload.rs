@@ -58,30 +58,6 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// A key of a ConfigMap in the release's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-pub struct ConfigMapKeyRef {
-    /// Name of the ConfigMap.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Key within the ConfigMap.
-    #[schemars(length(min = 1, max = 253))]
-    pub key: String,
-}
-
-/// A non-secret setting, read from a ConfigMap or a Secret (exactly one).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.configMapKeyRef) != has(self.secretKeyRef)").message("set exactly one of configMapKeyRef or secretKeyRef"))]
-pub struct ValueFrom {
-    /// Read the value from a ConfigMap key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_map_key_ref: Option<ConfigMapKeyRef>,
-    /// Read the value from a Secret key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_key_ref: Option<SecretKeyRef>,
-}
-
 /// The environment of the API server, by reference only: secrets never appear in the spec.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -98,9 +74,6 @@ pub struct ApiEnvironment {
     /// provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pplx_api_key: Option<SecretKeyRef>,
-    /// `S3_BUCKET`: the bucket for attachments (production only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_bucket: Option<ValueFrom>,
     /// `HEALTHCHECK_TOKEN`: the token that unlocks per-dependency detail on `/ready`. The health
     /// gate sends it too, unless `spec.health.tokenSecretRef` names another Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

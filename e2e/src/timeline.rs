@@ -87,6 +87,19 @@ impl Timeline {
         names
     }
 
+    /// Until when a version's final phase holds: a Succeeded version serves until a later one
+    /// succeeds; a failed one is the spec's version until the next is applied.
+    fn superseded(&self, version: &str, phase: &str, at: Duration) -> Duration {
+        self.phases
+            .iter()
+            .filter(|(t, v, p)| {
+                *t > at && v != version && (phase != "Succeeded" || p == "Succeeded")
+            })
+            .map(|(t, _, _)| *t)
+            .next()
+            .unwrap_or(self.end)
+    }
+
     /// The picture: one lane of phases per version, then one chart per KPI with its bounds.
     pub fn svg(&self, title: &str) -> String {
         let versions = self.versions();
@@ -133,7 +146,7 @@ impl Timeline {
                     .unwrap_or(self.end);
                 let terminal = matches!(phase.as_str(), "Succeeded" | "RolledBack" | "Failed");
                 let until = if terminal && i + 1 == changes.len() {
-                    self.end
+                    self.superseded(version, phase, *at)
                 } else {
                     next
                 };
@@ -272,7 +285,7 @@ impl Timeline {
             );
             t += step;
         }
-        let mut lx = LEFT + 300.0;
+        let mut lx = WIDTH - RIGHT - 80.0 * versions.len() as f64;
         for (i, v) in versions.iter().enumerate() {
             let _ = writeln!(
                 s,

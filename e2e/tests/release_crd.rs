@@ -241,11 +241,6 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.env.redisUrl.key",
     ),
     (
-        "s3 from both",
-        r#"{"spec":{"env":{"s3Bucket":{"configMapKeyRef":{"name":"a","key":"b"},"secretKeyRef":{"name":"a","key":"b"}}}}}"#,
-        "spec.env.s3Bucket",
-    ),
-    (
         "no migrations",
         r#"{"spec":{"migrations":null}}"#,
         "spec.migrations",

@@ -8,10 +8,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector,
-    SecurityContext, Service, ServicePort, ServiceSpec,
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -108,24 +108,6 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
     }
     if let Some(token) = &e.healthcheck_token {
         vars.push(secret_env("HEALTHCHECK_TOKEN", token));
-    }
-    if let Some(bucket) = &e.s3_bucket {
-        if let Some(secret) = &bucket.secret_key_ref {
-            vars.push(secret_env("S3_BUCKET", secret));
-        } else if let Some(cm) = &bucket.config_map_key_ref {
-            vars.push(EnvVar {
-                name: "S3_BUCKET".to_owned(),
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: cm.name.clone(),
-                        key: cm.key.clone(),
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            });
-        }
     }
     vars.push(plain_env("PORT", spec.service.port.to_string()));
     vars.push(plain_env("APP_VERSION", version.to_owned()));
