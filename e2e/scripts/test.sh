@@ -12,7 +12,10 @@ apt_install curl util-linux
 
 # Remember what is down now: that is what this run starts, and so what it stops.
 started=()
-cluster_was_up=0; bash e2e/scripts/cluster.sh status 2>/dev/null | grep -q '^Server' && cluster_was_up=1
+# (Status is read whole first: `grep -q` in a pipe under pipefail can SIGPIPE the writer and
+# make a running cluster look down, and then be stopped at the end.)
+cluster_was_up=0; cluster_status=$(bash e2e/scripts/cluster.sh status 2>/dev/null || true)
+grep '^Server' <<<"$cluster_status" >/dev/null && cluster_was_up=1
 mapfile -t down_services < <(bash e2e/scripts/services.sh status | awk '$2 == "down" {print $1}')
 cleanup() {
   local rc=$?

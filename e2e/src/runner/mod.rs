@@ -43,6 +43,10 @@ pub const RUN_ANNOTATION: &str = "listacompra.test/runner";
 pub const EXIT_CODE_ANNOTATION: &str = "listacompra.test/exit-code";
 /// How long a stopped container gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
+/// Between taking a pod out of its Services and SIGTERM: the time endpoint removal takes to
+/// reach every proxy in a real cluster (what a preStop sleep covers), so that connections
+/// a proxy routed just before the removal still find the process listening.
+const DRAIN: Duration = Duration::from_secs(1);
 /// How long a new API process gets to answer `/health`.
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -446,6 +450,7 @@ async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>)
         if let Some(path) = target {
             let _ = std::fs::remove_file(path);
         }
+        tokio::time::sleep(DRAIN).await;
     } else {
         shared.record(format!(
             "pod {name}: /health did not answer within {STARTUP:?}"
