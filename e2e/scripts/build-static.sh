@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds listacompra-operator and listacompra-api as static (musl) release binaries and copies
-# them to OUT_DIR. The Dockerfile's build stage and the tests run exactly this script, so the
-# image and CI ship the same build.
+# them to OUT_DIR, next to the few files a FROM-scratch image needs (OUT_DIR/etc: CA
+# certificates for TLS to Prometheus and Perplexity, and passwd/group naming the non-root user
+# 65532). The Dockerfile's build stage and the tests run exactly this script, so the image and
+# CI ship the same build.
 #
 #   build-static.sh [OUT_DIR]       default OUT_DIR: $STATIC_TARGET_DIR/out
 #
@@ -20,7 +22,7 @@ BINARIES=(listacompra-operator listacompra-api)
 
 need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
 # musl-gcc compiles the C parts (aws-lc-sys) for the musl target; file checks the result.
-apt_install musl-tools file
+apt_install musl-tools file ca-certificates
 if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx "$RUST_TARGET" \
     || rustup target add "$RUST_TARGET" \
@@ -46,5 +48,10 @@ for bin in "${BINARIES[@]}"; do
   esac
   install -m 0755 "$src" "$OUT_DIR/$bin"
 done
+# The image's /etc: CA bundle, and a passwd/group entry for the non-root user.
+mkdir -p "$OUT_DIR/etc/ssl/certs"
+install -m 0644 /etc/ssl/certs/ca-certificates.crt "$OUT_DIR/etc/ssl/certs/ca-certificates.crt"
+printf 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' > "$OUT_DIR/etc/passwd"
+printf 'nonroot:x:65532:\n' > "$OUT_DIR/etc/group"
 log "static binaries in $OUT_DIR"
 printf '%s\n' "$OUT_DIR"
