@@ -30,7 +30,8 @@ cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "static release binaries (the Dockerfile's build stage: e2e/scripts/build-static.sh)"
-bash e2e/scripts/build-static.sh >/dev/null
+# A failure here is reported again, with the build output, by e2e/tests/static_image.rs.
+bash e2e/scripts/build-static.sh >/dev/null || log "the static build failed; the static_image tests will fail with its output"
 
 log "bringing up the real services and the local cluster"
 bash e2e/scripts/services.sh up >/dev/null
