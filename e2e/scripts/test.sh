@@ -9,6 +9,8 @@ cd "$LC_REPO"
 need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
 need_cmd go "install Go 1.26 or later (https://go.dev/doc/install) and put it on PATH."
 apt_install curl util-linux
+# buildah builds the Dockerfile's images without a Docker engine (e2e/tests/static_image.rs).
+apt_install buildah
 
 # Remember what is down now: that is what this run starts, and so what it stops.
 started=()
@@ -29,6 +31,10 @@ trap 'exit 130' INT TERM
 log "format and lints"
 cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all'."
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "static release binaries (the Dockerfile's build stage: e2e/scripts/build-static.sh)"
+# A failure here is reported again, with the build output, by e2e/tests/static_image.rs.
+bash e2e/scripts/build-static.sh >/dev/null || log "the static build failed; the static_image tests will fail with its output"
 
 log "bringing up the real services and the local cluster"
 bash e2e/scripts/services.sh up >/dev/null

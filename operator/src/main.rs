@@ -82,10 +82,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let ctx = Arc::new(Context::new(
         client.clone(),
-        metrics,
+        metrics.clone(),
         Some(identity.clone()),
     ));
     if !args.leader_election {
+        metrics.leader.set(1);
         controller::run(ctx, args.namespaces).await;
         return Ok(());
     }
@@ -97,6 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(args.lease_duration_seconds),
     );
     elector.acquire().await?;
+    metrics.leader.set(1);
     tokio::select! {
         () = controller::run(ctx, args.namespaces) => Ok(()),
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that only the new leader acts")),

@@ -5,11 +5,54 @@ use std::sync::Mutex;
 
 use listacompra_crds::Phase;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::decide::phase_name;
+
+/// Names of the operator's metrics, named once: registration uses them, and so do the alert
+/// rules and dashboards in `config/` (a test checks those against [`names::ALL`]).
+pub mod names {
+    /// Counter of reconciles, labelled `result` (`ok`, `error`).
+    pub const RECONCILES_TOTAL: &str = "listacompra_operator_reconciles_total";
+    /// Counter of reconcile errors, labelled `reason` (`conflict`, `kube_api`, `secret`,
+    /// `invalid_object`).
+    pub const RECONCILE_ERRORS_TOTAL: &str = "listacompra_operator_reconcile_errors_total";
+    /// Histogram of the duration of one reconcile, in seconds.
+    pub const RECONCILE_DURATION_SECONDS: &str = "listacompra_operator_reconcile_duration_seconds";
+    /// Gauge of releases by `phase` (counts over every release this replica reconciles).
+    pub const RELEASES: &str = "listacompra_operator_releases";
+    /// Gauge, 1 per release for its current phase: labels `namespace`, `release`, `phase`.
+    /// A release has exactly one series; it moves to another `phase` label when the phase
+    /// changes, so `for:` in an alert measures the time spent in one phase.
+    pub const RELEASE_PHASE: &str = "listacompra_operator_release_phase";
+    /// Counter of rollbacks started, labelled `reason` (the Degraded condition's reason).
+    pub const ROLLBACKS_TOTAL: &str = "listacompra_operator_rollbacks_total";
+    /// Counter of gate checks, labelled `gate` (`health`, `kpi`) and `verdict`.
+    pub const GATE_VERDICTS_TOTAL: &str = "listacompra_operator_gate_verdicts_total";
+    /// Gauge of the last measured value of a KPI: labels `namespace`, `release`, `kpi`.
+    pub const KPI_VALUE: &str = "listacompra_operator_kpi_value";
+    /// Counter of writes to the Kubernetes API, labelled `kind`.
+    pub const API_WRITES_TOTAL: &str = "listacompra_operator_api_writes_total";
+    /// Gauge, 1 while this replica holds the leader Lease (or runs without leader election),
+    /// 0 while it waits. Every replica exports it from start-up.
+    pub const LEADER: &str = "listacompra_operator_leader";
+
+    /// Every metric name above.
+    pub const ALL: &[&str] = &[
+        RECONCILES_TOTAL,
+        RECONCILE_ERRORS_TOTAL,
+        RECONCILE_DURATION_SECONDS,
+        RELEASES,
+        RELEASE_PHASE,
+        ROLLBACKS_TOTAL,
+        GATE_VERDICTS_TOTAL,
+        KPI_VALUE,
+        API_WRITES_TOTAL,
+        LEADER,
+    ];
+}
 
 /// Metrics of the operator, registered in their own registry.
 #[derive(Debug)]
@@ -23,6 +66,8 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// Releases by phase.
     releases: IntGaugeVec,
+    /// The current phase of each release.
+    release_phase: IntGaugeVec,
     /// Rollbacks by reason.
     pub rollbacks: IntCounterVec,
     /// Gate verdicts by gate and verdict.
@@ -32,61 +77,79 @@ pub struct Metrics {
     /// Writes to the Kubernetes API by kind of object (status, deployment, service, job,
     /// revision, event).
     pub api_writes: IntCounterVec,
+    /// 1 while this replica is the leader.
+    pub leader: IntGauge,
     phases: Mutex<HashMap<(String, String), Phase>>,
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("listacompra_operator".to_owned()), None)?;
+        let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("reconciles_total", "Reconciles by result"),
+            Opts::new(names::RECONCILES_TOTAL, "Reconciles by result"),
             &["result"],
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Reconcile errors by reason"),
+            Opts::new(names::RECONCILE_ERRORS_TOTAL, "Reconcile errors by reason"),
             &["reason"],
         )?;
         let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("reconcile_duration_seconds", "Duration of one reconcile").buckets(
-                vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ],
-            ),
+            HistogramOpts::new(
+                names::RECONCILE_DURATION_SECONDS,
+                "Duration of one reconcile",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &[],
         )?;
-        let releases = IntGaugeVec::new(Opts::new("releases", "Releases by phase"), &["phase"])?;
+        let releases =
+            IntGaugeVec::new(Opts::new(names::RELEASES, "Releases by phase"), &["phase"])?;
+        let release_phase = IntGaugeVec::new(
+            Opts::new(
+                names::RELEASE_PHASE,
+                "1 for the current phase of each release",
+            ),
+            &["namespace", "release", "phase"],
+        )?;
         let rollbacks = IntCounterVec::new(
-            Opts::new("rollbacks_total", "Rollbacks started, by reason"),
+            Opts::new(names::ROLLBACKS_TOTAL, "Rollbacks started, by reason"),
             &["reason"],
         )?;
         let gate_verdicts = IntCounterVec::new(
             Opts::new(
-                "gate_verdicts_total",
+                names::GATE_VERDICTS_TOTAL,
                 "Gate checks by gate (health, kpi) and verdict",
             ),
             &["gate", "verdict"],
         )?;
         let kpi_values = GaugeVec::new(
-            Opts::new("kpi_value", "Last measured value of a KPI"),
+            Opts::new(names::KPI_VALUE, "Last measured value of a KPI"),
             &["namespace", "release", "kpi"],
         )?;
         let api_writes = IntCounterVec::new(
             Opts::new(
-                "api_writes_total",
+                names::API_WRITES_TOTAL,
                 "Writes the operator made to the Kubernetes API, by kind",
             ),
             &["kind"],
         )?;
+        let leader = IntGauge::with_opts(Opts::new(
+            names::LEADER,
+            "1 while this replica holds the leader Lease, 0 while it waits",
+        ))?;
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(releases.clone()),
+            Box::new(release_phase.clone()),
             Box::new(rollbacks.clone()),
             Box::new(gate_verdicts.clone()),
             Box::new(kpi_values.clone()),
             Box::new(api_writes.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -96,10 +159,12 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             releases,
+            release_phase,
             rollbacks,
             gate_verdicts,
             kpi_values,
             api_writes,
+            leader,
             phases: Mutex::new(HashMap::new()),
         })
     }
@@ -111,10 +176,21 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (namespace.to_owned(), name.to_owned());
-        match phase {
+        let previous = match phase {
             Some(p) => phases.insert(key, p),
             None => phases.remove(&key),
         };
+        if let Some(old) = previous.filter(|old| Some(*old) != phase) {
+            // Err only means the series did not exist; either way it is gone now.
+            let _ = self
+                .release_phase
+                .remove_label_values(&[namespace, name, phase_name(old)]);
+        }
+        if let Some(p) = phase {
+            self.release_phase
+                .with_label_values(&[namespace, name, phase_name(p)])
+                .set(1);
+        }
         self.releases.reset();
         for phase in phases.values() {
             self.releases.with_label_values(&[phase_name(*phase)]).inc();
@@ -153,5 +229,72 @@ pub fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(text: &str, name: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_metric_is_exported_under_its_shared_name() {
+        let m = Metrics::new().unwrap();
+        m.reconciles.with_label_values(&["ok"]).inc();
+        m.reconcile_errors.with_label_values(&["kube_api"]).inc();
+        m.reconcile_duration
+            .with_label_values(&[] as &[&str])
+            .observe(0.1);
+        m.set_phase("ns", "lc", Some(Phase::Verifying));
+        m.rollbacks.with_label_values(&["KpiBreached"]).inc();
+        m.gate_verdicts.with_label_values(&["kpi", "pass"]).inc();
+        m.kpi_values
+            .with_label_values(&["ns", "lc", "p95-latency-ms"])
+            .set(1.0);
+        m.api_writes.with_label_values(&["status"]).inc();
+        let text = m.render();
+        for name in names::ALL {
+            let help = format!("# HELP {name} ");
+            assert!(text.contains(&help), "{name} missing in\n{text}");
+        }
+        assert_eq!(
+            samples(&text, names::LEADER),
+            vec![format!("{} 0", names::LEADER)]
+        );
+    }
+
+    #[test]
+    fn a_release_has_one_phase_series_that_moves_with_the_phase() {
+        let m = Metrics::new().unwrap();
+        m.set_phase("ns", "lc", Some(Phase::Migrating));
+        m.set_phase("ns", "other", Some(Phase::Succeeded));
+        m.set_phase("ns", "lc", Some(Phase::RolledBack));
+        let text = m.render();
+        assert_eq!(
+            samples(&text, names::RELEASE_PHASE),
+            vec![
+                format!(
+                    r#"{}{{namespace="ns",phase="RolledBack",release="lc"}} 1"#,
+                    names::RELEASE_PHASE
+                ),
+                format!(
+                    r#"{}{{namespace="ns",phase="Succeeded",release="other"}} 1"#,
+                    names::RELEASE_PHASE
+                ),
+            ]
+        );
+        m.set_phase("ns", "lc", None);
+        let text = m.render();
+        assert_eq!(samples(&text, names::RELEASE_PHASE).len(), 1, "{text}");
+        assert_eq!(
+            samples(&text, names::RELEASES),
+            vec![format!(r#"{}{{phase="Succeeded"}} 1"#, names::RELEASES)]
+        );
     }
 }

@@ -118,6 +118,16 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
                 "/metrics lacks {expected}:\n{metrics}"
             );
         }
+        // The per-release phase series the alert rules in config/prometheus read.
+        let phase = format!(
+            "listacompra_operator_release_phase{{namespace=\"{}\",phase=\"Succeeded\",release=\"lc\"}} 1",
+            ctx.namespace
+        );
+        ensure!(metrics.contains(&phase), "/metrics lacks {phase}:\n{metrics}");
+        ensure!(
+            metrics.contains("listacompra_operator_leader "),
+            "/metrics lacks the leader gauge:\n{metrics}"
+        );
 
         // A settled release makes no writes: touch it (which triggers reconciles) and check
         // that neither its status nor its Deployment changes.

@@ -1,0 +1,101 @@
+-- Argo CD health of a ListaCompraRelease (listacompra.app), read from its status.
+--   Succeeded                                           -> Healthy
+--   Pending, Migrating, RollingOut, Verifying, RollingBack -> Progressing
+--   ... held for a person (Progressing=False), or spec.paused -> Suspended
+--   RolledBack, Failed                                  -> Degraded (which version failed, which serves)
+--   no status yet, or status.observedGeneration < metadata.generation -> Progressing
+-- Runs without Lua's string library (Argo CD opens only base, table, package and os).
+local hs = {}
+
+local function condition(status, kind)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == kind then
+      return c
+    end
+  end
+  return nil
+end
+
+local function why(status)
+  local degraded = condition(status, "Degraded")
+  if degraded ~= nil and degraded.status == "True" and degraded.message ~= nil then
+    return " (" .. (degraded.reason or "Degraded") .. ": " .. degraded.message .. ")"
+  end
+  return ""
+end
+
+local status = obj.status
+if status == nil or status.phase == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to pick up the release"
+  return hs
+end
+
+local generation = obj.metadata.generation
+if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+local phase = status.phase
+local version = status.currentVersion or (obj.spec and obj.spec.version) or "the new version"
+local failed = status.failedVersion or version
+local stable = status.stableVersion
+
+if phase == "RolledBack" then
+  hs.status = "Degraded"
+  hs.message = failed .. " failed" .. why(status) .. "; rolled back, " .. (stable or "the stable version") .. " serves"
+  return hs
+end
+
+if phase == "Failed" then
+  hs.status = "Degraded"
+  local serving = "no version has passed the gates yet"
+  if stable ~= nil then
+    serving = "nothing was rolled back; the last stable version is " .. stable
+  end
+  hs.message = failed .. " failed" .. why(status) .. "; " .. serving
+  return hs
+end
+
+local progressing = condition(status, "Progressing")
+if obj.spec ~= nil and obj.spec.paused == true then
+  hs.status = "Suspended"
+  hs.message = "spec.paused is true: the release of " .. version .. " waits at its next step (phase " .. phase .. ")"
+  return hs
+end
+
+if phase == "Succeeded" then
+  hs.status = "Healthy"
+  hs.message = version .. " serves"
+  return hs
+end
+
+local moving = { Pending = true, Migrating = true, RollingOut = true, Verifying = true, RollingBack = true }
+if moving[phase] then
+  local serving = ""
+  if stable ~= nil then
+    serving = "; " .. stable .. " serves"
+  end
+  if progressing ~= nil and progressing.status == "False" then
+    -- The operator holds the release for a person (for example an inconclusive analysis).
+    hs.status = "Suspended"
+    hs.message = phase .. ": " .. (progressing.message or "held") .. serving
+    return hs
+  end
+  hs.status = "Progressing"
+  local detail = "releasing " .. version
+  if progressing ~= nil and progressing.message ~= nil then
+    detail = progressing.message
+  end
+  hs.message = phase .. ": " .. detail .. serving
+  return hs
+end
+
+hs.status = "Unknown"
+hs.message = "Unknown phase " .. tostring(phase)
+return hs
