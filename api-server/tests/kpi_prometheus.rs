@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use common::{TestApp, TestDb, eventually};
-use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_crds::analysis::default_kpis;
 use reqwest::Method;
@@ -16,13 +15,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_default_kpi_queries_read_this_servers_metrics_by_version() -> Result<()> {
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Prometheus,
-    ])
-    .await?;
+    let services = Services::start(e2e::env::ALL_SERVICES).await?;
     let db = TestDb::migrated(&services).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut config = common::config(&services, &db)?;

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::cluster::{TestContext, with_namespace};
-use e2e::env::Component;
+use e2e::env::ALL_SERVICES;
 use e2e::load::LoadStats;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
@@ -47,13 +47,7 @@ async fn run(ctx: TestContext) -> e2e::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(200);
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Prometheus,
-    ])
-    .await?;
+    let services = Services::start(ALL_SERVICES).await?;
     e2e::crd::install_release_crd(&ctx.client).await?;
     let stack = Stack::start(
         ctx.client.clone(),
@@ -61,9 +55,8 @@ async fn run(ctx: TestContext) -> e2e::Result<()> {
         &ctx.namespace,
         &services,
         StackOptions {
-            builds: Default::default(),
-            replicas: 2,
-            log_dir: std::env::temp_dir().join(&ctx.namespace),
+            builds: Default::default(), // every version a normal build
+            ..StackOptions::story(std::env::temp_dir().join(&ctx.namespace))
         },
     )
     .await?;

@@ -7,6 +7,14 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::{Error, Result};
 
+/// Every backing service: what the full stack needs.
+pub const ALL_SERVICES: &[Component] = &[
+    Component::Postgres,
+    Component::Redis,
+    Component::RabbitMq,
+    Component::Prometheus,
+];
+
 /// Something the scripts can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Component {
@@ -87,6 +95,34 @@ static STARTED: Mutex<BTreeSet<Component>> = Mutex::new(BTreeSet::new());
 /// Where the scripts said their env file is.
 static ENV_PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// Runs `e2e/scripts/<script> <args>` (its stderr goes to ours) and returns the path it
+/// printed as the last line on stdout: the scripts print the file they made, and only that.
+pub(crate) fn run_script(script: &str, args: &[&str]) -> Result<Option<PathBuf>> {
+    let script = repo_root().join("e2e/scripts").join(script);
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| Error::Spawn {
+            script: script.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(Error::Script {
+            script,
+            args: args.join(" "),
+            status: output.status,
+        });
+    }
+    let printed = String::from_utf8_lossy(&output.stdout);
+    Ok(printed
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim())))
+}
+
 /// Starts the given components when they are not running (blocking) and returns the
 /// endpoints. Already running components are reused, also across test processes.
 pub fn ensure_blocking(components: &[Component]) -> Result<Env> {
@@ -97,28 +133,8 @@ pub fn ensure_blocking(components: &[Component]) -> Result<Env> {
             continue;
         }
         let (script, args) = component.command();
-        let script = repo_root().join("e2e/scripts").join(script);
-        let output = Command::new("bash")
-            .arg(&script)
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|source| Error::Spawn {
-                script: script.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(Error::Script {
-                script,
-                args: args.join(" "),
-                status: output.status,
-            });
-        }
-        // The scripts print the path of the env file on stdout, and only that.
-        let printed = String::from_utf8_lossy(&output.stdout);
-        if let Some(line) = printed.lines().rfind(|l| !l.trim().is_empty()) {
-            *env_path = Some(PathBuf::from(line.trim()));
+        if let Some(path) = run_script(script, args)? {
+            *env_path = Some(path);
         }
         started.insert(component);
     }

@@ -2,10 +2,10 @@
 //! cache, and the operator's chart in `helm/listacompra-operator`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Mutex, PoisonError};
 
-use crate::env::repo_root;
+use crate::env::{repo_root, run_script};
 use crate::{Error, Result};
 
 /// The operator's chart, relative to the repository root.
@@ -20,33 +20,10 @@ pub fn binary_blocking() -> Result<PathBuf> {
     if let Some(path) = binary.as_ref() {
         return Ok(path.clone());
     }
-    let script = repo_root().join("e2e/scripts/build-helm.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|source| Error::Spawn {
-            script: script.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(Error::Script {
-            script,
-            args: String::new(),
-            status: output.status,
-        });
-    }
-    // The script prints the binary's path on stdout, and only that.
-    let printed = String::from_utf8_lossy(&output.stdout);
-    let path = printed
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .map(|l| PathBuf::from(l.trim()))
-        .ok_or_else(|| Error::MissingKey {
-            key: "the helm binary path".to_owned(),
-            path: script.clone(),
-        })?;
+    let path = run_script("build-helm.sh", &[])?.ok_or_else(|| Error::MissingKey {
+        key: "the helm binary path".to_owned(),
+        path: repo_root().join("e2e/scripts/build-helm.sh"),
+    })?;
     *binary = Some(path.clone());
     Ok(path)
 }

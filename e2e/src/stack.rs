@@ -39,6 +39,17 @@ pub struct StackOptions {
     pub log_dir: PathBuf,
 }
 
+impl StackOptions {
+    /// The story's stack: two replicas, the story's builds, logs in `log_dir`.
+    pub fn story(log_dir: PathBuf) -> Self {
+        Self {
+            builds: crate::story::builds(),
+            replicas: 2,
+            log_dir,
+        }
+    }
+}
+
 /// The running stack of one namespace.
 pub struct Stack {
     /// Client of the local cluster.

@@ -406,6 +406,13 @@ impl<'a> Story<'a> {
         self.expect_serving("1.1.0", 5).await
     }
 
+    /// The three scenarios in order.
+    pub async fn run_all(&mut self) -> Result<()> {
+        self.install_and_upgrade().await?;
+        self.latency_rollback().await?;
+        self.failing_migration().await
+    }
+
     /// Stops the load and checks that every acknowledged write can be read back.
     pub async fn finish(mut self) -> Result<(Summary, Timeline, Vec<String>)> {
         if let Some(load) = self.load.take() {

@@ -4,21 +4,16 @@
 //! same story is what `make demo` shows.
 
 use e2e::cluster::with_namespace;
-use e2e::env::Component;
+use e2e::env::ALL_SERVICES;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
-use e2e::story::{self, Story};
+use e2e::story::Story;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn install_upgrade_latency_rollback_and_failed_migration() {
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Prometheus,
-    ])
-    .await
-    .unwrap_or_else(|e| panic!("the services are not available: {e}"));
+    let services = Services::start(ALL_SERVICES)
+        .await
+        .unwrap_or_else(|e| panic!("the services are not available: {e}"));
     with_namespace("full-stack", |ctx| async move {
         e2e::crd::install_release_crd(&ctx.client).await?;
         let log_dir = std::env::temp_dir().join(&ctx.namespace);
@@ -27,21 +22,11 @@ async fn install_upgrade_latency_rollback_and_failed_migration() {
             ctx.cluster.kubeconfig(),
             &ctx.namespace,
             &services,
-            StackOptions {
-                builds: story::builds(),
-                replicas: 2,
-                log_dir: log_dir.clone(),
-            },
+            StackOptions::story(log_dir.clone()),
         )
         .await?;
         let mut story = Story::new(&stack, false);
-        let outcome = async {
-            story.install_and_upgrade().await?;
-            story.latency_rollback().await?;
-            story.failing_migration().await
-        }
-        .await;
-        let finished = match outcome {
+        let finished = match story.run_all().await {
             Ok(()) => story.finish().await,
             Err(e) => Err(e).inspect_err(|_| {
                 eprintln!("--- story so far\n{}", story.log.join("\n"));

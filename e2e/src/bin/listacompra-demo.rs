@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use e2e::cluster::Cluster;
-use e2e::env::{Component, repo_root};
+use e2e::env::{ALL_SERVICES, repo_root};
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
-use e2e::story::{self, Story, Summary};
+use e2e::story::{Story, Summary};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -35,13 +35,7 @@ async fn main() -> ExitCode {
 async fn run() -> e2e::Result<()> {
     let out_dir = repo_root().join("target").join("demo");
     let cluster = Cluster::start().await?;
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Prometheus,
-    ])
-    .await?;
+    let services = Services::start(ALL_SERVICES).await?;
     let client = cluster.client().await?;
     e2e::crd::install_release_crd(&client).await?;
     fresh_namespace(&client).await?;
@@ -55,11 +49,7 @@ async fn run() -> e2e::Result<()> {
         cluster.kubeconfig(),
         NAMESPACE,
         &services,
-        StackOptions {
-            builds: story::builds(),
-            replicas: 2,
-            log_dir: out_dir.join("logs"),
-        },
+        StackOptions::story(out_dir.join("logs")),
     )
     .await?;
     println!(
@@ -68,13 +58,7 @@ async fn run() -> e2e::Result<()> {
         stack.api_url
     );
     let mut story = Story::new(&stack, true);
-    let outcome = async {
-        story.install_and_upgrade().await?;
-        story.latency_rollback().await?;
-        story.failing_migration().await
-    }
-    .await;
-    let finished = match outcome {
+    let finished = match story.run_all().await {
         Ok(()) => story.finish().await,
         Err(e) => Err(e),
     };

@@ -344,16 +344,20 @@ fn image_tag(image: &str) -> Option<&str> {
     (!tag.contains('/') && !repo.is_empty()).then_some(tag)
 }
 
-/// The program and arguments for `pod`'s first container, with the image's entrypoint
-/// (`listacompra-api`) replaced by the local binary.
-fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
-    let container = pod
-        .spec
+/// The pod's (only) container.
+fn first_container(pod: &Pod) -> Result<&k8s_openapi::api::core::v1::Container> {
+    pod.spec
         .as_ref()
         .and_then(|s| s.containers.first())
         .ok_or_else(|| Error::Workload {
             message: format!("pod {} has no container", pod.name_any()),
-        })?;
+        })
+}
+
+/// The program and arguments for `pod`'s first container, with the image's entrypoint
+/// (`listacompra-api`) replaced by the local binary.
+fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
+    let container = first_container(pod)?;
     let mut args: Vec<String> = container.command.clone().unwrap_or_default();
     if let Some(first) = args.first() {
         if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("listacompra-api") {
@@ -371,13 +375,7 @@ fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
 }
 
 async fn environment(shared: &Shared, pod: &Pod) -> Result<BTreeMap<String, String>> {
-    let container = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .ok_or_else(|| Error::Workload {
-            message: format!("pod {} has no container", pod.name_any()),
-        })?;
+    let container = first_container(pod)?;
     let mut env = podenv::resolve(&shared.client, &shared.namespace, container).await?;
     let tag = container.image.as_deref().and_then(image_tag).unwrap_or("");
     if let Some(extra) = shared.config.builds.get(tag) {
