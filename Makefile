@@ -36,7 +36,7 @@ bench-api: ## load-test the API server on loopback (prints a table)
 	cargo bench -p listacompra-api --bench load
 
 bench-release: ## the API under load during a release on the local cluster (prints a table)
-	cargo build --release --locked -p listacompra-api -p listacompra-operator --bins
+	cargo build --profile bench --locked -p listacompra-api -p listacompra-operator --bins
 	cargo bench --locked -p e2e --bench release_load
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
