@@ -147,25 +147,34 @@ pub struct ItemPatch {
 }
 
 impl ItemPatch {
-    /// Validates each given field.
-    #[allow(clippy::too_many_arguments)]
-    pub fn validate(
-        name: Option<&str>,
-        qty: Option<f64>,
-        unit: Option<Option<&str>>,
-        category: Option<Option<&str>>,
-        note: Option<Option<&str>>,
-        checked: Option<bool>,
-    ) -> Result<Self, Invalid> {
+    /// The patch with each given field validated and normalised (trimmed text, lower-case
+    /// category); an empty patch is refused.
+    pub fn validated(&self) -> Result<Self, Invalid> {
         let patch = Self {
-            name: name.map(|n| trimmed_text("name", n, 200)).transpose()?,
-            quantity: qty.map(quantity).transpose()?,
-            unit: unit.map(|u| optional_text("unit", u, 20)).transpose()?,
-            category: category
-                .map(|c| optional_text("category", c, 50).map(|c| c.map(|c| c.to_lowercase())))
+            name: self
+                .name
+                .as_deref()
+                .map(|n| trimmed_text("name", n, 200))
                 .transpose()?,
-            note: note.map(|n| optional_text("note", n, 500)).transpose()?,
-            checked,
+            quantity: self.quantity.map(quantity).transpose()?,
+            unit: self
+                .unit
+                .as_ref()
+                .map(|u| optional_text("unit", u.as_deref(), 20))
+                .transpose()?,
+            category: self
+                .category
+                .as_ref()
+                .map(|c| {
+                    optional_text("category", c.as_deref(), 50).map(|c| c.map(|c| c.to_lowercase()))
+                })
+                .transpose()?,
+            note: self
+                .note
+                .as_ref()
+                .map(|n| optional_text("note", n.as_deref(), 500))
+                .transpose()?,
+            checked: self.checked,
         };
         if patch == Self::default() {
             return Err(Invalid::new("body", "no field to change"));
@@ -272,13 +281,14 @@ mod tests {
                 .field,
             "note"
         );
-        assert_eq!(
-            ItemPatch::validate(None, None, None, None, None, None)
-                .unwrap_err()
-                .field,
-            "body"
-        );
-        let clear = ItemPatch::validate(None, None, Some(None), None, None, Some(true)).unwrap();
+        assert_eq!(ItemPatch::default().validated().unwrap_err().field, "body");
+        let clear = ItemPatch {
+            unit: Some(None),
+            checked: Some(true),
+            ..ItemPatch::default()
+        }
+        .validated()
+        .unwrap();
         assert_eq!(clear.unit, Some(None));
     }
 

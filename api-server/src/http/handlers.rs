@@ -14,9 +14,10 @@ use super::request::{
 };
 use super::response::json_response;
 use super::routes::{Op, Params, Route};
+use crate::domain::ItemPatch;
 use crate::error::AppError;
 use crate::health::TokenCheck;
-use crate::usecases::{ItemChanges, NewItem};
+use crate::usecases::NewItem;
 
 pub(super) fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
     let header = req.header("authorization").ok_or(AppError::Unauthorized(
@@ -129,7 +130,7 @@ pub(super) async fn handle(
             let list = params.uuid("list_id")?;
             let item = params.uuid("item_id")?;
             let b: ItemPatchBody = parse_json(&req.body)?;
-            let changes = ItemChanges {
+            let changes = ItemPatch {
                 name: not_null("name", b.name)?,
                 quantity: not_null("quantity", b.quantity)?,
                 unit: b.unit,

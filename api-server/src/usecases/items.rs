@@ -22,23 +22,6 @@ pub struct NewItem {
     pub note: Option<String>,
 }
 
-/// Changes to an item as requested; `None` keeps a field, `Some(None)` clears it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ItemChanges {
-    /// New name.
-    pub name: Option<String>,
-    /// New quantity.
-    pub quantity: Option<f64>,
-    /// New unit.
-    pub unit: Option<Option<String>>,
-    /// New category.
-    pub category: Option<Option<String>>,
-    /// New note.
-    pub note: Option<Option<String>>,
-    /// Checked or not.
-    pub checked: Option<bool>,
-}
-
 impl<S: Store, H, T> UseCases<S, H, T> {
     /// Adds an item at the end of a list (members and owners).
     pub async fn add_item(&self, user: Uuid, list: Uuid, item: &NewItem) -> AppResult<ItemView> {
@@ -67,16 +50,9 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         user: Uuid,
         list: Uuid,
         item: Uuid,
-        changes: &ItemChanges,
+        changes: &ItemPatch,
     ) -> AppResult<ItemView> {
-        let patch = ItemPatch::validate(
-            changes.name.as_deref(),
-            changes.quantity,
-            changes.unit.as_ref().map(Option::as_deref),
-            changes.category.as_ref().map(Option::as_deref),
-            changes.note.as_ref().map(Option::as_deref),
-            changes.checked,
-        )?;
+        let patch = changes.validated()?;
         let mut tx = self.store.begin().await?;
         allowed(&mut tx, list, user, Action::EditItems).await?;
         let view = tx

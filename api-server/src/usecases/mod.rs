@@ -16,7 +16,7 @@ mod fakes;
 mod tests;
 
 pub use accounts::{Registered, Session};
-pub use items::{ItemChanges, NewItem};
+pub use items::NewItem;
 pub use suggestions::{CONSUMER, Handled, SuggestionJobs, cache_key};
 
 use crate::domain::{Action, Denied, Role, authorize};

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::fakes::{IdTokens, MapCache, MemStore, PlainHasher, ProbeProvider};
 use super::*;
-use crate::domain::{Event, ItemSummary, NewEvent, SuggestionJob};
+use crate::domain::{Event, ItemPatch, ItemSummary, NewEvent, SuggestionJob};
 use crate::error::AppError;
 
 type Api = UseCases<MemStore, PlainHasher, IdTokens>;
@@ -91,9 +91,9 @@ async fn members_edit_items_only_owners_manage_and_strangers_see_nothing() {
         ..NewItem::default()
     };
     let item = api.add_item(member, list.id, &milk).await.unwrap();
-    let changes = ItemChanges {
+    let changes = ItemPatch {
         checked: Some(true),
-        ..ItemChanges::default()
+        ..ItemPatch::default()
     };
     assert!(
         api.update_item(member, list.id, item.id, &changes)
