@@ -4,20 +4,12 @@
 mod common;
 
 use anyhow::Result;
-use common::{TestApp, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn app() -> Result<(TestApp, TestDb)> {
-    let services = common::services().await?;
-    let db = TestDb::migrated(&services).await?;
-    let app = TestApp::start(common::config(&services, &db)?, false).await?;
-    Ok((app, db))
-}
-
 #[tokio::test]
 async fn register_and_login() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let creds = json!({ "email": "Ana@Example.com", "password": "correct horse" });
     let (s, b) = app
         .call(Method::POST, "/v1/auth/register", None, Some(creds.clone()))
@@ -66,7 +58,7 @@ async fn register_and_login() -> Result<()> {
 
 #[tokio::test]
 async fn registration_input_is_validated_field_by_field() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let cases: [(Value, u16, &str); 6] = [
         (
             json!({ "email": "not-an-email", "password": "correct horse" }),
@@ -110,7 +102,7 @@ async fn registration_input_is_validated_field_by_field() -> Result<()> {
 
 #[tokio::test]
 async fn tokens_are_required_and_checked() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (s, b) = app.call(Method::GET, "/v1/lists", None, None).await?;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
     let (s, _) = app
@@ -163,7 +155,7 @@ async fn tokens_are_required_and_checked() -> Result<()> {
 
 #[tokio::test]
 async fn lists_are_created_listed_paginated_read_renamed_and_deleted() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
     let mut ids = Vec::new();
@@ -233,7 +225,7 @@ async fn lists_are_created_listed_paginated_read_renamed_and_deleted() -> Result
 
 #[tokio::test]
 async fn list_and_query_input_is_validated() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
     for (body, field) in [
@@ -286,7 +278,7 @@ async fn list_and_query_input_is_validated() -> Result<()> {
 
 #[tokio::test]
 async fn items_are_added_edited_checked_reordered_and_removed() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
     let list = app.create_list(&token, "Semana").await?;
@@ -395,7 +387,7 @@ async fn items_are_added_edited_checked_reordered_and_removed() -> Result<()> {
 
 #[tokio::test]
 async fn item_input_is_validated_field_by_field() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
     let list_id = app.create_list(&token, "V").await?;
@@ -459,7 +451,7 @@ async fn item_input_is_validated_field_by_field() -> Result<()> {
 
 #[tokio::test]
 async fn another_users_list_is_invisible_and_members_cannot_manage() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, owner) = app.user().await?;
     let (member_id, member_email, member) = app.user().await?;
     let (_, _, stranger) = app.user().await?;
@@ -633,7 +625,7 @@ async fn another_users_list_is_invisible_and_members_cannot_manage() -> Result<(
 
 #[tokio::test]
 async fn every_change_writes_its_event_to_the_outbox_in_the_same_transaction() -> Result<()> {
-    let (app, db) = app().await?;
+    let (app, db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let t = Some(token.as_str());
     let list_id = app.create_list(&token, "E").await?;

@@ -6,21 +6,13 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{TestApp, TestDb};
 use listacompra_api::auth::{AUDIENCE, Claims, ISSUER, Tokens};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-async fn app() -> Result<(TestApp, TestDb)> {
-    let services = common::services().await?;
-    let db = TestDb::migrated(&services).await?;
-    let app = TestApp::start(common::config(&services, &db)?, false).await?;
-    Ok((app, db))
-}
-
 #[tokio::test]
 async fn numbers_too_large_for_a_double_name_their_field() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let (_, _, token) = app.user().await?;
     let list = app.create_list(&token, "Casa").await?;
     let (s, b) = app
@@ -60,7 +52,7 @@ async fn numbers_too_large_for_a_double_name_their_field() -> Result<()> {
 
 #[tokio::test]
 async fn a_valid_token_of_a_user_that_does_not_exist_is_401_not_500() -> Result<()> {
-    let (app, _db) = app().await?;
+    let (app, _db) = common::app().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

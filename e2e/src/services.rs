@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::Result;
 use crate::env::{Component, Env, ensure};
+use crate::{Error, Result};
 
 /// Endpoints of the services a test asked for.
 #[derive(Debug, Clone)]
@@ -22,6 +22,16 @@ impl Services {
     /// `DATABASE_URL` of the `listacompra` database.
     pub fn database_url(&self) -> Result<&str> {
         self.env.get("DATABASE_URL")
+    }
+
+    /// `DATABASE_URL` with the database `name` instead (a test's or a namespace's own).
+    pub fn database_url_for(&self, name: &str) -> Result<String> {
+        let url = self.database_url()?;
+        let mut parsed = reqwest::Url::parse(url).map_err(|e| Error::Workload {
+            message: format!("DATABASE_URL {url:?} is not a URL: {e}"),
+        })?;
+        parsed.set_path(&format!("/{name}"));
+        Ok(parsed.to_string())
     }
 
     /// A superuser URL of the `postgres` maintenance database, for creating test databases.

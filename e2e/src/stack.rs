@@ -82,7 +82,7 @@ impl Stack {
     ) -> Result<Self> {
         let admin_url = services.postgres_admin_url()?.to_owned();
         let database = format!("lc_{}", namespace.replace('-', "_"));
-        let database_url = with_database(services.database_url()?, &database)?;
+        let database_url = services.database_url_for(&database)?;
         let mut admin = connect(&admin_url).await?;
         // A database left by an earlier run of the same namespace (the demo's) goes first.
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -337,15 +337,6 @@ async fn connect(url: &str) -> Result<sqlx::PgConnection> {
             action: "connecting to PostgreSQL".to_owned(),
             source,
         })
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> Result<String> {
-    let mut parsed = reqwest::Url::parse(url).map_err(|e| Error::Workload {
-        message: format!("DATABASE_URL {url:?} is not a URL: {e}"),
-    })?;
-    parsed.set_path(&format!("/{database}"));
-    Ok(parsed.to_string())
 }
 
 /// Waits `period` between polls of the story.

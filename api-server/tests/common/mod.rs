@@ -38,7 +38,7 @@ impl TestDb {
             .execute(&mut admin)
             .await?;
         admin.close().await?;
-        let url = replace_db(services.database_url()?, &name)?;
+        let url = services.database_url_for(&name)?;
         let pool = listacompra_api::store::pool(&url, 10)?;
         Ok(Self {
             name,
@@ -82,12 +82,12 @@ impl Drop for TestDb {
     }
 }
 
-/// `url` with its database name replaced.
-pub fn replace_db(url: &str, name: &str) -> Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database name")?;
-    Ok(format!("{base}/{name}"))
+/// A server (without workers) on a fresh migrated database of the shared services.
+pub async fn app() -> Result<(TestApp, TestDb)> {
+    let services = services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let app = TestApp::start(config(&services, &db)?, false).await?;
+    Ok((app, db))
 }
 
 /// The shared PostgreSQL, Redis and RabbitMQ.
