@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-release
+.PHONY: help demo test test-stress down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ demo: ## the release story on the local cluster: install, upgrade, rollback, fai
 
 test: ## install what is missing, build, run fmt, clippy and every test
 	@bash e2e/scripts/test.sh
+
+test-stress: ## `make test` with one core kept busy by stress-ng (LC_STRESS_RUNS=3 for three runs)
+	@bash e2e/scripts/test-stress.sh
 
 down: ## stop everything the scripts started
 	@bash e2e/scripts/cluster.sh down

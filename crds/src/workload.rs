@@ -138,7 +138,7 @@ pub enum ServiceType {
 }
 
 /// Pod-level settings of the API Deployment.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSettings {
     /// Labels added to the API pods (the operator's own selector labels always win).
@@ -154,4 +154,28 @@ pub struct PodSettings {
     /// CPU and memory requests and limits of the API container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Seconds a terminating API pod keeps serving before it is asked to stop (a `preStop`
+    /// sleep): the time endpoint removal takes to reach every proxy and load balancer, so
+    /// that connections routed to the pod just before it left the Service still find it
+    /// listening. The pod's grace period is this plus 30 s for in-flight requests. `0` stops
+    /// the pod as soon as it is deleted (requests may then fail during a rollout).
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0, max = 300))]
+    pub drain_seconds: i64,
+}
+
+impl Default for PodSettings {
+    fn default() -> Self {
+        Self {
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            service_account_name: None,
+            resources: None,
+            drain_seconds: default_drain_seconds(),
+        }
+    }
+}
+
+fn default_drain_seconds() -> i64 {
+    5
 }

@@ -189,6 +189,7 @@ impl Stack {
                 "version": version,
                 "image": { "repository": IMAGE },
                 "replicas": self.replicas,
+                "pod": { "annotations": { RUN_ANNOTATION: "true" } },
                 "env": {
                     "databaseUrl": { "name": "listacompra-db", "key": "url" },
                     "redisUrl": { "name": "listacompra-redis", "key": "url" },

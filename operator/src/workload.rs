@@ -9,9 +9,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext,
-    Service, ServicePort, ServiceSpec,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -194,6 +194,22 @@ fn http_probe(path: &str, port: i32, period: i32) -> Probe {
     }
 }
 
+/// Seconds a stopping API process gets to finish its in-flight requests after SIGTERM.
+const IN_FLIGHT_GRACE_SECONDS: i64 = 30;
+
+/// A `preStop` sleep of `seconds` (none for 0): the pod keeps serving while its endpoint
+/// removal reaches every proxy, and only then gets SIGTERM. A sleep action, not an exec of
+/// `sleep`, since the image has no shell.
+fn drain(seconds: i64) -> Option<Lifecycle> {
+    (seconds > 0).then(|| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    })
+}
+
 /// The API Deployment running `workload`, stamped with the hash of its spec.
 pub fn deployment(owner: &Owner, spec: &ListaCompraReleaseSpec, workload: &Workload) -> Deployment {
     let content = deployment_spec(&owner.name, spec, workload);
@@ -249,6 +265,7 @@ fn deployment_spec(
         liveness_probe: Some(http_probe(&spec.health.liveness_path, port, 10)),
         readiness_probe: Some(http_probe(&spec.health.readiness_path, port, 5)),
         security_context: Some(container_security()),
+        lifecycle: drain(spec.pod.drain_seconds),
         ..Container::default()
     };
     DeploymentSpec {
@@ -278,6 +295,9 @@ fn deployment_spec(
                 automount_service_account_token: Some(false),
                 image_pull_secrets: pull_secrets(&spec.image),
                 security_context: Some(pod_security()),
+                termination_grace_period_seconds: Some(
+                    spec.pod.drain_seconds + IN_FLIGHT_GRACE_SECONDS,
+                ),
                 ..PodSpec::default()
             }),
         },
@@ -381,4 +401,59 @@ pub fn applied_hash(metadata: &ObjectMeta) -> Option<&str> {
         .as_ref()
         .and_then(|a| a.get(SPEC_HASH_ANNOTATION))
         .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(pod: serde_json::Value) -> ListaCompraReleaseSpec {
+        serde_json::from_value(json!({
+            "version": "1.0.0",
+            "image": { "repository": "reg/api" },
+            "env": {
+                "databaseUrl": { "name": "db", "key": "url" },
+                "redisUrl": { "name": "r", "key": "url" },
+                "rabbitmqUrl": { "name": "q", "key": "url" },
+                "jwtSecret": { "name": "j", "key": "s" }
+            },
+            "migrations": { "schemaVersion": 1 },
+            "pod": pod
+        }))
+        .expect("valid spec")
+    }
+
+    fn pod_spec(spec: &ListaCompraReleaseSpec) -> PodSpec {
+        let workload = Workload {
+            version: "1.0.0".into(),
+            image: "reg/api:1.0.0".into(),
+            spec: SpecSource::Current,
+        };
+        deployment_spec("lc", spec, &workload)
+            .template
+            .spec
+            .expect("pod spec")
+    }
+
+    #[test]
+    fn pods_drain_before_they_stop() {
+        let pod = pod_spec(&spec(json!({})));
+        let pre_stop = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds);
+        assert_eq!(pre_stop, Some(5), "default drain is a 5 s preStop sleep");
+        assert_eq!(pod.termination_grace_period_seconds, Some(35));
+
+        let pod = pod_spec(&spec(json!({ "drainSeconds": 0 })));
+        assert!(
+            pod.containers[0].lifecycle.is_none(),
+            "drainSeconds 0: no preStop"
+        );
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+    }
 }

@@ -4,9 +4,14 @@
 //! pods of one namespace and runs their container for real, as local processes of the
 //! `listacompra-api` binary built in this workspace:
 //!
-//! - a Deployment pod (owned by a ReplicaSet) runs while the pod is Running and not being
-//!   deleted; once its `/health` answers it becomes a backend of every Service that selects
-//!   it, and a Prometheus scrape target labelled with its namespace and pod;
+//! - a Deployment pod (owned by a ReplicaSet) annotated `listacompra.test/runner: "true"` runs
+//!   while the pod is Running and not being deleted. kwok starts it not Ready
+//!   (e2e/controlplane/stages/runner-server-pods.yaml); the runner plays the kubelet's
+//!   readiness probe: once the container's readiness path answers, the process becomes a
+//!   backend of every Service that selects it and a Prometheus scrape target, and only then
+//!   is the pod marked Ready, so the Deployment controller never counts a pod that does not
+//!   serve yet. When the pod goes, it leaves the Services first, then gets its `preStop`
+//!   sleep, then SIGTERM, as endpoint removal and the kubelet order it on a real cluster;
 //! - a Job pod annotated `listacompra.test/runner: "true"` runs its command once; the exit
 //!   code goes to the pod's annotation `listacompra.test/exit-code`, and kwok's test stages
 //!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it.
@@ -41,14 +46,12 @@ pub use process::free_port;
 pub const RUN_ANNOTATION: &str = "listacompra.test/runner";
 /// Pod annotation where the runner reports a Job pod's exit code.
 pub const EXIT_CODE_ANNOTATION: &str = "listacompra.test/exit-code";
-/// How long a stopped container gets between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(10);
-/// Between taking a pod out of its Services and SIGTERM: the time endpoint removal takes to
-/// reach every proxy in a real cluster (what a preStop sleep covers), so that connections
-/// a proxy routed just before the removal still find the process listening.
-const DRAIN: Duration = Duration::from_secs(1);
-/// How long a new API process gets to answer `/health`.
-const STARTUP: Duration = Duration::from_secs(30);
+/// How long a stopped container gets between SIGTERM and SIGKILL when its pod names no
+/// grace period.
+const GRACE: Duration = Duration::from_secs(30);
+/// How long a new API process gets to answer its readiness probe (generous: a busy machine
+/// starts processes slowly).
+const STARTUP: Duration = Duration::from_secs(60);
 
 /// What the runner runs, and where it reports.
 #[derive(Debug, Clone)]
@@ -209,11 +212,12 @@ impl Runner {
         std::mem::take(&mut *lock(&self.shared.events))
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL) and the watches.
+    /// Stops every process (preStop sleep, SIGTERM, then SIGKILL after the grace period)
+    /// and the watches.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for task in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(GRACE + Duration::from_secs(2), task).await;
+            let _ = tokio::time::timeout(GRACE + Duration::from_secs(5), task).await;
         }
     }
 }
@@ -321,14 +325,41 @@ fn kind_of(pod: &Pod) -> Option<Kind> {
         .and_then(|o| o.first())
         .map(|o| o.kind.as_str());
     match owner {
+        _ if pod.annotations().get(RUN_ANNOTATION).map(String::as_str) != Some("true") => None,
         Some("ReplicaSet") => Some(Kind::Server),
-        Some("Job")
-            if pod.annotations().get(RUN_ANNOTATION).map(String::as_str) == Some("true") =>
-        {
-            Some(Kind::Job)
-        }
+        Some("Job") => Some(Kind::Job),
         _ => None,
     }
+}
+
+/// How the kubelet would stop the pod's container: the `preStop` sleep, then SIGTERM with
+/// the rest of the grace period before SIGKILL.
+fn stop_timing(pod: &Pod) -> (Duration, Duration) {
+    let spec = pod.spec.as_ref();
+    let pre_stop = spec
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.lifecycle.as_ref())
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map_or(0, |s| u64::try_from(s.seconds).unwrap_or(0));
+    let grace = spec
+        .and_then(|s| s.termination_grace_period_seconds)
+        .map_or(GRACE, |g| {
+            Duration::from_secs(u64::try_from(g).unwrap_or(0))
+        });
+    let pre_stop = Duration::from_secs(pre_stop).min(grace);
+    (pre_stop, grace - pre_stop)
+}
+
+/// The path of the container's HTTP readiness probe (`/health` without one).
+fn readiness_path(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.readiness_probe.as_ref())
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|g| g.path.clone())
+        .unwrap_or_else(|| "/health".to_owned())
 }
 
 fn should_run(pod: &Pod) -> bool {
@@ -407,6 +438,7 @@ async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>)
     env.insert("PORT".to_owned(), port.to_string());
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = shared.config.log_dir.join(format!("{name}.log"));
+    let (pre_stop, grace) = stop_timing(pod);
     let mut process = Process::spawn(&program, &args, &env, &log)?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     shared.record(format!(
@@ -414,11 +446,11 @@ async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>)
     ));
     lock(&shared.started_versions).insert(version.clone());
 
-    let health = format!("http://{address}/health");
+    let probe = format!("http://{address}{}", readiness_path(pod));
     let http = reqwest::Client::new();
     let deadline = Instant::now() + STARTUP;
     let up = loop {
-        if matches!(http.get(&health).send().await, Ok(r) if r.status().is_success()) {
+        if matches!(http.get(&probe).send().await, Ok(r) if r.status().is_success()) {
             break true;
         }
         let stopping = *stop.borrow();
@@ -427,36 +459,80 @@ async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if up {
-        lock(&shared.ready).insert(
-            name.clone(),
-            Ready {
-                labels: pod.labels().clone(),
-                address,
-                version,
-            },
-        );
-        let target = scrape_target(shared, &name, address);
-        shared.record(format!("pod {name}: ready"));
-        tokio::select! {
-            _ = stopped(&mut stop) => {}
-            code = process.wait() => {
-                shared.record(format!("pod {name}: listacompra-api exited with {code}"));
-            }
-        }
-        lock(&shared.ready).remove(&name);
-        if let Some(path) = target {
-            let _ = std::fs::remove_file(path);
-        }
-        tokio::time::sleep(DRAIN).await;
-    } else {
+    if !up {
         shared.record(format!(
-            "pod {name}: /health did not answer within {STARTUP:?}"
+            "pod {name}: {probe} did not answer within {STARTUP:?}"
         ));
+        process.stop(grace).await;
+        return Ok(());
     }
-    process.stop(GRACE).await;
+    // Serve first, then say Ready: the pod joins its Services before the Deployment
+    // controller may count it available and remove an old one.
+    lock(&shared.ready).insert(
+        name.clone(),
+        Ready {
+            labels: pod.labels().clone(),
+            address,
+            version,
+        },
+    );
+    let target = scrape_target(shared, &name, address);
+    set_ready(shared, &name, true).await;
+    shared.record(format!("pod {name}: ready"));
+    let exited = tokio::select! {
+        _ = stopped(&mut stop) => None,
+        code = process.wait() => Some(code),
+    };
+    // Leave the Services (no new connection reaches the process), then keep serving for the
+    // preStop sleep: connections routed just before still find it listening.
+    lock(&shared.ready).remove(&name);
+    if let Some(path) = target {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(code) = exited {
+        shared.record(format!("pod {name}: listacompra-api exited with {code}"));
+        set_ready(shared, &name, false).await;
+        return Ok(());
+    }
+    tokio::time::sleep(pre_stop).await;
+    process.stop(grace).await;
     shared.record(format!("pod {name}: stopped"));
     Ok(())
+}
+
+/// Sets the pod's Ready condition as the kubelet does after a readiness probe. A pod that
+/// is gone meanwhile is fine (404).
+async fn set_ready(shared: &Shared, pod: &str, ready: bool) {
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let status = if ready { "True" } else { "False" };
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = |type_: &str| {
+        json!({ "type": type_, "status": status, "lastTransitionTime": now,
+                "reason": if ready { "ProbeSucceeded" } else { "ContainersNotReady" } })
+    };
+    let containers: Vec<_> = api
+        .get_opt(pod)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|p| p.status)
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| json!({ "name": c.name, "ready": ready }))
+        .collect();
+    let patch = json!({ "status": {
+        "conditions": [condition("Ready"), condition("ContainersReady")],
+        "containerStatuses": containers,
+    }});
+    match api
+        .patch_status(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => shared.record(format!("pod {pod}: could not set Ready={status}: {e}")),
+    }
 }
 
 /// Resolves once the pod is to stop.
@@ -492,7 +568,7 @@ async fn run_job(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) ->
     let code = tokio::select! {
         code = process.wait() => code,
         _ = stopped(&mut stop) => {
-            process.stop(GRACE).await;
+            process.stop(stop_timing(pod).1).await;
             shared.record(format!("pod {name}: stopped before it finished"));
             return Ok(());
         }
