@@ -6,8 +6,18 @@ use serde::{Deserialize, Serialize};
 
 /// Condition types the operator sets.
 pub mod condition {
-    /// The stable version serves traffic and no release is failing.
+    /// The desired version (`spec.version`) serves and passed every gate. False while a
+    /// release is in flight, after a rollback and after a failure (kstatus: not Current).
     pub const READY: &str = "Ready";
+    /// A version serves traffic: the desired one, or the stable one after a rollback or
+    /// while a release is in flight.
+    pub const AVAILABLE: &str = "Available";
+    /// kstatus: an attempt is in flight and moving (pending, migrating, rolling out,
+    /// verifying, rolling back).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the attempt ended rolled back or failed, or waits for a person; nothing
+    /// moves until `spec.version` or `spec.retryToken` changes.
+    pub const STALLED: &str = "Stalled";
     /// A release is moving (migrating, rolling out, verifying or rolling back).
     pub const PROGRESSING: &str = "Progressing";
     /// The last release failed; the reason names the gate and the KPI.
@@ -31,8 +41,8 @@ pub struct ListaCompraReleaseStatus {
     /// Where the release stands, for people. Conditions are the machine-readable truth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Conditions following the Kubernetes API conventions: Ready, Progressing, Degraded,
-    /// RolledBack, MigrationsApplied.
+    /// Conditions following the Kubernetes API conventions: Ready, Available, Progressing,
+    /// Reconciling, Stalled, Degraded, RolledBack, MigrationsApplied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -940,30 +940,89 @@ impl<'o, 'a> Machine<'o, 'a> {
         };
         self.set_condition(condition::PROGRESSING, progressing, p_reason, p_message);
 
-        let (ready, r_reason, r_message) = match (phase, &stable) {
+        // Ready: the desired version serves (kstatus reads Ready=False as not yet Current).
+        let in_flight = matches!(
+            phase,
+            Phase::Pending
+                | Phase::Migrating
+                | Phase::RollingOut
+                | Phase::Verifying
+                | Phase::RollingBack
+        );
+        let (ready, r_reason, r_message) = match phase {
+            Phase::Succeeded => (true, "Serving", format!("{version} serves")),
+            Phase::RolledBack => (
+                false,
+                "RolledBack",
+                format!(
+                    "{version} failed and was rolled back; {} serves",
+                    stable.as_deref().unwrap_or("the stable version")
+                ),
+            ),
+            Phase::Failed => (
+                false,
+                "ReleaseFailed",
+                format!("the release of {version} failed"),
+            ),
+            _ => (false, "Releasing", format!("{version} is not released yet")),
+        };
+        self.set_condition(condition::READY, ready, r_reason, r_message);
+
+        // Available: some version serves, the desired one or the stable one.
+        let (available, a_reason, a_message) = match (phase, &stable) {
             (Phase::Succeeded, _) => (true, "Serving", format!("{version} serves")),
             (Phase::Failed, _) => (
                 false,
                 "ReleaseFailed",
                 "the release failed and nothing was rolled back".to_owned(),
             ),
-            (Phase::RolledBack, Some(s)) => (
-                true,
-                "StableServing",
-                format!("{s} serves; {version} failed"),
-            ),
-            (_, Some(s)) => (
-                true,
-                "StableServing",
-                format!("{s} serves while {version} is released"),
-            ),
+            (_, Some(s)) => (true, "StableServing", format!("{s} serves")),
             (_, None) => (
                 false,
                 "NotYetServing",
                 "no version has passed the gates yet".to_owned(),
             ),
         };
-        self.set_condition(condition::READY, ready, r_reason, r_message);
+        self.set_condition(condition::AVAILABLE, available, a_reason, a_message);
+
+        // kstatus (Flux, Helm --wait, cli-utils): Reconciling while an attempt is in flight
+        // and moving; Stalled once it ended failed or waits for a person, until the spec
+        // changes. A spec pause is neither: the release is simply not done.
+        let held_for_person = self
+            .hold
+            .as_ref()
+            .is_some_and(|(reason, _)| *reason != "Paused");
+        let (reconciling, c_reason, c_message) = match &self.hold {
+            None if in_flight => (true, phase_name(phase), format!("releasing {version}")),
+            Some((reason, message)) if in_flight && !held_for_person => {
+                (false, *reason, message.clone())
+            }
+            _ => (false, "Settled", "no release in flight".to_owned()),
+        };
+        self.set_condition(condition::RECONCILING, reconciling, c_reason, c_message);
+        let degraded = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        let (stalled, s_reason, s_message) = match (phase, &self.hold, degraded) {
+            (Phase::RolledBack | Phase::Failed, _, Some((reason, message))) => {
+                (true, reason, message)
+            }
+            (Phase::RolledBack | Phase::Failed, _, None) => (
+                true,
+                phase_name(phase).to_owned(),
+                format!("the release of {version} ended {}", phase_name(phase)),
+            ),
+            (_, Some((reason, message)), _) if held_for_person => {
+                (true, (*reason).to_owned(), message.clone())
+            }
+            _ => (false, "NotStalled".to_owned(), "nothing blocks the release".to_owned()),
+        };
+        let s_message = if stalled {
+            format!("{s_message}; change spec.version or spec.retryToken to go on")
+        } else {
+            s_message
+        };
+        self.set_condition(condition::STALLED, stalled, &s_reason, s_message);
 
         let rolled_back = phase == Phase::RolledBack;
         let rb_message = if rolled_back {

@@ -236,6 +236,14 @@ fn cond(d: &Decision, type_: &str) -> (bool, String, String) {
     (c.status == "True", c.reason.clone(), c.message.clone())
 }
 
+/// (Reconciling, Stalled): what kstatus reads first.
+fn kstatus(d: &Decision) -> (bool, bool) {
+    (
+        cond(d, condition::RECONCILING).0,
+        cond(d, condition::STALLED).0,
+    )
+}
+
 fn creates(d: &Decision, purpose: JobPurpose) -> Option<(String, String, i64)> {
     d.actions.iter().find_map(|a| match a {
         Action::CreateJob {
@@ -275,11 +283,14 @@ fn cases() -> Vec<Case> {
                 ),
                 (true, "reg/api:1.0.0", 4)
             );
-            assert_eq!(cond(d, condition::READY).1, "NotYetServing");
+            assert_eq!(cond(d, condition::READY).1, "Releasing");
+            assert!(!cond(d, condition::READY).0);
+            assert_eq!(cond(d, condition::AVAILABLE).1, "NotYetServing");
             assert_eq!(
                 cond(d, condition::PROGRESSING),
                 (true, "Migrating".into(), "releasing 1.0.0".into())
             );
+            assert_eq!(kstatus(d), (true, false), "Reconciling, not Stalled");
             assert!(has_note(d, "ReleaseStarted"));
             assert_eq!(d.status.observed_generation, Some(7));
         }),
@@ -311,12 +322,13 @@ fn cases() -> Vec<Case> {
             assert_eq!(d.status.current_version.as_deref(), Some("1.1.0"));
             assert_eq!(
                 cond(d, condition::READY),
-                (
-                    true,
-                    "StableServing".into(),
-                    "1.0.0 serves while 1.1.0 is released".into()
-                )
+                (false, "Releasing".into(), "1.1.0 is not released yet".into())
             );
+            assert_eq!(
+                cond(d, condition::AVAILABLE),
+                (true, "StableServing".into(), "1.0.0 serves".into())
+            );
+            assert_eq!(kstatus(d), (true, false), "Reconciling, not Stalled");
         }),
         Case::new(
             "a running migration is waited for",
@@ -484,6 +496,8 @@ fn cases() -> Vec<Case> {
                 cond(d, condition::READY),
                 (true, "Serving".into(), "1.1.0 serves".into())
             );
+            assert!(cond(d, condition::AVAILABLE).0);
+            assert_eq!(kstatus(d), (false, false), "Current: neither condition");
             assert!(!cond(d, condition::DEGRADED).0);
         }),
         Case::new("failing health checks roll back", v2.clone(), {
@@ -596,6 +610,7 @@ fn cases() -> Vec<Case> {
         .expect(|d| {
             assert_eq!(phase(d), Phase::Verifying);
             assert_eq!(cond(d, condition::PROGRESSING).1, "AnalysisPaused");
+            assert_eq!(kstatus(d), (false, true), "held for a person: Stalled");
         }),
         Case::new(
             "a held release stays held and takes no measurement",
@@ -644,6 +659,12 @@ fn cases() -> Vec<Case> {
                     "spec.paused is true; the release waits at this step".into()
                 )
             );
+            assert_eq!(
+                kstatus(d),
+                (false, false),
+                "paused: neither moving nor stalled"
+            );
+            assert!(!cond(d, condition::READY).0, "paused is not Ready");
         }),
         Case::new(
             "a new version during Verifying supersedes the old one",
@@ -725,11 +746,17 @@ fn cases() -> Vec<Case> {
             assert_eq!(
                 cond(d, condition::READY),
                 (
-                    true,
-                    "StableServing".into(),
-                    "1.0.0 serves; 1.1.0 failed".into()
+                    false,
+                    "RolledBack".into(),
+                    "1.1.0 failed and was rolled back; 1.0.0 serves".into()
                 )
             );
+            assert_eq!(
+                cond(d, condition::AVAILABLE),
+                (true, "StableServing".into(), "1.0.0 serves".into())
+            );
+            assert_eq!(kstatus(d), (false, true), "Stalled after a rollback");
+            assert_eq!(cond(d, condition::STALLED).1, "KpiBreached");
             assert!(cond(d, condition::ROLLED_BACK).0);
             assert_eq!(cond(d, condition::DEGRADED).1, "KpiBreached");
             assert_eq!(d.status.history[0].outcome, Outcome::RolledBack);

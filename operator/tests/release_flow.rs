@@ -10,12 +10,12 @@ use anyhow::{Result, ensure};
 use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::Component;
 use e2e::services::Services;
-use listacompra_crds::Phase;
+use listacompra_crds::{ListaCompraRelease, Phase};
 use listacompra_crds::status::{Outcome, condition};
 use serde_json::json;
 use support::{
-    Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, jobs, release,
-    wait_phase,
+    Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, jobs,
+    kubectl_wait_ready, release, wait_phase,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -42,11 +42,20 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
         ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"));
 
         apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
-        let lc = wait_phase(&ctx, "1.1.0", Phase::Succeeded, TIMEOUT).await;
-        if lc.is_err() {
+        // What Helm/Flux-style tooling does: wait for Ready. 1.0.0's Ready=True does not count
+        // (its observedGeneration is older); Ready turns True only once 1.1.0 serves.
+        let waited = kubectl_wait_ready(&ctx, TIMEOUT).await;
+        if waited.is_err() {
             eprintln!("operator log:\n{}", operator.log());
         }
-        let lc = lc?;
+        waited?;
+        let lc = ctx.api::<ListaCompraRelease>().get("lc").await?;
+        ensure!(
+            lc.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+                && lc.status.as_ref().and_then(|s| s.current_version.as_deref()) == Some("1.1.0"),
+            "kubectl wait returned before 1.1.0 was released: {:#?}",
+            lc.status
+        );
         let status = lc.status.clone().unwrap_or_default();
         ensure!(
             status.stable_version.as_deref() == Some("1.1.0"),
@@ -205,9 +214,16 @@ async fn a_failed_migration_rolls_nothing_out() {
             deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"),
             "no pod changed"
         );
+        // kstatus: not Ready (1.1.0 does not serve), Stalled until the spec changes; the
+        // stable version still serves (Available).
         ensure!(
-            cond(&lc, condition::READY).0 == "True"
-                && cond(&lc, condition::ROLLED_BACK).0 == "True"
+            cond(&lc, condition::READY).0 == "False"
+                && cond(&lc, condition::STALLED).0 == "True"
+                && cond(&lc, condition::RECONCILING).0 == "False"
+                && cond(&lc, condition::AVAILABLE).0 == "True"
+                && cond(&lc, condition::ROLLED_BACK).0 == "True",
+            "conditions after the rollback: {:?}",
+            lc.status.as_ref().map(|s| &s.conditions)
         );
         // The schema was put back to 1.0.0's revision by a revert Job run with 1.1.0's image.
         let reverts = jobs(&ctx, "revert").await?;

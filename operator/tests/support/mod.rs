@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use e2e::cluster::{TestContext, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -305,4 +305,23 @@ pub async fn expect_events(ctx: &TestContext, reasons: &[&str]) -> Result<Vec<St
             event_reasons(ctx).await?
         ),
     }
+}
+
+/// `kubectl wait --for=condition=Ready` on release `lc`, as Helm/Flux-style tooling waits.
+pub async fn kubectl_wait_ready(ctx: &TestContext, timeout: Duration) -> Result<()> {
+    let output = tokio::process::Command::new(ctx.cluster.bin_dir()?.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(ctx.cluster.kubeconfig())
+        .args(["wait", "--for=condition=Ready", "listacomprarelease/lc", "-n"])
+        .arg(&ctx.namespace)
+        .arg(format!("--timeout={}s", timeout.as_secs()))
+        .output()
+        .await?;
+    ensure!(
+        output.status.success(),
+        "kubectl wait --for=condition=Ready (timeout {timeout:?}) failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
