@@ -78,21 +78,26 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
         watcher::Config::default().labels("app.kubernetes.io/managed-by=listacompra-operator");
     let streams = scopes.into_iter().map(|scope| {
         let client = ctx.client.clone();
-        let (releases, jobs, deployments) = match &scope {
+        let (releases, jobs, deployments, services) = match &scope {
             Some(ns) => (
                 Api::<DeserializeGuard<ListaCompraRelease>>::namespaced(client.clone(), ns),
                 Api::<Job>::namespaced(client.clone(), ns),
-                Api::<Deployment>::namespaced(client, ns),
+                Api::<Deployment>::namespaced(client.clone(), ns),
+                Api::<Service>::namespaced(client, ns),
             ),
             None => (
+                Api::all(client.clone()),
                 Api::all(client.clone()),
                 Api::all(client.clone()),
                 Api::all(client),
             ),
         };
+        // Every child is watched: a change or deletion of any of them wakes the release, and
+        // the reconcile puts back the fields the operator owns.
         Controller::new(releases, watcher::Config::default().any_semantic())
             .owns(jobs, managed.clone())
             .owns(deployments, managed.clone())
+            .owns(services, managed.clone())
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .boxed()
@@ -326,13 +331,37 @@ async fn reconcile_release(
             }
         }
     }
-    // Apply only when the live Deployment differs: a settled release makes no writes.
-    if let Some(target) = decision
-        .workload
-        .as_ref()
-        .filter(|t| workload.hash.as_deref() != Some(decide::desired_hash(&observed, t).as_str()))
-    {
-        apply_workload(&owner, decide::spec_for(&observed, target), target, ctx).await?;
+    // Hold the desired state: apply the Deployment and Service on every reconcile that has a
+    // target. Server-side apply of an unchanged object is a no-op (no write, no event), so a
+    // settled release still makes no writes, while a scaled, edited or deleted child is put
+    // back within one reconcile (its watch event triggers it).
+    if let Some(target) = &decision.workload {
+        let live_service = Api::<Service>::namespaced(client.clone(), &namespace)
+            .get_opt(&naming::workload_name(&name))
+            .await
+            .map_err(kube_err("reading the Service"))?;
+        let foreign = [
+            ("Deployment", live.as_ref().map(|d| &d.metadata)),
+            ("Service", live_service.as_ref().map(|s| &s.metadata)),
+        ]
+        .into_iter()
+        .find_map(|(kind, meta)| meta.filter(|m| !workload::is_ours(m, &owner)).map(|_| kind));
+        match foreign {
+            Some(kind) => refuse_takeover(release, kind, &naming::workload_name(&name), ctx).await,
+            None => {
+                apply_workload(
+                    &owner,
+                    decide::spec_for(&observed, target),
+                    target,
+                    Live {
+                        deployment: live.as_ref().map(|d| &d.metadata),
+                        service: live_service.as_ref().map(|s| &s.metadata),
+                    },
+                    ctx,
+                )
+                .await?;
+            }
+        }
     }
 
     if decision.status != status {
@@ -456,31 +485,69 @@ fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {
     }
 }
 
+/// The live children's metadata, to tell a real write from a no-op apply.
+struct Live<'a> {
+    deployment: Option<&'a kube::api::ObjectMeta>,
+    service: Option<&'a kube::api::ObjectMeta>,
+}
+
 async fn apply_workload(
     owner: &Owner,
     spec: &ListaCompraReleaseSpec,
     target: &workload::Workload,
+    live: Live<'_>,
     ctx: &Context,
 ) -> Result<()> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let name = naming::workload_name(&owner.name);
-    ctx.metrics
-        .api_writes
-        .with_label_values(&["deployment"])
-        .inc();
-    ctx.metrics.api_writes.with_label_values(&["service"]).inc();
     let deployment = workload::deployment(owner, spec, target);
-    Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
+    let applied = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&deployment))
         .await
         .map_err(kube_err(format!("applying Deployment {name}")))?;
+    let deployment_written = wrote(live.deployment, &applied.metadata);
     let service = workload::service(owner, spec);
-    Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
+    let applied = Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&service))
         .await
         .map_err(kube_err(format!("applying Service {name}")))?;
-    info!(target_version = %target.version, image = %target.image, "applied Deployment and Service");
+    let service_written = wrote(live.service, &applied.metadata);
+    for (kind, written) in [
+        ("deployment", deployment_written),
+        ("service", service_written),
+    ] {
+        if written {
+            ctx.metrics.api_writes.with_label_values(&[kind]).inc();
+        }
+    }
+    if deployment_written || service_written {
+        info!(target_version = %target.version, image = %target.image, deployment_written, service_written, "applied Deployment and Service");
+    }
     Ok(())
+}
+
+/// Whether an apply changed the object: it did not exist, or its resourceVersion moved.
+fn wrote(before: Option<&kube::api::ObjectMeta>, after: &kube::api::ObjectMeta) -> bool {
+    before.is_none_or(|b| b.resource_version != after.resource_version)
+}
+
+/// An object of the workload's name exists and is not the release's: say so, touch nothing.
+async fn refuse_takeover(release: &ListaCompraRelease, kind: &str, name: &str, ctx: &Context) {
+    let message = format!(
+        "{kind} {name} exists and is not controlled by this release; the operator does not take over objects it did not create. Fix: delete or rename it"
+    );
+    warn!(kind, name, "{message}");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "ObjectNotOwned".to_owned(),
+        note: Some(message),
+        action: "Apply".to_owned(),
+        secondary: None,
+    };
+    ctx.metrics.api_writes.with_label_values(&["event"]).inc();
+    if let Err(e) = ctx.recorder.publish(&event, &release.object_ref(&())).await {
+        warn!(error = %e, "could not publish Event");
+    }
 }
 
 /// The spec recorded when `version` became stable; `None` when no record exists (then the

@@ -1015,7 +1015,11 @@ impl<'o, 'a> Machine<'o, 'a> {
             (_, Some((reason, message)), _) if held_for_person => {
                 (true, (*reason).to_owned(), message.clone())
             }
-            _ => (false, "NotStalled".to_owned(), "nothing blocks the release".to_owned()),
+            _ => (
+                false,
+                "NotStalled".to_owned(),
+                "nothing blocks the release".to_owned(),
+            ),
         };
         let s_message = if stalled {
             format!("{s_message}; change spec.version or spec.retryToken to go on")

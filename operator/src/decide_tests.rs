@@ -322,7 +322,11 @@ fn cases() -> Vec<Case> {
             assert_eq!(d.status.current_version.as_deref(), Some("1.1.0"));
             assert_eq!(
                 cond(d, condition::READY),
-                (false, "Releasing".into(), "1.1.0 is not released yet".into())
+                (
+                    false,
+                    "Releasing".into(),
+                    "1.1.0 is not released yet".into()
+                )
             );
             assert_eq!(
                 cond(d, condition::AVAILABLE),

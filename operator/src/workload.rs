@@ -403,6 +403,15 @@ pub fn applied_hash(metadata: &ObjectMeta) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether an existing object may be applied by the operator for `owner`: it is controlled
+/// by this release (same uid). An object someone else created under the same name is never
+/// taken over.
+pub fn is_ours(metadata: &ObjectMeta, owner: &Owner) -> bool {
+    metadata.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true) && r.uid == owner.reference.uid && r.kind == owner.reference.kind
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -455,5 +464,43 @@ mod tests {
             "drainSeconds 0: no preStop"
         );
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
+    }
+
+    #[test]
+    fn only_objects_controlled_by_the_release_are_ours() {
+        let owner = Owner {
+            name: "lc".into(),
+            namespace: "ns".into(),
+            reference: OwnerReference {
+                api_version: "listacompra.app/v1alpha1".into(),
+                kind: "ListaCompraRelease".into(),
+                name: "lc".into(),
+                uid: "u-1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        };
+        let with = |refs: Vec<OwnerReference>| ObjectMeta {
+            owner_references: Some(refs),
+            ..ObjectMeta::default()
+        };
+        assert!(is_ours(&with(vec![owner.reference.clone()]), &owner));
+        assert!(
+            !is_ours(&ObjectMeta::default(), &owner),
+            "no owner: someone else's"
+        );
+        let other_uid = OwnerReference {
+            uid: "u-2".into(),
+            ..owner.reference.clone()
+        };
+        assert!(
+            !is_ours(&with(vec![other_uid]), &owner),
+            "a release of the same name that was deleted and re-created"
+        );
+        let not_controller = OwnerReference {
+            controller: None,
+            ..owner.reference.clone()
+        };
+        assert!(!is_ours(&with(vec![not_controller]), &owner));
     }
 }

@@ -10,8 +10,8 @@ use anyhow::{Result, ensure};
 use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::Component;
 use e2e::services::Services;
-use listacompra_crds::{ListaCompraRelease, Phase};
 use listacompra_crds::status::{Outcome, condition};
+use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
 use support::{
     Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, jobs,
@@ -384,6 +384,123 @@ async fn an_unreachable_prometheus_is_inconclusive_never_a_breach() {
             "nothing rolled back"
         );
         Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+/// What a person with kubectl does to the children of a settled release: scale the
+/// Deployment, swap its image, delete the Service, delete the Deployment. The operator puts
+/// each back (fields it owns, by server-side apply) without a new migration or release, and
+/// the release keeps saying what serves.
+#[tokio::test]
+async fn drift_of_the_children_is_repaired_without_a_new_release() {
+    with_namespace("op-drift", |ctx| async move {
+        let (operator, _endpoint) = stable_1_0_0(&ctx).await?;
+        let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> = ctx.api();
+        let migrations = jobs(&ctx, "migrate").await?.len();
+        let by_hand = kube::api::PatchParams::apply("kubectl-edit").force();
+        let image = format!("{IMAGE}:1.0.0");
+
+        let repaired = |what: &'static str| {
+            let deployments = deployments.clone();
+            let image = image.clone();
+            async move {
+                e2e::cluster::eventually(what, TIMEOUT, || {
+                    let deployments = deployments.clone();
+                    let image = image.clone();
+                    async move {
+                        let d = deployments.get_opt("lc-api").await.ok()??;
+                        let spec = d.spec?;
+                        let live = spec.template.spec?.containers.first()?.image.clone()?;
+                        (spec.replicas == Some(2) && live == image).then_some(())
+                    }
+                })
+                .await
+                .map_err(anyhow::Error::msg)
+            }
+        };
+
+        // kubectl scale deploy/lc-api --replicas=5
+        deployments
+            .patch(
+                "lc-api",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "spec": { "replicas": 5 } })),
+            )
+            .await?;
+        let scaled = repaired("replicas back to 2").await;
+        if scaled.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        scaled?;
+
+        // kubectl set image deploy/lc-api '*=evil.example/x:latest' (another field manager)
+        deployments
+            .patch(
+                "lc-api",
+                &by_hand,
+                &kube::api::Patch::Apply(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "spec": { "template": { "spec": { "containers": [
+                        { "name": "api", "image": "evil.example/x:latest" }
+                    ] } } }
+                })),
+            )
+            .await?;
+        repaired("the image back to 1.0.0's").await?;
+
+        // kubectl delete svc lc-api
+        services
+            .delete("lc-api", &kube::api::DeleteParams::default())
+            .await?;
+        e2e::cluster::eventually("the Service re-created", TIMEOUT, || {
+            let services = services.clone();
+            async move {
+                services
+                    .get_opt("lc-api")
+                    .await
+                    .ok()?
+                    .filter(|s| s.metadata.deletion_timestamp.is_none())
+                    .map(|_| ())
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+        // kubectl delete deploy/lc-api
+        let old_uid = deployments.get("lc-api").await?.metadata.uid;
+        deployments
+            .delete("lc-api", &kube::api::DeleteParams::background())
+            .await?;
+        e2e::cluster::eventually("the Deployment re-created", TIMEOUT, || {
+            let deployments = deployments.clone();
+            let old_uid = old_uid.clone();
+            async move {
+                let d = deployments.get_opt("lc-api").await.ok()??;
+                (d.metadata.uid != old_uid && d.metadata.deletion_timestamp.is_none()).then_some(())
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        repaired("the re-created Deployment runs 1.0.0").await?;
+
+        let lc = ctx
+            .api::<listacompra_crds::ListaCompraRelease>()
+            .get("lc")
+            .await?;
+        let status = lc.status.clone().unwrap_or_default();
+        ensure!(
+            status.phase == Some(Phase::Succeeded)
+                && status.stable_version.as_deref() == Some("1.0.0")
+                && cond(&lc, condition::READY).0 == "True",
+            "drift repair changed the release: {status:#?}"
+        );
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == migrations,
+            "drift repair started a migration"
+        );
+        Ok(())
     })
     .await;
 }

@@ -312,7 +312,12 @@ pub async fn kubectl_wait_ready(ctx: &TestContext, timeout: Duration) -> Result<
     let output = tokio::process::Command::new(ctx.cluster.bin_dir()?.join("kubectl"))
         .arg("--kubeconfig")
         .arg(ctx.cluster.kubeconfig())
-        .args(["wait", "--for=condition=Ready", "listacomprarelease/lc", "-n"])
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "listacomprarelease/lc",
+            "-n",
+        ])
         .arg(&ctx.namespace)
         .arg(format!("--timeout={}s", timeout.as_secs()))
         .output()
