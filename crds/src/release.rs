@@ -1,6 +1,6 @@
 //! The `ListaCompraRelease` resource and its spec.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 /// the stable one. The spec is never written by the operator.
 // Each `printcolumn(...)` repeats `type_ = "string"`: clippy reads that as duplication.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "listacompra.app",
     version = "v1alpha1",
@@ -63,8 +63,11 @@ pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.version.contains('+') || has(self.image.tag) || has(self.image.digest)").message("spec.version has build metadata ('+...'), which an image tag cannot carry: set spec.image.tag (or spec.image.digest) explicitly").field_path(".version"))]
 pub struct ListaCompraReleaseSpec {
-    /// The semantic version being released, e.g. `1.4.0`. Changing it starts a release.
+    /// The semantic version being released, e.g. `1.4.0`. Changing it starts a release. With
+    /// build metadata (`1.4.0+build.5`), `image.tag` or `image.digest` must be set, since a
+    /// tag cannot contain `+`.
     #[schemars(length(max = 128), regex(pattern = SEMVER_PATTERN))]
     pub version: String,
     /// The API server image. Its tag defaults to `version`.

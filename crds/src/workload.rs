@@ -7,13 +7,27 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A DNS subdomain (RFC 1123), as Kubernetes requires of Secret, ConfigMap and
+/// ServiceAccount names: lower-case alphanumerics, `-` and `.`, starting and ending with an
+/// alphanumeric.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A key of a Secret or ConfigMap: alphanumerics, `-`, `_` and `.`.
+pub const CONFIG_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// An image repository as the distribution spec's reference grammar has it: an optional
+/// registry host (with a `.` or a port, or `localhost`) and lower-case path components.
+pub const IMAGE_REPOSITORY_PATTERN: &str = r"^(((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$";
+
 /// The container image of the API server (and of its migration Job).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.tag) && has(self.digest))").message("set either image.tag or image.digest, not both"))]
 pub struct ImageSpec {
-    /// Image repository without tag or digest, e.g. `ghcr.io/listacompra/api`.
-    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[^@\s]+$"))]
+    /// Image repository without tag or digest, e.g. `ghcr.io/listacompra/api`: an optional
+    /// registry host, then lower-case path components (the distribution spec's grammar).
+    #[schemars(length(min = 1, max = 255), regex(pattern = IMAGE_REPOSITORY_PATTERN))]
     pub repository: String,
     /// Image tag. Defaults to `spec.version` when neither tag nor digest is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,7 +45,7 @@ pub struct ImageSpec {
     pub pull_policy: PullPolicy,
     /// Names of Secrets (type `kubernetes.io/dockerconfigjson`) used to pull the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN)))]
     pub pull_secrets: Vec<String>,
 }
 
@@ -50,11 +64,11 @@ pub enum PullPolicy {
 /// A key of a Secret in the release's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     /// Key within the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = CONFIG_KEY_PATTERN))]
     pub key: String,
 }
 
@@ -91,11 +105,11 @@ pub struct ApiEnvironment {
 pub struct EnvFromRef {
     /// Name of a ConfigMap whose keys become variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub config_map_name: Option<String>,
     /// Name of a Secret whose keys become variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
 }
 
@@ -138,18 +152,25 @@ pub enum ServiceType {
 }
 
 /// Pod-level settings of the API Deployment.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.labels) || !self.labels.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'listacompra.app/release'])").message("pod.labels must not set app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/managed-by or listacompra.app/release: the operator sets them (its Service and Deployment select on them)").field_path(".labels"))]
+#[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && size(self.labels[k]) <= 63 && self.labels[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))").message("pod.labels: keys must be label names (an optional DNS prefix and '/', then at most 63 alphanumerics, '-', '_' or '.'), values at most 63 such characters, starting and ending with an alphanumeric").field_path(".labels"))]
+#[x_kube(validation = Rule::new("!has(self.resources) || ((!has(self.resources.limits) || !('cpu' in self.resources.limits) || isQuantity(string(self.resources.limits['cpu']))) && (!has(self.resources.limits) || !('memory' in self.resources.limits) || isQuantity(string(self.resources.limits['memory']))) && (!has(self.resources.limits) || !('ephemeral-storage' in self.resources.limits) || isQuantity(string(self.resources.limits['ephemeral-storage']))) && (!has(self.resources.requests) || !('cpu' in self.resources.requests) || isQuantity(string(self.resources.requests['cpu']))) && (!has(self.resources.requests) || !('memory' in self.resources.requests) || isQuantity(string(self.resources.requests['memory']))) && (!has(self.resources.requests) || !('ephemeral-storage' in self.resources.requests) || isQuantity(string(self.resources.requests['ephemeral-storage']))))").message("pod.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
 pub struct PodSettings {
-    /// Labels added to the API pods (the operator's own selector labels always win).
+    /// Labels added to the API pods. The operator's own labels (`app.kubernetes.io/name`,
+    /// `instance`, `version`, `managed-by`, `listacompra.app/release`) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub labels: BTreeMap<String, String>,
     /// Annotations added to the API pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
-    /// ServiceAccount the API pods run as. Defaults to the namespace's `default`.
+    /// ServiceAccount the API pods run as (a DNS subdomain). Defaults to the namespace's
+    /// `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub service_account_name: Option<String>,
     /// CPU and memory requests and limits of the API container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

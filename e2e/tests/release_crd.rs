@@ -355,7 +355,128 @@ const INVALID: &[(&str, &str, &str)] = &[
         r#"{"spec":{"service":{"port":70000}}}"#,
         "spec.service.port",
     ),
+    (
+        "build metadata without an image tag",
+        r#"{"spec":{"version":"1.2.0+build.5"}}"#,
+        "spec.version",
+    ),
+    (
+        "upper-case image repository",
+        r#"{"spec":{"image":{"repository":"registry.example/ListaCompra/API"}}}"#,
+        "spec.image.repository",
+    ),
+    (
+        "image repository with a tag",
+        r#"{"spec":{"image":{"repository":"registry.example/listacompra/api:1.0.0"}}}"#,
+        "spec.image.repository",
+    ),
+    (
+        "Secret name not a DNS name",
+        r#"{"spec":{"env":{"databaseUrl":{"name":"My_Secret","key":"url"}}}}"#,
+        "spec.env.databaseUrl.name",
+    ),
+    (
+        "Secret key with a slash",
+        r#"{"spec":{"env":{"databaseUrl":{"name":"db","key":"a/b"}}}}"#,
+        "spec.env.databaseUrl.key",
+    ),
+    (
+        "ConfigMap name not a DNS name",
+        r#"{"spec":{"env":{"envFrom":[{"configMapName":"Runtime Settings"}]}}}"#,
+        "spec.env.envFrom[0].configMapName",
+    ),
+    (
+        "pull Secret name not a DNS name",
+        r#"{"spec":{"image":{"pullSecrets":["Registry Login"]}}}"#,
+        "spec.image.pullSecrets[0]",
+    ),
+    (
+        "ServiceAccount name not a DNS name",
+        r#"{"spec":{"pod":{"serviceAccountName":"API_Runner"}}}"#,
+        "spec.pod.serviceAccountName",
+    ),
+    (
+        "CPU limit not a quantity",
+        r#"{"spec":{"pod":{"resources":{"limits":{"cpu":"lots"}}}}}"#,
+        "spec.pod.resources",
+    ),
+    (
+        "memory request not a quantity",
+        r#"{"spec":{"pod":{"resources":{"requests":{"memory":"256 MB"}}}}}"#,
+        "spec.pod.resources",
+    ),
+    (
+        "pod label overriding the selector",
+        r#"{"spec":{"pod":{"labels":{"app.kubernetes.io/instance":"other"}}}}"#,
+        "spec.pod.labels",
+    ),
+    (
+        "pod label value not a label value",
+        r#"{"spec":{"pod":{"labels":{"team":"shopping lists"}}}}"#,
+        "spec.pod.labels",
+    ),
+    (
+        "pod label key not a label name",
+        r#"{"spec":{"pod":{"labels":{"Team Name":"lists"}}}}"#,
+        "spec.pod.labels",
+    ),
+    (
+        "negative drain",
+        r#"{"spec":{"pod":{"drainSeconds":-1}}}"#,
+        "spec.pod.drainSeconds",
+    ),
 ];
+
+/// Releases near the edges that the operator can carry out, so they must be accepted.
+const VALID: &[(&str, &str)] = &[
+    (
+        "build metadata with an explicit tag",
+        r#"{"spec":{"version":"1.2.0+build.5","image":{"tag":"1.2.0-build.5"}}}"#,
+    ),
+    (
+        "registry with a port",
+        r#"{"spec":{"image":{"repository":"localhost:5000/listacompra/api"}}}"#,
+    ),
+    (
+        "registry host with upper case",
+        r#"{"spec":{"image":{"repository":"Registry.Example.com/listacompra/api-server"}}}"#,
+    ),
+    (
+        "quantities",
+        r#"{"spec":{"pod":{"resources":{"requests":{"cpu":"250m","memory":"128Mi"},"limits":{"cpu":2,"memory":"1Gi"}}}}}"#,
+    ),
+    (
+        "labels of our own",
+        r#"{"spec":{"pod":{"labels":{"team":"lists","example.com/tier":"api"},"serviceAccountName":"listacompra-api"}}}"#,
+    ),
+];
+
+#[tokio::test]
+async fn releases_the_operator_can_carry_out_are_accepted() {
+    with_namespace("crd-valid", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let api = releases(&ctx);
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let mut refused = Vec::new();
+        for (case, patch) in VALID {
+            let manifest = merged(minimal(), &serde_json::from_str(patch)?);
+            let object: DynamicObject = serde_json::from_value(manifest)?;
+            if let Err(e) = api.create(&dry_run, &object).await {
+                refused.push(format!("{case}: {e}"));
+            }
+        }
+        ensure!(
+            refused.is_empty(),
+            "valid releases refused:\n{}",
+            refused.join("\n")
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn invalid_releases_are_rejected_naming_the_field() {
