@@ -46,9 +46,19 @@ pub struct ListaCompraReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The number of the current (or last) release attempt. It grows by one each time a
+    /// release starts: a new version, a new retry token, or a return to a version that ran
+    /// before. The attempt's Jobs carry it in their name and in the label
+    /// `listacompra.app/attempt`; a Job of another attempt is never taken for this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
     /// The version the current (or last) release is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// The image of the current (or last) release, recorded when it started. A schema revert
+    /// runs this image (it knows the down migrations), whatever the spec says meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_image: Option<String>,
     /// The last version that passed every gate; what a rollback returns to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_version: Option<String>,

@@ -287,6 +287,7 @@ async fn reconcile_release(
         match action {
             decide::Action::CreateJob {
                 name: job_name,
+                attempt,
                 purpose,
                 workload,
                 revision,
@@ -294,10 +295,13 @@ async fn reconcile_release(
                 let job = workload::job(
                     &owner,
                     spec,
-                    job_name.clone(),
-                    *purpose,
+                    workload::JobOrder {
+                        name: job_name.clone(),
+                        attempt: *attempt,
+                        purpose: *purpose,
+                        revision: *revision,
+                    },
                     workload,
-                    *revision,
                 );
                 ctx.metrics.api_writes.with_label_values(&["job"]).inc();
                 match jobs.create(&PostParams::default(), &job).await {

@@ -88,6 +88,8 @@ pub enum Action {
     CreateJob {
         /// Job name.
         name: String,
+        /// The release attempt the Job belongs to.
+        attempt: i64,
         /// Migrate forward or revert.
         purpose: JobPurpose,
         /// Image and version that run it.
@@ -288,6 +290,26 @@ impl<'o, 'a> Machine<'o, 'a> {
         }
     }
 
+    /// The current attempt's number (0 before the first release started).
+    fn attempt(&self) -> i64 {
+        self.status.attempt.unwrap_or(0)
+    }
+
+    /// The version and image the current attempt started with (recorded in status; the
+    /// spec's for a status written before attempts were recorded).
+    fn attempted(&self) -> Workload {
+        let target = self.target();
+        Workload {
+            version: self
+                .status
+                .current_version
+                .clone()
+                .unwrap_or(target.version),
+            image: self.status.current_image.clone().unwrap_or(target.image),
+            spec: SpecSource::Current,
+        }
+    }
+
     fn stable(&self) -> Option<Workload> {
         match (&self.status.stable_version, &self.status.stable_image) {
             (Some(version), Some(image)) => Some(Workload {
@@ -394,7 +416,9 @@ impl<'o, 'a> Machine<'o, 'a> {
         }
         let s = &mut self.status;
         s.phase = Some(Phase::Pending);
+        s.attempt = Some(s.attempt.unwrap_or(0) + 1);
         s.current_version = Some(self.o.spec.version.clone());
+        s.current_image = Some(image_ref(&self.o.spec.image, &self.o.spec.version));
         s.observed_retry_token = self.o.spec.retry_token.clone();
         s.release_start_time = Some(self.now.clone());
         s.migration_job = None;
@@ -433,7 +457,7 @@ impl<'o, 'a> Machine<'o, 'a> {
                     JobPurpose::Migrate,
                     self.version(),
                     revision,
-                    self.spec().retry_token.as_deref(),
+                    self.attempt(),
                 );
                 self.status.migration_job = Some(name.clone());
                 self.status.phase = Some(Phase::Migrating);
@@ -460,6 +484,7 @@ impl<'o, 'a> Machine<'o, 'a> {
     fn create_migration_job(&mut self, name: String, revision: i64) {
         self.actions.push(Action::CreateJob {
             name,
+            attempt: self.attempt(),
             purpose: JobPurpose::Migrate,
             workload: self.target(),
             revision,
@@ -833,15 +858,17 @@ impl<'o, 'a> Machine<'o, 'a> {
 
     /// Runs (or waits for) the schema revert Job. True once the schema is back.
     fn revert_schema(&mut self, revision: i64) -> bool {
-        // The failing version's image knows the down migrations from its revision.
-        let failing = self.target();
+        // The failing attempt's image knows the down migrations from its revision: the one
+        // recorded when the attempt started, not whatever the spec says now (a GitOps revert
+        // of `version` during the rollback must not run an image that lacks them).
+        let failing = self.attempted();
         let name = self.status.revert_job.clone().unwrap_or_else(|| {
             naming::job_name(
                 self.o.release,
                 JobPurpose::Revert,
                 &failing.version,
                 revision,
-                self.spec().retry_token.as_deref(),
+                self.attempt(),
             )
         });
         let first_look = self.status.revert_job.is_none();
@@ -850,6 +877,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             (_, true) | (JobState::Absent, false) => {
                 self.actions.push(Action::CreateJob {
                     name,
+                    attempt: self.attempt(),
                     purpose: JobPurpose::Revert,
                     workload: failing,
                     revision,

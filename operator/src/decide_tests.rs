@@ -77,12 +77,14 @@ fn status(phase: Phase, version: &str) -> ListaCompraReleaseStatus {
 
 fn migrating(version: &str) -> ListaCompraReleaseStatus {
     let mut s = status(Phase::Migrating, version);
+    s.attempt = Some(2);
+    s.current_image = Some(format!("reg/api:{version}"));
     s.migration_job = Some(naming::job_name(
         RELEASE,
         JobPurpose::Migrate,
         version,
         4,
-        None,
+        2,
     ));
     s
 }
@@ -251,6 +253,7 @@ fn creates(d: &Decision, purpose: JobPurpose) -> Option<(String, String, i64)> {
             purpose: p,
             workload,
             revision,
+            ..
         } if *p == purpose => Some((name.clone(), workload.image.clone(), *revision)),
         _ => None,
     })
@@ -725,6 +728,51 @@ fn cases() -> Vec<Case> {
             assert_eq!(revision, 3);
             assert_eq!(d.status.revert_job, Some(name));
         }),
+        Case::new(
+            "a GitOps revert of the version during the rollback still reverts with the failed image",
+            spec("1.0.0"),
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack, "the rollback is finished first");
+            let (name, image, revision) = creates(d, JobPurpose::Revert).expect("revert Job");
+            assert_eq!(
+                (image.as_str(), revision),
+                ("reg/api:1.1.0", 3),
+                "1.1.0's image holds the down migrations"
+            );
+            assert!(name.starts_with("lc-revert-1-1-0-"), "{name}");
+        }),
+        Case::new(
+            "a version that ran before starts a new attempt with a new migration Job",
+            v2.clone(),
+            {
+                // 1.1.0 failed in attempt 2, then 1.0.0 was released again (attempt 3).
+                let mut s = status(Phase::Succeeded, "1.0.0");
+                s.attempt = Some(3);
+                s.current_image = Some("reg/api:1.0.0".into());
+                s
+            },
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(d.status.attempt, Some(4));
+            assert_eq!(d.status.current_image.as_deref(), Some("reg/api:1.1.0"));
+            let (name, _, _) = creates(d, JobPurpose::Migrate).expect("a migration Job");
+            assert_ne!(
+                name,
+                naming::job_name(RELEASE, JobPurpose::Migrate, "1.1.0", 4, 2),
+                "attempt 2's finished Job must not be taken for this attempt's"
+            );
+            assert!(d.actions.iter().any(|a| matches!(a, Action::CreateJob { attempt: 4, .. })));
+        }),
         Case::new("a finished revert completes the rollback", v2.clone(), {
             let mut s = migrating("1.1.0");
             s.phase = Some(Phase::RollingBack);
@@ -855,7 +903,7 @@ fn cases() -> Vec<Case> {
             let (name, ..) = creates(d, JobPurpose::Migrate).expect("a new Job");
             assert_ne!(
                 name,
-                naming::job_name(RELEASE, JobPurpose::Migrate, "1.1.0", 4, None)
+                naming::job_name(RELEASE, JobPurpose::Migrate, "1.1.0", 4, 2)
             );
             assert_eq!(d.status.observed_retry_token.as_deref(), Some("again"));
         }),

@@ -8,6 +8,8 @@ pub const RELEASE_LABEL: &str = "listacompra.app/release";
 pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
 /// Annotation holding the hash of what the operator last applied to an object.
 pub const SPEC_HASH_ANNOTATION: &str = "listacompra.app/spec-hash";
+/// Label key carrying the release attempt a Job belongs to (`status.attempt`).
+pub const ATTEMPT_LABEL: &str = "listacompra.app/attempt";
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "listacompra-operator";
 
@@ -62,23 +64,24 @@ pub enum JobPurpose {
     Revert,
 }
 
-/// Deterministic Job name: the same release, purpose, version, revision and retry token
-/// always give the same name, so a restarted operator finds the Job instead of creating a
-/// second one. At most 63 characters (the `job-name` label limit).
+/// Deterministic Job name of one release attempt: the same release, purpose, version,
+/// revision and attempt always give the same name, so a restarted operator finds the Job
+/// instead of creating a second one; another attempt (a retry, or a return to a version that
+/// ran before) never finds an old attempt's Job. At most 63 characters (the `job-name` label
+/// limit).
 pub fn job_name(
     release: &str,
     purpose: JobPurpose,
     version: &str,
     revision: i64,
-    retry_token: Option<&str>,
+    attempt: i64,
 ) -> String {
     let verb = match purpose {
         JobPurpose::Migrate => "migrate",
         JobPurpose::Revert => "revert",
     };
     let hash = fnv1a(&format!(
-        "{release}\0{verb}\0{version}\0{revision}\0{}",
-        retry_token.unwrap_or("")
+        "{release}\0{verb}\0{version}\0{revision}\0{attempt}"
     ));
     let version = label_value(version)
         .replace(['.', '_'], "-")
@@ -131,32 +134,27 @@ mod tests {
 
     #[test]
     fn job_names_are_deterministic_short_and_distinct() {
-        let a = job_name("listacompra", JobPurpose::Migrate, "1.2.0", 4, None);
+        let a = job_name("listacompra", JobPurpose::Migrate, "1.2.0", 4, 1);
         assert_eq!(
             a,
-            job_name("listacompra", JobPurpose::Migrate, "1.2.0", 4, None)
+            job_name("listacompra", JobPurpose::Migrate, "1.2.0", 4, 1)
         );
         assert!(a.starts_with("listacompra-migrate-1-2-0-"), "{a}");
         assert_ne!(
             a,
-            job_name(
-                "listacompra",
-                JobPurpose::Migrate,
-                "1.2.0",
-                4,
-                Some("retry-1")
-            )
+            job_name("listacompra", JobPurpose::Migrate, "1.2.0", 4, 2),
+            "another attempt of the same version gets another Job"
         );
         assert_ne!(
             a,
-            job_name("listacompra", JobPurpose::Revert, "1.2.0", 4, None)
+            job_name("listacompra", JobPurpose::Revert, "1.2.0", 4, 1)
         );
         let long = job_name(
             &"x".repeat(80),
             JobPurpose::Revert,
             "10.20.30-rc.1+build.99",
             12,
-            None,
+            i64::MAX,
         );
         assert!(long.len() <= 63, "{long} is {} chars", long.len());
     }

@@ -334,29 +334,47 @@ pub fn service(owner: &Owner, spec: &ListaCompraReleaseSpec) -> Service {
 }
 
 /// A Job that runs `<migrations.command> --to <revision>` with `image` and the API's env.
+/// Which Job to build: its name, attempt, purpose and the schema revision it moves to.
+#[derive(Debug, Clone)]
+pub struct JobOrder {
+    /// Job name ([`naming::job_name`]).
+    pub name: String,
+    /// The release attempt it belongs to.
+    pub attempt: i64,
+    /// Migrate forward or revert.
+    pub purpose: JobPurpose,
+    /// Schema revision to move to.
+    pub revision: i64,
+}
+
+/// The migration or revert Job of `order`, running `workload`'s image.
 pub fn job(
     owner: &Owner,
     spec: &ListaCompraReleaseSpec,
-    name: String,
-    purpose: JobPurpose,
+    order: JobOrder,
     workload: &Workload,
-    revision: i64,
 ) -> Job {
     let (env, env_from) = env(spec, &workload.version);
     let mut command = spec.migrations.command.clone();
-    command.extend(["--to".to_owned(), revision.to_string()]);
+    command.extend(["--to".to_owned(), order.revision.to_string()]);
     let mut labels = naming::labels(&owner.name, &workload.version);
+    // Not the API's name: the Service must never select a Job's pod as an endpoint.
+    labels.insert(
+        "app.kubernetes.io/name".to_owned(),
+        "listacompra-migrations".to_owned(),
+    );
     labels.insert(
         "listacompra.app/job".to_owned(),
-        match purpose {
+        match order.purpose {
             JobPurpose::Migrate => "migrate",
             JobPurpose::Revert => "revert",
         }
         .to_owned(),
     );
+    labels.insert(naming::ATTEMPT_LABEL.to_owned(), order.attempt.to_string());
     let annotations = (!spec.migrations.pod_annotations.is_empty())
         .then(|| spec.migrations.pod_annotations.clone());
-    let mut metadata = meta(owner, name, &workload.version);
+    let mut metadata = meta(owner, order.name, &workload.version);
     metadata.labels = Some(labels.clone());
     Job {
         metadata,
@@ -444,6 +462,45 @@ mod tests {
             .template
             .spec
             .expect("pod spec")
+    }
+
+    #[test]
+    fn job_pods_are_never_selected_by_the_service() {
+        let owner = Owner {
+            name: "lc".into(),
+            namespace: "ns".into(),
+            reference: OwnerReference::default(),
+        };
+        let workload = Workload {
+            version: "1.0.0".into(),
+            image: "reg/api:1.0.0".into(),
+            spec: SpecSource::Current,
+        };
+        let order = JobOrder {
+            name: "lc-migrate-1-0-0-0".into(),
+            attempt: 3,
+            purpose: JobPurpose::Migrate,
+            revision: 4,
+        };
+        let job = job(&owner, &spec(json!({})), order, &workload);
+        let labels = job
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        let selector = service(&owner, &spec(json!({})))
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default();
+        assert!(!selector.is_empty());
+        assert!(
+            !selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "the Service selects the Job's pod: {labels:?}"
+        );
+        assert_eq!(
+            labels.get(naming::ATTEMPT_LABEL).map(String::as_str),
+            Some("3")
+        );
     }
 
     #[test]
