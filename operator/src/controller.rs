@@ -283,6 +283,32 @@ async fn reconcile_release(
             .controller_owner_ref(&())
             .ok_or_else(|| Error::MissingNamespace(name.clone()))?,
     };
+    // Record, then act. Stopping what the decision ends (a superseded Job) comes first, so
+    // that no Job is ever left running unreferenced; then the decision is written with
+    // optimistic concurrency (a status read from a stale cache conflicts instead of undoing
+    // a newer decision); only then are Jobs created and objects applied. Every action is
+    // idempotent and is derived again from the recorded phase if this reconcile dies.
+    for action in &decision.actions {
+        if let decide::Action::DeleteJob { name: job_name } = action {
+            ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+            match jobs.delete(job_name, &DeleteParams::background()).await {
+                Ok(_) => info!(job = %job_name, "deleted Job"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
+            }
+        }
+    }
+    if decision.status != status {
+        record(release, &decision.status, ctx).await?;
+        if decision.status.phase == Some(Phase::RollingBack)
+            && status.phase != Some(Phase::RollingBack)
+        {
+            let reason = condition_reason(&decision.status, condition::DEGRADED);
+            ctx.metrics.rollbacks.with_label_values(&[&reason]).inc();
+        }
+    }
+    ctx.metrics
+        .set_phase(&namespace, &name, decision.status.phase);
     for action in &decision.actions {
         match action {
             decide::Action::CreateJob {
@@ -303,10 +329,12 @@ async fn reconcile_release(
                     },
                     workload,
                 );
-                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
                 match jobs.create(&PostParams::default(), &job).await {
-                    Ok(_) => info!(job = %job_name, revision, "created Job"),
-                    // Created by an earlier reconcile whose status write did not land: fine.
+                    Ok(_) => {
+                        ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+                        info!(job = %job_name, revision, attempt, "created Job");
+                    }
+                    // Created by an earlier reconcile of this attempt: fine.
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
                     Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
                 }
@@ -325,14 +353,7 @@ async fn reconcile_release(
                 )
                 .await?;
             }
-            decide::Action::DeleteJob { name: job_name } => {
-                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
-                match jobs.delete(job_name, &DeleteParams::background()).await {
-                    Ok(_) => info!(job = %job_name, "deleted Job"),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
-                }
-            }
+            decide::Action::DeleteJob { .. } => {}
         }
     }
     // Hold the desired state: apply the Deployment and Service on every reconcile that has a
@@ -367,34 +388,43 @@ async fn reconcile_release(
             }
         }
     }
+    announce(release, &decision.notes, ctx).await;
+    Ok(Action::requeue(decision.requeue_after))
+}
 
-    if decision.status != status {
-        ctx.metrics.api_writes.with_label_values(&["status"]).inc();
-        let patch = json!({
-            "apiVersion": ListaCompraRelease::api_version(&()),
-            "kind": ListaCompraRelease::kind(&()),
-            "status": decision.status,
-        });
-        Api::<ListaCompraRelease>::namespaced(client, &namespace)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(kube_err("writing the status"))?;
-        if decision.status.phase == Some(Phase::RollingBack)
-            && status.phase != Some(Phase::RollingBack)
-        {
-            let reason = condition_reason(&decision.status, condition::DEGRADED);
-            ctx.metrics.rollbacks.with_label_values(&[&reason]).inc();
-        }
-    }
-    ctx.metrics
-        .set_phase(&namespace, &name, decision.status.phase);
+/// Writes the decided status, on the condition that the release is still the one this
+/// reconcile read (its resourceVersion): otherwise the write conflicts (409) and the
+/// reconcile is retried on fresh state.
+async fn record(
+    release: &ListaCompraRelease,
+    status: &ListaCompraReleaseStatus,
+    ctx: &Context,
+) -> Result<()> {
+    ctx.metrics.api_writes.with_label_values(&["status"]).inc();
+    let patch = json!({
+        "apiVersion": ListaCompraRelease::api_version(&()),
+        "kind": ListaCompraRelease::kind(&()),
+        "metadata": { "resourceVersion": release.metadata.resource_version },
+        "status": status,
+    });
+    Api::<ListaCompraRelease>::namespaced(
+        ctx.client.clone(),
+        &release.namespace().unwrap_or_default(),
+    )
+    .patch_status(
+        &release.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_err("writing the status"))?;
+    Ok(())
+}
 
+/// Publishes the decision's notes as Events and log lines.
+async fn announce(release: &ListaCompraRelease, notes: &[decide::Note], ctx: &Context) {
     let reference = release.object_ref(&());
-    for note in &decision.notes {
+    for note in notes {
         let event = Event {
             type_: if note.warning {
                 EventType::Warning
@@ -416,7 +446,6 @@ async fn reconcile_release(
             warn!(error = %e, "could not publish Event");
         }
     }
-    Ok(Action::requeue(decision.requeue_after))
 }
 
 fn condition_reason(status: &ListaCompraReleaseStatus, type_: &str) -> String {

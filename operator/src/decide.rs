@@ -230,7 +230,16 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         Some(Phase::RollingOut) => m.rolling_out(),
         Some(Phase::Verifying) => m.verifying(),
         Some(Phase::RollingBack) => m.rolling_back(),
-        Some(Phase::Succeeded) => m.settled(Some(m.target())),
+        Some(Phase::Succeeded) => {
+            // The stable record is written after the status says Succeeded: put it back if
+            // that write was lost.
+            if o.stable_spec.is_none()
+                && let Some(version) = m.status.stable_version.clone()
+            {
+                m.actions.push(Action::RecordStable { version });
+            }
+            m.settled(Some(m.target()));
+        }
         Some(Phase::RolledBack) => m.settled(m.stable()),
         Some(Phase::Failed) => m.settled(None),
     }

@@ -150,6 +150,8 @@ struct Case {
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
     stable_spec: Option<ListaCompraReleaseSpec>,
+    /// Whether the stable spec's ControllerRevision exists.
+    stable_recorded: bool,
     expect: Box<dyn Fn(&Decision)>,
 }
 
@@ -170,6 +172,7 @@ impl Case {
             measurement: None,
             now: t(100),
             stable_spec: None,
+            stable_recorded: true,
             expect: Box::new(|_| {}),
         }
     }
@@ -207,6 +210,11 @@ impl Case {
         self.stable_spec = Some(stable);
         self
     }
+    /// The stable spec's record is missing (its write was lost, or it was deleted).
+    fn unrecorded(mut self) -> Self {
+        self.stable_recorded = false;
+        self
+    }
     fn expect(mut self, f: impl Fn(&Decision) + 'static) -> Self {
         self.expect = Box::new(f);
         self
@@ -216,7 +224,9 @@ impl Case {
             release: RELEASE,
             generation: 7,
             spec: &self.spec,
-            stable_spec: Some(self.stable_spec.as_ref().unwrap_or(&self.spec)),
+            stable_spec: self
+                .stable_recorded
+                .then(|| self.stable_spec.as_ref().unwrap_or(&self.spec)),
             status: &self.status,
             migration_job: self.migration_job.clone(),
             revert_job: self.revert_job.clone(),
@@ -944,6 +954,26 @@ fn cases() -> Vec<Case> {
         .expect(|d| {
             assert_eq!(phase(d), Phase::RollingBack);
             assert_eq!(cond(d, condition::DEGRADED).1, "ProgressDeadlineExceeded");
+        }),
+        Case::new(
+            "a settled version whose stable record is missing records it again",
+            spec("1.0.0"),
+            {
+                let mut s = status(Phase::Succeeded, "1.0.0");
+                s.observed_generation = Some(7);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .unrecorded()
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Succeeded);
+            assert_eq!(
+                d.actions,
+                vec![Action::RecordStable {
+                    version: "1.0.0".into()
+                }]
+            );
         }),
         Case::new(
             "a changed image of a settled version is released again",
