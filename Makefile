@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-stress down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-release
+.PHONY: help demo test test-stress soak down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ test: ## install what is missing, build, run fmt, clippy and every test
 
 test-stress: ## `make test` with one core kept busy by stress-ng (LC_STRESS_RUNS=3 for three runs)
 	@bash e2e/scripts/test-stress.sh
+
+soak: ## many randomized operation sequences against a release (LC_SEQUENCES, LC_SEQUENCE_STEPS)
+	@bash e2e/scripts/soak.sh
 
 down: ## stop everything the scripts started
 	@bash e2e/scripts/cluster.sh down

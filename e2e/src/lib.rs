@@ -25,6 +25,7 @@ pub mod helm;
 pub mod load;
 pub mod operator;
 pub mod runner;
+pub mod sequence;
 pub mod services;
 pub mod stack;
 pub mod story;

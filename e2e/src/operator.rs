@@ -15,16 +15,41 @@ use crate::{Error, Result};
 pub struct OperatorProcess {
     child: Child,
     log: PathBuf,
+    kubeconfig: PathBuf,
+    namespace: String,
 }
 
 impl OperatorProcess {
     /// Starts the operator with `kubeconfig`, watching `namespace`, without leader election,
     /// with its metrics on a free port of 127.0.0.1 and JSON logs in `log`.
     pub fn start(kubeconfig: &Path, namespace: &str, log: PathBuf) -> Result<Self> {
+        let _ = std::fs::remove_file(&log);
+        let child = Self::spawn(kubeconfig, namespace, &log)?;
+        Ok(Self {
+            child,
+            log,
+            kubeconfig: kubeconfig.to_owned(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// Kills the operator with SIGKILL (no chance to clean up, as when its node dies) and
+    /// starts a new one; the log goes on in the same file.
+    pub async fn kill_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.child = Self::spawn(&self.kubeconfig, &self.namespace, &self.log)?;
+        Ok(())
+    }
+
+    fn spawn(kubeconfig: &Path, namespace: &str, log: &Path) -> Result<Child> {
         let binary = workspace_binary("listacompra-operator")?;
         let io_error = |action: String| move |source| Error::Io { action, source };
-        let file =
-            std::fs::File::create(&log).map_err(io_error(format!("creating {}", log.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_error(format!("opening {}", log.display())))?;
         let stderr = file
             .try_clone()
             .map_err(io_error(format!("opening {}", log.display())))?;
@@ -41,7 +66,7 @@ impl OperatorProcess {
             .kill_on_drop(true)
             .spawn()
             .map_err(io_error(format!("starting {}", binary.display())))?;
-        Ok(Self { child, log })
+        Ok(child)
     }
 
     /// The log written so far.
@@ -54,10 +79,12 @@ impl OperatorProcess {
         &self.log
     }
 
-    /// The metrics address the operator announced in its "starting" log line, once it has.
+    /// The metrics address the operator (the latest process) announced in its "starting"
+    /// log line, once it has.
     pub fn metrics_address(&self) -> Option<String> {
         self.log()
             .lines()
+            .rev()
             .filter(|l| l.contains("\"message\":\"starting\""))
             .find_map(|l| {
                 let v: Value = serde_json::from_str(l).ok()?;

@@ -1,0 +1,352 @@
+//! Randomized operation sequences over one release, and the promises the operator keeps
+//! through any of them.
+//!
+//! A [`Generator`] draws, from a seed, what people and machines do to a release: apply a new
+//! version (good, breaching a KPI, or with a migration that fails), return to an earlier
+//! version, change the retry token, kill the operator with SIGKILL in the middle of a release,
+//! scale, edit or delete its Deployment, delete its Service, delete a running Job. A [`Model`]
+//! says what must hold once the system settles after each step. The checks against the real
+//! cluster and database live in `e2e/tests/sequences.rs`; this module is pure and unit-tested.
+//!
+//! The same seed always gives the same sequence: a failure prints its seed, and
+//! `LC_SEQUENCE_SEED=<seed>` replays it.
+
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+/// How a version's build behaves when released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Passes every gate.
+    Good,
+    /// Serves with injected latency: the p95 KPI breaches and it is rolled back.
+    Slow,
+    /// Its migration fails (it asks for a schema revision its build does not have).
+    BrokenMigration,
+}
+
+/// A version the sequences can release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// The version (and image tag).
+    pub tag: &'static str,
+    /// The schema revision it needs.
+    pub schema: i64,
+    /// How it behaves.
+    pub behaviour: Behaviour,
+}
+
+/// The versions of the story's builds (see `e2e::story::builds`).
+pub const VERSIONS: [Version; 4] = [
+    Version {
+        tag: "1.0.0",
+        schema: 4,
+        behaviour: Behaviour::Good,
+    },
+    Version {
+        tag: "1.1.0",
+        schema: 5,
+        behaviour: Behaviour::Good,
+    },
+    Version {
+        tag: "1.2.0",
+        schema: 6,
+        behaviour: Behaviour::Slow,
+    },
+    Version {
+        tag: "1.3.0",
+        schema: 7,
+        behaviour: Behaviour::BrokenMigration,
+    },
+];
+
+/// One thing done to the release or its children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Apply the release with `version` (a GitOps sync); a version that ran before is a
+    /// return to it.
+    Release {
+        /// Index into [`VERSIONS`].
+        version: usize,
+    },
+    /// Change `spec.retryToken` to retry the current version.
+    Retry,
+    /// Apply `version`, then SIGKILL the operator after `after_ms` and start a new one.
+    ReleaseAndKill {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds between the apply and the kill.
+        after_ms: u64,
+    },
+    /// `kubectl scale deploy --replicas`.
+    Scale {
+        /// The replicas a person sets.
+        replicas: i32,
+    },
+    /// `kubectl set image` to an image no release names.
+    SetImage,
+    /// `kubectl delete svc`.
+    DeleteService,
+    /// `kubectl delete deploy`.
+    DeleteDeployment,
+    /// Apply a version and delete its migration Job as soon as it exists (the operator
+    /// creates it again; the migration tool is idempotent).
+    ReleaseAndDeleteJob {
+        /// Index into [`VERSIONS`].
+        version: usize,
+    },
+}
+
+impl Op {
+    /// Whether the op changes the spec (a new attempt may start).
+    pub fn changes_spec(&self) -> bool {
+        matches!(
+            self,
+            Op::Release { .. }
+                | Op::Retry
+                | Op::ReleaseAndKill { .. }
+                | Op::ReleaseAndDeleteJob { .. }
+        )
+    }
+}
+
+/// Draws sequences of operations from a seed.
+#[derive(Debug)]
+pub struct Generator {
+    rng: Pcg64,
+}
+
+impl Generator {
+    /// A generator whose sequences depend on `seed` only.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: Pcg64::seed_from_u64(seed),
+        }
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n
+    }
+
+    /// A sequence of `steps` operations after the first release of 1.0.0.
+    pub fn sequence(&mut self, steps: usize) -> Vec<Op> {
+        let mut ops = vec![Op::Release { version: 0 }];
+        for _ in 0..steps {
+            let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
+            let op = match self.below(20) {
+                0..=6 => Op::Release { version },
+                7..=8 => Op::Retry,
+                9..=11 => Op::ReleaseAndKill {
+                    version,
+                    after_ms: self.below(8_000),
+                },
+                12..=13 => Op::Scale {
+                    replicas: 1 + i32::try_from(self.below(5)).unwrap_or(0),
+                },
+                14 => Op::SetImage,
+                15..=16 => Op::DeleteService,
+                17 => Op::DeleteDeployment,
+                _ => Op::ReleaseAndDeleteJob { version },
+            };
+            ops.push(op);
+        }
+        ops
+    }
+}
+
+/// Where a settled release must stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    /// The version in the spec.
+    pub desired: &'static str,
+    /// The terminal phase (`Succeeded`, `RolledBack`, `Failed`), as its name.
+    pub phase: &'static str,
+    /// The version whose image the Deployment runs.
+    pub serving: &'static str,
+    /// The schema revision of the database (and of `status.schemaVersion`).
+    pub schema: i64,
+    /// The stable version in status.
+    pub stable: &'static str,
+}
+
+/// What the release must look like after each operation, from the operations alone.
+#[derive(Debug, Clone)]
+pub struct Model {
+    desired: Version,
+    stable: Version,
+    outcome: Outcome,
+    retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Succeeded,
+    RolledBack,
+}
+
+impl Model {
+    /// After the first release of 1.0.0 (which succeeds).
+    pub fn new() -> Self {
+        Self {
+            desired: VERSIONS[0],
+            stable: VERSIONS[0],
+            outcome: Outcome::Succeeded,
+            retries: 0,
+        }
+    }
+
+    /// The retry token the spec carries now (`None` before any retry).
+    pub fn retry_token(&self) -> Option<String> {
+        (self.retries > 0).then(|| format!("retry-{}", self.retries))
+    }
+
+    /// The version the spec names now.
+    pub fn desired(&self) -> Version {
+        self.desired
+    }
+
+    /// Applies `op` to the model.
+    pub fn apply(&mut self, op: &Op) {
+        let version = match op {
+            Op::Release { version }
+            | Op::ReleaseAndKill { version, .. }
+            | Op::ReleaseAndDeleteJob { version } => VERSIONS[*version],
+            Op::Retry => {
+                self.retries += 1;
+                self.desired
+            }
+            // Drift and crashes change nothing the release promises.
+            Op::Scale { .. } | Op::SetImage | Op::DeleteService | Op::DeleteDeployment => return,
+        };
+        let new_attempt = version != self.desired || matches!(op, Op::Retry);
+        if !new_attempt {
+            return; // the same spec again: nothing starts (a failed version is not retried)
+        }
+        self.desired = version;
+        // A migration Job deleted by hand is created again (the migration tool is idempotent),
+        // so that release ends as any other.
+        if version.behaviour == Behaviour::Good {
+            self.stable = version;
+            self.outcome = Outcome::Succeeded;
+        } else {
+            self.outcome = Outcome::RolledBack;
+        }
+    }
+
+    /// Where the settled release must stand.
+    pub fn expect(&self) -> Expectation {
+        let (phase, serving) = match self.outcome {
+            Outcome::Succeeded => ("Succeeded", self.desired.tag),
+            Outcome::RolledBack => ("RolledBack", self.stable.tag),
+        };
+        Expectation {
+            desired: self.desired.tag,
+            phase,
+            serving,
+            schema: self.stable.schema,
+            stable: self.stable.tag,
+        }
+    }
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence() {
+        let a = Generator::new(42).sequence(30);
+        assert_eq!(a, Generator::new(42).sequence(30));
+        assert_ne!(a, Generator::new(43).sequence(30));
+        assert_eq!(a[0], Op::Release { version: 0 });
+        // Every kind of operation is drawn from some seed in a short run.
+        let all: Vec<Op> = (0..20)
+            .flat_map(|s| Generator::new(s).sequence(10))
+            .collect();
+        for kind in [
+            "Release",
+            "Retry",
+            "ReleaseAndKill",
+            "Scale",
+            "SetImage",
+            "DeleteService",
+            "DeleteDeployment",
+            "ReleaseAndDeleteJob",
+        ] {
+            assert!(
+                all.iter()
+                    .any(|op| format!("{op:?}").split([' ', '{']).next() == Some(kind)),
+                "{kind} is never drawn"
+            );
+        }
+    }
+
+    #[test]
+    fn the_model_follows_the_gitops_rules() {
+        let mut m = Model::new();
+        m.apply(&Op::Release { version: 1 });
+        assert_eq!(
+            m.expect(),
+            Expectation {
+                desired: "1.1.0",
+                phase: "Succeeded",
+                serving: "1.1.0",
+                schema: 5,
+                stable: "1.1.0"
+            }
+        );
+        m.apply(&Op::Release { version: 2 });
+        assert_eq!(
+            (m.expect().phase, m.expect().serving, m.expect().schema),
+            ("RolledBack", "1.1.0", 5),
+            "a KPI breach rolls back workload and schema"
+        );
+        m.apply(&Op::Release { version: 2 });
+        assert_eq!(
+            m.expect().phase,
+            "RolledBack",
+            "the same spec is not retried"
+        );
+        m.apply(&Op::Retry);
+        assert_eq!(m.retry_token().as_deref(), Some("retry-1"));
+        assert_eq!(
+            m.expect().phase,
+            "RolledBack",
+            "a retry of a slow build fails again"
+        );
+        m.apply(&Op::Release { version: 0 });
+        assert_eq!(
+            (m.expect().phase, m.expect().serving, m.expect().schema),
+            ("Succeeded", "1.0.0", 4),
+            "a return to an earlier version migrates down"
+        );
+        m.apply(&Op::DeleteService);
+        assert_eq!(
+            m.expect().serving,
+            "1.0.0",
+            "drift changes nothing promised"
+        );
+        m.apply(&Op::Release { version: 3 });
+        assert_eq!(
+            (m.expect().phase, m.expect().serving, m.expect().schema),
+            ("RolledBack", "1.0.0", 4)
+        );
+    }
+
+    #[test]
+    fn a_deleted_migration_job_is_run_again() {
+        let mut m = Model::new();
+        m.apply(&Op::ReleaseAndDeleteJob { version: 1 });
+        assert_eq!(
+            (m.expect().phase, m.expect().schema),
+            ("Succeeded", 5),
+            "the operator re-creates its Job"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Randomized operation sequences against the real cluster, the real operator process, the
+//! real API server processes (run by the workload runner) and the real PostgreSQL and
+//! Prometheus: after every operation the system settles and the release's promises are
+//! checked against the model in `e2e::sequence`.
+//!
+//! - `LC_SEQUENCES` (default 1) sequences of `LC_SEQUENCE_STEPS` (default 6) operations, each
+//!   from a fresh seed; `LC_SEQUENCE_SEED=<seed>` replays one sequence. `make soak` runs many.
+//! - A failure names the seed, the operations so far, what was expected and what is, and
+//!   prints the operator's log.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use e2e::cluster::{TestContext, with_namespace};
+use e2e::env::ALL_SERVICES;
+use e2e::load::LoadGenerator;
+use e2e::sequence::{Expectation, Generator, Model, Op};
+use e2e::services::Services;
+use e2e::stack::{IMAGE, RELEASE, Stack, StackOptions};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+/// Longest one step may take to settle (a release with a rollback on a busy machine).
+const SETTLE: Duration = Duration::from_secs(300);
+const POLL: Duration = Duration::from_millis(500);
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_sequences_keep_the_release_promises() {
+    let services = std::sync::Arc::new(
+        Services::start(ALL_SERVICES)
+            .await
+            .unwrap_or_else(|e| panic!("the services are not available: {e}")),
+    );
+    let steps = usize::try_from(env_number("LC_SEQUENCE_STEPS", 6)).unwrap_or(6);
+    let seeds: Vec<u64> = match std::env::var("LC_SEQUENCE_SEED") {
+        Ok(seed) => vec![seed.trim().parse().expect("LC_SEQUENCE_SEED is a number")],
+        Err(_) => {
+            let base = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            (0..env_number("LC_SEQUENCES", 1))
+                .map(|i| base ^ (i * 0x9e37_79b9))
+                .collect()
+        }
+    };
+    let mut rows = Vec::new();
+    for seed in seeds {
+        println!("sequence seed {seed} (replay: LC_SEQUENCE_SEED={seed})");
+        let ops = Generator::new(seed).sequence(steps);
+        let services = services.clone();
+        let ops_for_run = ops.clone();
+        let started = Instant::now();
+        with_namespace("sequence", move |ctx| async move {
+            run(&ctx, &services, seed, &ops_for_run).await
+        })
+        .await;
+        rows.push((seed, ops.len(), started.elapsed()));
+    }
+    println!("\n| sequence seed | steps | invariant violations | time |");
+    println!("|---|---|---|---|");
+    for (seed, n, took) in &rows {
+        println!("| {seed} | {n} | 0 | {:.0} s |", took.as_secs_f64());
+    }
+}
+
+async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> anyhow::Result<()> {
+    e2e::crd::install_release_crd(&ctx.client).await?;
+    let log_dir = std::env::temp_dir().join(&ctx.namespace);
+    let mut stack = Stack::start(
+        ctx.client.clone(),
+        ctx.cluster.kubeconfig(),
+        &ctx.namespace,
+        services,
+        StackOptions::story(log_dir.clone()),
+    )
+    .await?;
+    let mut steps = Steps {
+        seed,
+        done: Vec::new(),
+    };
+    let mut load = None;
+    let outcome = async {
+        let mut model = Model::new();
+        for (i, op) in ops.iter().enumerate() {
+            steps.done.push(format!("{i}: {op:?}"));
+            if i > 0 {
+                model.apply(op);
+            }
+            act(&mut stack, &model, op)
+                .await
+                .map_err(|e| steps.fail(&format!("doing {op:?}: {e}")))?;
+            let expected = model.expect();
+            settle(&stack, &model, &expected)
+                .await
+                .map_err(|e| steps.fail(&e))?;
+            check_promises(&stack).await.map_err(|e| steps.fail(&e))?;
+            if load.is_none() {
+                // The KPI gates need traffic: clients arrive once the first version serves.
+                load = Some(LoadGenerator::start(&stack.api_url, 12).await?);
+            }
+            println!("  settled after {op:?}: {expected:?}");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Some(load) = load {
+        load.stop().await;
+    }
+    if outcome.is_err() {
+        let log = stack.operator.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!(
+            "--- operator log (last lines, newest first)\n{}",
+            tail.join("\n")
+        );
+        let events: Vec<String> = stack
+            .runner
+            .take_events()
+            .into_iter()
+            .map(|e| format!("{:>7.1}s {}", e.at.as_secs_f64(), e.message))
+            .collect();
+        eprintln!("--- runner\n{}", events.join("\n"));
+        eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+    }
+    stack.shutdown().await;
+    outcome
+}
+
+/// The operations done so far, for the failure message.
+struct Steps {
+    seed: u64,
+    done: Vec<String>,
+}
+
+impl Steps {
+    fn fail(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "sequence with seed {} (replay: LC_SEQUENCE_SEED={}) broke a promise:\n{what}\noperations:\n  {}",
+            self.seed,
+            self.seed,
+            self.done.join("\n  ")
+        )
+    }
+}
+
+/// The release manifest the model asks for: its version and retry token, with a short
+/// analysis so a sequence takes minutes.
+fn manifest(stack: &Stack, model: &Model) -> Value {
+    let version = model.desired();
+    let mut manifest = stack.manifest(version.tag, version.schema);
+    manifest["spec"]["analysis"]["initialDelaySeconds"] = json!(4);
+    manifest["spec"]["analysis"]["intervalSeconds"] = json!(3);
+    manifest["spec"]["analysis"]["measurements"] = json!(2);
+    if let Some(token) = model.retry_token() {
+        manifest["spec"]["retryToken"] = json!(token);
+    }
+    manifest
+}
+
+async fn act(stack: &mut Stack, model: &Model, op: &Op) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let services: Api<Service> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let workload = format!("{RELEASE}-api");
+    match op {
+        Op::Release { .. } | Op::Retry => stack.apply(&manifest(stack, model)).await?,
+        Op::ReleaseAndKill { after_ms, .. } => {
+            stack.apply(&manifest(stack, model)).await?;
+            tokio::time::sleep(Duration::from_millis(*after_ms)).await;
+            stack.operator.kill_and_restart().await?;
+        }
+        Op::ReleaseAndDeleteJob { .. } => {
+            let before = job_names(stack).await?;
+            stack.apply(&manifest(stack, model)).await?;
+            let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let new: Vec<String> = job_names(stack)
+                    .await?
+                    .into_iter()
+                    .filter(|n| !before.contains(n))
+                    .collect();
+                if let Some(name) = new.first() {
+                    jobs.delete(name, &DeleteParams::background()).await?;
+                    println!("  deleted Job {name}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Op::Scale { replicas } => {
+            deployments
+                .patch(
+                    &workload,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                )
+                .await?;
+        }
+        Op::SetImage => {
+            deployments
+                .patch(
+                    &workload,
+                    &PatchParams::apply("kubectl-set-image").force(),
+                    &Patch::Apply(json!({
+                        "apiVersion": "apps/v1", "kind": "Deployment",
+                        "spec": { "template": { "spec": { "containers": [
+                            { "name": "api", "image": "evil.example/x:latest" }
+                        ] } } }
+                    })),
+                )
+                .await?;
+        }
+        Op::DeleteService => {
+            services.delete(&workload, &DeleteParams::default()).await?;
+        }
+        Op::DeleteDeployment => {
+            deployments
+                .delete(&workload, &DeleteParams::background())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn job_names(stack: &Stack) -> anyhow::Result<Vec<String>> {
+    let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    Ok(jobs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect())
+}
+
+/// What the cluster and the database say now.
+#[derive(Debug, Default)]
+struct Seen {
+    generation_observed: bool,
+    desired: String,
+    retry_token: Option<String>,
+    phase: String,
+    stable: String,
+    status_schema: Option<i64>,
+    db_schema: i64,
+    image: String,
+    replicas: Option<i32>,
+    rolled_out: bool,
+    service: bool,
+    running_jobs: Vec<String>,
+}
+
+async fn look(stack: &Stack) -> anyhow::Result<Seen> {
+    let release = stack.release().await?;
+    let status = release.status.clone().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let services: Api<Service> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let workload = format!("{RELEASE}-api");
+    let deployment = deployments.get_opt(&workload).await?;
+    let (image, replicas, rolled_out) = match &deployment {
+        Some(d) => {
+            let spec = d.spec.clone().unwrap_or_default();
+            let image = spec
+                .template
+                .spec
+                .and_then(|p| p.containers.into_iter().next())
+                .and_then(|c| c.image)
+                .unwrap_or_default();
+            let want = spec.replicas.unwrap_or(1);
+            let s = d.status.clone().unwrap_or_default();
+            let rolled_out = d.metadata.deletion_timestamp.is_none()
+                && s.observed_generation == d.metadata.generation
+                && s.updated_replicas == Some(want)
+                && s.available_replicas == Some(want)
+                && s.replicas == Some(want);
+            (image, spec.replicas, rolled_out)
+        }
+        None => (String::new(), None, false),
+    };
+    let service = services
+        .get_opt(&workload)
+        .await?
+        .is_some_and(|s| s.metadata.deletion_timestamp.is_none());
+    let running_jobs = jobs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0)
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    Ok(Seen {
+        generation_observed: status.observed_generation == release.metadata.generation,
+        desired: release.spec.version.clone(),
+        retry_token: status.observed_retry_token.clone(),
+        phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+        stable: status.stable_version.clone().unwrap_or_default(),
+        status_schema: status.schema_version,
+        db_schema: stack.schema_revision().await?,
+        image,
+        replicas,
+        rolled_out,
+        service,
+        running_jobs,
+    })
+}
+
+/// What differs between `seen` and `expected` (empty when the release stands as promised).
+fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut want = |ok: bool, what: String| {
+        if !ok {
+            wrong.push(what);
+        }
+    };
+    want(
+        seen.generation_observed,
+        "status.observedGeneration lags".into(),
+    );
+    want(
+        seen.desired == expected.desired,
+        format!(
+            "spec.version {} (expected {})",
+            seen.desired, expected.desired
+        ),
+    );
+    want(
+        seen.retry_token == model.retry_token(),
+        format!("status.observedRetryToken {:?}", seen.retry_token),
+    );
+    want(
+        seen.phase == expected.phase,
+        format!("phase {} (expected {})", seen.phase, expected.phase),
+    );
+    want(
+        seen.stable == expected.stable,
+        format!("stable {} (expected {})", seen.stable, expected.stable),
+    );
+    want(
+        seen.status_schema == Some(expected.schema),
+        format!(
+            "status.schemaVersion {:?} (expected {})",
+            seen.status_schema, expected.schema
+        ),
+    );
+    want(
+        seen.db_schema == expected.schema,
+        format!(
+            "database at revision {} (expected {})",
+            seen.db_schema, expected.schema
+        ),
+    );
+    want(
+        seen.image == format!("{IMAGE}:{}", expected.serving),
+        format!(
+            "Deployment runs {:?} (expected {})",
+            seen.image, expected.serving
+        ),
+    );
+    want(
+        seen.replicas == Some(replicas) && seen.rolled_out,
+        format!(
+            "Deployment replicas {:?}, rolled out: {}",
+            seen.replicas, seen.rolled_out
+        ),
+    );
+    want(seen.service, "the Service is missing".into());
+    wrong
+}
+
+/// Waits until the release stands as the model says, checking meanwhile that no two Jobs of
+/// the release ever run at once.
+async fn settle(stack: &Stack, model: &Model, expected: &Expectation) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let seen = look(stack)
+            .await
+            .map_err(|e| format!("reading the state: {e}"))?;
+        if seen.running_jobs.len() > 1 {
+            return Err(format!(
+                "two Jobs of the release run at once: {:?}",
+                seen.running_jobs
+            ));
+        }
+        let wrong = differences(&seen, model, expected, 2);
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let mut message = String::new();
+            let _ = write!(
+                message,
+                "not settled as expected within {SETTLE:?}; expected {expected:?}; differences: {}",
+                wrong.join("; ")
+            );
+            return Err(message);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Promises that hold whatever the model says: the operator never wrote spec or metadata,
+/// each attempt has at most one Job per purpose, and every Job carries its attempt.
+async fn check_promises(stack: &Stack) -> Result<(), String> {
+    let release = stack.release().await.map_err(|e| e.to_string())?;
+    for entry in release.metadata.managed_fields.iter().flatten() {
+        if entry.manager.as_deref() == Some("listacompra-operator")
+            && entry.subresource.as_deref() != Some("status")
+        {
+            return Err(format!(
+                "the operator wrote the release outside its status: {entry:?}"
+            ));
+        }
+    }
+    let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
+    let mut per_attempt: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for job in jobs
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+    {
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        let attempt = labels
+            .get("listacompra.app/attempt")
+            .cloned()
+            .ok_or_else(|| format!("Job {:?} carries no attempt", job.metadata.name))?;
+        let purpose = labels
+            .get("listacompra.app/job")
+            .cloned()
+            .unwrap_or_default();
+        per_attempt
+            .entry((attempt, purpose))
+            .or_default()
+            .push(job.metadata.name.unwrap_or_default());
+    }
+    if let Some(((attempt, purpose), names)) = per_attempt.iter().find(|(_, n)| n.len() > 1) {
+        return Err(format!(
+            "attempt {attempt} has {} {purpose} Jobs: {names:?}",
+            names.len()
+        ));
+    }
+    Ok(())
+}
