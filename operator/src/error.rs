@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A Kubernetes API call did not answer in time.
+    #[error("kubernetes API call timed out while {0}")]
+    Timeout(String),
 }
 
 impl Error {
@@ -38,6 +41,7 @@ impl Error {
             Self::Kube { .. } => "kube_api",
             Self::MissingNamespace(_) => "invalid_object",
             Self::Secret { .. } => "secret",
+            Self::Timeout(_) => "timeout",
         }
     }
 }

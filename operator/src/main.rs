@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use listacompra_operator::controller::{self, Context};
-use listacompra_operator::leader::Elector;
+use listacompra_operator::leader::{self, Elector, Timing};
 use listacompra_operator::server;
 use listacompra_operator::telemetry::{self, LogFormat, Metrics};
 use tracing::{error, info};
@@ -37,10 +37,12 @@ struct Args {
     /// Name of the leader Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "listacompra-operator")]
     lease_name: String,
-    /// This replica's identity in the Lease (defaults to the pod name).
+    /// This replica's identity in the Lease: the pod name (from the downward API), else the
+    /// host name with a random suffix.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Seconds a Lease stays valid without renewal.
+    /// Seconds a Lease stays valid without renewal. The leader stops acting after 2/3 of it
+    /// without a successful renewal, before another replica may take over.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
 }
@@ -73,10 +75,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
     tokio::spawn(http);
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("listacompra-operator-{}", std::process::id()));
+    let identity = leader::identity(args.identity.as_deref());
     info!(metrics = %bound, identity = %identity, namespaces = ?args.namespaces, "starting");
     ready.store(true, Ordering::Relaxed);
 
@@ -95,12 +94,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &args.lease_namespace,
         &args.lease_name,
         &identity,
-        Duration::from_secs(args.lease_duration_seconds),
+        Timing::for_lease(Duration::from_secs(args.lease_duration_seconds)),
     );
-    elector.acquire().await?;
+    tokio::select! {
+        acquired = elector.acquire() => acquired?,
+        () = shutdown_signal() => return Ok(()),
+    }
     metrics.leader.set(1);
     tokio::select! {
-        () = controller::run(ctx, args.namespaces) => Ok(()),
+        // The controller ends on SIGTERM/SIGINT: give the Lease up so a successor takes over
+        // at once instead of waiting for it to expire.
+        () = controller::run(ctx, args.namespaces) => {
+            elector.release().await;
+            Ok(())
+        }
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that only the new leader acts")),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

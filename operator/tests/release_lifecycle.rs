@@ -214,6 +214,61 @@ async fn only_the_leader_acts_and_another_replica_takes_over() {
     .await;
 }
 
+/// A leader asked to stop (SIGTERM) gives its Lease up: the standby takes over at once, not
+/// after the lease duration (120 s here, longer than the test waits).
+#[tokio::test]
+async fn a_stopping_leader_releases_its_lease() {
+    with_namespace("op-release-lease", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let election = [
+            ("LEADER_ELECTION", "true"),
+            ("LEASE_DURATION_SECONDS", "120"),
+        ];
+        let mut first =
+            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-a")])?;
+        let leases: Api<Lease> = ctx.api();
+        let holder = |leases: Api<Lease>| async move {
+            leases
+                .get_opt("listacompra-operator")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity)
+        };
+        eventually("replica-a to lead", TIMEOUT, || {
+            let leases = leases.clone();
+            async move { (holder(leases).await.as_deref() == Some("replica-a")).then_some(()) }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let second =
+            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-b")])?;
+        let exit = first.terminate().await?;
+        ensure!(
+            exit.success(),
+            "replica-a exited with {exit}:\n{}",
+            first.log()
+        );
+        ensure!(
+            first.log().contains("released the leader Lease"),
+            "replica-a did not release its Lease:\n{}",
+            first.log()
+        );
+        eventually(
+            "replica-b to take over well before the lease expires",
+            TIMEOUT,
+            || {
+                let leases = leases.clone();
+                async move { (holder(leases).await.as_deref() == Some("replica-b")).then_some(()) }
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; replica-b log:\n{}", second.log()))?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn deleting_the_release_removes_what_it_created() {
     with_namespace("op-delete", |ctx| async move {

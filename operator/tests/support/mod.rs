@@ -80,6 +80,17 @@ impl Operator {
         self.child.id()
     }
 
+    /// Sends SIGTERM (as the kubelet does when the pod is deleted) and waits for the exit.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
+    }
+
     /// Kills the process (as a crash would).
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
