@@ -42,6 +42,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Consecutive failed reconciles per release (`namespace/name`), for the backoff.
+    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -60,8 +62,13 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            http: reqwest::Client::new(),
+            // Gate requests carry credentials: never follow a redirect with them.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
             metrics,
+            failures: std::sync::Mutex::default(),
         }
     }
 }
@@ -111,10 +118,11 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
         .await;
 }
 
-/// Requeues a failed reconcile after 5-10 s (jittered, so that many releases do not retry
-/// in lockstep). Conflicts (409) are retried the same way.
+/// Requeues a failed reconcile with exponential backoff per release: 1 s, 2 s, 4 s, ... up
+/// to 5 minutes, with up to 50 % jitter so that many releases do not retry in lockstep.
+/// A successful reconcile resets it. Conflicts (409) are retried the same way.
 pub fn error_policy(
-    _: Arc<DeserializeGuard<ListaCompraRelease>>,
+    object: Arc<DeserializeGuard<ListaCompraRelease>>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
@@ -123,10 +131,39 @@ pub fn error_policy(
         .reconcile_errors
         .with_label_values(&[error.metric_reason()])
         .inc();
+    let failures = {
+        let mut failures = ctx
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(key_of(&object)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    Action::requeue(Duration::from_secs(5) + Duration::from_millis(u64::from(nanos % 5000)))
+    Action::requeue(backoff(failures, f64::from(nanos % 1000) / 1000.0))
+}
+
+/// The wait before retry number `failures` (1 for the first), stretched by `jitter` (0..1)
+/// of up to half again.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    let capped = base.min(Duration::from_secs(300));
+    capped.mul_f64(1.0 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+fn key_of(object: &DeserializeGuard<ListaCompraRelease>) -> String {
+    let meta = match &object.0 {
+        Ok(release) => &release.metadata,
+        Err(invalid) => &invalid.metadata,
+    };
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// One reconcile of one release.
@@ -184,6 +221,10 @@ pub async fn reconcile(
     timer.observe_duration();
     if result.is_ok() {
         ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
+        ctx.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key_of(&object));
     }
     result
 }
@@ -678,11 +719,12 @@ async fn run_health_check(
         .as_ref()
         .or(spec.env.healthcheck_token.as_ref());
     let token = match token_ref {
-        // A missing token Secret is a failed check (visible in status), not a retry loop.
+        // Any error reading the token (missing, 403, timeout) is a failed check, visible in
+        // status and counted toward the thresholds and the deadline, never a silent retry
+        // loop that freezes the release.
         Some(reference) => match read_secret(&ctx.client, namespace, reference).await {
             Ok(token) => Some(token),
-            Err(e @ Error::Secret { .. }) => return Ok(Err(format!("health-check token: {e}"))),
-            Err(e) => return Err(e),
+            Err(e) => return Ok(Err(format!("health-check token: {e}"))),
         },
         None => None,
     };
@@ -715,10 +757,11 @@ async fn measure(
     analysis: &AnalysisSpec,
     ctx: &Context,
 ) -> Result<Vec<KpiResult>> {
-    // Missing credentials make every KPI inconclusive (visible in status), never a breach.
+    // Credentials that cannot be read (missing, 403, timeout) make every KPI inconclusive
+    // (visible in status, counted by inconclusiveLimit), never a breach and never a freeze.
     let credentials = match prometheus_credentials(analysis, namespace, ctx).await {
         Ok(credentials) => credentials,
-        Err(e @ Error::Secret { .. }) => {
+        Err(e) => {
             let outcome = QueryOutcome::Error(format!("Prometheus credentials: {e}"));
             return Ok(analysis
                 .kpis
@@ -726,7 +769,6 @@ async fn measure(
                 .map(|kpi| analysis::judge(kpi, &outcome, None))
                 .collect());
         }
-        Err(e) => return Err(e),
     };
     let timeout =
         Duration::from_secs(u64::try_from(analysis.prometheus.timeout_seconds).unwrap_or(5));
@@ -766,4 +808,20 @@ async fn measure(
         results.push(result);
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reconciles_back_off_exponentially_with_jitter_and_a_cap() {
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(4, 0.0), Duration::from_secs(8));
+        assert_eq!(backoff(30, 0.0), Duration::from_secs(300), "capped");
+        assert_eq!(backoff(u32::MAX, 0.0), Duration::from_secs(300));
+        assert_eq!(backoff(3, 1.0), Duration::from_secs(6), "jitter adds up to half");
+        assert!(backoff(3, 0.5) > backoff(3, 0.0) && backoff(3, 0.5) < backoff(3, 1.0));
+    }
 }

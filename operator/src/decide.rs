@@ -803,6 +803,24 @@ impl<'o, 'a> Machine<'o, 'a> {
                 "rollback started without a stable version".to_owned(),
             );
         };
+        if self.rollback_deadline_passed() {
+            let waiting = if self.status.revert_job.is_some() {
+                format!(
+                    "the schema revert Job {} had not finished",
+                    self.status.revert_job.clone().unwrap_or_default()
+                )
+            } else {
+                format!("{} did not become available", stable.version)
+            };
+            return self.abort_rollback(
+                "RollbackTimedOut",
+                format!(
+                    "the rollback to {} did not finish within {}s: {waiting}",
+                    stable.version,
+                    self.spec().progress_deadline_seconds
+                ),
+            );
+        }
         let stable_schema = self.status.stable_schema_version;
         let revert_needed = self.spec().rollback.revert_schema
             && self.status.migration_job.is_some()
@@ -917,22 +935,29 @@ impl<'o, 'a> Machine<'o, 'a> {
                     "SchemaRevertFailed",
                     message.clone(),
                 );
-                self.set_condition(
-                    condition::DEGRADED,
-                    true,
-                    "SchemaRevertFailed",
-                    message.clone(),
-                );
-                self.note(true, "SchemaRevertFailed", message.clone());
-                self.push_history(
-                    Outcome::Failed,
-                    Some("SchemaRevertFailed".to_owned()),
-                    Some(message),
-                );
-                self.status.phase = Some(Phase::Failed);
+                self.abort_rollback("SchemaRevertFailed", message);
                 false
             }
         }
+    }
+
+    /// The rollback has a deadline of its own: `progressDeadlineSeconds` from the failure
+    /// that started it (when Degraded turned True).
+    fn rollback_deadline_passed(&self) -> bool {
+        conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .is_some_and(|c| {
+                self.o.now
+                    >= c.last_transition_time.0 + seconds(self.spec().progress_deadline_seconds)
+            })
+    }
+
+    /// Ends a rollback that cannot finish: Failed, with the reason and what it waited for.
+    fn abort_rollback(&mut self, reason: &str, message: String) {
+        self.set_condition(condition::DEGRADED, true, reason, message.clone());
+        self.note(true, reason, message.clone());
+        self.push_history(Outcome::Failed, Some(reason.to_owned()), Some(message));
+        self.status.phase = Some(Phase::Failed);
     }
 
     fn settled(&mut self, serving: Option<Workload>) {

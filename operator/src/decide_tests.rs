@@ -783,6 +783,34 @@ fn cases() -> Vec<Case> {
             );
             assert!(d.actions.iter().any(|a| matches!(a, Action::CreateJob { attempt: 4, .. })));
         }),
+        Case::new(
+            "a rollback that cannot finish fails at its own deadline, saying what it waited for",
+            v2.clone(),
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                conditions::set(
+                    &mut s.conditions,
+                    condition::DEGRADED,
+                    true,
+                    "KpiBreached",
+                    "p95 over 350",
+                    7,
+                    &Time(t(100)),
+                );
+                s
+            },
+        )
+        .serving("1.1.0")
+        .at(t(100 + 600))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "RollbackTimedOut");
+            assert!(message.contains("1.0.0 did not become available"), "{message}");
+            assert_eq!(kstatus(d), (false, true), "Stalled");
+        }),
         Case::new("a finished revert completes the rollback", v2.clone(), {
             let mut s = migrating("1.1.0");
             s.phase = Some(Phase::RollingBack);
