@@ -155,13 +155,13 @@ pub enum ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.labels) || !self.labels.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'listacompra.app/release'])").message("pod.labels must not set app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/managed-by or listacompra.app/release: the operator sets them (its Service and Deployment select on them)").field_path(".labels"))]
-#[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && size(self.labels[k]) <= 63 && self.labels[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))").message("pod.labels: keys must be label names (an optional DNS prefix and '/', then at most 63 alphanumerics, '-', '_' or '.'), values at most 63 such characters, starting and ending with an alphanumeric").field_path(".labels"))]
+#[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(k, self.labels[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))").message("pod.labels values must be label values: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric").field_path(".labels"))]
 #[x_kube(validation = Rule::new("!has(self.resources) || ((!has(self.resources.limits) || !('cpu' in self.resources.limits) || isQuantity(string(self.resources.limits['cpu']))) && (!has(self.resources.limits) || !('memory' in self.resources.limits) || isQuantity(string(self.resources.limits['memory']))) && (!has(self.resources.limits) || !('ephemeral-storage' in self.resources.limits) || isQuantity(string(self.resources.limits['ephemeral-storage']))) && (!has(self.resources.requests) || !('cpu' in self.resources.requests) || isQuantity(string(self.resources.requests['cpu']))) && (!has(self.resources.requests) || !('memory' in self.resources.requests) || isQuantity(string(self.resources.requests['memory']))) && (!has(self.resources.requests) || !('ephemeral-storage' in self.resources.requests) || isQuantity(string(self.resources.requests['ephemeral-storage']))))").message("pod.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
 pub struct PodSettings {
     /// Labels added to the API pods. The operator's own labels (`app.kubernetes.io/name`,
     /// `instance`, `version`, `managed-by`, `listacompra.app/release`) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     pub labels: BTreeMap<String, String>,
     /// Annotations added to the API pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

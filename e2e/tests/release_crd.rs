@@ -416,11 +416,6 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.pod.labels",
     ),
     (
-        "pod label key not a label name",
-        r#"{"spec":{"pod":{"labels":{"Team Name":"lists"}}}}"#,
-        "spec.pod.labels",
-    ),
-    (
         "negative drain",
         r#"{"spec":{"pod":{"drainSeconds":-1}}}"#,
         "spec.pod.drainSeconds",

@@ -821,7 +821,11 @@ mod tests {
         assert_eq!(backoff(4, 0.0), Duration::from_secs(8));
         assert_eq!(backoff(30, 0.0), Duration::from_secs(300), "capped");
         assert_eq!(backoff(u32::MAX, 0.0), Duration::from_secs(300));
-        assert_eq!(backoff(3, 1.0), Duration::from_secs(6), "jitter adds up to half");
+        assert_eq!(
+            backoff(3, 1.0),
+            Duration::from_secs(6),
+            "jitter adds up to half"
+        );
         assert!(backoff(3, 0.5) > backoff(3, 0.0) && backoff(3, 0.5) < backoff(3, 1.0));
     }
 }
