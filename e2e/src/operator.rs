@@ -58,6 +58,8 @@ impl OperatorProcess {
             .env("WATCH_NAMESPACES", namespace)
             .env("POD_NAMESPACE", namespace)
             .env("LEADER_ELECTION", "false")
+            // The runner plays the release's Service on 127.0.0.1: the admin allows it.
+            .env("GATE_ALLOWED_HOSTS", "127.0.0.1")
             .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,listacompra_operator=debug")

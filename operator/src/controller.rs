@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::gates::analysis::{self, QueryOutcome};
-use crate::gates::{health, prometheus};
+use crate::gates::{egress, health, prometheus};
 use crate::naming::{self, FIELD_MANAGER};
 use crate::telemetry::Metrics;
 use crate::workload::{self, Owner};
@@ -44,6 +44,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failed reconciles per release (`namespace/name`), for the backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Hosts besides a release's own Service that the gates may send credentials to
+    /// ([`egress::check`]), from the operator's configuration.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -69,7 +72,15 @@ impl Context {
                 .unwrap_or_default(),
             metrics,
             failures: std::sync::Mutex::default(),
+            allowed_hosts: Vec::new(),
         }
+    }
+
+    /// The same context, allowing the gates to send credentials to `hosts` too.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 }
 
@@ -718,6 +729,13 @@ async fn run_health_check(
         .token_secret_ref
         .as_ref()
         .or(spec.env.healthcheck_token.as_ref());
+    let service = naming::workload_name(&release.name_any());
+    if token_ref.is_some()
+        && let Err(refused) = egress::check(&base, &service, namespace, &ctx.allowed_hosts)
+    {
+        warn!(base_url = %base, "{refused}");
+        return Ok(Err(format!("health-check token: {refused}")));
+    }
     let token = match token_ref {
         // Any error reading the token (missing, 403, timeout) is a failed check, visible in
         // status and counted toward the thresholds and the deadline, never a silent retry
@@ -757,9 +775,27 @@ async fn measure(
     analysis: &AnalysisSpec,
     ctx: &Context,
 ) -> Result<Vec<KpiResult>> {
-    // Credentials that cannot be read (missing, 403, timeout) make every KPI inconclusive
-    // (visible in status, counted by inconclusiveLimit), never a breach and never a freeze.
-    let credentials = match prometheus_credentials(analysis, namespace, ctx).await {
+    // Credentials that cannot be read (missing, 403, timeout) or may not go to this address
+    // make every KPI inconclusive (visible in status, counted by inconclusiveLimit), never a
+    // breach and never a freeze.
+    let service = naming::workload_name(&release.name_any());
+    let allowed = match &analysis.prometheus.auth {
+        Some(_) => egress::check(
+            &analysis.prometheus.address,
+            &service,
+            namespace,
+            &ctx.allowed_hosts,
+        ),
+        None => Ok(()),
+    };
+    let credentials = match allowed {
+        Ok(()) => prometheus_credentials(analysis, namespace, ctx).await,
+        Err(refused) => {
+            warn!(address = %analysis.prometheus.address, "{refused}");
+            Err(Error::Refused(refused))
+        }
+    };
+    let credentials = match credentials {
         Ok(credentials) => credentials,
         Err(e) => {
             let outcome = QueryOutcome::Error(format!("Prometheus credentials: {e}"));

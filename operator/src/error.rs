@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// Credentials may not be sent where the release says (see `gates::egress`).
+    #[error("{0}")]
+    Refused(String),
     /// A Kubernetes API call did not answer in time.
     #[error("kubernetes API call timed out while {0}")]
     Timeout(String),
@@ -42,6 +45,7 @@ impl Error {
             Self::MissingNamespace(_) => "invalid_object",
             Self::Secret { .. } => "secret",
             Self::Timeout(_) => "timeout",
+            Self::Refused(_) => "refused",
         }
     }
 }

@@ -41,6 +41,11 @@ struct Args {
     /// host name with a random suffix.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Hosts besides each release's own Service that the gates may send credentials from
+    /// Secrets to (comma-separated `host`, `host:port` or `*.domain`): a Prometheus with
+    /// authentication, an external health endpoint. A release alone cannot add to it.
+    #[arg(long, env = "GATE_ALLOWED_HOSTS", value_delimiter = ',')]
+    gate_allowed_hosts: Vec<String>,
     /// Seconds a Lease stays valid without renewal. The leader stops acting after 2/3 of it
     /// without a successful renewal, before another replica may take over.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
@@ -79,11 +84,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     info!(metrics = %bound, identity = %identity, namespaces = ?args.namespaces, "starting");
     ready.store(true, Ordering::Relaxed);
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Some(identity.clone()),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics.clone(), Some(identity.clone()))
+            .with_allowed_hosts(args.gate_allowed_hosts.clone()),
+    );
     if !args.leader_election {
         metrics.leader.set(1);
         controller::run(ctx, args.namespaces).await;

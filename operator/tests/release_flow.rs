@@ -504,3 +504,83 @@ async fn drift_of_the_children_is_repaired_without_a_new_release() {
     })
     .await;
 }
+
+/// Whoever may write a release cannot make the operator send a Secret to a server of their
+/// choosing: the health gate points at a listener that is neither the release's Service nor
+/// in the operator's allowed hosts; the token never arrives, and the release says why.
+#[tokio::test]
+async fn gate_credentials_never_go_to_a_host_the_release_alone_names() {
+    with_namespace("op-deputy", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        const TOKEN: &str = "s3cret-health-token-7f2c";
+        ctx.api::<k8s_openapi::api::core::v1::Secret>()
+            .create(
+                &kube::api::PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": { "name": "health-token" },
+                    "stringData": { "token": TOKEN }
+                }))?,
+            )
+            .await?;
+        // The "attacker's" listener records every byte it receives.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        sink.lock().await.extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        let operator = Operator::start(&ctx)?;
+        let mut manifest = release("1.0.0", 1, &url);
+        manifest["spec"]["health"]["tokenSecretRef"] =
+            json!({ "name": "health-token", "key": "token" });
+        apply(&ctx, &manifest).await?;
+        let lc = wait_phase(&ctx, "1.0.0", Phase::Failed, TIMEOUT).await;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let (_, _, message) = cond(&lc, condition::DEGRADED);
+        ensure!(
+            message.contains("refused to send credentials")
+                && message.contains("GATE_ALLOWED_HOSTS"),
+            "the release does not say why: {message}"
+        );
+        let bytes = received.lock().await.clone();
+        ensure!(
+            !String::from_utf8_lossy(&bytes).contains(TOKEN),
+            "the token reached the listener"
+        );
+        let status = serde_json::to_string(&lc.status)?;
+        let events: Vec<String> = ctx
+            .api::<k8s_openapi::api::core::v1::Event>()
+            .list(&kube::api::ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .collect();
+        ensure!(!events.is_empty(), "no Events to look at");
+        for (place, text) in [
+            ("status", status),
+            ("the operator log", operator.log()),
+            ("Events", events.join("\n")),
+        ] {
+            ensure!(!text.contains(TOKEN), "the token appears in {place}");
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}

@@ -2,5 +2,6 @@
 //! Each gate has a pure judging part (unit-tested) and a small I/O part.
 
 pub mod analysis;
+pub mod egress;
 pub mod health;
 pub mod prometheus;
