@@ -84,6 +84,13 @@ impl Context {
     }
 }
 
+/// Releases reconciled at once (per watched scope): bounded, so a thousand releases waking
+/// together queue instead of opening a thousand gate checks and API calls at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
+/// Events for one release within this window make one reconcile (a rollout's stream of
+/// Deployment status updates, for example).
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
 /// Runs the controller until a shutdown signal: over all namespaces when `namespaces` is
 /// empty, else over each listed namespace.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
@@ -113,6 +120,11 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
         // Every child is watched: a change or deletion of any of them wakes the release, and
         // the reconcile puts back the fields the operator owns.
         Controller::new(releases, watcher::Config::default().any_semantic())
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(RECONCILE_CONCURRENCY)
+                    .debounce(DEBOUNCE),
+            )
             .owns(jobs, managed.clone())
             .owns(deployments, managed.clone())
             .owns(services, managed.clone())
