@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -24,6 +24,7 @@ use listacompra_crds::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::cleanup;
 use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::gates::analysis::{self, QueryOutcome};
@@ -453,7 +454,86 @@ async fn reconcile_release(
         }
     }
     announce(release, &decision.notes, ctx).await;
+    if matches!(
+        decision.status.phase,
+        Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+    ) {
+        clean_up(release, &decision.status, ctx).await?;
+    }
     Ok(Action::requeue(decision.requeue_after))
+}
+
+/// Deletes what a settled release no longer needs ([`cleanup`]): finished Jobs of old
+/// attempts and old stable records.
+async fn clean_up(
+    release: &ListaCompraRelease,
+    status: &ListaCompraReleaseStatus,
+    ctx: &Context,
+) -> Result<()> {
+    let name = release.name_any();
+    let namespace = release.namespace().unwrap_or_default();
+    let selector = ListParams::default().labels(&format!(
+        "{}={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
+        naming::RELEASE_LABEL,
+        naming::label_value(&name)
+    ));
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let summaries: Vec<cleanup::JobSummary> = jobs
+        .list(&selector)
+        .await
+        .map_err(kube_err("listing the release's Jobs"))?
+        .items
+        .into_iter()
+        .map(|j| cleanup::JobSummary {
+            attempt: j
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(naming::ATTEMPT_LABEL))
+                .and_then(|a| a.parse().ok()),
+            finished: j
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"),
+            name: j.metadata.name.unwrap_or_default(),
+        })
+        .collect();
+    for job in cleanup::jobs_to_delete(&summaries, status.attempt.unwrap_or(0)) {
+        ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+        match jobs.delete(&job, &DeleteParams::background()).await {
+            Ok(_) => info!(job = %job, "deleted a finished Job of an earlier attempt"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(kube_err(format!("deleting Job {job}"))(e)),
+        }
+    }
+    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
+    let records: Vec<(String, i64)> = revisions
+        .list(&selector)
+        .await
+        .map_err(kube_err("listing the release's stable records"))?
+        .items
+        .into_iter()
+        .map(|r| (r.metadata.name.unwrap_or_default(), r.revision))
+        .collect();
+    let stable = status
+        .stable_version
+        .as_deref()
+        .map(|v| naming::revision_name(&name, v))
+        .unwrap_or_default();
+    for record in cleanup::revisions_to_delete(&records, &stable) {
+        ctx.metrics
+            .api_writes
+            .with_label_values(&["revision"])
+            .inc();
+        match revisions.delete(&record, &DeleteParams::default()).await {
+            Ok(_) => info!(revision = %record, "deleted an old stable record"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(kube_err(format!("deleting ControllerRevision {record}"))(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes the decided status, on the condition that the release is still the one this

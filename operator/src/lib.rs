@@ -4,6 +4,7 @@
 //! gates, calls `decide` and carries out its decision. Builders of the child objects live in
 //! [`workload`], the gates in [`gates`].
 
+pub mod cleanup;
 pub mod conditions;
 pub mod controller;
 pub mod decide;

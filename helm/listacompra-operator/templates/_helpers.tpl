@@ -88,14 +88,15 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
-# The API Service: applied only.
+# The API Service: watched (owned, so a deleted or edited Service is put back), read, and
+# applied.
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, patch]
-# The record of each stable version's spec, for exact rollbacks.
+  verbs: [get, list, watch, create, patch]
+# The record of each stable version's spec, for exact rollbacks; old ones are deleted.
 - apiGroups: [apps]
   resources: [controllerrevisions]
-  verbs: [get, create, patch]
+  verbs: [get, list, create, patch, delete]
 # Health-check token and Prometheus credentials: read by name, never listed or watched.
 - apiGroups: [""]
   resources: [secrets]
