@@ -11,12 +11,20 @@ use prometheus::{
 
 use crate::Result;
 
+/// Counter of every HTTP request (API and operational endpoints, unmatched paths), labelled
+/// `route`, `method`, `status` like the latency histogram.
+pub const HTTP_REQUESTS_TOTAL: &str = "listacompra_http_requests_total";
+
 /// All metrics, registered in their own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Request duration by `route` (template), `method` and `status`.
+    /// API request duration by `route` (template), `method` and `status`: the latency KPI,
+    /// so only API routes are observed (not `/health`, `/ready`, `/metrics`, `/openapi.json`
+    /// or unmatched requests).
     pub http_duration: HistogramVec,
+    /// Every request by `route`, `method` and `status` (see [`HTTP_REQUESTS_TOTAL`]).
+    pub http_requests: IntCounterVec,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
     /// Outbox publish retries.
@@ -44,6 +52,11 @@ impl Metrics {
             ]),
             &["route", "method", "status"],
         )?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests, every route")
+                .const_labels(labels.clone()),
+            &["route", "method", "status"],
+        )?;
         let ai_jobs = IntCounterVec::new(
             Opts::new(names::AI_JOBS_TOTAL, "AI suggestion jobs by outcome")
                 .const_labels(labels.clone()),
@@ -68,6 +81,7 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
@@ -78,6 +92,7 @@ impl Metrics {
         Ok(Self {
             registry,
             http_duration,
+            http_requests,
             ai_jobs,
             outbox_retries,
             outbox_backlog,

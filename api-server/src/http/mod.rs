@@ -32,7 +32,7 @@ use request::Request;
 pub use request::parse_json;
 use response::{error_body, error_response, json_response, too_large};
 use routes::{Matched, route};
-pub use routes::{Op, ROUTES, Route, route_label};
+pub use routes::{Op, ROUTES, Route, method_label, route_label};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -62,7 +62,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method, path = %req.path);
-    let (label, mut res) = async {
+    let (label, api, mut res) = async {
         match route(&req.method, &req.path) {
             Matched::Route(route, params) => {
                 if state.fault.matches(route.path, &req.path) {
@@ -74,6 +74,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                             error_body("fault_injected", "injected fault (FAULT_ERROR_RATE)", None);
                         return (
                             route.path,
+                            route.is_api(),
                             json_response(StatusCode::INTERNAL_SERVER_ERROR, &body),
                         );
                     }
@@ -81,7 +82,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                 let res = handlers::handle(&state, route, &params, &req)
                     .await
                     .unwrap_or_else(|e| error_response(&e));
-                (route.path, res)
+                (route.path, route.is_api(), res)
             }
             Matched::WrongMethod(allowed) => {
                 let body = error_body(
@@ -93,10 +94,11 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                 if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                     res.headers_mut().insert("allow", v);
                 }
-                ("unmatched", res)
+                ("unmatched", false, res)
             }
             Matched::NoRoute => (
                 "unmatched",
+                false,
                 json_response(
                     StatusCode::NOT_FOUND,
                     &error_body("route_not_found", "no such route", None),
@@ -108,11 +110,18 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     .await;
     let status = res.status();
     let elapsed = start.elapsed();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[label, req.method.as_str(), status.as_str()])
-        .observe(elapsed.as_secs_f64());
+    // Every label from a closed set: route templates (or `unmatched`), the route table's
+    // methods (or `other`), and the status codes this server answers with.
+    let labels = [label, method_label(&req.method), status.as_str()];
+    state.metrics.http_requests.with_label_values(&labels).inc();
+    if api {
+        // The latency KPI measures API routes only: not probes, scrapes or unmatched paths.
+        state
+            .metrics
+            .http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),
