@@ -163,6 +163,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         ),
         fault: config.fault.clone(),
         version: config.app_version.clone(),
+        body_read_timeout: config.limits.body_read_timeout,
     });
     let (switch, shutdown) = shutdown_switch();
     let mut tasks = if workers {
@@ -170,10 +171,15 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     } else {
         Vec::new()
     };
-    let server = warp::serve(http::api(state))
-        .incoming(listener)
-        .graceful(wait_for(shutdown.clone()))
-        .run();
+    let server = http::serve::serve(
+        warp::service(http::api(state)),
+        listener,
+        http::serve::ConnLimits {
+            header_read_timeout: config.limits.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
+        },
+        wait_for(shutdown.clone()),
+    );
     tasks.push(tokio::spawn(async move {
         server.await;
         pool.close().await;

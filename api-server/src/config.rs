@@ -44,6 +44,34 @@ pub struct Config {
     pub amqp_prefix: String,
     /// Fault injection (`FAULT_LATENCY_MS`, `FAULT_ERROR_RATE`, `FAULT_ROUTES`).
     pub fault: FaultConfig,
+    /// What one client may cost the server (timeouts, limits); see [`Limits`].
+    pub limits: Limits,
+}
+
+/// What one client may cost the server. Every value has an environment variable and a
+/// default chosen for the production sample (a 256 MiB pod behind a Kubernetes Service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`, default 10: a client must send a whole request
+    /// head within this time of its first byte; otherwise the connection is closed.
+    pub header_read_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`, default 30: a connection on which no byte is read or
+    /// written for this long is closed (silent clients, idle keep-alive, clients that stop
+    /// reading). Must exceed the time any request takes to handle.
+    pub idle_timeout: Duration,
+    /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
+    /// head has arrived; a slower client gets 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -182,6 +210,31 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     })
                     .unwrap_or_default(),
             },
+            limits: self.limits()?,
+        })
+    }
+
+    /// A duration in whole seconds, at least 1.
+    fn seconds(&self, var: &'static str, default: Duration) -> Result<Duration> {
+        let secs: u64 = self.parsed(var, default.as_secs())?;
+        if secs == 0 {
+            return Err(Error::Config {
+                var,
+                reason: "must be at least 1 (seconds)".to_owned(),
+            });
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// [`Limits`], each value from its variable or its default.
+    pub fn limits(&self) -> Result<Limits> {
+        let d = Limits::default();
+        Ok(Limits {
+            header_read_timeout: self
+                .seconds("HTTP_HEADER_READ_TIMEOUT_SECONDS", d.header_read_timeout)?,
+            idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
+            body_read_timeout: self
+                .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
         })
     }
 }
@@ -211,6 +264,21 @@ mod tests {
         ("RABBITMQ_URL", "amqp://g:g@h/%2f"),
         ("JWT_SECRET", "0123456789abcdef"),
     ];
+
+    #[test]
+    fn limits_have_defaults_and_reject_zero_timeouts() {
+        assert_eq!(vars(GOOD).config().unwrap().limits, Limits::default());
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_HEADER_READ_TIMEOUT_SECONDS", "3"));
+        env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "4"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(4));
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "0"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("HTTP_BODY_READ_TIMEOUT_SECONDS"), "{err}");
+    }
 
     #[test]
     fn a_complete_environment_loads_with_defaults() {

@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use anyhow::Result;
+use common::{TestApp, TestDb};
+use listacompra_api::config::Limits;
 use listacompra_crds::metrics as names;
 use reqwest::{Method, StatusCode};
 
@@ -97,5 +101,84 @@ async fn the_latency_histogram_measures_api_routes_only() -> Result<()> {
                 && l.contains(r#"status="404""#)),
         "{text}"
     );
+    Ok(())
+}
+
+/// A server on a fresh database whose limits `change` adjusts.
+async fn app_with(change: impl FnOnce(&mut Limits)) -> Result<(TestApp, TestDb)> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    change(&mut config.limits);
+    Ok((TestApp::start(config, false).await?, db))
+}
+
+/// Reads from `stream` until the server closes it; `None` when it is still open after
+/// `guard` (a bound so a failing test ends, not a speed assertion).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, guard: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(guard, read_all).await.ok()?;
+    Some(got)
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (app, _db) = app_with(|l| l.header_read_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n")
+        .await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60)).await;
+    assert!(
+        answer.is_some(),
+        "the connection is still open 60 s after a partial header"
+    );
+    // The server is still serving everyone else.
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected() -> Result<()> {
+    let (app, _db) = app_with(|l| l.idle_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60)).await;
+    assert!(
+        answer.is_some(),
+        "an idle connection is still open after 60 s"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_body_gets_408_and_is_disconnected() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (app, _db) = app_with(|l| l.body_read_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    stream
+        .write_all(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\"",
+        )
+        .await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60))
+        .await
+        .expect("the connection is still open 60 s after a partial body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""error":"request_timeout""#), "{text}");
+    assert!(text.contains("HTTP_BODY_READ_TIMEOUT_SECONDS"), "{text}");
     Ok(())
 }

@@ -5,10 +5,12 @@
 //! Every outcome is a JSON response; no input can produce a 500.
 
 mod handlers;
+mod idle;
 pub mod openapi;
 mod request;
 mod response;
 mod routes;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use crate::store::PgStore;
 use crate::usecases::UseCases;
 use request::Request;
 pub use request::parse_json;
-use response::{error_body, error_response, json_response, too_large};
+use response::{body_timeout, error_body, error_response, json_response, too_large};
 use routes::{Matched, route};
 pub use routes::{Op, ROUTES, Route, method_label, route_label};
 
@@ -53,6 +55,8 @@ pub struct State {
     pub fault: FaultConfig,
     /// The running version.
     pub version: String,
+    /// Time to receive a request body (`HTTP_BODY_READ_TIMEOUT_SECONDS`).
+    pub body_read_timeout: std::time::Duration,
 }
 
 async fn dispatch(state: Arc<State>, req: Request) -> Response {
@@ -187,9 +191,14 @@ pub fn api(
                     if declared.is_some_and(|n| n > MAX_BODY) {
                         return too_large();
                     }
-                    let buf = match read_body(body).await {
-                        Ok(buf) => buf,
-                        Err(res) => return res,
+                    // A client that sends its body slowly (or never) holds a connection and a
+                    // task: bounded by the body-read timeout, then 408 and the connection closes.
+                    let buf = match tokio::time::timeout(state.body_read_timeout, read_body(body))
+                        .await
+                    {
+                        Ok(Ok(buf)) => buf,
+                        Ok(Err(res)) => return res,
+                        Err(_) => return body_timeout(state.body_read_timeout),
                     };
                     let req = Request {
                         method,

@@ -70,3 +70,22 @@ pub(super) fn too_large() -> Response {
         ),
     )
 }
+
+/// 408: the body did not arrive within `timeout`; hyper closes the connection after it, as
+/// the rest of the body is never read.
+pub(super) fn body_timeout(timeout: std::time::Duration) -> Response {
+    let mut res = json_response(
+        StatusCode::REQUEST_TIMEOUT,
+        &error_body(
+            "request_timeout",
+            &format!(
+                "the body was not received within {} s (HTTP_BODY_READ_TIMEOUT_SECONDS)",
+                timeout.as_secs()
+            ),
+            Some("body"),
+        ),
+    );
+    res.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    res
+}

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_api::app::{self, Running};
-use listacompra_api::config::Config;
+use listacompra_api::config::{Config, Limits};
 use listacompra_api::fault::FaultConfig;
 use listacompra_api::migrate;
 use reqwest::{Method, StatusCode};
@@ -120,6 +120,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         database_max_connections: 10,
         amqp_prefix: format!("test.{}", Uuid::new_v4().simple()),
         fault: FaultConfig::default(),
+        limits: Limits::default(),
     })
 }
 
