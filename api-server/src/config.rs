@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::fault::FaultConfig;
+use crate::ratelimit::RateLimitConfig;
 use crate::{Error, Result};
 
 /// Everything `serve` and `worker` need.
@@ -62,6 +63,21 @@ pub struct Limits {
     /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
     /// head has arrived; a slower client gets 408 and the connection is closed.
     pub body_read_timeout: Duration,
+    /// `PASSWORD_HASH_CONCURRENCY`, default 4: argon2id hashes (login, register) running at
+    /// once. Each holds 19 MiB ([`crate::auth::ARGON2_MEMORY_KIB`]), so this is the memory
+    /// budget of password hashing: 4 × 19 MiB = 76 MiB by default.
+    pub hash_concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE_TIMEOUT_MS`, default 2000: how long a login or registration waits
+    /// for a hashing slot before it is answered 503 with Retry-After.
+    pub hash_queue_timeout: Duration,
+    /// Rate limits (`RATE_LIMIT_*_PER_MINUTE`; see [`RateLimitConfig`]).
+    pub rate: RateLimitConfig,
+    /// `TRUSTED_PROXY_HOPS`, default 0: how many proxies in front of the server append to
+    /// `X-Forwarded-For`. With 0 the client address of the rate limits is the connection's
+    /// peer address and `X-Forwarded-For` is ignored (anyone can write it); with n it is the
+    /// n-th address from the right of `X-Forwarded-For` (the one the outermost trusted proxy
+    /// saw), see [`crate::http::client_ip`].
+    pub trusted_proxy_hops: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +86,10 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
+            hash_concurrency: crate::auth::DEFAULT_HASH_CONCURRENCY,
+            hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
+            rate: RateLimitConfig::default(),
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -235,6 +255,35 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
             body_read_timeout: self
                 .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
+            hash_concurrency: {
+                let n: usize = self.parsed("PASSWORD_HASH_CONCURRENCY", d.hash_concurrency)?;
+                if n == 0 {
+                    return Err(Error::Config {
+                        var: "PASSWORD_HASH_CONCURRENCY",
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                n
+            },
+            hash_queue_timeout: Duration::from_millis(self.parsed(
+                "PASSWORD_HASH_QUEUE_TIMEOUT_MS",
+                u64::try_from(d.hash_queue_timeout.as_millis()).unwrap_or(u64::MAX),
+            )?),
+            rate: RateLimitConfig {
+                auth_per_address: self.parsed(
+                    "RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE",
+                    d.rate.auth_per_address,
+                )?,
+                auth_per_account: self.parsed(
+                    "RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE",
+                    d.rate.auth_per_account,
+                )?,
+                suggestions_per_user: self.parsed(
+                    "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE",
+                    d.rate.suggestions_per_user,
+                )?,
+            },
+            trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
         })
     }
 }
@@ -274,6 +323,28 @@ mod tests {
         let limits = vars(&env).config().unwrap().limits;
         assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
         assert_eq!(limits.body_read_timeout, Duration::from_secs(4));
+        env.push(("PASSWORD_HASH_CONCURRENCY", "2"));
+        env.push(("PASSWORD_HASH_QUEUE_TIMEOUT_MS", "500"));
+        env.push(("RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE", "0"));
+        env.push(("RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE", "5"));
+        env.push(("RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE", "7"));
+        env.push(("TRUSTED_PROXY_HOPS", "1"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(limits.hash_concurrency, 2);
+        assert_eq!(limits.hash_queue_timeout, Duration::from_millis(500));
+        assert_eq!(
+            limits.rate,
+            RateLimitConfig {
+                auth_per_address: 0,
+                auth_per_account: 5,
+                suggestions_per_user: 7
+            }
+        );
+        assert_eq!(limits.trusted_proxy_hops, 1);
+        let mut env = GOOD.to_vec();
+        env.push(("PASSWORD_HASH_CONCURRENCY", "0"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("PASSWORD_HASH_CONCURRENCY"), "{err}");
         let mut env = GOOD.to_vec();
         env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "0"));
         let err = vars(&env).config().unwrap_err().to_string();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use common::{TestApp, TestDb};
 use listacompra_api::config::Limits;
+use listacompra_api::ratelimit::RateLimitConfig;
 use listacompra_crds::metrics as names;
 use reqwest::{Method, StatusCode};
 
@@ -162,6 +163,77 @@ async fn a_client_that_connects_and_sends_nothing_is_disconnected() -> Result<()
     Ok(())
 }
 
+async fn login(app: &common::TestApp, email: &str, password: &str) -> Result<reqwest::Response> {
+    Ok(app
+        .http
+        .post(format!("{}/v1/auth/login", app.base))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await?)
+}
+
+/// Asserts a 429 with a whole-seconds Retry-After and a JSON body naming the limit.
+async fn assert_rate_limited(res: reqwest::Response, limit: &str) -> Result<()> {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()?
+        .parse()?;
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(body["limit"], limit, "{body}");
+    assert_eq!(body["retry_after_seconds"], retry_after, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn password_guessing_on_one_account_is_rate_limited_and_others_still_log_in() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, victim, _) = app.user().await?;
+    let (_, bystander, _) = app.user().await?;
+    let mut limited = None;
+    for i in 0..40 {
+        let res = login(&app, &victim, &format!("guess {i}")).await?;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = limited.expect("40 wrong passwords for one account were never answered 429");
+    assert_rate_limited(res, "RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE").await?;
+    // Other accounts, from the same address, are not affected.
+    let res = login(&app, &bystander, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_is_rate_limited() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let mut limited = None;
+    // Each with a new e-mail (so no account limit applies) and a password too short to be
+    // hashed: what bounds this is the per-address limit.
+    for i in 0..200 {
+        let res = app
+            .http
+            .post(format!("{}/v1/auth/register", app.base))
+            .json(&serde_json::json!({ "email": format!("flood{i}@example.com"), "password": "x" }))
+            .send()
+            .await?;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let res = limited.expect("200 registrations from one address were never answered 429");
+    assert_rate_limited(res, "RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE").await
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_body_gets_408_and_is_disconnected() -> Result<()> {
     use tokio::io::AsyncWriteExt;
@@ -180,5 +252,82 @@ async fn a_client_that_never_finishes_its_body_gets_408_and_is_disconnected() ->
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""error":"request_timeout""#), "{text}");
     assert!(text.contains("HTTP_BODY_READ_TIMEOUT_SECONDS"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_hashing_slots_is_answered_503_not_queued() -> Result<()> {
+    let (app, _db) = app_with(|l| {
+        l.hash_concurrency = 1;
+        l.hash_queue_timeout = Duration::from_millis(1);
+        // Rate limits off: what bounds this is the hashing semaphore.
+        l.rate = RateLimitConfig {
+            auth_per_address: 0,
+            auth_per_account: 0,
+            suggestions_per_user: 0,
+        };
+    })
+    .await?;
+    let mut busy = None;
+    for round in 0..5 {
+        let attempts = (0..24).map(|i| {
+            let app = &app;
+            async move { login(app, &format!("r{round}n{i}@example.com"), "guess guess").await }
+        });
+        for res in futures::future::join_all(attempts).await {
+            let res = res?;
+            match res.status() {
+                StatusCode::UNAUTHORIZED => {}
+                StatusCode::SERVICE_UNAVAILABLE => busy = Some(res),
+                other => panic!("unexpected {other}"),
+            }
+        }
+        if busy.is_some() {
+            break;
+        }
+    }
+    let res = busy.expect("24 concurrent logins with one hashing slot were never answered 503");
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()?
+        .parse()?;
+    assert!(retry_after >= 1);
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["error"], "overloaded", "{body}");
+    assert_eq!(body["limit"], "PASSWORD_HASH_CONCURRENCY", "{body}");
+    // The slot comes free: a real login still works.
+    let (_, email, _) = app.user().await?;
+    let res = login(&app, &email, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn suggestion_requests_are_rate_limited_per_user() -> Result<()> {
+    let (app, _db) = app_with(|l| l.rate.suggestions_per_user = 2).await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "Casa").await?;
+    let ask = || {
+        app.http
+            .post(format!("{}/v1/lists/{list}/suggestions", app.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(ask().await?.status(), StatusCode::ACCEPTED);
+    }
+    assert_rate_limited(ask().await?, "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE").await?;
+    // Another user is not affected.
+    let (_, _, other) = app.user().await?;
+    let theirs = app.create_list(&other, "Otra").await?;
+    let res = app
+        .http
+        .post(format!("{}/v1/lists/{theirs}/suggestions", app.base))
+        .bearer_auth(&other)
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! table, and the metrics' `route` label is the matched template, so they cannot drift.
 //! Every outcome is a JSON response; no input can produce a 500.
 
+mod client;
 mod handlers;
 mod idle;
 pub mod openapi;
@@ -28,8 +29,10 @@ use crate::auth::{Argon2Hasher, Tokens};
 use crate::fault::{self, FaultConfig};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::store::PgStore;
 use crate::usecases::UseCases;
+pub use client::client_ip;
 use request::Request;
 pub use request::parse_json;
 use response::{body_timeout, error_body, error_response, json_response, too_large};
@@ -57,6 +60,10 @@ pub struct State {
     pub version: String,
     /// Time to receive a request body (`HTTP_BODY_READ_TIMEOUT_SECONDS`).
     pub body_read_timeout: std::time::Duration,
+    /// Rate limits per client address, account and user.
+    pub rate_limits: RateLimits,
+    /// Proxies in front of the server that append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`).
+    pub trusted_proxy_hops: usize,
 }
 
 async fn dispatch(state: Arc<State>, req: Request) -> Response {
@@ -172,12 +179,14 @@ pub fn api(
     state: Arc<State>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let extract = warp::method()
+        .and(warp::ext::optional::<serve::PeerAddr>())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
             move |method: Method,
+                  peer: Option<serve::PeerAddr>,
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
@@ -200,7 +209,15 @@ pub fn api(
                         Ok(Err(res)) => return res,
                         Err(_) => return body_timeout(state.body_read_timeout),
                     };
+                    let peer = peer.map_or_else(
+                        || std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                        |serve::PeerAddr(addr)| addr,
+                    );
+                    let forwarded_for =
+                        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+                    let client = client_ip(peer, forwarded_for, state.trusted_proxy_hops);
                     let req = Request {
+                        client,
                         method,
                         path: path.as_str().to_owned(),
                         query,

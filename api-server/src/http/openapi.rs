@@ -187,6 +187,41 @@ fn operation(route: &Route) -> Value {
     }
     if request.is_some() {
         responses.insert("413".to_owned(), err("Body too large"));
+        responses.insert(
+            "408".to_owned(),
+            err("The body did not arrive within HTTP_BODY_READ_TIMEOUT_SECONDS"),
+        );
+    }
+    let retry_later = |d: &str| {
+        json!({
+            "description": d,
+            "headers": { "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": error_ref() } },
+        })
+    };
+    if matches!(route.op, Op::Register | Op::Login) {
+        responses.insert(
+            "429".to_owned(),
+            retry_later(
+                "Too many requests from this client address (RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE) \
+                 or for this account (RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE); `limit` names which",
+            ),
+        );
+        responses.insert(
+            "503".to_owned(),
+            retry_later(
+                "Every password-hashing slot is busy (PASSWORD_HASH_CONCURRENCY) and none came free \
+                 within PASSWORD_HASH_QUEUE_TIMEOUT_MS",
+            ),
+        );
+    }
+    if route.op == Op::RequestSuggestions {
+        responses.insert(
+            "429".to_owned(),
+            retry_later(
+                "Too many suggestion requests (RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE)",
+            ),
+        );
     }
     if request.is_some() || has_query {
         responses.insert("422".to_owned(), err("Invalid field (the field is named)"));
@@ -237,7 +272,7 @@ fn schemas() -> Value {
     let member = json!({ "type": "object", "required": ["user_id", "email", "role"], "properties": { "user_id": uuid, "email": { "type": "string" }, "role": role } });
     let check = json!({ "type": "object", "required": ["ok", "latency_ms"], "properties": { "ok": { "type": "boolean" }, "latency_ms": { "type": "integer" }, "error": { "type": "string" } } });
     json!({
-        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } },
+        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "limit": { "type": "string", "description": "The configuration variable of the limit that was hit (429, 503)" }, "retry_after_seconds": { "type": "integer", "minimum": 1, "description": "As the Retry-After header (429, 503)" } } },
         "Credentials": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 }, "password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
         "UserCreated": { "type": "object", "required": ["id", "email"], "properties": { "id": uuid, "email": { "type": "string" } } },
         "Token": { "type": "object", "required": ["token", "token_type", "expires_in", "user_id"], "properties": { "token": { "type": "string" }, "token_type": { "type": "string", "enum": ["Bearer"] }, "expires_in": { "type": "integer" }, "user_id": uuid } },

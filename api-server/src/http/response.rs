@@ -40,6 +40,35 @@ pub(super) fn error_response(err: &AppError) -> Response {
             error_body("not_found", &format!("{what} not found"), None),
         ),
         AppError::Conflict(m) => (StatusCode::CONFLICT, error_body("conflict", m, None)),
+        AppError::RateLimited(limited) => {
+            let secs = limited.retry_after_seconds();
+            let message = format!(
+                "too many requests: at most {} per minute ({}); retry in {secs} s",
+                limited.per_minute, limited.limit
+            );
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &message,
+                limited.limit,
+                secs,
+            );
+        }
+        AppError::Overloaded {
+            what,
+            limit,
+            retry_after,
+        } => {
+            let secs = crate::ratelimit::retry_after_seconds(*retry_after);
+            let message = format!("{what} is at capacity ({limit}); retry in {secs} s");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                &message,
+                limit,
+                secs,
+            );
+        }
         AppError::Internal(e) => {
             tracing::error!(error = %e, "request failed");
             (
@@ -87,5 +116,19 @@ pub(super) fn body_timeout(timeout: std::time::Duration) -> Response {
     );
     res.headers_mut()
         .insert("connection", HeaderValue::from_static("close"));
+    res
+}
+
+/// 429 or 503 with `Retry-After` and a body naming the limit and the wait.
+fn retry_later(status: StatusCode, code: &str, message: &str, limit: &str, secs: u64) -> Response {
+    let body = json!({
+        "error": code,
+        "message": message,
+        "limit": limit,
+        "retry_after_seconds": secs,
+    });
+    let mut res = json_response(status, &body);
+    res.headers_mut()
+        .insert("retry-after", HeaderValue::from(secs));
     res
 }
