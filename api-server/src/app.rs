@@ -179,7 +179,9 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
             redis.clone(),
             config.rabbitmq_url.clone(),
             config.healthcheck_token.clone(),
-        ),
+            metrics.clone(),
+        )
+        .with_cache_ttl(config.ready_cache_ttl),
         fault: config.fault.clone(),
         version: config.app_version.clone(),
         body_read_timeout: config.limits.body_read_timeout,

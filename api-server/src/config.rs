@@ -31,6 +31,8 @@ pub struct Config {
     pub pplx_timeout: Duration,
     /// `HEALTHCHECK_TOKEN`: with it, `/ready` shows per-dependency detail.
     pub healthcheck_token: Option<String>,
+    /// `READY_CACHE_MS`, default 1000: how long `/ready` reuses a dependency probe.
+    pub ready_cache_ttl: Duration,
     /// `PORT`, default 8080.
     pub port: u16,
     /// `APP_VERSION`, default the crate version; the `version` label of every metric.
@@ -198,6 +200,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .unwrap_or_else(|| "sonar".to_owned()),
             pplx_timeout: Duration::from_millis(self.parsed("PPLX_TIMEOUT_MS", 10_000u64)?),
             healthcheck_token: self.optional("HEALTHCHECK_TOKEN"),
+            ready_cache_ttl: Duration::from_millis(self.parsed(
+                "READY_CACHE_MS",
+                u64::try_from(crate::health::DEFAULT_CACHE_TTL.as_millis()).unwrap_or(1000),
+            )?),
             port: self.parsed("PORT", 8080u16)?,
             app_version: self
                 .optional("APP_VERSION")

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use listacompra_crds::metrics as names;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Result;
@@ -14,6 +14,10 @@ use crate::Result;
 /// Counter of every HTTP request (API and operational endpoints, unmatched paths), labelled
 /// `route`, `method`, `status` like the latency histogram.
 pub const HTTP_REQUESTS_TOTAL: &str = "listacompra_http_requests_total";
+
+/// Gauge per dependency (`postgres`, `redis`, `rabbitmq`): 1 when the last readiness probe
+/// reached it, 0 when not.
+pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
 
 /// All metrics, registered in their own registry.
 #[derive(Debug, Clone)]
@@ -25,6 +29,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// Every request by `route`, `method` and `status` (see [`HTTP_REQUESTS_TOTAL`]).
     pub http_requests: IntCounterVec,
+    /// Dependencies reachable at the last readiness probe, by `dependency`.
+    pub dependency_up: IntGaugeVec,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
     /// Outbox publish retries.
@@ -57,6 +63,14 @@ impl Metrics {
                 .const_labels(labels.clone()),
             &["route", "method", "status"],
         )?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                DEPENDENCY_UP,
+                "1 when the last readiness probe reached the dependency, else 0",
+            )
+            .const_labels(labels.clone()),
+            &["dependency"],
+        )?;
         let ai_jobs = IntCounterVec::new(
             Opts::new(names::AI_JOBS_TOTAL, "AI suggestion jobs by outcome")
                 .const_labels(labels.clone()),
@@ -82,6 +96,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
@@ -93,6 +108,7 @@ impl Metrics {
             registry,
             http_duration,
             http_requests,
+            dependency_up,
             ai_jobs,
             outbox_retries,
             outbox_backlog,

@@ -209,7 +209,12 @@ pub(super) async fn handle(
             if token == TokenCheck::Valid {
                 ok(
                     status,
-                    &json!({ "status": word, "version": state.version, "checks": readiness }),
+                    &json!({
+                        "status": word,
+                        "version": state.version,
+                        "degraded": readiness.degraded(),
+                        "checks": readiness,
+                    }),
                 )
             } else {
                 ok(status, &json!({ "status": word }))

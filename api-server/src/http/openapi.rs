@@ -123,7 +123,7 @@ fn describe(
         ),
         Op::Ready => (
             "ready",
-            "Readiness: PostgreSQL, Redis and RabbitMQ reachable; detail with X-Healthcheck-Token",
+            "Readiness: PostgreSQL reachable (Redis and RabbitMQ outages show as degraded); detail with X-Healthcheck-Token",
             None,
             "200",
             Some(schema_ref("Readiness")),
@@ -240,7 +240,7 @@ fn operation(route: &Route) -> Value {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
     if route.op == Op::Ready {
-        responses.insert("503".to_owned(), json!({ "description": "A dependency is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
+        responses.insert("503".to_owned(), json!({ "description": "PostgreSQL is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
     }
     let mut op = json!({
         "operationId": id,
@@ -288,7 +288,7 @@ fn schemas() -> Value {
         "Reorder": { "type": "object", "additionalProperties": false, "required": ["item_ids"], "properties": { "item_ids": { "type": "array", "items": uuid } } },
         "Suggestion": suggestion,
         "SuggestionRequest": { "type": "object", "required": ["id", "list_id", "status", "created_at"], "properties": { "id": uuid, "list_id": uuid, "status": { "type": "string", "enum": ["pending", "done", "failed"] }, "provider": { "type": ["string", "null"] }, "suggestions": { "type": ["array", "null"], "items": schema_ref("Suggestion") }, "error": { "type": ["string", "null"] }, "created_at": time, "completed_at": { "type": ["string", "null"], "format": "date-time" } } },
-        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
+        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
     })
 }
 

@@ -113,6 +113,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         pplx_model: "sonar".to_owned(),
         pplx_timeout: Duration::from_secs(2),
         healthcheck_token: Some("health-token".to_owned()),
+        ready_cache_ttl: listacompra_api::health::DEFAULT_CACHE_TTL,
         port: 0,
         app_version: "9.9.9-test".to_owned(),
         run_worker: false,
