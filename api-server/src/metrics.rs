@@ -33,7 +33,8 @@ pub struct Metrics {
     pub dependency_up: IntGaugeVec,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
-    /// Outbox publish retries.
+    /// Outbox publish retries: one per failed publish of an event actually sent to the
+    /// broker (not per event waiting while the broker is unreachable).
     pub outbox_retries: IntCounter,
     /// Outbox events not yet published.
     pub outbox_backlog: IntGauge,
