@@ -109,6 +109,13 @@ pub trait UnitOfWork: Send {
     fn delete_list(&mut self, owner: Uuid, list: Uuid)
     -> impl Future<Output = Result<bool>> + Send;
 
+    /// Who created a list (`owner_id`), when `user` is a member of it; `None` otherwise.
+    fn list_creator(
+        &mut self,
+        list: Uuid,
+        user: Uuid,
+    ) -> impl Future<Output = Result<Option<Uuid>>> + Send;
+
     /// The members of a list and their roles, locked until the end of the transaction.
     fn lock_members(
         &mut self,

@@ -331,3 +331,99 @@ async fn suggestion_requests_are_rate_limited_per_user() -> Result<()> {
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_co_owner_cannot_remove_the_creator_and_members_can_leave() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (creator_id, _, creator) = app.user().await?;
+    let (co_owner_id, co_owner_email, co_owner) = app.user().await?;
+    let (member_id, member_email, member) = app.user().await?;
+    let list = app.create_list(&creator, "Casa").await?;
+    let members = format!("/v1/lists/{list}/members");
+    for (email, role) in [(&co_owner_email, "owner"), (&member_email, "member")] {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &members,
+                Some(&creator),
+                Some(serde_json::json!({ "email": email, "role": role })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    // A co-owner cannot remove the creator (owner_id would name a non-member).
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{creator_id}"),
+            Some(&co_owner),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["message"].as_str().is_some_and(|m| m.contains("creator")),
+        "{b}"
+    );
+    // Nor can the creator leave: the list would have nobody behind owner_id.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{creator_id}"),
+            Some(&creator),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    // A member cannot remove someone else...
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{co_owner_id}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // ...but can leave, and the list is then gone for them.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{member_id}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A co-owner can leave too; the creator still owns the list.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{co_owner_id}"),
+            Some(&co_owner),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}"),
+            Some(&creator),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["owner_id"], creator_id.as_str(), "{b}");
+    assert_eq!(b["members"].as_array().map(Vec::len), Some(1), "{b}");
+    Ok(())
+}

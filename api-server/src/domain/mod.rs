@@ -7,7 +7,7 @@ mod model;
 mod offline;
 mod validate;
 
-pub use access::{Action, Denied, Removal, authorize, removable};
+pub use access::{Action, Denied, Removal, authorize, removal};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
 pub use model::{
     ItemSummary, ItemView, ListDetail, ListPage, ListView, MemberView, Role, Suggestion,

@@ -73,7 +73,13 @@ fn describe(
             "201",
             Some(schema_ref("Member")),
         ),
-        Op::Unshare => ("unshareList", "Remove a member (owners)", None, "204", None),
+        Op::Unshare => (
+            "unshareList",
+            "Remove a member (owners), or leave the list (any member but its creator)",
+            None,
+            "204",
+            None,
+        ),
         Op::AddItem => (
             "addItem",
             "Add an item",

@@ -114,6 +114,18 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn list_creator(&mut self, list: Uuid, user: Uuid) -> Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "SELECT l.owner_id FROM lists l \
+             JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 WHERE l.id = $1",
+        )
+        .bind(list)
+        .bind(user)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("reading a list's creator"))
+    }
+
     async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT user_id, role FROM list_members WHERE list_id = $1 FOR UPDATE")

@@ -246,6 +246,10 @@ impl UnitOfWork for MemTx {
         Ok(true)
     }
 
+    async fn list_creator(&mut self, list: Uuid, user: Uuid) -> Result<Option<Uuid>> {
+        Ok(self.data.list_view(list, user).map(|l| l.owner_id))
+    }
+
     async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         Ok(self
             .data
