@@ -172,7 +172,8 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
                 config.limits.hash_queue_timeout,
             ),
             Tokens::new(&config.jwt_secret, config.jwt_ttl),
-        ),
+        )
+        .with_caps(config.limits.caps),
         metrics: metrics.clone(),
         health: Health::new(
             pool.clone(),
@@ -185,6 +186,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         fault: config.fault.clone(),
         version: config.app_version.clone(),
         body_read_timeout: config.limits.body_read_timeout,
+        max_body_bytes: config.limits.max_body_bytes,
         rate_limits: RateLimits::new(config.limits.rate),
         trusted_proxy_hops: config.limits.trusted_proxy_hops,
     });

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::domain::Caps;
 use crate::fault::FaultConfig;
 use crate::ratelimit::RateLimitConfig;
 use crate::{Error, Result};
@@ -80,6 +81,11 @@ pub struct Limits {
     /// n-th address from the right of `X-Forwarded-For` (the one the outermost trusted proxy
     /// saw), see [`crate::http::client_ip`].
     pub trusted_proxy_hops: usize,
+    /// Caps (`MAX_ITEMS_PER_LIST`, `MAX_MEMBERS_PER_LIST`, `MAX_LISTS_PER_USER`); one more
+    /// is answered 409 naming the cap.
+    pub caps: Caps,
+    /// `HTTP_MAX_BODY_BYTES`, default 65536: larger bodies are answered 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +98,8 @@ impl Default for Limits {
             hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
             rate: RateLimitConfig::default(),
             trusted_proxy_hops: 0,
+            caps: Caps::default(),
+            max_body_bytes: crate::http::MAX_BODY,
         }
     }
 }
@@ -290,6 +298,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 )?,
             },
             trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
+            caps: Caps {
+                items_per_list: self.parsed("MAX_ITEMS_PER_LIST", d.caps.items_per_list)?,
+                members_per_list: self.parsed("MAX_MEMBERS_PER_LIST", d.caps.members_per_list)?,
+                lists_per_user: self.parsed("MAX_LISTS_PER_USER", d.caps.lists_per_user)?,
+            },
+            max_body_bytes: self.parsed("HTTP_MAX_BODY_BYTES", d.max_body_bytes)?,
         })
     }
 }
@@ -347,6 +361,21 @@ mod tests {
             }
         );
         assert_eq!(limits.trusted_proxy_hops, 1);
+        let mut env = GOOD.to_vec();
+        env.push(("MAX_ITEMS_PER_LIST", "5"));
+        env.push(("MAX_MEMBERS_PER_LIST", "6"));
+        env.push(("MAX_LISTS_PER_USER", "7"));
+        env.push(("HTTP_MAX_BODY_BYTES", "2048"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(
+            limits.caps,
+            Caps {
+                items_per_list: 5,
+                members_per_list: 6,
+                lists_per_user: 7
+            }
+        );
+        assert_eq!(limits.max_body_bytes, 2048);
         let mut env = GOOD.to_vec();
         env.push(("PASSWORD_HASH_CONCURRENCY", "0"));
         let err = vars(&env).config().unwrap_err().to_string();

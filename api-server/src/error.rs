@@ -166,6 +166,9 @@ pub enum AppError {
     /// Conflicts with the current state (409).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// One more would exceed a cap (409), naming it.
+    #[error("{} reached: at most {} {}", .0.limit, .0.max, .0.what)]
+    CapReached(crate::domain::CapReached),
     /// Over a rate limit (429 with Retry-After), naming the limit.
     #[error("rate limited by {}", .0.limit)]
     RateLimited(crate::ratelimit::Limited),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use common::{TestApp, TestDb};
 use listacompra_api::config::Limits;
+use listacompra_api::domain::Caps;
 use listacompra_api::ratelimit::RateLimitConfig;
 use listacompra_crds::metrics as names;
 use reqwest::{Method, StatusCode};
@@ -425,5 +426,102 @@ async fn a_co_owner_cannot_remove_the_creator_and_members_can_leave() -> Result<
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["owner_id"], creator_id.as_str(), "{b}");
     assert_eq!(b["members"].as_array().map(Vec::len), Some(1), "{b}");
+    Ok(())
+}
+
+/// Asserts a 4xx JSON answer naming `limit`.
+fn assert_names_limit(
+    status: StatusCode,
+    body: &serde_json::Value,
+    expected: StatusCode,
+    limit: &str,
+) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["limit"], limit, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(limit)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn items_members_lists_and_bodies_are_capped_and_the_answer_names_the_cap() -> Result<()> {
+    let (app, _db) = app_with(|l| {
+        l.caps = Caps {
+            items_per_list: 2,
+            members_per_list: 2,
+            lists_per_user: 2,
+        };
+        l.max_body_bytes = 1024;
+    })
+    .await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "Casa").await?;
+    let items = format!("/v1/lists/{list}/items");
+    for name in ["leche", "pan"] {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &items,
+                Some(&token),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &items,
+            Some(&token),
+            Some(serde_json::json!({ "name": "huevos" })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_ITEMS_PER_LIST");
+
+    app.create_list(&token, "Otra").await?;
+    let (s, b) = app
+        .call(
+            Method::POST,
+            "/v1/lists",
+            Some(&token),
+            Some(serde_json::json!({ "name": "Tercera" })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_LISTS_PER_USER");
+
+    // The creator is the first member.
+    let (_, first, _) = app.user().await?;
+    let (_, second, _) = app.user().await?;
+    let members = format!("/v1/lists/{list}/members");
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &members,
+            Some(&token),
+            Some(serde_json::json!({ "email": first })),
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &members,
+            Some(&token),
+            Some(serde_json::json!({ "email": second })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_MEMBERS_PER_LIST");
+
+    let big = serde_json::json!({ "name": "x".repeat(2000) });
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/lists/{list}"),
+            Some(&token),
+            Some(big),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "HTTP_MAX_BODY_BYTES");
     Ok(())
 }

@@ -39,7 +39,7 @@ use response::{body_timeout, error_body, error_response, json_response, too_larg
 use routes::{Matched, route};
 pub use routes::{Op, ROUTES, Route, method_label, route_label};
 
-/// Largest accepted request body.
+/// Default largest accepted request body (`HTTP_MAX_BODY_BYTES`).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The use cases over the production adapters.
@@ -60,6 +60,8 @@ pub struct State {
     pub version: String,
     /// Time to receive a request body (`HTTP_BODY_READ_TIMEOUT_SECONDS`).
     pub body_read_timeout: std::time::Duration,
+    /// Largest accepted request body (`HTTP_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
     /// Rate limits per client address, account and user.
     pub rate_limits: RateLimits,
     /// Proxies in front of the server that append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`).
@@ -147,7 +149,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     res
 }
 
-async fn read_body<S, B>(body: S) -> Result<Vec<u8>, Response>
+async fn read_body<S, B>(body: S, max: usize) -> Result<Vec<u8>, Response>
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -161,8 +163,8 @@ where
                 &error_body("bad_request", "the body could not be read", Some("body")),
             ));
         };
-        if buf.len() + chunk.remaining() > MAX_BODY {
-            return Err(too_large());
+        if buf.len() + chunk.remaining() > max {
+            return Err(too_large(max));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -197,18 +199,20 @@ pub fn api(
                         .get("content-length")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<usize>().ok());
-                    if declared.is_some_and(|n| n > MAX_BODY) {
-                        return too_large();
+                    let max = state.max_body_bytes;
+                    if declared.is_some_and(|n| n > max) {
+                        return too_large(max);
                     }
                     // A client that sends its body slowly (or never) holds a connection and a
                     // task: bounded by the body-read timeout, then 408 and the connection closes.
-                    let buf = match tokio::time::timeout(state.body_read_timeout, read_body(body))
-                        .await
-                    {
-                        Ok(Ok(buf)) => buf,
-                        Ok(Err(res)) => return res,
-                        Err(_) => return body_timeout(state.body_read_timeout),
-                    };
+                    let buf =
+                        match tokio::time::timeout(state.body_read_timeout, read_body(body, max))
+                            .await
+                        {
+                            Ok(Ok(buf)) => buf,
+                            Ok(Err(res)) => return res,
+                            Err(_) => return body_timeout(state.body_read_timeout),
+                        };
                     let peer = peer.map_or_else(
                         || std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
                         |serve::PeerAddr(addr)| addr,

@@ -192,7 +192,10 @@ fn operation(route: &Route) -> Value {
         );
     }
     if request.is_some() {
-        responses.insert("413".to_owned(), err("Body too large"));
+        responses.insert(
+            "413".to_owned(),
+            err("Body larger than HTTP_MAX_BODY_BYTES"),
+        );
         responses.insert(
             "408".to_owned(),
             err("The body did not arrive within HTTP_BODY_READ_TIMEOUT_SECONDS"),
@@ -245,6 +248,15 @@ fn operation(route: &Route) -> Value {
     if matches!(route.op, Op::Register | Op::Share | Op::Unshare) {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
+    if matches!(route.op, Op::Share | Op::AddItem | Op::CreateList) {
+        responses.insert(
+            "409".to_owned(),
+            err(
+                "Conflicts with the current state, or one more would exceed a cap \
+                 (MAX_MEMBERS_PER_LIST, MAX_ITEMS_PER_LIST, MAX_LISTS_PER_USER; `limit` names it)",
+            ),
+        );
+    }
     if route.op == Op::Ready {
         responses.insert("503".to_owned(), json!({ "description": "PostgreSQL is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
     }
@@ -278,7 +290,7 @@ fn schemas() -> Value {
     let member = json!({ "type": "object", "required": ["user_id", "email", "role"], "properties": { "user_id": uuid, "email": { "type": "string" }, "role": role } });
     let check = json!({ "type": "object", "required": ["ok", "latency_ms"], "properties": { "ok": { "type": "boolean" }, "latency_ms": { "type": "integer" }, "error": { "type": "string" } } });
     json!({
-        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "limit": { "type": "string", "description": "The configuration variable of the limit that was hit (429, 503)" }, "retry_after_seconds": { "type": "integer", "minimum": 1, "description": "As the Retry-After header (429, 503)" } } },
+        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "limit": { "type": "string", "description": "The configuration variable of the limit that was hit (429, 503)" }, "retry_after_seconds": { "type": "integer", "minimum": 1, "description": "As the Retry-After header (429, 503)" }, "max": { "type": "integer", "description": "The value of the limit that was reached (409 caps, 413)" } } },
         "Credentials": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 }, "password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
         "UserCreated": { "type": "object", "required": ["id", "email"], "properties": { "id": uuid, "email": { "type": "string" } } },
         "Token": { "type": "object", "required": ["token", "token_type", "expires_in", "user_id"], "properties": { "token": { "type": "string" }, "token_type": { "type": "string", "enum": ["Bearer"] }, "expires_in": { "type": "integer" }, "user_id": uuid } },

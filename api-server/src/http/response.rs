@@ -4,7 +4,6 @@ use serde_json::json;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::MAX_BODY;
 use crate::error::AppError;
 
 pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -40,6 +39,15 @@ pub(super) fn error_response(err: &AppError) -> Response {
             error_body("not_found", &format!("{what} not found"), None),
         ),
         AppError::Conflict(m) => (StatusCode::CONFLICT, error_body("conflict", m, None)),
+        AppError::CapReached(cap) => (
+            StatusCode::CONFLICT,
+            json!({
+                "error": "limit_reached",
+                "message": format!("at most {} {} ({})", cap.max, cap.what, cap.limit),
+                "limit": cap.limit,
+                "max": cap.max,
+            }),
+        ),
         AppError::RateLimited(limited) => {
             let secs = limited.retry_after_seconds();
             let message = format!(
@@ -89,14 +97,16 @@ pub(super) fn error_response(err: &AppError) -> Response {
     res
 }
 
-pub(super) fn too_large() -> Response {
+pub(super) fn too_large(max: usize) -> Response {
     json_response(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &error_body(
-            "payload_too_large",
-            &format!("the body must be at most {MAX_BODY} bytes"),
-            Some("body"),
-        ),
+        &json!({
+            "error": "payload_too_large",
+            "message": format!("the body must be at most {max} bytes (HTTP_MAX_BODY_BYTES)"),
+            "field": "body",
+            "limit": "HTTP_MAX_BODY_BYTES",
+            "max": max,
+        }),
     )
 }
 

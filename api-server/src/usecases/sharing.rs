@@ -19,6 +19,10 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         let email = domain::email(email)?;
         let mut tx = self.store.begin().await?;
         allowed(&mut tx, list, user, Action::Share).await?;
+        let (_, members) = tx.lock_list_counts(list).await?;
+        self.caps
+            .room_for_member(members)
+            .map_err(AppError::CapReached)?;
         let (target, email) = tx
             .find_user(&email)
             .await?
