@@ -525,3 +525,36 @@ async fn items_members_lists_and_bodies_are_capped_and_the_answer_names_the_cap(
     assert_names_limit(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "HTTP_MAX_BODY_BYTES");
     Ok(())
 }
+
+#[tokio::test]
+async fn registering_a_taken_email_answers_like_a_new_account() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, taken, _) = app.user().await?;
+    let fresh = format!("fresh{}@example.com", uuid::Uuid::new_v4().simple());
+    let register = |email: String| {
+        app.call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(serde_json::json!({ "email": email, "password": "another one" })),
+        )
+    };
+    let (s_taken, b_taken) = register(taken.clone()).await?;
+    let (s_fresh, b_fresh) = register(fresh).await?;
+    // Same status, same shape: the answer does not tell whether the account existed.
+    assert_eq!(s_taken, s_fresh, "{b_taken} vs {b_fresh}");
+    assert_eq!(s_taken, StatusCode::CREATED);
+    let keys = |b: &serde_json::Value| {
+        b.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&b_taken), keys(&b_fresh));
+    assert_eq!(b_taken["email"], taken.as_str());
+    // And the existing account is untouched.
+    let res = login(&app, &taken, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = login(&app, &taken, "another one").await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}

@@ -25,7 +25,7 @@ fn describe(
     match op {
         Op::Register => (
             "register",
-            "Register a user",
+            "Register a user (a taken e-mail gets the same answer and leaves its account as it is)",
             Some("Credentials"),
             "201",
             Some(schema_ref("UserCreated")),
@@ -245,7 +245,7 @@ fn operation(route: &Route) -> Value {
             err("Not found, or not visible to the caller"),
         );
     }
-    if matches!(route.op, Op::Register | Op::Share | Op::Unshare) {
+    if matches!(route.op, Op::Share | Op::Unshare) {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
     if matches!(route.op, Op::Share | Op::AddItem | Op::CreateList) {
