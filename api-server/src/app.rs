@@ -18,6 +18,7 @@ use crate::http::{self, State};
 use crate::metrics::Metrics;
 use crate::outbox::Relay;
 use crate::ports::SuggestionProvider;
+use crate::ratelimit::RateLimits;
 use crate::store::{self, PgStore};
 use crate::usecases::UseCases;
 use crate::{Error, Result};
@@ -108,6 +109,21 @@ pub fn spawn_workers(
     ])
 }
 
+/// Every minute, drops the rate limiters' state of keys back at a full quota, so their
+/// memory follows the clients of the last minute (see [`crate::ratelimit`]).
+async fn forget_idle_rate_limits(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.rate_limits.forget_idle(),
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
 /// A running server (and workers).
 #[derive(Debug)]
 pub struct Running {
@@ -151,18 +167,28 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     let state = Arc::new(State {
         api: UseCases::new(
             PgStore::new(pool.clone()),
-            Argon2Hasher,
+            Argon2Hasher::new(
+                config.limits.hash_concurrency,
+                config.limits.hash_queue_timeout,
+            ),
             Tokens::new(&config.jwt_secret, config.jwt_ttl),
-        ),
+        )
+        .with_caps(config.limits.caps),
         metrics: metrics.clone(),
         health: Health::new(
             pool.clone(),
             redis.clone(),
             config.rabbitmq_url.clone(),
             config.healthcheck_token.clone(),
-        ),
+            metrics.clone(),
+        )
+        .with_cache_ttl(config.ready_cache_ttl),
         fault: config.fault.clone(),
         version: config.app_version.clone(),
+        body_read_timeout: config.limits.body_read_timeout,
+        max_body_bytes: config.limits.max_body_bytes,
+        rate_limits: RateLimits::new(config.limits.rate),
+        trusted_proxy_hops: config.limits.trusted_proxy_hops,
     });
     let (switch, shutdown) = shutdown_switch();
     let mut tasks = if workers {
@@ -170,10 +196,19 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     } else {
         Vec::new()
     };
-    let server = warp::serve(http::api(state))
-        .incoming(listener)
-        .graceful(wait_for(shutdown.clone()))
-        .run();
+    tasks.push(tokio::spawn(forget_idle_rate_limits(
+        state.clone(),
+        shutdown.clone(),
+    )));
+    let server = http::serve::serve(
+        warp::service(http::api(state)),
+        listener,
+        http::serve::ConnLimits {
+            header_read_timeout: config.limits.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
+        },
+        wait_for(shutdown.clone()),
+    );
     tasks.push(tokio::spawn(async move {
         server.await;
         pool.close().await;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use crate::domain::Caps;
 use crate::fault::FaultConfig;
+use crate::ratelimit::RateLimitConfig;
 use crate::{Error, Result};
 
 /// Everything `serve` and `worker` need.
@@ -30,6 +32,8 @@ pub struct Config {
     pub pplx_timeout: Duration,
     /// `HEALTHCHECK_TOKEN`: with it, `/ready` shows per-dependency detail.
     pub healthcheck_token: Option<String>,
+    /// `READY_CACHE_MS`, default 1000: how long `/ready` reuses a dependency probe.
+    pub ready_cache_ttl: Duration,
     /// `PORT`, default 8080.
     pub port: u16,
     /// `APP_VERSION`, default the crate version; the `version` label of every metric.
@@ -44,6 +48,60 @@ pub struct Config {
     pub amqp_prefix: String,
     /// Fault injection (`FAULT_LATENCY_MS`, `FAULT_ERROR_RATE`, `FAULT_ROUTES`).
     pub fault: FaultConfig,
+    /// What one client may cost the server (timeouts, limits); see [`Limits`].
+    pub limits: Limits,
+}
+
+/// What one client may cost the server. Every value has an environment variable and a
+/// default chosen for the production sample (a 256 MiB pod behind a Kubernetes Service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`, default 10: a client must send a whole request
+    /// head within this time of its first byte; otherwise the connection is closed.
+    pub header_read_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`, default 30: a connection on which no byte is read or
+    /// written for this long is closed (silent clients, idle keep-alive, clients that stop
+    /// reading). Must exceed the time any request takes to handle.
+    pub idle_timeout: Duration,
+    /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
+    /// head has arrived; a slower client gets 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// `PASSWORD_HASH_CONCURRENCY`, default 4: argon2id hashes (login, register) running at
+    /// once. Each holds 19 MiB ([`crate::auth::ARGON2_MEMORY_KIB`]), so this is the memory
+    /// budget of password hashing: 4 × 19 MiB = 76 MiB by default.
+    pub hash_concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE_TIMEOUT_MS`, default 2000: how long a login or registration waits
+    /// for a hashing slot before it is answered 503 with Retry-After.
+    pub hash_queue_timeout: Duration,
+    /// Rate limits (`RATE_LIMIT_*_PER_MINUTE`; see [`RateLimitConfig`]).
+    pub rate: RateLimitConfig,
+    /// `TRUSTED_PROXY_HOPS`, default 0: how many proxies in front of the server append to
+    /// `X-Forwarded-For`. With 0 the client address of the rate limits is the connection's
+    /// peer address and `X-Forwarded-For` is ignored (anyone can write it); with n it is the
+    /// n-th address from the right of `X-Forwarded-For` (the one the outermost trusted proxy
+    /// saw), see [`crate::http::client_ip`].
+    pub trusted_proxy_hops: usize,
+    /// Caps (`MAX_ITEMS_PER_LIST`, `MAX_MEMBERS_PER_LIST`, `MAX_LISTS_PER_USER`); one more
+    /// is answered 409 naming the cap.
+    pub caps: Caps,
+    /// `HTTP_MAX_BODY_BYTES`, default 65536: larger bodies are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
+            hash_concurrency: crate::auth::DEFAULT_HASH_CONCURRENCY,
+            hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
+            rate: RateLimitConfig::default(),
+            trusted_proxy_hops: 0,
+            caps: Caps::default(),
+            max_body_bytes: crate::http::MAX_BODY,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -150,6 +208,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .unwrap_or_else(|| "sonar".to_owned()),
             pplx_timeout: Duration::from_millis(self.parsed("PPLX_TIMEOUT_MS", 10_000u64)?),
             healthcheck_token: self.optional("HEALTHCHECK_TOKEN"),
+            ready_cache_ttl: Duration::from_millis(self.parsed(
+                "READY_CACHE_MS",
+                u64::try_from(crate::health::DEFAULT_CACHE_TTL.as_millis()).unwrap_or(1000),
+            )?),
             port: self.parsed("PORT", 8080u16)?,
             app_version: self
                 .optional("APP_VERSION")
@@ -182,6 +244,66 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     })
                     .unwrap_or_default(),
             },
+            limits: self.limits()?,
+        })
+    }
+
+    /// A duration in whole seconds, at least 1.
+    fn seconds(&self, var: &'static str, default: Duration) -> Result<Duration> {
+        let secs: u64 = self.parsed(var, default.as_secs())?;
+        if secs == 0 {
+            return Err(Error::Config {
+                var,
+                reason: "must be at least 1 (seconds)".to_owned(),
+            });
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// [`Limits`], each value from its variable or its default.
+    pub fn limits(&self) -> Result<Limits> {
+        let d = Limits::default();
+        Ok(Limits {
+            header_read_timeout: self
+                .seconds("HTTP_HEADER_READ_TIMEOUT_SECONDS", d.header_read_timeout)?,
+            idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
+            body_read_timeout: self
+                .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
+            hash_concurrency: {
+                let n: usize = self.parsed("PASSWORD_HASH_CONCURRENCY", d.hash_concurrency)?;
+                if n == 0 {
+                    return Err(Error::Config {
+                        var: "PASSWORD_HASH_CONCURRENCY",
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                n
+            },
+            hash_queue_timeout: Duration::from_millis(self.parsed(
+                "PASSWORD_HASH_QUEUE_TIMEOUT_MS",
+                u64::try_from(d.hash_queue_timeout.as_millis()).unwrap_or(u64::MAX),
+            )?),
+            rate: RateLimitConfig {
+                auth_per_address: self.parsed(
+                    "RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE",
+                    d.rate.auth_per_address,
+                )?,
+                auth_per_account: self.parsed(
+                    "RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE",
+                    d.rate.auth_per_account,
+                )?,
+                suggestions_per_user: self.parsed(
+                    "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE",
+                    d.rate.suggestions_per_user,
+                )?,
+            },
+            trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
+            caps: Caps {
+                items_per_list: self.parsed("MAX_ITEMS_PER_LIST", d.caps.items_per_list)?,
+                members_per_list: self.parsed("MAX_MEMBERS_PER_LIST", d.caps.members_per_list)?,
+                lists_per_user: self.parsed("MAX_LISTS_PER_USER", d.caps.lists_per_user)?,
+            },
+            max_body_bytes: self.parsed("HTTP_MAX_BODY_BYTES", d.max_body_bytes)?,
         })
     }
 }
@@ -211,6 +333,58 @@ mod tests {
         ("RABBITMQ_URL", "amqp://g:g@h/%2f"),
         ("JWT_SECRET", "0123456789abcdef"),
     ];
+
+    #[test]
+    fn limits_have_defaults_and_reject_zero_timeouts() {
+        assert_eq!(vars(GOOD).config().unwrap().limits, Limits::default());
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_HEADER_READ_TIMEOUT_SECONDS", "3"));
+        env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "4"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(4));
+        env.push(("PASSWORD_HASH_CONCURRENCY", "2"));
+        env.push(("PASSWORD_HASH_QUEUE_TIMEOUT_MS", "500"));
+        env.push(("RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE", "0"));
+        env.push(("RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE", "5"));
+        env.push(("RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE", "7"));
+        env.push(("TRUSTED_PROXY_HOPS", "1"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(limits.hash_concurrency, 2);
+        assert_eq!(limits.hash_queue_timeout, Duration::from_millis(500));
+        assert_eq!(
+            limits.rate,
+            RateLimitConfig {
+                auth_per_address: 0,
+                auth_per_account: 5,
+                suggestions_per_user: 7
+            }
+        );
+        assert_eq!(limits.trusted_proxy_hops, 1);
+        let mut env = GOOD.to_vec();
+        env.push(("MAX_ITEMS_PER_LIST", "5"));
+        env.push(("MAX_MEMBERS_PER_LIST", "6"));
+        env.push(("MAX_LISTS_PER_USER", "7"));
+        env.push(("HTTP_MAX_BODY_BYTES", "2048"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(
+            limits.caps,
+            Caps {
+                items_per_list: 5,
+                members_per_list: 6,
+                lists_per_user: 7
+            }
+        );
+        assert_eq!(limits.max_body_bytes, 2048);
+        let mut env = GOOD.to_vec();
+        env.push(("PASSWORD_HASH_CONCURRENCY", "0"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("PASSWORD_HASH_CONCURRENCY"), "{err}");
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "0"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("HTTP_BODY_READ_TIMEOUT_SECONDS"), "{err}");
+    }
 
     #[test]
     fn a_complete_environment_loads_with_defaults() {

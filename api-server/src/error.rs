@@ -101,6 +101,17 @@ pub enum Error {
     /// Stored or seeded data breaks an invariant (for example an unknown role).
     #[error("data: {0}")]
     Data(String),
+    /// A bounded resource is saturated (for example every password-hashing permit is taken
+    /// and none came free within the queue timeout); the request may be retried (503).
+    #[error("{what} is at its limit ({limit}); retry in {} s", retry_after.as_secs())]
+    Busy {
+        /// What is saturated.
+        what: &'static str,
+        /// The configuration variable that bounds it.
+        limit: &'static str,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// An I/O error (binding the listener, reading files).
     #[error("I/O: {context}: {source}")]
     Io {
@@ -155,7 +166,42 @@ pub enum AppError {
     /// Conflicts with the current state (409).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// One more would exceed a cap (409), naming it.
+    #[error("{} reached: at most {} {}", .0.limit, .0.max, .0.what)]
+    CapReached(crate::domain::CapReached),
+    /// Over a rate limit (429 with Retry-After), naming the limit.
+    #[error("rate limited by {}", .0.limit)]
+    RateLimited(crate::ratelimit::Limited),
+    /// A bounded resource is full (503 with Retry-After), naming the limit.
+    #[error("overloaded: {what} ({limit})")]
+    Overloaded {
+        /// What is saturated.
+        what: &'static str,
+        /// The configuration variable that bounds it.
+        limit: &'static str,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// Our fault (500); logged, never shown in detail.
     #[error(transparent)]
-    Internal(#[from] Error),
+    Internal(Error),
+}
+
+impl From<Error> for AppError {
+    /// A saturated resource is the client's cue to come back later (503); anything else is
+    /// our fault (500).
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Busy {
+                what,
+                limit,
+                retry_after,
+            } => Self::Overloaded {
+                what,
+                limit,
+                retry_after,
+            },
+            other => Self::Internal(other),
+        }
+    }
 }

@@ -1,4 +1,14 @@
-//! Liveness and readiness: PostgreSQL, Redis and RabbitMQ reachable.
+//! Liveness and readiness.
+//!
+//! Ready means "can serve": only PostgreSQL is required, since every request needs it. Redis
+//! (an optional cache) and RabbitMQ (the outbox holds events while the broker is away) do not
+//! make the server unready when they are down; they are reported as `degraded` in the detail
+//! and as `listacompra_dependency_up` in the metrics. Otherwise a Redis failover or a broker
+//! restart would take every pod out of its Service at once.
+//!
+//! Probes are cached for [`Health::cache_ttl`] (`READY_CACHE_MS`), and concurrent `/ready`
+//! requests share one probe, so probing costs the dependencies the same however often
+//! `/ready` is called.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +16,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
+
+use crate::metrics::Metrics;
 
 /// How long one dependency check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,11 +46,23 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Whether every dependency is reachable.
+    /// Whether the server can serve: PostgreSQL is reachable.
     pub fn ready(&self) -> bool {
-        self.postgres.ok && self.redis.ok && self.rabbitmq.ok
+        self.postgres.ok
+    }
+
+    /// The optional dependencies that are down.
+    pub fn degraded(&self) -> Vec<&'static str> {
+        [("redis", &self.redis), ("rabbitmq", &self.rabbitmq)]
+            .into_iter()
+            .filter(|(_, check)| !check.ok)
+            .map(|(name, _)| name)
+            .collect()
     }
 }
+
+/// Default `READY_CACHE_MS`.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(1000);
 
 /// Checks the dependencies.
 pub struct Health {
@@ -47,6 +71,10 @@ pub struct Health {
     amqp_url: String,
     amqp: Mutex<Option<lapin::Connection>>,
     token: Option<String>,
+    metrics: Metrics,
+    /// How long a probe's result is reused (`READY_CACHE_MS`).
+    cache_ttl: Duration,
+    last: Mutex<Option<(Instant, Readiness)>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -117,6 +145,7 @@ impl Health {
         redis: redis::aio::ConnectionManager,
         amqp_url: String,
         token: Option<String>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             pool,
@@ -124,7 +153,17 @@ impl Health {
             amqp_url,
             amqp: Mutex::new(None),
             token,
+            metrics,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            last: Mutex::new(None),
         }
+    }
+
+    /// Reuses a probe's result for `ttl` (`READY_CACHE_MS`; default [`DEFAULT_CACHE_TTL`]).
+    #[must_use]
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
     }
 
     /// Interprets the `X-Healthcheck-Token` header.
@@ -155,8 +194,32 @@ impl Health {
         }
     }
 
-    /// Checks every dependency concurrently.
+    /// The dependencies' state: the last probe's when younger than the cache TTL, else
+    /// a new probe (one at a time: concurrent callers wait for it and share its result).
     pub async fn readiness(&self) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((at, readiness)) = last.as_ref()
+            && at.elapsed() < self.cache_ttl
+        {
+            return readiness.clone();
+        }
+        let readiness = self.probe().await;
+        for (dependency, check) in [
+            ("postgres", &readiness.postgres),
+            ("redis", &readiness.redis),
+            ("rabbitmq", &readiness.rabbitmq),
+        ] {
+            self.metrics
+                .dependency_up
+                .with_label_values(&[dependency])
+                .set(i64::from(check.ok));
+        }
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
+
+    /// Checks every dependency concurrently.
+    async fn probe(&self) -> Readiness {
         let pg = timed(async {
             sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(&self.pool)
@@ -183,6 +246,32 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(ok: bool) -> Check {
+        Check {
+            ok,
+            latency_ms: 1,
+            error: (!ok).then(|| "down".to_owned()),
+        }
+    }
+
+    #[test]
+    fn only_postgres_is_required_and_the_others_show_as_degraded() {
+        let r = Readiness {
+            postgres: check(true),
+            redis: check(false),
+            rabbitmq: check(false),
+        };
+        assert!(r.ready());
+        assert_eq!(r.degraded(), ["redis", "rabbitmq"]);
+        let r = Readiness {
+            postgres: check(false),
+            redis: check(true),
+            rabbitmq: check(true),
+        };
+        assert!(!r.ready());
+        assert!(r.degraded().is_empty());
+    }
 
     #[test]
     fn tokens_are_checked_exactly() {

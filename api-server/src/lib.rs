@@ -11,6 +11,7 @@
 //!   (the relay to RabbitMQ via lapin), [`ai`] (Perplexity and offline providers, the
 //!   RabbitMQ consumer), [`auth`] (argon2, JWT);
 //! - the HTTP edge: [`http`] (warp), which calls the use cases only;
+//! - protection: [`ratelimit`] (per address, account and user);
 //! - operations: [`config`], [`telemetry`], [`metrics`], [`health`], [`migrate`], [`fault`],
 //!   [`seed`], and [`app`], the wiring.
 
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod outbox;
 pub mod ports;
+pub mod ratelimit;
 pub mod seed;
 pub mod store;
 pub mod telemetry;

@@ -5,21 +5,36 @@ use std::collections::HashMap;
 
 use listacompra_crds::metrics as names;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Result;
+
+/// Counter of every HTTP request (API and operational endpoints, unmatched paths), labelled
+/// `route`, `method`, `status` like the latency histogram.
+pub const HTTP_REQUESTS_TOTAL: &str = "listacompra_http_requests_total";
+
+/// Gauge per dependency (`postgres`, `redis`, `rabbitmq`): 1 when the last readiness probe
+/// reached it, 0 when not.
+pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
 
 /// All metrics, registered in their own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Request duration by `route` (template), `method` and `status`.
+    /// API request duration by `route` (template), `method` and `status`: the latency KPI,
+    /// so only API routes are observed (not `/health`, `/ready`, `/metrics`, `/openapi.json`
+    /// or unmatched requests).
     pub http_duration: HistogramVec,
+    /// Every request by `route`, `method` and `status` (see [`HTTP_REQUESTS_TOTAL`]).
+    pub http_requests: IntCounterVec,
+    /// Dependencies reachable at the last readiness probe, by `dependency`.
+    pub dependency_up: IntGaugeVec,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
-    /// Outbox publish retries.
+    /// Outbox publish retries: one per failed publish of an event actually sent to the
+    /// broker (not per event waiting while the broker is unreachable).
     pub outbox_retries: IntCounter,
     /// Outbox events not yet published.
     pub outbox_backlog: IntGauge,
@@ -43,6 +58,19 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["route", "method", "status"],
+        )?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(HTTP_REQUESTS_TOTAL, "HTTP requests, every route")
+                .const_labels(labels.clone()),
+            &["route", "method", "status"],
+        )?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                DEPENDENCY_UP,
+                "1 when the last readiness probe reached the dependency, else 0",
+            )
+            .const_labels(labels.clone()),
+            &["dependency"],
         )?;
         let ai_jobs = IntCounterVec::new(
             Opts::new(names::AI_JOBS_TOTAL, "AI suggestion jobs by outcome")
@@ -68,6 +96,8 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
@@ -78,6 +108,8 @@ impl Metrics {
         Ok(Self {
             registry,
             http_duration,
+            http_requests,
+            dependency_up,
             ai_jobs,
             outbox_retries,
             outbox_backlog,

@@ -164,6 +164,7 @@ impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut link: Option<Link> = None;
         let mut last_purge: Option<tokio::time::Instant> = None;
+        let mut failures: i32 = 0;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -177,19 +178,29 @@ impl Relay {
                     Err(err) => tracing::warn!(error = %err, "outbox purge failed"),
                 }
             }
-            let published = match self.step(&mut link).await {
-                Ok(n) => n,
+            let pause = match self.step(&mut link).await {
+                Ok(0) => {
+                    failures = 0;
+                    Some(self.poll)
+                }
+                Ok(_) => {
+                    failures = 0;
+                    None
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, "outbox relay step failed");
-                    0
+                    // Broker or database unreachable: back off instead of retrying every poll.
+                    let pause = backoff(failures, self.max_backoff).max(self.poll);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "outbox relay step failed");
+                    Some(pause)
                 }
             };
             if let Ok(n) = backlog(&self.pool).await {
                 self.metrics.outbox_backlog.set(n);
             }
-            if published == 0 {
+            if let Some(pause) = pause {
                 tokio::select! {
-                    () = tokio::time::sleep(self.poll) => {}
+                    () = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -219,14 +230,31 @@ impl Relay {
             return Ok(0);
         }
         if link.as_ref().is_none_or(|l| !l.conn.status().connected()) {
-            *link = match self.link().await {
-                Ok(l) => Some(l),
+            *link = None;
+            match self.link().await {
+                Ok(l) => *link = Some(l),
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot reach RabbitMQ; outbox events wait");
-                    None
+                    // Waiting for an unreachable broker is not a publish attempt: the events
+                    // keep their attempt count and schedule, and no retry is counted (a broker
+                    // restart with a backlog is not a KPI breach). Only why they wait is
+                    // recorded; the relay backs off (see `run`).
+                    let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+                    sqlx::query("UPDATE outbox_events SET last_error = $2 WHERE id = ANY($1)")
+                        .bind(&ids)
+                        .bind(err.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::db("recording why outbox events wait"))?;
+                    tx.commit()
+                        .await
+                        .map_err(Error::db("committing the outbox batch"))?;
+                    return Err(err);
                 }
-            };
+            }
         }
+        let Some(channel) = link.as_ref().map(|l| l.channel.clone()) else {
+            return Ok(0);
+        };
         let mut published = 0;
         for (id, event_type, aggregate_id, payload, created_at, attempts) in rows {
             let event = Event {
@@ -236,16 +264,7 @@ impl Relay {
                 payload,
                 created_at,
             };
-            let outcome = match link.as_ref() {
-                Some(l) => crate::amqp::publish(&l.channel, &self.topology.exchange, &event).await,
-                None => Err(Error::Amqp {
-                    context: "publishing (not connected)",
-                    source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
-                        lapin::ConnectionState::Closed,
-                    )),
-                }),
-            };
-            match outcome {
+            match crate::amqp::publish(&channel, &self.topology.exchange, &event).await {
                 Ok(()) => {
                     sqlx::query(
                         "UPDATE outbox_events SET published_at = clock_timestamp(), \
@@ -261,6 +280,7 @@ impl Relay {
                     published += 1;
                 }
                 Err(err) => {
+                    // A real publish of this event failed: one retry.
                     let delay = backoff(attempts, self.max_backoff);
                     sqlx::query(
                         "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, \
@@ -274,9 +294,10 @@ impl Relay {
                     .map_err(Error::db("recording a failed publish"))?;
                     self.metrics.outbox_retries.inc();
                     tracing::warn!(event_id = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %err, "outbox publish failed; will retry");
-                    if link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
-                        *link = None;
-                    }
+                    // The link is suspect: the rest of the batch is not attempted (so not
+                    // counted); the next step reconnects first.
+                    *link = None;
+                    break;
                 }
             }
         }

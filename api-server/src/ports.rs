@@ -109,6 +109,21 @@ pub trait UnitOfWork: Send {
     fn delete_list(&mut self, owner: Uuid, list: Uuid)
     -> impl Future<Output = Result<bool>> + Send;
 
+    /// Locks a list (so that concurrent additions queue behind this transaction) and
+    /// counts its items and members: what the caps are checked against.
+    fn lock_list_counts(&mut self, list: Uuid) -> impl Future<Output = Result<(i64, i64)>> + Send;
+
+    /// Locks a user (so that their concurrent list creations queue) and counts the lists
+    /// they have created.
+    fn lock_user_count_lists(&mut self, user: Uuid) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Who created a list (`owner_id`), when `user` is a member of it; `None` otherwise.
+    fn list_creator(
+        &mut self,
+        list: Uuid,
+        user: Uuid,
+    ) -> impl Future<Output = Result<Option<Uuid>>> + Send;
+
     /// The members of a list and their roles, locked until the end of the transaction.
     fn lock_members(
         &mut self,

@@ -19,7 +19,7 @@ pub async fn seed(pool: &PgPool, password: &str) -> Result<bool> {
     if store.user_by_email(DEMO_EMAIL).await?.is_some() {
         return Ok(false);
     }
-    let api = UseCases::new(store, Argon2Hasher, ());
+    let api = UseCases::new(store, Argon2Hasher::default(), ());
     let fail = |e: AppError| match e {
         AppError::Internal(e) => e,
         other => Error::Data(format!("seeding: {other}")),

@@ -49,11 +49,14 @@ async fn health_is_cheap_and_ready_checks_every_dependency() -> Result<()> {
 }
 
 #[tokio::test]
-async fn ready_is_503_when_a_dependency_is_unreachable_and_names_it_with_the_token() -> Result<()> {
+async fn ready_stays_200_when_redis_or_rabbitmq_is_unreachable_and_shows_them_degraded()
+-> Result<()> {
     let services = common::services().await?;
     let db = TestDb::migrated(&services).await?;
     let mut config = common::config(&services, &db)?;
-    // Nothing listens on these ports: a closed port is an unreachable server.
+    // Nothing listens on these ports: a closed port is an unreachable server. Requests need
+    // neither (the cache is optional, the outbox rides out broker outages), so the server
+    // stays ready and reports them degraded.
     let closed = |port: u16| format!("127.0.0.1:{port}");
     let free = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -65,10 +68,12 @@ async fn ready_is_503_when_a_dependency_is_unreachable_and_names_it_with_the_tok
     let (s, _) = app.call(Method::GET, "/health", None, None).await?;
     assert_eq!(s, StatusCode::OK);
     let (s, b) = ready(&app, None).await?;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
-    assert_eq!(b, json!({ "status": "not_ready" }));
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!({ "status": "ready" }));
     let (s, b) = ready(&app, Some("health-token")).await?;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "ready", "{b}");
+    assert_eq!(b["degraded"], json!(["redis", "rabbitmq"]), "{b}");
     assert_eq!(b["checks"]["postgres"]["ok"], true, "{b}");
     assert_eq!(b["checks"]["redis"]["ok"], false, "{b}");
     assert_eq!(b["checks"]["rabbitmq"]["ok"], false, "{b}");
@@ -77,6 +82,25 @@ async fn ready_is_503_when_a_dependency_is_unreachable_and_names_it_with_the_tok
             .as_str()
             .is_some_and(|e| !e.is_empty())
     );
+    // And in the metrics, for alerts.
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for (dep, up) in [("postgres", 1.0), ("redis", 0.0), ("rabbitmq", 0.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                "listacompra_dependency_up",
+                &[&format!(r#"dependency="{dep}""#)]
+            ),
+            Some(up),
+            "{text}"
+        );
+    }
     Ok(())
 }
 

@@ -74,3 +74,29 @@ async fn every_documented_operation_is_routed_and_every_route_documented() -> Re
     assert_eq!(b["error"], "route_not_found");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_limits_answers_are_documented() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, doc) = app.call(Method::GET, "/openapi.json", None, None).await?;
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for (path, method) in [
+        ("/v1/auth/register", "post"),
+        ("/v1/auth/login", "post"),
+        ("/v1/lists/{list_id}/suggestions", "post"),
+    ] {
+        let res = &op(path, method)["responses"]["429"];
+        assert!(res.is_object(), "{method} {path}: no 429");
+        assert!(res["headers"]["Retry-After"].is_object(), "{method} {path}");
+    }
+    for (path, method) in [("/v1/auth/register", "post"), ("/v1/auth/login", "post")] {
+        let res = &op(path, method)["responses"]["503"];
+        assert!(res.is_object(), "{method} {path}: no 503");
+        assert!(res["headers"]["Retry-After"].is_object(), "{method} {path}");
+    }
+    // Every operation with a body can time out while it is being received.
+    assert!(op("/v1/lists", "post")["responses"]["408"].is_object());
+    let error = &doc["components"]["schemas"]["Error"]["properties"];
+    assert!(error["limit"].is_object() && error["retry_after_seconds"].is_object());
+    Ok(())
+}

@@ -1,5 +1,5 @@
 //! The outbox relay against a private RabbitMQ that is stopped while events are produced
-//! and started again: every event arrives, retries are counted, and a consumer that
+//! and started again: every event arrives, only real publish retries are counted, and a consumer that
 //! deduplicates by event id applies each event once.
 
 mod common;
@@ -99,21 +99,26 @@ async fn a_broker_restart_loses_no_event_and_redeliveries_have_no_second_effect(
         move || rabbit.down()
     })
     .await??;
-    sent.extend(produce(&db, 20, "during").await?);
-    // The relay tries, fails and counts retries while the broker is down.
+    // A backlog of 10 events while the broker is down.
+    let during = produce(&db, 10, "during").await?;
+    sent.extend(during.iter().copied());
+    // The relay looks at them, cannot reach the broker, and records why they wait.
     eventually(
-        "failed publish attempts",
+        "the relay to record why the events wait",
         Duration::from_secs(30),
-        || async { Ok((metrics.outbox_retries.get() >= 20).then_some(())) },
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM outbox_events \
+                 WHERE published_at IS NULL AND last_error LIKE '%RabbitMQ%' AND id = ANY($1)",
+            )
+            .bind(&during)
+            .fetch_one(&db.pool)
+            .await?;
+            Ok((waiting == 10).then_some(()))
+        },
     )
     .await?;
-    assert!(outbox::backlog(&db.pool).await? >= 1);
-    let last_error: Option<String> = sqlx::query_scalar(
-        "SELECT last_error FROM outbox_events WHERE published_at IS NULL LIMIT 1",
-    )
-    .fetch_one(&db.pool)
-    .await?;
-    assert!(last_error.is_some_and(|e| e.contains("RabbitMQ")));
+    assert_eq!(outbox::backlog(&db.pool).await?, 10);
 
     tokio::task::spawn_blocking({
         let rabbit = rabbit.clone();
@@ -122,7 +127,15 @@ async fn a_broker_restart_loses_no_event_and_redeliveries_have_no_second_effect(
     .await??;
     sent.extend(produce(&db, 5, "after").await?);
     drained("every event to be published after the restart").await?;
-    assert!(metrics.outbox_latency.get_sample_count() >= 45);
+    assert!(metrics.outbox_latency.get_sample_count() >= 35);
+    // Retries count failed publishes of events actually sent to the broker: at most the one
+    // in flight when the connection broke; waiting for an unreachable broker is not a retry
+    // (a restart with a backlog must not breach the KPI's bound of 5 per hour).
+    let retries = metrics.outbox_retries.get();
+    assert!(
+        retries <= 1,
+        "a broker restart with a backlog of 10 counted {retries} retries"
+    );
     let _ = stop.send(true);
     relay_task.await?;
 

@@ -43,8 +43,13 @@ async fn ready_turns_503_when_postgres_stops_and_recovers_when_it_returns() -> R
         move || pg.down()
     })
     .await??;
-    let (s, b) = ready(&app).await?;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    // Probes are cached for a second: the next fresh one sees PostgreSQL gone.
+    let b = eventually("/ready to turn 503", Duration::from_secs(30), || async {
+        let (s, b) = ready(&app).await?;
+        Ok((s == StatusCode::SERVICE_UNAVAILABLE).then_some(b))
+    })
+    .await?;
+    assert_eq!(b["status"], "not_ready", "{b}");
     assert_eq!(b["checks"]["postgres"]["ok"], false, "{b}");
     assert_eq!(b["checks"]["redis"]["ok"], true, "{b}");
     // Liveness stays up: restarting the pod would not help.

@@ -65,13 +65,32 @@ pub enum Removal {
     NotMember,
     /// The only owner: a list always keeps one.
     LastOwner,
+    /// The list's creator (`owner_id`): nobody removes them and they cannot leave, or
+    /// `owner_id` would name someone who is no longer a member. They can delete the list.
+    Creator,
+    /// A member (not an owner) removing someone else.
+    NotAnOwner,
 }
 
-/// Checks that `member` can leave a list whose members are `members`.
-pub fn removable(members: &[(Uuid, Role)], member: Uuid) -> Result<(), Removal> {
+/// Checks that `actor`, a member with `actor_role`, may remove `member` from a list created
+/// by `creator` whose members are `members`: anyone may leave (remove themselves), owners may
+/// remove others, nobody removes the creator, and a list keeps at least one owner.
+pub fn removal(
+    members: &[(Uuid, Role)],
+    creator: Uuid,
+    actor: Uuid,
+    actor_role: Role,
+    member: Uuid,
+) -> Result<(), Removal> {
+    if actor != member && !actor_role.can_manage() {
+        return Err(Removal::NotAnOwner);
+    }
     let Some((_, role)) = members.iter().find(|(id, _)| *id == member) else {
         return Err(Removal::NotMember);
     };
+    if member == creator {
+        return Err(Removal::Creator);
+    }
     let owners = members.iter().filter(|(_, r)| *r == Role::Owner).count();
     if *role == Role::Owner && owners <= 1 {
         return Err(Removal::LastOwner);
@@ -106,13 +125,31 @@ mod tests {
     }
 
     #[test]
-    fn a_list_keeps_at_least_one_owner() {
-        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let one_owner = [(a, Role::Owner), (b, Role::Member)];
-        assert_eq!(removable(&one_owner, a), Err(Removal::LastOwner));
-        assert_eq!(removable(&one_owner, b), Ok(()));
-        assert_eq!(removable(&one_owner, c), Err(Removal::NotMember));
-        let two_owners = [(a, Role::Owner), (b, Role::Owner)];
-        assert_eq!(removable(&two_owners, a), Ok(()));
+    fn a_list_keeps_its_creator_and_at_least_one_owner() {
+        let (creator, b, c, d) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let members = [(creator, Role::Owner), (b, Role::Owner), (c, Role::Member)];
+        let by = |actor, role, member| removal(&members, creator, actor, role, member);
+        // Owners remove members and other co-owners, never the creator.
+        assert_eq!(by(creator, Role::Owner, c), Ok(()));
+        assert_eq!(by(creator, Role::Owner, b), Ok(()));
+        assert_eq!(by(b, Role::Owner, creator), Err(Removal::Creator));
+        assert_eq!(by(creator, Role::Owner, d), Err(Removal::NotMember));
+        // Anyone but the creator may leave.
+        assert_eq!(by(c, Role::Member, c), Ok(()));
+        assert_eq!(by(b, Role::Owner, b), Ok(()));
+        assert_eq!(by(creator, Role::Owner, creator), Err(Removal::Creator));
+        // Members remove nobody else.
+        assert_eq!(by(c, Role::Member, b), Err(Removal::NotAnOwner));
+        // The last-owner rule still holds for lists whose creator is gone (older data).
+        let orphan = [(b, Role::Owner), (c, Role::Member)];
+        assert_eq!(
+            removal(&orphan, creator, b, Role::Owner, b),
+            Err(Removal::LastOwner)
+        );
     }
 }

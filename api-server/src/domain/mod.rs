@@ -2,12 +2,14 @@
 //! rule. Pure: no I/O, no clocks beyond what callers pass in.
 
 mod access;
+mod caps;
 mod events;
 mod model;
 mod offline;
 mod validate;
 
-pub use access::{Action, Denied, Removal, authorize, removable};
+pub use access::{Action, Denied, Removal, authorize, removal};
+pub use caps::{CapReached, Caps};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
 pub use model::{
     ItemSummary, ItemView, ListDetail, ListPage, ListView, MemberView, Role, Suggestion,

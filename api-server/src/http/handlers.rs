@@ -58,11 +58,19 @@ pub(super) async fn handle(
     match route.op {
         Op::Register => {
             let body: Credentials = parse_json(&req.body)?;
+            state
+                .rate_limits
+                .auth(req.client, &body.email)
+                .map_err(AppError::RateLimited)?;
             let registered = api.register(&body.email, &body.password).await?;
             ok(StatusCode::CREATED, &registered)
         }
         Op::Login => {
             let body: Credentials = parse_json(&req.body)?;
+            state
+                .rate_limits
+                .auth(req.client, &body.email)
+                .map_err(AppError::RateLimited)?;
             ok(
                 StatusCode::OK,
                 &api.login(&body.email, &body.password).await?,
@@ -159,7 +167,12 @@ pub(super) async fn handle(
         }
         Op::RequestSuggestions => {
             let list = params.uuid("list_id")?;
-            let view = api.request_suggestions(me()?, list).await?;
+            let user = me()?;
+            state
+                .rate_limits
+                .suggestions(user)
+                .map_err(AppError::RateLimited)?;
+            let view = api.request_suggestions(user, list).await?;
             let mut res = json_response(StatusCode::ACCEPTED, &view);
             if let Ok(loc) =
                 HeaderValue::from_str(&format!("/v1/lists/{list}/suggestions/{}", view.id))
@@ -196,7 +209,12 @@ pub(super) async fn handle(
             if token == TokenCheck::Valid {
                 ok(
                     status,
-                    &json!({ "status": word, "version": state.version, "checks": readiness }),
+                    &json!({
+                        "status": word,
+                        "version": state.version,
+                        "degraded": readiness.degraded(),
+                        "checks": readiness,
+                    }),
                 )
             } else {
                 ok(status, &json!({ "status": word }))

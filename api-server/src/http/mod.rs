@@ -4,11 +4,14 @@
 //! table, and the metrics' `route` label is the matched template, so they cannot drift.
 //! Every outcome is a JSON response; no input can produce a 500.
 
+mod client;
 mod handlers;
+mod idle;
 pub mod openapi;
 mod request;
 mod response;
 mod routes;
+pub mod serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,15 +29,17 @@ use crate::auth::{Argon2Hasher, Tokens};
 use crate::fault::{self, FaultConfig};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::store::PgStore;
 use crate::usecases::UseCases;
+pub use client::client_ip;
 use request::Request;
 pub use request::parse_json;
-use response::{error_body, error_response, json_response, too_large};
+use response::{body_timeout, error_body, error_response, json_response, too_large};
 use routes::{Matched, route};
-pub use routes::{Op, ROUTES, Route, route_label};
+pub use routes::{Op, ROUTES, Route, method_label, route_label};
 
-/// Largest accepted request body.
+/// Default largest accepted request body (`HTTP_MAX_BODY_BYTES`).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The use cases over the production adapters.
@@ -53,6 +58,14 @@ pub struct State {
     pub fault: FaultConfig,
     /// The running version.
     pub version: String,
+    /// Time to receive a request body (`HTTP_BODY_READ_TIMEOUT_SECONDS`).
+    pub body_read_timeout: std::time::Duration,
+    /// Largest accepted request body (`HTTP_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Rate limits per client address, account and user.
+    pub rate_limits: RateLimits,
+    /// Proxies in front of the server that append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`).
+    pub trusted_proxy_hops: usize,
 }
 
 async fn dispatch(state: Arc<State>, req: Request) -> Response {
@@ -62,7 +75,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method, path = %req.path);
-    let (label, mut res) = async {
+    let (label, api, mut res) = async {
         match route(&req.method, &req.path) {
             Matched::Route(route, params) => {
                 if state.fault.matches(route.path, &req.path) {
@@ -74,6 +87,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                             error_body("fault_injected", "injected fault (FAULT_ERROR_RATE)", None);
                         return (
                             route.path,
+                            route.is_api(),
                             json_response(StatusCode::INTERNAL_SERVER_ERROR, &body),
                         );
                     }
@@ -81,7 +95,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                 let res = handlers::handle(&state, route, &params, &req)
                     .await
                     .unwrap_or_else(|e| error_response(&e));
-                (route.path, res)
+                (route.path, route.is_api(), res)
             }
             Matched::WrongMethod(allowed) => {
                 let body = error_body(
@@ -93,10 +107,11 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
                 if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                     res.headers_mut().insert("allow", v);
                 }
-                ("unmatched", res)
+                ("unmatched", false, res)
             }
             Matched::NoRoute => (
                 "unmatched",
+                false,
                 json_response(
                     StatusCode::NOT_FOUND,
                     &error_body("route_not_found", "no such route", None),
@@ -108,11 +123,18 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     .await;
     let status = res.status();
     let elapsed = start.elapsed();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[label, req.method.as_str(), status.as_str()])
-        .observe(elapsed.as_secs_f64());
+    // Every label from a closed set: route templates (or `unmatched`), the route table's
+    // methods (or `other`), and the status codes this server answers with.
+    let labels = [label, method_label(&req.method), status.as_str()];
+    state.metrics.http_requests.with_label_values(&labels).inc();
+    if api {
+        // The latency KPI measures API routes only: not probes, scrapes or unmatched paths.
+        state
+            .metrics
+            .http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),
@@ -127,7 +149,7 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     res
 }
 
-async fn read_body<S, B>(body: S) -> Result<Vec<u8>, Response>
+async fn read_body<S, B>(body: S, max: usize) -> Result<Vec<u8>, Response>
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -141,8 +163,8 @@ where
                 &error_body("bad_request", "the body could not be read", Some("body")),
             ));
         };
-        if buf.len() + chunk.remaining() > MAX_BODY {
-            return Err(too_large());
+        if buf.len() + chunk.remaining() > max {
+            return Err(too_large(max));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -159,12 +181,14 @@ pub fn api(
     state: Arc<State>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let extract = warp::method()
+        .and(warp::ext::optional::<serve::PeerAddr>())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
             move |method: Method,
+                  peer: Option<serve::PeerAddr>,
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
@@ -175,14 +199,29 @@ pub fn api(
                         .get("content-length")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<usize>().ok());
-                    if declared.is_some_and(|n| n > MAX_BODY) {
-                        return too_large();
+                    let max = state.max_body_bytes;
+                    if declared.is_some_and(|n| n > max) {
+                        return too_large(max);
                     }
-                    let buf = match read_body(body).await {
-                        Ok(buf) => buf,
-                        Err(res) => return res,
-                    };
+                    // A client that sends its body slowly (or never) holds a connection and a
+                    // task: bounded by the body-read timeout, then 408 and the connection closes.
+                    let buf =
+                        match tokio::time::timeout(state.body_read_timeout, read_body(body, max))
+                            .await
+                        {
+                            Ok(Ok(buf)) => buf,
+                            Ok(Err(res)) => return res,
+                            Err(_) => return body_timeout(state.body_read_timeout),
+                        };
+                    let peer = peer.map_or_else(
+                        || std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                        |serve::PeerAddr(addr)| addr,
+                    );
+                    let forwarded_for =
+                        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+                    let client = client_ip(peer, forwarded_for, state.trusted_proxy_hops);
                     let req = Request {
+                        client,
                         method,
                         path: path.as_str().to_owned(),
                         query,

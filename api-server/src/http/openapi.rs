@@ -25,7 +25,7 @@ fn describe(
     match op {
         Op::Register => (
             "register",
-            "Register a user",
+            "Register a user (a taken e-mail gets the same answer and leaves its account as it is)",
             Some("Credentials"),
             "201",
             Some(schema_ref("UserCreated")),
@@ -73,7 +73,13 @@ fn describe(
             "201",
             Some(schema_ref("Member")),
         ),
-        Op::Unshare => ("unshareList", "Remove a member (owners)", None, "204", None),
+        Op::Unshare => (
+            "unshareList",
+            "Remove a member (owners), or leave the list (any member but its creator)",
+            None,
+            "204",
+            None,
+        ),
         Op::AddItem => (
             "addItem",
             "Add an item",
@@ -123,7 +129,7 @@ fn describe(
         ),
         Op::Ready => (
             "ready",
-            "Readiness: PostgreSQL, Redis and RabbitMQ reachable; detail with X-Healthcheck-Token",
+            "Readiness: PostgreSQL reachable (Redis and RabbitMQ outages show as degraded); detail with X-Healthcheck-Token",
             None,
             "200",
             Some(schema_ref("Readiness")),
@@ -186,7 +192,45 @@ fn operation(route: &Route) -> Value {
         );
     }
     if request.is_some() {
-        responses.insert("413".to_owned(), err("Body too large"));
+        responses.insert(
+            "413".to_owned(),
+            err("Body larger than HTTP_MAX_BODY_BYTES"),
+        );
+        responses.insert(
+            "408".to_owned(),
+            err("The body did not arrive within HTTP_BODY_READ_TIMEOUT_SECONDS"),
+        );
+    }
+    let retry_later = |d: &str| {
+        json!({
+            "description": d,
+            "headers": { "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": error_ref() } },
+        })
+    };
+    if matches!(route.op, Op::Register | Op::Login) {
+        responses.insert(
+            "429".to_owned(),
+            retry_later(
+                "Too many requests from this client address (RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE) \
+                 or for this account (RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE); `limit` names which",
+            ),
+        );
+        responses.insert(
+            "503".to_owned(),
+            retry_later(
+                "Every password-hashing slot is busy (PASSWORD_HASH_CONCURRENCY) and none came free \
+                 within PASSWORD_HASH_QUEUE_TIMEOUT_MS",
+            ),
+        );
+    }
+    if route.op == Op::RequestSuggestions {
+        responses.insert(
+            "429".to_owned(),
+            retry_later(
+                "Too many suggestion requests (RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE)",
+            ),
+        );
     }
     if request.is_some() || has_query {
         responses.insert("422".to_owned(), err("Invalid field (the field is named)"));
@@ -201,11 +245,20 @@ fn operation(route: &Route) -> Value {
             err("Not found, or not visible to the caller"),
         );
     }
-    if matches!(route.op, Op::Register | Op::Share | Op::Unshare) {
+    if matches!(route.op, Op::Share | Op::Unshare) {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
+    if matches!(route.op, Op::Share | Op::AddItem | Op::CreateList) {
+        responses.insert(
+            "409".to_owned(),
+            err(
+                "Conflicts with the current state, or one more would exceed a cap \
+                 (MAX_MEMBERS_PER_LIST, MAX_ITEMS_PER_LIST, MAX_LISTS_PER_USER; `limit` names it)",
+            ),
+        );
+    }
     if route.op == Op::Ready {
-        responses.insert("503".to_owned(), json!({ "description": "A dependency is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
+        responses.insert("503".to_owned(), json!({ "description": "PostgreSQL is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
     }
     let mut op = json!({
         "operationId": id,
@@ -237,7 +290,7 @@ fn schemas() -> Value {
     let member = json!({ "type": "object", "required": ["user_id", "email", "role"], "properties": { "user_id": uuid, "email": { "type": "string" }, "role": role } });
     let check = json!({ "type": "object", "required": ["ok", "latency_ms"], "properties": { "ok": { "type": "boolean" }, "latency_ms": { "type": "integer" }, "error": { "type": "string" } } });
     json!({
-        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } },
+        "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "limit": { "type": "string", "description": "The configuration variable of the limit that was hit (429, 503)" }, "retry_after_seconds": { "type": "integer", "minimum": 1, "description": "As the Retry-After header (429, 503)" }, "max": { "type": "integer", "description": "The value of the limit that was reached (409 caps, 413)" } } },
         "Credentials": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 }, "password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
         "UserCreated": { "type": "object", "required": ["id", "email"], "properties": { "id": uuid, "email": { "type": "string" } } },
         "Token": { "type": "object", "required": ["token", "token_type", "expires_in", "user_id"], "properties": { "token": { "type": "string" }, "token_type": { "type": "string", "enum": ["Bearer"] }, "expires_in": { "type": "integer" }, "user_id": uuid } },
@@ -253,7 +306,7 @@ fn schemas() -> Value {
         "Reorder": { "type": "object", "additionalProperties": false, "required": ["item_ids"], "properties": { "item_ids": { "type": "array", "items": uuid } } },
         "Suggestion": suggestion,
         "SuggestionRequest": { "type": "object", "required": ["id", "list_id", "status", "created_at"], "properties": { "id": uuid, "list_id": uuid, "status": { "type": "string", "enum": ["pending", "done", "failed"] }, "provider": { "type": ["string", "null"] }, "suggestions": { "type": ["array", "null"], "items": schema_ref("Suggestion") }, "error": { "type": ["string", "null"] }, "created_at": time, "completed_at": { "type": ["string", "null"], "format": "date-time" } } },
-        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
+        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
     })
 }
 

@@ -18,6 +18,8 @@ pub(super) struct Request {
     pub(super) query: String,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
+    /// The client address rate limits key on (see [`super::client_ip`]).
+    pub(super) client: std::net::IpAddr,
 }
 
 impl Request {

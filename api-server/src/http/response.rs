@@ -4,7 +4,6 @@ use serde_json::json;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::MAX_BODY;
 use crate::error::AppError;
 
 pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -40,6 +39,44 @@ pub(super) fn error_response(err: &AppError) -> Response {
             error_body("not_found", &format!("{what} not found"), None),
         ),
         AppError::Conflict(m) => (StatusCode::CONFLICT, error_body("conflict", m, None)),
+        AppError::CapReached(cap) => (
+            StatusCode::CONFLICT,
+            json!({
+                "error": "limit_reached",
+                "message": format!("at most {} {} ({})", cap.max, cap.what, cap.limit),
+                "limit": cap.limit,
+                "max": cap.max,
+            }),
+        ),
+        AppError::RateLimited(limited) => {
+            let secs = limited.retry_after_seconds();
+            let message = format!(
+                "too many requests: at most {} per minute ({}); retry in {secs} s",
+                limited.per_minute, limited.limit
+            );
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &message,
+                limited.limit,
+                secs,
+            );
+        }
+        AppError::Overloaded {
+            what,
+            limit,
+            retry_after,
+        } => {
+            let secs = crate::ratelimit::retry_after_seconds(*retry_after);
+            let message = format!("{what} is at capacity ({limit}); retry in {secs} s");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                &message,
+                limit,
+                secs,
+            );
+        }
         AppError::Internal(e) => {
             tracing::error!(error = %e, "request failed");
             (
@@ -60,13 +97,48 @@ pub(super) fn error_response(err: &AppError) -> Response {
     res
 }
 
-pub(super) fn too_large() -> Response {
+pub(super) fn too_large(max: usize) -> Response {
     json_response(
         StatusCode::PAYLOAD_TOO_LARGE,
+        &json!({
+            "error": "payload_too_large",
+            "message": format!("the body must be at most {max} bytes (HTTP_MAX_BODY_BYTES)"),
+            "field": "body",
+            "limit": "HTTP_MAX_BODY_BYTES",
+            "max": max,
+        }),
+    )
+}
+
+/// 408: the body did not arrive within `timeout`; hyper closes the connection after it, as
+/// the rest of the body is never read.
+pub(super) fn body_timeout(timeout: std::time::Duration) -> Response {
+    let mut res = json_response(
+        StatusCode::REQUEST_TIMEOUT,
         &error_body(
-            "payload_too_large",
-            &format!("the body must be at most {MAX_BODY} bytes"),
+            "request_timeout",
+            &format!(
+                "the body was not received within {} s (HTTP_BODY_READ_TIMEOUT_SECONDS)",
+                timeout.as_secs()
+            ),
             Some("body"),
         ),
-    )
+    );
+    res.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    res
+}
+
+/// 429 or 503 with `Retry-After` and a body naming the limit and the wait.
+fn retry_later(status: StatusCode, code: &str, message: &str, limit: &str, secs: u64) -> Response {
+    let body = json!({
+        "error": code,
+        "message": message,
+        "limit": limit,
+        "retry_after_seconds": secs,
+    });
+    let mut res = json_response(status, &body);
+    res.headers_mut()
+        .insert("retry-after", HeaderValue::from(secs));
+    res
 }

@@ -62,6 +62,14 @@ pub struct Route {
     pub auth: bool,
 }
 
+impl Route {
+    /// Whether this is an API route (the latency KPI's subject), not an operational endpoint
+    /// (`/health`, `/ready`, `/metrics`, `/openapi.json`).
+    pub fn is_api(&self) -> bool {
+        !matches!(self.op, Op::Health | Op::Ready | Op::Metrics | Op::OpenApi)
+    }
+}
+
 pub(super) const fn r(method: &'static str, path: &'static str, op: Op, auth: bool) -> Route {
     Route {
         method,
@@ -194,6 +202,18 @@ pub fn route_label(method: &Method, path: &str) -> &'static str {
     }
 }
 
+/// The `method` label: a method of the route table (or `HEAD`, answered as `GET`), else
+/// `other`, so that made-up methods cannot add label values.
+pub fn method_label(method: &Method) -> &'static str {
+    if method == Method::HEAD {
+        return "HEAD";
+    }
+    ROUTES
+        .iter()
+        .find(|r| r.method == method.as_str())
+        .map_or("other", |r| r.method)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +245,14 @@ mod tests {
             "/v1/lists/{list_id}"
         );
         assert_eq!(route_label(&Method::GET, "/v1/nope"), "unmatched");
+    }
+
+    #[test]
+    fn method_labels_come_from_the_route_table() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::HEAD), "HEAD");
+        assert_eq!(method_label(&Method::OPTIONS), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"ZZ1").unwrap()), "other");
     }
 }

@@ -114,6 +114,47 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn lock_list_counts(&mut self, list: Uuid) -> Result<(i64, i64)> {
+        sqlx::query("SELECT 1 FROM lists WHERE id = $1 FOR UPDATE")
+            .bind(list)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("locking a list"))?;
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM items WHERE list_id = $1), \
+                    (SELECT count(*) FROM list_members WHERE list_id = $1)",
+        )
+        .bind(list)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(Error::db("counting a list's items and members"))
+    }
+
+    async fn lock_user_count_lists(&mut self, user: Uuid) -> Result<i64> {
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("locking a user"))?;
+        sqlx::query_scalar("SELECT count(*) FROM lists WHERE owner_id = $1")
+            .bind(user)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(Error::db("counting a user's lists"))
+    }
+
+    async fn list_creator(&mut self, list: Uuid, user: Uuid) -> Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "SELECT l.owner_id FROM lists l \
+             JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 WHERE l.id = $1",
+        )
+        .bind(list)
+        .bind(user)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("reading a list's creator"))
+    }
+
     async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT user_id, role FROM list_members WHERE list_id = $1 FOR UPDATE")

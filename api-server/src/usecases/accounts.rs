@@ -8,10 +8,10 @@ use crate::domain::{self, NewEvent};
 use crate::error::AppError;
 use crate::ports::{PasswordHasher, Store, TokenIssuer, UnitOfWork};
 
-/// A new account.
+/// The answer to a registration: the same for a new account and a taken e-mail.
 #[derive(Debug, Clone, Serialize)]
 pub struct Registered {
-    /// User id.
+    /// User id (for a taken e-mail, a fresh id that names no account).
     pub id: Uuid,
     /// Normalised e-mail.
     pub email: String,
@@ -31,7 +31,12 @@ pub struct Session {
 }
 
 impl<S: Store, H: PasswordHasher, T> UseCases<S, H, T> {
-    /// Registers a user; `Conflict` when the e-mail is taken.
+    /// Registers a user.
+    ///
+    /// A taken e-mail gets the same answer as a new one (and costs the same hash), and the
+    /// existing account is left as it is: the answer must not tell who has an account
+    /// (account enumeration). Without an e-mail channel to tell the owner, the cost is that
+    /// someone registering twice learns it only when the second password does not log in.
     pub async fn register(&self, email: &str, password: &str) -> AppResult<Registered> {
         let email = domain::email(email)?;
         domain::password(password)?;
@@ -39,9 +44,7 @@ impl<S: Store, H: PasswordHasher, T> UseCases<S, H, T> {
         let id = Uuid::new_v4();
         let mut tx = self.store.begin().await?;
         if !tx.insert_user(id, &email, &hash).await? {
-            return Err(AppError::Conflict(
-                "this e-mail is already registered".to_owned(),
-            ));
+            return Ok(Registered { id, email });
         }
         tx.publish(&NewEvent::user_registered(id)).await?;
         tx.commit().await?;

@@ -246,6 +246,24 @@ impl UnitOfWork for MemTx {
         Ok(true)
     }
 
+    async fn lock_list_counts(&mut self, list: Uuid) -> Result<(i64, i64)> {
+        let items = self.data.items.iter().filter(|i| i.0 == list).count();
+        let members = self.data.members.iter().filter(|m| m.0 == list).count();
+        Ok((
+            i64::try_from(items).unwrap(),
+            i64::try_from(members).unwrap(),
+        ))
+    }
+
+    async fn lock_user_count_lists(&mut self, user: Uuid) -> Result<i64> {
+        let lists = self.data.lists.iter().filter(|l| l.1 == user).count();
+        Ok(i64::try_from(lists).unwrap())
+    }
+
+    async fn list_creator(&mut self, list: Uuid, user: Uuid) -> Result<Option<Uuid>> {
+        Ok(self.data.list_view(list, user).map(|l| l.owner_id))
+    }
+
     async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         Ok(self
             .data

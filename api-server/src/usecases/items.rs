@@ -34,6 +34,10 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         )?;
         let mut tx = self.store.begin().await?;
         allowed(&mut tx, list, user, Action::EditItems).await?;
+        let (items, _) = tx.lock_list_counts(list).await?;
+        self.caps
+            .room_for_item(items)
+            .map_err(AppError::CapReached)?;
         let view = tx
             .append_item(user, list, &fields)
             .await?

@@ -12,6 +12,10 @@ impl<S: Store, H, T> UseCases<S, H, T> {
     pub async fn create_list(&self, user: Uuid, name: &str) -> AppResult<ListView> {
         let name = domain::list_name(name)?;
         let mut tx = self.store.begin().await?;
+        let lists = tx.lock_user_count_lists(user).await?;
+        self.caps
+            .room_for_list(lists)
+            .map_err(AppError::CapReached)?;
         // A validly signed token can outlive its user (or come from another database).
         let list = tx
             .insert_list(user, &name)

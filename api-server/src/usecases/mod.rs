@@ -19,7 +19,7 @@ pub use accounts::{Registered, Session};
 pub use items::NewItem;
 pub use suggestions::{CONSUMER, Handled, SuggestionJobs, cache_key};
 
-use crate::domain::{Action, Denied, Role, authorize};
+use crate::domain::{Action, Caps, Denied, Role, authorize};
 use crate::error::AppError;
 use crate::ports::UnitOfWork;
 
@@ -32,6 +32,7 @@ pub struct UseCases<S, H, T> {
     store: S,
     hasher: H,
     tokens: T,
+    caps: Caps,
 }
 
 impl<S, H, T> UseCases<S, H, T> {
@@ -41,7 +42,15 @@ impl<S, H, T> UseCases<S, H, T> {
             store,
             hasher,
             tokens,
+            caps: Caps::default(),
         }
+    }
+
+    /// With these caps on items, members and lists (default [`Caps::default`]).
+    #[must_use]
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
     }
 
     /// The store.

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_api::app::{self, Running};
-use listacompra_api::config::Config;
+use listacompra_api::config::{Config, Limits};
 use listacompra_api::fault::FaultConfig;
 use listacompra_api::migrate;
 use reqwest::{Method, StatusCode};
@@ -113,6 +113,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         pplx_model: "sonar".to_owned(),
         pplx_timeout: Duration::from_secs(2),
         healthcheck_token: Some("health-token".to_owned()),
+        ready_cache_ttl: listacompra_api::health::DEFAULT_CACHE_TTL,
         port: 0,
         app_version: "9.9.9-test".to_owned(),
         run_worker: false,
@@ -120,6 +121,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         database_max_connections: 10,
         amqp_prefix: format!("test.{}", Uuid::new_v4().simple()),
         fault: FaultConfig::default(),
+        limits: Limits::default(),
     })
 }
 

@@ -1,0 +1,560 @@
+//! What hostile clients do, against the real server and services: each check names the
+//! attack and the bound that holds.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{TestApp, TestDb};
+use listacompra_api::config::Limits;
+use listacompra_api::domain::Caps;
+use listacompra_api::ratelimit::RateLimitConfig;
+use listacompra_crds::metrics as names;
+use reqwest::{Method, StatusCode};
+
+async fn metrics_text(app: &common::TestApp) -> Result<String> {
+    Ok(app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    // One made-up method first: whatever label it gets exists from now on.
+    let first = Method::from_bytes(b"ZZ0")?;
+    app.http
+        .request(first, format!("{}/x", app.base))
+        .send()
+        .await?;
+    // So is the scrape's own line.
+    metrics_text(&app).await?;
+    let before = metrics_text(&app).await?.lines().count();
+    for i in 1..=300 {
+        let method = Method::from_bytes(format!("ZZ{i}").as_bytes())?;
+        let res = app
+            .http
+            .request(method, format!("{}/x", app.base))
+            .send()
+            .await?;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    let text = metrics_text(&app).await?;
+    assert_eq!(
+        text.lines().count(),
+        before,
+        "300 made-up methods added lines:\n{text}"
+    );
+    assert!(!text.contains("ZZ"), "a made-up method became a label");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_latency_histogram_measures_api_routes_only() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, _, token) = app.user().await?;
+    for path in ["/health", "/ready", "/metrics", "/openapi.json", "/nope"] {
+        app.call(Method::GET, path, None, None).await?;
+    }
+    app.call(Method::PUT, "/v1/lists", Some(&token), None)
+        .await?;
+    app.call(Method::GET, "/v1/lists", Some(&token), None)
+        .await?;
+    let text = metrics_text(&app).await?;
+    let histogram: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(names::HTTP_REQUEST_DURATION_SECONDS))
+        .collect();
+    assert!(
+        histogram
+            .iter()
+            .any(|l| l.contains(r#"route="/v1/lists""#) && l.contains(r#"method="GET""#)),
+        "{text}"
+    );
+    for route in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+        "unmatched",
+    ] {
+        let label = format!(r#"route="{route}""#);
+        assert!(
+            !histogram.iter().any(|l| l.contains(&label)),
+            "{route} is in the latency histogram:\n{text}"
+        );
+    }
+    // They are still counted, with bounded labels.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("listacompra_http_requests_total")
+                && l.contains(r#"route="/health""#)),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("listacompra_http_requests_total")
+                && l.contains(r#"route="unmatched""#)
+                && l.contains(r#"status="404""#)),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// A server on a fresh database whose limits `change` adjusts.
+async fn app_with(change: impl FnOnce(&mut Limits)) -> Result<(TestApp, TestDb)> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    change(&mut config.limits);
+    Ok((TestApp::start(config, false).await?, db))
+}
+
+/// Reads from `stream` until the server closes it; `None` when it is still open after
+/// `guard` (a bound so a failing test ends, not a speed assertion).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, guard: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(guard, read_all).await.ok()?;
+    Some(got)
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (app, _db) = app_with(|l| l.header_read_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n")
+        .await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60)).await;
+    assert!(
+        answer.is_some(),
+        "the connection is still open 60 s after a partial header"
+    );
+    // The server is still serving everyone else.
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected() -> Result<()> {
+    let (app, _db) = app_with(|l| l.idle_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60)).await;
+    assert!(
+        answer.is_some(),
+        "an idle connection is still open after 60 s"
+    );
+    Ok(())
+}
+
+async fn login(app: &common::TestApp, email: &str, password: &str) -> Result<reqwest::Response> {
+    Ok(app
+        .http
+        .post(format!("{}/v1/auth/login", app.base))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await?)
+}
+
+/// Asserts a 429 with a whole-seconds Retry-After and a JSON body naming the limit.
+async fn assert_rate_limited(res: reqwest::Response, limit: &str) -> Result<()> {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()?
+        .parse()?;
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(body["limit"], limit, "{body}");
+    assert_eq!(body["retry_after_seconds"], retry_after, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn password_guessing_on_one_account_is_rate_limited_and_others_still_log_in() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, victim, _) = app.user().await?;
+    let (_, bystander, _) = app.user().await?;
+    let mut limited = None;
+    for i in 0..40 {
+        let res = login(&app, &victim, &format!("guess {i}")).await?;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = limited.expect("40 wrong passwords for one account were never answered 429");
+    assert_rate_limited(res, "RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE").await?;
+    // Other accounts, from the same address, are not affected.
+    let res = login(&app, &bystander, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_is_rate_limited() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let mut limited = None;
+    // Each with a new e-mail (so no account limit applies) and a password too short to be
+    // hashed: what bounds this is the per-address limit.
+    for i in 0..200 {
+        let res = app
+            .http
+            .post(format!("{}/v1/auth/register", app.base))
+            .json(&serde_json::json!({ "email": format!("flood{i}@example.com"), "password": "x" }))
+            .send()
+            .await?;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let res = limited.expect("200 registrations from one address were never answered 429");
+    assert_rate_limited(res, "RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE").await
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_body_gets_408_and_is_disconnected() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (app, _db) = app_with(|l| l.body_read_timeout = Duration::from_secs(1)).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    stream
+        .write_all(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\"",
+        )
+        .await?;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(60))
+        .await
+        .expect("the connection is still open 60 s after a partial body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""error":"request_timeout""#), "{text}");
+    assert!(text.contains("HTTP_BODY_READ_TIMEOUT_SECONDS"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_hashing_slots_is_answered_503_not_queued() -> Result<()> {
+    let (app, _db) = app_with(|l| {
+        l.hash_concurrency = 1;
+        l.hash_queue_timeout = Duration::from_millis(1);
+        // Rate limits off: what bounds this is the hashing semaphore.
+        l.rate = RateLimitConfig {
+            auth_per_address: 0,
+            auth_per_account: 0,
+            suggestions_per_user: 0,
+        };
+    })
+    .await?;
+    let mut busy = None;
+    for round in 0..5 {
+        let attempts = (0..24).map(|i| {
+            let app = &app;
+            async move { login(app, &format!("r{round}n{i}@example.com"), "guess guess").await }
+        });
+        for res in futures::future::join_all(attempts).await {
+            let res = res?;
+            match res.status() {
+                StatusCode::UNAUTHORIZED => {}
+                StatusCode::SERVICE_UNAVAILABLE => busy = Some(res),
+                other => panic!("unexpected {other}"),
+            }
+        }
+        if busy.is_some() {
+            break;
+        }
+    }
+    let res = busy.expect("24 concurrent logins with one hashing slot were never answered 503");
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()?
+        .parse()?;
+    assert!(retry_after >= 1);
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["error"], "overloaded", "{body}");
+    assert_eq!(body["limit"], "PASSWORD_HASH_CONCURRENCY", "{body}");
+    // The slot comes free: a real login still works.
+    let (_, email, _) = app.user().await?;
+    let res = login(&app, &email, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn suggestion_requests_are_rate_limited_per_user() -> Result<()> {
+    let (app, _db) = app_with(|l| l.rate.suggestions_per_user = 2).await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "Casa").await?;
+    let ask = || {
+        app.http
+            .post(format!("{}/v1/lists/{list}/suggestions", app.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(ask().await?.status(), StatusCode::ACCEPTED);
+    }
+    assert_rate_limited(ask().await?, "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE").await?;
+    // Another user is not affected.
+    let (_, _, other) = app.user().await?;
+    let theirs = app.create_list(&other, "Otra").await?;
+    let res = app
+        .http
+        .post(format!("{}/v1/lists/{theirs}/suggestions", app.base))
+        .bearer_auth(&other)
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_co_owner_cannot_remove_the_creator_and_members_can_leave() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (creator_id, _, creator) = app.user().await?;
+    let (co_owner_id, co_owner_email, co_owner) = app.user().await?;
+    let (member_id, member_email, member) = app.user().await?;
+    let list = app.create_list(&creator, "Casa").await?;
+    let members = format!("/v1/lists/{list}/members");
+    for (email, role) in [(&co_owner_email, "owner"), (&member_email, "member")] {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &members,
+                Some(&creator),
+                Some(serde_json::json!({ "email": email, "role": role })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    // A co-owner cannot remove the creator (owner_id would name a non-member).
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{creator_id}"),
+            Some(&co_owner),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["message"].as_str().is_some_and(|m| m.contains("creator")),
+        "{b}"
+    );
+    // Nor can the creator leave: the list would have nobody behind owner_id.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{creator_id}"),
+            Some(&creator),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    // A member cannot remove someone else...
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{co_owner_id}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // ...but can leave, and the list is then gone for them.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{member_id}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}"),
+            Some(&member),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A co-owner can leave too; the creator still owns the list.
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{co_owner_id}"),
+            Some(&co_owner),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}"),
+            Some(&creator),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["owner_id"], creator_id.as_str(), "{b}");
+    assert_eq!(b["members"].as_array().map(Vec::len), Some(1), "{b}");
+    Ok(())
+}
+
+/// Asserts a 4xx JSON answer naming `limit`.
+fn assert_names_limit(
+    status: StatusCode,
+    body: &serde_json::Value,
+    expected: StatusCode,
+    limit: &str,
+) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["limit"], limit, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(limit)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn items_members_lists_and_bodies_are_capped_and_the_answer_names_the_cap() -> Result<()> {
+    let (app, _db) = app_with(|l| {
+        l.caps = Caps {
+            items_per_list: 2,
+            members_per_list: 2,
+            lists_per_user: 2,
+        };
+        l.max_body_bytes = 1024;
+    })
+    .await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "Casa").await?;
+    let items = format!("/v1/lists/{list}/items");
+    for name in ["leche", "pan"] {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &items,
+                Some(&token),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &items,
+            Some(&token),
+            Some(serde_json::json!({ "name": "huevos" })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_ITEMS_PER_LIST");
+
+    app.create_list(&token, "Otra").await?;
+    let (s, b) = app
+        .call(
+            Method::POST,
+            "/v1/lists",
+            Some(&token),
+            Some(serde_json::json!({ "name": "Tercera" })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_LISTS_PER_USER");
+
+    // The creator is the first member.
+    let (_, first, _) = app.user().await?;
+    let (_, second, _) = app.user().await?;
+    let members = format!("/v1/lists/{list}/members");
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &members,
+            Some(&token),
+            Some(serde_json::json!({ "email": first })),
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &members,
+            Some(&token),
+            Some(serde_json::json!({ "email": second })),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::CONFLICT, "MAX_MEMBERS_PER_LIST");
+
+    let big = serde_json::json!({ "name": "x".repeat(2000) });
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/lists/{list}"),
+            Some(&token),
+            Some(big),
+        )
+        .await?;
+    assert_names_limit(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "HTTP_MAX_BODY_BYTES");
+    Ok(())
+}
+
+#[tokio::test]
+async fn registering_a_taken_email_answers_like_a_new_account() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, taken, _) = app.user().await?;
+    let fresh = format!("fresh{}@example.com", uuid::Uuid::new_v4().simple());
+    let register = |email: String| {
+        app.call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(serde_json::json!({ "email": email, "password": "another one" })),
+        )
+    };
+    let (s_taken, b_taken) = register(taken.clone()).await?;
+    let (s_fresh, b_fresh) = register(fresh).await?;
+    // Same status, same shape: the answer does not tell whether the account existed.
+    assert_eq!(s_taken, s_fresh, "{b_taken} vs {b_fresh}");
+    assert_eq!(s_taken, StatusCode::CREATED);
+    let keys = |b: &serde_json::Value| {
+        b.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&b_taken), keys(&b_fresh));
+    assert_eq!(b_taken["email"], taken.as_str());
+    // And the existing account is untouched.
+    let res = login(&app, &taken, "correct horse").await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = login(&app, &taken, "another one").await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
