@@ -94,6 +94,9 @@ async fn the_operator_runs_a_release_and_a_rollback_with_only_the_charts_rbac() 
                 ("LEADER_ELECTION", "true"),
                 ("LEASE_NAME", NAME),
                 ("POD_NAME", "rbac-test-pod"),
+                // The health endpoint stands in for the release's Service on 127.0.0.1: the
+                // admin allows the token to go there (chart value gates.allowedHosts).
+                ("GATE_ALLOWED_HOSTS", "127.0.0.1"),
             ],
         )?;
         let result = scenarios(&ctx, &operator, &kubeconfig).await;
