@@ -35,7 +35,23 @@ pub fn crd() -> Result<CustomResourceDefinition, serde_json::Error> {
     use kube::CustomResourceExt as _;
     let mut value = serde_json::to_value(ListaCompraRelease::crd())?;
     reflow_descriptions(&mut value);
+    default_status(&mut value);
     serde_json::from_value(value)
+}
+
+/// A release the operator has not observed yet reads `status.observedGeneration: 0` (the API
+/// server applies schema defaults when it reads objects), so kstatus — Flux health checks,
+/// Helm 4 `--wait` — reports it InProgress instead of Current before the operator has even
+/// seen it. The operator overwrites it with the generation it acts on.
+fn default_status(crd: &mut serde_json::Value) {
+    if let Some(versions) = crd["spec"]["versions"].as_array_mut() {
+        for version in versions {
+            let status = &mut version["schema"]["openAPIV3Schema"]["properties"]["status"];
+            if status.is_object() {
+                status["default"] = serde_json::json!({ "observedGeneration": 0 });
+            }
+        }
+    }
 }
 
 /// The CRD as YAML, exactly as committed under `config/crd/` and in the Helm chart.

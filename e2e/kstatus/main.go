@@ -7,9 +7,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -20,13 +22,23 @@ type result struct {
 }
 
 func main() {
-	var objects []map[string]interface{}
-	if err := json.NewDecoder(os.Stdin).Decode(&objects); err != nil {
+	data, err := io.ReadAll(os.Stdin)
+	var objects []interface{}
+	if err == nil {
+		// Kubernetes' JSON decoding: integers stay int64, as unstructured objects need.
+		err = utiljson.Unmarshal(data, &objects)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "kstatus-check: reading a JSON array of objects from stdin: %v\n", err)
 		os.Exit(2)
 	}
 	out := json.NewEncoder(os.Stdout)
-	for _, object := range objects {
+	for _, item := range objects {
+		object, ok := item.(map[string]interface{})
+		if !ok {
+			fmt.Fprintf(os.Stderr, "kstatus-check: not an object: %v\n", item)
+			os.Exit(2)
+		}
 		u := &unstructured.Unstructured{Object: object}
 		res, err := status.Compute(u)
 		if err != nil {
