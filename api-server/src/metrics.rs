@@ -15,6 +15,9 @@ use crate::Result;
 /// `route`, `method`, `status` like the latency histogram.
 pub const HTTP_REQUESTS_TOTAL: &str = "listacompra_http_requests_total";
 
+/// Gauge of requests being handled now (the graceful shutdown waits for them).
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "listacompra_http_requests_in_flight";
+
 /// Gauge per dependency (`postgres`, `redis`, `rabbitmq`): 1 when the last readiness probe
 /// reached it, 0 when not.
 pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
@@ -29,6 +32,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// Every request by `route`, `method` and `status` (see [`HTTP_REQUESTS_TOTAL`]).
     pub http_requests: IntCounterVec,
+    /// Requests being handled now (see [`HTTP_REQUESTS_IN_FLIGHT`]).
+    pub http_in_flight: IntGauge,
     /// Dependencies reachable at the last readiness probe, by `dependency`.
     pub dependency_up: IntGaugeVec,
     /// AI jobs by `outcome` (`success`, `failure`).
@@ -64,6 +69,10 @@ impl Metrics {
                 .const_labels(labels.clone()),
             &["route", "method", "status"],
         )?;
+        let http_in_flight = IntGauge::with_opts(
+            Opts::new(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being handled now")
+                .const_labels(labels.clone()),
+        )?;
         let dependency_up = IntGaugeVec::new(
             Opts::new(
                 DEPENDENCY_UP,
@@ -97,6 +106,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
@@ -109,6 +119,7 @@ impl Metrics {
             registry,
             http_duration,
             http_requests,
+            http_in_flight,
             dependency_up,
             ai_jobs,
             outbox_retries,

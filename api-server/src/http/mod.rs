@@ -68,7 +68,24 @@ pub struct State {
     pub trusted_proxy_hops: usize,
 }
 
+/// Counts a request in flight until dropped (also when the client goes away mid-request).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn start(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 async fn dispatch(state: Arc<State>, req: Request) -> Response {
+    let _in_flight = InFlight::start(&state.metrics.http_in_flight);
     let start = Instant::now();
     let request_id = req
         .header("x-request-id")
