@@ -31,13 +31,13 @@ async fn shutdown_drains_in_flight_requests_then_refuses_new_ones() -> Result<()
     });
     // Shut down only once the server is handling the request (a fixed sleep would race on
     // a busy machine: the request might not have arrived yet).
-    let in_flight = app
+    let handling = app
         .running
         .as_ref()
         .map(|r| r.metrics.http_in_flight.clone())
         .expect("the app runs");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while in_flight.get() < 1 {
+    while handling.get() < 1 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the request did not reach the server within 30 s"
