@@ -166,30 +166,44 @@ async fn a_restarted_operator_resumes_without_a_second_job_or_event_storm() {
     .await;
 }
 
-#[tokio::test]
-async fn only_the_leader_acts_and_another_replica_takes_over() {
-    with_namespace("op-leader", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
-        let election = [("LEADER_ELECTION", "true"), ("LEASE_DURATION_SECONDS", "4")];
-        let mut first =
-            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-a")])?;
-        let leases: Api<Lease> = ctx.api();
-        let holder = |leases: Api<Lease>| async move {
-            leases
+/// Starts replica `name` with leader election and a lease of `lease_seconds`.
+fn replica(ctx: &TestContext, name: &str, lease_seconds: &str) -> Result<Operator> {
+    Operator::start_with(
+        ctx,
+        &[
+            ("LEADER_ELECTION", "true"),
+            ("LEASE_DURATION_SECONDS", lease_seconds),
+            ("POD_NAME", name),
+        ],
+    )
+}
+
+/// Waits until replica `name` holds the operator's Lease.
+async fn leads(ctx: &TestContext, name: &str) -> Result<()> {
+    let leases: Api<Lease> = ctx.api();
+    eventually(&format!("{name} to lead"), TIMEOUT, || {
+        let leases = leases.clone();
+        async move {
+            let holder = leases
                 .get_opt("listacompra-operator")
                 .await
                 .ok()
                 .flatten()
-                .and_then(|l| l.spec?.holder_identity)
-        };
-        eventually("replica-a to lead", TIMEOUT, || {
-            let leases = leases.clone();
-            async move { (holder(leases).await.as_deref() == Some("replica-a")).then_some(()) }
-        })
-        .await
-        .map_err(anyhow::Error::msg)?;
-        let second =
-            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-b")])?;
+                .and_then(|l| l.spec?.holder_identity);
+            (holder.as_deref() == Some(name)).then_some(())
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_another_replica_takes_over() {
+    with_namespace("op-leader", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let mut first = replica(&ctx, "replica-a", "4")?;
+        leads(&ctx, "replica-a").await?;
+        let second = replica(&ctx, "replica-b", "4")?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
         released(&ctx, &first, "1.0.0", Phase::Succeeded).await?;
@@ -200,12 +214,7 @@ async fn only_the_leader_acts_and_another_replica_takes_over() {
         );
 
         first.kill().await?;
-        eventually("replica-b to take over", TIMEOUT, || {
-            let leases = leases.clone();
-            async move { (holder(leases).await.as_deref() == Some("replica-b")).then_some(()) }
-        })
-        .await
-        .map_err(anyhow::Error::msg)?;
+        leads(&ctx, "replica-b").await?;
         apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
         released(&ctx, &second, "1.1.0", Phase::Succeeded).await?;
         ensure!(second.log().contains("became leader"));
@@ -220,29 +229,9 @@ async fn only_the_leader_acts_and_another_replica_takes_over() {
 async fn a_stopping_leader_releases_its_lease() {
     with_namespace("op-release-lease", |ctx| async move {
         e2e::crd::install_release_crd(&ctx.client).await?;
-        let election = [
-            ("LEADER_ELECTION", "true"),
-            ("LEASE_DURATION_SECONDS", "120"),
-        ];
-        let mut first =
-            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-a")])?;
-        let leases: Api<Lease> = ctx.api();
-        let holder = |leases: Api<Lease>| async move {
-            leases
-                .get_opt("listacompra-operator")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|l| l.spec?.holder_identity)
-        };
-        eventually("replica-a to lead", TIMEOUT, || {
-            let leases = leases.clone();
-            async move { (holder(leases).await.as_deref() == Some("replica-a")).then_some(()) }
-        })
-        .await
-        .map_err(anyhow::Error::msg)?;
-        let second =
-            Operator::start_with(&ctx, &[election[0], election[1], ("POD_NAME", "replica-b")])?;
+        let mut first = replica(&ctx, "replica-a", "120")?;
+        leads(&ctx, "replica-a").await?;
+        let second = replica(&ctx, "replica-b", "120")?;
         let exit = first.terminate().await?;
         ensure!(
             exit.success(),
@@ -254,16 +243,10 @@ async fn a_stopping_leader_releases_its_lease() {
             "replica-a did not release its Lease:\n{}",
             first.log()
         );
-        eventually(
-            "replica-b to take over well before the lease expires",
-            TIMEOUT,
-            || {
-                let leases = leases.clone();
-                async move { (holder(leases).await.as_deref() == Some("replica-b")).then_some(()) }
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; replica-b log:\n{}", second.log()))?;
+        // Well before the 120 s lease could expire (TIMEOUT is shorter).
+        leads(&ctx, "replica-b")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}; replica-b log:\n{}", second.log()))?;
         Ok::<(), anyhow::Error>(())
     })
     .await;
