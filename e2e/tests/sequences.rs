@@ -102,14 +102,10 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
                 .await
                 .map_err(|e| steps.fail(&format!("doing {op:?}: {e}")))?;
             let expected = model.expect();
-            settle(&stack, &model, &expected)
+            settle(&stack, &model, &expected, &mut load)
                 .await
                 .map_err(|e| steps.fail(&e))?;
             check_promises(&stack).await.map_err(|e| steps.fail(&e))?;
-            if load.is_none() {
-                // The KPI gates need traffic: clients arrive once the first version serves.
-                load = Some(LoadGenerator::start(&stack.api_url, 12).await?);
-            }
             println!("  settled after {op:?}: {expected:?}");
         }
         anyhow::Ok(())
@@ -383,9 +379,19 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
 
 /// Waits until the release stands as the model says, checking meanwhile that no two Jobs of
 /// the release ever run at once.
-async fn settle(stack: &Stack, model: &Model, expected: &Expectation) -> Result<(), String> {
+async fn settle(
+    stack: &Stack,
+    model: &Model,
+    expected: &Expectation,
+    load: &mut Option<LoadGenerator>,
+) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
+        if load.is_none() && !stack.runner.ready_pods().is_empty() {
+            // The KPI gates need traffic: clients arrive once the first version serves (a
+            // failed start, the Service not answering yet, is tried again on the next poll).
+            *load = LoadGenerator::start(&stack.api_url, 12).await.ok();
+        }
         let seen = look(stack)
             .await
             .map_err(|e| format!("reading the state: {e}"))?;
