@@ -151,13 +151,16 @@ impl Steps {
     }
 }
 
-/// The release manifest the model asks for: its version and retry token, with a short
-/// analysis so a sequence takes minutes.
+/// The release manifest the model asks for: its version and retry token, with two
+/// measurements instead of the story's three so a sequence takes minutes. The initial delay
+/// stays the story's 10 s: the p95 KPI needs 20 samples of the new version in Prometheus
+/// (scraped every 2 s), and with less, the first release's analysis is inconclusive and
+/// pauses, as it should.
 fn manifest(stack: &Stack, model: &Model) -> Value {
     let version = model.desired();
     let mut manifest = stack.manifest(version.tag, version.schema);
-    manifest["spec"]["analysis"]["initialDelaySeconds"] = json!(4);
-    manifest["spec"]["analysis"]["intervalSeconds"] = json!(3);
+    manifest["spec"]["analysis"]["initialDelaySeconds"] = json!(10);
+    manifest["spec"]["analysis"]["intervalSeconds"] = json!(5);
     manifest["spec"]["analysis"]["measurements"] = json!(2);
     if let Some(token) = model.retry_token() {
         manifest["spec"]["retryToken"] = json!(token);
