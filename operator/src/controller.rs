@@ -457,8 +457,11 @@ async fn reconcile_release(
     if matches!(
         decision.status.phase,
         Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
-    ) {
-        clean_up(release, &decision.status, ctx).await?;
+    ) && let Err(e) = clean_up(release, &decision.status, ctx).await
+    {
+        // Clean-up is housekeeping: a failure (say, RBAC not yet updated) is logged and
+        // retried on the next settled reconcile, never a failed reconcile.
+        warn!(error = %e, "could not clean up old Jobs and stable records");
     }
     Ok(Action::requeue(decision.requeue_after))
 }
@@ -477,6 +480,15 @@ async fn clean_up(
         naming::RELEASE_LABEL,
         naming::label_value(&name)
     ));
+    // Owned by this very release (a label value is cut at 63 characters: names sharing
+    // their first 63 would otherwise clean up each other's objects).
+    let uid = release.metadata.uid.clone();
+    let ours = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|r| Some(&r.uid) == uid.as_ref())
+    };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let summaries: Vec<cleanup::JobSummary> = jobs
         .list(&selector)
@@ -484,6 +496,7 @@ async fn clean_up(
         .map_err(kube_err("listing the release's Jobs"))?
         .items
         .into_iter()
+        .filter(|j| ours(&j.metadata))
         .map(|j| cleanup::JobSummary {
             attempt: j
                 .metadata
@@ -500,7 +513,11 @@ async fn clean_up(
             name: j.metadata.name.unwrap_or_default(),
         })
         .collect();
-    for job in cleanup::jobs_to_delete(&summaries, status.attempt.unwrap_or(0)) {
+    let referenced = [&status.migration_job, &status.revert_job];
+    for job in cleanup::jobs_to_delete(&summaries, status.attempt.unwrap_or(0))
+        .into_iter()
+        .filter(|j| !referenced.iter().any(|r| r.as_deref() == Some(j.as_str())))
+    {
         ctx.metrics.api_writes.with_label_values(&["job"]).inc();
         match jobs.delete(&job, &DeleteParams::background()).await {
             Ok(_) => info!(job = %job, "deleted a finished Job of an earlier attempt"),
@@ -515,6 +532,7 @@ async fn clean_up(
         .map_err(kube_err("listing the release's stable records"))?
         .items
         .into_iter()
+        .filter(|r| ours(&r.metadata))
         .map(|r| (r.metadata.name.unwrap_or_default(), r.revision))
         .collect();
     let stable = status

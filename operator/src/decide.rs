@@ -803,7 +803,17 @@ impl<'o, 'a> Machine<'o, 'a> {
                 "rollback started without a stable version".to_owned(),
             );
         };
-        if self.rollback_deadline_passed() {
+        let stable_schema = self.status.stable_schema_version;
+        let revert_needed = self.spec().rollback.revert_schema
+            && self.status.migration_job.is_some()
+            && stable_schema.is_some()
+            && self.status.schema_version != stable_schema;
+        // The rollback's own deadline applies only while it still waits: a reconcile that
+        // comes late (after a restart or a backoff) and finds it complete finishes it.
+        let revert_done =
+            self.status.revert_job.is_some() && self.o.revert_job == JobState::Succeeded;
+        let complete = self.is_serving(&stable) && (!revert_needed || revert_done);
+        if !complete && self.rollback_deadline_passed() {
             let waiting = if self.status.revert_job.is_some() {
                 format!(
                     "the schema revert Job {} had not finished",
@@ -821,11 +831,6 @@ impl<'o, 'a> Machine<'o, 'a> {
                 ),
             );
         }
-        let stable_schema = self.status.stable_schema_version;
-        let revert_needed = self.spec().rollback.revert_schema
-            && self.status.migration_job.is_some()
-            && stable_schema.is_some()
-            && self.status.schema_version != stable_schema;
         // When the failing version declares it runs on the stable schema, revert the schema
         // while it still serves, then roll the workload back; otherwise the other way round.
         let schema_first = revert_needed

@@ -811,6 +811,33 @@ fn cases() -> Vec<Case> {
             assert!(message.contains("1.0.0 did not become available"), "{message}");
             assert_eq!(kstatus(d), (false, true), "Stalled");
         }),
+        Case::new(
+            "a rollback found complete after its deadline (a late reconcile) still completes",
+            v2.clone(),
+            {
+                let mut s = migrating("1.1.0");
+                s.phase = Some(Phase::RollingBack);
+                s.schema_version = Some(4);
+                s.revert_job = Some("lc-revert-x".into());
+                conditions::set(
+                    &mut s.conditions,
+                    condition::DEGRADED,
+                    true,
+                    "KpiBreached",
+                    "p95 over 350",
+                    7,
+                    &Time(t(100)),
+                );
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .at(t(100 + 3600))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert_eq!(d.status.schema_version, Some(3));
+        }),
         Case::new("a finished revert completes the rollback", v2.clone(), {
             let mut s = migrating("1.1.0");
             s.phase = Some(Phase::RollingBack);

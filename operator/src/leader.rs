@@ -120,13 +120,21 @@ impl Elector {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.timing.retry).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+            // A renewal counts from when it was sent (the Lease may say so from then on),
+            // and it may take no longer than the time left before the renew deadline.
+            let sent = Instant::now();
+            let left = self
+                .timing
+                .renew_deadline
+                .saturating_sub(sent.duration_since(renewed));
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => renewed = sent,
+                Ok(Ok(false)) => {
                     warn!(lease = %self.name, "leadership lost to another candidate");
                     return;
                 }
-                Err(e) => warn!(error = %e, "could not renew the leader Lease; retrying"),
+                Ok(Err(e)) => warn!(error = %e, "could not renew the leader Lease; retrying"),
+                Err(_) => warn!(lease = %self.name, "renewing the leader Lease timed out"),
             }
             if !may_act(renewed, self.timing.renew_deadline, Instant::now()) {
                 warn!(

@@ -9,48 +9,52 @@
 //! (KPIs), saying why; the credential is never sent.
 
 /// Whether credentials may be sent to `url` for the release whose Service is
-/// `service.namespace`; the refusal names the host and the fix.
+/// `service.namespace`; the refusal names the host and the fix. The URL is parsed as the
+/// HTTP client parses it (WHATWG URL rules: a backslash is a path separator, userinfo comes before
+/// the last `@` of the authority), so the host checked is the host the request goes to.
 pub fn check(url: &str, service: &str, namespace: &str, allowed: &[String]) -> Result<(), String> {
-    let host = host_of(url).ok_or_else(|| format!("{url} has no host"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url}: only http and https carry gate credentials"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "refused to send credentials to {url}: a gate address must not carry userinfo"
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| format!("{url} has no host"))?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let port = parsed.port_or_known_default().unwrap_or(80);
     let own = [
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
         format!("{service}.{namespace}"),
     ];
-    let host_only = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    if own.iter().any(|o| o == host_only) || allowed.iter().any(|a| matches(a, &host)) {
+    if own.contains(&host) || allowed.iter().any(|a| matches(a, &host, port)) {
         return Ok(());
     }
     Err(format!(
-        "refused to send credentials to {host}: it is not the release's Service ({service}.{namespace}.svc) and not in the operator's allowed hosts (GATE_ALLOWED_HOSTS, chart value gates.allowedHosts); a cluster admin must allow it"
+        "refused to send credentials to {host}:{port}: it is not the release's Service ({service}.{namespace}.svc) and not in the operator's allowed hosts (GATE_ALLOWED_HOSTS, chart value gates.allowedHosts); a cluster admin must allow it"
     ))
 }
 
-/// The `host[:port]` of an http(s) URL, lower-cased.
-fn host_of(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    // userinfo@host is never a legitimate gate address; the host is what follows it.
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
 /// An allow-list entry: `host`, `host:port`, or `*.domain` (any host under it, any port).
-fn matches(entry: &str, host: &str) -> bool {
-    let entry = entry.trim().to_ascii_lowercase();
+fn matches(entry: &str, host: &str, port: u16) -> bool {
+    let entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
     if entry.is_empty() {
         return false;
     }
-    let host_only = host.rsplit_once(':').map_or(host, |(h, _)| h);
     if let Some(domain) = entry.strip_prefix("*.") {
-        return host_only.ends_with(&format!(".{domain}"));
+        return host.ends_with(&format!(".{domain}"));
     }
-    if entry.contains(':') {
-        entry == host
-    } else {
-        entry == host_only
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+            h == host && p.parse::<u16>().is_ok_and(|p| p == port)
+        }
+        _ => entry == host,
     }
 }
 
@@ -110,16 +114,21 @@ mod tests {
     }
 
     #[test]
-    fn userinfo_cannot_disguise_the_host() {
-        assert!(
-            check(
-                "http://lc-api.shop.svc@attacker.example/",
-                "lc-api",
-                "shop",
-                &[]
-            )
-            .is_err()
-        );
-        assert!(check("ftp://lc-api.shop.svc", "lc-api", "shop", &[]).is_err());
+    fn userinfo_and_backslashes_cannot_disguise_the_host() {
+        for sneaky in [
+            "http://lc-api.shop.svc@attacker.example/",
+            "http://attacker.example\\@lc-api.shop.svc",
+            "http://attacker.example\\lc-api.shop.svc",
+            "http://user:pw@lc-api.shop.svc:8080",
+            "ftp://lc-api.shop.svc",
+            "http://attacker.example#@lc-api.shop.svc",
+        ] {
+            assert!(
+                check(sneaky, "lc-api", "shop", &[]).is_err(),
+                "{sneaky} was allowed"
+            );
+        }
+        // Spelling variants of the release's own Service are still its Service.
+        assert!(check("HTTP://LC-API.shop.svc.:8080/x", "lc-api", "shop", &[]).is_ok());
     }
 }
