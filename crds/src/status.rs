@@ -78,9 +78,15 @@ pub struct ListaCompraReleaseStatus {
     /// The `spec.retryToken` the current release started with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_retry_token: Option<String>,
-    /// When the current release started (the deadline counts from here).
+    /// When the current release started (the deadline counts from here; time spent paused
+    /// moves it forward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_start_time: Option<Time>,
+    /// Since when the current release is paused (`spec.paused`). Time paused does not count
+    /// toward the deadline: on unpause `releaseStartTime` moves forward by it, so a long
+    /// pause never makes the release fail (or kill the Job it starts) right after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<Time>,
     /// Name of the migration Job of the current release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_job: Option<String>,

@@ -224,6 +224,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
         m.start_release();
     }
+    m.stop_the_clock_while_paused();
     match m.status.phase {
         None | Some(Phase::Pending) => m.pending(),
         Some(Phase::Migrating) => m.migrating(),
@@ -430,6 +431,7 @@ impl<'o, 'a> Machine<'o, 'a> {
         s.current_image = Some(image_ref(&self.o.spec.image, &self.o.spec.version));
         s.observed_retry_token = self.o.spec.retry_token.clone();
         s.release_start_time = Some(self.now.clone());
+        s.paused_since = None;
         s.migration_job = None;
         s.revert_job = None;
         s.verification_start_time = None;
@@ -967,6 +969,25 @@ impl<'o, 'a> Machine<'o, 'a> {
 
     fn settled(&mut self, serving: Option<Workload>) {
         self.workload = serving;
+    }
+
+    /// Time paused does not count toward the release deadline: a pause is recorded when
+    /// it begins, and on unpause the start time moves forward by its length.
+    fn stop_the_clock_while_paused(&mut self) {
+        let in_flight = matches!(
+            self.status.phase,
+            Some(Phase::Pending | Phase::Migrating | Phase::RollingOut | Phase::Verifying)
+        );
+        if self.spec().paused && in_flight {
+            if self.status.paused_since.is_none() {
+                self.status.paused_since = Some(self.now.clone());
+            }
+        } else if let Some(since) = self.status.paused_since.take()
+            && let Some(start) = self.status.release_start_time.as_mut()
+        {
+            let paused = self.now.0.duration_since(since.0);
+            start.0 += paused;
+        }
     }
 
     fn pause(&mut self) {

@@ -684,6 +684,43 @@ fn cases() -> Vec<Case> {
             assert!(!cond(d, condition::READY).0, "paused is not Ready");
         }),
         Case::new(
+            "a pause longer than the deadline does not fail the release on unpause",
+            v2.clone(),
+            {
+                // Started at t(0), paused from t(10) to now (t(700)); the deadline is 600 s.
+                let mut s = migrating("1.1.0");
+                s.paused_since = Some(Time(t(10)));
+                s
+            },
+        )
+        .job(JobState::Running)
+        .at(t(700))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating, "the running migration is waited for");
+            assert!(
+                !d.actions.iter().any(|a| matches!(a, Action::DeleteJob { .. })),
+                "the migration Job it just started is not killed"
+            );
+            assert_eq!(d.status.paused_since, None);
+            assert_eq!(
+                d.status.release_start_time,
+                Some(Time(t(690))),
+                "the 690 s paused are added to the start"
+            );
+        }),
+        Case::new(
+            "a pause is recorded when it begins",
+            {
+                let mut s = v2.clone();
+                s.paused = true;
+                s
+            },
+            migrating("1.1.0"),
+        )
+        .job(JobState::Running)
+        .at(t(50))
+        .expect(|d| assert_eq!(d.status.paused_since, Some(Time(t(50))))),
+        Case::new(
             "a new version during Verifying supersedes the old one",
             spec("1.2.0"),
             verifying("1.1.0"),
