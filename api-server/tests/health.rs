@@ -83,13 +83,7 @@ async fn ready_stays_200_when_redis_or_rabbitmq_is_unreachable_and_shows_them_de
             .is_some_and(|e| !e.is_empty())
     );
     // And in the metrics, for alerts.
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = app.metrics().await?;
     for (dep, up) in [("postgres", 1.0), ("redis", 0.0), ("rabbitmq", 0.0)] {
         assert_eq!(
             sample(
@@ -194,13 +188,7 @@ async fn fault_injection_adds_latency_and_errors_on_chosen_routes_only() -> Resu
     assert_eq!(b["error"], "fault_injected");
     let (s, _) = app.call(Method::GET, "/health", None, None).await?;
     assert_eq!(s, StatusCode::OK);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = app.metrics().await?;
     assert!(text.contains(r#"route="/v1/lists",status="500""#), "{text}");
     Ok(())
 }

@@ -13,16 +13,6 @@ use listacompra_api::ratelimit::RateLimitConfig;
 use listacompra_crds::metrics as names;
 use reqwest::{Method, StatusCode};
 
-async fn metrics_text(app: &common::TestApp) -> Result<String> {
-    Ok(app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await?
-        .text()
-        .await?)
-}
-
 #[tokio::test]
 async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
     let (app, _db) = common::app().await?;
@@ -33,8 +23,8 @@ async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
         .send()
         .await?;
     // So is the scrape's own line.
-    metrics_text(&app).await?;
-    let before = metrics_text(&app).await?.lines().count();
+    app.metrics().await?;
+    let before = app.metrics().await?.lines().count();
     for i in 1..=300 {
         let method = Method::from_bytes(format!("ZZ{i}").as_bytes())?;
         let res = app
@@ -44,7 +34,7 @@ async fn made_up_methods_do_not_grow_the_metrics() -> Result<()> {
             .await?;
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
-    let text = metrics_text(&app).await?;
+    let text = app.metrics().await?;
     assert_eq!(
         text.lines().count(),
         before,
@@ -65,7 +55,7 @@ async fn the_latency_histogram_measures_api_routes_only() -> Result<()> {
         .await?;
     app.call(Method::GET, "/v1/lists", Some(&token), None)
         .await?;
-    let text = metrics_text(&app).await?;
+    let text = app.metrics().await?;
     let histogram: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with(names::HTTP_REQUEST_DURATION_SECONDS))

@@ -7,33 +7,16 @@ use listacompra_crds::status::{HealthProgress, KpiResult, Outcome, Verdict, cond
 use listacompra_crds::{
     InconclusivePolicy, ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase,
 };
-use serde_json::json;
 
 use super::*;
 use crate::conditions;
+use crate::fixtures::spec;
 use crate::workload::{SpecSource, deployment_hash};
 
 const RELEASE: &str = "lc";
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(1_000_000 + secs)
-}
-
-fn spec(version: &str) -> ListaCompraReleaseSpec {
-    serde_json::from_value(json!({
-        "version": version,
-        "image": { "repository": "reg/api" },
-        "env": {
-            "databaseUrl": { "name": "db", "key": "url" },
-            "redisUrl": { "name": "r", "key": "url" },
-            "rabbitmqUrl": { "name": "q", "key": "url" },
-            "jwtSecret": { "name": "j", "key": "s" }
-        },
-        "migrations": { "schemaVersion": 4 },
-        "health": { "successThreshold": 2, "failureThreshold": 2, "intervalSeconds": 5, "timeoutSeconds": 1 },
-        "progressDeadlineSeconds": 600
-    }))
-    .expect("valid spec")
 }
 
 fn with_analysis(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
@@ -94,6 +77,24 @@ fn verifying(version: &str) -> ListaCompraReleaseStatus {
     s.phase = Some(Phase::Verifying);
     s.schema_version = Some(4);
     s.verification_start_time = Some(Time(t(50)));
+    s
+}
+
+/// `version` rolling back (schema still at the failed revision 4) since a KPI breach at
+/// `t(failed_at)`, when Degraded turned True.
+fn rolling_back(version: &str, failed_at: i64) -> ListaCompraReleaseStatus {
+    let mut s = migrating(version);
+    s.phase = Some(Phase::RollingBack);
+    s.schema_version = Some(4);
+    conditions::set(
+        &mut s.conditions,
+        condition::DEGRADED,
+        true,
+        "KpiBreached",
+        "KPI p95-latency-ms (412 > max 350)",
+        7,
+        &Time(t(failed_at)),
+    );
     s
 }
 
@@ -823,21 +824,7 @@ fn cases() -> Vec<Case> {
         Case::new(
             "a rollback that cannot finish fails at its own deadline, saying what it waited for",
             v2.clone(),
-            {
-                let mut s = migrating("1.1.0");
-                s.phase = Some(Phase::RollingBack);
-                s.schema_version = Some(4);
-                conditions::set(
-                    &mut s.conditions,
-                    condition::DEGRADED,
-                    true,
-                    "KpiBreached",
-                    "p95 over 350",
-                    7,
-                    &Time(t(100)),
-                );
-                s
-            },
+            rolling_back("1.1.0", 100),
         )
         .serving("1.1.0")
         .at(t(100 + 600))
@@ -852,19 +839,8 @@ fn cases() -> Vec<Case> {
             "a rollback found complete after its deadline (a late reconcile) still completes",
             v2.clone(),
             {
-                let mut s = migrating("1.1.0");
-                s.phase = Some(Phase::RollingBack);
-                s.schema_version = Some(4);
+                let mut s = rolling_back("1.1.0", 100);
                 s.revert_job = Some("lc-revert-x".into());
-                conditions::set(
-                    &mut s.conditions,
-                    condition::DEGRADED,
-                    true,
-                    "KpiBreached",
-                    "p95 over 350",
-                    7,
-                    &Time(t(100)),
-                );
                 s
             },
         )
@@ -876,20 +852,9 @@ fn cases() -> Vec<Case> {
             assert_eq!(d.status.schema_version, Some(3));
         }),
         Case::new("a finished revert completes the rollback", v2.clone(), {
-            let mut s = migrating("1.1.0");
-            s.phase = Some(Phase::RollingBack);
-            s.schema_version = Some(4);
+            let mut s = rolling_back("1.1.0", 80);
             s.failed_version = Some("1.1.0".into());
             s.revert_job = Some("lc-revert-x".into());
-            conditions::set(
-                &mut s.conditions,
-                condition::DEGRADED,
-                true,
-                "KpiBreached",
-                "KPI p95-latency-ms (412 > max 350)",
-                7,
-                &Time(t(80)),
-            );
             s
         })
         .serving("1.0.0")

@@ -170,14 +170,17 @@ impl Elector {
         }
     }
 
+    /// Runs one API call with the election's per-call timeout.
+    async fn timed<T>(&self, action: &str, call: impl Future<Output = T>) -> Result<T> {
+        tokio::time::timeout(self.timing.retry.max(Duration::from_secs(2)), call)
+            .await
+            .map_err(|_| Error::Timeout(action.to_owned()))
+    }
+
     async fn get(&self) -> Result<Option<Lease>> {
-        tokio::time::timeout(
-            self.timing.retry.max(Duration::from_secs(2)),
-            self.api.get_opt(&self.name),
-        )
-        .await
-        .map_err(|_| Error::Timeout("reading the leader Lease".to_owned()))?
-        .map_err(kube_err("reading the leader Lease"))
+        self.timed("reading the leader Lease", self.api.get_opt(&self.name))
+            .await?
+            .map_err(kube_err("reading the leader Lease"))
     }
 
     /// Writes `lease` (with the resourceVersion read): false when another candidate wrote
@@ -185,10 +188,7 @@ impl Elector {
     async fn replace(&self, lease: &Lease) -> Result<bool> {
         let params = PostParams::default();
         let write = self.api.replace(&self.name, &params, lease);
-        match tokio::time::timeout(self.timing.retry.max(Duration::from_secs(2)), write)
-            .await
-            .map_err(|_| Error::Timeout("updating the leader Lease".to_owned()))?
-        {
+        match self.timed("updating the leader Lease", write).await? {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(kube_err("updating the leader Lease")(e)),
@@ -232,10 +232,7 @@ impl Elector {
             };
             let params = PostParams::default();
             let create = self.api.create(&params, &lease);
-            return match tokio::time::timeout(self.timing.retry.max(Duration::from_secs(2)), create)
-                .await
-                .map_err(|_| Error::Timeout("creating the leader Lease".to_owned()))?
-            {
+            return match self.timed("creating the leader Lease", create).await? {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(kube_err("creating the leader Lease")(e)),

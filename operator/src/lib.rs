@@ -9,6 +9,8 @@ pub mod conditions;
 pub mod controller;
 pub mod decide;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod gates;
 pub mod leader;
 pub mod naming;

@@ -432,25 +432,8 @@ pub fn is_ours(metadata: &ObjectMeta, owner: &Owner) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn spec(pod: serde_json::Value) -> ListaCompraReleaseSpec {
-        serde_json::from_value(json!({
-            "version": "1.0.0",
-            "image": { "repository": "reg/api" },
-            "env": {
-                "databaseUrl": { "name": "db", "key": "url" },
-                "redisUrl": { "name": "r", "key": "url" },
-                "rabbitmqUrl": { "name": "q", "key": "url" },
-                "jwtSecret": { "name": "j", "key": "s" }
-            },
-            "migrations": { "schemaVersion": 1 },
-            "pod": pod
-        }))
-        .expect("valid spec")
-    }
+    use crate::fixtures::spec;
 
     fn pod_spec(spec: &ListaCompraReleaseSpec) -> PodSpec {
         let workload = Workload {
@@ -482,13 +465,13 @@ mod tests {
             purpose: JobPurpose::Migrate,
             revision: 4,
         };
-        let job = job(&owner, &spec(json!({})), order, &workload);
+        let job = job(&owner, &spec("1.0.0"), order, &workload);
         let labels = job
             .spec
             .and_then(|s| s.template.metadata)
             .and_then(|m| m.labels)
             .unwrap_or_default();
-        let selector = service(&owner, &spec(json!({})))
+        let selector = service(&owner, &spec("1.0.0"))
             .spec
             .and_then(|s| s.selector)
             .unwrap_or_default();
@@ -505,7 +488,7 @@ mod tests {
 
     #[test]
     fn pods_drain_before_they_stop() {
-        let pod = pod_spec(&spec(json!({})));
+        let pod = pod_spec(&spec("1.0.0"));
         let pre_stop = pod.containers[0]
             .lifecycle
             .as_ref()
@@ -515,7 +498,9 @@ mod tests {
         assert_eq!(pre_stop, Some(5), "default drain is a 5 s preStop sleep");
         assert_eq!(pod.termination_grace_period_seconds, Some(35));
 
-        let pod = pod_spec(&spec(json!({ "drainSeconds": 0 })));
+        let mut no_drain = spec("1.0.0");
+        no_drain.pod.drain_seconds = 0;
+        let pod = pod_spec(&no_drain);
         assert!(
             pod.containers[0].lifecycle.is_none(),
             "drainSeconds 0: no preStop"

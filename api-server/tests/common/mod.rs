@@ -170,6 +170,17 @@ impl TestApp {
         send(req).await
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// Sends raw bytes as the body.
     pub async fn raw(
         &self,
