@@ -40,22 +40,22 @@ pub struct Version {
 pub const VERSIONS: [Version; 4] = [
     Version {
         tag: "1.0.0",
-        schema: 4,
+        schema: crate::story::SCHEMAS[0],
         behaviour: Behaviour::Good,
     },
     Version {
         tag: "1.1.0",
-        schema: 5,
+        schema: crate::story::SCHEMAS[1],
         behaviour: Behaviour::Good,
     },
     Version {
         tag: "1.2.0",
-        schema: 6,
+        schema: crate::story::SCHEMAS[2],
         behaviour: Behaviour::Slow,
     },
     Version {
         tag: "1.3.0",
-        schema: 7,
+        schema: crate::story::BROKEN_SCHEMA,
         behaviour: Behaviour::BrokenMigration,
     },
 ];
@@ -95,6 +95,20 @@ pub enum Op {
         /// Index into [`VERSIONS`].
         version: usize,
     },
+    /// Apply `version` with `spec.paused: true`, wait until a new attempt says it is paused,
+    /// then apply it unpaused after `paused_ms`.
+    PauseThenResume {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds it stays paused once it says so.
+        paused_ms: u64,
+    },
+    /// Delete a Secret the release names, apply `version`; a new attempt must wait for it
+    /// (launching nothing) until the Secret is created again.
+    ReleaseBeforeSecret {
+        /// Index into [`VERSIONS`].
+        version: usize,
+    },
 }
 
 impl Op {
@@ -106,6 +120,8 @@ impl Op {
                 | Op::Retry
                 | Op::ReleaseAndKill { .. }
                 | Op::ReleaseAndDeleteJob { .. }
+                | Op::PauseThenResume { .. }
+                | Op::ReleaseBeforeSecret { .. }
         )
     }
 }
@@ -133,7 +149,7 @@ impl Generator {
         let mut ops = vec![Op::Release { version: 0 }];
         for _ in 0..steps {
             let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
-            let op = match self.below(20) {
+            let op = match self.below(24) {
                 0..=6 => Op::Release { version },
                 7..=8 => Op::Retry,
                 9..=11 => Op::ReleaseAndKill {
@@ -146,7 +162,12 @@ impl Generator {
                 14 => Op::SetImage,
                 15..=16 => Op::DeleteService,
                 17 => Op::DeleteDeployment,
-                _ => Op::ReleaseAndDeleteJob { version },
+                18..=19 => Op::ReleaseAndDeleteJob { version },
+                20..=21 => Op::PauseThenResume {
+                    version,
+                    paused_ms: self.below(6_000),
+                },
+                _ => Op::ReleaseBeforeSecret { version },
             };
             ops.push(op);
         }
@@ -205,22 +226,26 @@ impl Model {
         self.desired
     }
 
-    /// Applies `op` to the model.
-    pub fn apply(&mut self, op: &Op) {
+    /// Applies `op` to the model; true when it starts a new attempt.
+    pub fn apply(&mut self, op: &Op) -> bool {
         let version = match op {
             Op::Release { version }
             | Op::ReleaseAndKill { version, .. }
-            | Op::ReleaseAndDeleteJob { version } => VERSIONS[*version],
+            | Op::ReleaseAndDeleteJob { version }
+            | Op::PauseThenResume { version, .. }
+            | Op::ReleaseBeforeSecret { version } => VERSIONS[*version],
             Op::Retry => {
                 self.retries += 1;
                 self.desired
             }
             // Drift and crashes change nothing the release promises.
-            Op::Scale { .. } | Op::SetImage | Op::DeleteService | Op::DeleteDeployment => return,
+            Op::Scale { .. } | Op::SetImage | Op::DeleteService | Op::DeleteDeployment => {
+                return false;
+            }
         };
         let new_attempt = version != self.desired || matches!(op, Op::Retry);
         if !new_attempt {
-            return; // the same spec again: nothing starts (a failed version is not retried)
+            return false; // the same spec again: nothing starts (a failed version is not retried)
         }
         self.desired = version;
         // A migration Job deleted by hand is created again (the migration tool is idempotent),
@@ -231,6 +256,7 @@ impl Model {
         } else {
             self.outcome = Outcome::RolledBack;
         }
+        true
     }
 
     /// Where the settled release must stand.
@@ -278,6 +304,8 @@ mod tests {
             "DeleteService",
             "DeleteDeployment",
             "ReleaseAndDeleteJob",
+            "PauseThenResume",
+            "ReleaseBeforeSecret",
         ] {
             assert!(
                 all.iter()
@@ -297,14 +325,14 @@ mod tests {
                 desired: "1.1.0",
                 phase: "Succeeded",
                 serving: "1.1.0",
-                schema: 5,
+                schema: VERSIONS[1].schema,
                 stable: "1.1.0"
             }
         );
         m.apply(&Op::Release { version: 2 });
         assert_eq!(
             (m.expect().phase, m.expect().serving, m.expect().schema),
-            ("RolledBack", "1.1.0", 5),
+            ("RolledBack", "1.1.0", VERSIONS[1].schema),
             "a KPI breach rolls back workload and schema"
         );
         m.apply(&Op::Release { version: 2 });
@@ -323,7 +351,7 @@ mod tests {
         m.apply(&Op::Release { version: 0 });
         assert_eq!(
             (m.expect().phase, m.expect().serving, m.expect().schema),
-            ("Succeeded", "1.0.0", 4),
+            ("Succeeded", "1.0.0", VERSIONS[0].schema),
             "a return to an earlier version migrates down"
         );
         m.apply(&Op::DeleteService);
@@ -335,7 +363,7 @@ mod tests {
         m.apply(&Op::Release { version: 3 });
         assert_eq!(
             (m.expect().phase, m.expect().serving, m.expect().schema),
-            ("RolledBack", "1.0.0", 4)
+            ("RolledBack", "1.0.0", VERSIONS[0].schema)
         );
     }
 
@@ -345,7 +373,7 @@ mod tests {
         m.apply(&Op::ReleaseAndDeleteJob { version: 1 });
         assert_eq!(
             (m.expect().phase, m.expect().schema),
-            ("Succeeded", 5),
+            ("Succeeded", VERSIONS[1].schema),
             "the operator re-creates its Job"
         );
     }

@@ -20,9 +20,9 @@ use e2e::services::Services;
 use e2e::stack::{IMAGE, RELEASE, Stack, StackOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// Longest one step may take to settle (a release with a rollback on a busy machine).
@@ -95,10 +95,8 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
         let mut model = Model::new();
         for (i, op) in ops.iter().enumerate() {
             steps.done.push(format!("{i}: {op:?}"));
-            if i > 0 {
-                model.apply(op);
-            }
-            act(&mut stack, &model, op)
+            let new_attempt = i == 0 || model.apply(op);
+            act(&mut stack, &model, op, new_attempt)
                 .await
                 .map_err(|e| steps.fail(&format!("doing {op:?}: {e}")))?;
             let expected = model.expect();
@@ -168,7 +166,7 @@ fn manifest(stack: &Stack, model: &Model) -> Value {
     manifest
 }
 
-async fn act(stack: &mut Stack, model: &Model, op: &Op) -> anyhow::Result<()> {
+async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> anyhow::Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let services: Api<Service> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let workload = format!("{RELEASE}-api");
@@ -229,8 +227,70 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op) -> anyhow::Result<()> {
                 .delete(&workload, &DeleteParams::background())
                 .await?;
         }
+        Op::PauseThenResume { paused_ms, .. } => {
+            let mut paused = manifest(stack, model);
+            paused["spec"]["paused"] = json!(true);
+            stack.apply(&paused).await?;
+            if new_attempt {
+                condition_reason(stack, "Progressing", "Paused").await?;
+                tokio::time::sleep(Duration::from_millis(*paused_ms)).await;
+            }
+            stack.apply(&manifest(stack, model)).await?;
+        }
+        Op::ReleaseBeforeSecret { .. } => {
+            let secrets: Api<Secret> = Api::namespaced(stack.client.clone(), &stack.namespace);
+            let name = "listacompra-jwt";
+            let kept = secrets.get(name).await?;
+            secrets.delete(name, &DeleteParams::default()).await?;
+            let jobs_before = job_names(stack).await?;
+            stack.apply(&manifest(stack, model)).await?;
+            if new_attempt {
+                condition_reason(stack, "Reconciling", "WaitingForReferences").await?;
+                let launched: Vec<String> = job_names(stack)
+                    .await?
+                    .into_iter()
+                    .filter(|j| !jobs_before.contains(j))
+                    .collect();
+                anyhow::ensure!(
+                    launched.is_empty(),
+                    "Jobs {launched:?} were launched while Secret {name} was missing"
+                );
+            }
+            let again = Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.to_owned()),
+                    ..Default::default()
+                },
+                data: kept.data,
+                type_: kept.type_,
+                ..Secret::default()
+            };
+            secrets.create(&PostParams::default(), &again).await?;
+        }
     }
     Ok(())
+}
+
+/// Waits until the release's condition `type_` has `reason` (what a new attempt says when it
+/// is paused or waits for a Secret).
+async fn condition_reason(stack: &Stack, type_: &str, reason: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let release = stack.release().await?;
+        let found = release
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        if found.as_ref().is_some_and(|(r, _)| r == reason) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the release's {type_} condition did not turn to reason {reason} within 60 s; it is {found:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 async fn job_names(stack: &Stack) -> anyhow::Result<Vec<String>> {

@@ -4,6 +4,8 @@
 //!   (p50/p99 over 20 releases);
 //! - a failing KPI measurement → the Deployment reverted (3 rollbacks, real Prometheus);
 //! - RSS and CPU while idle, API writes per minute in a steady state;
+//! - drift repair: a Deployment scaled by hand → replicas back (p50/p99), and the API reads
+//!   and writes each reconcile costs meanwhile (reads come from the watch caches);
 //! - RSS with 100 and with 1,000 releases present.
 //!
 //! Numbers, not assertions: the machines are shared and noisy.
@@ -71,7 +73,8 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
 }
 
-async fn writes(http: &reqwest::Client, address: &str) -> Result<f64> {
+/// The sum of every sample of the operator's metric `name` (all labels).
+async fn metric(http: &reqwest::Client, address: &str, name: &str) -> Result<f64> {
     let text = http
         .get(format!("http://{address}/metrics"))
         .send()
@@ -80,10 +83,14 @@ async fn writes(http: &reqwest::Client, address: &str) -> Result<f64> {
         .await?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("listacompra_operator_api_writes_total"))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
 }
+
+const WRITES: &str = "listacompra_operator_api_writes_total";
+const READS: &str = "listacompra_operator_api_reads_total";
+const RECONCILES: &str = "listacompra_operator_reconciles_total";
 
 /// Whether the Deployment's current template is rolled out: every replica updated and ready.
 fn rolled_out(d: &Deployment) -> bool {
@@ -107,6 +114,11 @@ async fn run(ctx: TestContext) -> Result<()> {
     let jobs: Api<Job> = ctx.api();
     let deployments: Api<Deployment> = ctx.api();
     let mut rows: Vec<(String, String)> = Vec::new();
+
+    // The Secrets the releases name exist first, as a platform team creates them.
+    for (name, key) in support::RELEASE_SECRETS {
+        support::create_secret(&ctx, name, key).await?;
+    }
 
     // 1. apply → Job, apply → Deployment.
     let (mut to_job, mut to_deployment, mut to_rollout) = (Vec::new(), Vec::new(), Vec::new());
@@ -235,9 +247,9 @@ async fn run(ctx: TestContext) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let http = reqwest::Client::new();
     let address = operator.metrics_address().context("metrics address")?;
-    let (w0, c0) = (writes(&http, &address).await?, cpu_ticks(pid));
+    let (w0, c0) = (metric(&http, &address, WRITES).await?, cpu_ticks(pid));
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let (w1, c1) = (writes(&http, &address).await?, cpu_ticks(pid));
+    let (w1, c1) = (metric(&http, &address, WRITES).await?, cpu_ticks(pid));
     rows.push((
         "RSS idle (21 settled releases)".into(),
         format!("{:.1} MiB", rss_mib(pid)),
@@ -251,7 +263,63 @@ async fn run(ctx: TestContext) -> Result<()> {
         format!("{}", w1 - w0),
     ));
 
-    // 4. RSS with 100 and 1,000 releases (paused: they hold status but no children).
+    // 4. Drift repair: a person scales a settled release's Deployment; time until the
+    //    operator has put its replicas back, and the API calls each repair costs.
+    let mut to_repair = Vec::new();
+    let (r0, n0, w0) = (
+        metric(&http, &address, READS).await?,
+        metric(&http, &address, RECONCILES).await?,
+        metric(&http, &address, WRITES).await?,
+    );
+    for i in 0..20 {
+        let start = Instant::now();
+        deployments
+            .patch(
+                "r00-api",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "spec": { "replicas": 3 + i % 3 } })),
+            )
+            .await?;
+        loop {
+            let d = deployments.get("r00-api").await?;
+            if d.spec.as_ref().and_then(|s| s.replicas) == Some(2) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the scaled Deployment was not repaired within 60 s:\n{}",
+                    operator.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        to_repair.push(start.elapsed());
+    }
+    let (r1, n1, w1) = (
+        metric(&http, &address, READS).await?,
+        metric(&http, &address, RECONCILES).await?,
+        metric(&http, &address, WRITES).await?,
+    );
+    rows.push((
+        "drift repair (Deployment scaled by hand → replicas back), p50 / p99 (20)".into(),
+        format!(
+            "{:.0} ms / {:.0} ms",
+            percentile(&mut to_repair, 0.5).as_secs_f64() * 1e3,
+            percentile(&mut to_repair, 0.99).as_secs_f64() * 1e3
+        ),
+    ));
+    let reconciles = (n1 - n0).max(1.0);
+    rows.push((
+        "API reads / writes per reconcile during drift repair".into(),
+        format!(
+            "{:.2} / {:.2} ({} reconciles)",
+            (r1 - r0) / reconciles,
+            (w1 - w0) / reconciles,
+            n1 - n0
+        ),
+    ));
+
+    // 5. RSS with 100 and 1,000 releases (paused: they hold status but no children).
     let mut created = 0;
     for target in [100, 1000] {
         while created < target {

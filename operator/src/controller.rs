@@ -24,12 +24,14 @@ use listacompra_crds::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::cache::{self, Caches};
 use crate::cleanup;
 use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::gates::analysis::{self, QueryOutcome};
 use crate::gates::{egress, health, prometheus};
 use crate::naming::{self, FIELD_MANAGER};
+use crate::references;
 use crate::telemetry::Metrics;
 use crate::workload::{self, Owner};
 
@@ -48,6 +50,8 @@ pub struct Context {
     /// Hosts besides a release's own Service that the gates may send credentials to
     /// ([`egress::check`]), from the operator's configuration.
     pub allowed_hosts: Vec<String>,
+    /// Watch caches of the children, set by [`run`] (absent: reads go to the API server).
+    pub caches: std::sync::OnceLock<Caches>,
 }
 
 impl std::fmt::Debug for Context {
@@ -74,6 +78,7 @@ impl Context {
             metrics,
             failures: std::sync::Mutex::default(),
             allowed_hosts: Vec::new(),
+            caches: std::sync::OnceLock::new(),
         }
     }
 
@@ -102,37 +107,37 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
     };
     let managed =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=listacompra-operator");
-    let streams = scopes.into_iter().map(|scope| {
+    let mut caches = Caches::default();
+    let mut controllers = Vec::new();
+    for scope in scopes {
         let client = ctx.client.clone();
-        let (releases, jobs, deployments, services) = match &scope {
-            Some(ns) => (
-                Api::<DeserializeGuard<ListaCompraRelease>>::namespaced(client.clone(), ns),
-                Api::<Job>::namespaced(client.clone(), ns),
-                Api::<Deployment>::namespaced(client.clone(), ns),
-                Api::<Service>::namespaced(client, ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client),
-            ),
+        let releases = match &scope {
+            Some(ns) => Api::<DeserializeGuard<ListaCompraRelease>>::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         };
-        // Every child is watched: a change or deletion of any of them wakes the release, and
-        // the reconcile puts back the fields the operator owns.
-        Controller::new(releases, watcher::Config::default().any_semantic())
-            .with_config(
-                kube::runtime::controller::Config::default()
-                    .concurrency(RECONCILE_CONCURRENCY)
-                    .debounce(DEBOUNCE),
-            )
-            .owns(jobs, managed.clone())
-            .owns(deployments, managed.clone())
-            .owns(services, managed.clone())
-            .shutdown_on_signal()
-            .run(reconcile, error_policy, ctx.clone())
-            .boxed()
-    });
+        // Every child is watched (into the caches reconciles read): a change or deletion of
+        // any of them wakes the release, and the reconcile puts back the fields it owns.
+        let children = caches.watch(&client, scope.as_deref(), &managed);
+        controllers.push(
+            Controller::new(releases, watcher::Config::default().any_semantic())
+                .with_config(
+                    kube::runtime::controller::Config::default()
+                        .concurrency(RECONCILE_CONCURRENCY)
+                        .debounce(DEBOUNCE),
+                )
+                .owns_stream(children.jobs)
+                .owns_stream(children.deployments)
+                .owns_stream(children.services)
+                .owns_stream(children.revisions)
+                .shutdown_on_signal(),
+        );
+    }
+    if ctx.caches.set(caches).is_err() {
+        warn!("the controller was started twice with one context; the first caches stay");
+    }
+    let streams = controllers
+        .into_iter()
+        .map(|c| c.run(reconcile, error_policy, ctx.clone()).boxed());
     futures::stream::select_all(streams)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -264,20 +269,48 @@ async fn reconcile_release(
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     let client = ctx.client.clone();
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let spec = &release.spec;
 
-    let migration_job = job_state(&jobs, status.migration_job.as_deref()).await?;
-    let revert_job = job_state(&jobs, status.revert_job.as_deref()).await?;
-    let live = deployments
-        .get_opt(&naming::workload_name(&name))
-        .await
-        .map_err(kube_err("reading the Deployment"))?;
+    // Children come from the watch caches (see `cache`).
+    let migration_job = job_state(ctx, &namespace, status.migration_job.as_deref()).await?;
+    let revert_job = job_state(ctx, &namespace, status.revert_job.as_deref()).await?;
+    let workload_name = naming::workload_name(&name);
+    let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let workload = workload_state(live.as_ref());
+    let live_service: Option<Service> = cached(ctx, &namespace, &workload_name).await?;
+    let owner = Owner {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        reference: release
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::MissingNamespace(name.clone()))?,
+    };
+    // A Deployment or Service of that name that this release does not control is never
+    // taken over (the decision says so and nothing is applied).
+    let foreign = [
+        ("Deployment", live.as_ref().map(|d| &d.metadata)),
+        ("Service", live_service.as_ref().map(|s| &s.metadata)),
+    ]
+    .into_iter()
+    .find_map(|(kind, meta)| meta.filter(|m| !workload::is_ours(m, &owner)).map(|_| kind))
+    .map(|kind| format!("{kind} {}", naming::workload_name(&name)));
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
     let stable_spec = match &status.stable_version {
-        Some(version) => read_stable_spec(&revisions, &name, version).await?,
+        Some(version) => read_stable_spec(ctx, &namespace, &name, version).await?,
         None => None,
+    };
+
+    // Before an attempt launches its first Job or pod, what the spec names must exist.
+    let missing = if decide::may_launch(spec, &status) {
+        references::missing(
+            &client,
+            &ctx.metrics.api_reads,
+            &namespace,
+            &references::of(spec),
+        )
+        .await?
+    } else {
+        Vec::new()
     };
 
     let now = Timestamp::now();
@@ -327,6 +360,8 @@ async fn reconcile_release(
         workload: workload.clone(),
         health_check,
         measurement,
+        missing,
+        foreign: foreign.clone(),
         now,
     };
     let decision = decide(&observed);
@@ -341,13 +376,19 @@ async fn reconcile_release(
         "decided"
     );
 
-    let owner = Owner {
-        name: name.clone(),
-        namespace: namespace.clone(),
-        reference: release
-            .controller_owner_ref(&())
-            .ok_or_else(|| Error::MissingNamespace(name.clone()))?,
-    };
+    // Acting on an outdated copy of the release (the watch cache lags the API server) could
+    // re-create a superseded Job or roll the Deployment back to an older version. A status
+    // write carries the copy's resourceVersion and conflicts when it is outdated, but a
+    // decision that only acts writes no status: confirm the copy first, at the cost of one
+    // GET on the few reconciles that create or delete something or change the template.
+    let changes_template = decision.workload.as_ref().is_some_and(|target| {
+        workload.hash.as_deref() != Some(decide::desired_hash(&observed, target).as_str())
+    });
+    if (!decision.actions.is_empty() || changes_template) && is_outdated(release, ctx).await? {
+        debug!("the release changed since this copy was read; deciding again on the new one");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+
     // Record, then act. Stopping what the decision ends (a superseded Job) comes first, so
     // that no Job is ever left running unreferenced; then the decision is written with
     // optimistic concurrency (a status read from a stale cache conflicts instead of undoing
@@ -425,33 +466,18 @@ async fn reconcile_release(
     // target. Server-side apply of an unchanged object is a no-op (no write, no event), so a
     // settled release still makes no writes, while a scaled, edited or deleted child is put
     // back within one reconcile (its watch event triggers it).
-    if let Some(target) = &decision.workload {
-        let live_service = Api::<Service>::namespaced(client.clone(), &namespace)
-            .get_opt(&naming::workload_name(&name))
-            .await
-            .map_err(kube_err("reading the Service"))?;
-        let foreign = [
-            ("Deployment", live.as_ref().map(|d| &d.metadata)),
-            ("Service", live_service.as_ref().map(|s| &s.metadata)),
-        ]
-        .into_iter()
-        .find_map(|(kind, meta)| meta.filter(|m| !workload::is_ours(m, &owner)).map(|_| kind));
-        match foreign {
-            Some(kind) => refuse_takeover(release, kind, &naming::workload_name(&name), ctx).await,
-            None => {
-                apply_workload(
-                    &owner,
-                    decide::spec_for(&observed, target),
-                    target,
-                    Live {
-                        deployment: live.as_ref().map(|d| &d.metadata),
-                        service: live_service.as_ref().map(|s| &s.metadata),
-                    },
-                    ctx,
-                )
-                .await?;
-            }
-        }
+    if let (Some(target), None) = (&decision.workload, &foreign) {
+        apply_workload(
+            &owner,
+            decide::spec_for(&observed, target),
+            target,
+            Live {
+                deployment: live.as_ref().map(|d| &d.metadata),
+                service: live_service.as_ref().map(|s| &s.metadata),
+            },
+            ctx,
+        )
+        .await?;
     }
     announce(release, &decision.notes, ctx).await;
     if matches!(
@@ -464,6 +490,33 @@ async fn reconcile_release(
         warn!(error = %e, "could not clean up old Jobs and stable records");
     }
     Ok(Action::requeue(decision.requeue_after))
+}
+
+/// The child `name` of kind `K`, from the watch caches ([`cache::get`]).
+async fn cached<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: cache::Cached + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    cache::get(
+        ctx.caches.get(),
+        &ctx.metrics.api_reads,
+        &ctx.client,
+        namespace,
+        name,
+    )
+    .await
+}
+
+/// Whether `release` is older than the one in the API server (another resourceVersion).
+async fn is_outdated(release: &ListaCompraRelease, ctx: &Context) -> Result<bool> {
+    let api: Api<ListaCompraRelease> =
+        Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    ctx.metrics.api_reads.with_label_values(&["release"]).inc();
+    let current = api
+        .get_metadata_opt(&release.name_any())
+        .await
+        .map_err(kube_err("reading the release to confirm it is current"))?;
+    Ok(current.is_none_or(|c| c.metadata.resource_version != release.metadata.resource_version))
 }
 
 /// Deletes what a settled release no longer needs ([`cleanup`]): finished Jobs of old
@@ -615,14 +668,11 @@ fn condition_reason(status: &ListaCompraReleaseStatus, type_: &str) -> String {
         .map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
 }
 
-async fn job_state(jobs: &Api<Job>, name: Option<&str>) -> Result<JobState> {
+async fn job_state(ctx: &Context, namespace: &str, name: Option<&str>) -> Result<JobState> {
     let Some(name) = name else {
         return Ok(JobState::Absent);
     };
-    let job = jobs
-        .get_opt(name)
-        .await
-        .map_err(kube_err(format!("reading Job {name}")))?;
+    let job: Option<Job> = cached(ctx, namespace, name).await?;
     let Some(job) = job else {
         return Ok(JobState::Absent);
     };
@@ -726,37 +776,16 @@ fn wrote(before: Option<&kube::api::ObjectMeta>, after: &kube::api::ObjectMeta) 
     before.is_none_or(|b| b.resource_version != after.resource_version)
 }
 
-/// An object of the workload's name exists and is not the release's: say so, touch nothing.
-async fn refuse_takeover(release: &ListaCompraRelease, kind: &str, name: &str, ctx: &Context) {
-    let message = format!(
-        "{kind} {name} exists and is not controlled by this release; the operator does not take over objects it did not create. Fix: delete or rename it"
-    );
-    warn!(kind, name, "{message}");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "ObjectNotOwned".to_owned(),
-        note: Some(message),
-        action: "Apply".to_owned(),
-        secondary: None,
-    };
-    ctx.metrics.api_writes.with_label_values(&["event"]).inc();
-    if let Err(e) = ctx.recorder.publish(&event, &release.object_ref(&())).await {
-        warn!(error = %e, "could not publish Event");
-    }
-}
-
 /// The spec recorded when `version` became stable; `None` when no record exists (then the
 /// current spec builds the stable workload).
 async fn read_stable_spec(
-    revisions: &Api<ControllerRevision>,
+    ctx: &Context,
+    namespace: &str,
     release: &str,
     version: &str,
 ) -> Result<Option<ListaCompraReleaseSpec>> {
     let name = naming::revision_name(release, version);
-    let revision = revisions
-        .get_opt(&name)
-        .await
-        .map_err(kube_err(format!("reading ControllerRevision {name}")))?;
+    let revision: Option<ControllerRevision> = cached(ctx, namespace, &name).await?;
     Ok(revision
         .and_then(|r| r.data)
         .and_then(|data| serde_json::from_value(data.0).ok()))
@@ -801,7 +830,9 @@ async fn record_stable(
     }
 }
 
-async fn read_secret(client: &Client, namespace: &str, reference: &SecretKeyRef) -> Result<String> {
+async fn read_secret(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -> Result<String> {
+    let client = &ctx.client;
+    ctx.metrics.api_reads.with_label_values(&["secret"]).inc();
     let secret = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&reference.name)
         .await
@@ -850,7 +881,7 @@ async fn run_health_check(
         // Any error reading the token (missing, 403, timeout) is a failed check, visible in
         // status and counted toward the thresholds and the deadline, never a silent retry
         // loop that freezes the release.
-        Some(reference) => match read_secret(&ctx.client, namespace, reference).await {
+        Some(reference) => match read_secret(ctx, namespace, reference).await {
             Ok(token) => Some(token),
             Err(e) => return Ok(Err(format!("health-check token: {e}"))),
         },
@@ -869,11 +900,11 @@ async fn prometheus_credentials(
     };
     Ok(match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
         (Some(token), _) => {
-            prometheus::Credentials::Bearer(read_secret(&ctx.client, namespace, token).await?)
+            prometheus::Credentials::Bearer(read_secret(ctx, namespace, token).await?)
         }
         (None, Some(basic)) => prometheus::Credentials::Basic {
-            username: read_secret(&ctx.client, namespace, &basic.username_secret_ref).await?,
-            password: read_secret(&ctx.client, namespace, &basic.password_secret_ref).await?,
+            username: read_secret(ctx, namespace, &basic.username_secret_ref).await?,
+            password: read_secret(ctx, namespace, &basic.password_secret_ref).await?,
         },
         (None, None) => prometheus::Credentials::None,
     })

@@ -4,6 +4,7 @@
 //! gates, calls `decide` and carries out its decision. Builders of the child objects live in
 //! [`workload`], the gates in [`gates`].
 
+pub mod cache;
 pub mod cleanup;
 pub mod conditions;
 pub mod controller;
@@ -14,6 +15,7 @@ mod fixtures;
 pub mod gates;
 pub mod leader;
 pub mod naming;
+pub mod references;
 pub mod server;
 pub mod telemetry;
 pub mod workload;

@@ -35,6 +35,8 @@ pub mod names {
     pub const KPI_VALUE: &str = "listacompra_operator_kpi_value";
     /// Counter of writes to the Kubernetes API, labelled `kind`.
     pub const API_WRITES_TOTAL: &str = "listacompra_operator_api_writes_total";
+    /// Counter of reads from the Kubernetes API (not from the watch caches), labelled `kind`.
+    pub const API_READS_TOTAL: &str = "listacompra_operator_api_reads_total";
     /// Gauge, 1 while this replica holds the leader Lease (or runs without leader election),
     /// 0 while it waits. Every replica exports it from start-up.
     pub const LEADER: &str = "listacompra_operator_leader";
@@ -50,6 +52,7 @@ pub mod names {
         GATE_VERDICTS_TOTAL,
         KPI_VALUE,
         API_WRITES_TOTAL,
+        API_READS_TOTAL,
         LEADER,
     ];
 }
@@ -77,6 +80,8 @@ pub struct Metrics {
     /// Writes to the Kubernetes API by kind of object (status, deployment, service, job,
     /// revision, event).
     pub api_writes: IntCounterVec,
+    /// Reads from the Kubernetes API (not from the watch caches) by kind of object.
+    pub api_reads: IntCounterVec,
     /// 1 while this replica is the leader.
     pub leader: IntGauge,
     phases: Mutex<HashMap<(String, String), Phase>>,
@@ -135,6 +140,13 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let api_reads = IntCounterVec::new(
+            Opts::new(
+                names::API_READS_TOTAL,
+                "Reads the operator made from the Kubernetes API rather than its watch caches, by kind",
+            ),
+            &["kind"],
+        )?;
         let leader = IntGauge::with_opts(Opts::new(
             names::LEADER,
             "1 while this replica holds the leader Lease, 0 while it waits",
@@ -149,6 +161,7 @@ impl Metrics {
             Box::new(gate_verdicts.clone()),
             Box::new(kpi_values.clone()),
             Box::new(api_writes.clone()),
+            Box::new(api_reads.clone()),
             Box::new(leader.clone()),
         ] {
             registry.register(collector)?;
@@ -164,6 +177,7 @@ impl Metrics {
             gate_verdicts,
             kpi_values,
             api_writes,
+            api_reads,
             leader,
             phases: Mutex::new(HashMap::new()),
         })
@@ -258,6 +272,7 @@ mod tests {
             .with_label_values(&["ns", "lc", "p95-latency-ms"])
             .set(1.0);
         m.api_writes.with_label_values(&["status"]).inc();
+        m.api_reads.with_label_values(&["secret"]).inc();
         let text = m.render();
         for name in names::ALL {
             let help = format!("# HELP {name} ");

@@ -173,6 +173,7 @@ async fn scenarios(
     let must = [
         Check::new("list", group, "listacomprareleases", ns),
         Check::new("watch", group, "listacomprareleases", ns),
+        Check::new("get", group, "listacomprareleases", ns),
         Check::new("patch", group, "listacomprareleases/status", ns),
         Check::new("create", "batch", "jobs", ns),
         Check::new("delete", "batch", "jobs", ns),
@@ -182,8 +183,12 @@ async fn scenarios(
         Check::new("get", "", "services", ns),
         Check::new("create", "apps", "controllerrevisions", ns),
         Check::new("list", "apps", "controllerrevisions", ns),
+        Check::new("watch", "apps", "controllerrevisions", ns),
         Check::new("delete", "apps", "controllerrevisions", ns),
         Check::new("get", "", "secrets", ns).named(TOKEN_SECRET),
+        // What a release names must exist before anything launches (metadata GETs).
+        Check::new("get", "", "configmaps", ns),
+        Check::new("get", "", "serviceaccounts", ns),
         Check::new("create", "events.k8s.io", "events", ns),
         Check::new("create", "coordination.k8s.io", "leases", ns),
         Check::new("update", "coordination.k8s.io", "leases", ns).named(NAME),
@@ -218,7 +223,11 @@ async fn scenarios(
         Check::new("update", "apps", "deployments", ns),
         Check::new("create", "", "pods", ns),
         Check::new("delete", "", "services", ns),
-        Check::new("get", "", "configmaps", ns),
+        Check::new("list", "", "configmaps", ns),
+        Check::new("watch", "", "configmaps", ns),
+        Check::new("update", "", "configmaps", ns),
+        Check::new("list", "", "serviceaccounts", ns),
+        Check::new("create", "", "serviceaccounts/token", ns),
         Check::new("update", "coordination.k8s.io", "leases", ns).named("someone-else"),
         Check::new("delete", "coordination.k8s.io", "leases", ns).named(NAME),
     ];

@@ -584,3 +584,139 @@ async fn gate_credentials_never_go_to_a_host_the_release_alone_names() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_service_it_did_not_create_is_never_taken_over() {
+    with_namespace("op-takeover", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> = ctx.api();
+        // Someone else's Service already has the name the release's Service would take.
+        let theirs: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "metadata": { "name": "lc-api", "labels": { "team": "someone-else" } },
+            "spec": { "selector": { "app": "theirs" }, "ports": [{ "port": 8080 }] }
+        }))?;
+        services
+            .create(&kube::api::PostParams::default(), &theirs)
+            .await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        let api: kube::Api<ListaCompraRelease> = ctx.api();
+        let refused = e2e::cluster::eventually(
+            "the release to say it will not take over the Service",
+            TIMEOUT,
+            || {
+                let api = api.clone();
+                async move {
+                    let lc = api.get("lc").await.ok()?;
+                    let (status, reason, message) = cond(&lc, condition::STALLED);
+                    (status == "True" && reason == "ObjectNotOwned").then_some(message)
+                }
+            },
+        )
+        .await;
+        let message = match refused {
+            Ok(message) => message,
+            Err(e) => anyhow::bail!("{e}; operator log:\n{}", operator.log()),
+        };
+        ensure!(
+            message.contains("Service lc-api"),
+            "the condition does not name the Service: {message}"
+        );
+        expect_events(&ctx, &["ObjectNotOwned"]).await?;
+        let live = services.get("lc-api").await?;
+        ensure!(
+            live.spec.as_ref().and_then(|s| s.selector.clone())
+                == Some([("app".to_owned(), "theirs".to_owned())].into()),
+            "their Service was changed: {live:?}"
+        );
+        // Once it is gone, the release goes on by itself.
+        services
+            .delete("lc-api", &kube::api::DeleteParams::default())
+            .await?;
+        let released = wait_phase(&ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
+        if released.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = released?;
+        ensure!(
+            cond(&lc, condition::STALLED).0 == "False",
+            "still Stalled: {:?}",
+            cond(&lc, condition::STALLED)
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+/// The sum of the samples of `name` whose labels contain `label` (0 when none).
+fn sample_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_settled_release_is_reconciled_from_the_watch_caches() {
+    with_namespace("op-caches", |ctx| async move {
+        let (operator, _endpoint) = stable_1_0_0(&ctx).await?;
+        let address = operator
+            .metrics_address()
+            .ok_or_else(|| anyhow::anyhow!("no metrics address logged"))?;
+        let http = reqwest::Client::new();
+        let scrape = || async {
+            let text = http
+                .get(format!("http://{address}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            anyhow::Ok(text)
+        };
+        let reads = |m: &str| {
+            ["job", "deployment", "service", "controllerrevision"]
+                .iter()
+                .map(|k| {
+                    sample_sum(
+                        m,
+                        "listacompra_operator_api_reads_total",
+                        &format!("kind=\"{k}\""),
+                    )
+                })
+                .sum::<f64>()
+        };
+        let reconciles =
+            |m: &str| sample_sum(m, "listacompra_operator_reconciles_total", "result=\"ok\"");
+        let before = scrape().await?;
+        // Each annotation change is a watch event of the release: one more reconcile.
+        let api: kube::Api<ListaCompraRelease> = ctx.api();
+        let mut after = before.clone();
+        for i in 0..5 {
+            let done = reconciles(&after);
+            api.patch(
+                "lc",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    json!({ "metadata": { "annotations": { "touched": i.to_string() } } }),
+                ),
+            )
+            .await?;
+            after = e2e::cluster::eventually("one more reconcile", TIMEOUT, || async {
+                let m = scrape().await.ok()?;
+                (reconciles(&m) > done).then_some(m)
+            })
+            .await
+            .map_err(anyhow::Error::msg)?;
+        }
+        ensure!(
+            reads(&after) == reads(&before),
+            "settled reconciles read children from the API server ({} → {} reads):\n{after}",
+            reads(&before),
+            reads(&after)
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}

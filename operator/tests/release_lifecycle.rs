@@ -19,8 +19,8 @@ use listacompra_crds::status::{Outcome, condition};
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
 use support::{
-    Endpoint, Operator, apply, condition as cond, deployed_image, event_reasons, jobs, release,
-    wait_phase,
+    Endpoint, Operator, RELEASE_SECRETS, apply, apply_release, condition as cond, create_secret,
+    deployed_image, event_reasons, expect_events, jobs, release, wait_phase,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -160,6 +160,66 @@ async fn a_restarted_operator_resumes_without_a_second_job_or_event_storm() {
         ensure!(
             events.len() <= events_before.len() + 3,
             "event storm after restart: {events_before:?} → {events:?}"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_release_waits_for_the_secrets_it_names_and_starts_when_they_appear() {
+    with_namespace("op-references", |ctx| async move {
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let operator = Operator::start(&ctx)?;
+        let endpoint = Endpoint::start().await?;
+        // Every Secret but the database's exists, as when External Secrets or sealed-secrets
+        // create it after a GitOps sync.
+        for (name, key) in RELEASE_SECRETS.iter().filter(|(n, _)| *n != "db") {
+            create_secret(&ctx, name, key).await?;
+        }
+        apply_release(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+        let api: Api<ListaCompraRelease> = ctx.api();
+        let waiting = eventually(
+            "the release to say it waits for the missing Secret",
+            TIMEOUT,
+            || {
+                let api = api.clone();
+                async move {
+                    let lc = api.get("lc").await.ok()?;
+                    let (status, reason, message) = cond(&lc, condition::RECONCILING);
+                    (status == "True" && reason == "WaitingForReferences").then_some((lc, message))
+                }
+            },
+        )
+        .await;
+        let (lc, message) = match waiting {
+            Ok(found) => found,
+            Err(e) => anyhow::bail!("{e}; operator log:\n{}", operator.log()),
+        };
+        ensure!(
+            message.contains("Secret db") && message.contains("spec.env.databaseUrl"),
+            "the condition does not name the missing Secret and its field: {message}"
+        );
+        ensure!(
+            lc.status.as_ref().and_then(|s| s.phase) == Some(Phase::Pending),
+            "not Pending while waiting: {:?}",
+            lc.status
+        );
+        expect_events(&ctx, &["ReferencesMissing"]).await?;
+        ensure!(
+            jobs(&ctx, "migrate").await?.is_empty(),
+            "a migration Job was launched although its Secret is missing"
+        );
+        ensure!(
+            ctx.api::<Deployment>().get_opt("lc-api").await?.is_none(),
+            "pods were rolled out although their Secret is missing"
+        );
+        // The Secret arrives: the release starts by itself, without a retry token.
+        create_secret(&ctx, "db", "url").await?;
+        released(&ctx, &operator, "1.0.0", Phase::Succeeded).await?;
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == 1,
+            "not one migration Job"
         );
         Ok::<(), anyhow::Error>(())
     })

@@ -66,10 +66,11 @@ The rules the controller needs in each namespace it acts on, derived from
 operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothing else.
 */}}
 {{- define "listacompra-operator.rules" -}}
-# The Controller lists and watches releases; reconciles read them from that cache.
+# The Controller lists and watches releases; reconciles read them from that cache, and a
+# reconcile about to act first confirms (get) that its copy is still the current one.
 - apiGroups: [listacompra.app]
   resources: [listacomprareleases]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 # Status only (server-side apply): the operator never writes a release's spec.
 - apiGroups: [listacompra.app]
   resources: [listacomprareleases/status]
@@ -93,17 +94,26 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
-# The record of each stable version's spec, for exact rollbacks; old ones are deleted.
+# The record of each stable version's spec, for exact rollbacks: watched (into the cache
+# reconciles read), created, old ones deleted.
 - apiGroups: [apps]
   resources: [controllerrevisions]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Health-check token and Prometheus credentials: read by name, never listed or watched.
+# The operator also checks, by metadata only, that every Secret a release names exists
+# before it launches anything; a name outside rbac.secretNames answers 403 and is not
+# checked (its pods will say if it is missing).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
   {{- with .Values.rbac.secretNames }}
   resourceNames: {{ toJson . }}
   {{- end }}
+# ConfigMaps (spec.env.envFrom) and the ServiceAccount (spec.pod.serviceAccountName) a
+# release names: checked to exist, by metadata only, before anything is launched.
+- apiGroups: [""]
+  resources: [configmaps, serviceaccounts]
+  verbs: [get]
 # Events about releases (events.k8s.io, created then patched as a series).
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, ensure};
 use e2e::cluster::{TestContext, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Api;
 use kube::api::ListParams;
 use listacompra_crds::{ListaCompraRelease, Phase};
@@ -198,8 +198,42 @@ pub fn release(version: &str, schema: i64, health_url: &str) -> Value {
     })
 }
 
-/// Creates or replaces the release `lc` with `manifest` (server-side apply, as GitOps does).
+/// The Secrets (name, key) that [`release`] names, which a platform team creates first.
+pub const RELEASE_SECRETS: [(&str, &str); 4] = [
+    ("db", "url"),
+    ("redis", "url"),
+    ("rabbitmq", "url"),
+    ("jwt", "secret"),
+];
+
+/// Creates (or leaves) the Secret `name` with one `key` in the test namespace.
+pub async fn create_secret(ctx: &TestContext, name: &str, key: &str) -> Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "stringData": { key: format!("value of {name}") }
+    }))?;
+    match ctx
+        .api::<Secret>()
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the Secrets of [`RELEASE_SECRETS`] (as a platform team does before releasing),
+/// then creates or replaces the release `lc` with `manifest` (see [`apply_release`]).
 pub async fn apply(ctx: &TestContext, manifest: &Value) -> Result<()> {
+    for (name, key) in RELEASE_SECRETS {
+        create_secret(ctx, name, key).await?;
+    }
+    apply_release(ctx, manifest).await
+}
+
+/// Creates or replaces the release `lc` with `manifest` (server-side apply, as GitOps does).
+pub async fn apply_release(ctx: &TestContext, manifest: &Value) -> Result<()> {
     let api: Api<ListaCompraRelease> = ctx.api();
     api.patch(
         "lc",
@@ -340,4 +374,26 @@ pub async fn kubectl_wait_ready(ctx: &TestContext, timeout: Duration) -> Result<
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// Waits until the object `name` of kind `K` is gone from the test namespace.
+pub async fn eventually_absent<K>(ctx: &TestContext, name: &str) -> Result<()>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = ctx.api();
+    eventually(
+        &format!("{} {name} to be gone", K::kind(&Default::default())),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))
 }

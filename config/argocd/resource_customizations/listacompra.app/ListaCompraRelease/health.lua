@@ -2,6 +2,7 @@
 --   Succeeded                                           -> Healthy
 --   Pending, Migrating, RollingOut, Verifying, RollingBack -> Progressing
 --   ... held for a person (Progressing=False), or spec.paused -> Suspended
+--   Stalled on a missing Secret/ConfigMap/ServiceAccount or someone else's object -> Degraded
 --   RolledBack, Failed                                  -> Degraded (which version failed, which serves)
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
 -- Runs without Lua's string library (Argo CD opens only base, table, package and os).
@@ -63,6 +64,20 @@ if phase == "Failed" then
 end
 
 local progressing = condition(status, "Progressing")
+local stalled = condition(status, "Stalled")
+local serving = ""
+if stable ~= nil and phase ~= "Succeeded" then
+  serving = "; " .. stable .. " serves"
+end
+if stalled ~= nil and stalled.status == "True"
+    and (stalled.reason == "ReferencesMissing" or stalled.reason == "ObjectNotOwned") then
+  -- Blocked by something outside the release (a Secret still missing at the deadline, a
+  -- Service of someone else's): needs attention, and clears by itself once fixed.
+  hs.status = "Degraded"
+  hs.message = phase .. ": " .. (stalled.message or stalled.reason) .. serving
+  return hs
+end
+
 if obj.spec ~= nil and obj.spec.paused == true then
   hs.status = "Suspended"
   hs.message = "spec.paused is true: the release of " .. version .. " waits at its next step (phase " .. phase .. ")"
@@ -77,10 +92,6 @@ end
 
 local moving = { Pending = true, Migrating = true, RollingOut = true, Verifying = true, RollingBack = true }
 if moving[phase] then
-  local serving = ""
-  if stable ~= nil then
-    serving = "; " .. stable .. " serves"
-  end
   if progressing ~= nil and progressing.status == "False" then
     -- The operator holds the release for a person (for example an inconclusive analysis).
     hs.status = "Suspended"

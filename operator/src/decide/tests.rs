@@ -3,7 +3,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use listacompra_crds::analysis::{AnalysisSpec, Enforcement, PrometheusSpec, default_kpis};
-use listacompra_crds::status::{HealthProgress, KpiResult, Outcome, Verdict, condition};
+use listacompra_crds::status::{
+    AnalysisReport, HealthProgress, KpiResult, Outcome, Verdict, condition,
+};
 use listacompra_crds::{
     InconclusivePolicy, ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase,
 };
@@ -11,6 +13,8 @@ use listacompra_crds::{
 use super::*;
 use crate::conditions;
 use crate::fixtures::spec;
+use crate::naming;
+use crate::references::Reference;
 use crate::workload::{SpecSource, deployment_hash};
 
 const RELEASE: &str = "lc";
@@ -148,6 +152,8 @@ struct Case {
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
+    missing: Vec<Reference>,
+    foreign: Option<String>,
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
     stable_spec: Option<ListaCompraReleaseSpec>,
@@ -171,6 +177,8 @@ impl Case {
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
+            missing: Vec::new(),
+            foreign: None,
             now: t(100),
             stable_spec: None,
             stable_recorded: true,
@@ -234,6 +242,8 @@ impl Case {
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
+            missing: self.missing.clone(),
+            foreign: self.foreign.clone(),
             now: self.now,
         })
     }
@@ -1117,4 +1127,102 @@ fn gates_are_due_at_their_intervals() {
     let mut paused = s.clone();
     paused.paused = true;
     assert_eq!(gate_due(&paused, &st, t(70)), GateDue::Nothing);
+}
+
+fn db_secret() -> Reference {
+    Reference {
+        kind: crate::references::Kind::Secret,
+        name: "db".into(),
+        field: "spec.env.databaseUrl".into(),
+    }
+}
+
+#[test]
+fn a_release_launches_nothing_while_what_it_names_is_missing() {
+    let mut case = Case::new(
+        "first release, its database Secret missing",
+        spec("1.0.0"),
+        ListaCompraReleaseStatus::default(),
+    );
+    case.missing = vec![db_secret()];
+    let waiting = case.run();
+    assert_eq!(phase(&waiting), Phase::Pending);
+    assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
+    assert_eq!(serves(&waiting), None);
+    let (reconciling, reason, message) = cond(&waiting, condition::RECONCILING);
+    assert!(reconciling);
+    assert_eq!(reason, "WaitingForReferences");
+    assert!(
+        message.contains("Secret db (spec.env.databaseUrl)"),
+        "{message}"
+    );
+    assert!(!cond(&waiting, condition::STALLED).0);
+    assert!(has_note(&waiting, "ReferencesMissing"));
+    assert!(waiting.requeue_after <= std::time::Duration::from_secs(10));
+
+    // The next look, still missing: the same condition and no second Event.
+    let mut again = Case::new("still missing", spec("1.0.0"), waiting.status.clone()).at(t(130));
+    again.missing = vec![db_secret()];
+    let still = again.run();
+    assert_eq!(phase(&still), Phase::Pending);
+    assert!(!has_note(&still, "ReferencesMissing"), "{:?}", still.notes);
+
+    // Past the deadline (600 s): Stalled, and it still goes on by itself.
+    let mut late = Case::new(
+        "missing past the deadline",
+        spec("1.0.0"),
+        still.status.clone(),
+    )
+    .at(t(100 + 601));
+    late.missing = vec![db_secret()];
+    let stalled = late.run();
+    assert_eq!(phase(&stalled), Phase::Pending);
+    let (is_stalled, reason, message) = cond(&stalled, condition::STALLED);
+    assert!(is_stalled);
+    assert_eq!(reason, "ReferencesMissing");
+    assert!(!message.contains("retryToken"), "{message}");
+    assert!(has_note(&stalled, "ReferencesMissing"));
+
+    // The Secret appears: the migration launches, and the deadline counts from now.
+    let arrived = Case::new("it appeared", spec("1.0.0"), stalled.status.clone())
+        .at(t(100 + 900))
+        .run();
+    assert_eq!(phase(&arrived), Phase::Migrating);
+    assert!(creates(&arrived, JobPurpose::Migrate).is_some());
+    assert_eq!(
+        arrived.status.release_start_time.as_ref().map(|t| t.0),
+        Some(t(100 + 900))
+    );
+    assert_eq!(kstatus(&arrived), (true, false), "Reconciling, not Stalled");
+}
+
+#[test]
+fn an_object_of_someone_else_is_never_taken_over() {
+    let mut case = Case::new(
+        "a foreign Service where the release's would be",
+        spec("1.0.0"),
+        status(Phase::Succeeded, "1.0.0"),
+    )
+    .serving("1.0.0");
+    case.foreign = Some("Service lc-api".into());
+    let refused = case.run();
+    let (stalled, reason, message) = cond(&refused, condition::STALLED);
+    assert!(stalled);
+    assert_eq!(reason, "ObjectNotOwned");
+    assert!(message.contains("Service lc-api"), "{message}");
+    assert!(!message.contains("retryToken"), "{message}");
+    assert!(has_note(&refused, "ObjectNotOwned"));
+    assert!(refused.requeue_after <= std::time::Duration::from_secs(10));
+
+    // Looked at again, still there: no second Event.
+    let mut again =
+        Case::new("still there", spec("1.0.0"), refused.status.clone()).serving("1.0.0");
+    again.foreign = Some("Service lc-api".into());
+    assert!(!has_note(&again.run(), "ObjectNotOwned"));
+
+    // Gone: not Stalled any more.
+    let cleared = Case::new("gone", spec("1.0.0"), refused.status.clone())
+        .serving("1.0.0")
+        .run();
+    assert_eq!(kstatus(&cleared), (false, false));
 }

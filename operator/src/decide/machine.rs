@@ -1,0 +1,236 @@
+//! One run of the state machine: the copy of the status it edits, what it has decided so
+//! far, and the helpers every phase uses.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::SignedDuration;
+use listacompra_crds::status::{HistoryEntry, MAX_HISTORY, Outcome, condition};
+use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
+
+use super::*;
+use crate::conditions;
+use crate::workload::{SpecSource, Workload, image_ref};
+
+/// One run of the state machine over a copy of the status.
+pub(super) struct Machine<'o, 'a> {
+    pub(super) o: &'o Observed<'a>,
+    pub(super) now: Time,
+    pub(super) status: ListaCompraReleaseStatus,
+    pub(super) workload: Option<Workload>,
+    pub(super) actions: Vec<Action>,
+    pub(super) notes: Vec<Note>,
+    pub(super) requeue_after: Duration,
+    /// What the release waits for before it launches anything (Reconciling says it).
+    pub(super) waiting: Option<String>,
+    /// Why the release is held (Progressing=False with this reason), if it is.
+    pub(super) hold: Option<(&'static str, String)>,
+}
+
+impl<'o, 'a> Machine<'o, 'a> {
+    pub(super) fn new(o: &'o Observed<'a>) -> Self {
+        let mut status = o.status.clone();
+        status.observed_generation = Some(o.generation);
+        let hold = conditions::get(&status.conditions, condition::PROGRESSING)
+            .filter(|c| c.status == "False")
+            .and_then(|c| {
+                HOLD_REASONS
+                    .iter()
+                    .find(|r| **r == c.reason)
+                    .map(|r| (*r, c.message.clone()))
+            });
+        Self {
+            o,
+            now: Time(o.now),
+            status,
+            workload: None,
+            actions: Vec::new(),
+            notes: Vec::new(),
+            requeue_after: SETTLED,
+            waiting: None,
+            hold,
+        }
+    }
+
+    pub(super) fn spec(&self) -> &ListaCompraReleaseSpec {
+        self.o.spec
+    }
+
+    pub(super) fn version(&self) -> &str {
+        &self.o.spec.version
+    }
+
+    pub(super) fn target(&self) -> Workload {
+        Workload {
+            version: self.o.spec.version.clone(),
+            image: image_ref(&self.o.spec.image, &self.o.spec.version),
+            spec: SpecSource::Current,
+        }
+    }
+
+    /// The current attempt's number (0 before the first release started).
+    pub(super) fn attempt(&self) -> i64 {
+        self.status.attempt.unwrap_or(0)
+    }
+
+    /// The version and image the current attempt started with (recorded in status; the
+    /// spec's for a status written before attempts were recorded).
+    pub(super) fn attempted(&self) -> Workload {
+        let target = self.target();
+        Workload {
+            version: self
+                .status
+                .current_version
+                .clone()
+                .unwrap_or(target.version),
+            image: self.status.current_image.clone().unwrap_or(target.image),
+            spec: SpecSource::Current,
+        }
+    }
+
+    pub(super) fn stable(&self) -> Option<Workload> {
+        match (&self.status.stable_version, &self.status.stable_image) {
+            (Some(version), Some(image)) => Some(Workload {
+                version: version.clone(),
+                image: image.clone(),
+                spec: SpecSource::Stable,
+            }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn note(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
+        self.notes.push(Note {
+            warning,
+            reason: reason.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn set_condition(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            self.o.generation,
+            &self.now,
+        );
+    }
+
+    pub(super) fn wait(&mut self) {
+        self.requeue_after = self.requeue_after.min(WAIT);
+    }
+
+    pub(super) fn requeue_in(&mut self, wait: SignedDuration) {
+        let wait = Duration::try_from(wait)
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        self.requeue_after = self.requeue_after.min(wait);
+    }
+
+    pub(super) fn schema_target(&self) -> Option<i64> {
+        let m = &self.spec().migrations;
+        if m.enabled { m.schema_version } else { None }
+    }
+
+    pub(super) fn deadline_passed(&self) -> bool {
+        self.status
+            .release_start_time
+            .as_ref()
+            .is_some_and(|start| {
+                self.o.now >= start.0 + seconds(self.spec().progress_deadline_seconds)
+            })
+    }
+
+    pub(super) fn push_history(
+        &mut self,
+        outcome: Outcome,
+        reason: Option<String>,
+        message: Option<String>,
+    ) {
+        let Some(version) = self.status.current_version.clone() else {
+            return;
+        };
+        let start_time = self
+            .status
+            .release_start_time
+            .clone()
+            .unwrap_or_else(|| self.now.clone());
+        self.status.history.insert(
+            0,
+            HistoryEntry {
+                version,
+                schema_version: self.schema_target(),
+                start_time,
+                end_time: Some(self.now.clone()),
+                outcome,
+                reason,
+                message,
+            },
+        );
+        self.status.history.truncate(MAX_HISTORY);
+    }
+
+    pub(super) fn is_serving(&self, workload: &Workload) -> bool {
+        self.o.workload.available
+            && self.o.workload.hash.as_deref() == Some(desired_hash(self.o, workload).as_str())
+    }
+
+    pub(super) fn settled(&mut self, serving: Option<Workload>) {
+        self.workload = serving;
+    }
+
+    /// Time paused does not count toward the release deadline: a pause is recorded when
+    /// it begins, and on unpause the start time moves forward by its length.
+    pub(super) fn stop_the_clock_while_paused(&mut self) {
+        let in_flight = matches!(
+            self.status.phase,
+            Some(Phase::Pending | Phase::Migrating | Phase::RollingOut | Phase::Verifying)
+        );
+        if self.spec().paused && in_flight {
+            if self.status.paused_since.is_none() {
+                self.status.paused_since = Some(self.now.clone());
+            }
+        } else if let Some(since) = self.status.paused_since.take()
+            && let Some(start) = self.status.release_start_time.as_mut()
+        {
+            let paused = self.now.0.duration_since(since.0);
+            start.0 += paused;
+        }
+    }
+
+    pub(super) fn pause(&mut self) {
+        self.set_hold(
+            "Paused",
+            "spec.paused is true; the release waits at this step".to_owned(),
+        );
+    }
+
+    pub(super) fn set_hold(&mut self, reason: &'static str, message: String) {
+        self.hold = Some((reason, message));
+        self.requeue_after = SETTLED;
+    }
+
+    /// A child it would apply belongs to someone else: apply nothing, say so (Stalled, one
+    /// Event), and look again, going on by itself once the object is gone.
+    pub(super) fn refuse_takeover(&mut self, object: &str) {
+        let message = format!(
+            "{object} exists and is not controlled by this release; the operator does not take over objects it did not create. Fix: delete or rename it"
+        );
+        let before = conditions::get(&self.o.status.conditions, condition::STALLED)
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        if before != Some((OBJECT_NOT_OWNED.to_owned(), message.clone())) {
+            self.note(true, OBJECT_NOT_OWNED, message.clone());
+        }
+        self.set_hold(OBJECT_NOT_OWNED, message);
+        self.requeue_in(RECHECK);
+    }
+}

@@ -1,0 +1,311 @@
+//! The release state machine: a pure function from what the operator observed to what it
+//! should do next. No I/O here; `controller` gathers [`Observed`] and carries out the
+//! [`Decision`].
+//!
+//! ```text
+//! Pending → Migrating → RollingOut → Verifying → Succeeded
+//!              │            │            │
+//!              └────────────┴────────────┴──▶ RollingBack → RolledBack
+//!                                                 └──────▶ Failed
+//! ```
+//!
+//! Every step is idempotent and all progress lives in the status and the child objects, so
+//! a restarted operator resumes where the last one stood.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use listacompra_crds::status::{KpiResult, condition};
+use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
+
+mod machine;
+mod migrating;
+mod pending;
+mod report;
+mod rolling_back;
+mod rolling_out;
+mod verifying;
+
+use machine::Machine;
+
+use crate::conditions;
+use crate::naming::JobPurpose;
+use crate::references::Reference;
+use crate::workload::{SpecSource, Workload, image_ref};
+
+/// State of one Job the operator created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Not found (not created yet, or deleted).
+    Absent,
+    /// Created and not finished.
+    Running,
+    /// Complete.
+    Succeeded,
+    /// Failed, with the reason from its conditions.
+    Failed(String),
+}
+
+/// State of the API Deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// Hash of what the operator last applied (annotation), if the Deployment exists.
+    pub hash: Option<String>,
+    /// The Deployment has rolled out its current template: all replicas updated and
+    /// available, none of an older template left.
+    pub available: bool,
+    /// The Deployment reported `ProgressDeadlineExceeded`, with its message.
+    pub stalled: Option<String>,
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    /// Name of the release.
+    pub release: &'a str,
+    /// `metadata.generation` of the release.
+    pub generation: i64,
+    /// The spec.
+    pub spec: &'a ListaCompraReleaseSpec,
+    /// The spec recorded when the stable version succeeded, if found.
+    pub stable_spec: Option<&'a ListaCompraReleaseSpec>,
+    /// The status as read.
+    pub status: &'a ListaCompraReleaseStatus,
+    /// The migration Job named in the status.
+    pub migration_job: JobState,
+    /// The schema revert Job named in the status.
+    pub revert_job: JobState,
+    /// The API Deployment.
+    pub workload: WorkloadState,
+    /// A health check performed for this reconcile (see [`gate_due`]).
+    pub health_check: Option<Result<(), String>>,
+    /// A KPI measurement performed for this reconcile (see [`gate_due`]).
+    pub measurement: Option<Vec<KpiResult>>,
+    /// What the spec names that does not exist (checked only when [`may_launch`]): the
+    /// release launches nothing until it is empty.
+    pub missing: Vec<Reference>,
+    /// A child the operator would apply exists and is not controlled by this release (its
+    /// kind and name, e.g. `Service lc-api`): it is never taken over.
+    pub foreign: Option<String>,
+    /// The time of this reconcile.
+    pub now: Timestamp,
+}
+
+/// A change to make to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create a migration or revert Job (its name is deterministic).
+    CreateJob {
+        /// Job name.
+        name: String,
+        /// The release attempt the Job belongs to.
+        attempt: i64,
+        /// Migrate forward or revert.
+        purpose: JobPurpose,
+        /// Image and version that run it.
+        workload: Workload,
+        /// Schema revision to move to.
+        revision: i64,
+    },
+    /// Record the current spec as the stable one (a ControllerRevision named after the
+    /// version), so that a later rollback restores exactly this pod template.
+    RecordStable {
+        /// The version that became stable.
+        version: String,
+    },
+    /// Delete a Job that must not go on (deadline passed).
+    DeleteJob {
+        /// Job name.
+        name: String,
+    },
+}
+
+/// A Kubernetes Event to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message for people.
+    pub message: String,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The status to write (written only when it differs from the one read).
+    pub status: ListaCompraReleaseStatus,
+    /// The workload that must be serving: the controller applies it when the live
+    /// Deployment differs. `None` leaves the Deployment alone.
+    pub workload: Option<Workload>,
+    /// Jobs to create or delete.
+    pub actions: Vec<Action>,
+    /// Events to emit.
+    pub notes: Vec<Note>,
+    /// When to look again, at the latest (watches on children wake the operator earlier).
+    pub requeue_after: Duration,
+}
+
+/// Which gate check is due now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateDue {
+    /// Nothing to check now.
+    Nothing,
+    /// Run one health check.
+    Health,
+    /// Take one KPI measurement.
+    Measurement,
+}
+
+/// How long to wait when waiting on a Job or a rollout (their watches usually wake us first).
+const WAIT: Duration = Duration::from_secs(5);
+/// How often to look at a settled release, to repair drift.
+const SETTLED: Duration = Duration::from_secs(300);
+
+/// Reconciling reason while a release waits for what its spec names.
+const WAITING_FOR_REFERENCES: &str = "WaitingForReferences";
+/// Stalled reason (and Event reason) once it has waited past its deadline.
+const REFERENCES_MISSING: &str = "ReferencesMissing";
+/// How often a release that waits for something outside its control looks again.
+const RECHECK: SignedDuration = SignedDuration::from_secs(10);
+/// Stalled reason (and Event reason) while a child it would apply belongs to someone else.
+const OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
+/// Stalled reasons that clear by themselves once the cause is gone (no retry token needed).
+const SELF_CLEARING: [&str; 2] = [REFERENCES_MISSING, OBJECT_NOT_OWNED];
+/// Appended to a Stalled message that a person must act on.
+const STALLED_HINT: &str = "; change spec.version or spec.retryToken to go on";
+
+/// Progressing reasons that hold a release until its target changes.
+const HOLD_REASONS: [&str; 2] = ["AnalysisPaused", "AnalysisInconclusive"];
+
+fn seconds(n: i32) -> SignedDuration {
+    SignedDuration::from_secs(i64::from(n))
+}
+
+fn held(status: &ListaCompraReleaseStatus) -> bool {
+    conditions::get(&status.conditions, condition::PROGRESSING)
+        .is_some_and(|c| c.status == "False" && HOLD_REASONS.contains(&c.reason.as_str()))
+}
+
+/// Which gate check the controller should run before calling [`decide`].
+pub fn gate_due(
+    spec: &ListaCompraReleaseSpec,
+    status: &ListaCompraReleaseStatus,
+    now: Timestamp,
+) -> GateDue {
+    if status.phase != Some(Phase::Verifying)
+        || spec.paused
+        || held(status)
+        || is_new_target(spec, status)
+    {
+        return GateDue::Nothing;
+    }
+    let health = status.health.clone().unwrap_or_default();
+    if !health.passed {
+        let next = health.last_check_time.map_or(Timestamp::UNIX_EPOCH, |t| {
+            t.0 + seconds(spec.health.interval_seconds)
+        });
+        return if now >= next {
+            GateDue::Health
+        } else {
+            GateDue::Nothing
+        };
+    }
+    match (&spec.analysis, &status.verification_start_time) {
+        (Some(analysis), Some(start)) => {
+            let taken = status.last_analysis.as_ref().map_or(0, |a| a.measurement);
+            if taken >= analysis.measurements {
+                return GateDue::Nothing;
+            }
+            let next = start.0
+                + seconds(analysis.initial_delay_seconds)
+                + seconds(analysis.interval_seconds * taken);
+            if now >= next {
+                GateDue::Measurement
+            } else {
+                GateDue::Nothing
+            }
+        }
+        _ => GateDue::Nothing,
+    }
+}
+
+/// A release starts when the version or the retry token changes, or when the image of a
+/// settled version changes under it.
+fn is_new_target(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
+    status.current_version.as_deref() != Some(spec.version.as_str())
+        || status.observed_retry_token != spec.retry_token
+        || (status.phase == Some(Phase::Succeeded)
+            && status.stable_image.as_deref()
+                != Some(image_ref(&spec.image, &spec.version).as_str()))
+}
+
+/// Whether this reconcile may launch an attempt's first Job or rollout, so the controller
+/// must check that what the spec names exists (see [`Observed::missing`]).
+pub fn may_launch(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
+    matches!(status.phase, None | Some(Phase::Pending))
+        || (is_new_target(spec, status) && status.phase != Some(Phase::RollingBack))
+}
+
+/// Decides the next step of a release.
+pub fn decide(o: &Observed<'_>) -> Decision {
+    let mut m = Machine::new(o);
+    if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
+        m.start_release();
+    }
+    m.stop_the_clock_while_paused();
+    match m.status.phase {
+        None | Some(Phase::Pending) => m.pending(),
+        Some(Phase::Migrating) => m.migrating(),
+        Some(Phase::RollingOut) => m.rolling_out(),
+        Some(Phase::Verifying) => m.verifying(),
+        Some(Phase::RollingBack) => m.rolling_back(),
+        Some(Phase::Succeeded) => {
+            // The stable record is written after the status says Succeeded: put it back if
+            // that write was lost.
+            if o.stable_spec.is_none()
+                && let Some(version) = m.status.stable_version.clone()
+            {
+                m.actions.push(Action::RecordStable { version });
+            }
+            m.settled(Some(m.target()));
+        }
+        Some(Phase::RolledBack) => m.settled(m.stable()),
+        Some(Phase::Failed) => m.settled(None),
+    }
+    if let (Some(object), Some(_)) = (&o.foreign, &m.workload) {
+        m.refuse_takeover(object);
+    }
+    m.finish()
+}
+
+/// The spec a workload's pod template is built from.
+pub fn spec_for<'a>(o: &Observed<'a>, workload: &Workload) -> &'a ListaCompraReleaseSpec {
+    match workload.spec {
+        SpecSource::Current => o.spec,
+        SpecSource::Stable => o.stable_spec.unwrap_or(o.spec),
+    }
+}
+
+/// The hash of the Deployment that runs `workload`.
+pub fn desired_hash(o: &Observed<'_>, workload: &Workload) -> String {
+    crate::workload::deployment_hash(o.release, spec_for(o, workload), workload)
+}
+
+/// CamelCase name of a phase (also the Event reason of a phase change).
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pending => "Pending",
+        Phase::Migrating => "Migrating",
+        Phase::RollingOut => "RollingOut",
+        Phase::Verifying => "Verifying",
+        Phase::Succeeded => "Succeeded",
+        Phase::RollingBack => "RollingBack",
+        Phase::RolledBack => "RolledBack",
+        Phase::Failed => "Failed",
+    }
+}
+
+#[cfg(test)]
+mod tests;

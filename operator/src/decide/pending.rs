@@ -1,0 +1,151 @@
+//! Starting an attempt (a new version, a new retry token, or a return to an earlier
+//! version) and the Pending phase, which launches the migration or the rollout.
+
+use listacompra_crds::Phase;
+use listacompra_crds::status::{Outcome, condition};
+
+use super::machine::Machine;
+use super::*;
+use crate::conditions;
+use crate::naming::{self, JobPurpose};
+use crate::workload::image_ref;
+
+impl Machine<'_, '_> {
+    pub(super) fn start_release(&mut self) {
+        if matches!(
+            self.status.phase,
+            Some(Phase::Pending | Phase::Migrating | Phase::RollingOut | Phase::Verifying)
+        ) {
+            let superseded = self.status.current_version.clone().unwrap_or_default();
+            let message = format!("superseded by {}", self.version());
+            self.push_history(
+                Outcome::Superseded,
+                Some("Superseded".to_owned()),
+                Some(message.clone()),
+            );
+            self.note(
+                false,
+                "Superseded",
+                format!("release of {superseded} {message}"),
+            );
+            if let (Some(name), JobState::Running) =
+                (self.status.migration_job.clone(), &self.o.migration_job)
+            {
+                self.actions.push(Action::DeleteJob { name });
+            }
+        }
+        let s = &mut self.status;
+        s.phase = Some(Phase::Pending);
+        s.attempt = Some(s.attempt.unwrap_or(0) + 1);
+        s.current_version = Some(self.o.spec.version.clone());
+        s.current_image = Some(image_ref(&self.o.spec.image, &self.o.spec.version));
+        s.observed_retry_token = self.o.spec.retry_token.clone();
+        s.release_start_time = Some(self.now.clone());
+        s.paused_since = None;
+        s.migration_job = None;
+        s.revert_job = None;
+        s.verification_start_time = None;
+        s.health = None;
+        s.last_analysis = None;
+        self.hold = None;
+        let stable = self
+            .status
+            .stable_version
+            .clone()
+            .unwrap_or_else(|| "none".to_owned());
+        self.set_condition(
+            condition::DEGRADED,
+            false,
+            "Releasing",
+            format!("releasing {}", self.version()),
+        );
+        self.note(
+            false,
+            "ReleaseStarted",
+            format!("releasing {} (stable: {stable})", self.version()),
+        );
+    }
+
+    pub(super) fn pending(&mut self) {
+        self.status.phase = Some(Phase::Pending);
+        if self.spec().paused {
+            return self.pause();
+        }
+        if !self.o.missing.is_empty() {
+            return self.wait_for_references();
+        }
+        // Something is launched now: the deadline counts from here, not from the time spent
+        // waiting for references.
+        self.status.release_start_time = Some(self.now.clone());
+        match self.schema_target() {
+            Some(revision) => {
+                let name = naming::job_name(
+                    self.o.release,
+                    JobPurpose::Migrate,
+                    self.version(),
+                    revision,
+                    self.attempt(),
+                );
+                self.status.migration_job = Some(name.clone());
+                self.status.phase = Some(Phase::Migrating);
+                self.set_condition(
+                    condition::MIGRATIONS_APPLIED,
+                    false,
+                    "Migrating",
+                    format!("migration Job {name} moves the schema to revision {revision}"),
+                );
+                self.create_migration_job(name, revision);
+            }
+            None => {
+                self.set_condition(
+                    condition::MIGRATIONS_APPLIED,
+                    true,
+                    "MigrationsDisabled",
+                    "migrations are disabled for this release",
+                );
+                self.start_rollout();
+            }
+        }
+    }
+
+    /// Launches nothing while something the spec names is missing: Reconciling says what,
+    /// an Event tells it once, and the release polls until it appears. Past the deadline it
+    /// is Stalled (so Flux or Helm `--wait` stop waiting), and it still starts by itself.
+    fn wait_for_references(&mut self) {
+        let what = self
+            .o
+            .missing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!("waiting for {what} to exist before launching anything");
+        let before = |type_: &str| {
+            conditions::get(&self.o.status.conditions, type_)
+                .map(|c| (c.reason.clone(), c.message.clone()))
+        };
+        if self.deadline_passed() {
+            let message = format!(
+                "{message}; missing for more than {}s, the release starts once it exists",
+                self.spec().progress_deadline_seconds
+            );
+            if before(condition::STALLED)
+                != Some((
+                    REFERENCES_MISSING.to_owned(),
+                    format!("{message}{STALLED_HINT}"),
+                ))
+            {
+                self.note(true, REFERENCES_MISSING, message.clone());
+            }
+            self.set_hold(REFERENCES_MISSING, message);
+        } else {
+            if before(condition::RECONCILING)
+                != Some((WAITING_FOR_REFERENCES.to_owned(), message.clone()))
+            {
+                self.note(true, REFERENCES_MISSING, message.clone());
+            }
+            self.waiting = Some(message);
+        }
+        self.requeue_in(RECHECK);
+    }
+}

@@ -1,0 +1,191 @@
+//! The conditions (Progressing, Ready, Available, Reconciling, Stalled, RolledBack) and the
+//! phase-change Event that follow from where the machine ended.
+
+use listacompra_crds::Phase;
+use listacompra_crds::status::condition;
+
+use super::machine::Machine;
+use super::*;
+use crate::conditions;
+
+impl Machine<'_, '_> {
+    pub(super) fn finish(mut self) -> Decision {
+        let phase = self.status.phase.unwrap_or(Phase::Pending);
+        let version = self.version().to_owned();
+        let stable = self.status.stable_version.clone();
+        let (progressing, p_reason, p_message) = match (&self.hold, phase) {
+            (Some((reason, message)), _) => (false, *reason, message.clone()),
+            (None, _) if self.waiting.is_some() => (
+                true,
+                WAITING_FOR_REFERENCES,
+                self.waiting.clone().unwrap_or_default(),
+            ),
+            (None, Phase::Succeeded) => {
+                (false, "ReleaseSucceeded", format!("{version} is released"))
+            }
+            (None, Phase::RolledBack) => {
+                (false, "RolledBack", format!("{version} was rolled back"))
+            }
+            (None, Phase::Failed) => (
+                false,
+                "ReleaseFailed",
+                format!("the release of {version} failed"),
+            ),
+            (None, Phase::RollingBack) => {
+                (true, "RollingBack", format!("rolling back from {version}"))
+            }
+            (None, p) => (true, phase_name(p), format!("releasing {version}")),
+        };
+        self.set_condition(condition::PROGRESSING, progressing, p_reason, p_message);
+
+        // Ready: the desired version serves (kstatus reads Ready=False as not yet Current).
+        let in_flight = matches!(
+            phase,
+            Phase::Pending
+                | Phase::Migrating
+                | Phase::RollingOut
+                | Phase::Verifying
+                | Phase::RollingBack
+        );
+        let (ready, r_reason, r_message) = match phase {
+            Phase::Succeeded => (true, "Serving", format!("{version} serves")),
+            Phase::RolledBack => (
+                false,
+                "RolledBack",
+                format!(
+                    "{version} failed and was rolled back; {} serves",
+                    stable.as_deref().unwrap_or("the stable version")
+                ),
+            ),
+            Phase::Failed => (
+                false,
+                "ReleaseFailed",
+                format!("the release of {version} failed"),
+            ),
+            _ => (false, "Releasing", format!("{version} is not released yet")),
+        };
+        self.set_condition(condition::READY, ready, r_reason, r_message);
+
+        // Available: some version serves, the desired one or the stable one.
+        let (available, a_reason, a_message) = match (phase, &stable) {
+            (Phase::Succeeded, _) => (true, "Serving", format!("{version} serves")),
+            (Phase::Failed, _) => (
+                false,
+                "ReleaseFailed",
+                "the release failed and nothing was rolled back".to_owned(),
+            ),
+            (_, Some(s)) => (true, "StableServing", format!("{s} serves")),
+            (_, None) => (
+                false,
+                "NotYetServing",
+                "no version has passed the gates yet".to_owned(),
+            ),
+        };
+        self.set_condition(condition::AVAILABLE, available, a_reason, a_message);
+
+        // kstatus (Flux, Helm --wait, cli-utils): Reconciling while an attempt is in flight
+        // and moving; Stalled once it ended failed or waits for a person, until the spec
+        // changes. A spec pause is neither: the release is simply not done.
+        let held_for_person = self
+            .hold
+            .as_ref()
+            .is_some_and(|(reason, _)| *reason != "Paused");
+        let (reconciling, c_reason, c_message) = match &self.hold {
+            None if in_flight => match &self.waiting {
+                Some(waiting) => (true, WAITING_FOR_REFERENCES, waiting.clone()),
+                None => (true, phase_name(phase), format!("releasing {version}")),
+            },
+            Some((reason, message)) if in_flight && !held_for_person => {
+                (false, *reason, message.clone())
+            }
+            _ => (false, "Settled", "no release in flight".to_owned()),
+        };
+        self.set_condition(condition::RECONCILING, reconciling, c_reason, c_message);
+        let degraded = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        let (stalled, s_reason, s_message) = match (phase, &self.hold, degraded) {
+            (Phase::RolledBack | Phase::Failed, _, Some((reason, message))) => {
+                (true, reason, message)
+            }
+            (Phase::RolledBack | Phase::Failed, _, None) => (
+                true,
+                phase_name(phase).to_owned(),
+                format!("the release of {version} ended {}", phase_name(phase)),
+            ),
+            (_, Some((reason, message)), _) if held_for_person => {
+                (true, (*reason).to_owned(), message.clone())
+            }
+            _ => (
+                false,
+                "NotStalled".to_owned(),
+                "nothing blocks the release".to_owned(),
+            ),
+        };
+        // A release stalled on a missing reference or someone else's object goes on by itself.
+        let s_message = if stalled && !SELF_CLEARING.contains(&s_reason.as_str()) {
+            format!("{s_message}{STALLED_HINT}")
+        } else {
+            s_message
+        };
+        self.set_condition(condition::STALLED, stalled, &s_reason, s_message);
+
+        let rolled_back = phase == Phase::RolledBack;
+        let rb_message = if rolled_back {
+            format!(
+                "{version} was rolled back to {}",
+                stable.clone().unwrap_or_default()
+            )
+        } else {
+            "no rollback in effect".to_owned()
+        };
+        self.set_condition(
+            condition::ROLLED_BACK,
+            rolled_back,
+            if rolled_back {
+                "RolledBack"
+            } else {
+                "NotRolledBack"
+            },
+            rb_message,
+        );
+        if conditions::get(&self.status.conditions, condition::DEGRADED).is_none() {
+            self.set_condition(
+                condition::DEGRADED,
+                false,
+                "NoFailure",
+                "no release has failed",
+            );
+        }
+        if conditions::get(&self.status.conditions, condition::MIGRATIONS_APPLIED).is_none() {
+            self.set_condition(
+                condition::MIGRATIONS_APPLIED,
+                false,
+                "NotMigrated",
+                "no migration has run yet",
+            );
+        }
+
+        if self.o.status.phase != self.status.phase {
+            let warning = matches!(
+                phase,
+                Phase::RollingBack | Phase::RolledBack | Phase::Failed
+            );
+            let from = self.o.status.phase.map_or("none", phase_name);
+            if !self.notes.iter().any(|n| n.reason == phase_name(phase)) {
+                self.note(
+                    warning,
+                    phase_name(phase),
+                    format!("{from} → {} ({version})", phase_name(phase)),
+                );
+            }
+        }
+        Decision {
+            status: self.status,
+            workload: self.workload,
+            actions: self.actions,
+            notes: self.notes,
+            requeue_after: self.requeue_after,
+        }
+    }
+}

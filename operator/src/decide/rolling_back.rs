@@ -1,0 +1,205 @@
+//! Failure and RollingBack: the workload goes back to the stable version and the schema to
+//! the revision it needs, each with a deadline; without a stable version the release fails.
+
+use listacompra_crds::Phase;
+use listacompra_crds::status::{Outcome, condition};
+
+use super::machine::Machine;
+use super::*;
+use crate::conditions;
+use crate::naming::{self, JobPurpose};
+
+impl Machine<'_, '_> {
+    /// The release failed for `reason`: roll back when allowed and possible, else stop.
+    pub(super) fn fail(&mut self, reason: &str, message: String) {
+        self.status.failed_version = Some(self.version().to_owned());
+        self.set_condition(condition::DEGRADED, true, reason, message.clone());
+        let stable = self.status.stable_version.clone();
+        if let (true, Some(stable)) = (self.spec().rollback.automatic, &stable) {
+            self.note(true, reason, format!("{message}; rolling back to {stable}"));
+            self.status.phase = Some(Phase::RollingBack);
+            return self.rolling_back();
+        }
+        let why = if stable.is_none() {
+            "no stable version to roll back to"
+        } else {
+            "automatic rollback is off"
+        };
+        let message = format!("{message}; {why}");
+        self.set_condition(condition::DEGRADED, true, reason, message.clone());
+        self.note(true, reason, message.clone());
+        self.push_history(Outcome::Failed, Some(reason.to_owned()), Some(message));
+        self.status.phase = Some(Phase::Failed);
+        // Leave the Deployment as it is for a person to act on.
+        self.workload = None;
+    }
+
+    pub(super) fn rolling_back(&mut self) {
+        let Some(stable) = self.stable() else {
+            return self.fail(
+                "NoStableVersion",
+                "rollback started without a stable version".to_owned(),
+            );
+        };
+        let stable_schema = self.status.stable_schema_version;
+        let revert_needed = self.spec().rollback.revert_schema
+            && self.status.migration_job.is_some()
+            && stable_schema.is_some()
+            && self.status.schema_version != stable_schema;
+        // The rollback's own deadline applies only while it still waits: a reconcile that
+        // comes late (after a restart or a backoff) and finds it complete finishes it.
+        let revert_done =
+            self.status.revert_job.is_some() && self.o.revert_job == JobState::Succeeded;
+        let complete = self.is_serving(&stable) && (!revert_needed || revert_done);
+        if !complete && self.rollback_deadline_passed() {
+            let waiting = if self.status.revert_job.is_some() {
+                format!(
+                    "the schema revert Job {} had not finished",
+                    self.status.revert_job.clone().unwrap_or_default()
+                )
+            } else {
+                format!("{} did not become available", stable.version)
+            };
+            return self.abort_rollback(
+                "RollbackTimedOut",
+                format!(
+                    "the rollback to {} did not finish within {}s: {waiting}",
+                    stable.version,
+                    self.spec().progress_deadline_seconds
+                ),
+            );
+        }
+        // When the failing version declares it runs on the stable schema, revert the schema
+        // while it still serves, then roll the workload back; otherwise the other way round.
+        let schema_first = revert_needed
+            && stable_schema.is_some_and(|s| {
+                self.spec()
+                    .migrations
+                    .min_schema_version
+                    .or(self.schema_target())
+                    .is_some_and(|min| min <= s)
+            });
+        if schema_first {
+            if !self.revert_schema(stable_schema.unwrap_or_default()) {
+                return;
+            }
+            self.workload = Some(stable.clone());
+        } else {
+            self.workload = Some(stable.clone());
+            if !self.is_serving(&stable) {
+                return self.wait();
+            }
+            if revert_needed && !self.revert_schema(stable_schema.unwrap_or_default()) {
+                return;
+            }
+        }
+        self.workload = Some(stable.clone());
+        if !self.is_serving(&stable) {
+            return self.wait();
+        }
+        let reason = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap_or_default();
+        self.status.phase = Some(Phase::RolledBack);
+        if self.spec().migrations.enabled && self.status.schema_version == stable_schema {
+            let revision = stable_schema.map_or_else(|| "?".to_owned(), |r| r.to_string());
+            self.set_condition(
+                condition::MIGRATIONS_APPLIED,
+                true,
+                "SchemaAtRevision",
+                format!("schema at revision {revision}, as {} needs", stable.version),
+            );
+        }
+        let failed = self.status.current_version.clone().unwrap_or_default();
+        self.push_history(
+            Outcome::RolledBack,
+            Some(reason.0.clone()),
+            Some(reason.1.clone()),
+        );
+        self.note(
+            true,
+            "RolledBack",
+            format!(
+                "rolled back from {failed} to {}: {}",
+                stable.version, reason.1
+            ),
+        );
+    }
+
+    /// Runs (or waits for) the schema revert Job. True once the schema is back.
+    pub(super) fn revert_schema(&mut self, revision: i64) -> bool {
+        // The failing attempt's image knows the down migrations from its revision: the one
+        // recorded when the attempt started, not whatever the spec says now (a GitOps revert
+        // of `version` during the rollback must not run an image that lacks them).
+        let failing = self.attempted();
+        let name = self.status.revert_job.clone().unwrap_or_else(|| {
+            naming::job_name(
+                self.o.release,
+                JobPurpose::Revert,
+                &failing.version,
+                revision,
+                self.attempt(),
+            )
+        });
+        let first_look = self.status.revert_job.is_none();
+        self.status.revert_job = Some(name.clone());
+        match (&self.o.revert_job, first_look) {
+            (_, true) | (JobState::Absent, false) => {
+                self.actions.push(Action::CreateJob {
+                    name,
+                    attempt: self.attempt(),
+                    purpose: JobPurpose::Revert,
+                    workload: failing,
+                    revision,
+                });
+                self.wait();
+                false
+            }
+            (JobState::Running, false) => {
+                self.wait();
+                false
+            }
+            (JobState::Succeeded, false) => {
+                self.status.schema_version = Some(revision);
+                self.note(
+                    false,
+                    "SchemaReverted",
+                    format!("revert Job {name} moved the schema back to revision {revision}"),
+                );
+                true
+            }
+            (JobState::Failed(why), false) => {
+                let message = format!(
+                    "schema revert Job {name} failed: {why}; the schema may be between revisions"
+                );
+                self.set_condition(
+                    condition::MIGRATIONS_APPLIED,
+                    false,
+                    "SchemaRevertFailed",
+                    message.clone(),
+                );
+                self.abort_rollback("SchemaRevertFailed", message);
+                false
+            }
+        }
+    }
+
+    /// The rollback has a deadline of its own: `progressDeadlineSeconds` from the failure
+    /// that started it (when Degraded turned True).
+    pub(super) fn rollback_deadline_passed(&self) -> bool {
+        conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .is_some_and(|c| {
+                self.o.now
+                    >= c.last_transition_time.0 + seconds(self.spec().progress_deadline_seconds)
+            })
+    }
+
+    /// Ends a rollback that cannot finish: Failed, with the reason and what it waited for.
+    pub(super) fn abort_rollback(&mut self, reason: &str, message: String) {
+        self.set_condition(condition::DEGRADED, true, reason, message.clone());
+        self.note(true, reason, message.clone());
+        self.push_history(Outcome::Failed, Some(reason.to_owned()), Some(message));
+        self.status.phase = Some(Phase::Failed);
+    }
+}
