@@ -1,1 +1,2 @@
-DROP INDEX outbox_events_published_idx;
+-- no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS outbox_events_published_idx;

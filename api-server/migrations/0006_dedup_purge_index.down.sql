@@ -1,1 +1,2 @@
-DROP INDEX processed_events_processed_at_idx;
+-- no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS processed_events_processed_at_idx;

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::ai::{OfflineProvider, PerplexityProvider, Worker};
+use crate::ai::{OfflineProvider, PerplexityProvider, Retrying, Worker};
 use crate::amqp::Topology;
 use crate::auth::{Argon2Hasher, Tokens};
 use crate::cache::{self, RedisCache};
@@ -23,17 +23,36 @@ use crate::store::{self, PgStore};
 use crate::usecases::UseCases;
 use crate::{Error, Result};
 
-/// The provider the configuration asks for: Perplexity with a key, else offline.
+/// The provider the configuration asks for: Perplexity with a key (retried by
+/// `AI_PROVIDER_RETRIES` / `AI_PROVIDER_MAX_DELAY_MS`), else offline.
 pub fn provider(config: &Config) -> Result<Arc<dyn SuggestionProvider>> {
     Ok(match &config.pplx_api_key {
-        Some(key) => Arc::new(PerplexityProvider::new(
-            &config.pplx_base_url,
-            key,
-            &config.pplx_model,
-            config.pplx_timeout,
-        )?),
+        Some(key) => Arc::new(Retrying::new(
+            Arc::new(PerplexityProvider::new(
+                &config.pplx_base_url,
+                key,
+                &config.pplx_model,
+                config.pplx_timeout,
+            )?),
+            config.messaging.provider_retry,
+        )),
         None => Arc::new(OfflineProvider),
     })
+}
+
+/// The provider that answers when the configured one fails: the offline one with
+/// `AI_OFFLINE_FALLBACK` (and a Perplexity key; without one the offline one answers anyway).
+pub fn fallback(config: &Config) -> Option<Arc<dyn SuggestionProvider>> {
+    (config.messaging.offline_fallback && config.pplx_api_key.is_some())
+        .then(|| Arc::new(OfflineProvider) as Arc<dyn SuggestionProvider>)
+}
+
+/// The broker's endpoint (`RABBITMQ_URL`, `RABBITMQ_CA_FILE`).
+pub fn broker(config: &Config) -> crate::amqp::Endpoint {
+    crate::amqp::Endpoint {
+        url: config.rabbitmq_url.clone(),
+        ca: config.rabbitmq_ca.clone(),
+    }
 }
 
 /// A shutdown switch: flip it to true and everything drains and stops.
@@ -86,13 +105,14 @@ pub fn spawn_workers(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let topology = Topology::new(&config.amqp_prefix);
-    let relay = Relay::new(
+    let mut relay = Relay::new(
         pool.clone(),
-        config.rabbitmq_url.clone(),
+        broker(config),
         topology.clone(),
         metrics.clone(),
     );
-    let worker = Worker::new(
+    relay.max_attempts = config.messaging.outbox_max_attempts;
+    let mut worker = Worker::new(
         PgStore::new(pool.clone()),
         provider(config)?,
         Some(Arc::new(RedisCache::new(
@@ -100,9 +120,13 @@ pub fn spawn_workers(
             config.ai_cache_ttl,
         ))),
         metrics.clone(),
-        config.rabbitmq_url.clone(),
+        broker(config),
         topology,
     );
+    worker.max_attempts = config.messaging.ai_max_attempts;
+    if let Some(fallback) = fallback(config) {
+        worker = worker.with_fallback(fallback);
+    }
     Ok(vec![
         tokio::spawn(relay.run(shutdown.clone())),
         tokio::spawn(worker.run(shutdown.clone())),
@@ -161,9 +185,14 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         context: "reading the listen address".to_owned(),
         source,
     })?;
+    let tokens = Tokens::new(
+        &config.jwt_secret,
+        config.jwt_secret_previous.as_deref(),
+        config.jwt_ttl,
+    )?;
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
-    let redis = cache::redis_manager(&config.redis_url)?;
+    let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
     let state = Arc::new(State {
         api: UseCases::new(
             PgStore::new(pool.clone()),
@@ -171,18 +200,19 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
                 config.limits.hash_concurrency,
                 config.limits.hash_queue_timeout,
             ),
-            Tokens::new(&config.jwt_secret, config.jwt_ttl),
+            tokens,
         )
         .with_caps(config.limits.caps),
         metrics: metrics.clone(),
         health: Health::new(
             pool.clone(),
             redis.clone(),
-            config.rabbitmq_url.clone(),
+            broker(config),
             config.healthcheck_token.clone(),
             metrics.clone(),
         )
-        .with_cache_ttl(config.ready_cache_ttl),
+        .with_cache_ttl(config.ready_cache_ttl)
+        .with_redis_url(&config.redis_url, config.redis_ca.clone()),
         fault: config.fault.clone(),
         version: config.app_version.clone(),
         body_read_timeout: config.limits.body_read_timeout,
@@ -226,7 +256,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
 pub async fn run_worker(config: &Config) -> Result<()> {
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
-    let redis = cache::redis_manager(&config.redis_url)?;
+    let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
     let (switch, shutdown) = shutdown_switch();
     stop_on_signals(switch);
     let tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;

@@ -2,12 +2,18 @@
 //!
 //! A missing or invalid value stops start-up with one message naming the variable.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ai::RetryPolicy;
 use crate::domain::Caps;
 use crate::fault::FaultConfig;
 use crate::ratelimit::RateLimitConfig;
 use crate::{Error, Result};
+
+/// Longest `AMQP_PREFIX`: queue names (`<prefix>.ai.suggestions.dlq`) must fit AMQP's 255
+/// bytes.
+pub const MAX_AMQP_PREFIX: usize = 200;
 
 /// Everything `serve` and `worker` need.
 #[derive(Clone)]
@@ -18,9 +24,18 @@ pub struct Config {
     pub redis_url: String,
     /// `RABBITMQ_URL` (AMQP 0-9-1).
     pub rabbitmq_url: String,
-    /// `JWT_SECRET`, at least 16 bytes.
+    /// `REDIS_CA_FILE`: CA certificates that sign the server's certificate of a `rediss://`
+    /// Redis (instead of the system's roots).
+    pub redis_ca: Option<CaFile>,
+    /// `RABBITMQ_CA_FILE`: CA certificates that sign the server's certificate of an
+    /// `amqps://` RabbitMQ (in addition to the system's roots).
+    pub rabbitmq_ca: Option<CaFile>,
+    /// `JWT_SECRET`, at least 32 bytes: signs new tokens (and verifies them).
     pub jwt_secret: String,
-    /// `JWT_TTL_SECONDS`, default 3600.
+    /// `JWT_SECRET_PREVIOUS`, optional, at least 32 bytes: still verifies tokens signed
+    /// before a rotation (see [`crate::auth::Tokens`]).
+    pub jwt_secret_previous: Option<String>,
+    /// `JWT_TTL_SECONDS`, default 3600, between 60 and 86400.
     pub jwt_ttl: Duration,
     /// `PPLX_API_KEY`; without it the offline provider answers.
     pub pplx_api_key: Option<String>,
@@ -50,6 +65,77 @@ pub struct Config {
     pub fault: FaultConfig,
     /// What one client may cost the server (timeouts, limits); see [`Limits`].
     pub limits: Limits,
+    /// Bounds of the relay, the AI worker and the provider; see [`Messaging`].
+    pub messaging: Messaging,
+}
+
+/// How hard the outbox relay, the AI worker and the AI provider try before giving up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Messaging {
+    /// `AI_MAX_ATTEMPTS`, default 5 (at least 1): attempts of one suggestion message before
+    /// it is moved to the dead-letter queue and its request marked failed.
+    pub ai_max_attempts: u32,
+    /// `OUTBOX_MAX_ATTEMPTS`, default 5 (at least 1): failed publishes of one outbox event
+    /// before it is moved aside.
+    pub outbox_max_attempts: i32,
+    /// `AI_PROVIDER_RETRIES` (default 3) and `AI_PROVIDER_MAX_DELAY_MS` (default 10000):
+    /// retries of the AI provider when it is unavailable (429, 5xx, timeout), and the longest
+    /// pause between two calls, also the longest `Retry-After` honoured.
+    pub provider_retry: RetryPolicy,
+    /// `AI_OFFLINE_FALLBACK`, default false: when the AI provider still fails after its
+    /// retries, the offline provider answers instead of the job failing.
+    pub offline_fallback: bool,
+}
+
+impl Default for Messaging {
+    fn default() -> Self {
+        Self {
+            ai_max_attempts: crate::ai::DEFAULT_MAX_ATTEMPTS,
+            outbox_max_attempts: crate::outbox::DEFAULT_MAX_ATTEMPTS,
+            provider_retry: RetryPolicy::default(),
+            offline_fallback: false,
+        }
+    }
+}
+
+/// A PEM file of CA certificates to trust, read and checked at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// The variable that named it (for error messages).
+    pub var: &'static str,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its content (one or more `BEGIN CERTIFICATE` blocks).
+    pub pem: String,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.var, self.path.display())
+    }
+}
+
+impl CaFile {
+    /// Reads `path` (named by `var`); it must hold at least one PEM certificate.
+    pub fn read(var: &'static str, path: &str) -> Result<Self> {
+        let pem = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            var,
+            reason: format!(
+                "cannot read {path:?}: {e}. Fix: point it at a readable PEM file of CA certificates"
+            ),
+        })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::Config {
+                var,
+                reason: format!("{path:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            });
+        }
+        Ok(Self {
+            var,
+            path: PathBuf::from(path),
+            pem,
+        })
+    }
 }
 
 /// What one client may cost the server. Every value has an environment variable and a
@@ -176,12 +262,13 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// The whole configuration.
     pub fn config(&self) -> Result<Config> {
         let jwt_secret = self.required("JWT_SECRET")?;
-        if jwt_secret.len() < 16 {
-            return Err(Error::Config {
-                var: "JWT_SECRET",
-                reason: "must be at least 16 bytes long".to_owned(),
-            });
+        crate::auth::check_secret("JWT_SECRET", &jwt_secret)?;
+        let jwt_secret_previous = self.optional("JWT_SECRET_PREVIOUS");
+        if let Some(previous) = &jwt_secret_previous {
+            crate::auth::check_secret("JWT_SECRET_PREVIOUS", previous)?;
         }
+        let jwt_ttl = Duration::from_secs(self.parsed("JWT_TTL_SECONDS", 3600u64)?);
+        crate::auth::check_ttl(jwt_ttl)?;
         let bool_var = |var: &'static str, default: bool| -> Result<bool> {
             match self.optional(var).map(|v| v.to_ascii_lowercase()) {
                 None => Ok(default),
@@ -193,12 +280,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 }),
             }
         };
+        let redis_url = self.url("REDIS_URL", &["redis", "rediss"])?;
+        let rabbitmq_url = self.url("RABBITMQ_URL", &["amqp", "amqps"])?;
         Ok(Config {
             database_url: self.database_url()?,
-            redis_url: self.url("REDIS_URL", &["redis", "rediss"])?,
-            rabbitmq_url: self.url("RABBITMQ_URL", &["amqp", "amqps"])?,
+            redis_ca: self.ca_file("REDIS_CA_FILE", "REDIS_URL", &redis_url, "rediss")?,
+            rabbitmq_ca: self.ca_file(
+                "RABBITMQ_CA_FILE",
+                "RABBITMQ_URL",
+                &rabbitmq_url,
+                "amqps",
+            )?,
+            redis_url,
+            rabbitmq_url,
             jwt_secret,
-            jwt_ttl: Duration::from_secs(self.parsed("JWT_TTL_SECONDS", 3600u64)?),
+            jwt_secret_previous,
+            jwt_ttl,
             pplx_api_key: self.optional("PPLX_API_KEY"),
             pplx_base_url: self
                 .optional("PPLX_BASE_URL")
@@ -219,9 +316,20 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             run_worker: bool_var("RUN_WORKER", true)?,
             ai_cache_ttl: Duration::from_secs(self.parsed("AI_CACHE_TTL_SECONDS", 3600u64)?),
             database_max_connections: self.parsed("DATABASE_MAX_CONNECTIONS", 20u32)?,
-            amqp_prefix: self
-                .optional("AMQP_PREFIX")
-                .unwrap_or_else(|| "listacompra".to_owned()),
+            amqp_prefix: {
+                let prefix = self
+                    .optional("AMQP_PREFIX")
+                    .unwrap_or_else(|| "listacompra".to_owned());
+                // Queue names are AMQP short strings (255 bytes), the longest being
+                // `<prefix>.ai.suggestions.dlq`; lapin panics on longer ones.
+                if prefix.len() > MAX_AMQP_PREFIX {
+                    return Err(Error::Config {
+                        var: "AMQP_PREFIX",
+                        reason: format!("must be at most {MAX_AMQP_PREFIX} bytes long"),
+                    });
+                }
+                prefix
+            },
             fault: FaultConfig {
                 latency: Duration::from_millis(self.parsed("FAULT_LATENCY_MS", 0u64)?),
                 error_rate: {
@@ -245,6 +353,89 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     .unwrap_or_default(),
             },
             limits: self.limits()?,
+            messaging: Messaging {
+                offline_fallback: bool_var("AI_OFFLINE_FALLBACK", false)?,
+                ..self.messaging()?
+            },
+        })
+    }
+
+    /// A count that must be at least 1.
+    fn at_least_one<T>(&self, var: &'static str, default: T) -> Result<T>
+    where
+        T: std::str::FromStr + PartialOrd + From<u8>,
+        T::Err: std::fmt::Display,
+    {
+        let n: T = self.parsed(var, default)?;
+        if n < T::from(1u8) {
+            return Err(Error::Config {
+                var,
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(n)
+    }
+
+    /// [`Messaging`], each value from its variable or its default (`AI_OFFLINE_FALLBACK`
+    /// is read with the other booleans in [`Vars::config`]).
+    pub fn messaging(&self) -> Result<Messaging> {
+        let d = Messaging::default();
+        let max_delay_ms: u64 = self.at_least_one(
+            "AI_PROVIDER_MAX_DELAY_MS",
+            u64::try_from(d.provider_retry.max_delay.as_millis()).unwrap_or(u64::MAX),
+        )?;
+        Ok(Messaging {
+            ai_max_attempts: self.at_least_one("AI_MAX_ATTEMPTS", d.ai_max_attempts)?,
+            outbox_max_attempts: self.at_least_one("OUTBOX_MAX_ATTEMPTS", d.outbox_max_attempts)?,
+            provider_retry: RetryPolicy {
+                retries: self.parsed("AI_PROVIDER_RETRIES", d.provider_retry.retries)?,
+                max_delay: std::time::Duration::from_millis(max_delay_ms),
+            },
+            offline_fallback: d.offline_fallback,
+        })
+    }
+
+    /// The CA file named by `var`, which only means something for a TLS URL (`tls_scheme`).
+    fn ca_file(
+        &self,
+        var: &'static str,
+        url_var: &'static str,
+        url: &str,
+        tls_scheme: &str,
+    ) -> Result<Option<CaFile>> {
+        let Some(path) = self.optional(var) else {
+            return Ok(None);
+        };
+        if !url.starts_with(&format!("{tls_scheme}://")) {
+            return Err(Error::Config {
+                var,
+                reason: format!(
+                    "is set but {url_var} does not start with {tls_scheme}://, so it would be \
+                     ignored. Fix: use a {tls_scheme}:// URL, or unset {var}"
+                ),
+            });
+        }
+        CaFile::read(var, path.trim()).map(Some)
+    }
+
+    /// How `migrate` waits for locks (`MIGRATION_LOCK_TIMEOUT_MS`, `MIGRATION_LOCK_RETRIES`).
+    pub fn migration_settings(&self) -> Result<crate::migrate::Settings> {
+        let d = crate::migrate::Settings::default();
+        let ms: u64 = self.parsed(
+            "MIGRATION_LOCK_TIMEOUT_MS",
+            u64::try_from(d.lock_timeout.as_millis()).unwrap_or(u64::MAX),
+        )?;
+        if ms == 0 {
+            return Err(Error::Config {
+                var: "MIGRATION_LOCK_TIMEOUT_MS",
+                reason: "must be at least 1 (0 would let DDL queue every request behind it)"
+                    .to_owned(),
+            });
+        }
+        Ok(crate::migrate::Settings {
+            lock_timeout: Duration::from_millis(ms),
+            retries: self.parsed("MIGRATION_LOCK_RETRIES", d.retries)?,
+            ..d
         })
     }
 
@@ -331,7 +522,7 @@ mod tests {
         ("DATABASE_URL", "postgres://u:p@h/db"),
         ("REDIS_URL", "redis://h/0"),
         ("RABBITMQ_URL", "amqp://g:g@h/%2f"),
-        ("JWT_SECRET", "0123456789abcdef"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
     ];
 
     #[test]
@@ -407,12 +598,171 @@ mod tests {
             ("PORT", "eighty"),
             ("FAULT_ERROR_RATE", "1.5"),
             ("RUN_WORKER", "maybe"),
+            ("AMQP_PREFIX", &"p".repeat(201)),
         ] {
             let mut pairs: Vec<(&str, &str)> =
                 GOOD.iter().copied().filter(|(k, _)| *k != var).collect();
             pairs.push((var, bad));
             let err = vars(&pairs).config().unwrap_err().to_string();
             assert!(err.contains(var), "{var}={bad:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn messaging_bounds_have_defaults_and_reject_zero_attempts() {
+        assert_eq!(vars(GOOD).config().unwrap().messaging, Messaging::default());
+        let mut env = GOOD.to_vec();
+        env.extend([
+            ("AI_MAX_ATTEMPTS", "3"),
+            ("OUTBOX_MAX_ATTEMPTS", "7"),
+            ("AI_PROVIDER_RETRIES", "0"),
+            ("AI_PROVIDER_MAX_DELAY_MS", "2500"),
+            ("AI_OFFLINE_FALLBACK", "true"),
+        ]);
+        let m = vars(&env).config().unwrap().messaging;
+        assert_eq!(m.ai_max_attempts, 3);
+        assert_eq!(m.outbox_max_attempts, 7);
+        assert_eq!(m.provider_retry.retries, 0);
+        assert_eq!(m.provider_retry.max_delay, Duration::from_millis(2500));
+        assert!(m.offline_fallback);
+        for (var, bad) in [
+            ("AI_MAX_ATTEMPTS", "0"),
+            ("OUTBOX_MAX_ATTEMPTS", "0"),
+            ("AI_PROVIDER_RETRIES", "-1"),
+            ("AI_PROVIDER_MAX_DELAY_MS", "0"),
+            ("AI_OFFLINE_FALLBACK", "perhaps"),
+        ] {
+            let mut env = GOOD.to_vec();
+            env.push((var, bad));
+            let err = vars(&env).config().unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={bad:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn jwt_secrets_need_32_bytes_and_the_token_lifetime_is_bounded() {
+        fn with(extra: &[(&str, &str)]) -> Result<Config> {
+            let mut env: Vec<(&str, &str)> = GOOD
+                .iter()
+                .copied()
+                .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+                .collect();
+            env.extend_from_slice(extra);
+            vars(&env).config()
+        }
+        let thirty_one = "0123456789abcdef0123456789abcde";
+        let thirty_two = "0123456789abcdef0123456789abcdef";
+        for (var, value) in [
+            ("JWT_SECRET", thirty_one),
+            ("JWT_SECRET_PREVIOUS", thirty_one),
+        ] {
+            let err = with(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(&format!("variable {var}:")), "{err}");
+            assert!(err.contains("32 bytes"), "{err}");
+            assert!(err.contains("openssl rand -base64 48"), "{err}");
+        }
+        let config = with(&[
+            ("JWT_SECRET", thirty_two),
+            ("JWT_SECRET_PREVIOUS", thirty_two),
+        ])
+        .unwrap();
+        assert_eq!(config.jwt_secret_previous.as_deref(), Some(thirty_two));
+        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+        for bad in ["59", "86401", "0"] {
+            let err = with(&[("JWT_TTL_SECONDS", bad)]).unwrap_err().to_string();
+            assert!(err.contains("JWT_TTL_SECONDS"), "{bad}: {err}");
+            assert!(err.contains("60") && err.contains("86400"), "{bad}: {err}");
+        }
+        for good in [60u64, 86_400] {
+            let ttl = good.to_string();
+            let config = with(&[("JWT_TTL_SECONDS", ttl.as_str())]).unwrap();
+            assert_eq!(config.jwt_ttl, Duration::from_secs(good));
+        }
+    }
+
+    #[test]
+    fn ca_files_are_read_at_start_up_and_need_a_tls_url() {
+        let dir = std::env::temp_dir().join(format!("lc-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let (good, empty) = (good.to_str().unwrap(), empty.to_str().unwrap());
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs: Vec<(&str, &str)> = GOOD
+                .iter()
+                .copied()
+                .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+                .collect();
+            pairs.extend_from_slice(extra);
+            vars(&pairs).config()
+        };
+        let good: &'static str = Box::leak(good.to_owned().into_boxed_str());
+        let empty: &'static str = Box::leak(empty.to_owned().into_boxed_str());
+        let config = with(&[
+            ("REDIS_URL", "rediss://h:6380/0"),
+            ("REDIS_CA_FILE", good),
+            ("RABBITMQ_URL", "amqps://g:g@h/%2f"),
+            ("RABBITMQ_CA_FILE", good),
+        ])
+        .unwrap();
+        assert_eq!(config.redis_ca.as_ref().unwrap().var, "REDIS_CA_FILE");
+        assert!(
+            config
+                .rabbitmq_ca
+                .unwrap()
+                .pem
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert!(vars(GOOD).config().unwrap().redis_ca.is_none());
+        for (extra, var) in [
+            (
+                vec![
+                    ("REDIS_URL", "rediss://h/0"),
+                    ("REDIS_CA_FILE", "/nonexistent/ca.pem"),
+                ],
+                "REDIS_CA_FILE",
+            ),
+            (
+                vec![("REDIS_URL", "rediss://h/0"), ("REDIS_CA_FILE", empty)],
+                "REDIS_CA_FILE",
+            ),
+            (vec![("REDIS_CA_FILE", good)], "REDIS_CA_FILE"),
+            (vec![("RABBITMQ_CA_FILE", good)], "RABBITMQ_CA_FILE"),
+        ] {
+            let err = with(&extra).unwrap_err().to_string();
+            assert!(err.contains(var), "{extra:?}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn migration_lock_settings_have_defaults_and_reject_zero() {
+        let d = crate::migrate::Settings::default();
+        assert_eq!(vars(&[]).migration_settings().unwrap(), d);
+        let s = vars(&[
+            ("MIGRATION_LOCK_TIMEOUT_MS", "50"),
+            ("MIGRATION_LOCK_RETRIES", "3"),
+        ])
+        .migration_settings()
+        .unwrap();
+        assert_eq!(s.lock_timeout, Duration::from_millis(50));
+        assert_eq!(s.retries, 3);
+        for (var, bad) in [
+            ("MIGRATION_LOCK_TIMEOUT_MS", "0"),
+            ("MIGRATION_LOCK_TIMEOUT_MS", "soon"),
+            ("MIGRATION_LOCK_RETRIES", "-1"),
+        ] {
+            let err = vars(&[(var, bad)])
+                .migration_settings()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{err}");
         }
     }
 

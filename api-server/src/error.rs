@@ -32,6 +32,24 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A migration step kept waiting longer than `lock_timeout` for a lock, on every attempt.
+    #[error(
+        "migration: {context}: gave up after {attempts} attempt(s), each waiting at most \
+         {lock_timeout_ms} ms (MIGRATION_LOCK_TIMEOUT_MS) for a lock another session holds: \
+         {source}. Fix: end the long-running transaction or DDL holding it (see pg_stat_activity \
+         and pg_locks), or allow more attempts with MIGRATION_LOCK_RETRIES"
+    )]
+    MigrationLockTimeout {
+        /// What was being done.
+        context: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The session's `lock_timeout`.
+        lock_timeout_ms: u128,
+        /// The last attempt's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     /// The requested schema revision does not exist.
     #[error("unknown schema revision {requested}; known revisions: 0 (empty) and {known:?}")]
     UnknownRevision {
@@ -50,6 +68,17 @@ pub enum Error {
         current: i64,
         /// The newest revision this binary knows.
         head: i64,
+    },
+    /// The database lacks something this binary needs: it is at an older schema revision.
+    #[error(
+        "the database schema is older than this binary needs: {what} arrives with revision {needs}; \
+         run `migrate --to {needs}` (or newer) with this release's image first"
+    )]
+    SchemaTooOld {
+        /// What is missing (a table or column).
+        what: &'static str,
+        /// The revision that adds it.
+        needs: i64,
     },
     /// A Redis operation failed.
     #[error("Redis: {context}: {source}")]
@@ -75,6 +104,14 @@ pub enum Error {
         /// The event.
         event_id: uuid::Uuid,
     },
+    /// A message can never be published as it is (checked before sending).
+    #[error("event {event_id} cannot be published: {reason}")]
+    Unpublishable {
+        /// The event.
+        event_id: uuid::Uuid,
+        /// Why.
+        reason: String,
+    },
     /// The AI provider failed.
     #[error("AI provider {provider}: {reason}")]
     Provider {
@@ -82,6 +119,17 @@ pub enum Error {
         provider: &'static str,
         /// What went wrong.
         reason: String,
+    },
+    /// The AI provider is unavailable for now (429, 5xx, timeout, no connection): worth
+    /// retrying, after `retry_after` when it said so.
+    #[error("AI provider {provider}: {reason}")]
+    ProviderUnavailable {
+        /// Which provider.
+        provider: &'static str,
+        /// What went wrong.
+        reason: String,
+        /// The pause its `Retry-After` header asked for.
+        retry_after: Option<std::time::Duration>,
     },
     /// JSON (de)serialisation of stored data failed.
     #[error("JSON: {context}: {source}")]
@@ -129,6 +177,35 @@ impl Error {
         move |source| Self::Database { context, source }
     }
 
+    /// True for a provider that is unavailable for now (see [`Error::ProviderUnavailable`]).
+    pub fn is_provider_unavailable(&self) -> bool {
+        matches!(self, Self::ProviderUnavailable { .. })
+    }
+
+    /// The pause the provider asked for (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::ProviderUnavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// True when PostgreSQL could not be reached at all (connection, pool, TLS): no fault
+    /// of the work being done, which should wait rather than count a failed attempt.
+    pub fn is_database_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database {
+                source: sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed,
+                ..
+            }
+        )
+    }
+
     /// Wraps a Redis error with context.
     pub fn redis(context: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
         move |source| Self::Redis { context, source }
@@ -157,6 +234,11 @@ pub enum AppError {
     /// Missing or invalid credentials (401).
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// A bearer token that is forged, expired, signed with an unknown key or revoked (401
+    /// with `WWW-Authenticate: Bearer error="invalid_token"`, RFC 6750). One answer for all
+    /// of these, so a forger learns nothing about which check failed.
+    #[error("unauthorized: the token is invalid, expired or revoked")]
+    InvalidToken,
     /// The caller sees the resource but may not do this (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
@@ -182,6 +264,10 @@ pub enum AppError {
         /// When to try again.
         retry_after: std::time::Duration,
     },
+    /// The server cannot serve this now and says why (503), e.g. its database is at an
+    /// older schema revision than it needs; logged.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Our fault (500); logged, never shown in detail.
     #[error(transparent)]
     Internal(Error),
@@ -201,6 +287,7 @@ impl From<Error> for AppError {
                 limit,
                 retry_after,
             },
+            err @ Error::SchemaTooOld { .. } => Self::Unavailable(err.to_string()),
             other => Self::Internal(other),
         }
     }

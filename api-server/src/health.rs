@@ -1,6 +1,9 @@
 //! Liveness and readiness.
 //!
-//! Ready means "can serve": only PostgreSQL is required, since every request needs it. Redis
+//! Ready means "can serve": PostgreSQL is required, since every request needs it, and its
+//! schema must be at least [`crate::migrate::MIN_SCHEMA`], the oldest revision whose tables
+//! this build's code uses (newer revisions are fine: a rollback runs older code on a newer,
+//! expanded schema). Redis
 //! (an optional cache) and RabbitMQ (the outbox holds events while the broker is away) do not
 //! make the server unready when they are down; they are reported as `degraded` in the detail
 //! and as `listacompra_dependency_up` in the metrics. Otherwise a Redis failover or a broker
@@ -17,6 +20,7 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
+use crate::config::CaFile;
 use crate::metrics::Metrics;
 
 /// How long one dependency check may take.
@@ -34,11 +38,59 @@ pub struct Check {
     pub error: Option<String>,
 }
 
+/// The database's schema revision against what this build's code works with.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaCheck {
+    /// At least [`Self::min`].
+    pub ok: bool,
+    /// The revision found (0 = not migrated); absent when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// The oldest revision this build serves ([`crate::migrate::MIN_SCHEMA`]).
+    pub min: i64,
+    /// The newest revision this build knows; newer ones are served too.
+    pub head: i64,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SchemaCheck {
+    /// Judges a revision read from the database (or the error reading it).
+    pub fn judge(found: Result<i64, String>) -> Self {
+        let (min, head) = (crate::migrate::MIN_SCHEMA, crate::migrate::head());
+        match found {
+            Ok(revision) => Self {
+                ok: revision >= min,
+                revision: Some(revision),
+                min,
+                head,
+                error: (revision < min).then(|| {
+                    format!(
+                        "schema revision {revision} is older than this build needs: revision {min} \
+                         or newer (it knows up to {head}). Fix: run `listacompra-api migrate` \
+                         (0 means the database was never migrated)"
+                    )
+                }),
+            },
+            Err(error) => Self {
+                ok: false,
+                revision: None,
+                min,
+                head,
+                error: Some(format!("cannot read the schema revision: {error}")),
+            },
+        }
+    }
+}
+
 /// All dependencies' state.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {
     /// PostgreSQL.
     pub postgres: Check,
+    /// PostgreSQL's schema revision.
+    pub schema: SchemaCheck,
     /// Redis.
     pub redis: Check,
     /// RabbitMQ.
@@ -46,9 +98,9 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Whether the server can serve: PostgreSQL is reachable.
+    /// Whether the server can serve: PostgreSQL is reachable and its schema new enough.
     pub fn ready(&self) -> bool {
-        self.postgres.ok
+        self.postgres.ok && self.schema.ok
     }
 
     /// The optional dependencies that are down.
@@ -68,7 +120,9 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(1000);
 pub struct Health {
     pool: PgPool,
     redis: redis::aio::ConnectionManager,
-    amqp_url: String,
+    broker: crate::amqp::Endpoint,
+    /// `REDIS_URL` is `rediss://`; with `REDIS_CA_FILE` when set (named in TLS errors).
+    redis_tls: Option<Option<CaFile>>,
     amqp: Mutex<Option<lapin::Connection>>,
     token: Option<String>,
     metrics: Metrics,
@@ -143,14 +197,15 @@ impl Health {
     pub fn new(
         pool: PgPool,
         redis: redis::aio::ConnectionManager,
-        amqp_url: String,
+        broker: impl Into<crate::amqp::Endpoint>,
         token: Option<String>,
         metrics: Metrics,
     ) -> Self {
         Self {
             pool,
             redis,
-            amqp_url,
+            broker: broker.into(),
+            redis_tls: None,
             amqp: Mutex::new(None),
             token,
             metrics,
@@ -166,6 +221,14 @@ impl Health {
         self
     }
 
+    /// Tells which Redis is checked: for a `rediss://` `url`, a failed check about
+    /// certificates says which were trusted (`ca`, from `REDIS_CA_FILE`, or the system's).
+    #[must_use]
+    pub fn with_redis_url(mut self, url: &str, ca: Option<CaFile>) -> Self {
+        self.redis_tls = url.starts_with("rediss://").then_some(ca);
+        self
+    }
+
     /// Interprets the `X-Healthcheck-Token` header.
     pub fn token(&self, presented: Option<&str>) -> TokenCheck {
         check_token(self.token.as_deref(), presented)
@@ -175,7 +238,7 @@ impl Health {
         let mut slot = self.amqp.lock().await;
         if slot.as_ref().is_none_or(|c| !c.status().connected()) {
             *slot = Some(
-                crate::amqp::connect(&self.amqp_url, CHECK_TIMEOUT)
+                crate::amqp::connect_to(&self.broker, CHECK_TIMEOUT)
                     .await
                     .map_err(|e| e.to_string())?,
             );
@@ -214,6 +277,9 @@ impl Health {
                 .with_label_values(&[dependency])
                 .set(i64::from(check.ok));
         }
+        if let Some(revision) = readiness.schema.revision {
+            self.metrics.schema_revision.set(revision);
+        }
         *last = Some((Instant::now(), readiness.clone()));
         readiness
     }
@@ -233,10 +299,21 @@ impl Health {
                 .await
                 .map(|_| ())
         });
+        let schema = async {
+            let found = tokio::time::timeout(CHECK_TIMEOUT, crate::migrate::current(&self.pool))
+                .await
+                .map_err(|_| format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            SchemaCheck::judge(found)
+        };
         let amqp = timed(self.amqp_check());
-        let (postgres, redis, rabbitmq) = tokio::join!(pg, redis, amqp);
+        let (postgres, schema, mut redis, rabbitmq) = tokio::join!(pg, schema, redis, amqp);
+        if let (Some(tls), Some(error)) = (&self.redis_tls, &mut redis.error) {
+            *error = crate::cache::explain_tls_error(error, tls.as_ref());
+        }
         Readiness {
             postgres,
+            schema,
             redis,
             rabbitmq,
         }
@@ -255,10 +332,16 @@ mod tests {
         }
     }
 
+    fn at(revision: i64) -> SchemaCheck {
+        SchemaCheck::judge(Ok(revision))
+    }
+
     #[test]
     fn only_postgres_is_required_and_the_others_show_as_degraded() {
+        let min = crate::migrate::MIN_SCHEMA;
         let r = Readiness {
             postgres: check(true),
+            schema: at(min),
             redis: check(false),
             rabbitmq: check(false),
         };
@@ -266,11 +349,44 @@ mod tests {
         assert_eq!(r.degraded(), ["redis", "rabbitmq"]);
         let r = Readiness {
             postgres: check(false),
+            schema: at(min),
             redis: check(true),
             rabbitmq: check(true),
         };
         assert!(!r.ready());
         assert!(r.degraded().is_empty());
+        let r = Readiness {
+            postgres: check(true),
+            schema: at(min - 1),
+            redis: check(true),
+            rabbitmq: check(true),
+        };
+        assert!(!r.ready());
+    }
+
+    #[test]
+    fn the_schema_must_be_at_least_the_minimum_and_newer_revisions_are_served() {
+        let (min, head) = (crate::migrate::MIN_SCHEMA, crate::migrate::head());
+        assert!(
+            min >= 1 && min <= head,
+            "MIN_SCHEMA {min} outside 1..={head}"
+        );
+        for rev in [min, head, head + 1] {
+            let c = at(rev);
+            assert!(c.ok && c.error.is_none(), "{rev}: {c:?}");
+        }
+        for rev in [0, min - 1] {
+            let c = at(rev);
+            assert!(!c.ok, "{rev}");
+            let e = c.error.unwrap_or_default();
+            assert!(
+                e.contains(&format!("revision {rev} ")) && e.contains(&format!("revision {min} ")),
+                "{e}"
+            );
+        }
+        let c = SchemaCheck::judge(Err("connection refused".to_owned()));
+        assert!(!c.ok && c.revision.is_none());
+        assert!(c.error.unwrap_or_default().contains("connection refused"));
     }
 
     #[test]

@@ -57,8 +57,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { to } => {
             let url = env_vars().database_url()?;
+            let settings = env_vars().migration_settings()?;
             let pool = store::pool(&url, 2)?;
-            let outcome = migrate::migrate_to(&pool, to).await?;
+            let outcome = migrate::migrate_with(&pool, to, &settings).await?;
             tracing::info!(
                 from = outcome.from,
                 to = outcome.to,

@@ -22,6 +22,9 @@ pub const HTTP_REQUESTS_IN_FLIGHT: &str = "listacompra_http_requests_in_flight";
 /// reached it, 0 when not.
 pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
 
+/// Gauge of the database's schema revision at the last readiness probe (0 = not migrated).
+pub const SCHEMA_REVISION: &str = "listacompra_schema_revision";
+
 /// All metrics, registered in their own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -36,6 +39,8 @@ pub struct Metrics {
     pub http_in_flight: IntGauge,
     /// Dependencies reachable at the last readiness probe, by `dependency`.
     pub dependency_up: IntGaugeVec,
+    /// The schema revision at the last readiness probe (see [`SCHEMA_REVISION`]).
+    pub schema_revision: IntGauge,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
     /// Outbox publish retries: one per failed publish of an event actually sent to the
@@ -45,6 +50,12 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Seconds from an event's creation to its confirmed publish.
     pub outbox_latency: Histogram,
+    /// Messages given up on, by `source`: `ai` (moved to the AI dead-letter queue after
+    /// `AI_MAX_ATTEMPTS`; also counted as an AI job `failure`) and `outbox` (events moved
+    /// aside after `OUTBOX_MAX_ATTEMPTS`).
+    pub dead_letters: IntCounterVec,
+    /// Outbox events moved aside (unpublished, never due again).
+    pub outbox_dead: IntGauge,
 }
 
 impl Metrics {
@@ -81,6 +92,13 @@ impl Metrics {
             .const_labels(labels.clone()),
             &["dependency"],
         )?;
+        let schema_revision = IntGauge::with_opts(
+            Opts::new(
+                SCHEMA_REVISION,
+                "The database's schema revision at the last readiness probe (0 = not migrated)",
+            )
+            .const_labels(labels.clone()),
+        )?;
         let ai_jobs = IntCounterVec::new(
             Opts::new(names::AI_JOBS_TOTAL, "AI suggestion jobs by outcome")
                 .const_labels(labels.clone()),
@@ -99,19 +117,39 @@ impl Metrics {
                 names::OUTBOX_QUEUE_LATENCY_SECONDS,
                 "Seconds events wait in the outbox before a confirmed publish",
             )
-            .const_labels(labels)
+            .const_labels(labels.clone())
             .buckets(vec![
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                names::DEAD_LETTERS_TOTAL,
+                "Messages given up on after their attempt cap, by source (ai, outbox)",
+            )
+            .const_labels(labels.clone()),
+            &["source"],
+        )?;
+        let outbox_dead = IntGauge::with_opts(
+            Opts::new(
+                names::OUTBOX_DEAD,
+                "Outbox events moved aside after their attempt cap",
+            )
+            .const_labels(labels),
         )?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
+        registry.register(Box::new(schema_revision.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(outbox_latency.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(outbox_dead.clone()))?;
+        dead_letters.with_label_values(&["ai"]);
+        dead_letters.with_label_values(&["outbox"]);
         // Export both outcomes from the start, so the success ratio has a denominator.
         ai_jobs.with_label_values(&["success"]);
         ai_jobs.with_label_values(&["failure"]);
@@ -121,10 +159,13 @@ impl Metrics {
             http_requests,
             http_in_flight,
             dependency_up,
+            schema_revision,
             ai_jobs,
             outbox_retries,
             outbox_backlog,
             outbox_latency,
+            dead_letters,
+            outbox_dead,
         })
     }
 
@@ -158,6 +199,8 @@ mod tests {
             names::OUTBOX_RETRIES_TOTAL,
             names::OUTBOX_BACKLOG,
             names::OUTBOX_QUEUE_LATENCY_SECONDS,
+            names::DEAD_LETTERS_TOTAL,
+            names::OUTBOX_DEAD,
         ] {
             let line = text
                 .lines()

@@ -1,6 +1,12 @@
 //! The transactional outbox: events are written with the change that caused them, and a
 //! relay publishes them to RabbitMQ with publisher confirms, retrying with backoff.
 //! Delivery is at-least-once; consumers deduplicate by event id ([`first_delivery`]).
+//!
+//! An event whose publish fails [`Relay::max_attempts`] times (`OUTBOX_MAX_ATTEMPTS`) is
+//! moved aside: it stays unpublished with `next_attempt_at = 'infinity'` (never due again,
+//! not in the backlog; [`dead`] counts them) and `last_error` saying why, so it cannot hold
+//! the relay up. An operator sends such events again with
+//! `UPDATE outbox_events SET attempts = 0, next_attempt_at = now() WHERE next_attempt_at = 'infinity'`.
 
 use std::time::Duration;
 
@@ -55,12 +61,29 @@ pub async fn first_delivery(
     Ok(done.rows_affected() == 1)
 }
 
-/// Events not yet published.
+/// Default of `OUTBOX_MAX_ATTEMPTS`.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
+
+/// Events not yet published (and not moved aside).
 pub async fn backlog(pool: &PgPool) -> Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(Error::db("counting the outbox backlog"))
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events \
+         WHERE published_at IS NULL AND next_attempt_at <> 'infinity'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(Error::db("counting the outbox backlog"))
+}
+
+/// Events moved aside after [`Relay::max_attempts`] failed publishes.
+pub async fn dead(pool: &PgPool) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events \
+         WHERE published_at IS NULL AND next_attempt_at = 'infinity'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(Error::db("counting dead outbox events"))
 }
 
 /// Deletes what no longer serves: outbox events published more than `published` ago, and
@@ -102,7 +125,7 @@ pub fn backoff(attempts: i32, cap: Duration) -> Duration {
 #[derive(Debug, Clone)]
 pub struct Relay {
     pool: PgPool,
-    url: String,
+    broker: crate::amqp::Endpoint,
     topology: crate::amqp::Topology,
     metrics: Metrics,
     /// Pause between polls when nothing is due.
@@ -111,6 +134,8 @@ pub struct Relay {
     pub batch: i64,
     /// Longest backoff between attempts of one event.
     pub max_backoff: Duration,
+    /// Failed publishes of one event before it is moved aside (`OUTBOX_MAX_ATTEMPTS`).
+    pub max_attempts: i32,
     /// How long published events are kept before [`purge`] removes them.
     pub retention: Duration,
     /// How long consumer deduplication records are kept.
@@ -124,22 +149,46 @@ struct Link {
     channel: Channel,
 }
 
+impl Link {
+    /// Usable: neither the connection nor the channel was closed (the broker closes a
+    /// channel on a refused publish, e.g. to an exchange that no longer exists).
+    fn usable(&self) -> bool {
+        self.conn.status().connected() && self.channel.status().connected()
+    }
+}
+
+/// Closes a link that is no longer used, explicitly and in the background, bounded (a dead
+/// peer must not block the relay).
+fn discard(link: &mut Option<Link>) {
+    if let Some(old) = link.take() {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                old.conn.close(200, "reconnecting".into()),
+            )
+            .await;
+        });
+    }
+}
+
 impl Relay {
-    /// A relay from the outbox in `pool` to the broker at `url`.
+    /// A relay from the outbox in `pool` to the broker at `broker` (a URL or an
+    /// [`crate::amqp::Endpoint`]).
     pub fn new(
         pool: PgPool,
-        url: String,
+        broker: impl Into<crate::amqp::Endpoint>,
         topology: crate::amqp::Topology,
         metrics: Metrics,
     ) -> Self {
         Self {
             pool,
-            url,
+            broker: broker.into(),
             topology,
             metrics,
             poll: Duration::from_millis(200),
             batch: 100,
             max_backoff: Duration::from_secs(30),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             retention: Duration::from_secs(24 * 3600),
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             purge_every: Duration::from_secs(600),
@@ -147,7 +196,7 @@ impl Relay {
     }
 
     async fn link(&self) -> Result<Link> {
-        let conn = crate::amqp::connect(&self.url, Duration::from_secs(3)).await?;
+        let conn = crate::amqp::connect_to(&self.broker, Duration::from_secs(3)).await?;
         let channel = conn
             .create_channel()
             .await
@@ -198,6 +247,9 @@ impl Relay {
             if let Ok(n) = backlog(&self.pool).await {
                 self.metrics.outbox_backlog.set(n);
             }
+            if let Ok(n) = dead(&self.pool).await {
+                self.metrics.outbox_dead.set(n);
+            }
             if let Some(pause) = pause {
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
@@ -229,8 +281,8 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        if link.as_ref().is_none_or(|l| !l.conn.status().connected()) {
-            *link = None;
+        if link.as_ref().is_none_or(|l| !l.usable()) {
+            discard(link);
             match self.link().await {
                 Ok(l) => *link = Some(l),
                 Err(err) => {
@@ -279,6 +331,31 @@ impl Relay {
                     self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
                     published += 1;
                 }
+                Err(err)
+                    if matches!(err, Error::Unpublishable { .. })
+                        || attempts.saturating_add(1) >= self.max_attempts =>
+                {
+                    // The last attempt failed, or no attempt can succeed: moved aside, never
+                    // due again. Not a retry.
+                    let attempts = attempts.saturating_add(1);
+                    sqlx::query(
+                        "UPDATE outbox_events SET attempts = $3, last_error = $2, \
+                         next_attempt_at = 'infinity' WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(format!("gave up after {attempts} attempts: {err}"))
+                    .bind(attempts)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Error::db("moving an outbox event aside"))?;
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&["outbox"])
+                        .inc();
+                    tracing::error!(event_id = %id, attempts, error = %err, "outbox event cannot be published; moved aside (next_attempt_at = infinity)");
+                    discard(link);
+                    break;
+                }
                 Err(err) => {
                     // A real publish of this event failed: one retry.
                     let delay = backoff(attempts, self.max_backoff);
@@ -296,7 +373,7 @@ impl Relay {
                     tracing::warn!(event_id = %id, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %err, "outbox publish failed; will retry");
                     // The link is suspect: the rest of the batch is not attempted (so not
                     // counted); the next step reconnects first.
-                    *link = None;
+                    discard(link);
                     break;
                 }
             }

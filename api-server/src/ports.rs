@@ -34,6 +34,9 @@ pub trait Store: Send + Sync + 'static {
     /// A user by (normalised) e-mail.
     fn user_by_email(&self, email: &str) -> impl Future<Output = Result<Option<User>>> + Send;
 
+    /// A user's token version (one primary-key read); `None` when there is no such user.
+    fn token_version(&self, user: Uuid) -> impl Future<Output = Result<Option<i64>>> + Send;
+
     /// The caller's lists, newest first.
     fn my_lists(&self, user: Uuid, page: Page) -> impl Future<Output = Result<ListPage>> + Send;
 
@@ -84,6 +87,35 @@ pub trait UnitOfWork: Send {
         password_hash: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Increments a user's token version, which revokes every token issued before; false
+    /// when there is no such user.
+    fn revoke_tokens(&mut self, user: Uuid) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records a pending invitation of `email` (which has no account) to a list, with a
+    /// fresh id that the list's members see as the invitee's; `None` when `email` is already
+    /// invited to it.
+    fn invite(
+        &mut self,
+        list: Uuid,
+        email: &str,
+        role: Role,
+    ) -> impl Future<Output = Result<Option<Uuid>>> + Send;
+
+    /// Turns the pending invitations of `email` into memberships of the new user `user`;
+    /// the lists and roles it joined.
+    fn claim_invitations(
+        &mut self,
+        user: Uuid,
+        email: &str,
+    ) -> impl Future<Output = Result<Vec<(Uuid, Role)>>> + Send;
+
+    /// The pending invitations of a list (id and role), locked until the end of the
+    /// transaction.
+    fn lock_invitations(
+        &mut self,
+        list: Uuid,
+    ) -> impl Future<Output = Result<Vec<(Uuid, Role)>>> + Send;
+
     /// Id and stored e-mail of the user registered under `email`.
     fn find_user(
         &mut self,
@@ -110,7 +142,8 @@ pub trait UnitOfWork: Send {
     -> impl Future<Output = Result<bool>> + Send;
 
     /// Locks a list (so that concurrent additions queue behind this transaction) and
-    /// counts its items and members: what the caps are checked against.
+    /// counts its items and members (pending invitations included): what the caps are
+    /// checked against.
     fn lock_list_counts(&mut self, list: Uuid) -> impl Future<Output = Result<(i64, i64)>> + Send;
 
     /// Locks a user (so that their concurrent list creations queue) and counts the lists
@@ -130,6 +163,15 @@ pub trait UnitOfWork: Send {
         list: Uuid,
     ) -> impl Future<Output = Result<Vec<(Uuid, Role)>>> + Send;
 
+    /// Makes `to` the creator (`owner_id`) of a list created by `from`, with the owner role;
+    /// the list as `from` sees it, or `None` when `from` is not its creator.
+    fn transfer_list(
+        &mut self,
+        list: Uuid,
+        from: Uuid,
+        to: Uuid,
+    ) -> impl Future<Output = Result<Option<ListView>>> + Send;
+
     /// Adds a member; false when already a member.
     fn add_member(
         &mut self,
@@ -138,7 +180,7 @@ pub trait UnitOfWork: Send {
         role: Role,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Removes a member; false when not a member.
+    /// Removes a member or a pending invitation; false when neither.
     fn remove_member(
         &mut self,
         list: Uuid,
@@ -225,12 +267,21 @@ pub trait PasswordHasher: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
+/// Whom a token was issued to, and at which of their token versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSubject {
+    /// The user.
+    pub user: Uuid,
+    /// The user's token version when the token was issued (a logout increments it).
+    pub version: i64,
+}
+
 /// Issues and checks access tokens.
 pub trait TokenIssuer: Send + Sync + 'static {
-    /// A token for `user`.
-    fn issue(&self, user: Uuid) -> Result<String>;
-    /// The user of a valid token, or `None`.
-    fn verify(&self, token: &str) -> Option<Uuid>;
+    /// A token for `user` at their token version `version`.
+    fn issue(&self, user: Uuid, version: i64) -> Result<String>;
+    /// The subject of a validly signed, unexpired token, or `None`.
+    fn verify(&self, token: &str) -> Option<TokenSubject>;
     /// Seconds a new token lives.
     fn ttl_secs(&self) -> u64;
 }

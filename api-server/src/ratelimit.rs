@@ -23,7 +23,10 @@ pub struct RateLimitConfig {
     /// per client address (an IPv6 client is its /64 network).
     pub auth_per_address: u32,
     /// `RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE`, default 10: login and register requests per
-    /// e-mail address, from any client address (bounds password guessing on one account).
+    /// e-mail address from one client address (bounds password guessing on one account from
+    /// one client). Keyed by account *and* address, so that failures from other addresses
+    /// cannot lock the account's owner out: guessing from many addresses is bounded by
+    /// each one's address limit and by the hashing limit instead.
     pub auth_per_account: u32,
     /// `RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE`, default 120: suggestion requests per
     /// signed-in user (each one is a paid AI call).
@@ -100,7 +103,7 @@ fn check<K: Hash + Eq + Clone>(limit: Option<&Limit<K>>, key: &K) -> Result<(), 
 /// The server's rate limiters.
 pub struct RateLimits {
     auth_by_address: Option<Limit<IpAddr>>,
-    auth_by_account: Option<Limit<String>>,
+    auth_by_account: Option<Limit<(String, IpAddr)>>,
     suggestions_by_user: Option<Limit<Uuid>>,
 }
 
@@ -151,10 +154,14 @@ impl RateLimits {
     }
 
     /// A login or registration from `client` for `email`: the address limit first, then
-    /// the account limit.
+    /// the limit of that account from that address.
     pub fn auth(&self, client: IpAddr, email: &str) -> Result<(), Limited> {
-        check(self.auth_by_address.as_ref(), &address_key(client))?;
-        check(self.auth_by_account.as_ref(), &account_key(email))
+        let address = address_key(client);
+        check(self.auth_by_address.as_ref(), &address)?;
+        check(
+            self.auth_by_account.as_ref(),
+            &(account_key(email), address),
+        )
     }
 
     /// A suggestion request by `user`.
@@ -198,6 +205,11 @@ mod tests {
         assert!(limited.retry_after <= Duration::from_secs(20));
         assert!(limited.retry_after_seconds() >= 1);
         limits.auth(client, "b@example.com").unwrap();
+        // The same account from another address has a quota of its own, so nobody can lock
+        // an account's owner out by failing from elsewhere.
+        limits
+            .auth("198.51.100.9".parse().unwrap(), "a@example.com")
+            .unwrap();
         // 0 switches a limit off.
         for _ in 0..1000 {
             limits.suggestions(Uuid::nil()).unwrap();

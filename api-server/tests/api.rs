@@ -120,11 +120,13 @@ async fn tokens_are_required_and_checked() -> Result<()> {
         aud: listacompra_api::auth::AUDIENCE.to_owned(),
         iat: now,
         exp: now + 60,
+        ver: 0,
     };
     let foreign = listacompra_api::auth::Tokens::new(
-        "some-other-secret-xyz",
+        "some-other-secret-xyz-0123456789-0123456789",
+        None,
         std::time::Duration::from_secs(60),
-    )
+    )?
     .sign(&claims)?;
     let (s, _) = app
         .call(Method::GET, "/v1/lists", Some(&foreign), None)
@@ -132,8 +134,9 @@ async fn tokens_are_required_and_checked() -> Result<()> {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let ours = listacompra_api::auth::Tokens::new(
         &app.config.jwt_secret,
+        None,
         std::time::Duration::from_secs(60),
-    );
+    )?;
     let expired = ours.sign(&listacompra_api::auth::Claims {
         exp: now - 600,
         iat: now - 1200,
@@ -535,8 +538,17 @@ async fn another_users_list_is_invisible_and_members_cannot_manage() -> Result<(
             Some(json!({ "email": "ghost@example.com" })),
         )
         .await?;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(b["field"], "email");
+    // An e-mail without an account is answered like one with an account (no account
+    // enumeration, issue 13): a pending invitation, listed like a member until withdrawn.
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["email"], "ghost@example.com", "{b}");
+    let ghost = b["user_id"].as_str().unwrap_or_default().to_owned();
+    let (_, detail) = app.call(Method::GET, &lp, o, None).await?;
+    assert!(detail["members"].to_string().contains(&ghost), "{detail}");
+    let (s, b) = app
+        .call(Method::DELETE, &format!("{lp}/members/{ghost}"), o, None)
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let (s, b) = app
         .call(
             Method::POST,

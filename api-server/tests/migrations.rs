@@ -168,3 +168,46 @@ async fn an_older_binary_refuses_a_newer_schema_and_says_which_image_to_use() ->
     assert_eq!(migrate::current(&db.pool).await?, head + 1);
     Ok(())
 }
+
+async fn has_token_version(db: &TestDb) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_name = 'users' AND column_name = 'token_version')",
+    )
+    .fetch_one(&db.pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn revision_7_adds_token_versions_to_existing_users_and_its_down_removes_them() -> Result<()>
+{
+    let services = common::services().await?;
+    let db = TestDb::empty(&services).await?;
+    migrate::migrate_to(&db.pool, Some(6)).await?;
+    assert!(!has_token_version(&db).await?);
+    // A user registered by a build of revision 6.
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, 'old@example.com', 'x')")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&db.pool)
+        .await?;
+    migrate::migrate_to(&db.pool, Some(7)).await?;
+    let version: i64 = sqlx::query_scalar("SELECT token_version FROM users")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(version, 0, "existing users start at token version 0");
+    // Builds of revision 6 insert users without naming the column: the default applies.
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, 'new@example.com', 'x')")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&db.pool)
+        .await?;
+    migrate::migrate_to(&db.pool, Some(6)).await?;
+    assert!(
+        !has_token_version(&db).await?,
+        "the down migration left the column"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(users, 2, "the down migration lost users");
+    Ok(())
+}

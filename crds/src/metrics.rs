@@ -13,3 +13,8 @@ pub const OUTBOX_RETRIES_TOTAL: &str = "listacompra_outbox_retries_total";
 pub const OUTBOX_BACKLOG: &str = "listacompra_outbox_backlog";
 /// Histogram of the time events wait in the outbox before they are published, in seconds.
 pub const OUTBOX_QUEUE_LATENCY_SECONDS: &str = "listacompra_outbox_queue_latency_seconds";
+/// Counter of messages given up on after their attempt cap, labelled `source` (`ai`: moved
+/// to the AI dead-letter queue, also an AI job `failure`; `outbox`: event moved aside).
+pub const DEAD_LETTERS_TOTAL: &str = "listacompra_dead_letters_total";
+/// Gauge of outbox events moved aside after their attempt cap (never published).
+pub const OUTBOX_DEAD: &str = "listacompra_outbox_dead";

@@ -63,14 +63,14 @@ async fn run(ctx: TestContext) -> e2e::Result<()> {
     let mut story = Story::new(&stack, false);
     story.set_load_rate(rate);
     let outcome = async {
-        story.release("1.0.0", 4).await?;
+        story.release("1.0.0", e2e::story::SCHEMAS[0]).await?;
         // Let the load settle, then measure a steady window.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let steady_start = (story.load_stats(), Instant::now());
         tokio::time::sleep(Duration::from_secs(30)).await;
         let steady_end = (story.load_stats(), Instant::now());
         let release_start = (story.load_stats(), Instant::now());
-        let release = story.release("1.1.0", 5).await?;
+        let release = story.release("1.1.0", e2e::story::SCHEMAS[1]).await?;
         let release_end = (story.load_stats(), Instant::now());
         let phase = release
             .status

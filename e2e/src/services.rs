@@ -49,6 +49,26 @@ impl Services {
         self.env.get("RABBITMQ_URL")
     }
 
+    /// `rediss://` URL of the same Redis on its TLS port (`LC_REDIS_TLS_URL`).
+    pub fn redis_tls_url(&self) -> Result<&str> {
+        self.env.get("LC_REDIS_TLS_URL")
+    }
+
+    /// `amqps://` URL of the same RabbitMQ on its TLS port (`LC_AMQP_TLS_URL`).
+    pub fn rabbitmq_tls_url(&self) -> Result<&str> {
+        self.env.get("LC_AMQP_TLS_URL")
+    }
+
+    /// The test CA that signed the TLS listeners' certificate (`LC_TLS_CA_FILE`).
+    pub fn tls_ca_file(&self) -> Result<&str> {
+        self.env.get("LC_TLS_CA_FILE")
+    }
+
+    /// A test CA that signed nothing the services present (`LC_TLS_OTHER_CA_FILE`).
+    pub fn tls_other_ca_file(&self) -> Result<&str> {
+        self.env.get("LC_TLS_OTHER_CA_FILE")
+    }
+
     /// Base URL of the Prometheus HTTP API.
     pub fn prometheus_url(&self) -> Result<&str> {
         self.env.get("PROMETHEUS_URL")

@@ -1,11 +1,11 @@
 //! The release story that `make demo` tells and the full-stack test checks, step by step:
 //!
-//! 1. v1.0.0 installs fresh (schema 4); a load generator starts once it serves; then v1.1.0
-//!    with a new migration (schema 5): the schema moves, traffic keeps flowing, and the
+//! 1. v1.0.0 installs fresh (schema 7); a load generator starts once it serves; then v1.1.0
+//!    with a new migration (schema 8): the schema moves, traffic keeps flowing, and the
 //!    release Succeeds on all three KPIs measured from that traffic;
-//! 2. v1.2.0 (schema 6) is a build with 600 ms of injected latency: the p95 KPI breaches, the
-//!    operator rolls back to v1.1.0 and reverts the schema to 5; no acknowledged write is lost;
-//! 3. v1.3.0 asks for schema 7, which its build does not have: the migration Job fails,
+//! 2. v1.2.0 (schema 9) is a build with 600 ms of injected latency: the p95 KPI breaches, the
+//!    operator rolls back to v1.1.0 and reverts the schema to 8; no acknowledged write is lost;
+//! 3. v1.3.0 asks for schema 90, which no build has: the migration Job fails,
 //!    nothing rolls out, and v1.1.0 keeps serving.
 //!
 //! Every step checks what it claims and fails with the evidence when it does not hold.
@@ -24,6 +24,13 @@ use crate::{Error, Result};
 
 /// Latency injected into the "bad" build, in milliseconds.
 pub const BAD_LATENCY_MS: u64 = 600;
+/// The schema revisions of the builds 1.0.0, 1.1.0 and 1.2.0. The API server serves from
+/// revision 7 on (`listacompra_api::migrate::MIN_SCHEMA`: logout needs `users.token_version`),
+/// so 1.0.0 installs at 7 and 1.1.0 and 1.2.0 each add one migration (8 and 9 add indexes).
+pub const SCHEMAS: [i64; 3] = [7, 8, 9];
+/// The schema revision the broken build asks for: beyond every migration the API server
+/// has, so its migration Job fails however many migrations are added.
+pub const BROKEN_SCHEMA: i64 = 90;
 /// Requests per second of the load generator.
 pub const LOAD_RATE: u32 = 12;
 /// Longest a single release may take in the story.
@@ -311,7 +318,7 @@ impl<'a> Story<'a> {
     /// Scenario 1: fresh install of v1.0.0, then v1.1.0 with a new migration under load.
     pub async fn install_and_upgrade(&mut self) -> Result<()> {
         self.say("== 1. fresh install of v1.0.0, then v1.1.0 with a new migration, under load");
-        let first = self.release("1.0.0", 4).await?;
+        let first = self.release("1.0.0", SCHEMAS[0]).await?;
         let phase = first.status.as_ref().and_then(|s| s.phase);
         check(phase == Some(Phase::Succeeded), || {
             format!(
@@ -319,10 +326,10 @@ impl<'a> Story<'a> {
                 first.status
             )
         })?;
-        self.expect_serving("1.0.0", 4).await?;
+        self.expect_serving("1.0.0", SCHEMAS[0]).await?;
 
         let before = self.load_stats();
-        let second = self.release("1.1.0", 5).await?;
+        let second = self.release("1.1.0", SCHEMAS[1]).await?;
         let status = second.status.clone().unwrap_or_default();
         check(status.phase == Some(Phase::Succeeded), || {
             format!(
@@ -340,16 +347,17 @@ impl<'a> Story<'a> {
             )?;
         }
         self.traffic_flowed(&before, "the v1.1.0 release")?;
-        self.expect_serving("1.1.0", 5).await
+        self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
     /// Scenario 2: v1.2.0 with injected latency is rolled back, workload and schema.
     pub async fn latency_rollback(&mut self) -> Result<()> {
         self.say(format!(
-            "== 2. v1.2.0 (a build with {BAD_LATENCY_MS} ms of added latency) and schema 6"
+            "== 2. v1.2.0 (a build with {BAD_LATENCY_MS} ms of added latency) and schema {}",
+            SCHEMAS[2]
         ));
         let before = self.load_stats();
-        let release = self.release("1.2.0", 6).await?;
+        let release = self.release("1.2.0", SCHEMAS[2]).await?;
         let status = release.status.clone().unwrap_or_default();
         check(status.phase == Some(Phase::RolledBack), || {
             format!(
@@ -375,14 +383,16 @@ impl<'a> Story<'a> {
             )
         })?;
         self.traffic_flowed(&before, "the v1.2.0 release and its rollback")?;
-        self.expect_serving("1.1.0", 5).await
+        self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
     /// Scenario 3: v1.3.0's migration fails; nothing rolls out.
     pub async fn failing_migration(&mut self) -> Result<()> {
-        self.say("== 3. v1.3.0 needs schema 7, which its build does not have");
+        self.say(format!(
+            "== 3. v1.3.0 needs schema {BROKEN_SCHEMA}, which no build has"
+        ));
         let before = self.load_stats();
-        let release = self.release("1.3.0", 7).await?;
+        let release = self.release("1.3.0", BROKEN_SCHEMA).await?;
         let status = release.status.clone().unwrap_or_default();
         check(
             matches!(status.phase, Some(Phase::RolledBack | Phase::Failed))
@@ -405,7 +415,7 @@ impl<'a> Story<'a> {
         // Keep the load on a little longer: v1.1.0 serves on.
         tokio::time::sleep(Duration::from_secs(3)).await;
         self.traffic_flowed(&before, "the failed v1.3.0 release")?;
-        self.expect_serving("1.1.0", 5).await
+        self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
     /// The three scenarios in order.

@@ -38,6 +38,8 @@ fn exported_metrics() -> BTreeSet<&'static str> {
         api::OUTBOX_RETRIES_TOTAL,
         api::OUTBOX_BACKLOG,
         api::OUTBOX_QUEUE_LATENCY_SECONDS,
+        api::DEAD_LETTERS_TOTAL,
+        api::OUTBOX_DEAD,
     ]
     .into_iter()
     .collect();

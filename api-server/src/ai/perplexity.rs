@@ -52,6 +52,26 @@ fn provider_err(reason: impl Into<String>) -> Error {
     }
 }
 
+/// An error worth retrying later (429, 5xx, timeout, no connection).
+fn unavailable(reason: impl Into<String>, retry_after: Option<Duration>) -> Error {
+    Error::ProviderUnavailable {
+        provider: "perplexity",
+        reason: reason.into(),
+        retry_after,
+    }
+}
+
+/// The pause a `Retry-After` value asks for: delay-seconds, or an HTTP-date (a date in the
+/// past asks for none); `None` when absent or unreadable.
+pub fn retry_after(value: Option<&str>, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 impl PerplexityProvider {
     /// A client for `base_url` (`https://api.perplexity.ai` in production).
     pub fn new(base_url: &str, api_key: &str, model: &str, timeout: Duration) -> Result<Self> {
@@ -88,7 +108,9 @@ impl PerplexityProvider {
         )
     }
 
-    /// Parses the assistant's answer: a JSON array, possibly inside a code fence.
+    /// Parses the assistant's answer: a JSON array, possibly inside a code fence. The entries
+    /// are model output: the job validates them like user input
+    /// ([`crate::domain::validate_suggestions`]), which also caps their number.
     pub fn parse_content(content: &str) -> Result<Vec<Suggestion>> {
         let start = content.find('[');
         let end = content.rfind(']');
@@ -109,7 +131,6 @@ impl PerplexityProvider {
         Ok(raw
             .into_iter()
             .filter(|r| !r.name.trim().is_empty())
-            .take(MAX_SUGGESTIONS)
             .map(|r| Suggestion {
                 name: r.name.trim().to_lowercase(),
                 category: r
@@ -139,13 +160,25 @@ impl PerplexityProvider {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    provider_err(format!("timed out after {} ms", self.timeout.as_millis()))
+                    unavailable(
+                        format!("timed out after {} ms", self.timeout.as_millis()),
+                        None,
+                    )
+                } else if e.is_connect() {
+                    unavailable(format!("request failed: {e}"), None)
                 } else {
                     provider_err(format!("request failed: {e}"))
                 }
             })?;
         let status = response.status();
         if !status.is_success() {
+            let wait = retry_after(
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                std::time::SystemTime::now(),
+            );
             let text = response.text().await.unwrap_or_default();
             let hint = match status.as_u16() {
                 401 | 403 => " (check PPLX_API_KEY)",
@@ -153,11 +186,19 @@ impl PerplexityProvider {
                 _ => "",
             };
             let excerpt: String = text.chars().take(200).collect();
-            return Err(provider_err(format!("HTTP {status}{hint}: {excerpt}")));
+            let reason = format!("HTTP {status}{hint}: {excerpt}");
+            return Err(if status.as_u16() == 429 || status.is_server_error() {
+                unavailable(reason, wait)
+            } else {
+                provider_err(reason)
+            });
         }
         let parsed: ChatResponse = response.json().await.map_err(|e| {
             if e.is_timeout() {
-                provider_err(format!("timed out after {} ms", self.timeout.as_millis()))
+                unavailable(
+                    format!("timed out after {} ms", self.timeout.as_millis()),
+                    None,
+                )
             } else {
                 provider_err(format!("unexpected response body: {e}"))
             }
@@ -200,5 +241,20 @@ mod tests {
         );
         assert!(PerplexityProvider::parse_content("no json here").is_err());
         assert!(PerplexityProvider::parse_content("[not json]").is_err());
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(Some(" 3 "), now), Some(Duration::from_secs(3)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            retry_after(Some(&later), now),
+            Some(Duration::from_secs(90))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after(Some(&earlier), now), Some(Duration::ZERO));
+        assert_eq!(retry_after(Some("soon"), now), None);
+        assert_eq!(retry_after(None, now), None);
     }
 }

@@ -98,6 +98,38 @@ pub fn removal(
     Ok(())
 }
 
+/// Why a list's ownership cannot pass to someone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Only the list's creator (`owner_id`) hands the list over; co-owners cannot.
+    NotTheCreator,
+    /// The new creator must already be a member of the list.
+    NotMember,
+    /// The new creator is the current one.
+    AlreadyCreator,
+}
+
+/// Checks that `actor` may make `to` the creator of a list created by `creator` whose
+/// members are `members`: only the creator may, and only to another member. The new creator
+/// becomes an owner; the former creator stays an owner (and may then leave).
+pub fn transfer(
+    members: &[(Uuid, Role)],
+    creator: Uuid,
+    actor: Uuid,
+    to: Uuid,
+) -> Result<(), Transfer> {
+    if actor != creator {
+        return Err(Transfer::NotTheCreator);
+    }
+    if to == creator {
+        return Err(Transfer::AlreadyCreator);
+    }
+    if !members.iter().any(|(id, _)| *id == to) {
+        return Err(Transfer::NotMember);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +182,39 @@ mod tests {
         assert_eq!(
             removal(&orphan, creator, b, Role::Owner, b),
             Err(Removal::LastOwner)
+        );
+    }
+
+    #[test]
+    fn only_the_creator_hands_the_list_to_another_member() {
+        let (creator, co_owner, member, stranger) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let members = [
+            (creator, Role::Owner),
+            (co_owner, Role::Owner),
+            (member, Role::Member),
+        ];
+        assert_eq!(transfer(&members, creator, creator, member), Ok(()));
+        assert_eq!(transfer(&members, creator, creator, co_owner), Ok(()));
+        assert_eq!(
+            transfer(&members, creator, co_owner, co_owner),
+            Err(Transfer::NotTheCreator)
+        );
+        assert_eq!(
+            transfer(&members, creator, member, member),
+            Err(Transfer::NotTheCreator)
+        );
+        assert_eq!(
+            transfer(&members, creator, creator, stranger),
+            Err(Transfer::NotMember)
+        );
+        assert_eq!(
+            transfer(&members, creator, creator, creator),
+            Err(Transfer::AlreadyCreator)
         );
     }
 }

@@ -83,6 +83,15 @@ impl NewEvent {
         )
     }
 
+    /// A list's creator handed it to another member.
+    pub fn list_transferred(list: Uuid, from: Uuid, to: Uuid) -> Self {
+        event(
+            "list.transferred",
+            list,
+            json!({ "list_id": list, "from": from, "to": to }),
+        )
+    }
+
     /// A member left a list.
     pub fn list_unshared(list: Uuid, user: Uuid) -> Self {
         event(

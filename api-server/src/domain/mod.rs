@@ -8,7 +8,7 @@ mod model;
 mod offline;
 mod validate;
 
-pub use access::{Action, Denied, Removal, authorize, removal};
+pub use access::{Action, Denied, Removal, Transfer, authorize, removal, transfer};
 pub use caps::{CapReached, Caps};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
 pub use model::{
@@ -18,5 +18,5 @@ pub use model::{
 pub use offline::{MAX_SUGGESTIONS, offline_suggestions};
 pub use validate::{
     Invalid, ItemFields, ItemPatch, MAX_QUANTITY, Page, email, list_name, new_item, password,
-    quantity, reorder,
+    quantity, reorder, validate_suggestions,
 };

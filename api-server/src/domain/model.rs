@@ -43,6 +43,9 @@ pub struct User {
     pub email: String,
     /// PHC string.
     pub password_hash: String,
+    /// Token version: tokens carry the version they were issued at and stop working when it
+    /// is incremented (logout).
+    pub token_version: i64,
 }
 
 /// A list as its members see it.

@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use super::{MAX_SUGGESTIONS, Suggestion};
+
 /// A validation failure naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -127,6 +129,34 @@ pub fn new_item(
         category: optional_text("category", category, 50)?.map(|c| c.to_lowercase()),
         note: optional_text("note", note, 500)?,
     })
+}
+
+/// Model output checked like user input: each suggestion's name, category and reason go
+/// through the rules of an item's name, category and note (no control characters such as
+/// NUL, length caps; the reason's line breaks and tabs become spaces), names are lower-cased;
+/// invalid entries and repeated names are dropped, and at most [`MAX_SUGGESTIONS`] are kept.
+/// Returns the valid suggestions and how many entries were dropped as invalid.
+pub fn validate_suggestions(raw: Vec<Suggestion>) -> (Vec<Suggestion>, usize) {
+    let mut valid: Vec<Suggestion> = Vec::new();
+    let mut invalid = 0;
+    for s in raw {
+        let reason = s.reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        let checked = trimmed_text("name", &s.name, 200).and_then(|name| {
+            Ok(Suggestion {
+                name: name.to_lowercase(),
+                category: optional_text("category", s.category.as_deref(), 50)?
+                    .map(|c| c.to_lowercase()),
+                reason: optional_text("reason", Some(&reason), 500)?.unwrap_or_default(),
+            })
+        });
+        match checked {
+            Ok(ok) if valid.iter().any(|v| v.name == ok.name) => {}
+            Ok(ok) if valid.len() < MAX_SUGGESTIONS => valid.push(ok),
+            Ok(_) => {}
+            Err(_) => invalid += 1,
+        }
+    }
+    (valid, invalid)
 }
 
 /// A partial update of an item; `None` keeps the stored value, `Some(None)` clears it.
@@ -290,6 +320,31 @@ mod tests {
         .validated()
         .unwrap();
         assert_eq!(clear.unit, Some(None));
+    }
+
+    #[test]
+    fn model_output_is_validated_like_user_input() {
+        let s = |name: &str, category: Option<&str>, reason: &str| Suggestion {
+            name: name.to_owned(),
+            category: category.map(str::to_owned),
+            reason: reason.to_owned(),
+        };
+        let mut raw = vec![
+            s("tomato\u{0}sauce", None, "nul"),
+            s("bell\u{7}pepper", None, "bell"),
+            s(&"x".repeat(201), None, "long"),
+            s("basil", Some(&"c".repeat(51)), "long category"),
+            s("olives", None, "bad \u{0} reason"),
+            s("  ", None, "empty"),
+            s(" Parmesan ", Some("Dairy"), "on the\npasta"),
+            s("parmesan", None, "again"),
+        ];
+        raw.extend((0..20).map(|i| s(&format!("extra {i}"), None, "")));
+        let (valid, invalid) = validate_suggestions(raw);
+        assert_eq!(invalid, 6);
+        assert_eq!(valid.len(), MAX_SUGGESTIONS);
+        assert_eq!(valid[0], s("parmesan", Some("dairy"), "on the pasta"));
+        assert_eq!(valid[1].name, "extra 0");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use warp::reply::Response;
 use super::State;
 use super::openapi;
 use super::request::{
-    Credentials, ItemPatchBody, NameBody, NewItemBody, ReorderBody, Request, ShareBody, not_null,
-    parse_json, query_i64,
+    Credentials, ItemPatchBody, NameBody, NewItemBody, ReorderBody, Request, ShareBody,
+    TransferBody, not_null, parse_json, query_i64,
 };
 use super::response::json_response;
 use super::routes::{Op, Params, Route};
@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::health::TokenCheck;
 use crate::usecases::NewItem;
 
-pub(super) fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
+pub(super) async fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
     let header = req.header("authorization").ok_or(AppError::Unauthorized(
         "an Authorization: Bearer token is required",
     ))?;
@@ -29,7 +29,7 @@ pub(super) fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppErro
         .ok_or(AppError::Unauthorized(
             "the Authorization header must be 'Bearer <token>'",
         ))?;
-    state.api.authenticate(token.trim())
+    state.api.authenticate(token.trim()).await
 }
 
 pub(super) fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, AppError> {
@@ -49,7 +49,7 @@ pub(super) async fn handle(
     req: &Request,
 ) -> Result<Response, AppError> {
     let user = if route.auth {
-        Some(authenticate(state, req)?)
+        Some(authenticate(state, req).await?)
     } else {
         None
     };
@@ -75,6 +75,10 @@ pub(super) async fn handle(
                 StatusCode::OK,
                 &api.login(&body.email, &body.password).await?,
             )
+        }
+        Op::Logout => {
+            api.logout(me()?).await?;
+            no_content()
         }
         Op::ListLists => {
             let limit = query_i64(&req.query, "limit")?;
@@ -111,6 +115,14 @@ pub(super) async fn handle(
             ok(
                 StatusCode::CREATED,
                 &api.share(me()?, list, &body.email, body.role).await?,
+            )
+        }
+        Op::TransferList => {
+            let list = params.uuid("list_id")?;
+            let body: TransferBody = parse_json(&req.body)?;
+            ok(
+                StatusCode::OK,
+                &api.transfer_list(me()?, list, body.user_id).await?,
             )
         }
         Op::Unshare => {

@@ -37,6 +37,13 @@ fn describe(
             "200",
             Some(schema_ref("Token")),
         ),
+        Op::Logout => (
+            "logout",
+            "Log out everywhere: every token issued to the caller so far stops working",
+            None,
+            "204",
+            None,
+        ),
         Op::ListLists => (
             "listLists",
             "My lists, newest first (paginated)",
@@ -68,7 +75,10 @@ fn describe(
         Op::DeleteList => ("deleteList", "Delete a list (owners)", None, "204", None),
         Op::Share => (
             "shareList",
-            "Share a list with a registered user (owners)",
+            "Share a list by e-mail (owners). An e-mail without an account gets the same answer \
+             and becomes a pending invitation, listed among the members like one (with the \
+             user_id answered here; DELETE it to withdraw) until it registers and joins, so \
+             neither the answer nor the list tells who has an account",
             Some("Share"),
             "201",
             Some(schema_ref("Member")),
@@ -79,6 +89,14 @@ fn describe(
             None,
             "204",
             None,
+        ),
+        Op::TransferList => (
+            "transferList",
+            "Hand the list to another member (its creator only): they become its creator and an \
+             owner; the former creator stays an owner and may then leave",
+            Some("Transfer"),
+            "200",
+            Some(schema_ref("List")),
         ),
         Op::AddItem => (
             "addItem",
@@ -129,7 +147,7 @@ fn describe(
         ),
         Op::Ready => (
             "ready",
-            "Readiness: PostgreSQL reachable (Redis and RabbitMQ outages show as degraded); detail with X-Healthcheck-Token",
+            "Readiness: PostgreSQL reachable and its schema revision at least the minimum this build serves (503 otherwise; Redis and RabbitMQ outages show as degraded); detail with X-Healthcheck-Token",
             None,
             "200",
             Some(schema_ref("Readiness")),
@@ -235,8 +253,22 @@ fn operation(route: &Route) -> Value {
     if request.is_some() || has_query {
         responses.insert("422".to_owned(), err("Invalid field (the field is named)"));
     }
-    if route.auth || route.op == Op::Login || route.op == Op::Ready {
+    if route.op == Op::Login || route.op == Op::Ready {
         responses.insert("401".to_owned(), err("Missing or invalid credentials"));
+    }
+    if route.auth {
+        responses.insert(
+            "401".to_owned(),
+            json!({
+                "description": "Missing, forged, expired or revoked bearer token",
+                "headers": { "WWW-Authenticate": { "description": "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that was sent (RFC 6750)", "schema": { "type": "string" } } },
+                "content": { "application/json": { "schema": error_ref() } },
+            }),
+        );
+        responses.insert(
+            "503".to_owned(),
+            err("The database is at an older schema revision than this server needs (`migrate --to` the revision named)"),
+        );
     }
     if route.auth && route.path.contains("{list_id}") {
         responses.insert("403".to_owned(), err("Only an owner may do this"));
@@ -245,10 +277,13 @@ fn operation(route: &Route) -> Value {
             err("Not found, or not visible to the caller"),
         );
     }
-    if matches!(route.op, Op::Share | Op::Unshare) {
+    if matches!(route.op, Op::Share | Op::Unshare | Op::TransferList) {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
-    if matches!(route.op, Op::Share | Op::AddItem | Op::CreateList) {
+    if matches!(
+        route.op,
+        Op::Share | Op::AddItem | Op::CreateList | Op::TransferList
+    ) {
         responses.insert(
             "409".to_owned(),
             err(
@@ -289,6 +324,7 @@ fn schemas() -> Value {
     let item = json!({ "type": "object", "required": ["id", "name", "quantity", "checked", "position", "created_at", "updated_at"], "properties": { "id": uuid, "name": { "type": "string" }, "quantity": { "type": "number" }, "unit": { "type": ["string", "null"] }, "category": { "type": ["string", "null"] }, "note": { "type": ["string", "null"] }, "checked": { "type": "boolean" }, "position": { "type": "integer" }, "created_at": time, "updated_at": time } });
     let member = json!({ "type": "object", "required": ["user_id", "email", "role"], "properties": { "user_id": uuid, "email": { "type": "string" }, "role": role } });
     let check = json!({ "type": "object", "required": ["ok", "latency_ms"], "properties": { "ok": { "type": "boolean" }, "latency_ms": { "type": "integer" }, "error": { "type": "string" } } });
+    let schema_check = json!({ "type": "object", "required": ["ok", "min", "head"], "properties": { "ok": { "type": "boolean", "description": "revision >= min (newer than head is served too)" }, "revision": { "type": "integer", "description": "The database's schema revision (0 = not migrated)" }, "min": { "type": "integer" }, "head": { "type": "integer" }, "error": { "type": "string" } } });
     json!({
         "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "limit": { "type": "string", "description": "The configuration variable of the limit that was hit (429, 503)" }, "retry_after_seconds": { "type": "integer", "minimum": 1, "description": "As the Retry-After header (429, 503)" }, "max": { "type": "integer", "description": "The value of the limit that was reached (409 caps, 413)" } } },
         "Credentials": { "type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": { "email": { "type": "string", "format": "email", "maxLength": 254 }, "password": { "type": "string", "minLength": 8, "maxLength": 128 } } },
@@ -300,13 +336,14 @@ fn schemas() -> Value {
         "ListDetail": { "allOf": [schema_ref("List"), { "type": "object", "required": ["items", "members"], "properties": { "items": { "type": "array", "items": schema_ref("Item") }, "members": { "type": "array", "items": schema_ref("Member") } } }] },
         "Share": { "type": "object", "additionalProperties": false, "required": ["email"], "properties": { "email": { "type": "string", "format": "email" }, "role": role } },
         "Member": member,
+        "Transfer": { "type": "object", "additionalProperties": false, "required": ["user_id"], "properties": { "user_id": uuid } },
         "NewItem": { "type": "object", "additionalProperties": false, "required": ["name"], "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500) } },
         "ItemPatch": { "type": "object", "additionalProperties": false, "minProperties": 1, "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500), "checked": { "type": "boolean" } } },
         "Item": item,
         "Reorder": { "type": "object", "additionalProperties": false, "required": ["item_ids"], "properties": { "item_ids": { "type": "array", "items": uuid } } },
         "Suggestion": suggestion,
         "SuggestionRequest": { "type": "object", "required": ["id", "list_id", "status", "created_at"], "properties": { "id": uuid, "list_id": uuid, "status": { "type": "string", "enum": ["pending", "done", "failed"] }, "provider": { "type": ["string", "null"] }, "suggestions": { "type": ["array", "null"], "items": schema_ref("Suggestion") }, "error": { "type": ["string", "null"] }, "created_at": time, "completed_at": { "type": ["string", "null"], "format": "date-time" } } },
-        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "redis": check, "rabbitmq": check } } } },
+        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "schema": schema_check, "redis": check, "rabbitmq": check } } } },
     })
 }
 

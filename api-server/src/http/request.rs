@@ -135,6 +135,12 @@ pub(super) fn member() -> Role {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct TransferBody {
+    pub(super) user_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewItemBody {
     pub(super) name: String,
     pub(super) quantity: Option<f64>,

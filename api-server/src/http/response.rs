@@ -33,6 +33,21 @@ pub(super) fn error_response(err: &AppError) -> Response {
             StatusCode::UNAUTHORIZED,
             error_body("unauthorized", m, None),
         ),
+        AppError::InvalidToken => {
+            let mut res = json_response(
+                StatusCode::UNAUTHORIZED,
+                &error_body(
+                    "unauthorized",
+                    "the token is invalid, expired or revoked",
+                    None,
+                ),
+            );
+            res.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+            return res;
+        }
         AppError::Forbidden(m) => (StatusCode::FORBIDDEN, error_body("forbidden", m, None)),
         AppError::NotFound(what) => (
             StatusCode::NOT_FOUND,
@@ -76,6 +91,13 @@ pub(super) fn error_response(err: &AppError) -> Response {
                 limit,
                 secs,
             );
+        }
+        AppError::Unavailable(message) => {
+            tracing::error!(error = %message, "request refused: the server cannot serve it");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_body("unavailable", message, None),
+            )
         }
         AppError::Internal(e) => {
             tracing::error!(error = %e, "request failed");

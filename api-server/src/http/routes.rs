@@ -13,6 +13,8 @@ pub enum Op {
     Register,
     /// POST /v1/auth/login
     Login,
+    /// POST /v1/auth/logout
+    Logout,
     /// GET /v1/lists
     ListLists,
     /// POST /v1/lists
@@ -27,6 +29,8 @@ pub enum Op {
     Share,
     /// DELETE /v1/lists/{list_id}/members/{user_id}
     Unshare,
+    /// PUT /v1/lists/{list_id}/owner
+    TransferList,
     /// POST /v1/lists/{list_id}/items
     AddItem,
     /// PATCH /v1/lists/{list_id}/items/{item_id}
@@ -83,6 +87,7 @@ pub(super) const fn r(method: &'static str, path: &'static str, op: Op, auth: bo
 pub const ROUTES: &[Route] = &[
     r("POST", "/v1/auth/register", Op::Register, false),
     r("POST", "/v1/auth/login", Op::Login, false),
+    r("POST", "/v1/auth/logout", Op::Logout, true),
     r("GET", "/v1/lists", Op::ListLists, true),
     r("POST", "/v1/lists", Op::CreateList, true),
     r("GET", "/v1/lists/{list_id}", Op::GetList, true),
@@ -95,6 +100,7 @@ pub const ROUTES: &[Route] = &[
         Op::Unshare,
         true,
     ),
+    r("PUT", "/v1/lists/{list_id}/owner", Op::TransferList, true),
     r("POST", "/v1/lists/{list_id}/items", Op::AddItem, true),
     r(
         "PATCH",

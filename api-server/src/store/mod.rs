@@ -11,6 +11,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, User};
+use crate::migrate::MIN_SCHEMA;
 use crate::ports::Store;
 use crate::{Error, Result};
 pub use tx::PgUnitOfWork;
@@ -23,6 +24,22 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy(url)
         .map_err(Error::db("configuring the pool from DATABASE_URL"))
+}
+
+/// A query that failed because a column or table it names does not exist (SQLSTATE 42703,
+/// 42P01: the database is at a revision older than [`MIN_SCHEMA`]) becomes
+/// [`Error::SchemaTooOld`], which names the revision and the fix and is answered 503, not 500.
+pub(crate) fn schema_too_old(err: Error) -> Error {
+    match &err {
+        Error::Database {
+            source: sqlx::Error::Database(db),
+            ..
+        } if matches!(db.code().as_deref(), Some("42703" | "42P01")) => Error::SchemaTooOld {
+            what: "users.token_version and list_invitations",
+            needs: MIN_SCHEMA,
+        },
+        _ => err,
+    }
 }
 
 /// The PostgreSQL store.
@@ -57,20 +74,33 @@ impl Store for PgStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         let row = sqlx::query(
-            "SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)",
+            "SELECT id, email, password_hash, token_version FROM users WHERE lower(email) = lower($1)",
         )
         .bind(email)
         .fetch_optional(&self.pool)
         .await
-        .map_err(Error::db("reading a user"))?;
+        .map_err(Error::db("reading a user"))
+        .map_err(schema_too_old)?;
         row.map(|r| {
             Ok(User {
                 id: r.try_get("id").map_err(Error::db("user id"))?,
                 email: r.try_get("email").map_err(Error::db("user email"))?,
                 password_hash: r.try_get("password_hash").map_err(Error::db("user hash"))?,
+                token_version: r
+                    .try_get("token_version")
+                    .map_err(Error::db("user token version"))?,
             })
         })
         .transpose()
+    }
+
+    async fn token_version(&self, user: Uuid) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("reading a token version"))
+            .map_err(schema_too_old)
     }
 
     async fn my_lists(&self, user: Uuid, page: Page) -> Result<ListPage> {
@@ -121,13 +151,18 @@ impl Store for PgStore {
         .await
         .map_err(Error::db("reading items"))?;
         let members = sqlx::query(
-            "SELECT m.user_id, u.email, m.role FROM list_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.list_id = $1 ORDER BY m.role DESC, m.added_at",
+            "SELECT user_id, email, role FROM ( \
+               SELECT m.user_id, u.email, m.role, m.added_at FROM list_members m \
+                 JOIN users u ON u.id = m.user_id WHERE m.list_id = $1 \
+               UNION ALL \
+               SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = $1 \
+             ) AS everyone ORDER BY role DESC, added_at",
         )
         .bind(list)
         .fetch_all(&self.pool)
         .await
-        .map_err(Error::db("reading members"))?;
+        .map_err(Error::db("reading members"))
+        .map_err(schema_too_old)?;
         Ok(Some(ListDetail {
             list: rows::list_view(&row)?,
             items: items.iter().map(rows::item_view).collect::<Result<_>>()?,

@@ -11,6 +11,13 @@ use crate::outbox;
 use crate::ports::UnitOfWork;
 use crate::{Error, Result};
 
+/// A `(id, role)` pair from a role column.
+fn parse_role(id: Uuid, role: &str) -> Result<(Uuid, Role)> {
+    Role::parse(role)
+        .map(|r| (id, r))
+        .ok_or_else(|| Error::Data(format!("unknown role {role:?} in the database")))
+}
+
 /// A transaction; dropped without [`UnitOfWork::commit`], it rolls back.
 #[derive(Debug)]
 pub struct PgUnitOfWork {
@@ -46,6 +53,63 @@ impl UnitOfWork for PgUnitOfWork {
         .await
         .map_err(Error::db("inserting a user"))?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn revoke_tokens(&mut self, user: Uuid) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = $1")
+            .bind(user)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("revoking tokens"))
+            .map_err(super::schema_too_old)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn invite(&mut self, list: Uuid, email: &str, role: Role) -> Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "INSERT INTO list_invitations (list_id, user_id, email, role) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (list_id, lower(email)) DO NOTHING RETURNING user_id",
+        )
+        .bind(list)
+        .bind(Uuid::new_v4())
+        .bind(email)
+        .bind(role.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("recording an invitation"))
+        .map_err(super::schema_too_old)
+    }
+
+    async fn claim_invitations(&mut self, user: Uuid, email: &str) -> Result<Vec<(Uuid, Role)>> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "WITH claimed AS (DELETE FROM list_invitations WHERE lower(email) = lower($2) \
+               RETURNING list_id, role) \
+             INSERT INTO list_members (list_id, user_id, role) SELECT list_id, $1, role FROM claimed \
+             ON CONFLICT (list_id, user_id) DO NOTHING RETURNING list_id, role",
+        )
+        .bind(user)
+        .bind(email)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(Error::db("claiming invitations"))
+            .map_err(super::schema_too_old)?;
+        rows.into_iter()
+            .map(|(list, role)| parse_role(list, &role))
+            .collect()
+    }
+
+    async fn lock_invitations(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT user_id, role FROM list_invitations WHERE list_id = $1 FOR UPDATE",
+        )
+        .bind(list)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(Error::db("locking invitations"))
+        .map_err(super::schema_too_old)?;
+        rows.into_iter()
+            .map(|(id, role)| parse_role(id, &role))
+            .collect()
     }
 
     async fn find_user(&mut self, email: &str) -> Result<Option<(Uuid, String)>> {
@@ -122,12 +186,14 @@ impl UnitOfWork for PgUnitOfWork {
             .map_err(Error::db("locking a list"))?;
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM items WHERE list_id = $1), \
-                    (SELECT count(*) FROM list_members WHERE list_id = $1)",
+                    (SELECT count(*) FROM list_members WHERE list_id = $1) \
+                  + (SELECT count(*) FROM list_invitations WHERE list_id = $1)",
         )
         .bind(list)
         .fetch_one(&mut *self.tx)
         .await
         .map_err(Error::db("counting a list's items and members"))
+        .map_err(super::schema_too_old)
     }
 
     async fn lock_user_count_lists(&mut self, user: Uuid) -> Result<i64> {
@@ -171,6 +237,32 @@ impl UnitOfWork for PgUnitOfWork {
             .collect()
     }
 
+    async fn transfer_list(
+        &mut self,
+        list: Uuid,
+        from: Uuid,
+        to: Uuid,
+    ) -> Result<Option<ListView>> {
+        sqlx::query("UPDATE list_members SET role = 'owner' WHERE list_id = $1 AND user_id = $2")
+            .bind(list)
+            .bind(to)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("making the new creator an owner"))?;
+        let row = sqlx::query(
+            "UPDATE lists l SET owner_id = $3, updated_at = now() FROM list_members m \
+             WHERE l.id = $1 AND l.owner_id = $2 AND m.list_id = l.id AND m.user_id = $2 \
+             RETURNING l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role",
+        )
+        .bind(list)
+        .bind(from)
+        .bind(to)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("transferring a list"))?;
+        row.as_ref().map(rows::list_view).transpose()
+    }
+
     async fn add_member(&mut self, list: Uuid, user: Uuid, role: Role) -> Result<bool> {
         let inserted = sqlx::query(
             "INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, $3) \
@@ -192,7 +284,15 @@ impl UnitOfWork for PgUnitOfWork {
             .execute(&mut *self.tx)
             .await
             .map_err(Error::db("removing a member"))?;
-        Ok(done.rows_affected() == 1)
+        let invitation =
+            sqlx::query("DELETE FROM list_invitations WHERE list_id = $1 AND user_id = $2")
+                .bind(list)
+                .bind(user)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(Error::db("removing an invitation"))
+                .map_err(super::schema_too_old)?;
+        Ok(done.rows_affected() + invitation.rows_affected() > 0)
     }
 
     async fn append_item(

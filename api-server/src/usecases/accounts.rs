@@ -47,6 +47,9 @@ impl<S: Store, H: PasswordHasher, T> UseCases<S, H, T> {
             return Ok(Registered { id, email });
         }
         tx.publish(&NewEvent::user_registered(id)).await?;
+        for (list, role) in tx.claim_invitations(id, &email).await? {
+            tx.publish(&NewEvent::list_shared(list, id, role)).await?;
+        }
         tx.commit().await?;
         Ok(Registered { id, email })
     }
@@ -62,7 +65,7 @@ impl<S: Store, H: PasswordHasher, T: TokenIssuer> UseCases<S, H, T> {
         let valid = self.hasher.verify(password.to_owned(), phc).await?;
         match user {
             Some(user) if valid => Ok(Session {
-                token: self.tokens.issue(user.id)?,
+                token: self.tokens.issue(user.id, user.token_version)?,
                 token_type: "Bearer",
                 expires_in: self.tokens.ttl_secs(),
                 user_id: user.id,
@@ -72,11 +75,25 @@ impl<S: Store, H: PasswordHasher, T: TokenIssuer> UseCases<S, H, T> {
     }
 }
 
-impl<S, H, T: TokenIssuer> UseCases<S, H, T> {
-    /// The user of a bearer token.
-    pub fn authenticate(&self, token: &str) -> AppResult<Uuid> {
-        self.tokens
-            .verify(token)
-            .ok_or(AppError::Unauthorized("the token is invalid or expired"))
+impl<S: Store, H, T: TokenIssuer> UseCases<S, H, T> {
+    /// The user of a bearer token: validly signed, unexpired, and issued at the user's
+    /// current token version (one primary-key read), so a logout revokes it at once and a
+    /// deleted user's token stops working.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Uuid> {
+        let subject = self.tokens.verify(token).ok_or(AppError::InvalidToken)?;
+        match self.store.token_version(subject.user).await? {
+            Some(version) if version == subject.version => Ok(subject.user),
+            _ => Err(AppError::InvalidToken),
+        }
+    }
+
+    /// Logs `user` out everywhere: every token issued to them so far stops working.
+    pub async fn logout(&self, user: Uuid) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        if !tx.revoke_tokens(user).await? {
+            return Err(AppError::InvalidToken);
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@ use crate::domain::{
     NewEvent, Page, Role, Suggestion, SuggestionView, User,
 };
 use crate::ports::{
-    BoxFuture, PasswordHasher, Store, SuggestionCache, SuggestionProvider, TokenIssuer, UnitOfWork,
+    BoxFuture, PasswordHasher, Store, SuggestionCache, SuggestionProvider, TokenIssuer,
+    TokenSubject, UnitOfWork,
 };
 use crate::{Error, Result};
 
@@ -29,6 +30,8 @@ pub struct Data {
     pub requests: Vec<SuggestionView>,
     pub processed: Vec<(String, Uuid)>,
     pub events: Vec<NewEvent>,
+    /// Pending invitations: list, id, e-mail, role.
+    pub invitations: Vec<(Uuid, Uuid, String, Role)>,
 }
 
 impl Data {
@@ -103,6 +106,15 @@ impl Store for MemStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         Ok(self.data().users.iter().find(|u| u.email == email).cloned())
+    }
+
+    async fn token_version(&self, user: Uuid) -> Result<Option<i64>> {
+        Ok(self
+            .data()
+            .users
+            .iter()
+            .find(|u| u.id == user)
+            .map(|u| u.token_version))
     }
 
     async fn my_lists(&self, user: Uuid, page: Page) -> Result<ListPage> {
@@ -195,8 +207,52 @@ impl UnitOfWork for MemTx {
             id,
             email: email.to_owned(),
             password_hash: password_hash.to_owned(),
+            token_version: 0,
         });
         Ok(true)
+    }
+
+    async fn revoke_tokens(&mut self, user: Uuid) -> Result<bool> {
+        let user = self.data.users.iter_mut().find(|u| u.id == user);
+        Ok(user.map(|u| u.token_version += 1).is_some())
+    }
+
+    async fn invite(&mut self, list: Uuid, email: &str, role: Role) -> Result<Option<Uuid>> {
+        if self
+            .data
+            .invitations
+            .iter()
+            .any(|i| i.0 == list && i.2 == email)
+        {
+            return Ok(None);
+        }
+        let id = Uuid::new_v4();
+        self.data
+            .invitations
+            .push((list, id, email.to_owned(), role));
+        Ok(Some(id))
+    }
+
+    async fn claim_invitations(&mut self, user: Uuid, email: &str) -> Result<Vec<(Uuid, Role)>> {
+        let (claimed, kept) = std::mem::take(&mut self.data.invitations)
+            .into_iter()
+            .partition::<Vec<_>, _>(|i| i.2 == email);
+        self.data.invitations = kept;
+        let joined: Vec<(Uuid, Role)> = claimed.into_iter().map(|i| (i.0, i.3)).collect();
+        for (list, role) in &joined {
+            self.data.members.push((*list, user, *role));
+        }
+        Ok(joined)
+    }
+
+    async fn lock_invitations(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
+        Ok(self
+            .data
+            .invitations
+            .iter()
+            .filter(|i| i.0 == list)
+            .map(|i| (i.1, i.3))
+            .collect())
     }
 
     async fn find_user(&mut self, email: &str) -> Result<Option<(Uuid, String)>> {
@@ -248,7 +304,8 @@ impl UnitOfWork for MemTx {
 
     async fn lock_list_counts(&mut self, list: Uuid) -> Result<(i64, i64)> {
         let items = self.data.items.iter().filter(|i| i.0 == list).count();
-        let members = self.data.members.iter().filter(|m| m.0 == list).count();
+        let members = self.data.members.iter().filter(|m| m.0 == list).count()
+            + self.data.invitations.iter().filter(|i| i.0 == list).count();
         Ok((
             i64::try_from(items).unwrap(),
             i64::try_from(members).unwrap(),
@@ -274,6 +331,29 @@ impl UnitOfWork for MemTx {
             .collect())
     }
 
+    async fn transfer_list(
+        &mut self,
+        list: Uuid,
+        from: Uuid,
+        to: Uuid,
+    ) -> Result<Option<ListView>> {
+        let Some(entry) = self
+            .data
+            .lists
+            .iter_mut()
+            .find(|(id, owner, _)| *id == list && *owner == from)
+        else {
+            return Ok(None);
+        };
+        entry.1 = to;
+        for member in &mut self.data.members {
+            if member.0 == list && member.1 == to {
+                member.2 = Role::Owner;
+            }
+        }
+        Ok(self.data.list_view(list, from))
+    }
+
     async fn add_member(&mut self, list: Uuid, user: Uuid, role: Role) -> Result<bool> {
         if self.data.role(list, user).is_some() {
             return Ok(false);
@@ -283,9 +363,12 @@ impl UnitOfWork for MemTx {
     }
 
     async fn remove_member(&mut self, list: Uuid, user: Uuid) -> Result<bool> {
-        let before = self.data.members.len();
+        let before = self.data.members.len() + self.data.invitations.len();
         self.data.members.retain(|m| !(m.0 == list && m.1 == user));
-        Ok(self.data.members.len() < before)
+        self.data
+            .invitations
+            .retain(|i| !(i.0 == list && i.1 == user));
+        Ok(self.data.members.len() + self.data.invitations.len() < before)
     }
 
     async fn append_item(
@@ -454,17 +537,21 @@ impl PasswordHasher for PlainHasher {
     }
 }
 
-/// Tokens that are the user id (tests only).
+/// Tokens that are `<user id>.<token version>` (tests only).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdTokens;
 
 impl TokenIssuer for IdTokens {
-    fn issue(&self, user: Uuid) -> Result<String> {
-        Ok(user.to_string())
+    fn issue(&self, user: Uuid, version: i64) -> Result<String> {
+        Ok(format!("{user}.{version}"))
     }
 
-    fn verify(&self, token: &str) -> Option<Uuid> {
-        Uuid::parse_str(token).ok()
+    fn verify(&self, token: &str) -> Option<TokenSubject> {
+        let (user, version) = token.split_once('.')?;
+        Some(TokenSubject {
+            user: Uuid::parse_str(user).ok()?,
+            version: version.parse().ok()?,
+        })
     }
 
     fn ttl_secs(&self) -> u64 {

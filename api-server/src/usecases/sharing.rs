@@ -3,12 +3,17 @@
 use uuid::Uuid;
 
 use super::{AppResult, UseCases, allowed};
-use crate::domain::{self, Action, Invalid, MemberView, NewEvent, Removal, Role};
+use crate::domain::{self, Action, ListView, MemberView, NewEvent, Removal, Role, Transfer};
 use crate::error::AppError;
 use crate::ports::{Store, UnitOfWork};
 
 impl<S: Store, H, T> UseCases<S, H, T> {
     /// Shares a list with the user registered under `email` (owners only).
+    ///
+    /// An e-mail without an account gets the same answer as one with an account, and is
+    /// recorded as a pending invitation that the list's members see like a member (with the
+    /// id answered here): so neither the answer nor the list tells who has an account
+    /// (account enumeration). Registering with that e-mail makes the invitee a member.
     pub async fn share(
         &self,
         user: Uuid,
@@ -23,14 +28,20 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         self.caps
             .room_for_member(members)
             .map_err(AppError::CapReached)?;
-        let (target, email) = tx
-            .find_user(&email)
-            .await?
-            .ok_or_else(|| Invalid::new("email", "no user is registered with this e-mail"))?;
+        let Some((target, email)) = tx.find_user(&email).await? else {
+            let id = tx
+                .invite(list, &email, role)
+                .await?
+                .ok_or_else(already_a_member)?;
+            tx.commit().await?;
+            return Ok(MemberView {
+                user_id: id,
+                email,
+                role,
+            });
+        };
         if !tx.add_member(list, target, role).await? {
-            return Err(AppError::Conflict(
-                "this user is already a member of the list".to_owned(),
-            ));
+            return Err(already_a_member());
         }
         tx.publish(&NewEvent::list_shared(list, target, role))
             .await?;
@@ -42,13 +53,53 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         })
     }
 
+    /// Hands a list to another member (its creator only): `to` becomes the creator
+    /// (`owner_id`) with the owner role, and the former creator stays an owner, free to leave.
+    /// The list counts towards the new creator's `MAX_LISTS_PER_USER`. A pending invitation
+    /// is not a member here (it has no account to own the list): 404 "member".
+    pub async fn transfer_list(&self, user: Uuid, list: Uuid, to: Uuid) -> AppResult<ListView> {
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Read).await?;
+        // Locked, so that a concurrent removal of `to` waits for this transfer.
+        let members = tx.lock_members(list).await?;
+        let creator = tx
+            .list_creator(list, user)
+            .await?
+            .ok_or(AppError::NotFound("list"))?;
+        domain::transfer(&members, creator, user, to).map_err(|why| match why {
+            Transfer::NotTheCreator => {
+                AppError::Forbidden("only the list's creator may hand it to someone else")
+            }
+            Transfer::NotMember => AppError::NotFound("member"),
+            Transfer::AlreadyCreator => {
+                AppError::Conflict("this member already is the list's creator".to_owned())
+            }
+        })?;
+        let lists = tx.lock_user_count_lists(to).await?;
+        self.caps
+            .room_for_list(lists)
+            .map_err(AppError::CapReached)?;
+        let view = tx
+            .transfer_list(list, user, to)
+            .await?
+            .ok_or(AppError::NotFound("list"))?;
+        tx.publish(&NewEvent::list_transferred(list, user, to))
+            .await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
     /// Removes a member: owners remove others, anyone may leave, nobody removes the list's
     /// creator, and the last owner stays (see [`domain::removal`]).
     pub async fn unshare(&self, user: Uuid, list: Uuid, member: Uuid) -> AppResult<()> {
         let mut tx = self.store.begin().await?;
         let role = allowed(&mut tx, list, user, Action::Read).await?;
-        // Locked, so that two owners cannot remove each other at once.
-        let members = tx.lock_members(list).await?;
+        // Locked, so that two owners cannot remove each other at once. Pending invitations
+        // are removed like members (by the id their invitation was answered with).
+        let mut members = tx.lock_members(list).await?;
+        let invitations = tx.lock_invitations(list).await?;
+        let pending = invitations.iter().any(|(id, _)| *id == member);
+        members.extend(invitations);
         let creator = tx
             .list_creator(list, user)
             .await?
@@ -65,8 +116,16 @@ impl<S: Store, H, T> UseCases<S, H, T> {
             }
         })?;
         tx.remove_member(list, member).await?;
-        tx.publish(&NewEvent::list_unshared(list, member)).await?;
+        if !pending {
+            // A withdrawn invitation is not an event: its id names no user.
+            tx.publish(&NewEvent::list_unshared(list, member)).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The answer to sharing with someone who is already a member (or already invited).
+fn already_a_member() -> AppError {
+    AppError::Conflict("this user is already a member of the list".to_owned())
 }

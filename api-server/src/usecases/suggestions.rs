@@ -10,10 +10,12 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{AppResult, UseCases, allowed};
-use crate::Result;
-use crate::domain::{Action, ItemSummary, NewEvent, Suggestion, SuggestionJob, SuggestionView};
+use crate::domain::{
+    Action, ItemSummary, NewEvent, Suggestion, SuggestionJob, SuggestionView, validate_suggestions,
+};
 use crate::error::AppError;
 use crate::ports::{Store, SuggestionCache, SuggestionProvider, UnitOfWork};
+use crate::{Error, Result};
 
 /// Consumer name in `processed_events`.
 pub const CONSUMER: &str = "ai-worker";
@@ -83,6 +85,7 @@ pub enum Handled {
 pub struct SuggestionJobs<S> {
     store: S,
     provider: Arc<dyn SuggestionProvider>,
+    fallback: Option<Arc<dyn SuggestionProvider>>,
     cache: Option<Arc<dyn SuggestionCache>>,
 }
 
@@ -96,12 +99,26 @@ impl<S: Store> SuggestionJobs<S> {
         Self {
             store,
             provider,
+            fallback: None,
             cache,
         }
     }
 
-    async fn suggestions(&self, items: &[ItemSummary]) -> Result<Vec<Suggestion>> {
-        let key = cache_key(self.provider.name(), items);
+    /// The jobs with a provider that answers when the first one fails.
+    #[must_use]
+    pub fn with_fallback(mut self, fallback: Arc<dyn SuggestionProvider>) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// `provider`'s answer (or the cached one), validated like user input: invalid entries
+    /// are dropped; an answer with entries but none valid is an error.
+    async fn suggestions(
+        &self,
+        provider: &dyn SuggestionProvider,
+        items: &[ItemSummary],
+    ) -> Result<Vec<Suggestion>> {
+        let key = cache_key(provider.name(), items);
         if let Some(cache) = &self.cache {
             match cache.get(&key).await {
                 Ok(Some(hit)) => return Ok(hit),
@@ -111,7 +128,23 @@ impl<S: Store> SuggestionJobs<S> {
                 }
             }
         }
-        let fresh = self.provider.suggest(items).await?;
+        let raw = provider.suggest(items).await?;
+        let offered = raw.len();
+        let (fresh, invalid) = validate_suggestions(raw);
+        if invalid > 0 {
+            tracing::warn!(
+                provider = provider.name(),
+                invalid,
+                offered,
+                "dropped invalid suggestions of the provider"
+            );
+        }
+        if fresh.is_empty() && offered > 0 {
+            return Err(Error::Provider {
+                provider: provider.name(),
+                reason: format!("none of the {offered} suggestions in the answer is valid"),
+            });
+        }
         if let Some(cache) = &self.cache
             && let Err(err) = cache.put(&key, &fresh).await
         {
@@ -131,8 +164,19 @@ impl<S: Store> SuggestionJobs<S> {
             tracing::info!(request_id = %job.request_id, "suggestion request gone or finished");
             return Ok(Handled::Ignored);
         };
-        // 2. Ask the provider (or the cache) outside any transaction.
-        let outcome = self.suggestions(&items).await.map_err(|e| e.to_string());
+        // 2. Ask the provider (or the cache) outside any transaction; when it fails, the
+        //    fallback provider if there is one.
+        let (provider, outcome) = match self.suggestions(&*self.provider, &items).await {
+            Ok(found) => (self.provider.name(), Ok(found)),
+            Err(err) => match &self.fallback {
+                Some(fallback) => {
+                    tracing::warn!(request_id = %job.request_id, error = %err, fallback = fallback.name(), "AI provider failed; asking the fallback");
+                    let answer = self.suggestions(&**fallback, &items).await;
+                    (fallback.name(), answer.map_err(|e| e.to_string()))
+                }
+                None => (self.provider.name(), Err(err.to_string())),
+            },
+        };
         if let Err(err) = &outcome {
             tracing::warn!(request_id = %job.request_id, error = %err, "AI suggestion job failed");
         }
@@ -144,13 +188,35 @@ impl<S: Store> SuggestionJobs<S> {
             return Ok(Handled::Duplicate);
         }
         let finished = tx
-            .finish_suggestion_request(job.request_id, self.provider.name(), &outcome)
+            .finish_suggestion_request(job.request_id, provider, &outcome)
             .await?;
         tx.commit().await?;
         Ok(match (finished, outcome.is_ok()) {
             (false, _) => Handled::Ignored,
             (true, true) => Handled::Done,
             (true, false) => Handled::Failed,
+        })
+    }
+
+    /// Gives up on a request whose job keeps failing: marks it failed with `reason`, once
+    /// (a redelivery of the same event has no effect). `Failed` when it was marked.
+    pub async fn give_up(&self, job: SuggestionJob, reason: &str) -> Result<Handled> {
+        let mut tx = self.store.begin().await?;
+        if !tx.first_delivery(CONSUMER, job.event_id).await? {
+            return Ok(Handled::Duplicate);
+        }
+        let finished = tx
+            .finish_suggestion_request(
+                job.request_id,
+                self.provider.name(),
+                &Err(reason.to_owned()),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(if finished {
+            Handled::Failed
+        } else {
+            Handled::Ignored
         })
     }
 }

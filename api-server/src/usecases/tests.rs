@@ -49,7 +49,23 @@ async fn register_login_and_authenticate() {
     assert!(api.login("ana@example.com", "another one").await.is_err());
     let session = api.login("ana@example.com", "correct horse").await.unwrap();
     assert_eq!(session.user_id, reg.id);
-    assert_eq!(api.authenticate(&session.token).unwrap(), reg.id);
+    assert_eq!(api.authenticate(&session.token).await.unwrap(), reg.id);
+    // Logout revokes that token and every other one of the user.
+    let other = api.login("ana@example.com", "correct horse").await.unwrap();
+    api.logout(reg.id).await.unwrap();
+    for token in [&session.token, &other.token] {
+        assert!(matches!(
+            api.authenticate(token).await,
+            Err(AppError::InvalidToken)
+        ));
+    }
+    let again = api.login("ana@example.com", "correct horse").await.unwrap();
+    assert_eq!(api.authenticate(&again.token).await.unwrap(), reg.id);
+    // A token of a user that does not exist is refused.
+    assert!(matches!(
+        api.authenticate(&format!("{}.0", Uuid::new_v4())).await,
+        Err(AppError::InvalidToken)
+    ));
     for (email, password) in [
         ("ana@example.com", "wrong horse"),
         ("nobody@example.com", "correct horse"),
@@ -145,10 +161,42 @@ async fn sharing_rules() {
     let api = api();
     let (owner, member) = (user(&api, "owner").await, user(&api, "member").await);
     let list = api.create_list(owner, "Casa").await.unwrap().id;
+    // An e-mail without an account is answered like one with an account and listed among the
+    // members with the id of that answer, until it registers and becomes a member.
+    let nobody = api
+        .share(owner, list, "Nobody@Example.com", Role::Member)
+        .await
+        .unwrap();
+    assert_eq!(nobody.email, "nobody@example.com");
+    let ids = |api: &Api| {
+        let data = api.store().data();
+        let mut ids: Vec<Uuid> = data
+            .members
+            .iter()
+            .filter(|m| m.0 == list)
+            .map(|m| m.1)
+            .chain(data.invitations.iter().map(|i| i.1))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(ids(&api).contains(&nobody.user_id));
     assert!(matches!(
-        api.share(owner, list, "nobody@example.com", Role::Member).await,
-        Err(AppError::Invalid(i)) if i.field == "email"
+        api.share(owner, list, "nobody@example.com", Role::Owner)
+            .await,
+        Err(AppError::Conflict(_))
     ));
+    let joined = user(&api, "nobody").await;
+    assert!(api.get_list(joined, list).await.is_ok());
+    assert!(!ids(&api).contains(&nobody.user_id));
+    api.unshare(joined, list, joined).await.unwrap();
+    // A pending invitation is withdrawn like a member is removed.
+    let ghost = api
+        .share(owner, list, "ghost@example.com", Role::Member)
+        .await
+        .unwrap();
+    api.unshare(owner, list, ghost.user_id).await.unwrap();
+    assert!(!ids(&api).contains(&ghost.user_id));
     api.share(owner, list, "member@example.com", Role::Member)
         .await
         .unwrap();
@@ -172,8 +220,46 @@ async fn sharing_rules() {
     ));
     assert_eq!(
         event_types(&api)[2..],
-        ["list.created", "list.shared", "list.unshared"]
+        [
+            "list.created",
+            "user.registered",
+            "list.shared",
+            "list.unshared",
+            "list.shared",
+            "list.unshared"
+        ]
     );
+}
+
+#[tokio::test]
+async fn the_creator_hands_a_list_to_a_member() {
+    let api = api();
+    let (creator, member) = (user(&api, "creator").await, user(&api, "member").await);
+    let list = api.create_list(creator, "Casa").await.unwrap().id;
+    assert!(matches!(
+        api.transfer_list(creator, list, member).await,
+        Err(AppError::NotFound("member"))
+    ));
+    api.share(creator, list, "member@example.com", Role::Member)
+        .await
+        .unwrap();
+    assert!(matches!(
+        api.transfer_list(member, list, member).await,
+        Err(AppError::Forbidden(_))
+    ));
+    let view = api.transfer_list(creator, list, member).await.unwrap();
+    assert_eq!(view.owner_id, member);
+    assert_eq!(view.role, Role::Owner);
+    let seen = api.get_list(member, list).await.unwrap();
+    assert_eq!((seen.list.owner_id, seen.list.role), (member, Role::Owner));
+    // The former creator is now a co-owner: they may leave, and cannot remove the new one.
+    assert!(matches!(
+        api.unshare(creator, list, member).await,
+        Err(AppError::Conflict(_))
+    ));
+    api.unshare(creator, list, creator).await.unwrap();
+    assert_eq!(event_types(&api).last(), Some(&"list.unshared"));
+    assert!(event_types(&api).contains(&"list.transferred"));
 }
 
 #[tokio::test]
@@ -292,6 +378,95 @@ async fn a_failing_provider_marks_the_request_failed_once() {
     let request = store.data().requests[0].clone();
     assert_eq!(request.status, "failed");
     assert!(request.error.unwrap().contains("503"));
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Duplicate);
+}
+
+/// A provider with a fixed answer.
+#[derive(Debug)]
+struct Fixed(Vec<crate::domain::Suggestion>);
+
+impl crate::ports::SuggestionProvider for Fixed {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+
+    fn suggest<'a>(
+        &'a self,
+        _: &'a [ItemSummary],
+    ) -> crate::ports::BoxFuture<'a, crate::Result<Vec<crate::domain::Suggestion>>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+#[tokio::test]
+async fn when_the_provider_fails_the_fallback_answers_and_is_recorded() {
+    let (store, job) = pending_job().await;
+    let fallback = Arc::new(Fixed(vec![crate::domain::Suggestion {
+        name: "Bread".to_owned(),
+        category: None,
+        reason: "fallback".to_owned(),
+    }]));
+    let jobs =
+        SuggestionJobs::new(store.clone(), probe(&store, true), None).with_fallback(fallback);
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Done);
+    let request = store.data().requests[0].clone();
+    assert_eq!(request.status, "done");
+    assert_eq!(request.provider.as_deref(), Some("fixed"));
+    assert_eq!(request.suggestions.unwrap()[0].name, "bread");
+}
+
+#[tokio::test]
+async fn model_output_is_validated_and_an_answer_with_nothing_valid_fails_the_job() {
+    let bad = |name: &str| crate::domain::Suggestion {
+        name: name.to_owned(),
+        category: None,
+        reason: String::new(),
+    };
+    let (store, job) = pending_job().await;
+    let jobs = SuggestionJobs::new(
+        store.clone(),
+        Arc::new(Fixed(vec![bad("nul\u{0}"), bad("ok"), bad("bell\u{7}")])),
+        None,
+    );
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Done);
+    assert_eq!(
+        store.data().requests[0].suggestions,
+        Some(vec![bad("ok")]),
+        "only the valid entry is stored"
+    );
+
+    let (store, job) = pending_job().await;
+    let jobs = SuggestionJobs::new(
+        store.clone(),
+        Arc::new(Fixed(vec![bad("nul\u{0}"), bad(&"x".repeat(201))])),
+        None,
+    );
+    assert_eq!(jobs.handle(job).await.unwrap(), Handled::Failed);
+    let request = store.data().requests[0].clone();
+    assert_eq!(request.status, "failed");
+    assert!(request.error.unwrap().contains("none of the 2 suggestions"));
+}
+
+#[tokio::test]
+async fn giving_up_marks_the_request_failed_once() {
+    let (store, job) = pending_job().await;
+    let jobs = SuggestionJobs::new(store.clone(), probe(&store, false), None);
+    assert_eq!(
+        jobs.give_up(job, "gave up after 5 attempts: boom")
+            .await
+            .unwrap(),
+        Handled::Failed
+    );
+    let request = store.data().requests[0].clone();
+    assert_eq!(request.status, "failed");
+    assert_eq!(
+        request.error.as_deref(),
+        Some("gave up after 5 attempts: boom")
+    );
+    assert_eq!(
+        jobs.give_up(job, "again").await.unwrap(),
+        Handled::Duplicate
+    );
     assert_eq!(jobs.handle(job).await.unwrap(), Handled::Duplicate);
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_api::app::{self, Running};
-use listacompra_api::config::{Config, Limits};
+use listacompra_api::config::{Config, Limits, Messaging};
 use listacompra_api::fault::FaultConfig;
 use listacompra_api::migrate;
 use reqwest::{Method, StatusCode};
@@ -106,7 +106,10 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         database_url: database_url.to_owned(),
         redis_url: services.redis_url()?.to_owned(),
         rabbitmq_url: services.rabbitmq_url()?.to_owned(),
-        jwt_secret: "test-secret-0123456789".to_owned(),
+        redis_ca: None,
+        rabbitmq_ca: None,
+        jwt_secret: "test-secret-0123456789-0123456789-abcdef".to_owned(),
+        jwt_secret_previous: None,
         jwt_ttl: Duration::from_secs(600),
         pplx_api_key: None,
         pplx_base_url: "http://127.0.0.1:9".to_owned(),
@@ -122,6 +125,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         amqp_prefix: format!("test.{}", Uuid::new_v4().simple()),
         fault: FaultConfig::default(),
         limits: Limits::default(),
+        messaging: Messaging::default(),
     })
 }
 
@@ -229,6 +233,19 @@ impl TestApp {
             )
             .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "register: {status} {body}");
+        let body = self.login_body(&email).await?;
+        let token = body["token"].as_str().context("no token")?.to_owned();
+        let id = body["user_id"].as_str().context("no user id")?.to_owned();
+        Ok((id, email, token))
+    }
+
+    /// Logs `email` in with the password [`user`](Self::user) registers; returns a new token.
+    pub async fn login(&self, email: &str) -> Result<String> {
+        let body = self.login_body(email).await?;
+        Ok(body["token"].as_str().context("no token")?.to_owned())
+    }
+
+    async fn login_body(&self, email: &str) -> Result<Value> {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -238,9 +255,7 @@ impl TestApp {
             )
             .await?;
         anyhow::ensure!(status == StatusCode::OK, "login: {status} {body}");
-        let token = body["token"].as_str().context("no token")?.to_owned();
-        let id = body["user_id"].as_str().context("no user id")?.to_owned();
-        Ok((id, email, token))
+        Ok(body)
     }
 
     /// Stops the server (draining).

@@ -101,6 +101,32 @@ impl PrivateService {
         self.script("up").map(|_| ())
     }
 
+    /// RabbitMQ only: runs `rabbitmqctl` with `args` against this broker (for example
+    /// `close_all_connections`, which closes every client connection as a broker would).
+    pub fn rabbitmqctl(&self, args: &[&str]) -> Result<String> {
+        let script = e2e::env::repo_root().join("e2e/scripts/services.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .arg("rabbitmqctl")
+            .args(args)
+            .env("LC_STATE", &self.state)
+            .env("LC_ENV_FILE", self.state.join("env"))
+            .stdin(Stdio::null());
+        for (var, port) in &self.ports {
+            cmd.env(var, port.to_string());
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        ensure!(
+            out.status.success(),
+            "services.sh rabbitmqctl {args:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Stops it (its data stays: durable queues and persistent messages survive).
     pub fn down(&self) -> Result<()> {
         self.script("down").map(|_| ())

@@ -1,0 +1,2 @@
+DROP TABLE list_invitations;
+ALTER TABLE users DROP COLUMN token_version;
