@@ -30,6 +30,10 @@ LC_AMQP_PORT="${LC_AMQP_PORT:-55672}"
 LC_RABBIT_DIST_PORT="${LC_RABBIT_DIST_PORT:-55673}"
 LC_EPMD_PORT="${LC_EPMD_PORT:-54369}"
 LC_PROM_PORT="${LC_PROM_PORT:-59090}"
+# TLS listeners next to the plain ones (a test CA signs them; see services.sh). Defaults
+# follow the plain ports (AMQPS one below AMQP, as 5671/5672), so setting those moves these.
+LC_REDIS_TLS_PORT="${LC_REDIS_TLS_PORT:-$((LC_REDIS_PORT + 1))}"
+LC_AMQP_TLS_PORT="${LC_AMQP_TLS_PORT:-$((LC_AMQP_PORT - 1))}"
 LC_PG_PASSWORD="${LC_PG_PASSWORD:-listacompra}"
 LC_CLUSTER_NAME="${LC_CLUSTER_NAME:-listacompra}"
 LC_KUBECONFIG="${LC_KUBECONFIG:-$LC_STATE/kubeconfig}"
@@ -44,9 +48,14 @@ need_cmd() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is not installed. Fix: $2"
 }
 
-# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+# port_free PORT: true when no socket listens on PORT (read from /proc/net/tcp{,6}). Not a
+# connect probe: a connect to an unused port of the ephemeral range can connect the socket to
+# itself (TCP simultaneous open), and its TIME-WAIT then keeps the service from binding.
 port_free() {
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  local hex
+  hex=$(printf '%04X' "$1")
+  ! awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 # require_port_free NAME PORT VAR: die naming the port and the variable that moves it.

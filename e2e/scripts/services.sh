@@ -4,9 +4,16 @@
 #   services.sh up [postgres|redis|rabbitmq|prometheus ...]   install when missing, start (idempotent)
 #   services.sh down [NAME ...]                                stop what these scripts started
 #   services.sh status                                         one line per service
+#   services.sh rabbitmqctl ARG...                             rabbitmqctl against our broker
+#                                                              (e.g. close_all_connections why)
 #
 # Ports (LC_PG_PORT, LC_REDIS_PORT, LC_AMQP_PORT, LC_PROM_PORT, ...) and the state folder
 # (LC_STATE) are configurable; see lib.sh. Endpoints are written to $LC_ENV_FILE.
+#
+# Redis and RabbitMQ also listen with TLS (LC_REDIS_TLS_PORT, LC_AMQP_TLS_PORT), with a
+# server certificate for 127.0.0.1/localhost signed by a test CA made here ($LC_STATE/tls);
+# the env file names them: LC_REDIS_TLS_URL, LC_AMQP_TLS_URL, LC_TLS_CA_FILE (the CA to
+# trust) and LC_TLS_OTHER_CA_FILE (a CA that did not sign them, for negative tests).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -61,23 +68,68 @@ postgres_down() {
   env_unset LC_POSTGRES_ADMIN_URL DATABASE_URL
 }
 
+# --- Test CA and server certificate (TLS listeners of Redis and RabbitMQ) --------------
+tls_dir="$LC_STATE/tls"
+# tls_ca NAME: a self-signed CA ($tls_dir/NAME.pem, key NAME.key), made once.
+tls_ca() {
+  [ -s "$tls_dir/$1.pem" ] && return 0
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$tls_dir/$1.key" -out "$tls_dir/$1.pem" -days 3650 -subj "/CN=ListaCompra $1" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    >/dev/null 2>&1 || die "openssl could not make the test CA $tls_dir/$1.pem. Fix: remove $tls_dir and retry."
+}
+tls_certs() {
+  apt_install openssl
+  mkdir -p "$tls_dir"
+  tls_ca ca
+  tls_ca other-ca
+  if [ ! -s "$tls_dir/server.pem" ]; then
+    log "making a test CA and a server certificate for 127.0.0.1 in $tls_dir"
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -keyout "$tls_dir/server.key" -out "$tls_dir/server.csr" -subj "/CN=localhost" >/dev/null 2>&1 \
+      && printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" > "$tls_dir/server.ext" \
+      && openssl x509 -req -in "$tls_dir/server.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
+        -CAcreateserial -out "$tls_dir/server.pem" -days 3650 -extfile "$tls_dir/server.ext" >/dev/null 2>&1 \
+      || die "openssl could not make the server certificate $tls_dir/server.pem. Fix: remove $tls_dir and retry."
+  fi
+  # RabbitMQ may run as another user (Debian's rabbitmq); the keys are test keys.
+  chmod 644 "$tls_dir"/*.key "$tls_dir"/*.pem
+  env_set LC_TLS_CA_FILE "$tls_dir/ca.pem"
+  env_set LC_TLS_OTHER_CA_FILE "$tls_dir/other-ca.pem"
+}
+
 # --- Redis ------------------------------------------------------------------------------
 redis_dir="$LC_STATE/redis"
 redis_up() {
   apt_install redis-server
-  if pid_alive "$redis_dir/redis.pid"; then log "redis already running on 127.0.0.1:$LC_REDIS_PORT"; else
+  tls_certs
+  # A Redis started by an older version of this script has no TLS port: restart it.
+  if pid_alive "$redis_dir/redis.pid" \
+    && ! redis-cli -p "$LC_REDIS_TLS_PORT" --tls --cacert "$tls_dir/ca.pem" ping >/dev/null 2>&1; then
+    log "restarting redis: it runs without its TLS port $LC_REDIS_TLS_PORT"
+    redis_down
+  fi
+  if pid_alive "$redis_dir/redis.pid"; then log "redis already running on 127.0.0.1:$LC_REDIS_PORT (TLS $LC_REDIS_TLS_PORT)"; else
     require_port_free redis "$LC_REDIS_PORT" LC_REDIS_PORT
+    require_port_free "redis TLS" "$LC_REDIS_TLS_PORT" LC_REDIS_TLS_PORT
     mkdir -p "$redis_dir"
-    log "starting redis on 127.0.0.1:$LC_REDIS_PORT"
+    log "starting redis on 127.0.0.1:$LC_REDIS_PORT (TLS $LC_REDIS_TLS_PORT)"
+    # Debian's redis-server is built with TLS; clients are not asked for certificates.
     redis-server --bind 127.0.0.1 --port "$LC_REDIS_PORT" --dir "$redis_dir" --daemonize yes \
+      --tls-port "$LC_REDIS_TLS_PORT" --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server.key" \
+      --tls-ca-cert-file "$tls_dir/ca.pem" --tls-auth-clients no \
       --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --save "" --protected-mode yes 9>&- \
       || die "redis-server did not start (log: $redis_dir/redis.log)."
     wait_for redis 20 redis-cli -p "$LC_REDIS_PORT" ping \
       || { tail -n5 "$redis_dir/redis.log" >&2; die "redis did not answer PING within 20 s (log: $redis_dir/redis.log)."; }
+    wait_for "redis TLS" 20 redis-cli -p "$LC_REDIS_TLS_PORT" --tls --cacert "$tls_dir/ca.pem" ping \
+      || { tail -n5 "$redis_dir/redis.log" >&2; die "redis did not answer PING over TLS on $LC_REDIS_TLS_PORT within 20 s (log: $redis_dir/redis.log)."; }
   fi
   env_set REDIS_URL "redis://127.0.0.1:$LC_REDIS_PORT/0"
+  env_set LC_REDIS_TLS_URL "rediss://127.0.0.1:$LC_REDIS_TLS_PORT/0"
 }
-redis_down() { stop_pid redis "$redis_dir/redis.pid"; env_unset REDIS_URL; }
+redis_down() { stop_pid redis "$redis_dir/redis.pid"; env_unset REDIS_URL LC_REDIS_TLS_URL; }
 
 # --- RabbitMQ ---------------------------------------------------------------------------
 rabbit_dir="$LC_STATE/rabbitmq"
@@ -94,8 +146,15 @@ rabbit_env() {
 rabbit_ctl() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl "$@"); }
 rabbitmq_up() {
   apt_install rabbitmq-server
-  if pid_alive "$rabbit_dir/rabbitmq.pid"; then log "rabbitmq already running on 127.0.0.1:$LC_AMQP_PORT"; else
+  tls_certs
+  # A RabbitMQ started by an older version of this script has no TLS listener: restart it.
+  if pid_alive "$rabbit_dir/rabbitmq.pid" && ! grep -q '^listeners.ssl.default' "$rabbit_dir/rabbitmq.conf" 2>/dev/null; then
+    log "restarting rabbitmq: it runs without its TLS listener"
+    rabbitmq_down
+  fi
+  if pid_alive "$rabbit_dir/rabbitmq.pid"; then log "rabbitmq already running on 127.0.0.1:$LC_AMQP_PORT (TLS $LC_AMQP_TLS_PORT)"; else
     require_port_free rabbitmq "$LC_AMQP_PORT" LC_AMQP_PORT
+    require_port_free "rabbitmq TLS" "$LC_AMQP_TLS_PORT" LC_AMQP_TLS_PORT
     require_port_free "rabbitmq distribution" "$LC_RABBIT_DIST_PORT" LC_RABBIT_DIST_PORT
     mkdir -p "$rabbit_dir/log" "$rabbit_dir/mnesia"
     : > "$rabbit_dir/rabbitmq-env.conf"
@@ -104,12 +163,18 @@ rabbitmq_up() {
     echo "[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}]." > "$rabbit_dir/advanced.config"
     cat > "$rabbit_dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$LC_AMQP_PORT
+listeners.ssl.default = 127.0.0.1:$LC_AMQP_TLS_PORT
+ssl_options.cacertfile = $tls_dir/ca.pem
+ssl_options.certfile = $tls_dir/server.pem
+ssl_options.keyfile = $tls_dir/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
 log.console = false
 log.file.level = info
 disk_free_limit.absolute = 50MB
 CONF
-    log "starting rabbitmq on 127.0.0.1:$LC_AMQP_PORT"
+    log "starting rabbitmq on 127.0.0.1:$LC_AMQP_PORT (TLS $LC_AMQP_TLS_PORT)"
     (rabbit_env; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$rabbit_dir/startup.log" 2>&1 < /dev/null 9>&- &)
     local i
     for i in $(seq 1 120); do
@@ -119,7 +184,10 @@ CONF
     rabbit_ctl -q await_startup --timeout 60 >/dev/null 2>&1 \
       || { tail -n 10 "$rabbit_dir/startup.log" >&2; die "rabbitmq did not start within 60 s (logs: $rabbit_dir/startup.log, $rabbit_dir/log). Fix: read the logs; check ports $LC_AMQP_PORT, $LC_RABBIT_DIST_PORT, $LC_EPMD_PORT."; }
   fi
+  wait_for "rabbitmq TLS" 30 bash -c "openssl s_client -connect 127.0.0.1:$LC_AMQP_TLS_PORT -CAfile '$tls_dir/ca.pem' -verify_return_error -brief </dev/null" \
+    || die "rabbitmq does not answer TLS on 127.0.0.1:$LC_AMQP_TLS_PORT within 30 s (logs: $rabbit_dir/log). Fix: read the logs; check port $LC_AMQP_TLS_PORT (LC_AMQP_TLS_PORT)."
   env_set RABBITMQ_URL "amqp://guest:guest@127.0.0.1:$LC_AMQP_PORT/%2f"
+  env_set LC_AMQP_TLS_URL "amqps://guest:guest@127.0.0.1:$LC_AMQP_TLS_PORT/%2f"
 }
 rabbitmq_down() {
   if pid_alive "$rabbit_dir/rabbitmq.pid"; then
@@ -129,7 +197,7 @@ rabbitmq_down() {
   rm -f "$rabbit_dir/rabbitmq.pid"
   # Erlang starts its own epmd on our port: stop it too, or it outlives us.
   ERL_EPMD_PORT="$LC_EPMD_PORT" epmd -kill >/dev/null 2>&1 || true
-  env_unset RABBITMQ_URL
+  env_unset RABBITMQ_URL LC_AMQP_TLS_URL
 }
 
 # --- Prometheus -------------------------------------------------------------------------
@@ -177,12 +245,13 @@ prometheus_down() {
 # --- dispatch ---------------------------------------------------------------------------
 status() {
   printf '%-11s %s\n' postgres "$( [ -d "$pg_dir/data" ] && postgres_running && echo "up 127.0.0.1:$LC_PG_PORT" || echo down)"
-  printf '%-11s %s\n' redis "$(pid_alive "$redis_dir/redis.pid" && echo "up 127.0.0.1:$LC_REDIS_PORT" || echo down)"
-  printf '%-11s %s\n' rabbitmq "$(pid_alive "$rabbit_dir/rabbitmq.pid" && echo "up 127.0.0.1:$LC_AMQP_PORT" || echo down)"
+  printf '%-11s %s\n' redis "$(pid_alive "$redis_dir/redis.pid" && echo "up 127.0.0.1:$LC_REDIS_PORT (TLS $LC_REDIS_TLS_PORT)" || echo down)"
+  printf '%-11s %s\n' rabbitmq "$(pid_alive "$rabbit_dir/rabbitmq.pid" && echo "up 127.0.0.1:$LC_AMQP_PORT (TLS $LC_AMQP_TLS_PORT)" || echo down)"
   printf '%-11s %s\n' prometheus "$(pid_alive "$prom_dir/prometheus.pid" && echo "up 127.0.0.1:$LC_PROM_PORT" || echo down)"
 }
 
 cmd=${1:-status}; shift || true
+if [ "$cmd" = rabbitmqctl ]; then rabbit_ctl "$@"; exit; fi
 names=("$@"); (( ${#names[@]} )) || names=("${ALL[@]}")
 for n in "${names[@]}"; do
   case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown service '$n'. Fix: use one of: ${ALL[*]}." ;; esac
