@@ -455,6 +455,47 @@ fn concrete(expr: &str) -> String {
         .replace("$release", ".*")
 }
 
+#[test]
+fn slow_routes_link_to_their_traces_in_jaeger() -> Result<()> {
+    let api = dashboards()?
+        .into_iter()
+        .find(|d| d.file.ends_with("listacompra-api.json"))
+        .context("listacompra-api.json")?;
+    let jaeger = api.json["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "jaeger")
+        .context("no `jaeger` variable for the Jaeger UI's URL")?;
+    ensure!(jaeger["type"] == "textbox", "{jaeger}");
+    let mut linked = 0;
+    for panel in panels(&api.json) {
+        let title = panel["title"].as_str().unwrap_or_default();
+        if !(title.starts_with("p95 latency by route") || title.starts_with("p99 latency by route"))
+        {
+            continue;
+        }
+        let link = &panel["fieldConfig"]["defaults"]["links"][0];
+        let url = link["url"].as_str().unwrap_or_default();
+        // The span name is `<METHOD> <route template>`, so the series must carry both.
+        for part in [
+            "${jaeger}/search?",
+            "operation=${__field.labels.method}%20${__field.labels.route}",
+            "minDuration=350ms",
+            "start=${__from}000",
+        ] {
+            ensure!(url.contains(part), "{title}: {part} missing in {url}");
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            ensure!(expr.contains("by (method, route, le)"), "{title}: {expr}");
+        }
+        linked += 1;
+    }
+    ensure!(linked == 2, "{linked} latency panels link to Jaeger");
+    Ok(())
+}
+
 #[tokio::test]
 async fn dashboard_queries_run_in_the_real_prometheus() -> Result<()> {
     let env = tokio::task::spawn_blocking(|| ensure_blocking(&[Component::Prometheus])).await??;
