@@ -187,13 +187,27 @@ fn short_strings(id: uuid::Uuid, values: &[&str]) -> Result<()> {
     }
 }
 
-/// Publishes one event and waits for the broker's confirm.
-pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result<()> {
+/// Publishes one event and waits for the broker's confirm; `trace` (W3C trace context, may
+/// be empty) goes into the message's headers.
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    event: &Event,
+    trace: &std::collections::HashMap<String, String>,
+) -> Result<()> {
     // The type is also a property (a short string): check it before building them, as lapin
     // panics on a short string over 255 bytes (which would end the relay's task).
     short_strings(event.id, &[exchange, &event.event_type])?;
     let body = serde_json::to_vec(event).map_err(Error::json("encoding an event"))?;
+    let mut headers = FieldTable::default();
+    for (name, value) in trace {
+        headers.insert(
+            name.as_str().into(),
+            lapin::types::AMQPValue::LongString(value.as_str().into()),
+        );
+    }
     let props = BasicProperties::default()
+        .with_headers(headers)
         .with_message_id(event.id.to_string().into())
         .with_type(event.event_type.as_str().into())
         .with_content_type("application/json".into())

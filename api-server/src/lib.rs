@@ -12,7 +12,7 @@
 //!   RabbitMQ consumer), [`auth`] (argon2, JWT);
 //! - the HTTP edge: [`http`] (warp), which calls the use cases only;
 //! - protection: [`ratelimit`] (per address, account and user);
-//! - operations: [`config`], [`telemetry`], [`metrics`], [`health`], [`migrate`], [`fault`],
+//! - operations: [`config`], [`metrics`], [`health`], [`migrate`], [`fault`],
 //!   [`seed`], and [`app`], the wiring.
 
 pub mod ai;
@@ -33,7 +33,6 @@ pub mod ports;
 pub mod ratelimit;
 pub mod seed;
 pub mod store;
-pub mod telemetry;
 pub mod usecases;
 
 pub use error::{Error, Result};

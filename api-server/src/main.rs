@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use listacompra_api::config::{self, env_vars};
-use listacompra_api::{app, migrate, seed, store, telemetry};
+use listacompra_api::{app, migrate, seed, store};
+use listacompra_telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,9 +97,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     config::load_dotenv();
-    telemetry::init_logging();
+    // JSON log lines; traces over OTLP when the OTEL_* variables ask for them.
+    let telemetry = match listacompra_telemetry::init(
+        "listacompra-api",
+        LogFormat::Json,
+        "info,sqlx=warn,lapin=warn",
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
-    match run(cli).await {
+    let outcome = run(cli).await;
+    // Sends the spans still buffered before the process ends.
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "listacompra-api failed");

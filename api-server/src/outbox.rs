@@ -7,7 +7,13 @@
 //! not in the backlog; [`dead`] counts them) and `last_error` saying why, so it cannot hold
 //! the relay up. An operator sends such events again with
 //! `UPDATE outbox_events SET attempts = 0, next_attempt_at = now() WHERE next_attempt_at = 'infinity'`.
+//!
+//! Traces: an event keeps the trace context of the request that wrote it (under
+//! [`TRACE_KEY`] in its stored payload); the relay publishes it in a span of that trace and
+//! moves the context to the message's AMQP headers (`traceparent`), never into its body, so
+//! one trace runs from the request through the relay to the consumer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +21,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -22,13 +29,38 @@ use crate::{Error, Result};
 
 pub use crate::domain::{Event, SUGGESTION_REQUESTED};
 
-/// Writes an event in the caller's transaction.
+/// The key of a stored payload that holds the trace context of the request that wrote the
+/// event. Kept in the payload rather than in a column of its own so that every schema
+/// revision a running version may meet can store it; the relay takes it out before publishing.
+pub const TRACE_KEY: &str = "_trace";
+
+/// `payload` with the trace context of the current span under [`TRACE_KEY`]; unchanged when
+/// the span is not traced or the payload is not a JSON object.
+pub fn with_trace(mut payload: serde_json::Value) -> serde_json::Value {
+    let context = listacompra_telemetry::propagation::headers_of(&tracing::Span::current());
+    if let (false, Some(object)) = (context.is_empty(), payload.as_object_mut()) {
+        object.insert(TRACE_KEY.to_owned(), serde_json::json!(context));
+    }
+    payload
+}
+
+/// Takes the trace context out of a stored payload (empty when it has none).
+pub fn take_trace(payload: &mut serde_json::Value) -> HashMap<String, String> {
+    payload
+        .as_object_mut()
+        .and_then(|o| o.remove(TRACE_KEY))
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Writes an event in the caller's transaction, with the caller's trace context.
 pub async fn enqueue(
     tx: &mut Transaction<'static, Postgres>,
     event_type: &str,
     aggregate_id: Uuid,
     payload: serde_json::Value,
 ) -> Result<Uuid> {
+    let payload = with_trace(payload);
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)",
@@ -308,7 +340,8 @@ impl Relay {
             return Ok(0);
         };
         let mut published = 0;
-        for (id, event_type, aggregate_id, payload, created_at, attempts) in rows {
+        for (id, event_type, aggregate_id, mut payload, created_at, attempts) in rows {
+            let trace = take_trace(&mut payload);
             let event = Event {
                 id,
                 event_type,
@@ -316,7 +349,21 @@ impl Relay {
                 payload,
                 created_at,
             };
-            match crate::amqp::publish(&channel, &self.topology.exchange, &event).await {
+            // The publish is a span of the trace of the request that wrote the event.
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = %format!("publish {}", event.event_type),
+                otel.kind = "producer",
+                event_id = %id,
+                messaging.system = "rabbitmq",
+                messaging.destination.name = %self.topology.exchange,
+            );
+            listacompra_telemetry::propagation::continue_from(&span, |k| trace.get(k).cloned());
+            let headers = listacompra_telemetry::propagation::headers_of(&span);
+            let outcome = crate::amqp::publish(&channel, &self.topology.exchange, &event, &headers)
+                .instrument(span)
+                .await;
+            match outcome {
                 Ok(()) => {
                     sqlx::query(
                         "UPDATE outbox_events SET published_at = clock_timestamp(), \
@@ -388,6 +435,33 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trace_context_travels_with_the_row_and_never_in_the_body() {
+        // Outside a traced span nothing is added.
+        let payload = serde_json::json!({ "list_id": "l" });
+        assert_eq!(with_trace(payload.clone()), payload);
+        // The relay takes the context out of the stored payload.
+        let mut stored = serde_json::json!({
+            "list_id": "l",
+            TRACE_KEY: { "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+        });
+        let trace = take_trace(&mut stored);
+        assert_eq!(stored, payload);
+        assert_eq!(
+            trace.get("traceparent").map(String::as_str),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+        // Rows written before traces, and odd payloads, publish unchanged.
+        let mut old = payload.clone();
+        assert!(take_trace(&mut old).is_empty());
+        assert_eq!(old, payload);
+        let mut odd = serde_json::json!([1, 2]);
+        assert!(take_trace(&mut odd).is_empty());
+        let mut bad = serde_json::json!({ TRACE_KEY: 7, "a": 1 });
+        assert!(take_trace(&mut bad).is_empty());
+        assert_eq!(bad, serde_json::json!({ "a": 1 }));
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_and_is_capped() {

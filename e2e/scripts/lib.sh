@@ -14,6 +14,10 @@ LC_CACHE="${LC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/listacompra}"
 LC_BIN="${LC_BIN:-$LC_CACHE/k8s-${KUBE_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}/bin}"
 # Helm has its own folder, keyed by its version, so bumping it does not rebuild Kubernetes.
 LC_HELM_BIN="${LC_HELM_BIN:-$LC_CACHE/helm-${HELM_VERSION}/bin}"
+# Jaeger v2 (the OpenTelemetry-collector based binary), for traces in the local environment;
+# the version of its Go module github.com/jaegertracing/jaeger.
+JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
+LC_JAEGER_BIN="${LC_JAEGER_BIN:-$LC_CACHE/jaeger-${JAEGER_VERSION}/bin}"
 # Runtime state (data folders, logs, pid files) of everything the scripts start. As root it
 # lives under /var/lib, because PostgreSQL runs as the postgres user and cannot enter /root.
 if [ "$(id -u)" = 0 ]; then _lc_state_default=/var/lib/listacompra
@@ -30,6 +34,12 @@ LC_AMQP_PORT="${LC_AMQP_PORT:-55672}"
 LC_RABBIT_DIST_PORT="${LC_RABBIT_DIST_PORT:-55673}"
 LC_EPMD_PORT="${LC_EPMD_PORT:-54369}"
 LC_PROM_PORT="${LC_PROM_PORT:-59090}"
+LC_AM_PORT="${LC_AM_PORT:-59093}"
+LC_JAEGER_OTLP_GRPC_PORT="${LC_JAEGER_OTLP_GRPC_PORT:-54317}"
+LC_JAEGER_OTLP_HTTP_PORT="${LC_JAEGER_OTLP_HTTP_PORT:-54318}"
+LC_JAEGER_QUERY_PORT="${LC_JAEGER_QUERY_PORT:-56686}"
+LC_JAEGER_QUERY_GRPC_PORT="${LC_JAEGER_QUERY_GRPC_PORT:-56685}"
+LC_JAEGER_HEALTH_PORT="${LC_JAEGER_HEALTH_PORT:-53133}"
 # TLS listeners next to the plain ones (a test CA signs them; see services.sh). Defaults
 # follow the plain ports (AMQPS one below AMQP, as 5671/5672), so setting those moves these.
 LC_REDIS_TLS_PORT="${LC_REDIS_TLS_PORT:-$((LC_REDIS_PORT + 1))}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Real PostgreSQL, Redis, RabbitMQ and Prometheus from Debian packages, on loopback only.
+# Real PostgreSQL, Redis, RabbitMQ, Alertmanager and Prometheus from Debian packages, and
+# Jaeger v2 built from its Go module (build-jaeger.sh), on loopback only.
 #
-#   services.sh up [postgres|redis|rabbitmq|prometheus ...]   install when missing, start (idempotent)
+#   services.sh up [postgres|redis|rabbitmq|alertmanager|prometheus|jaeger ...]
+#                                                              install when missing, start (idempotent)
 #   services.sh down [NAME ...]                                stop what these scripts started
 #   services.sh status                                         one line per service
 #   services.sh rabbitmqctl ARG...                             rabbitmqctl against our broker
@@ -10,6 +12,14 @@
 # Ports (LC_PG_PORT, LC_REDIS_PORT, LC_AMQP_PORT, LC_PROM_PORT, ...) and the state folder
 # (LC_STATE) are configurable; see lib.sh. Endpoints are written to $LC_ENV_FILE.
 #
+# Alertmanager runs config/alertmanager as shipped (copied to $LC_STATE/alertmanager/config,
+# re-read on every `up`); its Slack webhook URL is the file LC_SLACK_WEBHOOK_URL_FILE names,
+# which tests point at a local receiver. Prometheus sends its alerts there.
+#
+# Jaeger keeps traces in memory; OTLP on LC_JAEGER_OTLP_GRPC_PORT/LC_JAEGER_OTLP_HTTP_PORT,
+# its UI and query API on LC_JAEGER_QUERY_PORT. The env file names LC_OTLP_ENDPOINT (give it
+# to a program as OTEL_EXPORTER_OTLP_ENDPOINT) and LC_JAEGER_QUERY_URL.
+#
 # Redis and RabbitMQ also listen with TLS (LC_REDIS_TLS_PORT, LC_AMQP_TLS_PORT), with a
 # server certificate for 127.0.0.1/localhost signed by a test CA made here ($LC_STATE/tls);
 # the env file names them: LC_REDIS_TLS_URL, LC_AMQP_TLS_URL, LC_TLS_CA_FILE (the CA to
@@ -17,7 +27,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ALL=(postgres redis rabbitmq prometheus)
+ALL=(postgres redis rabbitmq alertmanager prometheus jaeger)
 
 # --- PostgreSQL -------------------------------------------------------------------------
 pg_dir="$LC_STATE/postgres"
@@ -200,6 +210,44 @@ rabbitmq_down() {
   env_unset RABBITMQ_URL LC_AMQP_TLS_URL
 }
 
+# --- Alertmanager -----------------------------------------------------------------------
+am_dir="$LC_STATE/alertmanager"
+alertmanager_up() {
+  # Debian's package brings the server (prometheus-alertmanager) and amtool.
+  apt_install prometheus-alertmanager
+  mkdir -p "$am_dir/config/secrets" "$am_dir/data"
+  # The shipped configuration, unchanged; only the webhook URL (a Secret in a cluster) is ours.
+  cp "$LC_REPO/config/alertmanager/alertmanager.yml" "$am_dir/config/"
+  local url_file="$am_dir/config/secrets/slack-webhook-url"
+  # Until a test points it at its receiver, notifications go to a closed loopback port.
+  [ -s "$url_file" ] || printf 'http://127.0.0.1:9/no-slack-receiver\n' > "$url_file"
+  amtool check-config "$am_dir/config/alertmanager.yml" >/dev/null \
+    || die "config/alertmanager/alertmanager.yml is invalid: run 'amtool check-config config/alertmanager/alertmanager.yml'."
+  if pid_alive "$am_dir/alertmanager.pid"; then
+    curl -fsS -X POST "http://127.0.0.1:$LC_AM_PORT/-/reload" >/dev/null \
+      || die "alertmanager on 127.0.0.1:$LC_AM_PORT did not reload its configuration (log: $am_dir/alertmanager.log)."
+    log "alertmanager already running on 127.0.0.1:$LC_AM_PORT (configuration reloaded)"
+  else
+    require_port_free alertmanager "$LC_AM_PORT" LC_AM_PORT
+    log "starting alertmanager on 127.0.0.1:$LC_AM_PORT"
+    # No cluster: one instance, nothing listening beyond loopback. Started in the config
+    # folder: the configuration names its Slack URL file by a relative path.
+    (cd "$am_dir/config" && exec setsid nohup prometheus-alertmanager --config.file="$am_dir/config/alertmanager.yml" \
+      --storage.path="$am_dir/data" --web.listen-address="127.0.0.1:$LC_AM_PORT" \
+      --cluster.listen-address= \
+      >"$am_dir/alertmanager.log" 2>&1 < /dev/null 9>&-) &
+    echo $! > "$am_dir/alertmanager.pid"
+    wait_for alertmanager 30 curl -fsS "http://127.0.0.1:$LC_AM_PORT/-/ready" \
+      || { tail -n5 "$am_dir/alertmanager.log" >&2; die "alertmanager did not become ready within 30 s (log: $am_dir/alertmanager.log)."; }
+  fi
+  env_set LC_ALERTMANAGER_URL "http://127.0.0.1:$LC_AM_PORT"
+  env_set LC_SLACK_WEBHOOK_URL_FILE "$url_file"
+}
+alertmanager_down() {
+  stop_pid alertmanager "$am_dir/alertmanager.pid"
+  env_unset LC_ALERTMANAGER_URL LC_SLACK_WEBHOOK_URL_FILE
+}
+
 # --- Prometheus -------------------------------------------------------------------------
 prom_dir="$LC_STATE/prometheus"
 prometheus_up() {
@@ -212,16 +260,25 @@ global:
   evaluation_interval: ${LC_PROM_SCRAPE_INTERVAL:-2s}
 rule_files:
   - $prom_dir/rules/*.yml
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:$LC_AM_PORT"]
 scrape_configs:
   - job_name: prometheus
     static_configs:
       - targets: ["127.0.0.1:$LC_PROM_PORT"]
-  - job_name: listacompra
+  # The job name the ServiceMonitor gives API pods (config/prometheus/api-servicemonitor.yaml).
+  - job_name: listacompra-api
     file_sd_configs:
       - files: ["$prom_dir/targets/*.json"]
         refresh_interval: 2s
 CONF
-  if pid_alive "$prom_dir/prometheus.pid"; then log "prometheus already running on 127.0.0.1:$LC_PROM_PORT"; else
+  if pid_alive "$prom_dir/prometheus.pid"; then
+    curl -fsS -X POST "http://127.0.0.1:$LC_PROM_PORT/-/reload" >/dev/null \
+      || die "prometheus on 127.0.0.1:$LC_PROM_PORT did not reload its configuration (log: $prom_dir/prometheus.log)."
+    log "prometheus already running on 127.0.0.1:$LC_PROM_PORT (configuration reloaded)"
+  else
     require_port_free prometheus "$LC_PROM_PORT" LC_PROM_PORT
     promtool check config "$prom_dir/prometheus.yml" >/dev/null \
       || die "generated $prom_dir/prometheus.yml is invalid (promtool check config). Fix: report a bug."
@@ -242,12 +299,85 @@ prometheus_down() {
   env_unset PROMETHEUS_URL LC_PROMETHEUS_TARGETS_DIR LC_PROMETHEUS_RULES_DIR
 }
 
+# --- Jaeger -----------------------------------------------------------------------------
+jaeger_dir="$LC_STATE/jaeger"
+jaeger_up() {
+  local bin; bin=$(bash "$LC_REPO/e2e/scripts/build-jaeger.sh")
+  mkdir -p "$jaeger_dir"
+  # The all-in-one pipeline (OTLP in, memory storage, query API and UI), on loopback ports.
+  cat > "$jaeger_dir/config.yaml" <<CONF
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    resource:
+      service.name: jaeger
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 127.0.0.1:$LC_JAEGER_HEALTH_PORT
+  jaeger_query:
+    storage:
+      traces: memory
+    http:
+      endpoint: 127.0.0.1:$LC_JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$LC_JAEGER_QUERY_GRPC_PORT
+  jaeger_storage:
+    backends:
+      memory:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$LC_JAEGER_OTLP_GRPC_PORT
+      http:
+        endpoint: 127.0.0.1:$LC_JAEGER_OTLP_HTTP_PORT
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory
+CONF
+  if pid_alive "$jaeger_dir/jaeger.pid"; then log "jaeger already running (query on 127.0.0.1:$LC_JAEGER_QUERY_PORT)"; else
+    require_port_free jaeger "$LC_JAEGER_OTLP_HTTP_PORT" LC_JAEGER_OTLP_HTTP_PORT
+    require_port_free jaeger "$LC_JAEGER_OTLP_GRPC_PORT" LC_JAEGER_OTLP_GRPC_PORT
+    require_port_free jaeger "$LC_JAEGER_QUERY_PORT" LC_JAEGER_QUERY_PORT
+    log "starting jaeger (OTLP on 127.0.0.1:$LC_JAEGER_OTLP_HTTP_PORT, query on 127.0.0.1:$LC_JAEGER_QUERY_PORT)"
+    setsid nohup "$bin" --config "$jaeger_dir/config.yaml" \
+      >"$jaeger_dir/jaeger.log" 2>&1 < /dev/null 9>&- &
+    echo $! > "$jaeger_dir/jaeger.pid"
+    wait_for jaeger 60 curl -fsS "http://127.0.0.1:$LC_JAEGER_HEALTH_PORT/status" \
+      || { tail -n5 "$jaeger_dir/jaeger.log" >&2; die "jaeger did not become ready within 60 s (log: $jaeger_dir/jaeger.log)."; }
+  fi
+  env_set LC_OTLP_ENDPOINT "http://127.0.0.1:$LC_JAEGER_OTLP_HTTP_PORT"
+  env_set LC_JAEGER_QUERY_URL "http://127.0.0.1:$LC_JAEGER_QUERY_PORT"
+}
+jaeger_down() {
+  stop_pid jaeger "$jaeger_dir/jaeger.pid"
+  env_unset LC_OTLP_ENDPOINT LC_JAEGER_QUERY_URL
+}
+
 # --- dispatch ---------------------------------------------------------------------------
 status() {
   printf '%-11s %s\n' postgres "$( [ -d "$pg_dir/data" ] && postgres_running && echo "up 127.0.0.1:$LC_PG_PORT" || echo down)"
   printf '%-11s %s\n' redis "$(pid_alive "$redis_dir/redis.pid" && echo "up 127.0.0.1:$LC_REDIS_PORT (TLS $LC_REDIS_TLS_PORT)" || echo down)"
   printf '%-11s %s\n' rabbitmq "$(pid_alive "$rabbit_dir/rabbitmq.pid" && echo "up 127.0.0.1:$LC_AMQP_PORT (TLS $LC_AMQP_TLS_PORT)" || echo down)"
+  printf '%-11s %s\n' alertmanager "$(pid_alive "$am_dir/alertmanager.pid" && echo "up 127.0.0.1:$LC_AM_PORT" || echo down)"
   printf '%-11s %s\n' prometheus "$(pid_alive "$prom_dir/prometheus.pid" && echo "up 127.0.0.1:$LC_PROM_PORT" || echo down)"
+  printf '%-11s %s\n' jaeger "$(pid_alive "$jaeger_dir/jaeger.pid" && echo "up 127.0.0.1:$LC_JAEGER_QUERY_PORT (OTLP $LC_JAEGER_OTLP_HTTP_PORT)" || echo down)"
 }
 
 cmd=${1:-status}; shift || true

@@ -12,6 +12,7 @@ pub const ALL_SERVICES: &[Component] = &[
     Component::Postgres,
     Component::Redis,
     Component::RabbitMq,
+    Component::Alertmanager,
     Component::Prometheus,
 ];
 
@@ -26,8 +27,12 @@ pub enum Component {
     Redis,
     /// RabbitMQ.
     RabbitMq,
+    /// Alertmanager (with `config/alertmanager`), to which Prometheus sends its alerts.
+    Alertmanager,
     /// Prometheus.
     Prometheus,
+    /// Jaeger v2 (OTLP in, traces in memory, query API).
+    Jaeger,
 }
 
 impl Component {
@@ -37,7 +42,9 @@ impl Component {
             Self::Postgres => ("services.sh", &["up", "postgres"]),
             Self::Redis => ("services.sh", &["up", "redis"]),
             Self::RabbitMq => ("services.sh", &["up", "rabbitmq"]),
+            Self::Alertmanager => ("services.sh", &["up", "alertmanager"]),
             Self::Prometheus => ("services.sh", &["up", "prometheus"]),
+            Self::Jaeger => ("services.sh", &["up", "jaeger"]),
         }
     }
 }

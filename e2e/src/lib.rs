@@ -16,6 +16,7 @@
 //! ```
 
 pub mod access;
+pub mod alerting;
 pub mod binaries;
 pub mod cluster;
 pub mod crd;

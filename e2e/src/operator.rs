@@ -17,19 +17,31 @@ pub struct OperatorProcess {
     log: PathBuf,
     kubeconfig: PathBuf,
     namespace: String,
+    env: Vec<(String, String)>,
 }
 
 impl OperatorProcess {
     /// Starts the operator with `kubeconfig`, watching `namespace`, without leader election,
     /// with its metrics on a free port of 127.0.0.1 and JSON logs in `log`.
     pub fn start(kubeconfig: &Path, namespace: &str, log: PathBuf) -> Result<Self> {
+        Self::start_with_env(kubeconfig, namespace, log, Vec::new())
+    }
+
+    /// As [`OperatorProcess::start`], with more environment variables (`OTEL_*`, say).
+    pub fn start_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let _ = std::fs::remove_file(&log);
-        let child = Self::spawn(kubeconfig, namespace, &log)?;
+        let child = Self::spawn(kubeconfig, namespace, &log, &env)?;
         Ok(Self {
             child,
             log,
             kubeconfig: kubeconfig.to_owned(),
             namespace: namespace.to_owned(),
+            env,
         })
     }
 
@@ -38,11 +50,16 @@ impl OperatorProcess {
     pub async fn kill_and_restart(&mut self) -> Result<()> {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        self.child = Self::spawn(&self.kubeconfig, &self.namespace, &self.log)?;
+        self.child = Self::spawn(&self.kubeconfig, &self.namespace, &self.log, &self.env)?;
         Ok(())
     }
 
-    fn spawn(kubeconfig: &Path, namespace: &str, log: &Path) -> Result<Child> {
+    fn spawn(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Child> {
         let binary = workspace_binary("listacompra-operator")?;
         let io_error = |action: String| move |source| Error::Io { action, source };
         let file = std::fs::OpenOptions::new()
@@ -63,6 +80,7 @@ impl OperatorProcess {
             .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,listacompra_operator=debug")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true)
@@ -87,10 +105,10 @@ impl OperatorProcess {
         self.log()
             .lines()
             .rev()
-            .filter(|l| l.contains("\"message\":\"starting\""))
+            .filter(|l| l.contains("\"msg\":\"starting\""))
             .find_map(|l| {
                 let v: Value = serde_json::from_str(l).ok()?;
-                v["fields"]["metrics"].as_str().map(str::to_owned)
+                v["metrics"].as_str().map(str::to_owned)
             })
     }
 

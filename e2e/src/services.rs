@@ -1,4 +1,4 @@
-//! The real backing services: PostgreSQL, Redis, RabbitMQ and Prometheus.
+//! The real backing services: PostgreSQL, Redis, RabbitMQ, Alertmanager, Prometheus and Jaeger.
 
 use std::path::PathBuf;
 
@@ -77,5 +77,30 @@ impl Services {
     /// The folder whose `*.json` files (Prometheus `file_sd` format) list scrape targets.
     pub fn prometheus_targets_dir(&self) -> Result<PathBuf> {
         self.env.get("LC_PROMETHEUS_TARGETS_DIR").map(PathBuf::from)
+    }
+
+    /// The folder whose `*.yml` rule files Prometheus loads (after a reload).
+    pub fn prometheus_rules_dir(&self) -> Result<PathBuf> {
+        self.env.get("LC_PROMETHEUS_RULES_DIR").map(PathBuf::from)
+    }
+
+    /// Base URL of the Alertmanager HTTP API (`LC_ALERTMANAGER_URL`).
+    pub fn alertmanager_url(&self) -> Result<&str> {
+        self.env.get("LC_ALERTMANAGER_URL")
+    }
+
+    /// The file Alertmanager reads its Slack webhook URL from (`LC_SLACK_WEBHOOK_URL_FILE`).
+    pub fn slack_webhook_url_file(&self) -> Result<&str> {
+        self.env.get("LC_SLACK_WEBHOOK_URL_FILE")
+    }
+
+    /// Jaeger's OTLP/HTTP endpoint, for `OTEL_EXPORTER_OTLP_ENDPOINT` (`LC_OTLP_ENDPOINT`).
+    pub fn otlp_endpoint(&self) -> Result<&str> {
+        self.env.get("LC_OTLP_ENDPOINT")
+    }
+
+    /// Base URL of Jaeger's UI and query API (`LC_JAEGER_QUERY_URL`).
+    pub fn jaeger_query_url(&self) -> Result<&str> {
+        self.env.get("LC_JAEGER_QUERY_URL")
     }
 }

@@ -251,11 +251,111 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
 }
 
 #[tokio::test]
+async fn alert_routing_renders_as_alertmanager_configs_where_the_api_exists() -> Result<()> {
+    let plain = std::fs::read_to_string(repo_root().join("config/alertmanager/alertmanager.yml"))?;
+    let copy = std::fs::read_to_string(
+        repo_root().join("helm/listacompra-operator/files/alertmanager.yml"),
+    )?;
+    ensure!(
+        plain == copy,
+        "helm/listacompra-operator/files/alertmanager.yml differs from \
+         config/alertmanager/alertmanager.yml; copy it over"
+    );
+    let plain: Value = serde_yaml_ng::from_str(&plain)?;
+    let message = &plain["receivers"]
+        .as_array()
+        .context("receivers")?
+        .iter()
+        .find(|r| r["name"] == "slack-production")
+        .context("slack-production")?["slack_configs"][0];
+
+    let helm = Helm::new().await?;
+    let enabled = ["--set", "alerting.alertmanagerConfig.enabled=true"];
+    let docs = render(&helm, &enabled).await?;
+    ensure!(
+        !docs.iter().any(|d| d["kind"] == "AlertmanagerConfig"),
+        "rendered without the prometheus-operator API: {:?}",
+        kinds(&docs)
+    );
+    let mut args = enabled.to_vec();
+    args.extend([
+        "--api-versions",
+        "monitoring.coreos.com/v1alpha1/AlertmanagerConfig",
+    ]);
+    let docs = render(&helm, &args).await?;
+    let configs: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "AlertmanagerConfig")
+        .collect();
+    ensure!(configs.len() == 2, "{:?}", kinds(&docs));
+    let by_namespace = |ns: &str| {
+        configs
+            .iter()
+            .find(|c| c["metadata"]["namespace"] == ns)
+            .copied()
+            .with_context(|| format!("no AlertmanagerConfig in {ns}"))
+    };
+    let receiver = |config: &Value, name: &str| -> Option<Value> {
+        config["spec"]["receivers"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["slackConfigs"][0].clone())
+    };
+
+    let production = by_namespace("production")?;
+    let spec = &production["spec"];
+    ensure!(spec["route"]["receiver"] == "slack", "{spec}");
+    ensure!(
+        spec["route"]["groupBy"] == json!(["alertname", "namespace", "release"]),
+        "{spec}"
+    );
+    ensure!(spec["route"]["routes"][0]["receiver"] == "null", "{spec}");
+    ensure!(
+        spec["route"]["routes"][1]["receiver"] == "slack-critical",
+        "{spec}"
+    );
+    ensure!(spec["route"]["routes"][1]["groupWait"] == "10s", "{spec}");
+    ensure!(
+        spec["inhibitRules"][0]["sourceMatch"][0]["value"] == "ListaCompraReleaseRollingBack"
+            && spec["inhibitRules"][0]["targetMatch"][0]["name"] == "kpi"
+            && spec["inhibitRules"][0]["equal"] == json!(["namespace", "release"]),
+        "{spec}"
+    );
+    let slack = receiver(production, "slack").context("slack receiver")?;
+    let critical = receiver(production, "slack-critical").context("slack-critical")?;
+    ensure!(slack["channel"] == "#alerts-listacompra", "{slack}");
+    ensure!(
+        slack["apiURL"] == json!({ "name": "listacompra-slack", "key": "url" }),
+        "the webhook URL must come from a Secret: {slack}"
+    );
+    for field in ["title", "text", "color"] {
+        ensure!(
+            slack[field] == message[field],
+            "{field}: {slack} vs {message}"
+        );
+    }
+    ensure!(critical["pretext"] == "<!channel>", "{critical}");
+    ensure!(slack.get("pretext").is_none(), "{slack}");
+
+    let staging = by_namespace("staging")?;
+    let slack = receiver(staging, "slack").context("staging slack receiver")?;
+    ensure!(slack["channel"] == "#alerts-listacompra-staging", "{slack}");
+    ensure!(slack["sendResolved"] == false, "{slack}");
+    ensure!(
+        receiver(staging, "slack-critical").is_none(),
+        "staging does not page: {staging}"
+    );
+    ensure!(staging["spec"]["route"]["groupWait"] == "2m", "{staging}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
     let helm = Helm::new().await?;
     let chart = Helm::chart();
     let chart = chart.to_string_lossy();
-    let cases: [(&[&str], &[&str]); 7] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (&["--set", "replicaCount=two"], &["replicaCount"]),
         (&["--set", "replicas=2"], &["replicas"]),
         (&["--set", "image.pullPolicy=Sometimes"], &["pullPolicy"]),
@@ -274,6 +374,20 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
         (
             &["--set", "replicaCount=1"],
             &["podDisruptionBudget.minAvailable", "replicaCount"],
+        ),
+        (
+            &[
+                "--set",
+                "alerting.alertmanagerConfig.environments[0].groupWait=soon",
+            ],
+            &["groupWait"],
+        ),
+        (
+            &[
+                "--set",
+                "alerting.alertmanagerConfig.environments[1].slackWebhook.name=Not_A_Secret",
+            ],
+            &["slackWebhook", "name"],
         ),
     ];
     for (set, names) in cases {

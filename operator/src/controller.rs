@@ -232,11 +232,14 @@ pub async fn reconcile(
         }
     };
     let status = release.status.clone().unwrap_or_default();
+    // One trace per reconcile (its gate checks and applies are child spans); the fields are
+    // also on every log line written inside it.
     let span = info_span!(
         "reconcile",
         release = %release.name_any(),
         namespace = %release.namespace().unwrap_or_default(),
         version = %release.spec.version,
+        attempt = status.attempt.unwrap_or_default(),
         phase = %status.phase.map_or("None", decide::phase_name),
     );
     let timer = ctx
@@ -413,8 +416,16 @@ async fn reconcile_release(
             ctx.metrics.rollbacks.with_label_values(&[&reason]).inc();
         }
     }
-    ctx.metrics
-        .set_phase(&namespace, &name, decision.status.phase);
+    let version = decision
+        .status
+        .current_version
+        .as_deref()
+        .unwrap_or_default();
+    ctx.metrics.set_phase(
+        &namespace,
+        &name,
+        decision.status.phase.map(|p| (p, version)),
+    );
     for action in &decision.actions {
         match action {
             decide::Action::CreateJob {
@@ -610,6 +621,7 @@ async fn clean_up(
 /// Writes the decided status, on the condition that the release is still the one this
 /// reconcile read (its resourceVersion): otherwise the write conflicts (409) and the
 /// reconcile is retried on fresh state.
+#[tracing::instrument(name = "status.write", skip_all)]
 async fn record(
     release: &ListaCompraRelease,
     status: &ListaCompraReleaseStatus,
@@ -736,6 +748,7 @@ struct Live<'a> {
     service: Option<&'a kube::api::ObjectMeta>,
 }
 
+#[tracing::instrument(name = "apply.workload", skip_all)]
 async fn apply_workload(
     owner: &Owner,
     spec: &ListaCompraReleaseSpec,
@@ -792,6 +805,7 @@ async fn read_stable_spec(
 }
 
 /// Records `spec` as the spec of stable `version` (idempotent).
+#[tracing::instrument(name = "apply.stable_revision", skip_all)]
 async fn record_stable(
     revisions: &Api<ControllerRevision>,
     owner: &Owner,
@@ -852,6 +866,7 @@ async fn read_secret(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -
         .map_err(|_| problem("the value is not UTF-8"))
 }
 
+#[tracing::instrument(name = "gate.health", skip_all)]
 async fn run_health_check(
     release: &ListaCompraRelease,
     namespace: &str,
@@ -910,6 +925,7 @@ async fn prometheus_credentials(
     })
 }
 
+#[tracing::instrument(name = "gate.kpi", skip_all)]
 async fn measure(
     release: &ListaCompraRelease,
     namespace: &str,

@@ -23,9 +23,11 @@ pub mod names {
     pub const RECONCILE_DURATION_SECONDS: &str = "listacompra_operator_reconcile_duration_seconds";
     /// Gauge of releases by `phase` (counts over every release this replica reconciles).
     pub const RELEASES: &str = "listacompra_operator_releases";
-    /// Gauge, 1 per release for its current phase: labels `namespace`, `release`, `phase`.
-    /// A release has exactly one series; it moves to another `phase` label when the phase
-    /// changes, so `for:` in an alert measures the time spent in one phase.
+    /// Gauge, 1 per release for its current phase: labels `namespace`, `release`, `phase`
+    /// and `version` (the version of the current or last attempt, the one being released or
+    /// rolled back, so an alert can name it). A release has exactly one series; it moves to
+    /// other labels when the phase or the version changes, so `for:` in an alert measures the
+    /// time spent in one phase.
     pub const RELEASE_PHASE: &str = "listacompra_operator_release_phase";
     /// Counter of rollbacks started, labelled `reason` (the Degraded condition's reason).
     pub const ROLLBACKS_TOTAL: &str = "listacompra_operator_rollbacks_total";
@@ -84,7 +86,7 @@ pub struct Metrics {
     pub api_reads: IntCounterVec,
     /// 1 while this replica is the leader.
     pub leader: IntGauge,
-    phases: Mutex<HashMap<(String, String), Phase>>,
+    phases: Mutex<HashMap<(String, String), (Phase, String)>>,
 }
 
 impl Metrics {
@@ -116,7 +118,7 @@ impl Metrics {
                 names::RELEASE_PHASE,
                 "1 for the current phase of each release",
             ),
-            &["namespace", "release", "phase"],
+            &["namespace", "release", "phase", "version"],
         )?;
         let rollbacks = IntCounterVec::new(
             Opts::new(names::ROLLBACKS_TOTAL, "Rollbacks started, by reason"),
@@ -184,29 +186,34 @@ impl Metrics {
     }
 
     /// Records the phase of a release (`None` when it was deleted) and recounts.
-    pub fn set_phase(&self, namespace: &str, name: &str, phase: Option<Phase>) {
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: Option<(Phase, &str)>) {
         let mut phases = self
             .phases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (namespace.to_owned(), name.to_owned());
         let previous = match phase {
-            Some(p) => phases.insert(key, p),
+            Some((p, version)) => phases.insert(key, (p, version.to_owned())),
             None => phases.remove(&key),
         };
-        if let Some(old) = previous.filter(|old| Some(*old) != phase) {
+        if let Some((old, old_version)) =
+            previous.filter(|(old, v)| Some((*old, v.as_str())) != phase)
+        {
             // Err only means the series did not exist; either way it is gone now.
-            let _ = self
-                .release_phase
-                .remove_label_values(&[namespace, name, phase_name(old)]);
+            let _ = self.release_phase.remove_label_values(&[
+                namespace,
+                name,
+                phase_name(old),
+                &old_version,
+            ]);
         }
-        if let Some(p) = phase {
+        if let Some((p, version)) = phase {
             self.release_phase
-                .with_label_values(&[namespace, name, phase_name(p)])
+                .with_label_values(&[namespace, name, phase_name(p), version])
                 .set(1);
         }
         self.releases.reset();
-        for phase in phases.values() {
+        for (phase, _) in phases.values() {
             self.releases.with_label_values(&[phase_name(*phase)]).inc();
         }
     }
@@ -225,25 +232,24 @@ impl Metrics {
 /// Log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// One JSON object per line, with the span fields (release, version, phase).
+    /// One JSON object per line (Loki's conventions: `ts`, `level`, `msg`, the span fields
+    /// release, version, attempt and phase, and `trace_id` inside a traced reconcile).
     Json,
     /// Human-readable lines.
     Text,
 }
 
-/// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`) and, when the
+/// `OTEL_*` variables ask for it, the OTLP trace exporter (see `listacompra_telemetry`).
+/// Keep the returned value for the life of the process: dropping it flushes the spans.
+pub fn init(
+    format: LogFormat,
+) -> Result<listacompra_telemetry::Telemetry, listacompra_telemetry::Error> {
+    let format = match format {
+        LogFormat::Json => listacompra_telemetry::LogFormat::Json,
+        LogFormat::Text => listacompra_telemetry::LogFormat::Text,
+    };
+    listacompra_telemetry::init("listacompra-operator", format, "info")
 }
 
 #[cfg(test)]
@@ -265,7 +271,7 @@ mod tests {
         m.reconcile_duration
             .with_label_values(&[] as &[&str])
             .observe(0.1);
-        m.set_phase("ns", "lc", Some(Phase::Verifying));
+        m.set_phase("ns", "lc", Some((Phase::Verifying, "1.2.0")));
         m.rollbacks.with_label_values(&["KpiBreached"]).inc();
         m.gate_verdicts.with_label_values(&["kpi", "pass"]).inc();
         m.kpi_values
@@ -287,22 +293,30 @@ mod tests {
     #[test]
     fn a_release_has_one_phase_series_that_moves_with_the_phase() {
         let m = Metrics::new().unwrap();
-        m.set_phase("ns", "lc", Some(Phase::Migrating));
-        m.set_phase("ns", "other", Some(Phase::Succeeded));
-        m.set_phase("ns", "lc", Some(Phase::RolledBack));
+        m.set_phase("ns", "lc", Some((Phase::Succeeded, "1.1.0")));
+        m.set_phase("ns", "lc", Some((Phase::Migrating, "1.2.0")));
+        m.set_phase("ns", "other", Some((Phase::Succeeded, "1.0.0")));
+        m.set_phase("ns", "lc", Some((Phase::RolledBack, "1.2.0")));
         let text = m.render();
         assert_eq!(
             samples(&text, names::RELEASE_PHASE),
             vec![
                 format!(
-                    r#"{}{{namespace="ns",phase="RolledBack",release="lc"}} 1"#,
+                    r#"{}{{namespace="ns",phase="RolledBack",release="lc",version="1.2.0"}} 1"#,
                     names::RELEASE_PHASE
                 ),
                 format!(
-                    r#"{}{{namespace="ns",phase="Succeeded",release="other"}} 1"#,
+                    r#"{}{{namespace="ns",phase="Succeeded",release="other",version="1.0.0"}} 1"#,
                     names::RELEASE_PHASE
                 ),
             ]
+        );
+        // A new version in the same phase moves the series too.
+        m.set_phase("ns", "other", Some((Phase::Succeeded, "1.0.1")));
+        let text = m.render();
+        assert!(
+            !text.contains(r#"version="1.0.0""#) && text.contains(r#"version="1.0.1""#),
+            "{text}"
         );
         m.set_phase("ns", "lc", None);
         let text = m.render();

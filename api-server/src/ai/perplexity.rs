@@ -142,6 +142,7 @@ impl PerplexityProvider {
             .collect())
     }
 
+    #[tracing::instrument(name = "ai.provider", skip_all, fields(otel.kind = "client", provider = "perplexity", items = items.len()))]
     async fn call(&self, items: &[ItemSummary]) -> Result<Vec<Suggestion>> {
         let body = json!({
             "model": self.model,

@@ -20,6 +20,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::amqp::Topology;
@@ -52,6 +53,15 @@ pub struct Worker {
     topology: Topology,
     /// Attempts of one message before it is dead-lettered (`AI_MAX_ATTEMPTS`, at least 1).
     pub max_attempts: u32,
+}
+
+/// A string header of a delivery (`traceparent`, `tracestate`).
+fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
 }
 
 /// The attempts a delivery has had before this one (its `x-attempts` header; 0 without).
@@ -237,13 +247,29 @@ impl Worker {
                 });
             };
             let delivery = delivery.map_err(Error::amqp("receiving"))?;
-            match self.handle(&delivery.data).await {
+            // Each delivery is a span of the trace its `traceparent` header names (the
+            // request that asked for the suggestion), retries included.
+            let span = tracing::info_span!(
+                "ai.suggestion",
+                otel.kind = "consumer",
+                messaging.system = "rabbitmq",
+                messaging.destination.name = %self.topology.ai_queue,
+                attempt = attempts_of(&delivery.properties).saturating_add(1),
+            );
+            listacompra_telemetry::propagation::continue_from(&span, |name| {
+                header_string(&delivery.properties, name)
+            });
+            match self.handle(&delivery.data).instrument(span.clone()).await {
                 Ok(_) => delivery
                     .ack(BasicAckOptions::default())
                     .await
                     .map(drop)
                     .map_err(Error::amqp("acking"))?,
-                Err(err) => self.failed(&channel, delivery, err, shutdown).await?,
+                Err(err) => {
+                    self.failed(&channel, delivery, err, shutdown)
+                        .instrument(span)
+                        .await?;
+                }
             }
         }
     }

@@ -91,9 +91,36 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
         .header("x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method, path = %req.path);
+    let matched = route(&req.method, &req.path);
+    let template = match &matched {
+        Matched::Route(route, _) => route.path,
+        _ => "unmatched",
+    };
+    // The server span of the request (OpenTelemetry's HTTP conventions), a child of the
+    // caller's trace when it sent `traceparent`. Its name is fixed when it starts, so the
+    // route is matched first; names come from closed sets only, as the metrics' labels do
+    // (`GET /v1/lists/{id}`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method,
+        path = %req.path,
+        otel.name = %format!("{} {template}", method_label(&req.method)),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        url.path = %req.path,
+    );
+    if template != "unmatched" {
+        span.record("http.route", template);
+    }
+    listacompra_telemetry::propagation::continue_from(&span, |name| {
+        req.header(name).map(str::to_owned)
+    });
     let (label, api, mut res) = async {
-        match route(&req.method, &req.path) {
+        match matched {
             Matched::Route(route, params) => {
                 if state.fault.matches(route.path, &req.path) {
                     if !state.fault.latency.is_zero() {
@@ -151,6 +178,10 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
             .http_duration
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
     span.in_scope(|| {
         tracing::info!(

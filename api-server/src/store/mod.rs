@@ -63,6 +63,7 @@ impl PgStore {
 impl Store for PgStore {
     type Tx = PgUnitOfWork;
 
+    #[tracing::instrument(name = "db.begin", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn begin(&self) -> Result<PgUnitOfWork> {
         let tx = self
             .pool
@@ -72,6 +73,7 @@ impl Store for PgStore {
         Ok(PgUnitOfWork::new(tx))
     }
 
+    #[tracing::instrument(name = "db.user_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         let row = sqlx::query(
             "SELECT id, email, password_hash, token_version FROM users WHERE lower(email) = lower($1)",
@@ -94,6 +96,7 @@ impl Store for PgStore {
         .transpose()
     }
 
+    #[tracing::instrument(name = "db.token_version", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn token_version(&self, user: Uuid) -> Result<Option<i64>> {
         sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1")
             .bind(user)
@@ -103,6 +106,7 @@ impl Store for PgStore {
             .map_err(schema_too_old)
     }
 
+    #[tracing::instrument(name = "db.my_lists", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn my_lists(&self, user: Uuid, page: Page) -> Result<ListPage> {
         let rows = sqlx::query(
             "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
@@ -128,6 +132,7 @@ impl Store for PgStore {
         })
     }
 
+    #[tracing::instrument(name = "db.list_detail", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
         let Some(row) = sqlx::query(
             "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
@@ -173,6 +178,7 @@ impl Store for PgStore {
         }))
     }
 
+    #[tracing::instrument(name = "db.suggestion_request", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn suggestion_request(
         &self,
         user: Uuid,
@@ -193,6 +199,7 @@ impl Store for PgStore {
         row.as_ref().map(rows::suggestion_view).transpose()
     }
 
+    #[tracing::instrument(name = "db.already_processed", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn already_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)",
@@ -204,6 +211,7 @@ impl Store for PgStore {
         .map_err(Error::db("reading processed events"))
     }
 
+    #[tracing::instrument(name = "db.pending_request_items", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn pending_request_items(&self, request: Uuid) -> Result<Option<Vec<ItemSummary>>> {
         let pending: Option<Uuid> = sqlx::query_scalar(
             "SELECT list_id FROM suggestion_requests WHERE id = $1 AND status = 'pending'",

@@ -31,6 +31,7 @@ impl PgUnitOfWork {
 }
 
 impl UnitOfWork for PgUnitOfWork {
+    #[tracing::instrument(name = "db.role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn role(&mut self, list: Uuid, user: Uuid) -> Result<Option<Role>> {
         let row = sqlx::query("SELECT role FROM list_members WHERE list_id = $1 AND user_id = $2")
             .bind(list)
@@ -41,6 +42,7 @@ impl UnitOfWork for PgUnitOfWork {
         row.as_ref().map(rows::role_of).transpose()
     }
 
+    #[tracing::instrument(name = "db.insert_user", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_user(&mut self, id: Uuid, email: &str, password_hash: &str) -> Result<bool> {
         let inserted = sqlx::query(
             "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) \
@@ -55,6 +57,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(inserted.rows_affected() == 1)
     }
 
+    #[tracing::instrument(name = "db.revoke_tokens", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn revoke_tokens(&mut self, user: Uuid) -> Result<bool> {
         let done = sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = $1")
             .bind(user)
@@ -65,6 +68,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(name = "db.invite", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn invite(&mut self, list: Uuid, email: &str, role: Role) -> Result<Option<Uuid>> {
         sqlx::query_scalar(
             "INSERT INTO list_invitations (list_id, user_id, email, role) VALUES ($1, $2, $3, $4) \
@@ -80,6 +84,7 @@ impl UnitOfWork for PgUnitOfWork {
         .map_err(super::schema_too_old)
     }
 
+    #[tracing::instrument(name = "db.claim_invitations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn claim_invitations(&mut self, user: Uuid, email: &str) -> Result<Vec<(Uuid, Role)>> {
         let rows: Vec<(Uuid, String)> = sqlx::query_as(
             "WITH claimed AS (DELETE FROM list_invitations WHERE lower(email) = lower($2) \
@@ -98,6 +103,7 @@ impl UnitOfWork for PgUnitOfWork {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.lock_invitations", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_invitations(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         let rows: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT user_id, role FROM list_invitations WHERE list_id = $1 FOR UPDATE",
@@ -112,6 +118,7 @@ impl UnitOfWork for PgUnitOfWork {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.find_user", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn find_user(&mut self, email: &str) -> Result<Option<(Uuid, String)>> {
         sqlx::query_as("SELECT id, email FROM users WHERE lower(email) = lower($1)")
             .bind(email)
@@ -120,6 +127,7 @@ impl UnitOfWork for PgUnitOfWork {
             .map_err(Error::db("finding a user by e-mail"))
     }
 
+    #[tracing::instrument(name = "db.insert_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_list(&mut self, owner: Uuid, name: &str) -> Result<Option<ListView>> {
         let id = Uuid::new_v4();
         let row = sqlx::query(
@@ -145,6 +153,7 @@ impl UnitOfWork for PgUnitOfWork {
         rows::list_view(&row).map(Some)
     }
 
+    #[tracing::instrument(name = "db.rename_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn rename_list(
         &mut self,
         owner: Uuid,
@@ -165,6 +174,7 @@ impl UnitOfWork for PgUnitOfWork {
         row.as_ref().map(rows::list_view).transpose()
     }
 
+    #[tracing::instrument(name = "db.delete_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_list(&mut self, owner: Uuid, list: Uuid) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM lists l USING list_members m \
@@ -178,6 +188,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() > 0)
     }
 
+    #[tracing::instrument(name = "db.lock_list_counts", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_list_counts(&mut self, list: Uuid) -> Result<(i64, i64)> {
         sqlx::query("SELECT 1 FROM lists WHERE id = $1 FOR UPDATE")
             .bind(list)
@@ -196,6 +207,7 @@ impl UnitOfWork for PgUnitOfWork {
         .map_err(super::schema_too_old)
     }
 
+    #[tracing::instrument(name = "db.lock_user_count_lists", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_user_count_lists(&mut self, user: Uuid) -> Result<i64> {
         sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
             .bind(user)
@@ -209,6 +221,7 @@ impl UnitOfWork for PgUnitOfWork {
             .map_err(Error::db("counting a user's lists"))
     }
 
+    #[tracing::instrument(name = "db.list_creator", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_creator(&mut self, list: Uuid, user: Uuid) -> Result<Option<Uuid>> {
         sqlx::query_scalar(
             "SELECT l.owner_id FROM lists l \
@@ -221,6 +234,7 @@ impl UnitOfWork for PgUnitOfWork {
         .map_err(Error::db("reading a list's creator"))
     }
 
+    #[tracing::instrument(name = "db.lock_members", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_members(&mut self, list: Uuid) -> Result<Vec<(Uuid, Role)>> {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT user_id, role FROM list_members WHERE list_id = $1 FOR UPDATE")
@@ -237,6 +251,7 @@ impl UnitOfWork for PgUnitOfWork {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.transfer_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn transfer_list(
         &mut self,
         list: Uuid,
@@ -263,6 +278,7 @@ impl UnitOfWork for PgUnitOfWork {
         row.as_ref().map(rows::list_view).transpose()
     }
 
+    #[tracing::instrument(name = "db.add_member", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn add_member(&mut self, list: Uuid, user: Uuid, role: Role) -> Result<bool> {
         let inserted = sqlx::query(
             "INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, $3) \
@@ -277,6 +293,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(inserted.rows_affected() == 1)
     }
 
+    #[tracing::instrument(name = "db.remove_member", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn remove_member(&mut self, list: Uuid, user: Uuid) -> Result<bool> {
         let done = sqlx::query("DELETE FROM list_members WHERE list_id = $1 AND user_id = $2")
             .bind(list)
@@ -295,6 +312,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() + invitation.rows_affected() > 0)
     }
 
+    #[tracing::instrument(name = "db.append_item", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn append_item(
         &mut self,
         user: Uuid,
@@ -332,6 +350,7 @@ impl UnitOfWork for PgUnitOfWork {
         rows::item_view(&row).map(Some)
     }
 
+    #[tracing::instrument(name = "db.update_item", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn update_item(
         &mut self,
         user: Uuid,
@@ -370,6 +389,7 @@ impl UnitOfWork for PgUnitOfWork {
         row.as_ref().map(rows::item_view).transpose()
     }
 
+    #[tracing::instrument(name = "db.delete_item", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_item(&mut self, user: Uuid, list: Uuid, item: Uuid) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM items WHERE id = $2 AND list_id = $1 \
@@ -384,6 +404,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() > 0)
     }
 
+    #[tracing::instrument(name = "db.lock_item_ids", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_item_ids(&mut self, list: Uuid) -> Result<Vec<Uuid>> {
         sqlx::query_scalar("SELECT id FROM items WHERE list_id = $1 FOR UPDATE")
             .bind(list)
@@ -392,6 +413,7 @@ impl UnitOfWork for PgUnitOfWork {
             .map_err(Error::db("locking items"))
     }
 
+    #[tracing::instrument(name = "db.set_order", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_order(&mut self, list: Uuid, order: &[Uuid]) -> Result<Vec<ItemView>> {
         sqlx::query(
             "UPDATE items i SET position = o.pos - 1, updated_at = now() \
@@ -413,6 +435,7 @@ impl UnitOfWork for PgUnitOfWork {
         rows.iter().map(rows::item_view).collect()
     }
 
+    #[tracing::instrument(name = "db.insert_suggestion_request", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_suggestion_request(
         &mut self,
         user: Uuid,
@@ -433,10 +456,12 @@ impl UnitOfWork for PgUnitOfWork {
         row.as_ref().map(rows::suggestion_view).transpose()
     }
 
+    #[tracing::instrument(name = "db.first_delivery", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn first_delivery(&mut self, consumer: &str, event_id: Uuid) -> Result<bool> {
         outbox::first_delivery(&mut self.tx, consumer, event_id).await
     }
 
+    #[tracing::instrument(name = "db.finish_suggestion_request", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn finish_suggestion_request(
         &mut self,
         request: Uuid,
@@ -466,6 +491,7 @@ impl UnitOfWork for PgUnitOfWork {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(name = "db.publish", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn publish(&mut self, event: &NewEvent) -> Result<()> {
         outbox::enqueue(
             &mut self.tx,
@@ -477,6 +503,7 @@ impl UnitOfWork for PgUnitOfWork {
         .map(|_| ())
     }
 
+    #[tracing::instrument(name = "db.commit", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(Error::db("committing"))
     }

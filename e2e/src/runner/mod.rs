@@ -476,7 +476,8 @@ async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>)
             version,
         },
     );
-    let target = scrape_target(shared, &name, address);
+    let release = pod.labels().get("app.kubernetes.io/instance").cloned();
+    let target = scrape_target(shared, &name, release.as_deref(), address);
     set_ready(shared, &name, true).await;
     shared.record(format!("pod {name}: ready"));
     let exited = tokio::select! {
@@ -540,14 +541,22 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Writes a Prometheus file_sd target for the pod; its path, to remove it later.
-fn scrape_target(shared: &Shared, pod: &str, address: SocketAddr) -> Option<PathBuf> {
+/// Writes a Prometheus file_sd target for the pod, labelled as the ServiceMonitor labels it
+/// (`namespace`, `pod`, and `release` from app.kubernetes.io/instance); its path, to remove
+/// it later.
+fn scrape_target(
+    shared: &Shared,
+    pod: &str,
+    release: Option<&str>,
+    address: SocketAddr,
+) -> Option<PathBuf> {
     let dir = shared.config.prometheus_targets.as_ref()?;
     let path = dir.join(format!("{}--{pod}.json", shared.namespace));
-    let body = json!([{
-        "targets": [address.to_string()],
-        "labels": { "namespace": shared.namespace, "pod": pod },
-    }]);
+    let mut labels = json!({ "namespace": shared.namespace, "pod": pod });
+    if let Some(release) = release {
+        labels["release"] = json!(release);
+    }
+    let body = json!([{ "targets": [address.to_string()], "labels": labels }]);
     // Written aside and renamed, so Prometheus never reads half a file.
     let tmp = dir.join(format!(".{}--{pod}.tmp", shared.namespace));
     std::fs::write(&tmp, body.to_string()).ok()?;

@@ -68,11 +68,9 @@ impl Operator {
     /// The address of its /metrics, /healthz and /readyz (from its start-up log line).
     pub fn metrics_address(&self) -> Option<String> {
         let log = self.log();
-        let line = log
-            .lines()
-            .find(|l| l.contains("\"message\":\"starting\""))?;
+        let line = log.lines().find(|l| l.contains("\"msg\":\"starting\""))?;
         let value: Value = serde_json::from_str(line).ok()?;
-        value["fields"]["metrics"].as_str().map(str::to_owned)
+        value["metrics"].as_str().map(str::to_owned)
     }
 
     /// The process id.

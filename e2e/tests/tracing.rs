@@ -1,0 +1,512 @@
+//! Traces as the runbook has them (OpenTelemetry, exported to Jaeger), checked end to end with
+//! the real API binary exporting over OTLP to the real Jaeger (built from its Go module by
+//! `e2e/scripts/build-jaeger.sh`), read back through Jaeger's query API:
+//!
+//! - a request that carries `traceparent` continues the caller's trace: its server span is
+//!   named after the route template, is a child of the caller's span, and has the database
+//!   work as child spans;
+//! - a suggestion request is one trace from the request through the outbox relay's publish
+//!   (the context kept with the outbox row) to the AI worker's consume (the context in the
+//!   message's `traceparent` header);
+//! - a request without one starts a trace of its own, and the JSON log line of the request
+//!   (found by its `x-request-id`) carries that trace id;
+//! - with no `OTEL_*` endpoint nothing is exported and log lines carry no trace id;
+//! - the operator makes one trace per reconcile of a release, named and tagged with it, and
+//!   its log lines inside carry that trace id.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::binaries::workspace_binary;
+use e2e::env::Component;
+use e2e::services::Services;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// The API binary serving a fresh database of its own, logging to a file.
+struct Api {
+    base: String,
+    log: PathBuf,
+    _process: tokio::process::Child,
+}
+
+impl Api {
+    async fn start(services: &Services, run: &str, otel: &[(&str, &str)]) -> Result<Self> {
+        let database = format!("tracing_{run}");
+        let mut admin = sqlx::PgConnection::connect(services.postgres_admin_url()?).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{database}\""
+        )))
+        .execute(&mut admin)
+        .await?;
+        let database_url = services.database_url_for(&database)?;
+        let binary = workspace_binary("listacompra-api")?;
+        let port = e2e::runner::free_port()?.to_string();
+        let amqp_prefix = format!("tracing.{run}");
+        let env = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("REDIS_URL", services.redis_url()?),
+            ("RABBITMQ_URL", services.rabbitmq_url()?),
+            ("JWT_SECRET", "tracing-test-secret-0123456789abcdef"),
+            ("PORT", port.as_str()),
+            // The relay and the AI worker run in the server (offline provider: no API key),
+            // on exchanges and queues of this test's own.
+            ("RUN_WORKER", "true"),
+            ("AMQP_PREFIX", amqp_prefix.as_str()),
+        ];
+        let migrated = tokio::process::Command::new(&binary)
+            .args(["migrate"])
+            .env_clear()
+            .envs(env)
+            .output()
+            .await?;
+        ensure!(
+            migrated.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        let log = std::env::temp_dir().join(format!("tracing-{run}-api.log"));
+        let process = tokio::process::Command::new(&binary)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .envs(otel.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(&log)?.try_clone()?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("start listacompra-api")?;
+        let api = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            _process: process,
+        };
+        let http = reqwest::Client::new();
+        eventually(
+            "the API to answer /health",
+            Duration::from_secs(60),
+            || async {
+                Ok(http
+                    .get(format!("{}/health", api.base))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success()))
+            },
+        )
+        .await
+        .with_context(|| format!("API log: {}", api.log.display()))?;
+        Ok(api)
+    }
+
+    /// The JSON log lines written so far.
+    fn log_lines(&self) -> Result<Vec<Value>> {
+        Ok(std::fs::read_to_string(&self.log)?
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The trace `id` as Jaeger's query API returns it, once it holds a span named `name`.
+async fn jaeger_trace(query_url: &str, id: &str, name: &str) -> Result<Value> {
+    let http = reqwest::Client::new();
+    eventually(
+        &format!("trace {id} with span {name:?} in Jaeger"),
+        Duration::from_secs(60),
+        || async {
+            let res = http
+                .get(format!("{query_url}/api/traces/{id}"))
+                .send()
+                .await?;
+            if !res.status().is_success() {
+                return Ok(None);
+            }
+            let body: Value = res.json().await?;
+            let trace = body["data"][0].clone();
+            let found = spans(&trace).iter().any(|s| s["operationName"] == name);
+            Ok(found.then_some(trace))
+        },
+    )
+    .await
+}
+
+fn spans(trace: &Value) -> Vec<Value> {
+    trace["spans"].as_array().cloned().unwrap_or_default()
+}
+
+fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
+}
+
+fn parent_of(span: &Value) -> Option<String> {
+    span["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["refType"] == "CHILD_OF")
+        .and_then(|r| r["spanID"].as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id() -> Result<()> {
+    let services = Services::start(&[
+        Component::Postgres,
+        Component::Redis,
+        Component::RabbitMq,
+        Component::Jaeger,
+    ])
+    .await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let service = format!("listacompra-api-{run}");
+    let api = Api::start(
+        &services,
+        &run,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", services.otlp_endpoint()?),
+            ("OTEL_SERVICE_NAME", service.as_str()),
+            // Export within a fraction of a second instead of every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    )
+    .await?;
+    let query_url = services.jaeger_query_url()?.to_owned();
+    let http = reqwest::Client::new();
+
+    // 1. The caller's trace continues: registration (database work) under our traceparent.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let res = http
+        .post(format!("{}/v1/auth/register", api.base))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(
+            &json!({ "email": format!("{run}@example.com"), "password": "correct horse battery" }),
+        )
+        .send()
+        .await?;
+    ensure!(res.status().is_success(), "register: {}", res.status());
+    let trace = jaeger_trace(&query_url, &trace_id, "POST /v1/auth/register")
+        .await
+        .with_context(|| format!("API log: {}", api.log.display()))?;
+    let all = spans(&trace);
+    let server = all
+        .iter()
+        .find(|s| s["operationName"] == "POST /v1/auth/register")
+        .context("server span")?;
+    ensure!(
+        parent_of(server).as_deref() == Some(caller_span),
+        "the server span is not a child of the caller's span: {server}"
+    );
+    ensure!(
+        tag(server, "span.kind") == Some(&json!("server")),
+        "{server}"
+    );
+    ensure!(
+        tag(server, "http.route") == Some(&json!("/v1/auth/register")),
+        "{server}"
+    );
+    ensure!(
+        tag(server, "http.response.status_code").is_some_and(|v| v == 201 || v == 200),
+        "{server}"
+    );
+    let server_id = server["spanID"].as_str().context("spanID")?;
+    let db: Vec<&Value> = all
+        .iter()
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("db."))
+        })
+        .collect();
+    ensure!(!db.is_empty(), "no database span in {trace}");
+    for span in &db {
+        ensure!(
+            tag(span, "db.system.name") == Some(&json!("postgresql")),
+            "{span}"
+        );
+        ensure!(tag(span, "span.kind") == Some(&json!("client")), "{span}");
+    }
+    ensure!(
+        db.iter()
+            .any(|s| parent_of(s).as_deref() == Some(server_id)),
+        "no database span is a child of the server span: {trace}"
+    );
+    let process = &trace["processes"][trace["spans"][0]["processID"].as_str().unwrap_or("p1")];
+    ensure!(process["serviceName"] == service.as_str(), "{process}");
+
+    // 2. A request without traceparent starts its own trace; its log line names it.
+    let request_id = format!("req-{run}");
+    let res = http
+        .get(format!("{}/v1/lists", api.base))
+        .header("x-request-id", &request_id)
+        .send()
+        .await?;
+    ensure!(
+        res.status() == 401,
+        "GET /v1/lists without a token: {}",
+        res.status()
+    );
+    let line = eventually(
+        "the request's log line",
+        Duration::from_secs(10),
+        || async {
+            Ok(api
+                .log_lines()?
+                .into_iter()
+                .find(|l| l["request_id"] == request_id.as_str() && l["msg"] == "request"))
+        },
+    )
+    .await?;
+    for field in ["ts", "level", "msg", "target"] {
+        ensure!(line.get(field).is_some(), "{field} missing in {line}");
+    }
+    let own_trace = line["trace_id"]
+        .as_str()
+        .context("trace_id in the log line")?;
+    ensure!(own_trace != trace_id && own_trace.len() == 32, "{line}");
+    jaeger_trace(&query_url, own_trace, "GET /v1/lists").await?;
+
+    // 3. A suggestion request: request -> outbox relay -> AI worker, one trace.
+    let credentials =
+        json!({ "email": format!("{run}@example.com"), "password": "correct horse battery" });
+    let login: Value = http
+        .post(format!("{}/v1/auth/login", api.base))
+        .json(&credentials)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("token")?.to_owned();
+    let list: Value = http
+        .post(format!("{}/v1/lists", api.base))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "traced" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let list_id = list["id"].as_str().context("list id")?;
+    http.post(format!("{}/v1/lists/{list_id}/items", api.base))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "pasta" }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let suggestion_trace = uuid::Uuid::new_v4().simple().to_string();
+    let res = http
+        .post(format!("{}/v1/lists/{list_id}/suggestions", api.base))
+        .bearer_auth(&token)
+        .header(
+            "traceparent",
+            format!("00-{suggestion_trace}-{caller_span}-01"),
+        )
+        .send()
+        .await?;
+    ensure!(res.status().is_success(), "suggestions: {}", res.status());
+    let trace = jaeger_trace(&query_url, &suggestion_trace, "ai.suggestion")
+        .await
+        .with_context(|| format!("API log: {}", api.log.display()))?;
+    let all = spans(&trace);
+    let named = |name: &str| {
+        all.iter()
+            .find(|s| s["operationName"] == name)
+            .cloned()
+            .with_context(|| format!("no span {name} in {trace}"))
+    };
+    named("POST /v1/lists/{list_id}/suggestions")?;
+    let publish = named("publish suggestion.requested")?;
+    let consume = named("ai.suggestion")?;
+    ensure!(
+        tag(&publish, "span.kind") == Some(&json!("producer")),
+        "{publish}"
+    );
+    ensure!(
+        tag(&consume, "span.kind") == Some(&json!("consumer")),
+        "{consume}"
+    );
+    ensure!(
+        parent_of(&consume) == publish["spanID"].as_str().map(str::to_owned),
+        "the worker's span is not a child of the relay's publish: {trace}"
+    );
+    // The publish descends from the request's server span (through its database span).
+    let ids: Vec<&str> = all.iter().filter_map(|s| s["spanID"].as_str()).collect();
+    ensure!(
+        parent_of(&publish).is_some_and(|p| ids.contains(&p.as_str())),
+        "the relay's publish is not in the request's trace tree: {trace}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id() -> Result<()> {
+    let services =
+        Services::start(&[Component::Postgres, Component::Redis, Component::RabbitMq]).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let api = Api::start(&services, &run, &[]).await?;
+    let request_id = format!("req-{run}");
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    reqwest::Client::new()
+        .get(format!("{}/v1/lists", api.base))
+        .header("x-request-id", &request_id)
+        .header("traceparent", format!("00-{trace_id}-0123456789abcdef-01"))
+        .send()
+        .await?;
+    let line = eventually(
+        "the request's log line",
+        Duration::from_secs(10),
+        || async {
+            Ok(api
+                .log_lines()?
+                .into_iter()
+                .find(|l| l["request_id"] == request_id.as_str() && l["msg"] == "request"))
+        },
+    )
+    .await?;
+    ensure!(line.get("trace_id").is_none(), "{line}");
+    ensure!(line["level"] == "info" && line["status"] == 401, "{line}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_operator_traces_each_reconcile_of_a_release() {
+    e2e::cluster::with_namespace("tracing-operator", |ctx| async move {
+        let services = Services::start(&[Component::Jaeger]).await?;
+        let query_url = services.jaeger_query_url()?.to_owned();
+        e2e::crd::install_release_crd(&ctx.client).await?;
+        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let service = format!("listacompra-operator-{run}");
+        let log = std::env::temp_dir().join(format!("tracing-{run}-operator.log"));
+        let _operator = e2e::operator::OperatorProcess::start_with_env(
+            ctx.cluster.kubeconfig(),
+            &ctx.namespace,
+            log.clone(),
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                    services.otlp_endpoint()?.to_owned(),
+                ),
+                ("OTEL_SERVICE_NAME".to_owned(), service.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
+            ],
+        )?;
+        // A release whose Secrets do not exist yet: the operator reconciles it and waits.
+        let release: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "listacompra.app/v1alpha1",
+            "kind": "ListaCompraRelease",
+            "metadata": { "name": "traced", "namespace": ctx.namespace },
+            "spec": {
+                "version": "1.0.0",
+                "image": { "repository": "registry.example/listacompra/api" },
+                "env": {
+                    "databaseUrl": { "name": "db", "key": "url" },
+                    "redisUrl": { "name": "redis", "key": "url" },
+                    "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
+                    "jwtSecret": { "name": "jwt", "key": "secret" }
+                },
+                "migrations": { "schemaVersion": 3 }
+            }
+        }))?;
+        let gvk =
+            kube::core::GroupVersionKind::gvk("listacompra.app", "v1alpha1", "ListaCompraRelease");
+        let resource = kube::core::ApiResource::from_gvk(&gvk);
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource);
+        api.create(&kube::api::PostParams::default(), &release)
+            .await?;
+
+        let http = reqwest::Client::new();
+        let trace = eventually(
+            "a reconcile trace of the release in Jaeger",
+            Duration::from_secs(90),
+            || async {
+                let body: Value = http
+                    .get(format!("{query_url}/api/traces"))
+                    .query(&[
+                        ("service", service.as_str()),
+                        ("operation", "reconcile"),
+                        ("limit", "20"),
+                    ])
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok(body["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    // The first reconcile writes the status, in a child span.
+                    .find(|t| {
+                        let all = spans(t);
+                        all.iter().any(|s| {
+                            s["operationName"] == "reconcile"
+                                && tag(s, "release") == Some(&json!("traced"))
+                                && tag(s, "namespace") == Some(&json!(ctx.namespace))
+                                && all.iter().any(|w| {
+                                    w["operationName"] == "status.write"
+                                        && parent_of(w).as_deref() == s["spanID"].as_str()
+                                })
+                        })
+                    })
+                    .cloned())
+            },
+        )
+        .await
+        .with_context(|| format!("operator log: {}", log.display()))?;
+        let reconcile = spans(&trace)
+            .into_iter()
+            .find(|s| s["operationName"] == "reconcile")
+            .context("reconcile span")?;
+        for key in ["version", "attempt", "phase"] {
+            ensure!(tag(&reconcile, key).is_some(), "{key} missing: {reconcile}");
+        }
+        // A reconcile is a trace of its own, rooted at kube-runtime's `reconciling object`.
+        let roots: Vec<Value> = spans(&trace)
+            .into_iter()
+            .filter(|s| parent_of(s).is_none())
+            .collect();
+        ensure!(
+            roots.len() == 1
+                && (roots[0]["operationName"] == "reconciling object"
+                    || roots[0]["operationName"] == "reconcile"),
+            "a reconcile is a trace of its own: {trace}"
+        );
+        // Its log lines carry its trace id.
+        // (Jaeger's API may drop a trace id's leading zeros; the log keeps all 32 digits.)
+        let trace_id = reconcile["traceID"].as_str().context("traceID")?.to_owned();
+        let lines = std::fs::read_to_string(&log)?;
+        ensure!(
+            lines
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|l| { l["trace_id"] == trace_id.as_str() && l["release"] == "traced" }),
+            "no log line of the reconcile carries trace {trace_id}: {}",
+            log.display()
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
