@@ -16,6 +16,12 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
 /// A key of a Secret or ConfigMap: alphanumerics, `-`, `_` and `.`.
 pub const CONFIG_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
+/// An `http` or `https` URL without spaces (an OTLP endpoint).
+pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s]*)?$";
+
+/// A ratio from 0 to 1 as a decimal string of at most six decimals (no floats in specs).
+pub const RATIO_PATTERN: &str = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$";
+
 /// An image repository as the distribution spec's reference grammar has it: an optional
 /// registry host (with a `.` or a port, or `localhost`) and lower-case path components.
 pub const IMAGE_REPOSITORY_PATTERN: &str = r"^(((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$";
@@ -92,10 +98,31 @@ pub struct ApiEnvironment {
     /// gate sends it too, unless `spec.health.tokenSecretRef` names another Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck_token: Option<SecretKeyRef>,
-    /// More variables, each from a whole ConfigMap or Secret (for example `RUST_LOG`).
+    /// More variables, each from a whole ConfigMap or Secret (for example `RUST_LOG`, or
+    /// `OTEL_EXPORTER_OTLP_HEADERS` from a Secret when the trace collector wants a token).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub env_from: Vec<EnvFromRef>,
+    /// Traces of the API pods, exported with OpenTelemetry over OTLP/HTTP (to Jaeger or a
+    /// collector). Absent: no traces (log lines then carry no trace id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingSpec>,
+}
+
+/// Where the API pods send their traces, and how many.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingSpec {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/HTTP endpoint, for example
+    /// `http://jaeger-collector.observability:4318` (traces go to `/v1/traces` under it).
+    #[schemars(length(min = 8, max = 2048), regex(pattern = HTTP_URL_PATTERN))]
+    pub otlp_endpoint: String,
+    /// The share of new traces to keep, from `"0"` to `"1"` (default `"1"`, every trace), as
+    /// a decimal string. A request whose caller sends a sampled `traceparent` is always
+    /// traced (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RATIO_PATTERN))]
+    pub sampling_ratio: Option<String>,
 }
 
 /// All keys of a ConfigMap or of a Secret as environment variables (exactly one).

@@ -420,6 +420,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         r#"{"spec":{"pod":{"drainSeconds":-1}}}"#,
         "spec.pod.drainSeconds",
     ),
+    (
+        "trace endpoint not an http(s) URL",
+        r#"{"spec":{"env":{"tracing":{"otlpEndpoint":"jaeger:4317"}}}}"#,
+        "spec.env.tracing.otlpEndpoint",
+    ),
+    (
+        "sampling ratio above 1",
+        r#"{"spec":{"env":{"tracing":{"otlpEndpoint":"http://jaeger:4318","samplingRatio":"1.5"}}}}"#,
+        "spec.env.tracing.samplingRatio",
+    ),
 ];
 
 /// Releases near the edges that the operator can carry out, so they must be accepted.
@@ -439,6 +449,10 @@ const VALID: &[(&str, &str)] = &[
     (
         "quantities",
         r#"{"spec":{"pod":{"resources":{"requests":{"cpu":"250m","memory":"128Mi"},"limits":{"cpu":2,"memory":"1Gi"}}}}}"#,
+    ),
+    (
+        "traces to a collector, one in ten",
+        r#"{"spec":{"env":{"tracing":{"otlpEndpoint":"https://otel-collector.observability:4318","samplingRatio":"0.1"}}}}"#,
     ),
     (
         "labels of our own",

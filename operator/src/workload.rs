@@ -94,7 +94,8 @@ fn plain_env(name: &str, value: String) -> EnvVar {
     }
 }
 
-/// The API server's environment: every secret by reference, plus PORT and APP_VERSION.
+/// The API server's environment: every secret by reference, plus PORT, APP_VERSION and, when
+/// `spec.env.tracing` asks for traces, the `OTEL_*` variables.
 fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFromSource>) {
     let e = &spec.env;
     let mut vars = vec![
@@ -111,6 +112,27 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
     }
     vars.push(plain_env("PORT", spec.service.port.to_string()));
     vars.push(plain_env("APP_VERSION", version.to_owned()));
+    if let Some(tracing) = &e.tracing {
+        vars.push(plain_env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            tracing.otlp_endpoint.clone(),
+        ));
+        vars.push(plain_env(
+            "OTEL_TRACES_SAMPLER",
+            "parentbased_traceidratio".to_owned(),
+        ));
+        vars.push(plain_env(
+            "OTEL_TRACES_SAMPLER_ARG",
+            tracing
+                .sampling_ratio
+                .clone()
+                .unwrap_or_else(|| "1".to_owned()),
+        ));
+        vars.push(plain_env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("service.version={version}"),
+        ));
+    }
     let env_from = e
         .env_from
         .iter()
@@ -483,6 +505,56 @@ mod tests {
         assert_eq!(
             labels.get(naming::ATTEMPT_LABEL).map(String::as_str),
             Some("3")
+        );
+    }
+
+    fn plain_vars(pod: &PodSpec) -> BTreeMap<String, Option<String>> {
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter(|v| v.value_from.is_none())
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn tracing_gives_the_pods_the_otel_variables_and_nothing_without_it() {
+        let vars = plain_vars(&pod_spec(&spec("1.0.0")));
+        assert!(!vars.keys().any(|k| k.starts_with("OTEL_")), "{vars:?}");
+
+        let mut traced = spec("1.0.0");
+        traced.env.tracing = Some(listacompra_crds::workload::TracingSpec {
+            otlp_endpoint: "http://jaeger.observability:4318".into(),
+            sampling_ratio: Some("0.25".into()),
+        });
+        let vars = plain_vars(&pod_spec(&traced));
+        let get = |k: &str| vars.get(k).cloned().flatten();
+        assert_eq!(
+            get("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://jaeger.observability:4318")
+        );
+        assert_eq!(
+            get("OTEL_TRACES_SAMPLER").as_deref(),
+            Some("parentbased_traceidratio")
+        );
+        assert_eq!(get("OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("0.25"));
+        assert_eq!(
+            get("OTEL_RESOURCE_ATTRIBUTES").as_deref(),
+            Some("service.version=1.0.0")
+        );
+
+        traced.env.tracing = Some(listacompra_crds::workload::TracingSpec {
+            otlp_endpoint: "https://otel.example:4318".into(),
+            sampling_ratio: None,
+        });
+        let vars = plain_vars(&pod_spec(&traced));
+        assert_eq!(
+            vars.get("OTEL_TRACES_SAMPLER_ARG")
+                .cloned()
+                .flatten()
+                .as_deref(),
+            Some("1")
         );
     }
 
