@@ -10,6 +10,9 @@
 //! process (latency is measured from each request's scheduled start, so a stalled server
 //! cannot hide queueing) for two scenarios: reading a list of 20 items, and adding an item.
 //! Prints throughput, p50/p95/p99/max latency, errors and the server's peak RSS.
+//!
+//! Each scenario runs twice, against two servers: traces off (no `OTEL_*` endpoint) and on
+//! (every request sampled, exported over OTLP to the local Jaeger), side by side.
 
 mod common;
 
@@ -25,13 +28,38 @@ use common::{
 async fn main() -> Result<()> {
     let rps = env_u64("BENCH_RPS", 1000);
     let seconds = env_u64("BENCH_SECONDS", 10);
-    let bench = Bench::start(&[]).await?;
-    let result = run(&bench, rps, seconds).await;
-    bench.finish().await?;
-    result
+    let jaeger = e2e::services::Services::start(&[e2e::env::Component::Jaeger]).await?;
+    let otlp = jaeger.otlp_endpoint()?.to_owned();
+    println!();
+    println!(
+        "listacompra-api load benchmark: {rps} req/s open-loop for {seconds} s per scenario, loopback, 2-core machine shared by client and server"
+    );
+    println!();
+    println!(
+        "| scenario | traces | requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | max ms | errors | peak RSS MiB |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (traces, env) in [
+        ("off", vec![]),
+        (
+            "on (all sampled, OTLP to Jaeger)",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+                ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+            ],
+        ),
+    ] {
+        let bench = Bench::start(&env).await?;
+        let result = run(&bench, traces, rps, seconds).await;
+        bench.finish().await?;
+        result?;
+    }
+    println!();
+    println!("targets (issue 5): p95 < 20 ms at 1000 req/s, RSS < 64 MiB");
+    Ok(())
 }
 
-async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
+async fn run(bench: &Bench, traces: &str, rps: u64, seconds: u64) -> Result<()> {
     let (pid, base) = (bench.pid, bench.base.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -43,16 +71,10 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
         lists.push(list_with_items(&http, &base, &token, &format!("Lista {i}"), 20).await?);
     }
     let idle_rss = rss_kib(pid).unwrap_or(0);
-    println!();
-    println!(
-        "listacompra-api load benchmark: {rps} req/s open-loop for {seconds} s per scenario, loopback, 2-core machine shared by client and server"
+    eprintln!(
+        "server (traces {traces}) idle RSS after setup: {:.1} MiB",
+        mib(idle_rss)
     );
-    println!("server idle RSS after setup: {:.1} MiB", mib(idle_rss));
-    println!();
-    println!(
-        "| scenario | requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | max ms | errors | peak RSS MiB |"
-    );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let scenarios: [(&str, MakeRequest); 2] = [
         ("GET /v1/lists/{id} (20 items)", {
             let (http, base, token, lists) =
@@ -81,7 +103,7 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
         let (throughput, outcome) = run_open_loop(rps, seconds, &make).await?;
         let rss = sampler.finish(pid).await;
         println!(
-            "| {name} | {} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
+            "| {name} | {traces} | {} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
             outcome.latencies.len(),
             ms(percentile(&outcome.latencies, 50.0)),
             ms(percentile(&outcome.latencies, 95.0)),
@@ -91,7 +113,5 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
             mib(rss),
         );
     }
-    println!();
-    println!("targets (issue 5): p95 < 20 ms at 1000 req/s, RSS < 64 MiB");
     Ok(())
 }
