@@ -226,8 +226,7 @@ async fn run(ctx: TestContext) -> Result<()> {
             .nth(i)
             .context("failing measurement log line")?;
         let value: serde_json::Value = serde_json::from_str(line)?;
-        let at: k8s_openapi::jiff::Timestamp =
-            value["timestamp"].as_str().context("timestamp")?.parse()?;
+        let at: k8s_openapi::jiff::Timestamp = value["ts"].as_str().context("ts")?.parse()?;
         let breach = SystemTime::UNIX_EPOCH
             + Duration::from_nanos(u64::try_from(at.as_nanosecond()).unwrap_or(0));
         to_revert.push(reverted_at.duration_since(breach).unwrap_or_default());

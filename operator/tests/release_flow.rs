@@ -129,7 +129,7 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
         }
         // The per-release phase series the alert rules in config/prometheus read.
         let phase = format!(
-            "listacompra_operator_release_phase{{namespace=\"{}\",phase=\"Succeeded\",release=\"lc\"}} 1",
+            "listacompra_operator_release_phase{{namespace=\"{}\",phase=\"Succeeded\",release=\"lc\",version=\"1.1.0\"}} 1",
             ctx.namespace
         );
         ensure!(metrics.contains(&phase), "/metrics lacks {phase}:\n{metrics}");
