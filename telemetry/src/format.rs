@@ -70,7 +70,8 @@ where
                     continue;
                 };
                 if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(fields) {
-                    line.extend(map);
+                    // `otel.*` fields instruct the exporter; they are not log data.
+                    line.extend(map.into_iter().filter(|(k, _)| !k.starts_with("otel.")));
                 }
             }
         }
@@ -202,7 +203,12 @@ mod tests {
         tracing::subscriber::set_global_default(subscriber).unwrap();
 
         {
-            let outer = tracing::info_span!("request", request_id = "r-1", route = "/x");
+            let outer = tracing::info_span!(
+                "request",
+                request_id = "r-1",
+                route = "/x",
+                otel.kind = "server"
+            );
             let _o = outer.enter();
             let inner = tracing::info_span!("db", route = "/inner");
             let _i = inner.enter();
@@ -232,6 +238,10 @@ mod tests {
         );
         assert!(line["ts"].as_str().unwrap().ends_with('Z'), "{line}");
         assert!(line.get("message").is_none(), "{line}");
+        assert!(
+            line.get("otel.kind").is_none(),
+            "exporter fields stay out: {line}"
+        );
         // The ids are those of the exported span the line was written in.
         let spans = exporter.get_finished_spans().unwrap();
         let db = spans

@@ -20,6 +20,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -85,8 +87,10 @@ pub fn traces_wanted(var: impl Fn(&str) -> Option<String>) -> bool {
         && !no_exporter
 }
 
-/// Installs the global subscriber: `RUST_LOG` (default `default_filter`), log lines in
-/// `format`, and the OpenTelemetry layer when [`traces_wanted`]. `service` names the
+/// Installs the global subscriber: log lines in `format` filtered by `RUST_LOG` (default
+/// `default_filter`), and, when [`traces_wanted`], the OpenTelemetry layer with a filter of
+/// its own (spans at `info` and above, whatever `RUST_LOG` says: quieter logs do not cut
+/// traces). `service` names the
 /// program in traces unless `OTEL_SERVICE_NAME` does. Once per process: a second call leaves
 /// the first subscriber in place and exports nothing.
 pub fn init(
@@ -101,19 +105,24 @@ pub fn init(
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(LevelFilter::INFO)
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     let installed = match format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .fmt_fields(format::span_fields())
-                    .event_format(JsonLines),
+                    .event_format(JsonLines)
+                    .with_filter(filter),
             )
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init(),
     };
     if installed.is_err() {
         // Another subscriber was first (tests start several servers in one process).

@@ -99,20 +99,32 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     // The server span of the request (OpenTelemetry's HTTP conventions), a child of the
     // caller's trace when it sent `traceparent`. Its name is fixed when it starts, so the
     // route is matched first; names come from closed sets only, as the metrics' labels do
-    // (`GET /v1/lists/{id}`).
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        method = %req.method,
-        path = %req.path,
-        otel.name = %format!("{} {template}", method_label(&req.method)),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %req.method,
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        url.path = %req.path,
-    );
+    // (`GET /v1/lists/{id}`). Probes, scrapes and unmatched paths get a `debug` span: their
+    // log lines keep the request id where `RUST_LOG` shows them, but they make no traces.
+    macro_rules! request_span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "request",
+                request_id = %request_id,
+                method = %req.method,
+                path = %req.path,
+                otel.name = %format!("{} {template}", method_label(&req.method)),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %req.method,
+                http.route = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+                url.path = %req.path,
+            )
+        };
+    }
+    let traced = matches!(&matched, Matched::Route(route, _) if route.is_api());
+    let span = if traced {
+        request_span!(tracing::Level::INFO)
+    } else {
+        request_span!(tracing::Level::DEBUG)
+    };
     if template != "unmatched" {
         span.record("http.route", template);
     }
