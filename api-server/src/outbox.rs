@@ -10,8 +10,10 @@
 //!
 //! Traces: an event keeps the trace context of the request that wrote it (under
 //! [`TRACE_KEY`] in its stored payload); the relay publishes it in a span of that trace and
-//! moves the context to the message's AMQP headers (`traceparent`), never into its body, so
-//! one trace runs from the request through the relay to the consumer.
+//! moves the context to the message's AMQP headers (`traceparent`), so one trace runs from
+//! the request through the relay to the consumer. During a rollout or a rollback a relay of a
+//! version before traces may publish such a row with the key still in the body; consumers
+//! ignore unknown payload keys (ours do), so nothing breaks.
 
 use std::collections::HashMap;
 use std::time::Duration;

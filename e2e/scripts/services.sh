@@ -27,7 +27,10 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ALL=(postgres redis rabbitmq alertmanager prometheus jaeger)
+# What `up` starts by default; Jaeger (a Go build of 10-20 minutes on a cold machine) only
+# when asked for by name (`up jaeger`, or a test that needs it). `down` stops them all.
+ALL=(postgres redis rabbitmq alertmanager prometheus)
+OPTIONAL=(jaeger)
 
 # --- PostgreSQL -------------------------------------------------------------------------
 pg_dir="$LC_STATE/postgres"
@@ -216,13 +219,14 @@ alertmanager_up() {
   # Debian's package brings the server (prometheus-alertmanager) and amtool.
   apt_install prometheus-alertmanager
   mkdir -p "$am_dir/config/secrets" "$am_dir/data"
-  # The shipped configuration, unchanged; only the webhook URL (a Secret in a cluster) is ours.
+  # The shipped configuration, unchanged (checked before it replaces the running copy); only
+  # the webhook URL (a Secret in a cluster) is ours.
+  amtool check-config "$LC_REPO/config/alertmanager/alertmanager.yml" >/dev/null \
+    || die "config/alertmanager/alertmanager.yml is invalid: run 'amtool check-config config/alertmanager/alertmanager.yml'."
   cp "$LC_REPO/config/alertmanager/alertmanager.yml" "$am_dir/config/"
   local url_file="$am_dir/config/secrets/slack-webhook-url"
   # Until a test points it at its receiver, notifications go to a closed loopback port.
   [ -s "$url_file" ] || printf 'http://127.0.0.1:9/no-slack-receiver\n' > "$url_file"
-  amtool check-config "$am_dir/config/alertmanager.yml" >/dev/null \
-    || die "config/alertmanager/alertmanager.yml is invalid: run 'amtool check-config config/alertmanager/alertmanager.yml'."
   if pid_alive "$am_dir/alertmanager.pid"; then
     curl -fsS -X POST "http://127.0.0.1:$LC_AM_PORT/-/reload" >/dev/null \
       || die "alertmanager on 127.0.0.1:$LC_AM_PORT did not reload its configuration (log: $am_dir/alertmanager.log)."
@@ -336,7 +340,7 @@ extensions:
     backends:
       memory:
         memory:
-          max_traces: 100000
+          max_traces: 20000
 receivers:
   otlp:
     protocols:
@@ -351,10 +355,13 @@ exporters:
   jaeger_storage_exporter:
     trace_storage: memory
 CONF
+  # (A running Jaeger keeps the configuration it started with: `down jaeger` first to change it.)
   if pid_alive "$jaeger_dir/jaeger.pid"; then log "jaeger already running (query on 127.0.0.1:$LC_JAEGER_QUERY_PORT)"; else
     require_port_free jaeger "$LC_JAEGER_OTLP_HTTP_PORT" LC_JAEGER_OTLP_HTTP_PORT
     require_port_free jaeger "$LC_JAEGER_OTLP_GRPC_PORT" LC_JAEGER_OTLP_GRPC_PORT
     require_port_free jaeger "$LC_JAEGER_QUERY_PORT" LC_JAEGER_QUERY_PORT
+    require_port_free jaeger "$LC_JAEGER_QUERY_GRPC_PORT" LC_JAEGER_QUERY_GRPC_PORT
+    require_port_free jaeger "$LC_JAEGER_HEALTH_PORT" LC_JAEGER_HEALTH_PORT
     log "starting jaeger (OTLP on 127.0.0.1:$LC_JAEGER_OTLP_HTTP_PORT, query on 127.0.0.1:$LC_JAEGER_QUERY_PORT)"
     setsid nohup "$bin" --config "$jaeger_dir/config.yaml" \
       >"$jaeger_dir/jaeger.log" 2>&1 < /dev/null 9>&- &
@@ -382,9 +389,13 @@ status() {
 
 cmd=${1:-status}; shift || true
 if [ "$cmd" = rabbitmqctl ]; then rabbit_ctl "$@"; exit; fi
-names=("$@"); (( ${#names[@]} )) || names=("${ALL[@]}")
+names=("$@")
+if (( ! ${#names[@]} )); then
+  names=("${ALL[@]}")
+  [ "$cmd" = down ] && names+=("${OPTIONAL[@]}")
+fi
 for n in "${names[@]}"; do
-  case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown service '$n'. Fix: use one of: ${ALL[*]}." ;; esac
+  case " ${ALL[*]} ${OPTIONAL[*]} " in *" $n "*) ;; *) die "unknown service '$n'. Fix: use one of: ${ALL[*]} ${OPTIONAL[*]}." ;; esac
 done
 mkdir -p "$LC_STATE"
 case "$cmd" in

@@ -3,7 +3,7 @@
 //! receiver that records what Alertmanager posts (its incoming-webhook payload).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
@@ -48,6 +48,7 @@ impl SlackMessage {
 pub struct SlackReceiver {
     messages: Arc<Mutex<Vec<SlackMessage>>>,
     url_file: PathBuf,
+    url: String,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -77,18 +78,16 @@ impl SlackReceiver {
         })?;
         let server = tokio::spawn(warp::serve(route).incoming(listener).run());
         let url_file = PathBuf::from(services.slack_webhook_url_file()?);
+        let url = format!("http://{address}/services/T0/B0/local-test\n");
         // Alertmanager reads the file at each notification.
-        std::fs::write(
-            &url_file,
-            format!("http://{address}/services/T0/B0/local-test\n"),
-        )
-        .map_err(|source| Error::Write {
+        std::fs::write(&url_file, &url).map_err(|source| Error::Write {
             path: url_file.clone(),
             source,
         })?;
         Ok(Self {
             messages,
             url_file,
+            url,
             server,
         })
     }
@@ -113,12 +112,17 @@ impl SlackReceiver {
 impl Drop for SlackReceiver {
     fn drop(&mut self) {
         self.server.abort();
-        let _ = std::fs::write(&self.url_file, "http://127.0.0.1:9/no-slack-receiver\n");
+        // Only while the URL is still ours: another receiver may have taken over since.
+        if std::fs::read_to_string(&self.url_file).is_ok_and(|u| u == self.url) {
+            let _ = std::fs::write(&self.url_file, "http://127.0.0.1:9/no-slack-receiver\n");
+        }
     }
 }
 
 /// The shipped rules loaded into the real Prometheus with every `for:` shortened to 0s, so a
-/// test sees in seconds what production sees after minutes. Removed again on drop.
+/// test sees in seconds what production sees after minutes. Removed again on drop; the file
+/// is named after the process (`fast-<pid>-<name>.yml`), and files of processes that no
+/// longer run (a test killed before its drop) are removed by the next install.
 #[derive(Debug)]
 pub struct FastRules {
     path: PathBuf,
@@ -126,8 +130,19 @@ pub struct FastRules {
 }
 
 impl FastRules {
-    /// Writes the rules as `<rules dir>/<name>.yml` and reloads Prometheus.
+    /// Writes the rules as `<rules dir>/fast-<pid>-<name>.yml` and reloads Prometheus.
     pub async fn install(services: &Services, name: &str) -> Result<Self> {
+        let dir = services.prometheus_rules_dir()?;
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let pid = file
+                .strip_prefix("fast-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let source = crate::env::repo_root().join(RULES_FILE);
         let text = std::fs::read_to_string(&source).map_err(|source_err| Error::Io {
             action: format!("reading {}", source.display()),
@@ -141,7 +156,7 @@ impl FastRules {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let path = services.prometheus_rules_dir()?.join(format!("{name}.yml"));
+        let path = dir.join(format!("fast-{}-{name}.yml", std::process::id()));
         std::fs::write(&path, fast).map_err(|source| Error::Write {
             path: path.clone(),
             source,

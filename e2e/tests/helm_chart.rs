@@ -319,7 +319,7 @@ async fn alert_routing_renders_as_alertmanager_configs_where_the_api_exists() ->
     ensure!(
         spec["inhibitRules"][0]["sourceMatch"][0]["value"] == "ListaCompraReleaseRollingBack"
             && spec["inhibitRules"][0]["targetMatch"][0]["name"] == "kpi"
-            && spec["inhibitRules"][0]["equal"] == json!(["namespace", "release"]),
+            && spec["inhibitRules"][0]["equal"] == json!(["namespace", "release", "version"]),
         "{spec}"
     );
     let slack = receiver(production, "slack").context("slack receiver")?;

@@ -480,7 +480,7 @@ fn slow_routes_link_to_their_traces_in_jaeger() -> Result<()> {
         // The span name is `<METHOD> <route template>`, so the series must carry both.
         for part in [
             "${jaeger}/search?",
-            "operation=${__field.labels.method}%20${__field.labels.route}",
+            "operation=${__field.labels.method}%20${__field.labels.route:percentencode}",
             "minDuration=350ms",
             "start=${__from}000",
         ] {

@@ -28,7 +28,8 @@ use sqlx::Connection;
 struct Api {
     base: String,
     log: PathBuf,
-    _process: tokio::process::Child,
+    database: String,
+    process: tokio::process::Child,
 }
 
 impl Api {
@@ -82,7 +83,8 @@ impl Api {
         let api = Self {
             base: format!("http://127.0.0.1:{port}"),
             log,
-            _process: process,
+            database,
+            process,
         };
         let http = reqwest::Client::new();
         eventually(
@@ -100,6 +102,19 @@ impl Api {
         .await
         .with_context(|| format!("API log: {}", api.log.display()))?;
         Ok(api)
+    }
+
+    /// Stops the server and drops its database (a failed test leaves both for a look).
+    async fn finish(mut self, services: &Services) -> Result<()> {
+        let _ = self.process.kill().await;
+        let mut admin = sqlx::PgConnection::connect(services.postgres_admin_url()?).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.database
+        )))
+        .execute(&mut admin)
+        .await?;
+        Ok(())
     }
 
     /// The JSON log lines written so far.
@@ -358,7 +373,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
         parent_of(&publish).is_some_and(|p| ids.contains(&p.as_str())),
         "the relay's publish is not in the request's trace tree: {trace}"
     );
-    Ok(())
+    api.finish(&services).await
 }
 
 #[tokio::test]
@@ -388,7 +403,7 @@ async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id()
     .await?;
     ensure!(line.get("trace_id").is_none(), "{line}");
     ensure!(line["level"] == "info" && line["status"] == 401, "{line}");
-    Ok(())
+    api.finish(&services).await
 }
 
 #[tokio::test]
