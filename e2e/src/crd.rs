@@ -51,3 +51,25 @@ pub async fn install_release_crd(client: &Client) -> Result<()> {
         }),
     }
 }
+
+/// The smallest valid release named `name` (no namespace): version 1.0.0 of an image in a
+/// registry that needs no pull Secret, its environment from Secrets `db`, `redis`,
+/// `rabbitmq` and `jwt`, schema revision 3.
+pub fn minimal_release(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "listacompra.app/v1alpha1",
+        "kind": "ListaCompraRelease",
+        "metadata": { "name": name },
+        "spec": {
+            "version": "1.0.0",
+            "image": { "repository": "registry.example/listacompra/api" },
+            "env": {
+                "databaseUrl": { "name": "db", "key": "url" },
+                "redisUrl": { "name": "redis", "key": "url" },
+                "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
+                "jwtSecret": { "name": "jwt", "key": "secret" }
+            },
+            "migrations": { "schemaVersion": 3 }
+        }
+    })
+}

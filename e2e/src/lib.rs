@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod alerting;
+pub mod api;
 pub mod binaries;
 pub mod cluster;
 pub mod crd;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::alerting::{FastRules, RULES_FILE, SlackMessage, SlackReceiver, alertmanager_alerts};
-use e2e::binaries::workspace_binary;
+use e2e::api::ApiProcess;
 use e2e::env::{Component, ensure_blocking, repo_root};
 use e2e::services::Services;
 use listacompra_crds::Phase;
@@ -225,52 +225,22 @@ async fn a_kpi_breach_and_the_operator_rollback_each_reach_slack_once() -> Resul
     let targets = services.prometheus_targets_dir()?;
 
     // The release's API: the real binary, 600 ms added to every /v1 request (a bad build).
-    let port = e2e::runner::free_port()?;
-    let port_text = port.to_string();
-    let log = std::env::temp_dir().join(format!("alerting-{run}-api.log"));
-    let mut api = tokio::process::Command::new(workspace_binary("listacompra-api")?)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([
-            ("DATABASE_URL", services.database_url()?),
-            ("REDIS_URL", services.redis_url()?),
-            ("RABBITMQ_URL", services.rabbitmq_url()?),
-            ("JWT_SECRET", "alerting-test-secret-0123456789abcdef"),
-            ("PORT", port_text.as_str()),
+    let api = ApiProcess::start(
+        &services,
+        &format!("alerting_{run}"),
+        &[
             ("APP_VERSION", version),
             ("RUN_WORKER", "false"),
             ("FAULT_LATENCY_MS", "600"),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log)?.try_clone()?)
-        .kill_on_drop(true)
-        .spawn()
-        .context("start listacompra-api")?;
-    let base = format!("http://127.0.0.1:{port}");
+        ],
+        std::env::temp_dir().join(format!("alerting-{run}-api.log")),
+    )
+    .await?;
+    let (port, base) = (api.port, api.base.clone());
+    let log = api.log_path().to_owned();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    wait_for(
-        "the API to answer /health",
-        Duration::from_secs(60),
-        &slack,
-        || {
-            let http = http.clone();
-            let url = format!("{base}/health");
-            async move {
-                Ok(http
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success()))
-            }
-        },
-    )
-    .await
-    .with_context(|| format!("API log: {}", log.display()))?;
     // Scraped as the pods of `release` in production are (ServiceMonitor relabeling).
     let api_target = Target::write(
         &targets,
@@ -413,6 +383,9 @@ async fn a_kpi_breach_and_the_operator_rollback_each_reach_slack_once() -> Resul
         let _ = task.await;
     }
     operator_server.abort();
-    let _ = api.kill().await;
-    result.with_context(|| format!("API log: {}", log.display()))
+    let result = result.with_context(|| format!("API log: {}", log.display()));
+    if result.is_ok() {
+        api.stop(&services).await?;
+    }
+    result
 }

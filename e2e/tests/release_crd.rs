@@ -15,22 +15,7 @@ use serde_json::{Value, json};
 
 /// A minimal valid release: only what has no default.
 fn minimal() -> Value {
-    json!({
-        "apiVersion": "listacompra.app/v1alpha1",
-        "kind": "ListaCompraRelease",
-        "metadata": { "name": "minimal" },
-        "spec": {
-            "version": "1.0.0",
-            "image": { "repository": "registry.example/listacompra/api" },
-            "env": {
-                "databaseUrl": { "name": "db", "key": "url" },
-                "redisUrl": { "name": "redis", "key": "url" },
-                "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
-                "jwtSecret": { "name": "jwt", "key": "secret" }
-            },
-            "migrations": { "schemaVersion": 3 }
-        }
-    })
+    e2e::crd::minimal_release("minimal")
 }
 
 /// RFC 7386 merge patch: objects merge, `null` removes, anything else replaces.

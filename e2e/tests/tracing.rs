@@ -14,116 +14,37 @@
 //! - the operator makes one trace per reconcile of a release, named and tagged with it, and
 //!   its log lines inside carry that trace id.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::binaries::workspace_binary;
+use e2e::api::ApiProcess;
 use e2e::env::Component;
 use e2e::services::Services;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-/// The API binary serving a fresh database of its own, logging to a file.
-struct Api {
-    base: String,
-    log: PathBuf,
-    database: String,
-    process: tokio::process::Child,
+/// The API binary on a database of its own, its relay and AI worker running (offline
+/// provider: no API key) on exchanges and queues of this run's own.
+async fn start_api(services: &Services, run: &str, otel: &[(&str, &str)]) -> Result<ApiProcess> {
+    let prefix = format!("tracing.{run}");
+    let mut env = vec![("RUN_WORKER", "true"), ("AMQP_PREFIX", prefix.as_str())];
+    env.extend_from_slice(otel);
+    let log = std::env::temp_dir().join(format!("tracing-{run}-api.log"));
+    Ok(ApiProcess::start(services, &format!("tracing_{run}"), &env, log).await?)
 }
 
-impl Api {
-    async fn start(services: &Services, run: &str, otel: &[(&str, &str)]) -> Result<Self> {
-        let database = format!("tracing_{run}");
-        let mut admin = sqlx::PgConnection::connect(services.postgres_admin_url()?).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE \"{database}\""
-        )))
-        .execute(&mut admin)
-        .await?;
-        let database_url = services.database_url_for(&database)?;
-        let binary = workspace_binary("listacompra-api")?;
-        let port = e2e::runner::free_port()?.to_string();
-        let amqp_prefix = format!("tracing.{run}");
-        let env = [
-            ("DATABASE_URL", database_url.as_str()),
-            ("REDIS_URL", services.redis_url()?),
-            ("RABBITMQ_URL", services.rabbitmq_url()?),
-            ("JWT_SECRET", "tracing-test-secret-0123456789abcdef"),
-            ("PORT", port.as_str()),
-            // The relay and the AI worker run in the server (offline provider: no API key),
-            // on exchanges and queues of this test's own.
-            ("RUN_WORKER", "true"),
-            ("AMQP_PREFIX", amqp_prefix.as_str()),
-        ];
-        let migrated = tokio::process::Command::new(&binary)
-            .args(["migrate"])
-            .env_clear()
-            .envs(env)
-            .output()
-            .await?;
-        ensure!(
-            migrated.status.success(),
-            "migrate failed: {}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-        let log = std::env::temp_dir().join(format!("tracing-{run}-api.log"));
-        let process = tokio::process::Command::new(&binary)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env)
-            .envs(otel.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(&log)?.try_clone()?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("start listacompra-api")?;
-        let api = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            database,
-            process,
-        };
-        let http = reqwest::Client::new();
-        eventually(
-            "the API to answer /health",
-            Duration::from_secs(60),
-            || async {
-                Ok(http
-                    .get(format!("{}/health", api.base))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success()))
-            },
-        )
-        .await
-        .with_context(|| format!("API log: {}", api.log.display()))?;
-        Ok(api)
-    }
-
-    /// Stops the server and drops its database (a failed test leaves both for a look).
-    async fn finish(mut self, services: &Services) -> Result<()> {
-        let _ = self.process.kill().await;
-        let mut admin = sqlx::PgConnection::connect(services.postgres_admin_url()?).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.database
-        )))
-        .execute(&mut admin)
-        .await?;
-        Ok(())
-    }
-
-    /// The JSON log lines written so far.
-    fn log_lines(&self) -> Result<Vec<Value>> {
-        Ok(std::fs::read_to_string(&self.log)?
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
-    }
+/// The log line of the request with `request_id` (the access line, `msg` "request").
+async fn request_line(api: &ApiProcess, request_id: &str) -> Result<Value> {
+    eventually(
+        "the request's log line",
+        Duration::from_secs(10),
+        || async {
+            Ok(api
+                .log_lines()
+                .into_iter()
+                .find(|l| l["request_id"] == request_id && l["msg"] == "request"))
+        },
+    )
+    .await
 }
 
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
@@ -198,7 +119,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
     .await?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let service = format!("listacompra-api-{run}");
-    let api = Api::start(
+    let api = start_api(
         &services,
         &run,
         &[
@@ -226,7 +147,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
     ensure!(res.status().is_success(), "register: {}", res.status());
     let trace = jaeger_trace(&query_url, &trace_id, "POST /v1/auth/register")
         .await
-        .with_context(|| format!("API log: {}", api.log.display()))?;
+        .with_context(|| format!("API log: {}", api.log_path().display()))?;
     let all = spans(&trace);
     let server = all
         .iter()
@@ -285,17 +206,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
         "GET /v1/lists without a token: {}",
         res.status()
     );
-    let line = eventually(
-        "the request's log line",
-        Duration::from_secs(10),
-        || async {
-            Ok(api
-                .log_lines()?
-                .into_iter()
-                .find(|l| l["request_id"] == request_id.as_str() && l["msg"] == "request"))
-        },
-    )
-    .await?;
+    let line = request_line(&api, &request_id).await?;
     for field in ["ts", "level", "msg", "target"] {
         ensure!(line.get(field).is_some(), "{field} missing in {line}");
     }
@@ -344,7 +255,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
     ensure!(res.status().is_success(), "suggestions: {}", res.status());
     let trace = jaeger_trace(&query_url, &suggestion_trace, "ai.suggestion")
         .await
-        .with_context(|| format!("API log: {}", api.log.display()))?;
+        .with_context(|| format!("API log: {}", api.log_path().display()))?;
     let all = spans(&trace);
     let named = |name: &str| {
         all.iter()
@@ -373,7 +284,7 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
         parent_of(&publish).is_some_and(|p| ids.contains(&p.as_str())),
         "the relay's publish is not in the request's trace tree: {trace}"
     );
-    api.finish(&services).await
+    Ok(api.stop(&services).await?)
 }
 
 #[tokio::test]
@@ -381,7 +292,7 @@ async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id()
     let services =
         Services::start(&[Component::Postgres, Component::Redis, Component::RabbitMq]).await?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let api = Api::start(&services, &run, &[]).await?;
+    let api = start_api(&services, &run, &[]).await?;
     let request_id = format!("req-{run}");
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     reqwest::Client::new()
@@ -390,20 +301,10 @@ async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id()
         .header("traceparent", format!("00-{trace_id}-0123456789abcdef-01"))
         .send()
         .await?;
-    let line = eventually(
-        "the request's log line",
-        Duration::from_secs(10),
-        || async {
-            Ok(api
-                .log_lines()?
-                .into_iter()
-                .find(|l| l["request_id"] == request_id.as_str() && l["msg"] == "request"))
-        },
-    )
-    .await?;
+    let line = request_line(&api, &request_id).await?;
     ensure!(line.get("trace_id").is_none(), "{line}");
     ensure!(line["level"] == "info" && line["status"] == 401, "{line}");
-    api.finish(&services).await
+    Ok(api.stop(&services).await?)
 }
 
 #[tokio::test]
@@ -429,22 +330,9 @@ async fn the_operator_traces_each_reconcile_of_a_release() {
             ],
         )?;
         // A release whose Secrets do not exist yet: the operator reconciles it and waits.
-        let release: kube::api::DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "listacompra.app/v1alpha1",
-            "kind": "ListaCompraRelease",
-            "metadata": { "name": "traced", "namespace": ctx.namespace },
-            "spec": {
-                "version": "1.0.0",
-                "image": { "repository": "registry.example/listacompra/api" },
-                "env": {
-                    "databaseUrl": { "name": "db", "key": "url" },
-                    "redisUrl": { "name": "redis", "key": "url" },
-                    "rabbitmqUrl": { "name": "rabbitmq", "key": "url" },
-                    "jwtSecret": { "name": "jwt", "key": "secret" }
-                },
-                "migrations": { "schemaVersion": 3 }
-            }
-        }))?;
+        let mut manifest = e2e::crd::minimal_release("traced");
+        manifest["metadata"]["namespace"] = json!(ctx.namespace);
+        let release: kube::api::DynamicObject = serde_json::from_value(manifest)?;
         let gvk =
             kube::core::GroupVersionKind::gvk("listacompra.app", "v1alpha1", "ListaCompraRelease");
         let resource = kube::core::ApiResource::from_gvk(&gvk);
