@@ -38,6 +38,9 @@ bash e2e/scripts/build-static.sh >/dev/null || log "the static build failed; the
 
 log "bringing up the real services and the local cluster"
 bash e2e/scripts/services.sh up >/dev/null
+# Jaeger (built from its Go module on the first run) for the tracing tests, started here
+# rather than by the first test that needs it.
+bash e2e/scripts/services.sh up jaeger >/dev/null
 bash e2e/scripts/cluster.sh up >/dev/null
 bash e2e/scripts/cluster.sh status
 
