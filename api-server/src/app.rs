@@ -16,11 +16,13 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, State};
 use crate::metrics::Metrics;
+use crate::objects::S3Objects;
+use crate::objects::janitor::Janitor;
 use crate::outbox::Relay;
-use crate::ports::SuggestionProvider;
+use crate::ports::{ObjectStore, SuggestionProvider};
 use crate::ratelimit::RateLimits;
 use crate::store::{self, PgStore};
-use crate::usecases::UseCases;
+use crate::usecases::{AttachmentSettings, UseCases};
 use crate::{Error, Result};
 
 /// The provider the configuration asks for: Perplexity with a key (retried by
@@ -53,6 +55,19 @@ pub fn broker(config: &Config) -> crate::amqp::Endpoint {
         url: config.rabbitmq_url.clone(),
         ca: config.rabbitmq_ca.clone(),
     }
+}
+
+/// The object store of attachments, when `S3_BUCKET` is set.
+pub fn objects(config: &Config) -> Result<Option<Arc<dyn ObjectStore>>> {
+    config
+        .attachments
+        .s3
+        .as_ref()
+        .map(|s3| {
+            S3Objects::new(s3, std::time::Duration::from_secs(10))
+                .map(|o| Arc::new(o) as Arc<dyn ObjectStore>)
+        })
+        .transpose()
 }
 
 /// A shutdown switch: flip it to true and everything drains and stops.
@@ -96,7 +111,7 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// Starts the outbox relay and the AI worker.
+/// Starts the outbox relay, the AI worker and (with attachments) the object janitor.
 pub fn spawn_workers(
     config: &Config,
     pool: &PgPool,
@@ -127,10 +142,15 @@ pub fn spawn_workers(
     if let Some(fallback) = fallback(config) {
         worker = worker.with_fallback(fallback);
     }
-    Ok(vec![
+    let mut tasks = vec![
         tokio::spawn(relay.run(shutdown.clone())),
         tokio::spawn(worker.run(shutdown.clone())),
-    ])
+    ];
+    if let Some(objects) = objects(config)? {
+        let janitor = Janitor::new(pool.clone(), objects, metrics.clone());
+        tasks.push(tokio::spawn(janitor.run(shutdown.clone())));
+    }
+    Ok(tasks)
 }
 
 /// Every minute, drops the rate limiters' state of keys back at a full quota, so their
@@ -202,7 +222,12 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
             ),
             tokens,
         )
-        .with_caps(config.limits.caps),
+        .with_caps(config.limits.caps)
+        .with_attachments(AttachmentSettings {
+            objects: objects(config)?,
+            rules: config.attachments.rules.clone(),
+            url_ttl: config.attachments.url_ttl,
+        }),
         metrics: metrics.clone(),
         health: Health::new(
             pool.clone(),

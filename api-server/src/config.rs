@@ -67,6 +67,30 @@ pub struct Config {
     pub limits: Limits,
     /// Bounds of the relay, the AI worker and the provider; see [`Messaging`].
     pub messaging: Messaging,
+    /// Attachments: the object store and what may be stored; see [`Attachments`].
+    pub attachments: Attachments,
+}
+
+/// Attachments: where the bytes go and what may be uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachments {
+    /// The bucket (`S3_BUCKET` and the other `S3_*`); `None` turns attachments off (501).
+    pub s3: Option<crate::objects::S3Config>,
+    /// `ATTACHMENT_MAX_BYTES`, `ATTACHMENT_QUOTA_BYTES`, `ATTACHMENT_TYPES`.
+    pub rules: crate::domain::AttachmentRules,
+    /// `ATTACHMENT_URL_TTL_SECONDS`, default 300 (at most 604800, SigV4's limit): how long
+    /// presigned upload and download URLs work; an upload not confirmed by then is swept.
+    pub url_ttl: Duration,
+}
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Self {
+            s3: None,
+            rules: crate::domain::AttachmentRules::default(),
+            url_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// How hard the outbox relay, the AI worker and the AI provider try before giving up.
@@ -357,6 +381,83 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 offline_fallback: bool_var("AI_OFFLINE_FALLBACK", false)?,
                 ..self.messaging()?
             },
+            attachments: self.attachments(bool_var("S3_FORCE_PATH_STYLE", false)?)?,
+        })
+    }
+
+    /// [`Attachments`]: the `S3_*` variables (all but `S3_BUCKET` ignored when it is unset)
+    /// and the `ATTACHMENT_*` rules.
+    pub fn attachments(&self, path_style: bool) -> Result<Attachments> {
+        let d = Attachments::default();
+        let s3 = match self.optional("S3_BUCKET") {
+            None => None,
+            Some(bucket) => {
+                let region = self
+                    .optional("S3_REGION")
+                    .unwrap_or_else(|| "us-east-1".to_owned());
+                let endpoint = match self.optional("S3_ENDPOINT") {
+                    Some(_) => self.url("S3_ENDPOINT", &["http", "https"])?,
+                    None => format!("https://s3.{region}.amazonaws.com"),
+                };
+                let public_endpoint = match self.optional("S3_PUBLIC_ENDPOINT") {
+                    Some(_) => self.url("S3_PUBLIC_ENDPOINT", &["http", "https"])?,
+                    None => endpoint.clone(),
+                };
+                let credential = |var: &'static str| {
+                    self.optional(var).ok_or(Error::Config {
+                        var,
+                        reason: "is required when S3_BUCKET is set (the key of the bucket's \
+                                 credentials, from a Secret)"
+                            .to_owned(),
+                    })
+                };
+                Some(crate::objects::S3Config {
+                    bucket: bucket.trim().to_owned(),
+                    endpoint,
+                    public_endpoint,
+                    region,
+                    path_style,
+                    access_key_id: credential("S3_ACCESS_KEY_ID")?,
+                    secret_access_key: credential("S3_SECRET_ACCESS_KEY")?,
+                })
+            }
+        };
+        let types = match self.optional("ATTACHMENT_TYPES") {
+            None => d.rules.types.clone(),
+            Some(v) => {
+                let types: Vec<String> = v
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if types.is_empty() || types.iter().any(|t| !t.contains('/') || t.contains(';')) {
+                    return Err(Error::Config {
+                        var: "ATTACHMENT_TYPES",
+                        reason: format!(
+                            "{v:?} must be a comma-separated list of content types such as \
+                             image/png,application/pdf (no parameters)"
+                        ),
+                    });
+                }
+                types
+            }
+        };
+        let ttl = self.seconds("ATTACHMENT_URL_TTL_SECONDS", d.url_ttl)?;
+        if ttl > Duration::from_secs(604_800) {
+            return Err(Error::Config {
+                var: "ATTACHMENT_URL_TTL_SECONDS",
+                reason: "must be at most 604800 (7 days, the longest a SigV4 URL may live)"
+                    .to_owned(),
+            });
+        }
+        Ok(Attachments {
+            s3,
+            rules: crate::domain::AttachmentRules {
+                max_bytes: self.at_least_one("ATTACHMENT_MAX_BYTES", d.rules.max_bytes)?,
+                quota_bytes: self.at_least_one("ATTACHMENT_QUOTA_BYTES", d.rules.quota_bytes)?,
+                types,
+            },
+            url_ttl: ttl,
         })
     }
 

@@ -131,6 +131,14 @@ pub enum Error {
         /// The pause its `Retry-After` header asked for.
         retry_after: Option<std::time::Duration>,
     },
+    /// The object store (S3) failed or answered unexpectedly.
+    #[error("object store: {context}: {reason}")]
+    ObjectStore {
+        /// What was being done.
+        context: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// JSON (de)serialisation of stored data failed.
     #[error("JSON: {context}: {source}")]
     Json {
@@ -264,6 +272,9 @@ pub enum AppError {
         /// When to try again.
         retry_after: std::time::Duration,
     },
+    /// A feature this server is not configured for (501), naming the configuration.
+    #[error("not implemented: {0}")]
+    NotConfigured(&'static str),
     /// The server cannot serve this now and says why (503), e.g. its database is at an
     /// older schema revision than it needs; logged.
     #[error("unavailable: {0}")]
@@ -287,7 +298,9 @@ impl From<Error> for AppError {
                 limit,
                 retry_after,
             },
-            err @ Error::SchemaTooOld { .. } => Self::Unavailable(err.to_string()),
+            err @ (Error::SchemaTooOld { .. } | Error::ObjectStore { .. }) => {
+                Self::Unavailable(err.to_string())
+            }
             other => Self::Internal(other),
         }
     }

@@ -9,7 +9,8 @@
 //!   job, written against the domain and the ports only;
 //! - adapters: [`store`] (PostgreSQL via sqlx), [`cache`] (Redis), [`outbox`] and [`amqp`]
 //!   (the relay to RabbitMQ via lapin), [`ai`] (Perplexity and offline providers, the
-//!   RabbitMQ consumer), [`auth`] (argon2, JWT);
+//!   RabbitMQ consumer), [`auth`] (argon2, JWT), [`objects`] (S3: presigned uploads and
+//!   downloads of attachments, and the janitor that deletes their objects);
 //! - the HTTP edge: [`http`] (warp), which calls the use cases only;
 //! - protection: [`ratelimit`] (per address, account and user);
 //! - operations: [`config`], [`metrics`], [`health`], [`migrate`], [`fault`],
@@ -28,6 +29,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod migrate;
+pub mod objects;
 pub mod outbox;
 pub mod ports;
 pub mod ratelimit;

@@ -25,6 +25,12 @@ pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
 /// Gauge of the database's schema revision at the last readiness probe (0 = not migrated).
 pub const SCHEMA_REVISION: &str = "listacompra_schema_revision";
 
+/// Gauge of attachment objects waiting to be deleted from the object store.
+pub const OBJECT_DELETIONS_PENDING: &str = "listacompra_object_deletions_pending";
+
+/// Counter of failed object deletions (each is retried with backoff, never dropped).
+pub const OBJECT_DELETION_FAILURES_TOTAL: &str = "listacompra_object_deletion_failures_total";
+
 /// All metrics, registered in their own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -56,6 +62,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Outbox events moved aside (unpublished, never due again).
     pub outbox_dead: IntGauge,
+    /// Attachment objects waiting to be deleted (see [`OBJECT_DELETIONS_PENDING`]).
+    pub object_deletions_pending: IntGauge,
+    /// Failed object deletions (see [`OBJECT_DELETION_FAILURES_TOTAL`]).
+    pub object_deletion_failures: IntCounter,
 }
 
 impl Metrics {
@@ -135,6 +145,20 @@ impl Metrics {
                 names::OUTBOX_DEAD,
                 "Outbox events moved aside after their attempt cap",
             )
+            .const_labels(labels.clone()),
+        )?;
+        let object_deletions_pending = IntGauge::with_opts(
+            Opts::new(
+                OBJECT_DELETIONS_PENDING,
+                "Attachment objects waiting to be deleted from the object store",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        let object_deletion_failures = IntCounter::with_opts(
+            Opts::new(
+                OBJECT_DELETION_FAILURES_TOTAL,
+                "Failed deletions of attachment objects (retried with backoff)",
+            )
             .const_labels(labels),
         )?;
         registry.register(Box::new(http_duration.clone()))?;
@@ -148,6 +172,8 @@ impl Metrics {
         registry.register(Box::new(outbox_latency.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(outbox_dead.clone()))?;
+        registry.register(Box::new(object_deletions_pending.clone()))?;
+        registry.register(Box::new(object_deletion_failures.clone()))?;
         dead_letters.with_label_values(&["ai"]);
         dead_letters.with_label_values(&["outbox"]);
         // Export both outcomes from the start, so the success ratio has a denominator.
@@ -166,6 +192,8 @@ impl Metrics {
             outbox_latency,
             dead_letters,
             outbox_dead,
+            object_deletions_pending,
+            object_deletion_failures,
         })
     }
 

@@ -301,3 +301,111 @@ pub trait SuggestionCache: Send + Sync + std::fmt::Debug {
     /// Stores suggestions under `key` for the configured TTL.
     fn put<'a>(&'a self, key: &'a str, value: &'a [Suggestion]) -> BoxFuture<'a, Result<()>>;
 }
+
+/// A request the client sends straight to the object store: presigned (SigV4 in the query),
+/// valid until `expires_at`, with the headers it must carry exactly (they are signed, so
+/// the store refuses another content type, length or checksum).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Presigned {
+    /// `PUT` for an upload, `GET` for a download.
+    pub method: &'static str,
+    /// The URL, signature included.
+    pub url: String,
+    /// Headers to send, each exactly as given.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When the URL stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the object store says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its size in bytes.
+    pub size_bytes: i64,
+    /// Its stored content type, if any.
+    pub content_type: Option<String>,
+    /// Base64 of its SHA-256, as the store verified it at upload (`None` when the store
+    /// keeps none).
+    pub sha256: Option<String>,
+}
+
+/// The object store of attachments (S3 in production): presigns what clients send to it,
+/// and answers the API's own questions. Presigning is local computation, no I/O.
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// A presigned `PUT` of exactly these bytes (length, type and SHA-256 signed).
+    fn presign_upload(
+        &self,
+        key: &str,
+        upload: &crate::domain::Upload,
+        ttl: std::time::Duration,
+    ) -> Presigned;
+
+    /// A presigned `GET` that downloads the object under `file_name`.
+    fn presign_download(&self, key: &str, file_name: &str, ttl: std::time::Duration) -> Presigned;
+
+    /// The object under `key`, `None` when there is none.
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>>;
+
+    /// Deletes the object under `key` (done also when there was none).
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The attachments' reads (membership-checked like every read about a list).
+pub trait AttachmentReads: Send + Sync + 'static {
+    /// The ready attachments of `list`, oldest first, if `user` is a member.
+    fn attachments(
+        &self,
+        user: Uuid,
+        list: Uuid,
+    ) -> impl Future<Output = Result<Option<Vec<crate::domain::AttachmentView>>>> + Send;
+
+    /// One attachment of `list` (pending or ready), if `user` is a member.
+    fn attachment(
+        &self,
+        user: Uuid,
+        list: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<crate::domain::AttachmentView>>> + Send;
+}
+
+/// The attachments' changes, in a [`UnitOfWork`]. Deleting a row enqueues the deletion of its
+/// object in the same transaction (the object store's outbox, see migration 10).
+pub trait AttachmentWrites: Send {
+    /// Locks the user (so that their concurrent uploads queue) and sums the bytes of their
+    /// attachments, pending ones included: what the quota is checked against.
+    fn lock_user_attachment_bytes(
+        &mut self,
+        user: Uuid,
+    ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Whether `item` is an item of `list`.
+    fn item_in_list(&mut self, list: Uuid, item: Uuid)
+    -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records a pending attachment.
+    fn insert_attachment(
+        &mut self,
+        attachment: &crate::domain::AttachmentView,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// An attachment of `list`, locked until the end of the transaction.
+    fn lock_attachment(
+        &mut self,
+        list: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<crate::domain::AttachmentView>>> + Send;
+
+    /// Marks a pending attachment ready; the attachment as it is now.
+    fn confirm_attachment(
+        &mut self,
+        list: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<crate::domain::AttachmentView>>> + Send;
+
+    /// Deletes an attachment of `list` (its object follows); false when there is none.
+    fn delete_attachment(
+        &mut self,
+        list: Uuid,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}

@@ -133,11 +133,14 @@ async fn no_generated_request_gets_a_5xx_or_an_undocumented_status() -> Result<(
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
     let mut rng = Rng(seed);
-    let services = common::services().await?;
+    // With attachments on the shared S3 server, so their operations are exercised for real
+    // (without a bucket they answer 501, tested in attachments.rs).
+    let services = common::services_with_s3().await?;
     let db = TestDb::migrated(&services).await?;
     let mut config = common::config(&services, &db)?;
     // Logout revokes the token, and the test logs in again after each one: the login rate
     // limits (tested in hostile.rs) would refuse that here.
+    config.attachments.s3 = Some(common::s3_config(services.env())?);
     config.limits.rate.auth_per_address = 0;
     config.limits.rate.auth_per_account = 0;
     let app = TestApp::start(config, false).await?;

@@ -18,6 +18,10 @@ LC_HELM_BIN="${LC_HELM_BIN:-$LC_CACHE/helm-${HELM_VERSION}/bin}"
 # the version of its Go module github.com/jaegertracing/jaeger.
 JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 LC_JAEGER_BIN="${LC_JAEGER_BIN:-$LC_CACHE/jaeger-${JAEGER_VERSION}/bin}"
+# The S3-protocol server of the local environment (attachments): s3s-fs from crates.io, an S3
+# server over a folder, built from the s3s project (SigV4 headers and presigned URLs checked).
+S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
+LC_S3S_ROOT="${LC_S3S_ROOT:-$LC_CACHE/s3s-fs-${S3S_FS_VERSION}}"
 # Runtime state (data folders, logs, pid files) of everything the scripts start. As root it
 # lives under /var/lib, because PostgreSQL runs as the postgres user and cannot enter /root.
 if [ "$(id -u)" = 0 ]; then _lc_state_default=/var/lib/listacompra
@@ -42,6 +46,11 @@ LC_JAEGER_OTLP_HTTP_PORT="${LC_JAEGER_OTLP_HTTP_PORT:-14318}"
 LC_JAEGER_QUERY_PORT="${LC_JAEGER_QUERY_PORT:-16686}"
 LC_JAEGER_QUERY_GRPC_PORT="${LC_JAEGER_QUERY_GRPC_PORT:-16685}"
 LC_JAEGER_HEALTH_PORT="${LC_JAEGER_HEALTH_PORT:-13133}"
+# The S3 server, below the ephemeral range too; its bucket and (local, throwaway) keys.
+LC_S3_PORT="${LC_S3_PORT:-19000}"
+LC_S3_BUCKET="${LC_S3_BUCKET:-listacompra-attachments}"
+LC_S3_ACCESS_KEY="${LC_S3_ACCESS_KEY:-listacompra-local}"
+LC_S3_SECRET_KEY="${LC_S3_SECRET_KEY:-listacompra-local-secret-key}"
 # TLS listeners next to the plain ones (a test CA signs them; see services.sh). Defaults
 # follow the plain ports (AMQPS one below AMQP, as 5671/5672), so setting those moves these.
 LC_REDIS_TLS_PORT="${LC_REDIS_TLS_PORT:-$((LC_REDIS_PORT + 1))}"

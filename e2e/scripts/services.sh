@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Real PostgreSQL, Redis, RabbitMQ, Alertmanager and Prometheus from Debian packages, and
-# Jaeger v2 built from its Go module (build-jaeger.sh), on loopback only.
+# Real PostgreSQL, Redis, RabbitMQ, Alertmanager and Prometheus from Debian packages, an
+# S3-protocol server (s3s-fs from crates.io, build-s3s-fs.sh) and Jaeger v2 built from its Go
+# module (build-jaeger.sh), on loopback only.
 #
-#   services.sh up [postgres|redis|rabbitmq|alertmanager|prometheus|jaeger ...]
+#   services.sh up [postgres|redis|rabbitmq|alertmanager|prometheus|s3|jaeger ...]
 #                                                              install when missing, start (idempotent)
 #   services.sh down [NAME ...]                                stop what these scripts started
 #   services.sh status                                         one line per service
@@ -29,7 +30,7 @@ source "$(dirname "$0")/lib.sh"
 
 # What `up` starts by default; Jaeger (a Go build of 10-20 minutes on a cold machine) only
 # when asked for by name (`up jaeger`, or a test that needs it). `down` stops them all.
-ALL=(postgres redis rabbitmq alertmanager prometheus)
+ALL=(postgres redis rabbitmq alertmanager prometheus s3)
 OPTIONAL=(jaeger)
 
 # --- PostgreSQL -------------------------------------------------------------------------
@@ -377,6 +378,38 @@ jaeger_down() {
   env_unset LC_OTLP_ENDPOINT LC_JAEGER_QUERY_URL
 }
 
+# --- S3 (s3s-fs) ------------------------------------------------------------------------
+s3_dir="$LC_STATE/s3"
+s3_up() {
+  local bin; bin=$(bash "$LC_REPO/e2e/scripts/build-s3s-fs.sh")
+  # A bucket is a folder of the server's root.
+  mkdir -p "$s3_dir/data/$LC_S3_BUCKET"
+  if pid_alive "$s3_dir/s3.pid"; then log "s3 already running on 127.0.0.1:$LC_S3_PORT"; else
+    require_port_free s3 "$LC_S3_PORT" LC_S3_PORT
+    log "starting s3 (s3s-fs) on 127.0.0.1:$LC_S3_PORT, bucket $LC_S3_BUCKET"
+    RUST_LOG=${LC_S3_LOG:-warn} setsid nohup "$bin" --host 127.0.0.1 --port "$LC_S3_PORT" \
+      --access-key "$LC_S3_ACCESS_KEY" --secret-key "$LC_S3_SECRET_KEY" "$s3_dir/data" \
+      >"$s3_dir/s3.log" 2>&1 < /dev/null 9>&- &
+    echo $! > "$s3_dir/s3.pid"
+    # Any HTTP answer (an unsigned request gets 403) means it listens.
+    wait_for s3 30 curl -sS -o /dev/null "http://127.0.0.1:$LC_S3_PORT/" \
+      || { tail -n5 "$s3_dir/s3.log" >&2; die "s3 did not start within 30 s (log: $s3_dir/s3.log)."; }
+  fi
+  # The API's own variables (see api-server/src/config.rs), and the binary for tests that
+  # run a private server they can stop.
+  env_set S3_ENDPOINT "http://127.0.0.1:$LC_S3_PORT"
+  env_set S3_BUCKET "$LC_S3_BUCKET"
+  env_set S3_REGION us-east-1
+  env_set S3_FORCE_PATH_STYLE true
+  env_set S3_ACCESS_KEY_ID "$LC_S3_ACCESS_KEY"
+  env_set S3_SECRET_ACCESS_KEY "$LC_S3_SECRET_KEY"
+  env_set LC_S3S_FS_BIN "$bin"
+}
+s3_down() {
+  stop_pid s3 "$s3_dir/s3.pid"
+  env_unset S3_ENDPOINT S3_BUCKET S3_REGION S3_FORCE_PATH_STYLE S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY LC_S3S_FS_BIN
+}
+
 # --- dispatch ---------------------------------------------------------------------------
 status() {
   printf '%-11s %s\n' postgres "$( [ -d "$pg_dir/data" ] && postgres_running && echo "up 127.0.0.1:$LC_PG_PORT" || echo down)"
@@ -384,6 +417,7 @@ status() {
   printf '%-11s %s\n' rabbitmq "$(pid_alive "$rabbit_dir/rabbitmq.pid" && echo "up 127.0.0.1:$LC_AMQP_PORT (TLS $LC_AMQP_TLS_PORT)" || echo down)"
   printf '%-11s %s\n' alertmanager "$(pid_alive "$am_dir/alertmanager.pid" && echo "up 127.0.0.1:$LC_AM_PORT" || echo down)"
   printf '%-11s %s\n' prometheus "$(pid_alive "$prom_dir/prometheus.pid" && echo "up 127.0.0.1:$LC_PROM_PORT" || echo down)"
+  printf '%-11s %s\n' s3 "$(pid_alive "$s3_dir/s3.pid" && echo "up 127.0.0.1:$LC_S3_PORT (bucket $LC_S3_BUCKET)" || echo down)"
   printf '%-11s %s\n' jaeger "$(pid_alive "$jaeger_dir/jaeger.pid" && echo "up 127.0.0.1:$LC_JAEGER_QUERY_PORT (OTLP $LC_JAEGER_OTLP_HTTP_PORT)" || echo down)"
 }
 

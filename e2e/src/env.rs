@@ -14,6 +14,7 @@ pub const ALL_SERVICES: &[Component] = &[
     Component::RabbitMq,
     Component::Alertmanager,
     Component::Prometheus,
+    Component::S3,
 ];
 
 /// Something the scripts can start.
@@ -33,6 +34,8 @@ pub enum Component {
     Prometheus,
     /// Jaeger v2 (OTLP in, traces in memory, query API).
     Jaeger,
+    /// The S3-protocol server (s3s-fs) with the attachments bucket.
+    S3,
 }
 
 impl Component {
@@ -45,6 +48,7 @@ impl Component {
             Self::Alertmanager => ("services.sh", &["up", "alertmanager"]),
             Self::Prometheus => ("services.sh", &["up", "prometheus"]),
             Self::Jaeger => ("services.sh", &["up", "jaeger"]),
+            Self::S3 => ("services.sh", &["up", "s3"]),
         }
     }
 }

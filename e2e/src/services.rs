@@ -1,4 +1,5 @@
-//! The real backing services: PostgreSQL, Redis, RabbitMQ, Alertmanager, Prometheus and Jaeger.
+//! The real backing services: PostgreSQL, Redis, RabbitMQ, Alertmanager, Prometheus, S3 and
+//! Jaeger.
 
 use std::path::PathBuf;
 
@@ -102,5 +103,11 @@ impl Services {
     /// Base URL of Jaeger's UI and query API (`LC_JAEGER_QUERY_URL`).
     pub fn jaeger_query_url(&self) -> Result<&str> {
         self.env.get("LC_JAEGER_QUERY_URL")
+    }
+
+    /// Every endpoint the scripts recorded (for the `S3_*` variables, which the API reads
+    /// as they are).
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 }

@@ -2,6 +2,7 @@
 //! rule. Pure: no I/O, no clocks beyond what callers pass in.
 
 mod access;
+pub mod attachments;
 mod caps;
 mod events;
 mod model;
@@ -9,6 +10,7 @@ mod offline;
 mod validate;
 
 pub use access::{Action, Denied, Removal, Transfer, authorize, removal, transfer};
+pub use attachments::{AttachmentRules, AttachmentState, AttachmentView, Upload, UploadRequest};
 pub use caps::{CapReached, Caps};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
 pub use model::{

@@ -9,12 +9,12 @@ use warp::reply::Response;
 use super::State;
 use super::openapi;
 use super::request::{
-    Credentials, ItemPatchBody, NameBody, NewItemBody, ReorderBody, Request, ShareBody,
-    TransferBody, not_null, parse_json, query_i64,
+    Credentials, ItemPatchBody, NameBody, NewAttachmentBody, NewItemBody, ReorderBody, Request,
+    ShareBody, TransferBody, not_null, parse_json, query_i64,
 };
 use super::response::json_response;
 use super::routes::{Op, Params, Route};
-use crate::domain::ItemPatch;
+use crate::domain::{ItemPatch, UploadRequest};
 use crate::error::AppError;
 use crate::health::TokenCheck;
 use crate::usecases::NewItem;
@@ -197,6 +197,56 @@ pub(super) async fn handle(
             let list = params.uuid("list_id")?;
             let id = params.uuid("suggestion_id")?;
             ok(StatusCode::OK, &api.get_suggestions(me()?, list, id).await?)
+        }
+        Op::AnnounceAttachment => {
+            let list = params.uuid("list_id")?;
+            let b: NewAttachmentBody = parse_json(&req.body)?;
+            let request = UploadRequest {
+                name: b.name,
+                content_type: b.content_type,
+                size_bytes: b.size_bytes,
+                sha256: b.sha256,
+            };
+            let announced = api
+                .announce_attachment(me()?, list, b.item_id, &request)
+                .await?;
+            let mut res = json_response(StatusCode::CREATED, &announced);
+            if let Ok(loc) = HeaderValue::from_str(&format!(
+                "/v1/lists/{list}/attachments/{}",
+                announced.attachment.id
+            )) {
+                res.headers_mut().insert("location", loc);
+            }
+            Ok(res)
+        }
+        Op::ListAttachments => {
+            let list = params.uuid("list_id")?;
+            ok(
+                StatusCode::OK,
+                &json!({ "attachments": api.attachments(me()?, list).await? }),
+            )
+        }
+        Op::GetAttachment => {
+            let list = params.uuid("list_id")?;
+            let id = params.uuid("attachment_id")?;
+            ok(
+                StatusCode::OK,
+                &api.download_attachment(me()?, list, id).await?,
+            )
+        }
+        Op::ConfirmAttachment => {
+            let list = params.uuid("list_id")?;
+            let id = params.uuid("attachment_id")?;
+            ok(
+                StatusCode::OK,
+                &api.confirm_attachment(me()?, list, id).await?,
+            )
+        }
+        Op::DeleteAttachment => {
+            let list = params.uuid("list_id")?;
+            let id = params.uuid("attachment_id")?;
+            api.delete_attachment(me()?, list, id).await?;
+            no_content()
         }
         Op::Health => ok(
             StatusCode::OK,

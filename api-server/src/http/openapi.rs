@@ -136,6 +136,50 @@ fn describe(
             "200",
             Some(schema_ref("SuggestionRequest")),
         ),
+        Op::AnnounceAttachment => (
+            "announceAttachment",
+            "Announce an upload to a list: records the attachment pending (counted against the \
+             uploader's ATTACHMENT_QUOTA_BYTES) and answers a presigned PUT. Send the file's \
+             bytes straight to the object store with that method, URL and exactly the headers \
+             given (content type, length and SHA-256 are signed: the store refuses any other \
+             body) before expires_at, then confirm. Unconfirmed uploads are swept after expiry",
+            Some("NewAttachment"),
+            "201",
+            Some(schema_ref("AnnouncedAttachment")),
+        ),
+        Op::ListAttachments => (
+            "listAttachments",
+            "The list's attachments whose upload is confirmed, oldest first",
+            None,
+            "200",
+            Some(
+                json!({ "type": "object", "required": ["attachments"], "properties": { "attachments": { "type": "array", "items": schema_ref("Attachment") } } }),
+            ),
+        ),
+        Op::GetAttachment => (
+            "getAttachment",
+            "An attachment and a presigned GET that downloads it from the object store \
+             (409 while its upload is not confirmed)",
+            None,
+            "200",
+            Some(schema_ref("DownloadableAttachment")),
+        ),
+        Op::ConfirmAttachment => (
+            "confirmAttachment",
+            "Confirm an upload once the file is in the object store (409 when nothing arrived); \
+             confirming again answers the attachment unchanged",
+            None,
+            "200",
+            Some(schema_ref("Attachment")),
+        ),
+        Op::DeleteAttachment => (
+            "deleteAttachment",
+            "Delete an attachment; its object is removed from the store after the commit \
+             (retried until the store confirms)",
+            None,
+            "204",
+            None,
+        ),
         Op::Health => (
             "health",
             "Liveness (no dependencies)",
@@ -292,6 +336,23 @@ fn operation(route: &Route) -> Value {
             ),
         );
     }
+    if route.path.contains("/attachments") {
+        responses.insert(
+            "501".to_owned(),
+            err("Attachments are not configured on this server (S3_BUCKET is not set)"),
+        );
+        responses.insert(
+            "503".to_owned(),
+            err("The object store did not answer, or the database is at a schema revision before attachments (10)"),
+        );
+        responses.insert(
+            "409".to_owned(),
+            err(
+                "The upload is not confirmed (or nothing arrived), or one more would exceed \
+                 ATTACHMENT_QUOTA_BYTES (`limit` names it)",
+            ),
+        );
+    }
     if route.op == Op::Ready {
         responses.insert("503".to_owned(), json!({ "description": "PostgreSQL is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
     }
@@ -343,6 +404,11 @@ fn schemas() -> Value {
         "Reorder": { "type": "object", "additionalProperties": false, "required": ["item_ids"], "properties": { "item_ids": { "type": "array", "items": uuid } } },
         "Suggestion": suggestion,
         "SuggestionRequest": { "type": "object", "required": ["id", "list_id", "status", "created_at"], "properties": { "id": uuid, "list_id": uuid, "status": { "type": "string", "enum": ["pending", "done", "failed"] }, "provider": { "type": ["string", "null"] }, "suggestions": { "type": ["array", "null"], "items": schema_ref("Suggestion") }, "error": { "type": ["string", "null"] }, "created_at": time, "completed_at": { "type": ["string", "null"], "format": "date-time" } } },
+        "NewAttachment": { "type": "object", "additionalProperties": false, "required": ["name", "content_type", "size_bytes", "sha256"], "properties": { "name": { "type": "string", "minLength": 1, "maxLength": crate::domain::attachments::MAX_NAME_CHARS, "description": "The file's name (no control characters or path separators)" }, "content_type": { "type": "string", "description": "One of ATTACHMENT_TYPES (default image/jpeg, image/png, image/webp, image/heic, application/pdf, text/plain)" }, "size_bytes": { "type": "integer", "minimum": 1, "description": "The exact size; at most ATTACHMENT_MAX_BYTES (default 10 MiB)" }, "sha256": { "type": "string", "minLength": 44, "maxLength": 44, "description": "Base64 of the file's SHA-256 (`openssl dgst -sha256 -binary FILE | base64`)" }, "item_id": { "type": ["string", "null"], "format": "uuid", "description": "An item of the list the file is about" } } },
+        "Attachment": { "type": "object", "required": ["id", "list_id", "name", "content_type", "size_bytes", "sha256", "uploaded_by", "state", "created_at"], "properties": { "id": uuid, "list_id": uuid, "item_id": { "type": ["string", "null"], "format": "uuid" }, "name": { "type": "string" }, "content_type": { "type": "string" }, "size_bytes": { "type": "integer" }, "sha256": { "type": "string" }, "uploaded_by": uuid, "state": { "type": "string", "enum": ["pending", "ready"] }, "created_at": time, "confirmed_at": { "type": ["string", "null"], "format": "date-time" } } },
+        "Presigned": { "type": "object", "required": ["method", "url", "headers", "expires_at"], "properties": { "method": { "type": "string", "enum": ["PUT", "GET"] }, "url": { "type": "string", "format": "uri" }, "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Send each exactly as given (they are signed)" }, "expires_at": time } },
+        "AnnouncedAttachment": { "type": "object", "required": ["attachment", "upload"], "properties": { "attachment": schema_ref("Attachment"), "upload": schema_ref("Presigned") } },
+        "DownloadableAttachment": { "type": "object", "required": ["attachment", "download"], "properties": { "attachment": schema_ref("Attachment"), "download": schema_ref("Presigned") } },
         "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "schema": schema_check, "redis": check, "rabbitmq": check } } } },
     })
 }
@@ -358,7 +424,7 @@ pub fn document(version: &str) -> Value {
     }
     json!({
         "openapi": "3.1.0",
-        "info": { "title": "ListaCompra API", "version": version, "description": "Shopping lists, items, sharing and AI suggestions." },
+        "info": { "title": "ListaCompra API", "version": version, "description": "Shopping lists, items, sharing, attachments and AI suggestions." },
         "paths": paths,
         "components": {
             "schemas": schemas(),

@@ -141,6 +141,17 @@ pub(super) struct TransferBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct NewAttachmentBody {
+    pub(super) name: String,
+    pub(super) content_type: String,
+    pub(super) size_bytes: i64,
+    pub(super) sha256: String,
+    #[serde(default)]
+    pub(super) item_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewItemBody {
     pub(super) name: String,
     pub(super) quantity: Option<f64>,

@@ -92,6 +92,10 @@ pub(super) fn error_response(err: &AppError) -> Response {
                 secs,
             );
         }
+        AppError::NotConfigured(message) => (
+            StatusCode::NOT_IMPLEMENTED,
+            error_body("not_configured", message, None),
+        ),
         AppError::Unavailable(message) => {
             tracing::error!(error = %message, "request refused: the server cannot serve it");
             (

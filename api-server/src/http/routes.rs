@@ -43,6 +43,16 @@ pub enum Op {
     RequestSuggestions,
     /// GET /v1/lists/{list_id}/suggestions/{suggestion_id}
     GetSuggestions,
+    /// POST /v1/lists/{list_id}/attachments
+    AnnounceAttachment,
+    /// GET /v1/lists/{list_id}/attachments
+    ListAttachments,
+    /// GET /v1/lists/{list_id}/attachments/{attachment_id}
+    GetAttachment,
+    /// POST /v1/lists/{list_id}/attachments/{attachment_id}/confirm
+    ConfirmAttachment,
+    /// DELETE /v1/lists/{list_id}/attachments/{attachment_id}
+    DeleteAttachment,
     /// GET /health
     Health,
     /// GET /ready
@@ -125,6 +135,36 @@ pub const ROUTES: &[Route] = &[
         "GET",
         "/v1/lists/{list_id}/suggestions/{suggestion_id}",
         Op::GetSuggestions,
+        true,
+    ),
+    r(
+        "POST",
+        "/v1/lists/{list_id}/attachments",
+        Op::AnnounceAttachment,
+        true,
+    ),
+    r(
+        "GET",
+        "/v1/lists/{list_id}/attachments",
+        Op::ListAttachments,
+        true,
+    ),
+    r(
+        "GET",
+        "/v1/lists/{list_id}/attachments/{attachment_id}",
+        Op::GetAttachment,
+        true,
+    ),
+    r(
+        "POST",
+        "/v1/lists/{list_id}/attachments/{attachment_id}/confirm",
+        Op::ConfirmAttachment,
+        true,
+    ),
+    r(
+        "DELETE",
+        "/v1/lists/{list_id}/attachments/{attachment_id}",
+        Op::DeleteAttachment,
         true,
     ),
     r("GET", "/health", Op::Health, false),

@@ -3,6 +3,7 @@
 //! Ownership is enforced in the queries: every statement about a list joins the caller's
 //! membership, so another user's list is indistinguishable from a missing one.
 
+mod attachments;
 mod rows;
 mod tx;
 
@@ -14,6 +15,8 @@ use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, Use
 use crate::migrate::MIN_SCHEMA;
 use crate::ports::Store;
 use crate::{Error, Result};
+pub use attachments::ATTACHMENTS_SCHEMA;
+pub(crate) use attachments::older_schema;
 pub use tx::PgUnitOfWork;
 
 /// A connection pool that connects lazily (start-up does not need PostgreSQL up).

@@ -21,7 +21,7 @@ fn parse_role(id: Uuid, role: &str) -> Result<(Uuid, Role)> {
 /// A transaction; dropped without [`UnitOfWork::commit`], it rolls back.
 #[derive(Debug)]
 pub struct PgUnitOfWork {
-    tx: Transaction<'static, Postgres>,
+    pub(super) tx: Transaction<'static, Postgres>,
 }
 
 impl PgUnitOfWork {

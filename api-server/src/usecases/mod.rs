@@ -5,6 +5,7 @@
 //! its event in one transaction. The HTTP edge calls nothing else.
 
 mod accounts;
+mod attachments;
 mod items;
 mod lists;
 mod sharing;
@@ -16,6 +17,7 @@ mod fakes;
 mod tests;
 
 pub use accounts::{Registered, Session};
+pub use attachments::{Announced, AttachmentSettings, Downloadable};
 pub use items::NewItem;
 pub use suggestions::{CONSUMER, Handled, SuggestionJobs, cache_key};
 
@@ -33,6 +35,7 @@ pub struct UseCases<S, H, T> {
     hasher: H,
     tokens: T,
     caps: Caps,
+    attachments: AttachmentSettings,
 }
 
 impl<S, H, T> UseCases<S, H, T> {
@@ -43,7 +46,15 @@ impl<S, H, T> UseCases<S, H, T> {
             hasher,
             tokens,
             caps: Caps::default(),
+            attachments: AttachmentSettings::default(),
         }
+    }
+
+    /// With attachments (default: not configured, answered 501).
+    #[must_use]
+    pub fn with_attachments(mut self, attachments: AttachmentSettings) -> Self {
+        self.attachments = attachments;
+        self
     }
 
     /// With these caps on items, members and lists (default [`Caps::default`]).

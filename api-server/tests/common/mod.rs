@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_api::app::{self, Running};
-use listacompra_api::config::{Config, Limits, Messaging};
+use listacompra_api::config::{Attachments, Config, Limits, Messaging};
 use listacompra_api::fault::FaultConfig;
 use listacompra_api::migrate;
 use reqwest::{Method, StatusCode};
@@ -95,6 +95,30 @@ pub async fn services() -> Result<Services> {
     Ok(Services::start(&[Component::Postgres, Component::Redis, Component::RabbitMq]).await?)
 }
 
+/// The shared PostgreSQL, Redis, RabbitMQ and S3 server.
+pub async fn services_with_s3() -> Result<Services> {
+    Ok(Services::start(&[
+        Component::Postgres,
+        Component::Redis,
+        Component::RabbitMq,
+        Component::S3,
+    ])
+    .await?)
+}
+
+/// The S3 configuration of the endpoints in `env` (the shared server's or a private one's).
+pub fn s3_config(env: &e2e::env::Env) -> Result<listacompra_api::objects::S3Config> {
+    Ok(listacompra_api::objects::S3Config {
+        bucket: env.get("S3_BUCKET")?.to_owned(),
+        endpoint: env.get("S3_ENDPOINT")?.to_owned(),
+        public_endpoint: env.get("S3_ENDPOINT")?.to_owned(),
+        region: env.get("S3_REGION")?.to_owned(),
+        path_style: true,
+        access_key_id: env.get("S3_ACCESS_KEY_ID")?.to_owned(),
+        secret_access_key: env.get("S3_SECRET_ACCESS_KEY")?.to_owned(),
+    })
+}
+
 /// A configuration for the shared services and `db`, with a broker prefix of its own.
 pub fn config(services: &Services, db: &TestDb) -> Result<Config> {
     config_with(services, &db.url)
@@ -126,6 +150,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         fault: FaultConfig::default(),
         limits: Limits::default(),
         messaging: Messaging::default(),
+        attachments: Attachments::default(),
     })
 }
 

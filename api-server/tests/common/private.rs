@@ -1,4 +1,4 @@
-//! Private RabbitMQ and PostgreSQL servers, started by the project's script with their own
+//! Private RabbitMQ, PostgreSQL and S3 servers, started by the project's script with their own
 //! state folder and ports, for tests that stop and restart them (the shared ones are used by
 //! other tests at the same time).
 
@@ -46,7 +46,8 @@ impl PrivateService {
             .with_context(|| format!("running {}", script.display()))?;
         ensure!(
             out.status.success(),
-            "services.sh {command} rabbitmq failed: {}",
+            "services.sh {command} {} failed: {}",
+            self.service,
             out.status
         );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -94,6 +95,17 @@ impl PrivateService {
             vec![("LC_PG_PORT", free_port()?)],
             "DATABASE_URL",
         )
+    }
+
+    /// Starts an S3 server (s3s-fs) on a free port under a fresh state folder; its data
+    /// folder survives a restart.
+    pub fn s3() -> Result<Self> {
+        Self::start_service("s3", vec![("LC_S3_PORT", free_port()?)], "S3_ENDPOINT")
+    }
+
+    /// The endpoints its script recorded (for S3: `S3_BUCKET`, `S3_ACCESS_KEY_ID`, ...).
+    pub fn env(&self) -> Result<e2e::env::Env> {
+        Ok(e2e::env::Env::read(&self.state.join("env"))?)
     }
 
     /// Starts it (again).
