@@ -7,9 +7,11 @@
 -- object_deletions is the transactional outbox of the object store: the trigger below writes
 -- the key of every attachment row deleted, by any path (the API, the sweeper, a list or user
 -- deletion cascading, SQL by hand), in the same transaction; the API's janitor deletes the
--- objects and retries until the store confirms, so a store that is down loses nothing. A
--- pending upload's object is deleted only after its upload URL has expired (a client could
--- still PUT it until then).
+-- objects and retries until the store confirms, so a store that is down loses nothing.
+-- An upload URL may still be used after its row is gone (until it expires; S3 checks the
+-- expiry when a request starts, and allows 15 minutes of clock skew): every key is deleted
+-- at once and once more at final_at, 15 minutes after its URL's expiry, when no upload can
+-- still arrive.
 --
 -- New tables only: builds of revisions 7 to 9 run unchanged on this schema.
 CREATE TABLE attachments (
@@ -35,6 +37,7 @@ CREATE INDEX attachments_pending_idx ON attachments (upload_expires_at) WHERE st
 CREATE TABLE object_deletions (
     object_key      text PRIMARY KEY,
     next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    final_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     attempts        integer NOT NULL DEFAULT 0,
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -44,12 +47,11 @@ CREATE INDEX object_deletions_due_idx ON object_deletions (next_attempt_at);
 CREATE FUNCTION attachments_enqueue_object_deletion() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO object_deletions (object_key, next_attempt_at)
+    INSERT INTO object_deletions (object_key, next_attempt_at, final_at)
     VALUES (
         OLD.object_key,
-        CASE WHEN OLD.state = 'pending'
-             THEN greatest(clock_timestamp(), OLD.upload_expires_at + interval '30 seconds')
-             ELSE clock_timestamp() END
+        clock_timestamp(),
+        greatest(clock_timestamp(), OLD.upload_expires_at + interval '15 minutes')
     )
     ON CONFLICT (object_key) DO NOTHING;
     RETURN OLD;

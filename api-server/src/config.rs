@@ -450,10 +450,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     .to_owned(),
             });
         }
+        let max_bytes: u64 = self.at_least_one("ATTACHMENT_MAX_BYTES", d.rules.max_bytes)?;
+        if max_bytes > 5 << 30 {
+            return Err(Error::Config {
+                var: "ATTACHMENT_MAX_BYTES",
+                reason: "must be at most 5368709120 (5 GiB, the largest single S3 PUT)".to_owned(),
+            });
+        }
         Ok(Attachments {
             s3,
             rules: crate::domain::AttachmentRules {
-                max_bytes: self.at_least_one("ATTACHMENT_MAX_BYTES", d.rules.max_bytes)?,
+                max_bytes,
                 quota_bytes: self.at_least_one("ATTACHMENT_QUOTA_BYTES", d.rules.quota_bytes)?,
                 types,
             },

@@ -382,18 +382,12 @@ pub trait AttachmentWrites: Send {
     fn item_in_list(&mut self, list: Uuid, item: Uuid)
     -> impl Future<Output = Result<bool>> + Send;
 
-    /// Records a pending attachment.
+    /// Records a pending attachment; false when its list, item or uploader was deleted
+    /// meanwhile.
     fn insert_attachment(
         &mut self,
         attachment: &crate::domain::AttachmentView,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// An attachment of `list`, locked until the end of the transaction.
-    fn lock_attachment(
-        &mut self,
-        list: Uuid,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<crate::domain::AttachmentView>>> + Send;
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Marks a pending attachment ready; the attachment as it is now.
     fn confirm_attachment(

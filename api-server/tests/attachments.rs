@@ -494,21 +494,29 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
         .fetch_one(&db.pool)
         .await?;
     assert_eq!(waiting, 3);
-    assert!(
-        app.metrics()
-            .await?
-            .contains("listacompra_object_deletion_failures_total")
-    );
+    let metrics = app.metrics().await?;
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("listacompra_object_deletion_failures_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .context("the failures counter")?;
+    assert!(failures >= 1.0, "{failures}");
 
     s3.up()?;
+    // Deleted once the store is back; each key then waits only for its last deletion after
+    // its URL's expiry (see the sweep test).
     eventually(
         "every object deleted once the store is back",
         Duration::from_secs(60),
         || async {
-            let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM object_deletions")
-                .fetch_one(&db.pool)
-                .await?;
-            Ok((waiting == 0).then_some(()))
+            let done: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM object_deletions WHERE attempts = 0 \
+                 AND last_error IS NULL AND next_attempt_at > now() + interval '10 minutes'",
+            )
+            .fetch_one(&db.pool)
+            .await?;
+            Ok((done == 3).then_some(()))
         },
     )
     .await?;
@@ -543,6 +551,7 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
     let data = bytes(3000);
     let (s, announced) = announce(&app, &ana, &list, "a.txt", "text/plain", &data).await?;
     assert_eq!(s, StatusCode::CREATED, "{announced}");
+    let late = data.clone();
     let (s, text) = send_presigned(&announced["upload"], data, None).await?;
     assert!(s.is_success(), "{text}");
     let key = format!(
@@ -570,34 +579,44 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
     // Nothing is swept while the URLs work.
     assert_eq!(janitor.round().await?, Round::default());
     // Its URL expires (the test moves the recorded expiry to a second ago rather than wait
-    // ATTACHMENT_URL_TTL_SECONDS): the sweep removes the attachment; the object's deletion
-    // waits 30 s more (a client may still be sending it)...
-    sqlx::query("UPDATE attachments SET upload_expires_at = clock_timestamp() - interval '1 second' WHERE state = 'pending'")
+    // ATTACHMENT_URL_TTL_SECONDS): the sweep removes the attachment and its object.
+    sqlx::query("UPDATE attachments SET upload_expires_at = now() - interval '1 second' WHERE state = 'pending'")
         .execute(&db.pool)
         .await?;
     let swept = janitor.round().await?;
-    assert_eq!((swept.swept, swept.deleted), (1, 0), "{swept:?}");
+    assert_eq!((swept.swept, swept.deleted), (1, 1), "{swept:?}");
+    assert!(
+        objects.head(&key).await?.is_none(),
+        "the unconfirmed object is gone"
+    );
+    // The key is kept for a last deletion 15 minutes after the URL's expiry, when no upload
+    // started with it can still land...
     let (due_in,): (f64,) = sqlx::query_as(
-        "SELECT extract(epoch FROM next_attempt_at - clock_timestamp())::float8 FROM object_deletions WHERE object_key = $1",
+        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM object_deletions WHERE object_key = $1",
     )
     .bind(&key)
     .fetch_one(&db.pool)
     .await?;
     assert!(
-        due_in > 20.0,
-        "deleted {due_in} s from now; the URL's expiry plus 30 s was expected"
+        due_in > 800.0,
+        "last deletion due in {due_in} s; 15 minutes after expiry expected"
     );
+    // ... such as this one, with the URL still valid in the store's eyes (it was signed for
+    // 300 s): the object is back, with no attachment.
+    let (s, text) = send_presigned(&announced["upload"], late.clone(), None).await?;
+    assert!(s.is_success(), "{text}");
     assert!(objects.head(&key).await?.is_some());
-    // ... which the test does not wait for: it moves the schedule to now.
-    sqlx::query("UPDATE object_deletions SET next_attempt_at = clock_timestamp()")
+    // The last deletion removes it (the test moves its schedule to now) and forgets the key.
+    sqlx::query("UPDATE object_deletions SET next_attempt_at = now(), final_at = now()")
         .execute(&db.pool)
         .await?;
     let round = janitor.round().await?;
     assert_eq!(round.deleted, 1, "{round:?}");
     assert!(
         objects.head(&key).await?.is_none(),
-        "the unconfirmed object is gone"
+        "no object outlives its attachment"
     );
+    assert_eq!(janitor.pending().await?, 0);
     assert!(
         objects
             .head(&format!("attachments/{list}/{kept_id}"))

@@ -107,6 +107,90 @@ pub struct ApiEnvironment {
     /// collector). Absent: no traces (log lines then carry no trace id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TracingSpec>,
+    /// The object store of attachments (`S3_BUCKET` and the other `S3_*` variables): an S3
+    /// bucket, or a bucket of any S3-protocol server. Absent: attachments are off and their
+    /// endpoints answer 501.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+/// Where attachments are stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.forcePathStyle || !has(self.endpoint) || !self.endpoint.matches('^https?://[0-9.]+(:[0-9]+)?(/.*)?$')").message("an endpoint given by IP address cannot hold the bucket in its host name: set forcePathStyle: true").field_path(".forcePathStyle"))]
+#[x_kube(validation = Rule::new("self.forcePathStyle || !self.bucket.contains('.') || !has(self.endpoint) || self.endpoint.startsWith('http://')").message("a bucket name with dots breaks TLS in virtual-hosted style: set forcePathStyle: true").field_path(".forcePathStyle"))]
+pub struct S3Spec {
+    /// `S3_BUCKET`: the bucket (3 to 63 lower-case letters, digits, dots and hyphens).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// `S3_REGION` (default `us-east-1`): the region the requests are signed for.
+    #[serde(default = "default_region")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
+    pub region: String,
+    /// `S3_ENDPOINT`: where the API pods reach the store, for example
+    /// `http://minio.storage:9000`. Default: AWS's endpoint of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = HTTP_URL_PATTERN))]
+    pub endpoint: Option<String>,
+    /// `S3_PUBLIC_ENDPOINT`: where clients reach the store, which the presigned upload and
+    /// download URLs name. Default: `endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = HTTP_URL_PATTERN))]
+    pub public_endpoint: Option<String>,
+    /// `S3_FORCE_PATH_STYLE`: address the bucket as `endpoint/bucket/key` instead of
+    /// `bucket.endpoint/key` (most S3-protocol servers other than AWS want it).
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// The Secret with the access key id and secret access key (`S3_ACCESS_KEY_ID`,
+    /// `S3_SECRET_ACCESS_KEY`).
+    pub credentials_secret_ref: S3CredentialsRef,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+/// A Secret holding S3 credentials, and its keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3CredentialsRef {
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// The key of the access key id (default `accessKeyId`).
+    #[serde(default = "default_access_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = CONFIG_KEY_PATTERN))]
+    pub access_key_id_key: String,
+    /// The key of the secret access key (default `secretAccessKey`).
+    #[serde(default = "default_secret_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = CONFIG_KEY_PATTERN))]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_key() -> String {
+    "accessKeyId".to_owned()
+}
+
+fn default_secret_key_key() -> String {
+    "secretAccessKey".to_owned()
+}
+
+impl S3CredentialsRef {
+    /// The access key id's key of the Secret.
+    pub fn access_key_id(&self) -> SecretKeyRef {
+        SecretKeyRef {
+            name: self.name.clone(),
+            key: self.access_key_id_key.clone(),
+        }
+    }
+
+    /// The secret access key's key of the Secret.
+    pub fn secret_access_key(&self) -> SecretKeyRef {
+        SecretKeyRef {
+            name: self.name.clone(),
+            key: self.secret_access_key_key.clone(),
+        }
+    }
 }
 
 /// Where the API pods send their traces, and how many.

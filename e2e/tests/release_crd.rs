@@ -415,6 +415,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         r#"{"spec":{"env":{"tracing":{"otlpEndpoint":"http://jaeger:4318","samplingRatio":"1.5"}}}}"#,
         "spec.env.tracing.samplingRatio",
     ),
+    (
+        "bucket name with upper case",
+        r#"{"spec":{"env":{"s3":{"bucket":"Lists","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
+        "spec.env.s3.bucket",
+    ),
+    (
+        "S3 without credentials",
+        r#"{"spec":{"env":{"s3":{"bucket":"lists"}}}}"#,
+        "spec.env.s3.credentialsSecretRef",
+    ),
+    (
+        "S3 endpoint by IP address in virtual-hosted style",
+        r#"{"spec":{"env":{"s3":{"bucket":"lists","endpoint":"http://10.0.0.5:9000","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
+        "spec.env.s3.forcePathStyle",
+    ),
 ];
 
 /// Releases near the edges that the operator can carry out, so they must be accepted.
@@ -438,6 +453,14 @@ const VALID: &[(&str, &str)] = &[
     (
         "traces to a collector, one in ten",
         r#"{"spec":{"env":{"tracing":{"otlpEndpoint":"https://otel-collector.observability:4318","samplingRatio":"0.1"}}}}"#,
+    ),
+    (
+        "attachments in a bucket of an S3-protocol server",
+        r#"{"spec":{"env":{"s3":{"bucket":"lc-attachments","region":"eu-west-1","endpoint":"http://10.0.0.5:9000","publicEndpoint":"https://files.example.com","forcePathStyle":true,"credentialsSecretRef":{"name":"lc-s3","accessKeyIdKey":"AWS_ACCESS_KEY_ID","secretAccessKeyKey":"AWS_SECRET_ACCESS_KEY"}}}}}"#,
+    ),
+    (
+        "attachments in AWS S3, defaults",
+        r#"{"spec":{"env":{"s3":{"bucket":"lc-attachments","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
     ),
     (
         "labels of our own",

@@ -68,6 +68,12 @@ pub fn of(spec: &ListaCompraReleaseSpec) -> Vec<Reference> {
     if let Some(r) = &env.healthcheck_token {
         secret("spec.env.healthcheckToken", r);
     }
+    if let Some(s3) = &env.s3 {
+        secret(
+            "spec.env.s3.credentialsSecretRef",
+            &s3.credentials_secret_ref.access_key_id(),
+        );
+    }
     if let Some(r) = &spec.health.token_secret_ref {
         secret("spec.health.tokenSecretRef", r);
     }

@@ -95,7 +95,8 @@ fn plain_env(name: &str, value: String) -> EnvVar {
 }
 
 /// The API server's environment: every secret by reference, plus PORT, APP_VERSION and, when
-/// `spec.env.tracing` asks for traces, the `OTEL_*` variables.
+/// `spec.env.tracing` asks for traces, the `OTEL_*` variables, and with `spec.env.s3` the
+/// `S3_*` variables (credentials by reference).
 fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFromSource>) {
     let e = &spec.env;
     let mut vars = vec![
@@ -131,6 +132,28 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
         vars.push(plain_env(
             "OTEL_RESOURCE_ATTRIBUTES",
             format!("service.version={version}"),
+        ));
+    }
+    if let Some(s3) = &e.s3 {
+        vars.push(plain_env("S3_BUCKET", s3.bucket.clone()));
+        vars.push(plain_env("S3_REGION", s3.region.clone()));
+        if let Some(endpoint) = &s3.endpoint {
+            vars.push(plain_env("S3_ENDPOINT", endpoint.clone()));
+        }
+        if let Some(public) = &s3.public_endpoint {
+            vars.push(plain_env("S3_PUBLIC_ENDPOINT", public.clone()));
+        }
+        vars.push(plain_env(
+            "S3_FORCE_PATH_STYLE",
+            s3.force_path_style.to_string(),
+        ));
+        vars.push(secret_env(
+            "S3_ACCESS_KEY_ID",
+            &s3.credentials_secret_ref.access_key_id(),
+        ));
+        vars.push(secret_env(
+            "S3_SECRET_ACCESS_KEY",
+            &s3.credentials_secret_ref.secret_access_key(),
         ));
     }
     let env_from = e
@@ -555,6 +578,56 @@ mod tests {
                 .flatten()
                 .as_deref(),
             Some("1")
+        );
+    }
+
+    #[test]
+    fn s3_gives_the_pods_the_bucket_and_its_credentials_by_reference_only() {
+        let vars = plain_vars(&pod_spec(&spec("1.0.0")));
+        assert!(!vars.keys().any(|k| k.starts_with("S3_")), "{vars:?}");
+
+        let mut with_s3 = spec("1.0.0");
+        with_s3.env.s3 = serde_json::from_value(serde_json::json!({
+            "bucket": "lc-attachments",
+            "endpoint": "http://minio.storage:9000",
+            "forcePathStyle": true,
+            "credentialsSecretRef": { "name": "lc-s3" },
+        }))
+        .expect("an s3 spec");
+        let pod = pod_spec(&with_s3);
+        let vars = plain_vars(&pod);
+        let get = |k: &str| vars.get(k).cloned().flatten();
+        assert_eq!(get("S3_BUCKET").as_deref(), Some("lc-attachments"));
+        assert_eq!(get("S3_REGION").as_deref(), Some("us-east-1"));
+        assert_eq!(
+            get("S3_ENDPOINT").as_deref(),
+            Some("http://minio.storage:9000")
+        );
+        assert_eq!(get("S3_FORCE_PATH_STYLE").as_deref(), Some("true"));
+        assert!(!vars.contains_key("S3_PUBLIC_ENDPOINT"));
+        let secret = |name: &str| {
+            pod.containers[0]
+                .env
+                .iter()
+                .flatten()
+                .find(|v| v.name == name)
+                .and_then(|v| v.value_from.as_ref())
+                .and_then(|f| f.secret_key_ref.as_ref())
+                .map(|r| (r.name.clone(), r.key.clone()))
+        };
+        assert_eq!(
+            secret("S3_ACCESS_KEY_ID"),
+            Some(("lc-s3".to_owned(), "accessKeyId".to_owned()))
+        );
+        assert_eq!(
+            secret("S3_SECRET_ACCESS_KEY"),
+            Some(("lc-s3".to_owned(), "secretAccessKey".to_owned()))
+        );
+        assert!(
+            crate::references::of(&with_s3)
+                .iter()
+                .any(|r| r.name == "lc-s3" && r.field == "spec.env.s3.credentialsSecretRef"),
+            "the credentials Secret is checked before launch"
         );
     }
 

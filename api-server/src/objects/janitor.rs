@@ -2,7 +2,9 @@
 //! whose attachments are gone.
 //!
 //! `object_deletions` is the object store's transactional outbox: a trigger writes the key of
-//! every deleted attachment row in the deleting transaction (migration 10). The janitor
+//! every deleted attachment row in the deleting transaction (migration 10), due at once and
+//! again at its `final_at` (15 minutes after the upload URL's expiry: an upload started
+//! with a URL still valid may land after the first deletion). The janitor
 //! leases due keys (so several API pods share the work without holding a transaction across
 //! a store call), deletes each object, and removes the key once the store has confirmed. A
 //! failure schedules the key again with a doubling backoff; keys are never dropped, so an
@@ -106,11 +108,18 @@ impl Janitor {
         while let Some((key, attempts)) = due.next() {
             match self.objects.delete(&key).await {
                 Ok(()) => {
-                    sqlx::query("DELETE FROM object_deletions WHERE object_key = $1")
-                        .bind(&key)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(Error::db("forgetting a deleted object"))?;
+                    // Forgotten after the final deletion; before it, due again at final_at.
+                    sqlx::query(
+                        "WITH gone AS (DELETE FROM object_deletions \
+                             WHERE object_key = $1 AND final_at <= now() RETURNING 1) \
+                         UPDATE object_deletions SET next_attempt_at = final_at, attempts = 0, \
+                             last_error = NULL \
+                         WHERE object_key = $1 AND NOT EXISTS (SELECT 1 FROM gone)",
+                    )
+                    .bind(&key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Error::db("recording a deleted object"))?;
                     round.deleted += 1;
                 }
                 Err(err) => {
@@ -160,7 +169,7 @@ impl Janitor {
     /// schedules their objects' deletion).
     async fn sweep(&self) -> Result<u64> {
         let done = sqlx::query(
-            "DELETE FROM attachments WHERE state = 'pending' AND upload_expires_at < clock_timestamp()",
+            "DELETE FROM attachments WHERE state = 'pending' AND upload_expires_at < now()",
         )
         .execute(&self.pool)
         .await
@@ -173,7 +182,7 @@ impl Janitor {
         sqlx::query_as(
             "UPDATE object_deletions SET next_attempt_at = clock_timestamp() + make_interval(secs => $2) \
              WHERE object_key IN (SELECT object_key FROM object_deletions \
-                 WHERE next_attempt_at <= clock_timestamp() ORDER BY next_attempt_at \
+                 WHERE next_attempt_at <= now() ORDER BY next_attempt_at \
                  LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING object_key, attempts",
         )

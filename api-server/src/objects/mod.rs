@@ -127,7 +127,8 @@ impl S3Objects {
             .await
             .map_err(|e| Error::ObjectStore {
                 context,
-                reason: e.to_string(),
+                // Without the URL: it carries the access key id and a signature.
+                reason: e.without_url().to_string(),
             })
     }
 }
@@ -191,7 +192,7 @@ impl ObjectStore for S3Objects {
                 .await
                 .map_err(|e| Error::ObjectStore {
                     context: "asking for an object (HEAD)",
-                    reason: e.to_string(),
+                    reason: e.without_url().to_string(),
                 })?;
             match res.status() {
                 reqwest::StatusCode::NOT_FOUND => Ok(None),
@@ -214,6 +215,14 @@ impl ObjectStore for S3Objects {
                         sha256: header("x-amz-checksum-sha256"),
                     }))
                 }
+                // S3 answers 403 rather than 404 for a missing key to credentials without
+                // s3:ListBucket: told apart by the fix, not guessed.
+                reqwest::StatusCode::FORBIDDEN => Err(Error::ObjectStore {
+                    context: "asking for an object (HEAD)",
+                    reason: "HTTP 403: the credentials need s3:GetObject and s3:ListBucket on \
+                             the bucket (without ListBucket a missing object answers 403)"
+                        .to_owned(),
+                }),
                 s => Err(Error::ObjectStore {
                     context: "asking for an object (HEAD)",
                     reason: format!("HTTP {s}"),

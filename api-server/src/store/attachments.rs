@@ -107,7 +107,8 @@ impl AttachmentReads for PgStore {
 impl AttachmentWrites for PgUnitOfWork {
     #[tracing::instrument(name = "db.lock_user_attachment_bytes", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn lock_user_attachment_bytes(&mut self, user: Uuid) -> Result<i64> {
-        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        // NO KEY: foreign key checks against the user (its other writes) do not wait.
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
             .bind(user)
             .execute(&mut *self.tx)
             .await
@@ -134,8 +135,8 @@ impl AttachmentWrites for PgUnitOfWork {
     }
 
     #[tracing::instrument(name = "db.insert_attachment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    async fn insert_attachment(&mut self, a: &AttachmentView) -> Result<()> {
-        sqlx::query(
+    async fn insert_attachment(&mut self, a: &AttachmentView) -> Result<bool> {
+        let inserted = sqlx::query(
             "INSERT INTO attachments (id, list_id, item_id, uploader_id, name, content_type, \
              size_bytes, sha256, object_key, state, upload_expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -153,22 +154,13 @@ impl AttachmentWrites for PgUnitOfWork {
         .bind(a.upload_expires_at)
         .bind(a.created_at)
         .execute(&mut *self.tx)
-        .await
-        .map_err(older_schema("recording an attachment"))?;
-        Ok(())
-    }
-
-    #[tracing::instrument(name = "db.lock_attachment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    async fn lock_attachment(&mut self, list: Uuid, id: Uuid) -> Result<Option<AttachmentView>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM attachments a WHERE a.list_id = $1 AND a.id = $2 FOR UPDATE"
-        )))
-        .bind(list)
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(older_schema("locking an attachment"))?;
-        row.as_ref().map(view).transpose()
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            // A foreign key violation: the list, item or user is gone.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23503") => Ok(false),
+            Err(e) => Err(older_schema("recording an attachment")(e)),
+        }
     }
 
     #[tracing::instrument(name = "db.confirm_attachment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

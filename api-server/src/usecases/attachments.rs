@@ -113,7 +113,10 @@ where
             upload_expires_at: now + chrono::Duration::from_std(ttl).unwrap_or_default(),
             object_key: object_key(list, id),
         };
-        tx.insert_attachment(&attachment).await?;
+        if !tx.insert_attachment(&attachment).await? {
+            // The list or item was deleted meanwhile.
+            return Err(AppError::NotFound("list"));
+        }
         tx.commit().await?;
         let upload = objects.presign_upload(&attachment.object_key, &upload, ttl);
         Ok(Announced { attachment, upload })
@@ -140,9 +143,10 @@ where
             ));
         };
         // The signed upload lets only the announced bytes in; this checks what is stored
-        // (a store that kept a refused body, or a key written some other way, is caught).
+        // (a store that kept a refused body, or a key written some other way, is caught). A
+        // store that keeps no checksum verified it at upload (the header is signed).
         if info.size_bytes != found.size_bytes
-            || info.sha256.as_deref() != Some(found.sha256.as_str())
+            || info.sha256.as_deref().is_some_and(|s| s != found.sha256)
             || info.content_type.as_deref() != Some(found.content_type.as_str())
         {
             return Err(AppError::Conflict(format!(
