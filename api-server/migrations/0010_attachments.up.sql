@@ -30,7 +30,6 @@ CREATE TABLE attachments (
     confirmed_at      timestamptz
 );
 CREATE INDEX attachments_list_idx ON attachments (list_id, created_at);
-CREATE INDEX attachments_uploader_idx ON attachments (uploader_id);
 CREATE INDEX attachments_item_idx ON attachments (item_id) WHERE item_id IS NOT NULL;
 CREATE INDEX attachments_pending_idx ON attachments (upload_expires_at) WHERE state = 'pending';
 

@@ -8,17 +8,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
-use base64::Engine as _;
+use anyhow::{Context, Result};
 use common::private::PrivateService;
 use common::{TestApp, TestDb, eventually};
+use e2e::attachments::{Attachments, sha256};
 use listacompra_api::metrics::Metrics;
 use listacompra_api::objects::S3Objects;
 use listacompra_api::objects::janitor::{Janitor, Round};
 use listacompra_api::ports::ObjectStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 /// `n` bytes that differ from test to test.
 fn bytes(n: usize) -> Vec<u8> {
@@ -26,8 +25,20 @@ fn bytes(n: usize) -> Vec<u8> {
     seed.as_bytes().iter().copied().cycle().take(n).collect()
 }
 
-fn sha256(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(data))
+/// The attachments client of the holder of `token`.
+fn client(app: &TestApp, token: &str) -> Attachments {
+    Attachments::new(&app.base, token).expect("an HTTP client")
+}
+
+/// Sends `body` with a presigned request (no API call, so no token).
+async fn send_presigned(
+    presigned: &Value,
+    body: Vec<u8>,
+    header: Option<(&str, &str)>,
+) -> Result<(StatusCode, String)> {
+    Ok(Attachments::new("", "")?
+        .send_presigned(presigned, body, header)
+        .await?)
 }
 
 /// A server with attachments on the store described by `env`, on a fresh database.
@@ -45,72 +56,6 @@ async fn app_on(
     config.attachments.rules.quota_bytes = quota;
     let app = TestApp::start(config, workers).await?;
     Ok((app, db))
-}
-
-/// Announces `data` as `name` on `list`; returns (status, body).
-async fn announce(
-    app: &TestApp,
-    token: &str,
-    list: &str,
-    name: &str,
-    content_type: &str,
-    data: &[u8],
-) -> Result<(StatusCode, Value)> {
-    app.call(
-        Method::POST,
-        &format!("/v1/lists/{list}/attachments"),
-        Some(token),
-        Some(json!({
-            "name": name,
-            "content_type": content_type,
-            "size_bytes": data.len(),
-            "sha256": sha256(data),
-        })),
-    )
-    .await
-}
-
-/// Sends `body` to a presigned request with its headers, `content-length` excepted (the
-/// client sets it from the body), overriding `header` when given.
-async fn send_presigned(
-    presigned: &Value,
-    body: Vec<u8>,
-    header: Option<(&str, &str)>,
-) -> Result<(StatusCode, String)> {
-    let method = Method::from_bytes(presigned["method"].as_str().context("method")?.as_bytes())?;
-    let url = presigned["url"].as_str().context("url")?;
-    let mut req = reqwest::Client::new().request(method, url);
-    for (name, value) in presigned["headers"].as_object().context("headers")? {
-        if name == "content-length" || header.is_some_and(|(h, _)| h == name) {
-            continue;
-        }
-        req = req.header(name, value.as_str().context("header value")?);
-    }
-    if let Some((name, value)) = header {
-        req = req.header(name, value);
-    }
-    let res = req.body(body).send().await?;
-    let status = res.status();
-    Ok((status, res.text().await.unwrap_or_default()))
-}
-
-/// Uploads and confirms `data`; returns the attachment's id.
-async fn upload(app: &TestApp, token: &str, list: &str, data: &[u8]) -> Result<String> {
-    let (s, b) = announce(app, token, list, "recibo.pdf", "application/pdf", data).await?;
-    ensure!(s == StatusCode::CREATED, "announce: {s} {b}");
-    let (s, text) = send_presigned(&b["upload"], data.to_vec(), None).await?;
-    ensure!(s.is_success(), "upload: {s} {text}");
-    let id = b["attachment"]["id"].as_str().context("id")?.to_owned();
-    let (s, b) = app
-        .call(
-            Method::POST,
-            &format!("/v1/lists/{list}/attachments/{id}/confirm"),
-            Some(token),
-            None,
-        )
-        .await?;
-    ensure!(s == StatusCode::OK, "confirm: {s} {b}");
-    Ok(id)
 }
 
 #[tokio::test]
@@ -139,15 +84,9 @@ async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
     let data = bytes(200 * 1024);
-    let (s, announced) = announce(
-        &app,
-        &bea,
-        &list,
-        "recibo mayo.pdf",
-        "application/pdf",
-        &data,
-    )
-    .await?;
+    let (s, announced) = client(&app, &bea)
+        .announce(&list, "recibo mayo.pdf", "application/pdf", &data)
+        .await?;
     assert_eq!(s, StatusCode::CREATED, "{announced}");
     assert_eq!(announced["attachment"]["state"], "pending");
     assert_eq!(announced["upload"]["method"], "PUT");
@@ -276,7 +215,9 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
     let data = bytes(4096);
-    let (s, announced) = announce(&app, &ana, &list, "foto.png", "image/png", &data).await?;
+    let (s, announced) = client(&app, &ana)
+        .announce(&list, "foto.png", "image/png", &data)
+        .await?;
     assert_eq!(s, StatusCode::CREATED, "{announced}");
     let key = format!(
         "attachments/{list}/{}",
@@ -397,15 +338,21 @@ async fn bad_announcements_name_the_field_and_the_quota_holds() -> Result<()> {
         );
     }
     // Pending uploads count: 6,000 + 6,000 bytes exceed a quota of 10,000.
-    let (s, b) = announce(&app, &ana, &list, "a.txt", "text/plain", &bytes(6000)).await?;
+    let (s, b) = client(&app, &ana)
+        .announce(&list, "a.txt", "text/plain", &bytes(6000))
+        .await?;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = announce(&app, &ana, &list, "b.txt", "text/plain", &bytes(6000)).await?;
+    let (s, b) = client(&app, &ana)
+        .announce(&list, "b.txt", "text/plain", &bytes(6000))
+        .await?;
     assert_eq!(
         (s, b["limit"].as_str()),
         (StatusCode::CONFLICT, Some("ATTACHMENT_QUOTA_BYTES")),
         "{b}"
     );
-    let (s, b) = announce(&app, &ana, &list, "c.txt", "text/plain", &bytes(4000)).await?;
+    let (s, b) = client(&app, &ana)
+        .announce(&list, "c.txt", "text/plain", &bytes(4000))
+        .await?;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     app.stop().await;
     Ok(())
@@ -462,7 +409,9 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
     let list = app.create_list(&ana, "Compra").await?;
     let mut keys = Vec::new();
     for _ in 0..3 {
-        let id = upload(&app, &ana, &list, &bytes(10_000)).await?;
+        let id = client(&app, &ana)
+            .upload(&list, "recibo.pdf", "application/pdf", &bytes(10_000))
+            .await?;
         keys.push(format!("attachments/{list}/{id}"));
     }
     assert_eq!(stored(&objects, &keys).await?, 3);
@@ -549,7 +498,9 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
     let list = app.create_list(&ana, "Compra").await?;
     // Uploaded but never confirmed, and one confirmed that must stay.
     let data = bytes(3000);
-    let (s, announced) = announce(&app, &ana, &list, "a.txt", "text/plain", &data).await?;
+    let (s, announced) = client(&app, &ana)
+        .announce(&list, "a.txt", "text/plain", &data)
+        .await?;
     assert_eq!(s, StatusCode::CREATED, "{announced}");
     let late = data.clone();
     let (s, text) = send_presigned(&announced["upload"], data, None).await?;
@@ -560,7 +511,9 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
     );
     let kept_id = {
         let data = bytes(3000);
-        let (s, b) = announce(&app, &ana, &list, "b.txt", "text/plain", &data).await?;
+        let (s, b) = client(&app, &ana)
+            .announce(&list, "b.txt", "text/plain", &data)
+            .await?;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         send_presigned(&b["upload"], data, None).await?;
         let id = b["attachment"]["id"].as_str().unwrap().to_owned();

@@ -18,6 +18,7 @@
 pub mod access;
 pub mod alerting;
 pub mod api;
+pub mod attachments;
 pub mod binaries;
 pub mod cluster;
 pub mod crd;

@@ -140,6 +140,11 @@ impl LoadGenerator {
         })
     }
 
+    /// The token of the generator's user (for a client acting as the same shopper).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A copy of the numbers so far.
     pub fn stats(&self) -> LoadStats {
         lock(&self.stats).clone()

@@ -68,6 +68,8 @@ pub struct Stack {
     admin_url: String,
     database: String,
     replicas: i32,
+    /// The object store of attachments: (endpoint, bucket, region).
+    s3: (String, String, String),
 }
 
 impl Stack {
@@ -128,6 +130,34 @@ impl Stack {
             };
             create(&secrets, &secret, name).await?;
         }
+        // The object store's credentials, under the keys spec.env.s3 reads by default.
+        let env = services.env();
+        let s3_credentials = Secret {
+            metadata: ObjectMeta {
+                name: Some("listacompra-s3".to_owned()),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(
+                [
+                    (
+                        "accessKeyId".to_owned(),
+                        env.get("S3_ACCESS_KEY_ID")?.to_owned(),
+                    ),
+                    (
+                        "secretAccessKey".to_owned(),
+                        env.get("S3_SECRET_ACCESS_KEY")?.to_owned(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        create(&secrets, &s3_credentials, "listacompra-s3").await?;
+        let s3 = (
+            env.get("S3_ENDPOINT")?.to_owned(),
+            env.get("S3_BUCKET")?.to_owned(),
+            env.get("S3_REGION")?.to_owned(),
+        );
         // Queues and exchanges of this namespace's deployment, apart from other tests'.
         let runtime = ConfigMap {
             metadata: ObjectMeta {
@@ -174,12 +204,13 @@ impl Stack {
             admin_url,
             database,
             replicas: options.replicas,
+            s3,
         })
     }
 
     /// The release manifest of `version` needing schema revision `schema`: the health gate
-    /// through the Service, and the runbook's KPIs (the CRD's defaults) from Prometheus with
-    /// a short analysis.
+    /// through the Service, the runbook's KPIs (the CRD's defaults) from Prometheus with a
+    /// short analysis, and attachments in the local S3 server.
     pub fn manifest(&self, version: &str, schema: i64) -> Value {
         json!({
             "apiVersion": "listacompra.app/v1alpha1",
@@ -196,7 +227,14 @@ impl Stack {
                     "rabbitmqUrl": { "name": "listacompra-rabbitmq", "key": "url" },
                     "jwtSecret": { "name": "listacompra-jwt", "key": "secret" },
                     "healthcheckToken": { "name": "listacompra-health", "key": "token" },
-                    "envFrom": [ { "configMapName": "listacompra-runtime" } ]
+                    "envFrom": [ { "configMapName": "listacompra-runtime" } ],
+                    "s3": {
+                        "bucket": self.s3.1,
+                        "region": self.s3.2,
+                        "endpoint": self.s3.0,
+                        "forcePathStyle": true,
+                        "credentialsSecretRef": { "name": "listacompra-s3" }
+                    }
                 },
                 "migrations": {
                     "schemaVersion": schema,

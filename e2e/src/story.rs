@@ -1,10 +1,12 @@
 //! The release story that `make demo` tells and the full-stack test checks, step by step:
 //!
-//! 1. v1.0.0 installs fresh (schema 7); a load generator starts once it serves; then v1.1.0
-//!    with a new migration (schema 8): the schema moves, traffic keeps flowing, and the
-//!    release Succeeds on all three KPIs measured from that traffic;
-//! 2. v1.2.0 (schema 9) is a build with 600 ms of injected latency: the p95 KPI breaches, the
-//!    operator rolls back to v1.1.0 and reverts the schema to 8; no acknowledged write is lost;
+//! 1. v1.0.0 installs fresh (schema 9); a load generator starts once it serves; then v1.1.0
+//!    with a new migration (schema 10, attachments): the schema moves, traffic keeps flowing,
+//!    and the release Succeeds on all three KPIs measured from that traffic; a receipt is
+//!    attached to a list (uploaded straight to the object store);
+//! 2. v1.2.0 (schema 11) is a build with 600 ms of injected latency: the p95 KPI breaches, the
+//!    operator rolls back to v1.1.0 and reverts the schema to 10; no acknowledged write is
+//!    lost, and the receipt downloads byte for byte;
 //! 3. v1.3.0 asks for schema 90, which no build has: the migration Job fails,
 //!    nothing rolls out, and v1.1.0 keeps serving.
 //!
@@ -17,6 +19,7 @@ use listacompra_crds::analysis::default_kpis;
 use listacompra_crds::status::AnalysisReport;
 use listacompra_crds::{ListaCompraRelease, Phase};
 
+use crate::attachments::Attachments;
 use crate::load::{LoadGenerator, LoadStats};
 use crate::stack::{IMAGE, POLL, Stack};
 use crate::timeline::{KpiPoint, Timeline};
@@ -25,9 +28,10 @@ use crate::{Error, Result};
 /// Latency injected into the "bad" build, in milliseconds.
 pub const BAD_LATENCY_MS: u64 = 600;
 /// The schema revisions of the builds 1.0.0, 1.1.0 and 1.2.0. The API server serves from
-/// revision 7 on (`listacompra_api::migrate::MIN_SCHEMA`: logout needs `users.token_version`),
-/// so 1.0.0 installs at 7 and 1.1.0 and 1.2.0 each add one migration (8 and 9 add indexes).
-pub const SCHEMAS: [i64; 3] = [7, 8, 9];
+/// revision 7 on (`listacompra_api::migrate::MIN_SCHEMA`: logout needs `users.token_version`);
+/// 1.0.0 installs at 9, 1.1.0 adds attachments (10) and 1.2.0 an index (11), so the rollback
+/// of 1.2.0 reverts the schema to a revision that still has the attachments.
+pub const SCHEMAS: [i64; 3] = [9, 10, 11];
 /// The schema revision the broken build asks for: beyond every migration the API server
 /// has, so its migration Job fails however many migrations are added.
 pub const BROKEN_SCHEMA: i64 = 90;
@@ -69,6 +73,8 @@ pub struct Story<'a> {
     /// Every progress line, printed or not.
     pub log: Vec<String>,
     summary: Summary,
+    /// The receipt attached after v1.1.0: client, list, attachment id and its bytes.
+    receipt: Option<(Attachments, String, String, Vec<u8>)>,
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
@@ -95,6 +101,7 @@ impl<'a> Story<'a> {
             load_rate: LOAD_RATE,
             log: Vec::new(),
             summary: Summary::default(),
+            receipt: None,
         }
     }
 
@@ -347,7 +354,66 @@ impl<'a> Story<'a> {
             )?;
         }
         self.traffic_flowed(&before, "the v1.1.0 release")?;
-        self.expect_serving("1.1.0", SCHEMAS[1]).await
+        self.expect_serving("1.1.0", SCHEMAS[1]).await?;
+        self.attach_receipt().await
+    }
+
+    /// Attaches a receipt to a new list of the load generator's shopper (v1.1.0 brings
+    /// attachments): announced to the API, uploaded straight to the object store, confirmed.
+    async fn attach_receipt(&mut self) -> Result<()> {
+        let token = match &self.load {
+            Some(load) => load.token().to_owned(),
+            None => {
+                return Err(Error::Check {
+                    message: "no load generator, so no shopper".to_owned(),
+                });
+            }
+        };
+        let client = Attachments::new(&self.stack.api_url, &token)?;
+        let (status, list) = client
+            .call(
+                reqwest::Method::POST,
+                "/v1/lists",
+                Some(serde_json::json!({ "name": "Recibos" })),
+            )
+            .await?;
+        check(status == reqwest::StatusCode::CREATED, || {
+            format!("creating a list: {status} {list}")
+        })?;
+        let list = list["id"].as_str().unwrap_or_default().to_owned();
+        // A 256 KiB "scan" whose bytes differ from run to run.
+        let seed = *uuid::Uuid::new_v4().as_bytes();
+        let data: Vec<u8> = seed.iter().copied().cycle().take(256 * 1024).collect();
+        let id = client
+            .upload(&list, "ticket-mercado.pdf", "application/pdf", &data)
+            .await?;
+        self.say(format!(
+            "  attached ticket-mercado.pdf ({} KiB) to list {list}: uploaded straight to the object store, confirmed",
+            data.len() / 1024
+        ));
+        self.receipt = Some((client, list, id, data));
+        Ok(())
+    }
+
+    /// Downloads the receipt and checks it byte for byte.
+    async fn read_receipt(&mut self, when: &str) -> Result<()> {
+        let Some((client, list, id, data)) = &self.receipt else {
+            return Ok(());
+        };
+        let (bytes, _) = client.download(list, id).await?;
+        let same = bytes == *data;
+        check(same, || {
+            format!(
+                "the receipt read {when} differs: {} bytes, {} expected",
+                bytes.len(),
+                data.len()
+            )
+        })?;
+        self.say(format!(
+            "  receipt downloaded {when}: {} bytes, identical",
+            bytes.len()
+        ));
+        Ok(())
     }
 
     /// Scenario 2: v1.2.0 with injected latency is rolled back, workload and schema.
@@ -383,7 +449,8 @@ impl<'a> Story<'a> {
             )
         })?;
         self.traffic_flowed(&before, "the v1.2.0 release and its rollback")?;
-        self.expect_serving("1.1.0", SCHEMAS[1]).await
+        self.expect_serving("1.1.0", SCHEMAS[1]).await?;
+        self.read_receipt("after the rollback").await
     }
 
     /// Scenario 3: v1.3.0's migration fails; nothing rolls out.
