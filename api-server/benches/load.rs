@@ -13,6 +13,12 @@
 //!
 //! Each scenario runs twice, against two servers: traces off (no `OTEL_*` endpoint) and on
 //! (every request sampled, exported over OTLP to the local Jaeger), side by side.
+//!
+//! Then attachments, against the local S3 server (s3s-fs): the latency of announcing an upload
+//! (a database write and a SigV4 presignature) open-loop at a tenth of the rate, and the
+//! throughput of uploading a 5 MiB object straight to the store with its presigned URL,
+//! confirming it (a HEAD), and downloading it back (`BENCH_OBJECTS` objects, default 10, one
+//! at a time).
 
 mod common;
 
@@ -56,6 +62,108 @@ async fn main() -> Result<()> {
     }
     println!();
     println!("targets (issue 5): p95 < 20 ms at 1000 req/s, RSS < 64 MiB");
+    attachments((rps / 10).max(1), seconds, env_u64("BENCH_OBJECTS", 10)).await
+}
+
+/// The attachments part: announce latency, and 5 MiB upload/download throughput.
+async fn attachments(rps: u64, seconds: u64, objects: u64) -> Result<()> {
+    let s3 = e2e::services::Services::start(&[e2e::env::Component::S3]).await?;
+    let env = s3.env();
+    let mut vars = vec![("ATTACHMENT_QUOTA_BYTES", (1u64 << 50).to_string())];
+    for var in [
+        "S3_BUCKET",
+        "S3_ENDPOINT",
+        "S3_REGION",
+        "S3_FORCE_PATH_STYLE",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+    ] {
+        vars.push((var, env.get(var)?.to_owned()));
+    }
+    let bench = Bench::start(&vars).await?;
+    let result = measure_attachments(&bench, rps, seconds, objects).await;
+    bench.finish().await?;
+    result
+}
+
+async fn measure_attachments(bench: &Bench, rps: u64, seconds: u64, objects: u64) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let base = bench.base.clone();
+    let token = register_and_login(&http, &base, "files@example.com").await?;
+    let list = list_with_items(&http, &base, &token, "Recibos", 0).await?;
+    const SIZE: usize = 5 * 1024 * 1024;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let sha = e2e::attachments::sha256(&data);
+    println!();
+    println!("attachments against the local S3 server (s3s-fs, loopback):");
+    println!();
+    println!(
+        "| scenario | requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | max ms | errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let announce: MakeRequest = {
+        let (http, base, token, list, sha) = (
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            list.clone(),
+            sha.clone(),
+        );
+        Box::new(move |i| {
+            http.post(format!("{base}/v1/lists/{list}/attachments"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({
+                    "name": format!("ticket-{i}.pdf"),
+                    "content_type": "application/pdf",
+                    "size_bytes": SIZE,
+                    "sha256": sha,
+                }))
+        })
+    };
+    run_open_loop((rps / 2).max(1), 2, &announce).await?;
+    let (throughput, outcome) = run_open_loop(rps, seconds, &announce).await?;
+    println!(
+        "| POST /v1/lists/{{id}}/attachments (announce + presign, {rps} req/s) | {} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        outcome.latencies.len(),
+        ms(percentile(&outcome.latencies, 50.0)),
+        ms(percentile(&outcome.latencies, 95.0)),
+        ms(percentile(&outcome.latencies, 99.0)),
+        ms(outcome.latencies.last().copied().unwrap_or_default()),
+        outcome.errors,
+    );
+
+    let client = e2e::attachments::Attachments::new(&base, &token)?;
+    let (mut uploads, mut downloads) = (Vec::new(), Vec::new());
+    for i in 0..objects {
+        let started = std::time::Instant::now();
+        let id = client
+            .upload(&list, &format!("scan-{i}.pdf"), "application/pdf", &data)
+            .await?;
+        uploads.push(started.elapsed());
+        let started = std::time::Instant::now();
+        let (bytes, _) = client.download(&list, &id).await?;
+        downloads.push(started.elapsed());
+        anyhow::ensure!(bytes.len() == SIZE, "downloaded {} bytes", bytes.len());
+    }
+    println!();
+    println!("| 5 MiB object, one at a time | objects | p50 s | max s | MiB/s (p50) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, mut times) in [
+        ("upload (announce + presigned PUT + confirm)", uploads),
+        ("download (GET + presigned GET)", downloads),
+    ] {
+        times.sort();
+        let p50 = percentile(&times, 50.0).as_secs_f64();
+        println!(
+            "| {name} | {} | {p50:.3} | {:.3} | {:.1} |",
+            times.len(),
+            times.last().copied().unwrap_or_default().as_secs_f64(),
+            5.0 / p50.max(1e-9),
+        );
+    }
     Ok(())
 }
 
