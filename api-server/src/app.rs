@@ -237,6 +237,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
             metrics.clone(),
         )
         .with_cache_ttl(config.ready_cache_ttl)
+        .with_objects(objects(config)?)
         .with_redis_url(&config.redis_url, config.redis_ca.clone()),
         fault: config.fault.clone(),
         version: config.app_version.clone(),

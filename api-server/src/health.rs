@@ -7,7 +7,8 @@
 //! (an optional cache) and RabbitMQ (the outbox holds events while the broker is away) do not
 //! make the server unready when they are down; they are reported as `degraded` in the detail
 //! and as `listacompra_dependency_up` in the metrics. Otherwise a Redis failover or a broker
-//! restart would take every pod out of its Service at once.
+//! restart would take every pod out of its Service at once. The object store of attachments
+//! (when configured) is the same: down, it is `degraded` (attachments answer 503), never unready.
 //!
 //! Probes are cached for [`Health::cache_ttl`] (`READY_CACHE_MS`), and concurrent `/ready`
 //! requests share one probe, so probing costs the dependencies the same however often
@@ -95,6 +96,9 @@ pub struct Readiness {
     pub redis: Check,
     /// RabbitMQ.
     pub rabbitmq: Check,
+    /// The object store of attachments, when `S3_BUCKET` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<Check>,
 }
 
 impl Readiness {
@@ -105,11 +109,16 @@ impl Readiness {
 
     /// The optional dependencies that are down.
     pub fn degraded(&self) -> Vec<&'static str> {
-        [("redis", &self.redis), ("rabbitmq", &self.rabbitmq)]
-            .into_iter()
-            .filter(|(_, check)| !check.ok)
-            .map(|(name, _)| name)
-            .collect()
+        [
+            ("redis", Some(&self.redis)),
+            ("rabbitmq", Some(&self.rabbitmq)),
+            ("object_store", self.object_store.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, check)| check.map(|c| (name, c)))
+        .filter(|(_, check)| !check.ok)
+        .map(|(name, _)| name)
+        .collect()
     }
 }
 
@@ -126,6 +135,7 @@ pub struct Health {
     amqp: Mutex<Option<lapin::Connection>>,
     token: Option<String>,
     metrics: Metrics,
+    objects: Option<std::sync::Arc<dyn crate::ports::ObjectStore>>,
     /// How long a probe's result is reused (`READY_CACHE_MS`).
     cache_ttl: Duration,
     last: Mutex<Option<(Instant, Readiness)>>,
@@ -209,6 +219,7 @@ impl Health {
             amqp: Mutex::new(None),
             token,
             metrics,
+            objects: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             last: Mutex::new(None),
         }
@@ -218,6 +229,16 @@ impl Health {
     #[must_use]
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
+        self
+    }
+
+    /// Also checks the object store of attachments (reported, never required).
+    #[must_use]
+    pub fn with_objects(
+        mut self,
+        objects: Option<std::sync::Arc<dyn crate::ports::ObjectStore>>,
+    ) -> Self {
+        self.objects = objects;
         self
     }
 
@@ -268,10 +289,14 @@ impl Health {
         }
         let readiness = self.probe().await;
         for (dependency, check) in [
-            ("postgres", &readiness.postgres),
-            ("redis", &readiness.redis),
-            ("rabbitmq", &readiness.rabbitmq),
-        ] {
+            ("postgres", Some(&readiness.postgres)),
+            ("redis", Some(&readiness.redis)),
+            ("rabbitmq", Some(&readiness.rabbitmq)),
+            ("object_store", readiness.object_store.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(d, c)| c.map(|c| (d, c)))
+        {
             self.metrics
                 .dependency_up
                 .with_label_values(&[dependency])
@@ -307,7 +332,14 @@ impl Health {
             SchemaCheck::judge(found)
         };
         let amqp = timed(self.amqp_check());
-        let (postgres, schema, mut redis, rabbitmq) = tokio::join!(pg, schema, redis, amqp);
+        let objects = async {
+            match &self.objects {
+                Some(objects) => Some(timed(objects.ping()).await),
+                None => None,
+            }
+        };
+        let (postgres, schema, mut redis, rabbitmq, object_store) =
+            tokio::join!(pg, schema, redis, amqp, objects);
         if let (Some(tls), Some(error)) = (&self.redis_tls, &mut redis.error) {
             *error = crate::cache::explain_tls_error(error, tls.as_ref());
         }
@@ -316,6 +348,7 @@ impl Health {
             schema,
             redis,
             rabbitmq,
+            object_store,
         }
     }
 }
@@ -344,14 +377,16 @@ mod tests {
             schema: at(min),
             redis: check(false),
             rabbitmq: check(false),
+            object_store: Some(check(false)),
         };
         assert!(r.ready());
-        assert_eq!(r.degraded(), ["redis", "rabbitmq"]);
+        assert_eq!(r.degraded(), ["redis", "rabbitmq", "object_store"]);
         let r = Readiness {
             postgres: check(false),
             schema: at(min),
             redis: check(true),
             rabbitmq: check(true),
+            object_store: None,
         };
         assert!(!r.ready());
         assert!(r.degraded().is_empty());
@@ -360,6 +395,7 @@ mod tests {
             schema: at(min - 1),
             redis: check(true),
             rabbitmq: check(true),
+            object_store: Some(check(true)),
         };
         assert!(!r.ready());
     }

@@ -346,6 +346,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The object under `key`, `None` when there is none.
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>>;
 
+    /// Whether the store answers for the bucket (readiness detail; never required).
+    fn ping(&self) -> BoxFuture<'_, Result<()>>;
+
     /// Deletes the object under `key` (done also when there was none).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
 }

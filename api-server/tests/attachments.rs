@@ -416,7 +416,38 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
     }
     assert_eq!(stored(&objects, &keys).await?, 3);
 
+    let ready = |app: &TestApp| {
+        let http = app.http.clone();
+        let url = format!("{}/ready", app.base);
+        async move {
+            let res = http
+                .get(url)
+                .header("x-healthcheck-token", "health-token")
+                .send()
+                .await?;
+            let status = res.status();
+            anyhow::Ok((status, res.json::<Value>().await?))
+        }
+    };
+    let (s, b) = ready(&app).await?;
+    assert_eq!(
+        (s, &b["checks"]["object_store"]["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{b}"
+    );
+
     s3.down()?;
+    // The store is only reported: still ready, degraded (after the probe cache's second).
+    eventually(
+        "/ready to report the store down",
+        Duration::from_secs(10),
+        || async {
+            let (s, b) = ready(&app).await?;
+            anyhow::ensure!(s == StatusCode::OK, "/ready answered {s}: {b}");
+            Ok((b["degraded"] == json!(["object_store"])).then_some(()))
+        },
+    )
+    .await?;
     let (s, b) = app
         .call(
             Method::DELETE,

@@ -191,7 +191,7 @@ fn describe(
         ),
         Op::Ready => (
             "ready",
-            "Readiness: PostgreSQL reachable and its schema revision at least the minimum this build serves (503 otherwise; Redis and RabbitMQ outages show as degraded); detail with X-Healthcheck-Token",
+            "Readiness: PostgreSQL reachable and its schema revision at least the minimum this build serves (503 otherwise; Redis, RabbitMQ and object store outages show as degraded); detail with X-Healthcheck-Token",
             None,
             "200",
             Some(schema_ref("Readiness")),
@@ -409,7 +409,7 @@ fn schemas() -> Value {
         "Presigned": { "type": "object", "required": ["method", "url", "headers", "expires_at"], "properties": { "method": { "type": "string", "enum": ["PUT", "GET"] }, "url": { "type": "string", "format": "uri" }, "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Send each exactly as given (they are signed)" }, "expires_at": time } },
         "AnnouncedAttachment": { "type": "object", "required": ["attachment", "upload"], "properties": { "attachment": schema_ref("Attachment"), "upload": schema_ref("Presigned") } },
         "DownloadableAttachment": { "type": "object", "required": ["attachment", "download"], "properties": { "attachment": schema_ref("Attachment"), "download": schema_ref("Presigned") } },
-        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq"] } }, "checks": { "type": "object", "properties": { "postgres": check, "schema": schema_check, "redis": check, "rabbitmq": check } } } },
+        "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["ready", "not_ready"] }, "version": { "type": "string" }, "degraded": { "type": "array", "description": "Optional dependencies that are down (the server still serves)", "items": { "type": "string", "enum": ["redis", "rabbitmq", "object_store"] } }, "checks": { "type": "object", "properties": { "postgres": check, "schema": schema_check, "redis": check, "rabbitmq": check, "object_store": check } } } },
     })
 }
 

@@ -231,6 +231,26 @@ impl ObjectStore for S3Objects {
         })
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let url = self
+                .internal
+                .head_bucket(Some(&self.credentials))
+                .sign(OWN_REQUEST_TTL);
+            let res = self
+                .send("checking the bucket (HEAD)", reqwest::Method::HEAD, url)
+                .await?;
+            if res.status().is_success() {
+                Ok(())
+            } else {
+                Err(Error::ObjectStore {
+                    context: "checking the bucket (HEAD)",
+                    reason: format!("HTTP {}", res.status()),
+                })
+            }
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let url = self
