@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::{
-    Bench, MakeRequest, RssSampler, env_u64, list_with_items, mib, ms, percentile,
+    Bench, MakeRequest, RssSampler, env_u64, latency_cells, list_with_items, mib, percentile,
     register_and_login, rss_kib, run_open_loop,
 };
 
@@ -126,13 +126,8 @@ async fn measure_attachments(bench: &Bench, rps: u64, seconds: u64, objects: u64
     run_open_loop((rps / 2).max(1), 2, &announce).await?;
     let (throughput, outcome) = run_open_loop(rps, seconds, &announce).await?;
     println!(
-        "| POST /v1/lists/{{id}}/attachments (announce + presign, {rps} req/s) | {} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-        outcome.latencies.len(),
-        ms(percentile(&outcome.latencies, 50.0)),
-        ms(percentile(&outcome.latencies, 95.0)),
-        ms(percentile(&outcome.latencies, 99.0)),
-        ms(outcome.latencies.last().copied().unwrap_or_default()),
-        outcome.errors,
+        "| POST /v1/lists/{{id}}/attachments (announce + presign, {rps} req/s) | {} |",
+        latency_cells(&outcome, throughput),
     );
 
     let client = e2e::attachments::Attachments::new(&base, &token)?;
@@ -211,13 +206,8 @@ async fn run(bench: &Bench, traces: &str, rps: u64, seconds: u64) -> Result<()> 
         let (throughput, outcome) = run_open_loop(rps, seconds, &make).await?;
         let rss = sampler.finish(pid).await;
         println!(
-            "| {name} | {traces} | {} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
-            outcome.latencies.len(),
-            ms(percentile(&outcome.latencies, 50.0)),
-            ms(percentile(&outcome.latencies, 95.0)),
-            ms(percentile(&outcome.latencies, 99.0)),
-            ms(outcome.latencies.last().copied().unwrap_or_default()),
-            outcome.errors,
+            "| {name} | {traces} | {} | {:.1} |",
+            latency_cells(&outcome, throughput),
             mib(rss),
         );
     }

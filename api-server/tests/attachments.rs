@@ -60,15 +60,7 @@ async fn app_on(
 
 #[tokio::test]
 async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
-    let services = common::services_with_s3().await?;
-    let (app, _db) = app_on(
-        &services,
-        services.env(),
-        Duration::from_secs(300),
-        100 << 20,
-        false,
-    )
-    .await?;
+    let (app, db, objects) = on_shared_store(Duration::from_secs(300), 100 << 20).await?;
     let (_, _, ana) = app.user().await?;
     let (_, bea_email, bea) = app.user().await?;
     let (_, _, eve) = app.user().await?;
@@ -191,27 +183,28 @@ async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {p}: {b}");
     }
 
-    // Deleted by a member: gone from the list at once.
+    // Deleted by a member: gone from the list at once, and from the store at the janitor's
+    // next round (run here by the test; the server's workers are off).
+    let key = format!("attachments/{list}/{id}");
+    assert!(objects.head(&key).await?.is_some());
     let (s, _) = app.call(Method::DELETE, &path, Some(&bea), None).await?;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = app.call(Method::GET, &path, Some(&ana), None).await?;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let objects: Arc<dyn ObjectStore> = Arc::new(objects);
+    let janitor = Janitor::new(db.pool.clone(), objects.clone(), Metrics::new("test")?);
+    assert_eq!(janitor.round().await?.deleted, 1);
+    assert!(
+        objects.head(&key).await?.is_none(),
+        "the object follows its attachment"
+    );
     app.stop().await;
     Ok(())
 }
 
 #[tokio::test]
 async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
-    let services = common::services_with_s3().await?;
-    let (app, _db) = app_on(
-        &services,
-        services.env(),
-        Duration::from_secs(10),
-        100 << 20,
-        false,
-    )
-    .await?;
-    let objects = S3Objects::new(&common::s3_config(services.env())?, Duration::from_secs(5))?;
+    let (app, _db, objects) = on_shared_store(Duration::from_secs(10), 100 << 20).await?;
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
     let data = bytes(4096);
@@ -294,15 +287,7 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
 
 #[tokio::test]
 async fn bad_announcements_name_the_field_and_the_quota_holds() -> Result<()> {
-    let services = common::services_with_s3().await?;
-    let (app, _db) = app_on(
-        &services,
-        services.env(),
-        Duration::from_secs(300),
-        10_000,
-        false,
-    )
-    .await?;
+    let (app, _db, _objects) = on_shared_store(Duration::from_secs(300), 10_000).await?;
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
     let path = format!("/v1/lists/{list}/attachments");
@@ -385,6 +370,15 @@ async fn without_a_bucket_attachments_answer_501_and_the_rest_works() -> Result<
     assert_eq!(s, StatusCode::OK);
     app.stop().await;
     Ok(())
+}
+
+/// A server with attachments on the shared S3 server (workers off), and a client of that
+/// store for the test's own checks.
+async fn on_shared_store(url_ttl: Duration, quota: u64) -> Result<(TestApp, TestDb, S3Objects)> {
+    let services = common::services_with_s3().await?;
+    let (app, db) = app_on(&services, services.env(), url_ttl, quota, false).await?;
+    let objects = S3Objects::new(&common::s3_config(services.env())?, Duration::from_secs(5))?;
+    Ok((app, db, objects))
 }
 
 /// Objects stored in a private S3 server (keys under `attachments/`).
@@ -511,19 +505,8 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
 
 #[tokio::test]
 async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
-    let services = common::services_with_s3().await?;
-    let (app, db) = app_on(
-        &services,
-        services.env(),
-        Duration::from_secs(300),
-        100 << 20,
-        false,
-    )
-    .await?;
-    let objects: Arc<dyn ObjectStore> = Arc::new(S3Objects::new(
-        &common::s3_config(services.env())?,
-        Duration::from_secs(5),
-    )?);
+    let (app, db, objects) = on_shared_store(Duration::from_secs(300), 100 << 20).await?;
+    let objects: Arc<dyn ObjectStore> = Arc::new(objects);
     let janitor = Janitor::new(db.pool.clone(), objects.clone(), Metrics::new("test")?);
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;

@@ -111,6 +111,19 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// The cells `requests | throughput | p50 | p95 | p99 | max | errors` of a table row (ms).
+pub fn latency_cells(outcome: &Outcome, throughput: f64) -> String {
+    format!(
+        "{} | {throughput:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {}",
+        outcome.latencies.len(),
+        ms(percentile(&outcome.latencies, 50.0)),
+        ms(percentile(&outcome.latencies, 95.0)),
+        ms(percentile(&outcome.latencies, 99.0)),
+        ms(outcome.latencies.last().copied().unwrap_or_default()),
+        outcome.errors,
+    )
+}
+
 /// Milliseconds, for the tables.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
