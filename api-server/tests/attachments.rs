@@ -87,19 +87,7 @@ async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
 
     // Not confirmed: not listed, not downloadable, and confirming before the bytes arrive
     // is refused.
-    let (s, b) = app
-        .call(
-            Method::GET,
-            &format!("/v1/lists/{list}/attachments"),
-            Some(&ana),
-            None,
-        )
-        .await?;
-    assert_eq!(
-        (s, b["attachments"].as_array().map(Vec::len)),
-        (StatusCode::OK, Some(0)),
-        "{b}"
-    );
+    assert_eq!(listed(&app, &ana, &list).await?, 0);
     let (s, b) = app.call(Method::GET, &path, Some(&ana), None).await?;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     let (s, b) = app
@@ -372,6 +360,23 @@ async fn without_a_bucket_attachments_answer_501_and_the_rest_works() -> Result<
     Ok(())
 }
 
+/// How many attachments the list shows to the holder of `token`.
+async fn listed(app: &TestApp, token: &str, list: &str) -> Result<usize> {
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}/attachments"),
+            Some(token),
+            None,
+        )
+        .await?;
+    anyhow::ensure!(s == StatusCode::OK, "listing attachments: {s} {b}");
+    b["attachments"]
+        .as_array()
+        .map(Vec::len)
+        .context("no attachments array")
+}
+
 /// A server with attachments on the shared S3 server (workers off), and a client of that
 /// store for the test's own checks.
 async fn on_shared_store(url_ttl: Duration, quota: u64) -> Result<(TestApp, TestDb, S3Objects)> {
@@ -591,19 +596,7 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
             .is_some(),
         "a confirmed attachment keeps its object"
     );
-    let (s, b) = app
-        .call(
-            Method::GET,
-            &format!("/v1/lists/{list}/attachments"),
-            Some(&ana),
-            None,
-        )
-        .await?;
-    assert_eq!(
-        (s, b["attachments"].as_array().map(Vec::len)),
-        (StatusCode::OK, Some(1)),
-        "{b}"
-    );
+    assert_eq!(listed(&app, &ana, &list).await?, 1);
     app.stop().await;
     Ok(())
 }
