@@ -128,7 +128,7 @@ impl AttachmentRules {
             Err(CapReached {
                 limit: "ATTACHMENT_QUOTA_BYTES",
                 what: "bytes of attachments per user",
-                max: u32::try_from(self.quota_bytes).unwrap_or(u32::MAX),
+                max: self.quota_bytes,
             })
         }
     }
@@ -293,6 +293,12 @@ mod tests {
             quota_bytes: 100,
             ..AttachmentRules::default()
         };
+        // Quotas beyond 4 GiB are reported as they are.
+        let big = AttachmentRules {
+            quota_bytes: 10 << 30,
+            ..AttachmentRules::default()
+        };
+        assert_eq!(big.room_for(10 << 30, 1).unwrap_err().max, 10 << 30);
         assert!(rules.room_for(0, 100).is_ok());
         assert!(rules.room_for(60, 40).is_ok());
         let cap = rules.room_for(60, 41).unwrap_err();

@@ -30,14 +30,18 @@ pub struct CapReached {
     /// What it counts.
     pub what: &'static str,
     /// Its value.
-    pub max: u32,
+    pub max: u64,
 }
 
 fn room(count: i64, max: u32, limit: &'static str, what: &'static str) -> Result<(), CapReached> {
     if count < i64::from(max) {
         Ok(())
     } else {
-        Err(CapReached { limit, what, max })
+        Err(CapReached {
+            limit,
+            what,
+            max: u64::from(max),
+        })
     }
 }
 
