@@ -278,6 +278,35 @@ async fn create_namespace(client: &Client, name: &str) -> Result<String> {
     Ok(namespace)
 }
 
+/// Polls the fallible `check` every `every` until it returns `Some`: an error of `check` ends
+/// the wait with that error, and after `timeout` it fails with [`Error::Wait`] naming `what`.
+pub async fn poll<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+    E: From<Error>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Wait {
+                what: what.to_owned(),
+                message: format!("timed out after {timeout:?}"),
+            }
+            .into());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
 where

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use e2e::alerting::{FastRules, RULES_FILE, SlackMessage, SlackReceiver, alertmanager_alerts};
 use e2e::api::ApiProcess;
 use e2e::env::{Component, ensure_blocking, repo_root};
@@ -170,30 +170,22 @@ async fn wait_for<T, F, Fut>(
     what: &str,
     timeout: Duration,
     slack: &SlackReceiver,
-    mut check: F,
+    check: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
+    e2e::cluster::poll(what, timeout, Duration::from_secs(1), check)
+        .await
+        .map_err(|e| {
             let received: Vec<String> = slack
                 .messages()
                 .iter()
                 .map(|m| format!("{}: {}", m.channel, m.text))
                 .collect();
-            bail!(
-                "timed out after {timeout:?} waiting for {what}; Slack received:\n{}",
-                received.join("\n---\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+            e.context(format!("Slack received:\n{}", received.join("\n---\n")))
+        })
 }
 
 fn titled<'a>(messages: &'a [SlackMessage], alert: &str) -> Vec<&'a SlackMessage> {

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use e2e::api::ApiProcess;
 use e2e::env::Component;
 use e2e::services::Services;
@@ -47,21 +47,12 @@ async fn request_line(api: &ApiProcess, request_id: &str) -> Result<Value> {
     .await
 }
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    e2e::cluster::poll(what, timeout, Duration::from_millis(500), check).await
 }
 
 /// The trace `id` as Jaeger's query API returns it, once it holds a span named `name`.
@@ -216,6 +207,34 @@ async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id(
     ensure!(own_trace != trace_id && own_trace.len() == 32, "{line}");
     jaeger_trace(&query_url, own_trace, "GET /v1/lists").await?;
 
+    // 2b. A malformed or invalid traceparent (bad hex, wrong length, the all-zero trace id
+    // the W3C spec forbids) is ignored: the request is served and starts a trace of its own.
+    for (i, bad) in [
+        "00-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-0123456789abcdef-01",
+        "00-0af7651916cd43dd8448eb211c80319c-01",
+        "00-00000000000000000000000000000000-0123456789abcdef-01",
+        "garbage",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let request_id = format!("req-bad-{i}-{run}");
+        let res = http
+            .get(format!("{}/v1/lists", api.base))
+            .header("x-request-id", &request_id)
+            .header("traceparent", bad)
+            .send()
+            .await?;
+        ensure!(res.status() == 401, "traceparent {bad:?}: {}", res.status());
+        let line = request_line(&api, &request_id).await?;
+        let trace = line["trace_id"].as_str().context("trace_id")?;
+        ensure!(
+            trace.len() == 32 && trace.chars().any(|c| c != '0') && trace != own_trace,
+            "traceparent {bad:?} gave {line}"
+        );
+        jaeger_trace(&query_url, trace, "GET /v1/lists").await?;
+    }
+
     // 3. A suggestion request: request -> outbox relay -> AI worker, one trace.
     let credentials =
         json!({ "email": format!("{run}@example.com"), "password": "correct horse battery" });
@@ -304,6 +323,57 @@ async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id()
     let line = request_line(&api, &request_id).await?;
     ensure!(line.get("trace_id").is_none(), "{line}");
     ensure!(line["level"] == "info" && line["status"] == 401, "{line}");
+    Ok(api.stop(&services).await?)
+}
+
+#[tokio::test]
+async fn a_quiet_log_level_does_not_cut_the_traces() -> Result<()> {
+    let services = Services::start(&[
+        Component::Postgres,
+        Component::Redis,
+        Component::RabbitMq,
+        Component::Jaeger,
+    ])
+    .await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let service = format!("listacompra-api-{run}");
+    // RUST_LOG filters the log lines only: the spans still reach Jaeger.
+    let api = start_api(
+        &services,
+        &run,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", services.otlp_endpoint()?),
+            ("OTEL_SERVICE_NAME", service.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("RUST_LOG", "warn"),
+        ],
+    )
+    .await?;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/auth/register", api.base))
+        .header("traceparent", format!("00-{trace_id}-0123456789abcdef-01"))
+        .json(
+            &json!({ "email": format!("{run}@example.com"), "password": "correct horse battery" }),
+        )
+        .send()
+        .await?;
+    ensure!(res.status() == 201, "register: {}", res.status());
+    let trace = jaeger_trace(
+        services.jaeger_query_url()?,
+        &trace_id,
+        "POST /v1/auth/register",
+    )
+    .await?;
+    let spans = trace["spans"].as_array().map_or(0, Vec::len);
+    ensure!(
+        spans >= 2,
+        "the request and its database spans are expected: {trace}"
+    );
+    ensure!(
+        !api.log_lines().iter().any(|l| l["msg"] == "request"),
+        "RUST_LOG=warn should hide the access lines"
+    );
     Ok(api.stop(&services).await?)
 }
 
