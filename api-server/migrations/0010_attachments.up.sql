@@ -10,8 +10,8 @@
 -- objects and retries until the store confirms, so a store that is down loses nothing.
 -- An upload URL may still be used after its row is gone (until it expires; S3 checks the
 -- expiry when a request starts, and allows 15 minutes of clock skew): every key is deleted
--- at once and once more at final_at, 15 minutes after its URL's expiry, when no upload can
--- still arrive.
+-- at once and once more at final_at, when no upload can still arrive: 15 minutes after its
+-- URL's expiry plus the time its size takes at 64 KiB/s (a slow upload started just in time).
 --
 -- New tables only: builds of revisions 7 to 9 run unchanged on this schema.
 CREATE TABLE attachments (
@@ -50,7 +50,11 @@ BEGIN
     VALUES (
         OLD.object_key,
         clock_timestamp(),
-        greatest(clock_timestamp(), OLD.upload_expires_at + interval '15 minutes')
+        greatest(
+            clock_timestamp(),
+            OLD.upload_expires_at + interval '15 minutes'
+                + make_interval(secs => OLD.size_bytes / 65536.0)
+        )
     )
     ON CONFLICT (object_key) DO NOTHING;
     RETURN OLD;

@@ -76,7 +76,8 @@ pub struct Config {
 pub struct Attachments {
     /// The bucket (`S3_BUCKET` and the other `S3_*`); `None` turns attachments off (501).
     pub s3: Option<crate::objects::S3Config>,
-    /// `ATTACHMENT_MAX_BYTES`, `ATTACHMENT_QUOTA_BYTES`, `ATTACHMENT_TYPES`.
+    /// `ATTACHMENT_MAX_BYTES`, `ATTACHMENT_QUOTA_BYTES`, `ATTACHMENT_TYPES`,
+    /// `ATTACHMENT_MAX_PER_LIST`.
     pub rules: crate::domain::AttachmentRules,
     /// `ATTACHMENT_URL_TTL_SECONDS`, default 300 (at most 604800, SigV4's limit): how long
     /// presigned upload and download URLs work; an upload not confirmed by then is swept.
@@ -463,6 +464,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 max_bytes,
                 quota_bytes: self.at_least_one("ATTACHMENT_QUOTA_BYTES", d.rules.quota_bytes)?,
                 types,
+                max_per_list: self.at_least_one("ATTACHMENT_MAX_PER_LIST", d.rules.max_per_list)?,
             },
             url_ttl: ttl,
         })

@@ -381,6 +381,10 @@ pub trait AttachmentWrites: Send {
         user: Uuid,
     ) -> impl Future<Output = Result<i64>> + Send;
 
+    /// How many attachments `list` holds (pending included); call it after locking the list
+    /// ([`UnitOfWork::lock_list_counts`]) so that concurrent announces queue.
+    fn count_attachments(&mut self, list: Uuid) -> impl Future<Output = Result<i64>> + Send;
+
     /// Whether `item` is an item of `list`.
     fn item_in_list(&mut self, list: Uuid, item: Uuid)
     -> impl Future<Output = Result<bool>> + Send;

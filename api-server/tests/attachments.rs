@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use common::private::PrivateService;
 use common::{TestApp, TestDb, eventually};
 use e2e::attachments::{Attachments, sha256};
+use listacompra_api::domain::AttachmentRules;
 use listacompra_api::metrics::Metrics;
 use listacompra_api::objects::S3Objects;
 use listacompra_api::objects::janitor::{Janitor, Round};
@@ -46,21 +47,22 @@ async fn app_on(
     services: &e2e::services::Services,
     env: &e2e::env::Env,
     url_ttl: Duration,
-    quota: u64,
+    rules: AttachmentRules,
     workers: bool,
 ) -> Result<(TestApp, TestDb)> {
     let db = TestDb::migrated(services).await?;
     let mut config = common::config(services, &db)?;
     config.attachments.s3 = Some(common::s3_config(env)?);
     config.attachments.url_ttl = url_ttl;
-    config.attachments.rules.quota_bytes = quota;
+    config.attachments.rules = rules;
     let app = TestApp::start(config, workers).await?;
     Ok((app, db))
 }
 
 #[tokio::test]
 async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
-    let (app, db, objects) = on_shared_store(Duration::from_secs(300), 100 << 20).await?;
+    let (app, db, objects) =
+        on_shared_store(Duration::from_secs(300), AttachmentRules::default()).await?;
     let (_, _, ana) = app.user().await?;
     let (_, bea_email, bea) = app.user().await?;
     let (_, _, eve) = app.user().await?;
@@ -192,7 +194,8 @@ async fn upload_list_download_and_delete_follow_membership() -> Result<()> {
 
 #[tokio::test]
 async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
-    let (app, _db, objects) = on_shared_store(Duration::from_secs(10), 100 << 20).await?;
+    let (app, _db, objects) =
+        on_shared_store(Duration::from_secs(300), AttachmentRules::default()).await?;
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
     let data = bytes(4096);
@@ -245,8 +248,18 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
         "a refused upload never becomes an attachment: {b}"
     );
 
-    // The URL expires (ATTACHMENT_URL_TTL_SECONDS = 10 here): then the right bytes are
-    // refused too.
+    app.stop().await;
+
+    // An expired URL: on a server whose URLs live 2 s (ATTACHMENT_URL_TTL_SECONDS), the right
+    // bytes sent after the expiry are refused too.
+    let (app, _db, _) = on_shared_store(Duration::from_secs(2), AttachmentRules::default()).await?;
+    let (_, _, ana) = app.user().await?;
+    let list = app.create_list(&ana, "Compra").await?;
+    let (s, announced) = client(&app, &ana)
+        .announce(&list, "foto.png", "image/png", &data)
+        .await?;
+    assert_eq!(s, StatusCode::CREATED, "{announced}");
+    let upload = &announced["upload"];
     let expires_at: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(upload["expires_at"].clone())?;
     eventually(
@@ -260,6 +273,7 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
     let (s, text) = send_presigned(upload, data.clone(), None).await?;
     assert_eq!(s, StatusCode::FORBIDDEN, "expired URL: {text}");
     assert!(text.contains("expired"), "{text}");
+    let id = announced["attachment"]["id"].as_str().unwrap_or_default();
     let (s, b) = app
         .call(
             Method::POST,
@@ -275,7 +289,12 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
 
 #[tokio::test]
 async fn bad_announcements_name_the_field_and_the_quota_holds() -> Result<()> {
-    let (app, _db, _objects) = on_shared_store(Duration::from_secs(300), 10_000).await?;
+    let rules = AttachmentRules {
+        quota_bytes: 10_001,
+        max_per_list: 3,
+        ..AttachmentRules::default()
+    };
+    let (app, _db, _objects) = on_shared_store(Duration::from_secs(300), rules).await?;
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
     let path = format!("/v1/lists/{list}/attachments");
@@ -310,7 +329,7 @@ async fn bad_announcements_name_the_field_and_the_quota_holds() -> Result<()> {
             "{b}"
         );
     }
-    // Pending uploads count: 6,000 + 6,000 bytes exceed a quota of 10,000.
+    // Pending uploads count: 6,000 + 6,000 bytes exceed a quota of 10,001.
     let (s, b) = client(&app, &ana)
         .announce(&list, "a.txt", "text/plain", &bytes(6000))
         .await?;
@@ -327,6 +346,19 @@ async fn bad_announcements_name_the_field_and_the_quota_holds() -> Result<()> {
         .announce(&list, "c.txt", "text/plain", &bytes(4000))
         .await?;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A list holds at most ATTACHMENT_MAX_PER_LIST (3 here) whatever their sizes.
+    let (s, b) = client(&app, &ana)
+        .announce(&list, "d.txt", "text/plain", &bytes(1))
+        .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = client(&app, &ana)
+        .announce(&list, "e.txt", "text/plain", &bytes(1))
+        .await?;
+    assert_eq!(
+        (s, b["limit"].as_str()),
+        (StatusCode::CONFLICT, Some("ATTACHMENT_MAX_PER_LIST")),
+        "{b}"
+    );
     app.stop().await;
     Ok(())
 }
@@ -379,9 +411,12 @@ async fn listed(app: &TestApp, token: &str, list: &str) -> Result<usize> {
 
 /// A server with attachments on the shared S3 server (workers off), and a client of that
 /// store for the test's own checks.
-async fn on_shared_store(url_ttl: Duration, quota: u64) -> Result<(TestApp, TestDb, S3Objects)> {
+async fn on_shared_store(
+    url_ttl: Duration,
+    rules: AttachmentRules,
+) -> Result<(TestApp, TestDb, S3Objects)> {
     let services = common::services_with_s3().await?;
-    let (app, db) = app_on(&services, services.env(), url_ttl, quota, false).await?;
+    let (app, db) = app_on(&services, services.env(), url_ttl, rules, false).await?;
     let objects = S3Objects::new(&common::s3_config(services.env())?, Duration::from_secs(5))?;
     Ok((app, db, objects))
 }
@@ -402,7 +437,14 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
     let services = common::services_with_s3().await?;
     let s3 = PrivateService::s3()?;
     let env = s3.env()?;
-    let (app, db) = app_on(&services, &env, Duration::from_secs(300), 100 << 20, true).await?;
+    let (app, db) = app_on(
+        &services,
+        &env,
+        Duration::from_secs(300),
+        AttachmentRules::default(),
+        true,
+    )
+    .await?;
     let objects = S3Objects::new(&common::s3_config(&env)?, Duration::from_secs(5))?;
     let (_, _, ana) = app.user().await?;
     let list = app.create_list(&ana, "Compra").await?;
@@ -510,7 +552,8 @@ async fn deleting_a_list_while_the_store_is_down_leaves_no_object_once_it_is_bac
 
 #[tokio::test]
 async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
-    let (app, db, objects) = on_shared_store(Duration::from_secs(300), 100 << 20).await?;
+    let (app, db, objects) =
+        on_shared_store(Duration::from_secs(300), AttachmentRules::default()).await?;
     let objects: Arc<dyn ObjectStore> = Arc::new(objects);
     let janitor = Janitor::new(db.pool.clone(), objects.clone(), Metrics::new("test")?);
     let (_, _, ana) = app.user().await?;
@@ -597,6 +640,46 @@ async fn unconfirmed_uploads_are_swept_with_their_objects() -> Result<()> {
         "a confirmed attachment keeps its object"
     );
     assert_eq!(listed(&app, &ana, &list).await?, 1);
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reverting_the_attachments_revision_refuses_while_attachments_exist() -> Result<()> {
+    let (app, db, _) =
+        on_shared_store(Duration::from_secs(300), AttachmentRules::default()).await?;
+    let (_, _, ana) = app.user().await?;
+    let list = app.create_list(&ana, "Compra").await?;
+    let id = client(&app, &ana)
+        .upload(&list, "ticket.pdf", "application/pdf", &bytes(1000))
+        .await?;
+    let err = listacompra_api::migrate::migrate_to(&db.pool, Some(9))
+        .await
+        .expect_err("a revert that would drop an attachment must refuse");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("1 attachment(s)") && message.contains("Keep revision 10"),
+        "{message}"
+    );
+    // Revision 11 (an index) went down; revision 10 refused and stays.
+    assert_eq!(listacompra_api::migrate::current(&db.pool).await?, 10);
+    // Nothing was lost: the attachment is still listed.
+    assert_eq!(listed(&app, &ana, &list).await?, 1);
+    // Once the attachments are gone (and their objects deleted), the revert goes through.
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/lists/{list}/attachments/{id}"),
+            Some(&ana),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    sqlx::query("DELETE FROM object_deletions")
+        .execute(&db.pool)
+        .await?;
+    listacompra_api::migrate::migrate_to(&db.pool, Some(9)).await?;
+    assert_eq!(listacompra_api::migrate::current(&db.pool).await?, 9);
     app.stop().await;
     Ok(())
 }

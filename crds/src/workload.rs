@@ -117,8 +117,8 @@ pub struct ApiEnvironment {
 /// Where attachments are stored.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.forcePathStyle || !has(self.endpoint) || !self.endpoint.matches('^https?://[0-9.]+(:[0-9]+)?(/.*)?$')").message("an endpoint given by IP address cannot hold the bucket in its host name: set forcePathStyle: true").field_path(".forcePathStyle"))]
-#[x_kube(validation = Rule::new("self.forcePathStyle || !self.bucket.contains('.') || !has(self.endpoint) || self.endpoint.startsWith('http://')").message("a bucket name with dots breaks TLS in virtual-hosted style: set forcePathStyle: true").field_path(".forcePathStyle"))]
+#[x_kube(validation = Rule::new("self.forcePathStyle || ((!has(self.endpoint) || !self.endpoint.matches('^https?://[0-9.]+(:[0-9]+)?(/.*)?$')) && (!has(self.publicEndpoint) || !self.publicEndpoint.matches('^https?://[0-9.]+(:[0-9]+)?(/.*)?$')))").message("an endpoint or publicEndpoint given by IP address cannot hold the bucket in its host name: set forcePathStyle: true").field_path(".forcePathStyle"))]
+#[x_kube(validation = Rule::new("self.forcePathStyle || !self.bucket.contains('.') || (has(self.endpoint) && self.endpoint.startsWith('http://') && (!has(self.publicEndpoint) || self.publicEndpoint.startsWith('http://')))").message("a bucket name with dots breaks TLS in virtual-hosted style (the certificate covers one label): set forcePathStyle: true").field_path(".forcePathStyle"))]
 pub struct S3Spec {
     /// `S3_BUCKET`: the bucket (3 to 63 lower-case letters, digits, dots and hyphens).
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]

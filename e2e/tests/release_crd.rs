@@ -426,6 +426,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.env.s3.credentialsSecretRef",
     ),
     (
+        "bucket with dots on AWS in virtual-hosted style",
+        r#"{"spec":{"env":{"s3":{"bucket":"files.example.com","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
+        "spec.env.s3.forcePathStyle",
+    ),
+    (
+        "public S3 endpoint by IP address in virtual-hosted style",
+        r#"{"spec":{"env":{"s3":{"bucket":"lists","endpoint":"https://s3.example.com","publicEndpoint":"http://192.0.2.7:9000","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
+        "spec.env.s3.forcePathStyle",
+    ),
+    (
         "S3 endpoint by IP address in virtual-hosted style",
         r#"{"spec":{"env":{"s3":{"bucket":"lists","endpoint":"http://10.0.0.5:9000","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
         "spec.env.s3.forcePathStyle",

@@ -227,6 +227,11 @@ fn pull_secrets(image: &ImageSpec) -> Option<Vec<LocalObjectReference>> {
     })
 }
 
+/// Seconds a probe may take: longer than the API's check of one dependency (2 s,
+/// `health::CHECK_TIMEOUT`), so that a slow optional dependency (Redis, RabbitMQ, the object
+/// store), which `/ready` only reports, never fails the probe (Kubernetes' default is 1 s).
+const PROBE_TIMEOUT_SECONDS: i32 = 4;
+
 fn http_probe(path: &str, port: i32, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -235,6 +240,7 @@ fn http_probe(path: &str, port: i32, period: i32) -> Probe {
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
+        timeout_seconds: Some(PROBE_TIMEOUT_SECONDS),
         ..Probe::default()
     }
 }
@@ -629,6 +635,18 @@ mod tests {
                 .any(|r| r.name == "lc-s3" && r.field == "spec.env.s3.credentialsSecretRef"),
             "the credentials Secret is checked before launch"
         );
+    }
+
+    #[test]
+    fn probes_outlast_one_dependency_check_of_the_api() {
+        // The API checks each dependency for at most 2 s (health::CHECK_TIMEOUT); a probe
+        // that gave up first would take a pod out for a dependency /ready only reports.
+        let pod = pod_spec(&spec("1.0.0"));
+        let container = &pod.containers[0];
+        for probe in [&container.readiness_probe, &container.liveness_probe] {
+            let timeout = probe.as_ref().and_then(|p| p.timeout_seconds);
+            assert!(timeout.is_some_and(|t| t > 2), "{timeout:?}");
+        }
     }
 
     #[test]

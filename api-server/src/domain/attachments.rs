@@ -30,6 +30,9 @@ pub struct AttachmentRules {
     pub quota_bytes: u64,
     /// `ATTACHMENT_TYPES`: the content types accepted (lower case, no parameters).
     pub types: Vec<String>,
+    /// `ATTACHMENT_MAX_PER_LIST`, default 100: attachments one list may hold (pending
+    /// included), so that a list's page and its rows stay bounded whatever the sizes.
+    pub max_per_list: u32,
 }
 
 impl Default for AttachmentRules {
@@ -38,6 +41,7 @@ impl Default for AttachmentRules {
             max_bytes: 10 * 1024 * 1024,
             quota_bytes: 100 * 1024 * 1024,
             types: DEFAULT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+            max_per_list: 100,
         }
     }
 }
@@ -129,6 +133,21 @@ impl AttachmentRules {
                 limit: "ATTACHMENT_QUOTA_BYTES",
                 what: "bytes of attachments per user",
                 max: self.quota_bytes,
+            })
+        }
+    }
+}
+
+impl AttachmentRules {
+    /// Checks that a list holding `count` attachments may get one more.
+    pub fn room_in_list(&self, count: i64) -> Result<(), CapReached> {
+        if count < i64::from(self.max_per_list) {
+            Ok(())
+        } else {
+            Err(CapReached {
+                limit: "ATTACHMENT_MAX_PER_LIST",
+                what: "attachments in a list",
+                max: u64::from(self.max_per_list),
             })
         }
     }
@@ -305,6 +324,15 @@ mod tests {
         assert_eq!(cap.limit, "ATTACHMENT_QUOTA_BYTES");
         assert_eq!(cap.max, 100);
         assert!(rules.room_for(i64::MAX, 1).is_err());
+        let per_list = AttachmentRules {
+            max_per_list: 2,
+            ..AttachmentRules::default()
+        };
+        assert!(per_list.room_in_list(1).is_ok());
+        assert_eq!(
+            per_list.room_in_list(2).unwrap_err().limit,
+            "ATTACHMENT_MAX_PER_LIST"
+        );
     }
 
     #[test]

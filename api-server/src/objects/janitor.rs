@@ -24,6 +24,9 @@ use crate::ports::ObjectStore;
 use crate::store::older_schema;
 use crate::{Error, Result};
 
+/// Failed deletions in a row after which the store counts as down for the round.
+const STORE_DOWN_AFTER: u32 = 3;
+
 /// The janitor.
 #[derive(Debug, Clone)]
 pub struct Janitor {
@@ -105,6 +108,7 @@ impl Janitor {
             ..Round::default()
         };
         let mut due = due.into_iter();
+        let mut consecutive = 0;
         while let Some((key, attempts)) = due.next() {
             match self.objects.delete(&key).await {
                 Ok(()) => {
@@ -121,6 +125,7 @@ impl Janitor {
                     .await
                     .map_err(Error::db("recording a deleted object"))?;
                     round.deleted += 1;
+                    consecutive = 0;
                 }
                 Err(err) => {
                     let delay = backoff(attempts, self.max_backoff);
@@ -138,8 +143,13 @@ impl Janitor {
                     self.metrics.object_deletion_failures.inc();
                     tracing::warn!(object_key = %key, attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %err, "deleting an object failed; will retry");
                     round.failed += 1;
-                    // The store is likely down: the rest of the leased keys are not tried
-                    // now (no attempt counted) and come back with this one.
+                    consecutive += 1;
+                    if consecutive < STORE_DOWN_AFTER {
+                        // One key may fail on its own (a bucket policy on it): the others go on.
+                        continue;
+                    }
+                    // Several in a row: the store is likely down. The rest of the leased keys
+                    // are not tried now (no attempt counted) and come back with this one.
                     let rest: Vec<String> = due.map(|(key, _)| key).collect();
                     sqlx::query(
                         "UPDATE object_deletions SET \

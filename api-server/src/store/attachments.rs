@@ -122,6 +122,15 @@ impl AttachmentWrites for PgUnitOfWork {
         .map_err(older_schema("summing a user's attachments"))
     }
 
+    #[tracing::instrument(name = "db.count_attachments", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    async fn count_attachments(&mut self, list: Uuid) -> Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM attachments WHERE list_id = $1")
+            .bind(list)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(older_schema("counting a list's attachments"))
+    }
+
     #[tracing::instrument(name = "db.item_in_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn item_in_list(&mut self, list: Uuid, item: Uuid) -> Result<bool> {
         let found: Option<i32> =

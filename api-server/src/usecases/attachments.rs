@@ -90,14 +90,23 @@ where
         {
             return Err(Invalid::new("item_id", "is not an item of this list").into());
         }
+        // Locks: the list (its attachments queue), then the uploader (their quota).
+        tx.lock_list_counts(list).await?;
+        let count = tx.count_attachments(list).await?;
+        self.attachments
+            .rules
+            .room_in_list(count)
+            .map_err(AppError::CapReached)?;
         let used = tx.lock_user_attachment_bytes(user).await?;
         self.attachments
             .rules
             .room_for(used, upload.size_bytes)
             .map_err(AppError::CapReached)?;
         let id = Uuid::new_v4();
-        let now = Utc::now();
-        let ttl = self.attachments.url_ttl;
+        let key = object_key(list, id);
+        // Signed first, so that the recorded expiry is never earlier than the URL's (the
+        // sweep and the final deletion count from it).
+        let presigned = objects.presign_upload(&key, &upload, self.attachments.url_ttl);
         let attachment = AttachmentView {
             id,
             list_id: list,
@@ -108,18 +117,20 @@ where
             sha256: upload.sha256.clone(),
             uploaded_by: user,
             state: AttachmentState::Pending,
-            created_at: now,
+            created_at: Utc::now(),
             confirmed_at: None,
-            upload_expires_at: now + chrono::Duration::from_std(ttl).unwrap_or_default(),
-            object_key: object_key(list, id),
+            upload_expires_at: presigned.expires_at,
+            object_key: key,
         };
         if !tx.insert_attachment(&attachment).await? {
             // The list or item was deleted meanwhile.
             return Err(AppError::NotFound("list"));
         }
         tx.commit().await?;
-        let upload = objects.presign_upload(&attachment.object_key, &upload, ttl);
-        Ok(Announced { attachment, upload })
+        Ok(Announced {
+            attachment,
+            upload: presigned,
+        })
     }
 
     /// Confirms an upload (members and owners) once the store has the object; answers the
@@ -131,6 +142,11 @@ where
         id: Uuid,
     ) -> AppResult<AttachmentView> {
         let objects = self.objects()?;
+        // Who may confirm is decided before the store is asked anything.
+        {
+            let mut tx = self.store.begin().await?;
+            allowed(&mut tx, list, user, Action::EditItems).await?;
+        }
         let found = self.attachment_of(user, list, id).await?;
         if found.state == AttachmentState::Ready {
             return Ok(found);
