@@ -123,8 +123,8 @@ where
             object_key: key,
         };
         if !tx.insert_attachment(&attachment).await? {
-            // The list or item was deleted meanwhile.
-            return Err(AppError::NotFound("list"));
+            // The item was deleted meanwhile (the list is locked).
+            return Err(AppError::NotFound("item"));
         }
         tx.commit().await?;
         Ok(Announced {
