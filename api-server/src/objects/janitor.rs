@@ -3,12 +3,15 @@
 //!
 //! `object_deletions` is the object store's transactional outbox: a trigger writes the key of
 //! every deleted attachment row in the deleting transaction (migration 10), due at once and
-//! again at its `final_at` (15 minutes after the upload URL's expiry: an upload started
-//! with a URL still valid may land after the first deletion). The janitor
+//! again at its `final_at` (15 minutes after the upload URL's expiry, plus the time its size
+//! takes at 64 KiB/s: an upload started with a URL still valid may land after the first
+//! deletion). The janitor
 //! leases due keys (so several API pods share the work without holding a transaction across
 //! a store call), deletes each object, and removes the key once the store has confirmed. A
 //! failure schedules the key again with a doubling backoff; keys are never dropped, so an
-//! object store that is down for hours loses nothing and catches up when it is back.
+//! object store that is down for hours loses nothing and catches up when it is back. A key
+//! that fails alone does not hold up the others; [`STORE_DOWN_AFTER`] failures in a row end
+//! the round.
 //!
 //! A database at a revision before attachments has neither table: the janitor waits.
 
