@@ -32,6 +32,32 @@ async fn start_api(services: &Services, run: &str, otel: &[(&str, &str)]) -> Res
     Ok(ApiProcess::start(services, &format!("tracing_{run}"), &env, log).await?)
 }
 
+/// The services with Jaeger, and an API exporting its traces there under a service name of
+/// this run's own (`listacompra-api-<run>`), with `extra` variables: (services, run, service
+/// name, API).
+async fn start_traced_api(
+    extra: &[(&str, &str)],
+) -> Result<(Services, String, String, ApiProcess)> {
+    let services = Services::start(&[
+        Component::Postgres,
+        Component::Redis,
+        Component::RabbitMq,
+        Component::Jaeger,
+    ])
+    .await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let service = format!("listacompra-api-{run}");
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", services.otlp_endpoint()?),
+        ("OTEL_SERVICE_NAME", service.as_str()),
+        // Export within a fraction of a second instead of every 5 s.
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    env.extend_from_slice(extra);
+    let api = start_api(&services, &run, &env).await?;
+    Ok((services, run, service, api))
+}
+
 /// The log line of the request with `request_id` (the access line, `msg` "request").
 async fn request_line(api: &ApiProcess, request_id: &str) -> Result<Value> {
     eventually(
@@ -101,26 +127,7 @@ fn parent_of(span: &Value) -> Option<String> {
 
 #[tokio::test]
 async fn requests_are_traced_into_jaeger_and_their_log_lines_carry_the_trace_id() -> Result<()> {
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Jaeger,
-    ])
-    .await?;
-    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let service = format!("listacompra-api-{run}");
-    let api = start_api(
-        &services,
-        &run,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", services.otlp_endpoint()?),
-            ("OTEL_SERVICE_NAME", service.as_str()),
-            // Export within a fraction of a second instead of every 5 s.
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-        ],
-    )
-    .await?;
+    let (services, run, service, api) = start_traced_api(&[]).await?;
     let query_url = services.jaeger_query_url()?.to_owned();
     let http = reqwest::Client::new();
 
@@ -328,27 +335,8 @@ async fn without_an_otlp_endpoint_nothing_is_traced_and_lines_have_no_trace_id()
 
 #[tokio::test]
 async fn a_quiet_log_level_does_not_cut_the_traces() -> Result<()> {
-    let services = Services::start(&[
-        Component::Postgres,
-        Component::Redis,
-        Component::RabbitMq,
-        Component::Jaeger,
-    ])
-    .await?;
-    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let service = format!("listacompra-api-{run}");
     // RUST_LOG filters the log lines only: the spans still reach Jaeger.
-    let api = start_api(
-        &services,
-        &run,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", services.otlp_endpoint()?),
-            ("OTEL_SERVICE_NAME", service.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            ("RUST_LOG", "warn"),
-        ],
-    )
-    .await?;
+    let (services, run, _, api) = start_traced_api(&[("RUST_LOG", "warn")]).await?;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let res = reqwest::Client::new()
         .post(format!("{}/v1/auth/register", api.base))

@@ -115,21 +115,23 @@ impl S3Objects {
         })
     }
 
+    /// Sends one of the API's own signed requests with `headers` (each also signed).
     async fn send(
         &self,
         context: &'static str,
         method: reqwest::Method,
         url: url::Url,
+        headers: &[(&str, &str)],
     ) -> Result<reqwest::Response> {
-        self.http
-            .request(method, url.as_str())
-            .send()
-            .await
-            .map_err(|e| Error::ObjectStore {
-                context,
-                // Without the URL: it carries the access key id and a signature.
-                reason: e.without_url().to_string(),
-            })
+        let mut req = self.http.request(method, url.as_str());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.map_err(|e| Error::ObjectStore {
+            context,
+            // Without the URL: it carries the access key id and a signature.
+            reason: e.without_url().to_string(),
+        })
     }
 }
 
@@ -185,15 +187,13 @@ impl ObjectStore for S3Objects {
                 .insert("x-amz-checksum-mode", "ENABLED");
             let url = action.sign(OWN_REQUEST_TTL);
             let res = self
-                .http
-                .head(url.as_str())
-                .header("x-amz-checksum-mode", "ENABLED")
-                .send()
-                .await
-                .map_err(|e| Error::ObjectStore {
-                    context: "asking for an object (HEAD)",
-                    reason: e.without_url().to_string(),
-                })?;
+                .send(
+                    "asking for an object (HEAD)",
+                    reqwest::Method::HEAD,
+                    url,
+                    &[("x-amz-checksum-mode", "ENABLED")],
+                )
+                .await?;
             match res.status() {
                 reqwest::StatusCode::NOT_FOUND => Ok(None),
                 s if s.is_success() => {
@@ -238,7 +238,12 @@ impl ObjectStore for S3Objects {
                 .head_bucket(Some(&self.credentials))
                 .sign(OWN_REQUEST_TTL);
             let res = self
-                .send("checking the bucket (HEAD)", reqwest::Method::HEAD, url)
+                .send(
+                    "checking the bucket (HEAD)",
+                    reqwest::Method::HEAD,
+                    url,
+                    &[],
+                )
                 .await?;
             if res.status().is_success() {
                 Ok(())
@@ -258,7 +263,7 @@ impl ObjectStore for S3Objects {
                 .delete_object(Some(&self.credentials), key)
                 .sign(OWN_REQUEST_TTL);
             let res = self
-                .send("deleting an object", reqwest::Method::DELETE, url)
+                .send("deleting an object", reqwest::Method::DELETE, url, &[])
                 .await?;
             let status = res.status();
             if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {

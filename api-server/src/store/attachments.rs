@@ -21,14 +21,12 @@ const COLUMNS: &str = "a.id, a.list_id, a.item_id, a.uploader_id, a.name, a.cont
 
 /// A missing table or column means the schema predates attachments.
 pub(crate) fn older_schema(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |source| match &source {
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42703" | "42P01")) => {
-            Error::SchemaTooOld {
-                what: "attachments",
-                needs: ATTACHMENTS_SCHEMA,
-            }
-        }
-        _ => Error::Database { context, source },
+    move |source| {
+        super::missing_from_schema(
+            Error::Database { context, source },
+            "attachments",
+            ATTACHMENTS_SCHEMA,
+        )
     }
 }
 

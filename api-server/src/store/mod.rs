@@ -33,14 +33,19 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
 /// 42P01: the database is at a revision older than [`MIN_SCHEMA`]) becomes
 /// [`Error::SchemaTooOld`], which names the revision and the fix and is answered 503, not 500.
 pub(crate) fn schema_too_old(err: Error) -> Error {
+    missing_from_schema(err, "users.token_version and list_invitations", MIN_SCHEMA)
+}
+
+/// `err` as [`Error::SchemaTooOld`] naming `what` and the revision `needs` that adds it, when
+/// it is a missing column or table (SQLSTATE 42703, 42P01); unchanged otherwise.
+pub(crate) fn missing_from_schema(err: Error, what: &'static str, needs: i64) -> Error {
     match &err {
         Error::Database {
             source: sqlx::Error::Database(db),
             ..
-        } if matches!(db.code().as_deref(), Some("42703" | "42P01")) => Error::SchemaTooOld {
-            what: "users.token_version and list_invitations",
-            needs: MIN_SCHEMA,
-        },
+        } if matches!(db.code().as_deref(), Some("42703" | "42P01")) => {
+            Error::SchemaTooOld { what, needs }
+        }
         _ => err,
     }
 }
