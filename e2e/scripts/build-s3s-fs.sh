@@ -3,7 +3,8 @@
 # S3S_FS_VERSION in lib.sh, built with its published Cargo.lock) into a cache folder keyed by
 # that version, for attachments in the local environment (services.sh up s3). Skips the build
 # when the binary is there. Prints the binary's path on stdout, and only that.
-# A cold build took about 20 minutes on the shared 2 cores (nice 10).
+# A cold build took 2.5 minutes on an idle 2-core machine (about 20 when it shared the cores
+# with other builds at nice 10).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -21,7 +22,7 @@ if [ -x "$bin" ]; then
   echo "$bin"
   exit 0
 fi
-log "building s3s-fs $S3S_FS_VERSION from crates.io (a cold build takes up to 20 minutes on 2 cores)"
+log "building s3s-fs $S3S_FS_VERSION from crates.io (a cold build takes 2-3 minutes on an idle 2-core machine)"
 start=$SECONDS
 # Its own target folder (not the workspace's), removed afterwards: only the binary is kept.
 tmp=$(mktemp -d "$LC_CACHE/s3s-fs-build.XXXXXX")

@@ -19,24 +19,47 @@ started=()
 cluster_was_up=0; cluster_status=$(bash e2e/scripts/cluster.sh status 2>/dev/null || true)
 grep '^Server' <<<"$cluster_status" >/dev/null && cluster_was_up=1
 mapfile -t down_services < <(bash e2e/scripts/services.sh status | awk '$2 == "down" {print $1}')
+tools_pid=
 cleanup() {
   local rc=$?
+  if [ -n "$tools_pid" ]; then kill -- "-$tools_pid" 2>/dev/null || true; fi
   if [ "$cluster_was_up" = 0 ]; then bash e2e/scripts/cluster.sh down || true; fi
   if (( ${#down_services[@]} )); then bash e2e/scripts/services.sh down "${down_services[@]}" || true; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# step logs a phase with the time since the start, so a cold run tells where its minutes went.
+step() { log "$* (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 
-log "format and lints"
+# The tools the tests run (control plane and Helm, Jaeger: Go; the S3 server: cargo install) are
+# built in the background while cargo lints and builds the workspace. Each build has serial
+# phases (links, LTO, build scripts) that leave a core idle; on a cold 2-core machine running
+# the two kinds side by side fills them. Warm, every script finds its binary and returns at once.
+mkdir -p "$LC_STATE"
+tools_log="$LC_STATE/tools-build.log"
+step "building the missing tools in the background (log: $tools_log)"
+# Its own session, so that stopping this run also stops the compilers it started.
+setsid bash -c 'bash e2e/scripts/build-controlplane.sh && bash e2e/scripts/build-jaeger.sh >/dev/null \
+    && bash e2e/scripts/build-s3s-fs.sh >/dev/null' >"$tools_log" 2>&1 &
+tools_pid=$!
+
+step "format and lints"
 cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all'."
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "static release binaries (the Dockerfile's build stage: e2e/scripts/build-static.sh)"
+step "static release binaries (the Dockerfile's build stage: e2e/scripts/build-static.sh)"
 # A failure here is reported again, with the build output, by e2e/tests/static_image.rs.
 bash e2e/scripts/build-static.sh >/dev/null || log "the static build failed; the static_image tests will fail with its output"
 
-log "bringing up the real services and the local cluster"
+step "waiting for the tools' builds"
+if ! wait "$tools_pid"; then
+  tail -n 20 "$tools_log" >&2
+  die "building the tools failed (full log: $tools_log). Fix: the last lines above name the cause."
+fi
+grep -E 'built |ready in' "$tools_log" || true
+
+step "bringing up the real services and the local cluster"
 bash e2e/scripts/services.sh up >/dev/null
 # Jaeger (built from its Go module on the first run) for the tracing tests, started here
 # rather than by the first test that needs it.
@@ -44,7 +67,7 @@ bash e2e/scripts/services.sh up jaeger >/dev/null
 bash e2e/scripts/cluster.sh up >/dev/null
 bash e2e/scripts/cluster.sh status
 
-log "tests"
+step "tests"
 results="$LC_STATE/test-output.log"
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results"
@@ -53,4 +76,5 @@ set -e
 # One closing line for the whole run, summed over every test binary and doc-test run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
+step "done"
 exit "$rc"
