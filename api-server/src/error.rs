@@ -131,6 +131,14 @@ pub enum Error {
         /// The pause its `Retry-After` header asked for.
         retry_after: Option<std::time::Duration>,
     },
+    /// A step of the smoke test (`listacompra-api smoke`) failed.
+    #[error("smoke test failed at step {step:?}: {message}")]
+    Smoke {
+        /// The step.
+        step: &'static str,
+        /// What the API answered, or why no answer came.
+        message: String,
+    },
     /// The object store (S3) failed or answered unexpectedly.
     #[error("object store: {context}: {reason}")]
     ObjectStore {

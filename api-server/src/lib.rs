@@ -14,7 +14,7 @@
 //! - the HTTP edge: [`http`] (warp), which calls the use cases only;
 //! - protection: [`ratelimit`] (per address, account and user);
 //! - operations: [`config`], [`metrics`], [`health`], [`migrate`], [`fault`],
-//!   [`seed`], and [`app`], the wiring.
+//!   [`seed`], [`smoke`] (the smoke test a release runs as a Job), and [`app`], the wiring.
 
 pub mod ai;
 pub mod amqp;
@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod ports;
 pub mod ratelimit;
 pub mod seed;
+pub mod smoke;
 pub mod store;
 pub mod usecases;
 

@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use listacompra_api::config::{self, env_vars};
-use listacompra_api::{app, migrate, seed, store};
+use listacompra_api::{app, migrate, seed, smoke, store};
 use listacompra_telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,20 @@ enum Command {
         /// Target schema revision (a migration number; 0 = empty).
         #[arg(long)]
         to: Option<i64>,
+    },
+    /// Use a running API as a user would (register, log in, a list with an item, AI
+    /// suggestions, clean up) and exit non-zero naming the first step that fails. The operator
+    /// runs it as the release's smoke-test Job.
+    Smoke {
+        /// Base URL of the API.
+        #[arg(long, env = "SMOKE_BASE_URL")]
+        base_url: String,
+        /// Seconds to wait for one answer.
+        #[arg(long, env = "SMOKE_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+        request_timeout_seconds: u64,
+        /// Seconds to wait for the AI suggestions to be ready.
+        #[arg(long, env = "SMOKE_SUGGESTION_TIMEOUT_SECONDS", default_value_t = 60)]
+        suggestion_timeout_seconds: u64,
     },
     /// Create demo data (idempotent).
     Seed {
@@ -74,6 +89,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 migrate::head()
             );
             pool.close().await;
+        }
+        Command::Smoke {
+            base_url,
+            request_timeout_seconds,
+            suggestion_timeout_seconds,
+        } => {
+            let config = smoke::SmokeConfig {
+                base_url,
+                request_timeout: Duration::from_secs(request_timeout_seconds),
+                suggestion_timeout: Duration::from_secs(suggestion_timeout_seconds),
+            };
+            println!("smoke test against {}", config.base_url);
+            let steps = smoke::run(&config, |step| {
+                println!("ok   {:<20} {} ms", step.name, step.took.as_millis());
+            })
+            .await?;
+            println!("smoke test passed: {} steps", steps.len());
         }
         Command::Seed { password } => {
             let url = env_vars().database_url()?;

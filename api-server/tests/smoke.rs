@@ -1,0 +1,129 @@
+//! `listacompra-api smoke` against a real server on the shared services: it passes on a
+//! healthy API and leaves no list behind; it fails closed, naming the step, when the API
+//! answers an error, does not answer, or never finishes the AI suggestions.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{TestApp, TestDb};
+use listacompra_api::Error;
+use listacompra_api::fault::FaultConfig;
+use listacompra_api::smoke::{self, SmokeConfig};
+
+fn smoke_config(base_url: &str) -> SmokeConfig {
+    SmokeConfig {
+        base_url: base_url.to_owned(),
+        request_timeout: Duration::from_secs(10),
+        suggestion_timeout: Duration::from_secs(30),
+    }
+}
+
+async fn lists_in(db: &TestDb) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM lists")
+        .fetch_one(&db.pool)
+        .await?)
+}
+
+#[tokio::test]
+async fn passes_against_a_healthy_api_and_cleans_up_its_list() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    // With the workers: the AI suggestions go through the outbox, RabbitMQ and the worker.
+    let app = TestApp::start(common::config(&services, &db)?, true).await?;
+    let mut heard = Vec::new();
+    let steps = smoke::run(&smoke_config(&app.base), |s| heard.push(s.name)).await?;
+    let names: Vec<_> = steps.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "health",
+            "readiness",
+            "register",
+            "log in",
+            "create a list",
+            "add an item",
+            "read the item back",
+            "AI suggestions",
+            "delete the list",
+            "log out",
+        ]
+    );
+    assert_eq!(heard, names, "every passed step is reported as it passes");
+    assert_eq!(lists_in(&db).await?, 0, "the smoke test deletes its list");
+    let accounts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE email LIKE 'smoke-%@smoke.listacompra.test'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    assert_eq!(accounts, 1, "its throwaway account is recognisable");
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_error_answer_fails_the_step_that_got_it_and_the_list_is_still_deleted() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    // A "bad version": adding items answers 500, everything else works.
+    config.fault = FaultConfig {
+        error_rate: 1.0,
+        routes: vec!["/v1/lists/{list_id}/items".to_owned()],
+        ..FaultConfig::default()
+    };
+    let app = TestApp::start(config, false).await?;
+    let err = smoke::run(&smoke_config(&app.base), |_| {})
+        .await
+        .expect_err("a 500 must fail the smoke test");
+    match &err {
+        Error::Smoke { step, message } => {
+            assert_eq!(*step, "add an item", "{err}");
+            assert!(message.contains("500"), "{err}");
+        }
+        other => panic!("expected a smoke error, got {other:?}"),
+    }
+    assert_eq!(
+        lists_in(&db).await?,
+        0,
+        "the list is deleted after a failure too"
+    );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_answer_fails_at_the_first_step() -> Result<()> {
+    // A port nothing listens on: bind one, then let it go.
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?
+        .port();
+    let err = smoke::run(&smoke_config(&format!("http://127.0.0.1:{port}")), |_| {})
+        .await
+        .expect_err("no API, no pass");
+    assert!(matches!(&err, Error::Smoke { step: "health", .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn suggestions_that_never_come_fail_the_suggestion_step() -> Result<()> {
+    // No workers: the suggestion request stays pending.
+    let (app, db) = common::app().await?;
+    let mut config = smoke_config(&app.base);
+    config.suggestion_timeout = Duration::from_secs(2);
+    let err = smoke::run(&config, |_| {})
+        .await
+        .expect_err("pending suggestions must not pass");
+    match &err {
+        Error::Smoke { step, message } => {
+            assert_eq!(*step, "AI suggestions", "{err}");
+            assert!(message.contains("pending"), "{err}");
+        }
+        other => panic!("expected a smoke error, got {other:?}"),
+    }
+    assert_eq!(lists_in(&db).await?, 0);
+    app.stop().await;
+    Ok(())
+}
