@@ -2,7 +2,7 @@
 //!
 //! A platform team (or Argo CD) applies one `ListaCompraRelease` per environment. Its spec
 //! says which version of the ListaCompra API to run and how to release it: the migration
-//! Job, the workload, the health gate, the KPI gate and the rollback policy. The operator
+//! Job, the workload, the health gate, the smoke test, the KPI gate and the rollback policy. The operator
 //! reports progress in the status and never writes the spec.
 //!
 //! Every field is documented here because the doc comments become the schema descriptions
@@ -17,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod migrations;
 pub mod release;
+pub mod smoke;
 pub mod status;
 pub mod workload;
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::AnalysisSpec;
 use crate::health::HealthGateSpec;
 use crate::migrations::MigrationSpec;
+use crate::smoke::SmokeTestSpec;
 use crate::status::ListaCompraReleaseStatus;
 use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec};
 
@@ -92,6 +93,11 @@ pub struct ListaCompraReleaseSpec {
     /// `failureThreshold` checks in a row fail.
     #[serde(default)]
     pub health: HealthGateSpec,
+    /// The smoke-test gate: after the health gate, a Job of the new image uses the API as a
+    /// user would against the new pods; the KPI analysis starts once it passed. Without
+    /// `smokeTest`, no smoke test runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_test: Option<SmokeTestSpec>,
     /// The KPI gate: Prometheus queries the new version must keep within bounds. After
     /// `initialDelaySeconds`, every `intervalSeconds` each KPI is measured once, `measurements`
     /// times in all. A measurement fails when an enforced KPI is out of bounds and is

@@ -99,6 +99,10 @@ pub struct ListaCompraReleaseStatus {
     /// Progress of the health gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProgress>,
+    /// The smoke test of the current attempt: of the new version while it is verified, then
+    /// of the stable version after a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_test: Option<SmokeTestProgress>,
     /// The latest KPI measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis: Option<AnalysisReport>,
@@ -146,6 +150,27 @@ pub struct HealthProgress {
     /// The gate passed.
     #[serde(default)]
     pub passed: bool,
+}
+
+/// Progress of one smoke-test Job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmokeTestProgress {
+    /// Name of the Job.
+    pub job: String,
+    /// The version it tests.
+    pub version: String,
+    /// When the operator created the Job.
+    pub start_time: Time,
+    /// When it ended (passed or failed); unset while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// It passed.
+    #[serde(default)]
+    pub passed: bool,
+    /// Why it failed, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One KPI measurement.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
@@ -30,6 +30,7 @@ use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::gates::analysis::{self, QueryOutcome};
 use crate::gates::{egress, health, prometheus};
+use crate::jobs;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::references;
 use crate::telemetry::Metrics;
@@ -275,8 +276,31 @@ async fn reconcile_release(
     let spec = &release.spec;
 
     // Children come from the watch caches (see `cache`).
-    let migration_job = job_state(ctx, &namespace, status.migration_job.as_deref()).await?;
-    let revert_job = job_state(ctx, &namespace, status.revert_job.as_deref()).await?;
+    // A failed Job's pod message is read only while the decision can still quote it.
+    let migration_job = job_state(
+        ctx,
+        &namespace,
+        status.migration_job.as_deref(),
+        status.phase == Some(Phase::Migrating),
+    )
+    .await?;
+    let revert_job = job_state(
+        ctx,
+        &namespace,
+        status.revert_job.as_deref(),
+        status.phase == Some(Phase::RollingBack),
+    )
+    .await?;
+    let smoke_job = job_state(
+        ctx,
+        &namespace,
+        status.smoke_test.as_ref().map(|s| s.job.as_str()),
+        status
+            .smoke_test
+            .as_ref()
+            .is_some_and(|s| s.completion_time.is_none()),
+    )
+    .await?;
     let workload_name = naming::workload_name(&name);
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let workload = workload_state(live.as_ref());
@@ -360,6 +384,7 @@ async fn reconcile_release(
         status: &status,
         migration_job,
         revert_job,
+        smoke_job,
         workload: workload.clone(),
         health_check,
         measurement,
@@ -409,6 +434,16 @@ async fn reconcile_release(
     }
     if decision.status != status {
         record(release, &decision.status, ctx).await?;
+        if let Some(smoke) = &decision.status.smoke_test
+            && smoke.completion_time.is_some()
+            && status.smoke_test.as_ref() != Some(smoke)
+        {
+            let verdict = if smoke.passed { "pass" } else { "fail" };
+            ctx.metrics
+                .gate_verdicts
+                .with_label_values(&["smoke", verdict])
+                .inc();
+        }
         if decision.status.phase == Some(Phase::RollingBack)
             && status.phase != Some(Phase::RollingBack)
         {
@@ -577,7 +612,8 @@ async fn clean_up(
             name: j.metadata.name.unwrap_or_default(),
         })
         .collect();
-    let referenced = [&status.migration_job, &status.revert_job];
+    let smoke_job = status.smoke_test.as_ref().map(|s| s.job.clone());
+    let referenced = [&status.migration_job, &status.revert_job, &smoke_job];
     for job in cleanup::jobs_to_delete(&summaries, status.attempt.unwrap_or(0))
         .into_iter()
         .filter(|j| !referenced.iter().any(|r| r.as_deref() == Some(j.as_str())))
@@ -680,7 +716,14 @@ fn condition_reason(status: &ListaCompraReleaseStatus, type_: &str) -> String {
         .map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
 }
 
-async fn job_state(ctx: &Context, namespace: &str, name: Option<&str>) -> Result<JobState> {
+/// The state of the Job `name`; a failed one's reason quotes its pod's termination message
+/// when `explain` (one list of its pods).
+async fn job_state(
+    ctx: &Context,
+    namespace: &str,
+    name: Option<&str>,
+    explain: bool,
+) -> Result<JobState> {
     let Some(name) = name else {
         return Ok(JobState::Absent);
     };
@@ -695,11 +738,13 @@ async fn job_state(ctx: &Context, namespace: &str, name: Option<&str>) -> Result
     {
         let reason = failed.reason.clone().unwrap_or_else(|| "Failed".to_owned());
         let message = failed.message.clone().unwrap_or_default();
-        return Ok(JobState::Failed(
-            format!("{reason}: {message}")
-                .trim_end_matches([':', ' '])
-                .to_owned(),
-        ));
+        let mut why = format!("{reason}: {message}")
+            .trim_end_matches([':', ' '])
+            .to_owned();
+        if explain && let Some(said) = pod_message(ctx, namespace, name).await? {
+            why = format!("{why}; its pod said: {said}");
+        }
+        return Ok(JobState::Failed(why));
     }
     if conditions
         .iter()
@@ -708,6 +753,17 @@ async fn job_state(ctx: &Context, namespace: &str, name: Option<&str>) -> Result
         return Ok(JobState::Succeeded);
     }
     Ok(JobState::Running)
+}
+
+/// The termination message of the Job's pods ([`jobs::termination_message`]).
+async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.metrics.api_reads.with_label_values(&["pod"]).inc();
+    let list = pods
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await
+        .map_err(kube_err(format!("listing the pods of Job {job}")))?;
+    Ok(jobs::termination_message(&list.items))
 }
 
 fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {

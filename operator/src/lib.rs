@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod gates;
+pub mod jobs;
 pub mod leader;
 pub mod naming;
 pub mod references;

@@ -62,6 +62,22 @@ pub enum JobPurpose {
     Migrate,
     /// Revert the schema to the stable version's revision during a rollback.
     Revert,
+    /// Smoke-test the version being released, against its pods.
+    Smoke,
+    /// Smoke-test the stable version again after a rollback.
+    SmokeStable,
+}
+
+impl JobPurpose {
+    /// The word naming the purpose in the Job's name.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Migrate => "migrate",
+            Self::Revert => "revert",
+            Self::Smoke => "smoke",
+            Self::SmokeStable => "smoke-stable",
+        }
+    }
 }
 
 /// Deterministic Job name of one release attempt: the same release, purpose, version,
@@ -76,10 +92,7 @@ pub fn job_name(
     revision: i64,
     attempt: i64,
 ) -> String {
-    let verb = match purpose {
-        JobPurpose::Migrate => "migrate",
-        JobPurpose::Revert => "revert",
-    };
+    let verb = purpose.verb();
     let hash = fnv1a(&format!(
         "{release}\0{verb}\0{version}\0{revision}\0{attempt}"
     ));
@@ -149,9 +162,15 @@ mod tests {
             a,
             job_name("listacompra", JobPurpose::Revert, "1.2.0", 4, 1)
         );
+        // A retry of the stable version that fails rolls back to that same version: its
+        // smoke test after the rollback is not the attempt's first smoke test.
+        assert_ne!(
+            job_name("listacompra", JobPurpose::Smoke, "1.2.0", 0, 1),
+            job_name("listacompra", JobPurpose::SmokeStable, "1.2.0", 0, 1)
+        );
         let long = job_name(
             &"x".repeat(80),
-            JobPurpose::Revert,
+            JobPurpose::SmokeStable,
             "10.20.30-rc.1+build.99",
             12,
             i64::MAX,

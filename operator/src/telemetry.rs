@@ -31,7 +31,7 @@ pub mod names {
     pub const RELEASE_PHASE: &str = "listacompra_operator_release_phase";
     /// Counter of rollbacks started, labelled `reason` (the Degraded condition's reason).
     pub const ROLLBACKS_TOTAL: &str = "listacompra_operator_rollbacks_total";
-    /// Counter of gate checks, labelled `gate` (`health`, `kpi`) and `verdict`.
+    /// Counter of gate checks, labelled `gate` (`health`, `smoke`, `kpi`) and `verdict`.
     pub const GATE_VERDICTS_TOTAL: &str = "listacompra_operator_gate_verdicts_total";
     /// Gauge of the last measured value of a KPI: labels `namespace`, `release`, `kpi`.
     pub const KPI_VALUE: &str = "listacompra_operator_kpi_value";
@@ -127,7 +127,7 @@ impl Metrics {
         let gate_verdicts = IntCounterVec::new(
             Opts::new(
                 names::GATE_VERDICTS_TOTAL,
-                "Gate checks by gate (health, kpi) and verdict",
+                "Gate checks by gate (health, smoke, kpi) and verdict",
             ),
             &["gate", "verdict"],
         )?;

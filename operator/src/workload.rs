@@ -384,7 +384,6 @@ pub fn service(owner: &Owner, spec: &ListaCompraReleaseSpec) -> Service {
     }
 }
 
-/// A Job that runs `<migrations.command> --to <revision>` with `image` and the API's env.
 /// Which Job to build: its name, attempt, purpose and the schema revision it moves to.
 #[derive(Debug, Clone)]
 pub struct JobOrder {
@@ -392,62 +391,115 @@ pub struct JobOrder {
     pub name: String,
     /// The release attempt it belongs to.
     pub attempt: i64,
-    /// Migrate forward or revert.
+    /// Migrate forward, revert, or smoke-test.
     pub purpose: JobPurpose,
-    /// Schema revision to move to.
+    /// Schema revision to move to (migrations and reverts only).
     pub revision: i64,
 }
 
-/// The migration or revert Job of `order`, running `workload`'s image.
+/// What a Job's container runs, and with which limits.
+struct JobRun {
+    /// Pod label `app.kubernetes.io/name`: never the API's, so the Service never selects it.
+    app: &'static str,
+    command: Vec<String>,
+    env: Vec<EnvVar>,
+    env_from: Vec<EnvFromSource>,
+    backoff_limit: i32,
+    active_deadline_seconds: i64,
+    annotations: BTreeMap<String, String>,
+}
+
+impl JobRun {
+    /// `<migrations.command> --to <revision>` with the API's environment.
+    fn schema(spec: &ListaCompraReleaseSpec, version: &str, revision: i64) -> Self {
+        let (env, env_from) = env(spec, version);
+        let mut command = spec.migrations.command.clone();
+        command.extend(["--to".to_owned(), revision.to_string()]);
+        Self {
+            app: "listacompra-migrations",
+            command,
+            env,
+            env_from,
+            backoff_limit: spec.migrations.backoff_limit,
+            active_deadline_seconds: spec.migrations.active_deadline_seconds,
+            annotations: spec.migrations.pod_annotations.clone(),
+        }
+    }
+
+    /// `smokeTest.command` against the release's Service; a client, so none of the API's
+    /// environment (no Secret). No retry: a flaky smoke test is a failed one.
+    fn smoke(owner: &Owner, spec: &ListaCompraReleaseSpec) -> Self {
+        let smoke = spec.smoke_test.clone().unwrap_or_default();
+        Self {
+            app: "listacompra-smoke",
+            command: smoke.command,
+            env: vec![plain_env("SMOKE_BASE_URL", service_url(owner, spec))],
+            env_from: Vec::new(),
+            backoff_limit: 0,
+            active_deadline_seconds: smoke.active_deadline_seconds,
+            annotations: smoke.pod_annotations,
+        }
+    }
+}
+
+/// The in-cluster URL of the release's Service.
+pub fn service_url(owner: &Owner, spec: &ListaCompraReleaseSpec) -> String {
+    format!(
+        "http://{}.{}.svc:{}",
+        naming::workload_name(&owner.name),
+        owner.namespace,
+        spec.service.port
+    )
+}
+
+/// The Job of `order`, running `workload`'s image: a migration or revert Job
+/// (`<migrations.command> --to <revision>` with the API's environment) or a smoke-test Job.
 pub fn job(
     owner: &Owner,
     spec: &ListaCompraReleaseSpec,
     order: JobOrder,
     workload: &Workload,
 ) -> Job {
-    let (env, env_from) = env(spec, &workload.version);
-    let mut command = spec.migrations.command.clone();
-    command.extend(["--to".to_owned(), order.revision.to_string()]);
+    let run = match order.purpose {
+        JobPurpose::Migrate | JobPurpose::Revert => {
+            JobRun::schema(spec, &workload.version, order.revision)
+        }
+        JobPurpose::Smoke | JobPurpose::SmokeStable => JobRun::smoke(owner, spec),
+    };
     let mut labels = naming::labels(&owner.name, &workload.version);
-    // Not the API's name: the Service must never select a Job's pod as an endpoint.
-    labels.insert(
-        "app.kubernetes.io/name".to_owned(),
-        "listacompra-migrations".to_owned(),
-    );
+    labels.insert("app.kubernetes.io/name".to_owned(), run.app.to_owned());
+    // `migrate`, `revert`, `smoke` or `smoke-stable`: at most one Job of each per attempt.
     labels.insert(
         "listacompra.app/job".to_owned(),
-        match order.purpose {
-            JobPurpose::Migrate => "migrate",
-            JobPurpose::Revert => "revert",
-        }
-        .to_owned(),
+        order.purpose.verb().to_owned(),
     );
     labels.insert(naming::ATTEMPT_LABEL.to_owned(), order.attempt.to_string());
-    let annotations = (!spec.migrations.pod_annotations.is_empty())
-        .then(|| spec.migrations.pod_annotations.clone());
     let mut metadata = meta(owner, order.name, &workload.version);
     metadata.labels = Some(labels.clone());
     Job {
         metadata,
         spec: Some(JobSpec {
-            backoff_limit: Some(spec.migrations.backoff_limit),
-            active_deadline_seconds: Some(spec.migrations.active_deadline_seconds),
+            backoff_limit: Some(run.backoff_limit),
+            active_deadline_seconds: Some(run.active_deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
-                    annotations,
+                    annotations: (!run.annotations.is_empty()).then_some(run.annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
                     containers: vec![Container {
-                        name: "migrate".to_owned(),
+                        name: order.purpose.verb().to_owned(),
                         image: Some(workload.image.clone()),
                         image_pull_policy: Some(pull_policy(spec.image.pull_policy)),
-                        command: Some(command),
-                        env: Some(env),
-                        env_from: (!env_from.is_empty()).then_some(env_from),
+                        command: Some(run.command),
+                        env: Some(run.env),
+                        env_from: (!run.env_from.is_empty()).then_some(run.env_from),
                         security_context: Some(container_security()),
+                        // A failing command's last log lines become its termination
+                        // message, which the release's conditions quote.
+                        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
                         ..Container::default()
                     }],
                     service_account_name: spec.pod.service_account_name.clone(),
@@ -534,6 +586,72 @@ mod tests {
         assert_eq!(
             labels.get(naming::ATTEMPT_LABEL).map(String::as_str),
             Some("3")
+        );
+    }
+
+    #[test]
+    fn the_smoke_job_is_a_client_of_the_service_with_no_secret_and_no_retry() {
+        let owner = Owner {
+            name: "lc".into(),
+            namespace: "shop".into(),
+            reference: OwnerReference::default(),
+        };
+        let mut spec = spec("1.0.0");
+        spec.service.port = 8080;
+        spec.smoke_test = Some(listacompra_crds::smoke::SmokeTestSpec {
+            pod_annotations: [("sidecar.istio.io/inject".to_owned(), "false".to_owned())].into(),
+            ..Default::default()
+        });
+        let workload = Workload {
+            version: "1.0.0".into(),
+            image: "reg/api:1.0.0".into(),
+            spec: SpecSource::Current,
+        };
+        let order = JobOrder {
+            name: "lc-smoke-1-0-0-0".into(),
+            attempt: 2,
+            purpose: JobPurpose::Smoke,
+            revision: 0,
+        };
+        let job = job(&owner, &spec, order, &workload);
+        let job_spec = job.spec.expect("a Job spec");
+        assert_eq!(job_spec.backoff_limit, Some(0));
+        assert_eq!(job_spec.active_deadline_seconds, Some(180));
+        let template = job_spec.template;
+        let meta = template.metadata.expect("pod metadata");
+        let labels = meta.labels.unwrap_or_default();
+        assert_eq!(
+            labels.get("listacompra.app/job").map(String::as_str),
+            Some("smoke")
+        );
+        assert_eq!(
+            meta.annotations
+                .unwrap_or_default()
+                .get("sidecar.istio.io/inject")
+                .map(String::as_str),
+            Some("false")
+        );
+        let container = &template.spec.expect("pod spec").containers[0];
+        assert_eq!(container.image.as_deref(), Some("reg/api:1.0.0"));
+        assert_eq!(
+            container.command,
+            Some(vec!["listacompra-api".to_owned(), "smoke".to_owned()])
+        );
+        let env: Vec<_> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref(), e.value_from.is_some()))
+            .collect();
+        assert_eq!(
+            env,
+            [("SMOKE_BASE_URL", Some("http://lc-api.shop.svc:8080"), false)],
+            "the smoke test gets the Service's URL and nothing of the API's secrets"
+        );
+        assert_eq!(container.env_from, None);
+        assert_eq!(
+            container.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
         );
     }
 

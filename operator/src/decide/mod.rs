@@ -3,7 +3,7 @@
 //! [`Decision`].
 //!
 //! ```text
-//! Pending → Migrating → RollingOut → Verifying → Succeeded
+//! Pending → Migrating → RollingOut → Verifying (health, smoke test, KPIs) → Succeeded
 //!              │            │            │
 //!              └────────────┴────────────┴──▶ RollingBack → RolledBack
 //!                                                 └──────▶ Failed
@@ -24,6 +24,7 @@ mod pending;
 mod report;
 mod rolling_back;
 mod rolling_out;
+mod smoke;
 mod verifying;
 
 use machine::Machine;
@@ -75,6 +76,8 @@ pub struct Observed<'a> {
     pub migration_job: JobState,
     /// The schema revert Job named in the status.
     pub revert_job: JobState,
+    /// The smoke-test Job named in the status.
+    pub smoke_job: JobState,
     /// The API Deployment.
     pub workload: WorkloadState,
     /// A health check performed for this reconcile (see [`gate_due`]).
@@ -212,7 +215,7 @@ pub fn gate_due(
             GateDue::Nothing
         };
     }
-    match (&spec.analysis, &status.verification_start_time) {
+    match (&spec.analysis, smoke::analysis_start(spec, status)) {
         (Some(analysis), Some(start)) => {
             let taken = status.last_analysis.as_ref().map_or(0, |a| a.measurement);
             if taken >= analysis.measurements {

@@ -33,6 +33,7 @@ impl Machine<'_, '_> {
             {
                 self.actions.push(Action::DeleteJob { name });
             }
+            self.stop_smoke_test();
         }
         let s = &mut self.status;
         s.phase = Some(Phase::Pending);
@@ -46,6 +47,7 @@ impl Machine<'_, '_> {
         s.revert_job = None;
         s.verification_start_time = None;
         s.health = None;
+        s.smoke_test = None;
         s.last_analysis = None;
         self.hold = None;
         let stable = self

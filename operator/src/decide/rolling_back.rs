@@ -5,6 +5,7 @@ use listacompra_crds::Phase;
 use listacompra_crds::status::{Outcome, condition};
 
 use super::machine::Machine;
+use super::smoke::SmokeGate;
 use super::*;
 use crate::conditions;
 use crate::naming::{self, JobPurpose};
@@ -50,9 +51,20 @@ impl Machine<'_, '_> {
         // comes late (after a restart or a backoff) and finds it complete finishes it.
         let revert_done =
             self.status.revert_job.is_some() && self.o.revert_job == JobState::Succeeded;
-        let complete = self.is_serving(&stable) && (!revert_needed || revert_done);
+        let smoke_needed = self
+            .spec()
+            .smoke_test
+            .as_ref()
+            .is_some_and(|s| s.after_rollback);
+        let smoke_done = self.smoke_test_ended(&stable, JobPurpose::SmokeStable);
+        let complete = self.is_serving(&stable)
+            && (!revert_needed || revert_done)
+            && (!smoke_needed || smoke_done);
         if !complete && self.rollback_deadline_passed() {
-            let waiting = if self.status.revert_job.is_some() {
+            self.stop_smoke_test();
+            let waiting = if self.is_serving(&stable) && (!revert_needed || revert_done) {
+                format!("the smoke test of {} had not finished", stable.version)
+            } else if self.status.revert_job.is_some() {
                 format!(
                     "the schema revert Job {} had not finished",
                     self.status.revert_job.clone().unwrap_or_default()
@@ -96,6 +108,22 @@ impl Machine<'_, '_> {
         self.workload = Some(stable.clone());
         if !self.is_serving(&stable) {
             return self.wait();
+        }
+        // The runbook's "rollback + re-run smoke tests": the stable version must pass too.
+        if smoke_needed {
+            match self.smoke_test(stable.clone(), JobPurpose::SmokeStable) {
+                SmokeGate::Waiting => return,
+                SmokeGate::Failed(message) => {
+                    return self.abort_rollback(
+                        "SmokeTestFailedAfterRollback",
+                        format!(
+                            "{} serves again but failed its smoke test: {message}",
+                            stable.version
+                        ),
+                    );
+                }
+                SmokeGate::Passed => {}
+            }
         }
         let reason = conditions::get(&self.status.conditions, condition::DEGRADED)
             .map(|c| (c.reason.clone(), c.message.clone()))

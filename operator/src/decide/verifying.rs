@@ -1,12 +1,15 @@
-//! Verifying: the health gate, then the KPI analysis; a release that passes both succeeds.
+//! Verifying: the health gate, then the smoke test, then the KPI analysis; a release that
+//! passes them all succeeds.
 
 use listacompra_crds::status::{AnalysisReport, KpiResult, Outcome, condition};
 use listacompra_crds::{InconclusivePolicy, Phase};
 
 use super::machine::Machine;
+use super::smoke::{self, SmokeGate};
 use super::*;
 use crate::gates::analysis::Measurement;
 use crate::gates::health::{self, HealthVerdict};
+use crate::naming::JobPurpose;
 
 impl Machine<'_, '_> {
     pub(super) fn verifying(&mut self) {
@@ -18,6 +21,7 @@ impl Machine<'_, '_> {
             return self.pause();
         }
         if self.deadline_passed() {
+            self.stop_smoke_test();
             return self.fail(
                 "ProgressDeadlineExceeded",
                 format!(
@@ -47,6 +51,13 @@ impl Machine<'_, '_> {
         }
         if !health.passed {
             return self.requeue_in(seconds(self.spec().health.interval_seconds));
+        }
+        if self.spec().smoke_test.is_some() {
+            match self.smoke_test(self.target(), JobPurpose::Smoke) {
+                SmokeGate::Waiting => return,
+                SmokeGate::Failed(message) => return self.fail("SmokeTestFailed", message),
+                SmokeGate::Passed => {}
+            }
         }
         let Some(analysis) = self.spec().analysis.clone() else {
             return self.succeed();
@@ -124,11 +135,8 @@ impl Machine<'_, '_> {
             .last_analysis
             .as_ref()
             .map_or(0, |a| a.measurement);
-        let start = self
-            .status
-            .verification_start_time
-            .clone()
-            .unwrap_or_else(|| self.now.clone());
+        let start =
+            smoke::analysis_start(self.spec(), &self.status).unwrap_or_else(|| self.now.clone());
         let next = start.0
             + seconds(analysis.initial_delay_seconds)
             + seconds(analysis.interval_seconds * taken);

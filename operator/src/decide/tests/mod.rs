@@ -149,6 +149,7 @@ struct Case {
     status: ListaCompraReleaseStatus,
     migration_job: JobState,
     revert_job: JobState,
+    smoke_job: JobState,
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
@@ -174,6 +175,7 @@ impl Case {
             status,
             migration_job: JobState::Absent,
             revert_job: JobState::Absent,
+            smoke_job: JobState::Absent,
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
@@ -191,6 +193,10 @@ impl Case {
     }
     fn revert(mut self, state: JobState) -> Self {
         self.revert_job = state;
+        self
+    }
+    fn smoke(mut self, state: JobState) -> Self {
+        self.smoke_job = state;
         self
     }
     fn serving(mut self, version: &str) -> Self {
@@ -239,6 +245,7 @@ impl Case {
             status: &self.status,
             migration_job: self.migration_job.clone(),
             revert_job: self.revert_job.clone(),
+            smoke_job: self.smoke_job.clone(),
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
@@ -1226,3 +1233,5 @@ fn an_object_of_someone_else_is_never_taken_over() {
         .run();
     assert_eq!(kstatus(&cleared), (false, false));
 }
+
+mod smoke;

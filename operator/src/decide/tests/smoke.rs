@@ -1,0 +1,414 @@
+//! The smoke-test gate: situations, and seeded simulations of whole attempts in which the
+//! smoke Jobs pass or fail, take their time, and lag behind in the cache.
+
+use std::collections::BTreeMap;
+
+use listacompra_crds::smoke::SmokeTestSpec;
+use listacompra_crds::status::SmokeTestProgress;
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use super::*;
+
+fn with_smoke(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
+    s.smoke_test = Some(SmokeTestSpec::default());
+    s
+}
+
+fn smoke_name(purpose: JobPurpose, version: &str) -> String {
+    naming::job_name(RELEASE, purpose, version, 0, 2)
+}
+
+/// 1.1.0 verifying, health passed, its smoke Job created at t(60) and not ended.
+fn smoke_running() -> ListaCompraReleaseStatus {
+    let mut s = health_passed(verifying("1.1.0"));
+    s.smoke_test = Some(SmokeTestProgress {
+        job: smoke_name(JobPurpose::Smoke, "1.1.0"),
+        version: "1.1.0".into(),
+        start_time: Time(t(60)),
+        completion_time: None,
+        passed: false,
+        message: None,
+    });
+    s
+}
+
+/// 1.1.0 rolling back after its smoke test failed; the schema is back at 3.
+fn rolled_back_schema() -> ListaCompraReleaseStatus {
+    let mut s = rolling_back("1.1.0", 90);
+    s.schema_version = Some(3);
+    s.revert_job = Some("reverted".into());
+    s
+}
+
+fn smoke_cases() -> Vec<Case> {
+    let v2 = with_smoke(with_analysis(spec("1.1.0")));
+    vec![
+        Case::new(
+            "health passed: the smoke Job of the new image starts, the analysis waits",
+            v2.clone(),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            let (name, image, _) = creates(d, JobPurpose::Smoke).expect("a smoke Job");
+            assert_eq!(name, smoke_name(JobPurpose::Smoke, "1.1.0"));
+            assert_eq!(image, "reg/api:1.1.0");
+            let progress = d.status.smoke_test.as_ref().expect("recorded");
+            assert_eq!(
+                (progress.job.as_str(), progress.passed),
+                (name.as_str(), false)
+            );
+            assert!(has_note(d, "SmokeTestStarted"));
+            let spec = with_smoke(with_analysis(spec("1.1.0")));
+            assert_eq!(gate_due(&spec, &d.status, t(10_000)), GateDue::Nothing);
+        }),
+        Case::new("the smoke Job runs: wait", v2.clone(), smoke_running())
+            .serving("1.1.0")
+            .smoke(JobState::Running)
+            .expect(|d| {
+                assert_eq!(phase(d), Phase::Verifying);
+                assert!(d.actions.is_empty(), "{:?}", d.actions);
+                assert!(d.notes.is_empty());
+            }),
+        Case::new(
+            "the smoke Job passed: the analysis counts from now",
+            v2.clone(),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            let progress = d.status.smoke_test.as_ref().expect("recorded");
+            assert!(progress.passed);
+            assert_eq!(progress.completion_time, Some(Time(t(100))));
+            assert!(has_note(d, "SmokeTestPassed"));
+            let spec = with_smoke(with_analysis(spec("1.1.0")));
+            // initialDelaySeconds 10 from the smoke test's end, not from t(50).
+            assert_eq!(gate_due(&spec, &d.status, t(109)), GateDue::Nothing);
+            assert_eq!(gate_due(&spec, &d.status, t(110)), GateDue::Measurement);
+        }),
+        Case::new(
+            "the smoke Job failed: roll back, naming the Job",
+            v2.clone(),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Failed(
+            "BackoffLimitExceeded: Job has reached the specified backoff limit".into(),
+        ))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "SmokeTestFailed");
+            assert!(
+                message.contains(&smoke_name(JobPurpose::Smoke, "1.1.0")),
+                "{message}"
+            );
+            assert!(message.contains("BackoffLimitExceeded"), "{message}");
+            let progress = d.status.smoke_test.as_ref().expect("recorded");
+            assert!(!progress.passed && progress.completion_time.is_some());
+        }),
+        Case::new(
+            "a smoke Job that timed out (image never pulled) fails closed",
+            v2.clone(),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Failed(
+            "DeadlineExceeded: Job was active longer than specified deadline".into(),
+        ))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "SmokeTestFailed");
+        }),
+        Case::new(
+            "the smoke Job was deleted by hand: created again under its name",
+            v2.clone(),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            let (name, _, _) = creates(d, JobPurpose::Smoke).expect("created again");
+            assert_eq!(name, smoke_name(JobPurpose::Smoke, "1.1.0"));
+            assert!(!has_note(d, "SmokeTestStarted"), "not a second start");
+        }),
+        Case::new(
+            "a new version supersedes a running smoke test: its Job is stopped",
+            with_smoke(spec("1.2.0")),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Running)
+        .expect(|d| {
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::Smoke, "1.1.0")
+            }));
+            assert_eq!(d.status.smoke_test, None);
+        }),
+        Case::new(
+            "the release deadline passes during the smoke test: Job stopped, rollback",
+            v2.clone(),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Running)
+        .at(t(700))
+        .expect(|d| {
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::Smoke, "1.1.0")
+            }));
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "ProgressDeadlineExceeded");
+        }),
+        Case::new(
+            "rolled back and reverted: the stable version is smoke-tested again",
+            v2.clone(),
+            rolled_back_schema(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (name, image, _) =
+                creates(d, JobPurpose::SmokeStable).expect("the stable version's smoke Job");
+            assert_eq!(name, smoke_name(JobPurpose::SmokeStable, "1.0.0"));
+            assert_eq!(image, "reg/api:1.0.0");
+            assert_eq!(serves(d), Some("1.0.0"));
+        }),
+        Case::new(
+            "the stable version passes its smoke test: RolledBack",
+            v2.clone(),
+            {
+                let mut s = rolled_back_schema();
+                s.smoke_test = Some(SmokeTestProgress {
+                    job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
+                    version: "1.0.0".into(),
+                    start_time: Time(t(95)),
+                    completion_time: None,
+                    passed: false,
+                    message: None,
+                });
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert!(has_note(d, "SmokeTestPassed"));
+            assert!(has_note(d, "RolledBack"));
+        }),
+        Case::new(
+            "the stable version fails its smoke test too: Failed, still serving it",
+            v2.clone(),
+            {
+                let mut s = rolled_back_schema();
+                s.smoke_test = Some(SmokeTestProgress {
+                    job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
+                    version: "1.0.0".into(),
+                    start_time: Time(t(95)),
+                    completion_time: None,
+                    passed: false,
+                    message: None,
+                });
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Failed("BackoffLimitExceeded".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "SmokeTestFailedAfterRollback");
+            assert!(message.contains("1.0.0 serves again"), "{message}");
+            assert_eq!(serves(d), Some("1.0.0"));
+        }),
+        Case::new(
+            "afterRollback false: RolledBack without a second smoke test",
+            {
+                let mut s = v2.clone();
+                if let Some(smoke) = s.smoke_test.as_mut() {
+                    smoke.after_rollback = false;
+                }
+                s
+            },
+            rolled_back_schema(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert_eq!(creates(d, JobPurpose::SmokeStable), None);
+        }),
+    ]
+}
+
+#[test]
+fn the_smoke_gate_decides_each_situation() {
+    for case in &smoke_cases() {
+        let decision = case.run();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
+        if let Err(panic) = outcome {
+            eprintln!("situation failed: {}\n{decision:#?}", case.name);
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// A smoke Job in the simulated cluster: how it will end, and after how many looks.
+struct SimJob {
+    passes: bool,
+    looks_left: u64,
+}
+
+/// One attempt of 1.1.0 from a passed health gate to its end, with the smoke Jobs' outcomes,
+/// durations and cache lag drawn from `seed`. Returns the final phase, the Degraded reason
+/// (when Degraded is True) and what happened.
+fn simulate(seed: u64) -> (Phase, Option<String>, String) {
+    let mut rng = Pcg64::seed_from_u64(seed);
+    let mut below = |n: u64| rng.next_u64() % n;
+    let spec = with_smoke(with_analysis(spec("1.1.0")));
+    let forward_passes = below(2) == 0;
+    let stable_passes = below(2) == 0;
+    let kpis_pass = below(3) != 0;
+    let mut status = health_passed(verifying("1.1.0"));
+    let mut jobs: BTreeMap<String, SimJob> = BTreeMap::new();
+    let mut serving = "1.1.0".to_owned();
+    let mut revert = JobState::Absent;
+    let mut now = 100;
+    let mut trail = Vec::new();
+    for _ in 0..200 {
+        // The smoke Job the status names, as the (possibly lagging) cache shows it.
+        let smoke_job = match status
+            .smoke_test
+            .as_ref()
+            .and_then(|p| jobs.get_mut(&p.job))
+        {
+            None => JobState::Absent,
+            Some(_) if below(4) == 0 => JobState::Absent, // not in the cache yet
+            Some(job) if job.looks_left > 0 => {
+                job.looks_left -= 1;
+                JobState::Running
+            }
+            Some(job) if job.passes => JobState::Succeeded,
+            Some(_) => JobState::Failed("BackoffLimitExceeded".into()),
+        };
+        let due = gate_due(&spec, &status, t(now));
+        if due == GateDue::Measurement {
+            let progress = status.smoke_test.as_ref();
+            assert!(
+                progress.is_some_and(|p| p.passed && p.version == "1.1.0"),
+                "seed {seed}: a KPI measurement is due before the smoke test passed: {progress:?}"
+            );
+        }
+        let case = Case::new("sim", spec.clone(), status.clone())
+            .serving(&serving)
+            .revert(revert.clone())
+            .smoke(smoke_job)
+            .at(t(now));
+        let case = match due {
+            GateDue::Measurement => case.measured(all_kpis(if kpis_pass {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            })),
+            GateDue::Health => case.check(Ok(())),
+            GateDue::Nothing => case,
+        };
+        let d = case.run();
+        for action in &d.actions {
+            match action {
+                Action::CreateJob { name, purpose, .. } => {
+                    if matches!(purpose, JobPurpose::Smoke | JobPurpose::SmokeStable) {
+                        let ended = d
+                            .status
+                            .smoke_test
+                            .as_ref()
+                            .is_some_and(|p| &p.job == name && p.completion_time.is_some());
+                        assert!(!ended, "seed {seed}: re-creates the ended smoke Job {name}");
+                        let passes = if *purpose == JobPurpose::Smoke {
+                            forward_passes
+                        } else {
+                            stable_passes
+                        };
+                        jobs.entry(name.clone()).or_insert(SimJob {
+                            passes,
+                            looks_left: below(4),
+                        });
+                    } else if *purpose == JobPurpose::Revert {
+                        revert = JobState::Succeeded;
+                    }
+                    trail.push(format!("t{now} create {name}"));
+                }
+                Action::DeleteJob { name } => {
+                    jobs.remove(name);
+                    trail.push(format!("t{now} delete {name}"));
+                }
+                Action::RecordStable { .. } => {}
+            }
+        }
+        if let Some(w) = &d.workload {
+            serving.clone_from(&w.version);
+        }
+        status = d.status;
+        now += 5;
+        let p = phase_of(&status);
+        if matches!(p, Phase::Succeeded | Phase::RolledBack | Phase::Failed) {
+            let degraded = conditions::get(&status.conditions, condition::DEGRADED)
+                .filter(|c| c.status == "True")
+                .map(|c| c.reason.clone());
+            let summary = format!(
+                "forward smoke {forward_passes}, KPIs {kpis_pass}, stable smoke {stable_passes}: {p:?} {degraded:?} ({})",
+                trail.join(", ")
+            );
+            return (p, degraded, summary);
+        }
+    }
+    panic!("seed {seed}: no end after 200 looks ({})", trail.join(", "));
+}
+
+fn phase_of(status: &ListaCompraReleaseStatus) -> Phase {
+    status.phase.expect("a phase")
+}
+
+#[test]
+fn simulated_attempts_end_as_their_smoke_tests_and_kpis_say() {
+    let seeds = std::env::var("LC_SMOKE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300u64);
+    let mut ends = BTreeMap::new();
+    for seed in 0..seeds {
+        let mut rng = Pcg64::seed_from_u64(seed);
+        let mut below = |n: u64| rng.next_u64() % n;
+        let (forward, stable, kpis) = (below(2) == 0, below(2) == 0, below(3) != 0);
+        let (end, reason, summary) = simulate(seed);
+        // The end and its reason follow from the outcomes alone, whatever the timing and the
+        // cache did (never a deadline: every Job ends well within it).
+        let first_failure = if forward {
+            "KpiBreached"
+        } else {
+            "SmokeTestFailed"
+        };
+        let expected = match (forward && kpis, stable) {
+            (true, _) => (Phase::Succeeded, None),
+            (false, true) => (Phase::RolledBack, Some(first_failure)),
+            (false, false) => (Phase::Failed, Some("SmokeTestFailedAfterRollback")),
+        };
+        assert_eq!(
+            (end, reason.as_deref()),
+            expected,
+            "seed {seed} (seeds 0..LC_SMOKE_SEEDS run, default 300): {summary}"
+        );
+        *ends.entry(format!("{end:?}")).or_insert(0) += 1;
+    }
+    // Every end was reached by some seed: the simulation covers the whole gate.
+    assert_eq!(ends.len(), 3, "{ends:?}");
+}
