@@ -638,6 +638,7 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("get", "", "secrets", "default").named("any-token"),
         Check::new("create", "events.k8s.io", "events", "default"),
         Check::new("update", "coordination.k8s.io", "leases", ns).named(name),
+        Check::new("list", "", "pods", "default"),
     ];
     let must_not = [
         Check::new("list", "", "secrets", ""),
@@ -651,6 +652,9 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
             "",
         ),
         Check::new("create", "", "pods", "default"),
+        Check::new("watch", "", "pods", "default"),
+        Check::new("get", "", "pods/log", "default"),
+        Check::new("create", "", "pods/exec", "default"),
         Check::new("delete", "apps", "deployments", "default"),
         Check::new("update", "coordination.k8s.io", "leases", "kube-system")
             .named("kube-controller-manager"),

@@ -80,7 +80,8 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [listacompra.app]
   resources: [listacomprareleases/finalizers]
   verbs: [update]
-# Migration and schema-revert Jobs: watched (owned), read, created, deleted when superseded.
+# Migration, schema-revert and smoke-test Jobs: watched (owned), read, created, deleted when
+# superseded.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
@@ -99,6 +100,11 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [apps]
   resources: [controllerrevisions]
   verbs: [get, list, watch, create, patch, delete]
+# The pods of a Job that failed, listed by its label once, so that the release's conditions
+# quote the command's own error (the container's termination message). Never read otherwise.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Health-check token and Prometheus credentials: read by name, never listed or watched.
 # The operator also checks, by metadata only, that every Secret a release names exists
 # before it launches anything; a name outside rbac.secretNames answers 403 and is not
