@@ -63,7 +63,16 @@ pub async fn run(config: &SmokeConfig, mut on_step: impl FnMut(&Step)) -> Result
     let outcome = session.steps(config, &mut record).await;
     // Clean up whatever the run created, also when a step failed.
     let cleanup = session.clean_up(&mut record).await;
-    outcome.and(cleanup).map(|()| passed)
+    match (outcome, cleanup) {
+        (Ok(()), Ok(())) => Ok(passed),
+        (Err(err), Ok(())) | (Ok(()), Err(err)) => Err(err),
+        // The first failure is the verdict; a clean-up that failed too is said with it.
+        (Err(Error::Smoke { step, message }), Err(also)) => Err(Error::Smoke {
+            step,
+            message: format!("{message} (and the clean-up failed: {also})"),
+        }),
+        (Err(err), Err(_)) => Err(err),
+    }
 }
 
 struct Session {
@@ -197,36 +206,41 @@ impl Session {
         .await
     }
 
-    /// Deletes the list and logs out, when the run got that far.
+    /// Deletes the list and logs out, when the run got that far (logs out also when the
+    /// deletion failed); the first failure is returned.
     async fn clean_up(&mut self, on_step: &mut impl FnMut(&Step)) -> Result<()> {
+        let mut deleted = Ok(());
         if let Some(list) = self.list.take() {
-            self.step("delete the list", on_step, |s| async move {
-                s.call(
-                    Method::DELETE,
-                    &format!("/v1/lists/{list}"),
-                    None,
-                    StatusCode::NO_CONTENT,
-                )
-                .await
-                .map(drop)
-            })
-            .await?;
+            deleted = self
+                .step("delete the list", on_step, |s| async move {
+                    s.call(
+                        Method::DELETE,
+                        &format!("/v1/lists/{list}"),
+                        None,
+                        StatusCode::NO_CONTENT,
+                    )
+                    .await
+                    .map(drop)
+                })
+                .await;
         }
+        let mut logged_out = Ok(());
         if self.token.is_some() {
-            self.step("log out", on_step, |s| async move {
-                s.call(
-                    Method::POST,
-                    "/v1/auth/logout",
-                    None,
-                    StatusCode::NO_CONTENT,
-                )
-                .await
-                .map(drop)
-            })
-            .await?;
+            logged_out = self
+                .step("log out", on_step, |s| async move {
+                    s.call(
+                        Method::POST,
+                        "/v1/auth/logout",
+                        None,
+                        StatusCode::NO_CONTENT,
+                    )
+                    .await
+                    .map(drop)
+                })
+                .await;
             self.token = None;
         }
-        Ok(())
+        deleted.and(logged_out)
     }
 
     /// Runs one step, timing it; a failure becomes [`Error::Smoke`] naming it.
@@ -275,23 +289,52 @@ impl Session {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("{method} {url}: {e}"))?;
+            .map_err(|e| format!("{method} {url}: {}", chain(&e)))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+            .map_err(|e| format!("{method} {url}: reading the answer: {}", chain(&e)))?;
         if status != expected {
             return Err(format!(
                 "{method} {path} answered {status} (expected {expected}): {}",
-                text.chars().take(500).collect::<String>()
+                one_line(&text, 300)
             ));
         }
         if text.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{method} {path}: the answer is not JSON ({e}): {text}"))
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{method} {path}: the answer is not JSON ({e}): {}",
+                one_line(&text, 300)
+            )
+        })
+    }
+}
+
+/// An error with its causes, on one line ("error sending request ...: Connection refused").
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` on one line, at most `max` characters: the operator quotes the last line of a
+/// failed smoke test's output, which must carry the whole error.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
     }
 }
 

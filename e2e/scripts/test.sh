@@ -20,9 +20,10 @@ cluster_was_up=0; cluster_status=$(bash e2e/scripts/cluster.sh status 2>/dev/nul
 grep '^Server' <<<"$cluster_status" >/dev/null && cluster_was_up=1
 mapfile -t down_services < <(bash e2e/scripts/services.sh status | awk '$2 == "down" {print $1}')
 tools_pid=
+static_pid=
 cleanup() {
   local rc=$?
-  if [ -n "$tools_pid" ]; then kill -- "-$tools_pid" 2>/dev/null || true; fi
+  for pid in $tools_pid $static_pid; do kill -- "-$pid" 2>/dev/null || true; done
   if [ "$cluster_was_up" = 0 ]; then bash e2e/scripts/cluster.sh down || true; fi
   if (( ${#down_services[@]} )); then bash e2e/scripts/services.sh down "${down_services[@]}" || true; fi
   exit "$rc"
@@ -44,19 +45,26 @@ setsid bash -c 'bash e2e/scripts/build-controlplane.sh && bash e2e/scripts/build
     && bash e2e/scripts/build-s3s-fs.sh >/dev/null' >"$tools_log" 2>&1 &
 tools_pid=$!
 
+# The static release binaries (the Dockerfile's build stage, e2e/scripts/build-static.sh) are
+# the longest build (LTO, opt-level 3) and only the static_image tests need them: they build at
+# the lowest CPU priority in the background, on what the lints, the test builds and the
+# mostly waiting end-to-end tests leave idle. static_image.rs runs the same script, which
+# waits on cargo's lock of that target folder until this build is done (then finds it built).
+static_log="$LC_STATE/static-build.log"
+step "static release binaries in the background, at the lowest priority (log: $static_log)"
+setsid nice -n 19 bash e2e/scripts/build-static.sh >"$static_log" 2>&1 &
+static_pid=$!
+
 step "format and lints"
 cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all'."
 cargo clippy --workspace --all-targets --locked -- -D warnings
-
-step "static release binaries (the Dockerfile's build stage: e2e/scripts/build-static.sh)"
-# A failure here is reported again, with the build output, by e2e/tests/static_image.rs.
-bash e2e/scripts/build-static.sh >/dev/null || log "the static build failed; the static_image tests will fail with its output"
 
 step "waiting for the tools' builds"
 if ! wait "$tools_pid"; then
   tail -n 20 "$tools_log" >&2
   die "building the tools failed (full log: $tools_log). Fix: the last lines above name the cause."
 fi
+tools_pid=
 grep -E 'built |ready in' "$tools_log" || true
 
 step "bringing up the real services and the local cluster"
@@ -76,5 +84,11 @@ set -e
 # One closing line for the whole run, summed over every test binary and doc-test run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
+# A failure of the static build also fails the static_image tests, with its output.
+if ! wait "$static_pid"; then
+  log "the static release build failed (log: $static_log)"
+  rc=1
+fi
+static_pid=
 step "done"
 exit "$rc"

@@ -209,7 +209,8 @@ impl Stack {
     }
 
     /// The release manifest of `version` needing schema revision `schema`: the health gate
-    /// through the Service, the runbook's KPIs (the CRD's defaults) from Prometheus with a
+    /// through the Service, the smoke test (a Job the runner runs against the Service), the
+    /// runbook's KPIs (the CRD's defaults) from Prometheus with a
     /// short analysis, and attachments in the local S3 server.
     pub fn manifest(&self, version: &str, schema: i64) -> Value {
         json!({
@@ -248,6 +249,10 @@ impl Stack {
                     "timeoutSeconds": 1,
                     "successThreshold": 3,
                     "failureThreshold": 3
+                },
+                "smokeTest": {
+                    "activeDeadlineSeconds": 120,
+                    "podAnnotations": { RUN_ANNOTATION: "true" }
                 },
                 "analysis": {
                     "prometheus": { "address": self.prometheus_url },

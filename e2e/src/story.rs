@@ -8,15 +8,22 @@
 //!    operator rolls back to v1.1.0 and reverts the schema to 10; no acknowledged write is
 //!    lost, and the receipt downloads byte for byte;
 //! 3. v1.3.0 asks for schema 90, which no build has: the migration Job fails,
-//!    nothing rolls out, and v1.1.0 keeps serving.
+//!    nothing rolls out, and v1.1.0 keeps serving;
+//! 4. v1.2.1 is a build whose AI suggestion results answer 500: health and traffic look
+//!    fine, but its smoke test fails; the operator rolls back, and the smoke test passes
+//!    again on v1.1.0.
+//!
+//! Every release runs the smoke test (`listacompra-api smoke`, a Job of the release's image)
+//! after its health gate, and again against the stable version after a rollback.
 //!
 //! Every step checks what it claims and fails with the evidence when it does not hold.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use listacompra_crds::ListaCompraReleaseStatus;
 use listacompra_crds::analysis::default_kpis;
-use listacompra_crds::status::AnalysisReport;
+use listacompra_crds::status::{AnalysisReport, SmokeTestProgress};
 use listacompra_crds::{ListaCompraRelease, Phase};
 
 use crate::attachments::Attachments;
@@ -40,12 +47,27 @@ pub const LOAD_RATE: u32 = 12;
 /// Longest a single release may take in the story.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// How the builds behave, by image tag: v1.2.0 carries the injected latency.
+/// The route broken in the v1.2.1 build: reading AI suggestion results (the load generator
+/// asks for suggestions but never reads them, so only the smoke test notices).
+pub const BROKEN_ROUTE: &str = "/v1/lists/{list_id}/suggestions/{suggestion_id}";
+
+/// How the builds behave, by image tag: v1.2.0 carries the injected latency; v1.2.1 answers
+/// 500 on [`BROKEN_ROUTE`].
 pub fn builds() -> BTreeMap<String, BTreeMap<String, String>> {
-    [(
-        "1.2.0".to_owned(),
-        [("FAULT_LATENCY_MS".to_owned(), BAD_LATENCY_MS.to_string())].into(),
-    )]
+    [
+        (
+            "1.2.0".to_owned(),
+            [("FAULT_LATENCY_MS".to_owned(), BAD_LATENCY_MS.to_string())].into(),
+        ),
+        (
+            "1.2.1".to_owned(),
+            [
+                ("FAULT_ERROR_RATE".to_owned(), "1".to_owned()),
+                ("FAULT_ROUTES".to_owned(), BROKEN_ROUTE.to_owned()),
+            ]
+            .into(),
+        ),
+    ]
     .into()
 }
 
@@ -83,6 +105,31 @@ fn check(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
     } else {
         Err(Error::Check { message: message() })
     }
+}
+
+fn smoke_line(smoke: &SmokeTestProgress) -> String {
+    let outcome = match (smoke.completion_time.is_some(), smoke.passed) {
+        (false, _) => "running".to_owned(),
+        (true, true) => "passed".to_owned(),
+        (true, false) => format!("FAILED: {}", smoke.message.clone().unwrap_or_default()),
+    };
+    format!("Job {} against v{}: {outcome}", smoke.job, smoke.version)
+}
+
+/// The smoke test recorded in `status` tested `version` and passed.
+fn smoke_passed(status: &ListaCompraReleaseStatus, version: &str) -> Result<()> {
+    check(
+        status
+            .smoke_test
+            .as_ref()
+            .is_some_and(|s| s.version == version && s.passed),
+        || {
+            format!(
+                "no passed smoke test of v{version}: {:#?}",
+                status.smoke_test
+            )
+        },
+    )
 }
 
 fn phase_name(phase: Option<Phase>) -> String {
@@ -141,6 +188,7 @@ impl<'a> Story<'a> {
         let mut last_phase = String::new();
         let mut last_measurement = None;
         let mut last_health = None;
+        let mut last_smoke = None;
         loop {
             self.runner_events();
             let release = self.stack.release().await?;
@@ -181,6 +229,13 @@ impl<'a> Story<'a> {
                         line.clone().unwrap_or_default()
                     ));
                     last_health = line;
+                }
+            }
+            if let Some(smoke) = &status.smoke_test {
+                let line = smoke_line(smoke);
+                if last_smoke.as_ref() != Some(&line) {
+                    self.say(format!("  smoke test: {line}"));
+                    last_smoke = Some(line);
                 }
             }
             if let Some(report) = &status.last_analysis
@@ -333,6 +388,10 @@ impl<'a> Story<'a> {
                 first.status
             )
         })?;
+        smoke_passed(
+            first.status.as_ref().unwrap_or(&Default::default()),
+            "1.0.0",
+        )?;
         self.expect_serving("1.0.0", SCHEMAS[0]).await?;
 
         let before = self.load_stats();
@@ -353,6 +412,7 @@ impl<'a> Story<'a> {
                 || format!("KPI {name} was not measured as passing from real traffic: {report:#?}"),
             )?;
         }
+        smoke_passed(&status, "1.1.0")?;
         self.traffic_flowed(&before, "the v1.1.0 release")?;
         self.expect_serving("1.1.0", SCHEMAS[1]).await?;
         self.attach_receipt().await
@@ -448,6 +508,8 @@ impl<'a> Story<'a> {
                 self.timeline.kpis
             )
         })?;
+        // The runbook's "rollback + re-run smoke tests": v1.1.0 was smoke-tested again.
+        smoke_passed(&status, "1.1.0")?;
         self.traffic_flowed(&before, "the v1.2.0 release and its rollback")?;
         self.expect_serving("1.1.0", SCHEMAS[1]).await?;
         self.read_receipt("after the rollback").await
@@ -485,11 +547,47 @@ impl<'a> Story<'a> {
         self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
-    /// The three scenarios in order.
+    /// Scenario 4: v1.2.1 fails its smoke test; the stable version passes it again.
+    pub async fn failing_smoke_test(&mut self) -> Result<()> {
+        self.say(format!(
+            "== 4. v1.2.1 (a build whose {BROKEN_ROUTE} answers 500): the smoke test decides"
+        ));
+        let before = self.load_stats();
+        let release = self.release("1.2.1", SCHEMAS[1]).await?;
+        let status = release.status.clone().unwrap_or_default();
+        check(status.phase == Some(Phase::RolledBack), || {
+            format!(
+                "v1.2.1 ended {:?}, expected RolledBack: {status:#?}",
+                status.phase
+            )
+        })?;
+        let (reason, message) = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap_or_default();
+        check(
+            reason == "SmokeTestFailed" && message.contains("AI suggestions"),
+            || format!("Degraded should name the smoke test's failing step: {reason} {message}"),
+        )?;
+        check(status.last_analysis.is_none(), || {
+            format!(
+                "the KPI analysis ran although the smoke test failed: {:#?}",
+                status.last_analysis
+            )
+        })?;
+        smoke_passed(&status, "1.1.0")?;
+        self.traffic_flowed(&before, "the v1.2.1 release and its rollback")?;
+        self.expect_serving("1.1.0", SCHEMAS[1]).await
+    }
+
+    /// The four scenarios in order.
     pub async fn run_all(&mut self) -> Result<()> {
         self.install_and_upgrade().await?;
         self.latency_rollback().await?;
-        self.failing_migration().await
+        self.failing_migration().await?;
+        self.failing_smoke_test().await
     }
 
     /// Stops the load and checks that every acknowledged write can be read back.

@@ -434,15 +434,17 @@ async fn reconcile_release(
     }
     if decision.status != status {
         record(release, &decision.status, ctx).await?;
-        if let Some(smoke) = &decision.status.smoke_test
-            && smoke.completion_time.is_some()
-            && status.smoke_test.as_ref() != Some(smoke)
-        {
-            let verdict = if smoke.passed { "pass" } else { "fail" };
-            ctx.metrics
-                .gate_verdicts
-                .with_label_values(&["smoke", verdict])
-                .inc();
+        // Smoke-test verdicts, once each: their Events are decided exactly once.
+        for note in &decision.notes {
+            if let Some((_, verdict)) = decide::SMOKE_VERDICTS
+                .iter()
+                .find(|(reason, _)| *reason == note.reason)
+            {
+                ctx.metrics
+                    .gate_verdicts
+                    .with_label_values(&["smoke", verdict])
+                    .inc();
+            }
         }
         if decision.status.phase == Some(Phase::RollingBack)
             && status.phase != Some(Phase::RollingBack)
@@ -472,7 +474,7 @@ async fn reconcile_release(
             } => {
                 let job = workload::job(
                     &owner,
-                    spec,
+                    &decide::job_spec(&observed, *purpose, workload),
                     workload::JobOrder {
                         name: job_name.clone(),
                         attempt: *attempt,
@@ -741,7 +743,7 @@ async fn job_state(
         let mut why = format!("{reason}: {message}")
             .trim_end_matches([':', ' '])
             .to_owned();
-        if explain && let Some(said) = pod_message(ctx, namespace, name).await? {
+        if explain && let Some(said) = pod_message(ctx, namespace, name).await {
             why = format!("{why}; its pod said: {said}");
         }
         return Ok(JobState::Failed(why));
@@ -755,15 +757,22 @@ async fn job_state(
     Ok(JobState::Running)
 }
 
-/// The termination message of the Job's pods ([`jobs::termination_message`]).
-async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
+/// The termination message of the Job's pods ([`jobs::termination_message`]). Only an
+/// explanation: when the pods cannot be listed (RBAC not yet updated, say) the Job's own
+/// reason is enough, and the release goes on.
+async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.metrics.api_reads.with_label_values(&["pod"]).inc();
-    let list = pods
+    match pods
         .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
         .await
-        .map_err(kube_err(format!("listing the pods of Job {job}")))?;
-    Ok(jobs::termination_message(&list.items))
+    {
+        Ok(list) => jobs::termination_message(&list.items),
+        Err(e) => {
+            warn!(job, error = %e, "could not list the pods of a failed Job; its reason goes without their message");
+            None
+        }
+    }
 }
 
 fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {

@@ -2,8 +2,9 @@
 //!
 //! Starts (or reuses) the local cluster and services, recreates the `listacompra-demo`
 //! namespace, runs the operator and the workload runner, and releases v1.0.0, v1.1.0 (new
-//! migration), v1.2.0 (injected latency: rolled back) and v1.3.0 (failing migration) under
-//! load. Ends with `kubectl get lcr`, a summary, and a timeline picture.
+//! migration), v1.2.0 (injected latency: rolled back), v1.3.0 (failing migration) and v1.2.1
+//! (failing smoke test: rolled back) under load, each release smoke-tested by a Job. Ends
+//! with `kubectl get lcr`, a summary, and a timeline picture.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

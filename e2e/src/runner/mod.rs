@@ -18,7 +18,10 @@
 //!
 //! The image tag selects the build's behaviour: [`RunnerConfig::builds`] maps a tag to extra
 //! environment (for example fault injection for a "bad" version); other tags run as built.
-//! Each Service gets a local port ([`Runner::service_address`]) that plays kube-proxy.
+//! Each Service gets a local port ([`Runner::service_address`]) that plays kube-proxy, and a
+//! container's environment that names a Service by its cluster DNS name
+//! (`http://<service>.<namespace>.svc:<port>`) gets that port instead, as cluster DNS would
+//! resolve it (the smoke-test Job reaches the release's Service so).
 
 mod podenv;
 mod process;
@@ -46,6 +49,9 @@ pub use process::free_port;
 pub const RUN_ANNOTATION: &str = "listacompra.test/runner";
 /// Pod annotation where the runner reports a Job pod's exit code.
 pub const EXIT_CODE_ANNOTATION: &str = "listacompra.test/exit-code";
+/// Pod annotation where the runner reports a failed Job pod's termination message (kwok's
+/// stage copies it into the container's terminated state).
+pub const TERMINATION_MESSAGE_ANNOTATION: &str = "listacompra.test/termination-message";
 /// How long a stopped container gets between SIGTERM and SIGKILL when its pod names no
 /// grace period.
 const GRACE: Duration = Duration::from_secs(30);
@@ -105,6 +111,23 @@ impl Shared {
             at: self.started.elapsed(),
             message,
         });
+    }
+
+    async fn service_address(shared: &Arc<Self>, name: &str) -> Result<SocketAddr> {
+        let mut proxies = shared.proxies.lock().await;
+        if let Some(address) = proxies.get(name) {
+            return Ok(*address);
+        }
+        let backends = shared.clone();
+        let service = name.to_owned();
+        let address = proxy::start(move || backends.backends(&service))
+            .await
+            .map_err(|source| Error::Io {
+                action: format!("listening for Service {name}"),
+                source,
+            })?;
+        proxies.insert(name.to_owned(), address);
+        Ok(address)
     }
 
     fn backends(&self, service: &str) -> Vec<SocketAddr> {
@@ -170,20 +193,7 @@ impl Runner {
     /// The local address that plays the Service `name` (created on first use; it forwards
     /// to the Service's ready pods once the Service exists).
     pub async fn service_address(&self, name: &str) -> Result<SocketAddr> {
-        let mut proxies = self.shared.proxies.lock().await;
-        if let Some(address) = proxies.get(name) {
-            return Ok(*address);
-        }
-        let shared = self.shared.clone();
-        let service = name.to_owned();
-        let address = proxy::start(move || shared.backends(&service))
-            .await
-            .map_err(|source| Error::Io {
-                action: format!("listening for Service {name}"),
-                source,
-            })?;
-        proxies.insert(name.to_owned(), address);
-        Ok(address)
+        Shared::service_address(&self.shared, name).await
     }
 
     /// Pods whose API process is up, with its address.
@@ -405,12 +415,38 @@ fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
     Ok((binary.to_owned(), args))
 }
 
-async fn environment(shared: &Shared, pod: &Pod) -> Result<BTreeMap<String, String>> {
+async fn environment(shared: &Arc<Shared>, pod: &Pod) -> Result<BTreeMap<String, String>> {
     let container = first_container(pod)?;
     let mut env = podenv::resolve(&shared.client, &shared.namespace, container).await?;
     let tag = container.image.as_deref().and_then(image_tag).unwrap_or("");
     if let Some(extra) = shared.config.builds.get(tag) {
         env.extend(extra.clone());
+    }
+    // Cluster DNS and kube-proxy: a URL naming a port the Service of this namespace declares
+    // reaches its local proxy; any other (no such Service, no such port) stays unresolvable,
+    // as it would fail on a cluster.
+    let services: Api<Service> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    for value in env.values_mut() {
+        let Some(url) = podenv::cluster_service(value, &shared.namespace) else {
+            continue;
+        };
+        let service = services
+            .get_opt(&url.service)
+            .await
+            .map_err(|source| Error::Kube {
+                action: format!("reading Service {}", url.service),
+                source,
+            })?;
+        let declared = service
+            .and_then(|s| s.spec)
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| i64::from(p.port) == i64::from(url.port));
+        if declared {
+            let address = Shared::service_address(shared, &url.service).await?;
+            value.replace_range(url.authority, &address.to_string());
+        }
     }
     Ok(env)
 }
@@ -425,12 +461,16 @@ async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch:
     if let Err(e) = outcome {
         shared.record(format!("pod {name}: {e}"));
         if kind == Some(Kind::Job) {
-            report_exit(&shared, &name, 127).await;
+            report_exit(&shared, &name, 127, Some(e.to_string())).await;
         }
     }
 }
 
-async fn run_server(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
+async fn run_server(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
     let name = pod.name_any();
     let (program, args) = argv(&shared.config.api_binary, pod)?;
     let mut env = environment(shared, pod).await?;
@@ -564,7 +604,7 @@ fn scrape_target(
     Some(path)
 }
 
-async fn run_job(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
+async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
     let name = pod.name_any();
     let (program, args) = argv(&shared.config.api_binary, pod)?;
     let env = environment(shared, pod).await?;
@@ -582,19 +622,40 @@ async fn run_job(shared: &Shared, pod: &Pod, mut stop: watch::Receiver<bool>) ->
             return Ok(());
         }
     };
-    let last_line = std::fs::read_to_string(&log)
-        .ok()
-        .and_then(|text| text.lines().last().map(str::to_owned))
-        .unwrap_or_default();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let last_line = text.lines().last().unwrap_or_default();
     shared.record(format!("pod {name}: exited with {code}: {last_line}"));
-    report_exit(shared, &name, code).await;
+    // The kubelet's FallbackToLogsOnError: a failed container's termination message is the
+    // end of its log (at most 2048 bytes), which kwok's stage copies into the pod's status.
+    let fallback = first_container(pod)?.termination_message_policy.as_deref()
+        == Some("FallbackToLogsOnError");
+    let message = (code != 0).then(|| {
+        if fallback {
+            log_tail(&text, 2048)
+        } else {
+            String::new()
+        }
+    });
+    report_exit(shared, &name, code, message).await;
     Ok(())
 }
 
-async fn report_exit(shared: &Shared, pod: &str, code: i32) {
+/// The end of `text`, at most `max` bytes, cut at a character boundary.
+fn log_tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+async fn report_exit(shared: &Shared, pod: &str, code: i32, message: Option<String>) {
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &shared.namespace);
-    let patch =
-        json!({ "metadata": { "annotations": { EXIT_CODE_ANNOTATION: code.to_string() } } });
+    let mut annotations = json!({ EXIT_CODE_ANNOTATION: code.to_string() });
+    if let Some(message) = message {
+        annotations[TERMINATION_MESSAGE_ANNOTATION] = json!(message);
+    }
+    let patch = json!({ "metadata": { "annotations": annotations } });
     if let Err(e) = api
         .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
         .await

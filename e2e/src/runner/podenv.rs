@@ -2,6 +2,7 @@
 //! Secret or ConfigMap resolved the way the kubelet resolves it.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
 use kube::{Api, Client};
@@ -60,6 +61,43 @@ pub async fn resolve(
     Ok(vars)
 }
 
+/// A URL that names a Service of the pod's namespace by its cluster DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceUrl {
+    /// The byte range of `host[:port]` in the value.
+    pub authority: Range<usize>,
+    /// The Service's name.
+    pub service: String,
+    /// The port the URL asks for (the scheme's default when it names none).
+    pub port: u16,
+}
+
+/// Where `value` holds a URL naming a Service of `namespace` by its cluster DNS name
+/// (`<service>.<namespace>.svc` or `...svc.cluster.local`, with or without a port).
+pub fn cluster_service(value: &str, namespace: &str) -> Option<ServiceUrl> {
+    let scheme_end = value.find("://")?;
+    let start = scheme_end + 3;
+    let rest = &value[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None if &value[..scheme_end] == "https" => (authority, 443),
+        None => (authority, 80),
+    };
+    let service = [".svc.cluster.local", ".svc"]
+        .iter()
+        .find_map(|suffix| host.strip_suffix(&format!(".{namespace}{suffix}")))?;
+    if service.is_empty() || service.contains('.') || authority.contains('@') {
+        return None;
+    }
+    Some(ServiceUrl {
+        authority: start..start + end,
+        service: service.to_owned(),
+        port,
+    })
+}
+
 fn key(data: BTreeMap<String, String>, kind: &str, name: &str, key: &str) -> Result<String> {
     data.get(key).cloned().ok_or_else(|| Error::Workload {
         message: format!("{kind} {name} has no key {key:?}"),
@@ -84,4 +122,35 @@ async fn config_map_data(api: &Api<ConfigMap>, name: &str) -> Result<BTreeMap<St
         source,
     })?;
     Ok(config_map.data.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_of_the_namespace_are_found_and_others_left_alone() {
+        let url = "http://lc-api.story.svc:8080";
+        let found = cluster_service(url, "story").expect("a Service URL");
+        assert_eq!(
+            (&url[found.authority], found.service.as_str(), found.port),
+            ("lc-api.story.svc:8080", "lc-api", 8080)
+        );
+        let long = "https://lc-api.story.svc.cluster.local/v1?x=1";
+        let found = cluster_service(long, "story").expect("a Service URL");
+        assert_eq!(
+            (&long[found.authority], found.service.as_str(), found.port),
+            ("lc-api.story.svc.cluster.local", "lc-api", 443)
+        );
+        for other in [
+            "http://lc-api.other.svc:8080",
+            "http://127.0.0.1:5432/db",
+            "postgres://u:p@lc-api.story.svc:5432/db",
+            "http://a.b.story.svc:80",
+            "lc-api.story.svc",
+            "http://lc-api.story.svc:http",
+        ] {
+            assert_eq!(cluster_service(other, "story"), None, "{other}");
+        }
+    }
 }

@@ -179,6 +179,16 @@ const SELF_CLEARING: [&str; 2] = [REFERENCES_MISSING, OBJECT_NOT_OWNED];
 /// Appended to a Stalled message that a person must act on.
 const STALLED_HINT: &str = "; change spec.version or spec.retryToken to go on";
 
+/// Degraded reason (and Event reason) when the stable version fails its smoke test after a
+/// rollback: it serves, but the release ends Failed for a person to look at.
+const SMOKE_FAILED_AFTER_ROLLBACK: &str = "SmokeTestFailedAfterRollback";
+/// Event reasons of smoke-test verdicts (the controller counts them).
+pub const SMOKE_VERDICTS: [(&str, &str); 3] = [
+    ("SmokeTestPassed", "pass"),
+    ("SmokeTestFailed", "fail"),
+    (SMOKE_FAILED_AFTER_ROLLBACK, "fail"),
+];
+
 /// Progressing reasons that hold a release until its target changes.
 const HOLD_REASONS: [&str; 2] = ["AnalysisPaused", "AnalysisInconclusive"];
 
@@ -234,14 +244,24 @@ pub fn gate_due(
     }
 }
 
-/// A release starts when the version or the retry token changes, or when the image of a
-/// settled version changes under it.
+/// A release starts when the version or the retry token changes, or when the image changes
+/// under the version (a new tag or digest is a new build: it passes every gate again, and
+/// an attempt never ends Succeeded with an image its gates did not see).
 fn is_new_target(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
+    let image = image_ref(&spec.image, &spec.version);
+    // The image the attempt started with (a status written before attempts recorded it:
+    // the stable image of a settled release).
+    let attempted = status
+        .current_image
+        .as_deref()
+        .or(if status.phase == Some(Phase::Succeeded) {
+            status.stable_image.as_deref()
+        } else {
+            None
+        });
     status.current_version.as_deref() != Some(spec.version.as_str())
         || status.observed_retry_token != spec.retry_token
-        || (status.phase == Some(Phase::Succeeded)
-            && status.stable_image.as_deref()
-                != Some(image_ref(&spec.image, &spec.version).as_str()))
+        || attempted.is_some_and(|a| a != image)
 }
 
 /// Whether this reconcile may launch an attempt's first Job or rollout, so the controller
@@ -289,6 +309,28 @@ pub fn spec_for<'a>(o: &Observed<'a>, workload: &Workload) -> &'a ListaCompraRel
         SpecSource::Current => o.spec,
         SpecSource::Stable => o.stable_spec.unwrap_or(o.spec),
     }
+}
+
+/// The spec a Job of `purpose` that runs `workload` is built from. The stable version's
+/// smoke test after a rollback uses the stable spec (its Service port and, when it had one,
+/// its smoke-test settings: the stable image may not know a newer command); every other Job
+/// the current spec.
+pub fn job_spec<'a>(
+    o: &Observed<'a>,
+    purpose: JobPurpose,
+    workload: &Workload,
+) -> std::borrow::Cow<'a, ListaCompraReleaseSpec> {
+    use std::borrow::Cow;
+    if purpose != JobPurpose::SmokeStable {
+        return Cow::Borrowed(o.spec);
+    }
+    let stable = spec_for(o, workload);
+    if stable.smoke_test.is_some() {
+        return Cow::Borrowed(stable);
+    }
+    let mut spec = stable.clone();
+    spec.smoke_test.clone_from(&o.spec.smoke_test);
+    Cow::Owned(spec)
 }
 
 /// The hash of the Deployment that runs `workload`.

@@ -33,7 +33,7 @@ impl Machine<'_, '_> {
             {
                 self.actions.push(Action::DeleteJob { name });
             }
-            self.stop_smoke_test();
+            self.stop_smoke_test(&format!("superseded by {}", self.version()));
         }
         let s = &mut self.status;
         s.phase = Some(Phase::Pending);

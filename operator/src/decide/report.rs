@@ -67,8 +67,15 @@ impl Machine<'_, '_> {
         self.set_condition(condition::READY, ready, r_reason, r_message);
 
         // Available: some version serves, the desired one or the stable one.
+        let stable_failed_smoke = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .is_some_and(|c| c.status == "True" && c.reason == SMOKE_FAILED_AFTER_ROLLBACK);
         let (available, a_reason, a_message) = match (phase, &stable) {
             (Phase::Succeeded, _) => (true, "Serving", format!("{version} serves")),
+            (Phase::Failed, Some(s)) if stable_failed_smoke => (
+                true,
+                "StableServing",
+                format!("{s} serves again (rolled back) but failed its smoke test"),
+            ),
             (Phase::Failed, _) => (
                 false,
                 "ReleaseFailed",

@@ -27,6 +27,7 @@ impl Machine<'_, '_> {
             "automatic rollback is off"
         };
         let message = format!("{message}; {why}");
+        self.stop_smoke_test("the release failed");
         self.set_condition(condition::DEGRADED, true, reason, message.clone());
         self.note(true, reason, message.clone());
         self.push_history(Outcome::Failed, Some(reason.to_owned()), Some(message));
@@ -60,8 +61,11 @@ impl Machine<'_, '_> {
         let complete = self.is_serving(&stable)
             && (!revert_needed || revert_done)
             && (!smoke_needed || smoke_done);
+        if !smoke_needed {
+            self.stop_smoke_test("no smoke test after this rollback (smokeTest.afterRollback)");
+        }
         if !complete && self.rollback_deadline_passed() {
-            self.stop_smoke_test();
+            self.stop_smoke_test("the rollback deadline passed");
             let waiting = if self.is_serving(&stable) && (!revert_needed || revert_done) {
                 format!("the smoke test of {} had not finished", stable.version)
             } else if self.status.revert_job.is_some() {
@@ -109,13 +113,22 @@ impl Machine<'_, '_> {
         if !self.is_serving(&stable) {
             return self.wait();
         }
+        if self.spec().migrations.enabled && self.status.schema_version == stable_schema {
+            let revision = stable_schema.map_or_else(|| "?".to_owned(), |r| r.to_string());
+            self.set_condition(
+                condition::MIGRATIONS_APPLIED,
+                true,
+                "SchemaAtRevision",
+                format!("schema at revision {revision}, as {} needs", stable.version),
+            );
+        }
         // The runbook's "rollback + re-run smoke tests": the stable version must pass too.
         if smoke_needed {
             match self.smoke_test(stable.clone(), JobPurpose::SmokeStable) {
                 SmokeGate::Waiting => return,
                 SmokeGate::Failed(message) => {
                     return self.abort_rollback(
-                        "SmokeTestFailedAfterRollback",
+                        SMOKE_FAILED_AFTER_ROLLBACK,
                         format!(
                             "{} serves again but failed its smoke test: {message}",
                             stable.version
@@ -129,15 +142,6 @@ impl Machine<'_, '_> {
             .map(|c| (c.reason.clone(), c.message.clone()))
             .unwrap_or_default();
         self.status.phase = Some(Phase::RolledBack);
-        if self.spec().migrations.enabled && self.status.schema_version == stable_schema {
-            let revision = stable_schema.map_or_else(|| "?".to_owned(), |r| r.to_string());
-            self.set_condition(
-                condition::MIGRATIONS_APPLIED,
-                true,
-                "SchemaAtRevision",
-                format!("schema at revision {revision}, as {} needs", stable.version),
-            );
-        }
         let failed = self.status.current_version.clone().unwrap_or_default();
         self.push_history(
             Outcome::RolledBack,
@@ -225,6 +229,7 @@ impl Machine<'_, '_> {
 
     /// Ends a rollback that cannot finish: Failed, with the reason and what it waited for.
     pub(super) fn abort_rollback(&mut self, reason: &str, message: String) {
+        self.stop_smoke_test("the rollback ended");
         self.set_condition(condition::DEGRADED, true, reason, message.clone());
         self.note(true, reason, message.clone());
         self.push_history(Outcome::Failed, Some(reason.to_owned()), Some(message));

@@ -48,12 +48,7 @@ impl Machine<'_, '_> {
         if progress.completion_time.is_some() {
             return SmokeGate::Failed(progress.message.unwrap_or_default());
         }
-        // The Job's state as observed belongs to the Job the status named when it was read.
-        let observed = match &self.o.status.smoke_test {
-            Some(read) if read.job == name => self.o.smoke_job.clone(),
-            _ => JobState::Absent,
-        };
-        match observed {
+        match self.observed_smoke_job(&name) {
             JobState::Absent => {
                 // Not in the cache yet, or deleted by hand: create it (again); a Job that
                 // exists makes that a no-op.
@@ -81,13 +76,30 @@ impl Machine<'_, '_> {
         }
     }
 
-    /// The smoke test of `workload` for `purpose` in this attempt has ended (passed or not).
+    /// The smoke test of `workload` for `purpose` in this attempt has ended (passed or not),
+    /// as recorded or as its Job is observed now (a reconcile that comes late, after a
+    /// restart or a backoff, finds it ended).
     pub(super) fn smoke_test_ended(&self, workload: &Workload, purpose: JobPurpose) -> bool {
         let name = self.smoke_job_name(workload, purpose);
-        self.status
+        let recorded = self
+            .status
             .smoke_test
             .as_ref()
-            .is_some_and(|p| p.job == name && p.completion_time.is_some())
+            .is_some_and(|p| p.job == name && p.completion_time.is_some());
+        recorded
+            || matches!(
+                self.observed_smoke_job(&name),
+                JobState::Succeeded | JobState::Failed(_)
+            )
+    }
+
+    /// The observed state of the smoke Job `name`: the controller observed the Job the status
+    /// named when it was read, so any other name is unknown (Absent).
+    fn observed_smoke_job(&self, name: &str) -> JobState {
+        match &self.o.status.smoke_test {
+            Some(read) if read.job == name => self.o.smoke_job.clone(),
+            _ => JobState::Absent,
+        }
     }
 
     fn smoke_job_name(&self, workload: &Workload, purpose: JobPurpose) -> String {
@@ -100,15 +112,31 @@ impl Machine<'_, '_> {
         )
     }
 
-    /// A smoke Job still running when its attempt ends is stopped.
-    pub(super) fn stop_smoke_test(&mut self) {
-        if let Some(progress) = &self.o.status.smoke_test
-            && progress.completion_time.is_none()
-            && self.o.smoke_job == JobState::Running
-        {
-            self.actions.push(Action::DeleteJob {
-                name: progress.job.clone(),
-            });
+    /// A smoke test that has not ended when its gate no longer applies (the attempt is
+    /// superseded, a deadline passed, the rollback ended, `smokeTest` was removed) is ended:
+    /// a Job observed to have finished keeps its real outcome; any other is deleted (also
+    /// when a lagging cache does not show it: a Job that is gone makes that a no-op) and
+    /// recorded as stopped, so that no smoke test runs against a Service that serves
+    /// something else, and the status never says "running" for a Job that is gone.
+    pub(super) fn stop_smoke_test(&mut self, why: &str) {
+        let Some(progress) = self.status.smoke_test.clone() else {
+            return;
+        };
+        if progress.completion_time.is_some() {
+            return;
+        }
+        match self.observed_smoke_job(&progress.job) {
+            JobState::Succeeded => self.end_smoke_test(true, None),
+            JobState::Failed(reason) => self.end_smoke_test(
+                false,
+                Some(format!("smoke-test Job {} failed: {reason}", progress.job)),
+            ),
+            JobState::Running | JobState::Absent => {
+                self.actions.push(Action::DeleteJob {
+                    name: progress.job.clone(),
+                });
+                self.end_smoke_test(false, Some(format!("stopped: {why}")));
+            }
         }
     }
 

@@ -21,7 +21,7 @@ impl Machine<'_, '_> {
             return self.pause();
         }
         if self.deadline_passed() {
-            self.stop_smoke_test();
+            self.stop_smoke_test("the release deadline passed");
             return self.fail(
                 "ProgressDeadlineExceeded",
                 format!(
@@ -58,6 +58,8 @@ impl Machine<'_, '_> {
                 SmokeGate::Failed(message) => return self.fail("SmokeTestFailed", message),
                 SmokeGate::Passed => {}
             }
+        } else {
+            self.stop_smoke_test("spec.smokeTest was removed");
         }
         let Some(analysis) = self.spec().analysis.clone() else {
             return self.succeed();

@@ -235,7 +235,10 @@ impl Case {
         self
     }
     fn run(&self) -> Decision {
-        decide(&Observed {
+        decide(&self.observed())
+    }
+    fn observed(&self) -> Observed<'_> {
+        Observed {
             release: RELEASE,
             generation: 7,
             spec: &self.spec,
@@ -252,7 +255,7 @@ impl Case {
             missing: self.missing.clone(),
             foreign: self.foreign.clone(),
             now: self.now,
-        })
+        }
     }
 }
 

@@ -249,6 +249,190 @@ fn smoke_cases() -> Vec<Case> {
     ]
 }
 
+/// The review's sequences: late reconciles, lagging caches, edits during the gate.
+fn edge_cases() -> Vec<Case> {
+    let v2 = with_smoke(with_analysis(spec("1.1.0")));
+    let stable_smoke_running = || {
+        let mut s = rolled_back_schema();
+        s.smoke_test = Some(SmokeTestProgress {
+            job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
+            version: "1.0.0".into(),
+            start_time: Time(t(95)),
+            completion_time: None,
+            passed: false,
+            message: None,
+        });
+        s
+    };
+    vec![
+        Case::new(
+            "a late reconcile after the rollback deadline finds the stable smoke test passed",
+            v2.clone(),
+            stable_smoke_running(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Succeeded)
+        .at(t(5_000))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert!(has_note(d, "SmokeTestPassed"));
+        }),
+        Case::new(
+            "a late reconcile after the rollback deadline finds it failed: the smoke test is the reason",
+            v2.clone(),
+            stable_smoke_running(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Failed("BackoffLimitExceeded".into()))
+        .at(t(5_000))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            assert_eq!(cond(d, condition::DEGRADED).1, "SmokeTestFailedAfterRollback");
+        }),
+        Case::new(
+            "the rollback deadline passes while the stable smoke test runs: stopped, said so",
+            v2.clone(),
+            stable_smoke_running(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Running)
+        .at(t(5_000))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "RollbackTimedOut");
+            assert!(message.contains("smoke test of 1.0.0"), "{message}");
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::SmokeStable, "1.0.0")
+            }));
+            let progress = d.status.smoke_test.as_ref().expect("recorded");
+            assert!(progress.completion_time.is_some() && !progress.passed);
+        }),
+        Case::new(
+            "superseded while the cache does not show the smoke Job yet: deleted all the same",
+            with_smoke(spec("1.2.0")),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .expect(|d| {
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::Smoke, "1.1.0")
+            }));
+        }),
+        Case::new(
+            "a new image under the same version during the smoke test: a new attempt",
+            {
+                let mut s = v2.clone();
+                s.image.tag = Some("1.1.0-hotfix".into());
+                s
+            },
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Running)
+        .expect(|d| {
+            assert_eq!(d.status.attempt, Some(3), "a new attempt");
+            assert_eq!(
+                d.status.current_image.as_deref(),
+                Some("reg/api:1.1.0-hotfix")
+            );
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::Smoke, "1.1.0")
+            }));
+        }),
+        Case::new(
+            "smokeTest removed while its Job runs: Job stopped, status ended, the KPIs go on",
+            with_analysis(spec("1.1.0")),
+            smoke_running(),
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Running)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert!(d.actions.contains(&Action::DeleteJob {
+                name: smoke_name(JobPurpose::Smoke, "1.1.0")
+            }));
+            let progress = d.status.smoke_test.as_ref().expect("recorded");
+            assert_eq!(
+                (progress.passed, progress.message.as_deref()),
+                (false, Some("stopped: spec.smokeTest was removed"))
+            );
+            let spec = with_analysis(spec("1.1.0"));
+            assert_eq!(gate_due(&spec, &d.status, t(60)), GateDue::Measurement);
+        }),
+        Case::new(
+            "the stable version fails its smoke test: the schema is back and it still serves",
+            v2.clone(),
+            stable_smoke_running(),
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .smoke(JobState::Failed("BackoffLimitExceeded".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            let (applied, _, message) = cond(d, condition::MIGRATIONS_APPLIED);
+            assert!(applied && message.contains("revision 3"), "{message}");
+            let (available, reason, _) = cond(d, condition::AVAILABLE);
+            assert!(available, "1.0.0 serves: {reason}");
+        }),
+    ]
+}
+
+#[test]
+fn the_smoke_gate_survives_late_reconciles_lagging_caches_and_edits() {
+    for case in &edge_cases() {
+        let decision = case.run();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
+        if let Err(panic) = outcome {
+            eprintln!("situation failed: {}\n{decision:#?}", case.name);
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn the_stable_versions_smoke_job_is_built_from_the_stable_spec() {
+    let mut current = with_smoke(spec("1.1.0"));
+    current.service.port = 9090;
+    current.smoke_test = Some(SmokeTestSpec {
+        command: vec![
+            "listacompra-api".into(),
+            "smoke".into(),
+            "--new-flag".into(),
+        ],
+        ..SmokeTestSpec::default()
+    });
+    let mut stable = with_smoke(spec("1.0.0"));
+    stable.service.port = 8080;
+    let case = Case::new("stable", current.clone(), rolled_back_schema()).stable_from(stable);
+    let o = case.observed();
+    let stable_workload = workload("1.0.0", SpecSource::Stable);
+    let built = job_spec(&o, JobPurpose::SmokeStable, &stable_workload);
+    assert_eq!(
+        built.service.port, 8080,
+        "the Service the stable version serves on"
+    );
+    assert_eq!(
+        built.smoke_test.as_ref().map(|s| s.command.clone()),
+        Some(SmokeTestSpec::default().command),
+        "the stable image's own smoke command"
+    );
+    // A stable spec recorded before smokeTest existed takes the current settings.
+    let mut older = spec("1.0.0");
+    older.smoke_test = None;
+    let case = Case::new("older", current.clone(), rolled_back_schema()).stable_from(older);
+    let o = case.observed();
+    let built = job_spec(&o, JobPurpose::SmokeStable, &stable_workload);
+    assert_eq!(built.smoke_test, current.smoke_test);
+    // Every other Job: the current spec.
+    let target = workload("1.1.0", SpecSource::Current);
+    assert_eq!(job_spec(&o, JobPurpose::Smoke, &target).service.port, 9090);
+}
+
 #[test]
 fn the_smoke_gate_decides_each_situation() {
     for case in &smoke_cases() {
