@@ -20,6 +20,14 @@ fn smoke_config(base_url: &str) -> SmokeConfig {
     }
 }
 
+/// The step and message of a smoke-test failure.
+fn failed_step(err: &Error) -> (&'static str, &str) {
+    match err {
+        Error::Smoke { step, message } => (step, message),
+        other => panic!("expected a smoke error, got {other:?}"),
+    }
+}
+
 async fn lists_in(db: &TestDb) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM lists")
         .fetch_one(&db.pool)
@@ -77,13 +85,13 @@ async fn an_error_answer_fails_the_step_that_got_it_and_the_list_is_still_delete
     let err = smoke::run(&smoke_config(&app.base), |_| {})
         .await
         .expect_err("a 500 must fail the smoke test");
-    match &err {
-        Error::Smoke { step, message } => {
-            assert_eq!(*step, "add an item", "{err}");
-            assert!(message.contains("500"), "{err}");
-        }
-        other => panic!("expected a smoke error, got {other:?}"),
-    }
+    let (step, message) = failed_step(&err);
+    assert_eq!(step, "add an item", "{err}");
+    assert!(message.contains("500"), "{err}");
+    assert!(
+        !message.contains('\n'),
+        "one line, for the operator to quote: {err}"
+    );
     assert_eq!(
         lists_in(&db).await?,
         0,
@@ -103,7 +111,12 @@ async fn no_answer_fails_at_the_first_step() -> Result<()> {
     let err = smoke::run(&smoke_config(&format!("http://127.0.0.1:{port}")), |_| {})
         .await
         .expect_err("no API, no pass");
-    assert!(matches!(&err, Error::Smoke { step: "health", .. }), "{err}");
+    let (step, message) = failed_step(&err);
+    assert_eq!(step, "health", "{err}");
+    assert!(
+        message.to_lowercase().contains("connect"),
+        "the cause is named, not just \"error sending request\": {err}"
+    );
     Ok(())
 }
 
@@ -116,13 +129,9 @@ async fn suggestions_that_never_come_fail_the_suggestion_step() -> Result<()> {
     let err = smoke::run(&config, |_| {})
         .await
         .expect_err("pending suggestions must not pass");
-    match &err {
-        Error::Smoke { step, message } => {
-            assert_eq!(*step, "AI suggestions", "{err}");
-            assert!(message.contains("pending"), "{err}");
-        }
-        other => panic!("expected a smoke error, got {other:?}"),
-    }
+    let (step, message) = failed_step(&err);
+    assert_eq!(step, "AI suggestions", "{err}");
+    assert!(message.contains("pending"), "{err}");
     assert_eq!(lists_in(&db).await?, 0);
     app.stop().await;
     Ok(())

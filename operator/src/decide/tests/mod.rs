@@ -1065,11 +1065,10 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[test]
-fn the_state_machine_decides_each_situation() {
-    let cases = cases();
-    assert!(cases.len() >= 25, "only {} situations", cases.len());
-    for case in &cases {
+/// Decides each case and checks its expectation; a failure names the situation and prints
+/// the whole decision.
+fn check_cases(cases: &[Case]) {
+    for case in cases {
         let decision = case.run();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
@@ -1078,6 +1077,13 @@ fn the_state_machine_decides_each_situation() {
             std::panic::resume_unwind(panic);
         }
     }
+}
+
+#[test]
+fn the_state_machine_decides_each_situation() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "only {} situations", cases.len());
+    check_cases(&cases);
 }
 
 #[test]

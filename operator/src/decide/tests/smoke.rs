@@ -19,17 +19,22 @@ fn smoke_name(purpose: JobPurpose, version: &str) -> String {
     naming::job_name(RELEASE, purpose, version, 0, 2)
 }
 
-/// 1.1.0 verifying, health passed, its smoke Job created at t(60) and not ended.
-fn smoke_running() -> ListaCompraReleaseStatus {
-    let mut s = health_passed(verifying("1.1.0"));
-    s.smoke_test = Some(SmokeTestProgress {
-        job: smoke_name(JobPurpose::Smoke, "1.1.0"),
-        version: "1.1.0".into(),
-        start_time: Time(t(60)),
+/// The smoke test of `version` for `purpose` in attempt 2, started at `t(started)`, not ended.
+fn progress(purpose: JobPurpose, version: &str, started: i64) -> SmokeTestProgress {
+    SmokeTestProgress {
+        job: smoke_name(purpose, version),
+        version: version.into(),
+        start_time: Time(t(started)),
         completion_time: None,
         passed: false,
         message: None,
-    });
+    }
+}
+
+/// 1.1.0 verifying, health passed, its smoke Job created at t(60) and not ended.
+fn smoke_running() -> ListaCompraReleaseStatus {
+    let mut s = health_passed(verifying("1.1.0"));
+    s.smoke_test = Some(progress(JobPurpose::Smoke, "1.1.0", 60));
     s
 }
 
@@ -184,14 +189,7 @@ fn smoke_cases() -> Vec<Case> {
             v2.clone(),
             {
                 let mut s = rolled_back_schema();
-                s.smoke_test = Some(SmokeTestProgress {
-                    job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
-                    version: "1.0.0".into(),
-                    start_time: Time(t(95)),
-                    completion_time: None,
-                    passed: false,
-                    message: None,
-                });
+                s.smoke_test = Some(progress(JobPurpose::SmokeStable, "1.0.0", 95));
                 s
             },
         )
@@ -208,14 +206,7 @@ fn smoke_cases() -> Vec<Case> {
             v2.clone(),
             {
                 let mut s = rolled_back_schema();
-                s.smoke_test = Some(SmokeTestProgress {
-                    job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
-                    version: "1.0.0".into(),
-                    start_time: Time(t(95)),
-                    completion_time: None,
-                    passed: false,
-                    message: None,
-                });
+                s.smoke_test = Some(progress(JobPurpose::SmokeStable, "1.0.0", 95));
                 s
             },
         )
@@ -254,14 +245,7 @@ fn edge_cases() -> Vec<Case> {
     let v2 = with_smoke(with_analysis(spec("1.1.0")));
     let stable_smoke_running = || {
         let mut s = rolled_back_schema();
-        s.smoke_test = Some(SmokeTestProgress {
-            job: smoke_name(JobPurpose::SmokeStable, "1.0.0"),
-            version: "1.0.0".into(),
-            start_time: Time(t(95)),
-            completion_time: None,
-            passed: false,
-            message: None,
-        });
+        s.smoke_test = Some(progress(JobPurpose::SmokeStable, "1.0.0", 95));
         s
     };
     vec![
@@ -383,15 +367,7 @@ fn edge_cases() -> Vec<Case> {
 
 #[test]
 fn the_smoke_gate_survives_late_reconciles_lagging_caches_and_edits() {
-    for case in &edge_cases() {
-        let decision = case.run();
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
-        if let Err(panic) = outcome {
-            eprintln!("situation failed: {}\n{decision:#?}", case.name);
-            std::panic::resume_unwind(panic);
-        }
-    }
+    check_cases(&edge_cases());
 }
 
 #[test]
@@ -435,15 +411,7 @@ fn the_stable_versions_smoke_job_is_built_from_the_stable_spec() {
 
 #[test]
 fn the_smoke_gate_decides_each_situation() {
-    for case in &smoke_cases() {
-        let decision = case.run();
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.expect)(&decision)));
-        if let Err(panic) = outcome {
-            eprintln!("situation failed: {}\n{decision:#?}", case.name);
-            std::panic::resume_unwind(panic);
-        }
-    }
+    check_cases(&smoke_cases());
 }
 
 /// A smoke Job in the simulated cluster: how it will end, and after how many looks.
