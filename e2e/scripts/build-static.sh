@@ -21,6 +21,12 @@ OUT_DIR="${1:-$STATIC_TARGET_DIR/out}"
 BINARIES=(listacompra-operator listacompra-api)
 
 need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
+# One build into this folder at a time, install step included (make test starts one in the
+# background and the static_image tests run this script too): the second waits, then finds
+# everything built.
+mkdir -p "$STATIC_TARGET_DIR"
+exec 7>"$STATIC_TARGET_DIR/.build-static.lock"
+flock -w 7200 7 || die "timed out waiting for another static build ($STATIC_TARGET_DIR/.build-static.lock)."
 # musl-gcc compiles the C parts (aws-lc-sys) for the musl target; file checks the result.
 apt_install musl-tools file ca-certificates
 if command -v rustup >/dev/null 2>&1; then
@@ -46,12 +52,17 @@ for bin in "${BINARIES[@]}"; do
     *"statically linked"*|*"static-pie linked"*) ;;
     *) die "$src is not static ($desc). Fix: build for a musl target with crt-static." ;;
   esac
-  install -m 0755 "$src" "$OUT_DIR/$bin"
+  # Written aside and renamed into place: a reader never sees half a file.
+  install -m 0755 "$src" "$OUT_DIR/.$bin.tmp"
+  mv -f "$OUT_DIR/.$bin.tmp" "$OUT_DIR/$bin"
 done
 # The image's /etc: CA bundle, and a passwd/group entry for the non-root user.
 mkdir -p "$OUT_DIR/etc/ssl/certs"
-install -m 0644 /etc/ssl/certs/ca-certificates.crt "$OUT_DIR/etc/ssl/certs/ca-certificates.crt"
-printf 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' > "$OUT_DIR/etc/passwd"
-printf 'nonroot:x:65532:\n' > "$OUT_DIR/etc/group"
+install -m 0644 /etc/ssl/certs/ca-certificates.crt "$OUT_DIR/etc/ssl/certs/.ca.tmp"
+mv -f "$OUT_DIR/etc/ssl/certs/.ca.tmp" "$OUT_DIR/etc/ssl/certs/ca-certificates.crt"
+printf 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' > "$OUT_DIR/etc/.passwd.tmp"
+mv -f "$OUT_DIR/etc/.passwd.tmp" "$OUT_DIR/etc/passwd"
+printf 'nonroot:x:65532:\n' > "$OUT_DIR/etc/.group.tmp"
+mv -f "$OUT_DIR/etc/.group.tmp" "$OUT_DIR/etc/group"
 log "static binaries in $OUT_DIR"
 printf '%s\n' "$OUT_DIR"

@@ -131,18 +131,28 @@ wait_for() {
 }
 
 # apt_install PKG...: install Debian packages that are missing (needs root, as on these machines).
+# Several scripts may ask at once (make test builds in the background): one installs at a
+# time (a lock of ours, then dpkg's own, waited for rather than failed on).
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   (( ${#missing[@]} )) || return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  if [ ! -f "$LC_CACHE/.apt-updated" ] || [ -n "$(find "$LC_CACHE/.apt-updated" -mmin +720 2>/dev/null)" ]; then
-    $sudo apt-get update -qq >/dev/null || die "apt-get update failed. Fix: check that the Debian mirror is reachable."
-    mkdir -p "$LC_CACHE" && touch "$LC_CACHE/.apt-updated"
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed. Fix: run it by hand to see why (disk space, mirror)."
+  mkdir -p "$LC_CACHE"
+  (
+    flock -w 1800 6 || die "timed out waiting for another install ($LC_CACHE/.apt.lock)."
+    local todo=()
+    for p in "${missing[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || todo+=("$p"); done
+    (( ${#todo[@]} )) || exit 0
+    log "installing Debian packages: ${todo[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    local wait_dpkg=(-o DPkg::Lock::Timeout=600)
+    if [ ! -f "$LC_CACHE/.apt-updated" ] || [ -n "$(find "$LC_CACHE/.apt-updated" -mmin +720 2>/dev/null)" ]; then
+      $sudo apt-get "${wait_dpkg[@]}" update -qq >/dev/null || die "apt-get update failed. Fix: check that the Debian mirror is reachable."
+      touch "$LC_CACHE/.apt-updated"
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait_dpkg[@]}" install -y -qq --no-install-recommends "${todo[@]}" >/dev/null \
+      || die "apt-get install ${todo[*]} failed. Fix: run it by hand to see why (disk space, mirror)."
+  ) 6>"$LC_CACHE/.apt.lock"
 }
 
 # with_lock CMD...: run CMD holding the state folder's lock, so that concurrent test

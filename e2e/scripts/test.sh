@@ -9,6 +9,9 @@ cd "$LC_REPO"
 need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
 need_cmd go "install Go 1.26 or later (https://go.dev/doc/install) and put it on PATH."
 apt_install curl util-linux
+# What the background builds need is installed here, in the foreground (apt never runs in a
+# session without a terminal, where sudo could not ask).
+apt_install musl-tools file ca-certificates
 # buildah builds the Dockerfile's images without a Docker engine (e2e/tests/static_image.rs).
 apt_install buildah
 
@@ -23,7 +26,11 @@ tools_pid=
 static_pid=
 cleanup() {
   local rc=$?
-  for pid in $tools_pid $static_pid; do kill -- "-$pid" 2>/dev/null || true; done
+  # Only groups of jobs still running: a finished job's pid may belong to someone else now.
+  local running; running=$(jobs -rp)
+  for pid in $tools_pid $static_pid; do
+    if grep -qx "$pid" <<<"$running"; then kill -- "-$pid" 2>/dev/null || true; fi
+  done
   if [ "$cluster_was_up" = 0 ]; then bash e2e/scripts/cluster.sh down || true; fi
   if (( ${#down_services[@]} )); then bash e2e/scripts/services.sh down "${down_services[@]}" || true; fi
   exit "$rc"
@@ -49,7 +56,7 @@ tools_pid=$!
 # the longest build (LTO, opt-level 3) and only the static_image tests need them: they build at
 # the lowest CPU priority in the background, on what the lints, the test builds and the
 # mostly waiting end-to-end tests leave idle. static_image.rs runs the same script, which
-# waits on cargo's lock of that target folder until this build is done (then finds it built).
+# waits on the script's lock until this build is done (then finds it built).
 static_log="$LC_STATE/static-build.log"
 step "static release binaries in the background, at the lowest priority (log: $static_log)"
 setsid nice -n 19 bash e2e/scripts/build-static.sh >"$static_log" 2>&1 &
@@ -86,7 +93,8 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += 
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
 # A failure of the static build also fails the static_image tests, with its output.
 if ! wait "$static_pid"; then
-  log "the static release build failed (log: $static_log)"
+  tail -n 20 "$static_log" >&2
+  log "the static release build failed (full log: $static_log); the static_image tests say the same"
   rc=1
 fi
 static_pid=
