@@ -3,7 +3,7 @@
 # JAEGER_VERSION in lib.sh and e2e/controlplane/jaeger/go.mod) into a cache folder keyed by
 # that version, for traces in the local environment (services.sh up jaeger). Skips the build
 # when the binary is there. Prints the binary's path on stdout, and only that.
-# A cold build takes 10-20 minutes on 2 cores.
+# A cold build took 5.5 to 9 minutes on 2 cores shared with other builds.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -30,7 +30,7 @@ if ! (cd "$dir" && go mod download -x >/dev/null 2>"$LC_CACHE/go-mod-download-ja
   tail -n 3 "$LC_CACHE/go-mod-download-jaeger.log" >&2
   die "cannot download the Jaeger Go modules (GOPROXY=$(go env GOPROXY)). Fix: make the Go module proxy reachable, or set GOPROXY."
 fi
-log "building jaeger $JAEGER_VERSION from github.com/jaegertracing/jaeger/cmd/jaeger (a cold build takes 10-20 minutes on 2 cores)"
+log "building jaeger $JAEGER_VERSION from github.com/jaegertracing/jaeger/cmd/jaeger (a cold build takes 5-10 minutes on 2 cores)"
 start=$SECONDS
 (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$LC_JAEGER_BIN/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) >&2 \
   || die "go build of github.com/jaegertracing/jaeger/cmd/jaeger failed (see output above). Fix: check 'go env' and free disk space, then re-run."

@@ -28,7 +28,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-# What `up` starts by default; Jaeger (a Go build of 10-20 minutes on a cold machine) only
+# What `up` starts by default; Jaeger (a Go build of 5-10 minutes on a cold machine) only
 # when asked for by name (`up jaeger`, or a test that needs it). `down` stops them all.
 ALL=(postgres redis rabbitmq alertmanager prometheus s3)
 OPTIONAL=(jaeger)
