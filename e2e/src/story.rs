@@ -116,6 +116,26 @@ fn smoke_line(smoke: &SmokeTestProgress) -> String {
     format!("Job {} against v{}: {outcome}", smoke.job, smoke.version)
 }
 
+/// The release of `version` ended in `phase`.
+fn ended(status: &ListaCompraReleaseStatus, version: &str, phase: Phase) -> Result<()> {
+    check(status.phase == Some(phase), || {
+        format!(
+            "v{version} ended {:?}, expected {phase:?}: {status:#?}",
+            status.phase
+        )
+    })
+}
+
+/// The reason and message of the Degraded condition (empty when there is none).
+fn degraded(status: &ListaCompraReleaseStatus) -> (String, String) {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
 /// The smoke test recorded in `status` tested `version` and passed.
 fn smoke_passed(status: &ListaCompraReleaseStatus, version: &str) -> Result<()> {
     check(
@@ -381,28 +401,15 @@ impl<'a> Story<'a> {
     pub async fn install_and_upgrade(&mut self) -> Result<()> {
         self.say("== 1. fresh install of v1.0.0, then v1.1.0 with a new migration, under load");
         let first = self.release("1.0.0", SCHEMAS[0]).await?;
-        let phase = first.status.as_ref().and_then(|s| s.phase);
-        check(phase == Some(Phase::Succeeded), || {
-            format!(
-                "v1.0.0 ended {phase:?}, expected Succeeded: {:#?}",
-                first.status
-            )
-        })?;
-        smoke_passed(
-            first.status.as_ref().unwrap_or(&Default::default()),
-            "1.0.0",
-        )?;
+        let status = first.status.clone().unwrap_or_default();
+        ended(&status, "1.0.0", Phase::Succeeded)?;
+        smoke_passed(&status, "1.0.0")?;
         self.expect_serving("1.0.0", SCHEMAS[0]).await?;
 
         let before = self.load_stats();
         let second = self.release("1.1.0", SCHEMAS[1]).await?;
         let status = second.status.clone().unwrap_or_default();
-        check(status.phase == Some(Phase::Succeeded), || {
-            format!(
-                "v1.1.0 ended {:?}, expected Succeeded: {status:#?}",
-                status.phase
-            )
-        })?;
+        ended(&status, "1.1.0", Phase::Succeeded)?;
         let report = status.last_analysis.clone();
         let kpis = report.as_ref().map(|r| r.kpis.clone()).unwrap_or_default();
         for name in default_kpis().into_iter().map(|k| k.name) {
@@ -485,12 +492,7 @@ impl<'a> Story<'a> {
         let before = self.load_stats();
         let release = self.release("1.2.0", SCHEMAS[2]).await?;
         let status = release.status.clone().unwrap_or_default();
-        check(status.phase == Some(Phase::RolledBack), || {
-            format!(
-                "v1.2.0 ended {:?}, expected RolledBack: {status:#?}",
-                status.phase
-            )
-        })?;
+        ended(&status, "1.2.0", Phase::RolledBack)?;
         check(
             status.failed_version.as_deref() == Some("1.2.0")
                 && status.stable_version.as_deref() == Some("1.1.0"),
@@ -528,12 +530,7 @@ impl<'a> Story<'a> {
                 && status.failed_version.as_deref() == Some("1.3.0"),
             || format!("v1.3.0 should have failed its migration: {status:#?}"),
         )?;
-        let reason = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded")
-            .map(|c| c.reason.clone())
-            .unwrap_or_default();
+        let (reason, _) = degraded(&status);
         check(reason == "MigrationFailed", || {
             format!("Degraded reason is {reason:?}, expected MigrationFailed: {status:#?}")
         })?;
@@ -555,18 +552,8 @@ impl<'a> Story<'a> {
         let before = self.load_stats();
         let release = self.release("1.2.1", SCHEMAS[1]).await?;
         let status = release.status.clone().unwrap_or_default();
-        check(status.phase == Some(Phase::RolledBack), || {
-            format!(
-                "v1.2.1 ended {:?}, expected RolledBack: {status:#?}",
-                status.phase
-            )
-        })?;
-        let (reason, message) = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-            .unwrap_or_default();
+        ended(&status, "1.2.1", Phase::RolledBack)?;
+        let (reason, message) = degraded(&status);
         check(
             reason == "SmokeTestFailed" && message.contains("AI suggestions"),
             || format!("Degraded should name the smoke test's failing step: {reason} {message}"),
