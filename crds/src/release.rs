@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
+use crate::approval::ApprovalPolicy;
 use crate::health::HealthGateSpec;
 use crate::migrations::MigrationSpec;
 use crate::smoke::SmokeTestSpec;
@@ -85,6 +86,13 @@ pub struct ListaCompraReleaseSpec {
     pub pod: PodSettings,
     /// The API server's environment, by Secret and ConfigMap reference.
     pub env: ApiEnvironment,
+    /// Approvals each attempt needs before it launches anything (the runbook's "approval
+    /// of QA + Product Owner"): the release waits in phase `AwaitingApproval`, naming the
+    /// roles still missing, until a `ListaCompraApproval` for this release, version and
+    /// attempt exists for every required role. The progress deadline starts once it
+    /// launches. Without `approvals`, a release starts at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalPolicy>,
     /// The schema migration Job. Required, so that every release states the schema revision
     /// it needs (or says `enabled: false`).
     pub migrations: MigrationSpec,

@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::approval::ApprovalRecord;
+
 /// Condition types the operator sets.
 pub mod condition {
     /// The desired version (`spec.version`) serves and passed every gate. False while a
@@ -96,6 +98,11 @@ pub struct ListaCompraReleaseStatus {
     /// When the rollout became available and the gates started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_start_time: Option<Time>,
+    /// The approvals the current attempt counted, one per required role (while it waits in
+    /// `AwaitingApproval`, those given so far).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub approvals: Vec<ApprovalRecord>,
     /// Progress of the health gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProgress>,
@@ -117,6 +124,9 @@ pub struct ListaCompraReleaseStatus {
 pub enum Phase {
     /// Accepted, nothing done yet.
     Pending,
+    /// Waits for the approvals `spec.approvals` requires; the Reconciling condition names
+    /// the roles still missing. Nothing is launched and the deadline does not run.
+    AwaitingApproval,
     /// The migration Job runs.
     Migrating,
     /// The Deployment rolls to the new version.
@@ -239,6 +249,10 @@ pub struct HistoryEntry {
     /// Details for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Who approved it, as which role, and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub approvals: Vec<ApprovalRecord>,
 }
 
 /// How a release ended.

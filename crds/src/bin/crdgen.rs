@@ -1,39 +1,38 @@
-//! Writes the `ListaCompraRelease` CRD YAML to `config/crd/` and into the operator's Helm
-//! chart, or prints it with `--stdout`.
+//! Writes the CRDs' YAML (`ListaCompraRelease`, `ListaCompraApproval`) to `config/crd/` and
+//! into the operator's Helm chart, or prints them with `--stdout`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Where the generated YAML is committed, relative to the workspace root.
-const TARGETS: [&str; 2] = [
-    "config/crd/listacompra.app_listacomprareleases.yaml",
-    "helm/listacompra-operator/crds/listacompra.app_listacomprareleases.yaml",
-];
+/// Folders the generated YAML is committed in, relative to the workspace root.
+const TARGETS: [&str; 2] = ["config/crd", "helm/listacompra-operator/crds"];
 
 fn main() -> ExitCode {
-    let yaml = match listacompra_crds::crd_yaml() {
-        Ok(yaml) => yaml,
+    let files = match listacompra_crds::crd_files() {
+        Ok(files) => files,
         Err(e) => {
-            eprintln!("crdgen: cannot serialize the CRD: {e}");
+            eprintln!("crdgen: cannot serialize the CRDs: {e}");
             return ExitCode::FAILURE;
         }
     };
     if std::env::args().any(|a| a == "--stdout") {
-        print!("{yaml}");
+        for (_, yaml) in &files {
+            print!("---\n{yaml}");
+        }
         return ExitCode::SUCCESS;
     }
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for target in TARGETS {
-        let path = root.join(target);
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, &yaml));
-        if let Err(e) = written {
-            eprintln!("crdgen: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+    for folder in TARGETS {
+        for (file, yaml) in &files {
+            let path = root.join(folder).join(file);
+            let written = std::fs::create_dir_all(root.join(folder))
+                .and_then(|()| std::fs::write(&path, yaml));
+            if let Err(e) = written {
+                eprintln!("crdgen: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("wrote {folder}/{file}");
         }
-        println!("wrote {target}");
     }
     ExitCode::SUCCESS
 }
