@@ -106,7 +106,7 @@ fn rolled_out(d: &Deployment) -> bool {
 
 async fn run(ctx: TestContext) -> Result<()> {
     let services = Services::start(&[Component::Prometheus]).await?;
-    e2e::crd::install_release_crd(&ctx.client).await?;
+    e2e::crd::install_crds(&ctx.client).await?;
     let operator = Operator::start(&ctx)?;
     let pid = operator.pid().context("operator pid")?;
     let endpoint = Endpoint::start().await?;

@@ -7,19 +7,21 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use listacompra_crds::analysis::AnalysisSpec;
 use listacompra_crds::status::{KpiResult, Verdict, condition};
 use listacompra_crds::workload::SecretKeyRef;
 use listacompra_crds::{
-    ListaCompraRelease, ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase,
+    ListaCompraApproval, ListaCompraRelease, ListaCompraReleaseSpec, ListaCompraReleaseStatus,
+    Phase,
 };
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -119,6 +121,11 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
         // Every child is watched (into the caches reconciles read): a change or deletion of
         // any of them wakes the release, and the reconcile puts back the fields it owns.
         let children = caches.watch(&client, scope.as_deref(), &managed);
+        // An approval wakes the release it names.
+        let approvals = match &scope {
+            Some(ns) => Api::<ListaCompraApproval>::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
         controllers.push(
             Controller::new(releases, watcher::Config::default().any_semantic())
                 .with_config(
@@ -130,6 +137,10 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
                 .owns_stream(children.deployments)
                 .owns_stream(children.services)
                 .owns_stream(children.revisions)
+                .watches(approvals, watcher::Config::default(), |approval| {
+                    let namespace = approval.namespace()?;
+                    Some(ObjectRef::new(&approval.spec.release).within(&namespace))
+                })
                 .shutdown_on_signal(),
         );
     }
@@ -340,6 +351,13 @@ async fn reconcile_release(
         Vec::new()
     };
 
+    // Approvals are read only while they can still decide whether an attempt launches.
+    let approvals = if decide::awaits_approval(spec, &status) {
+        read_approvals(ctx, &namespace, &name).await?
+    } else {
+        Vec::new()
+    };
+
     let now = Timestamp::now();
     let (mut health_check, mut measurement) = (None, None);
     match decide::gate_due(spec, &status, now) {
@@ -388,6 +406,7 @@ async fn reconcile_release(
         workload: workload.clone(),
         health_check,
         measurement,
+        approvals,
         missing,
         foreign: foreign.clone(),
         now,
@@ -538,6 +557,36 @@ async fn reconcile_release(
         warn!(error = %e, "could not clean up old Jobs and stable records");
     }
     Ok(Action::requeue(decision.requeue_after))
+}
+
+/// The approvals naming release `name` (selected by the API server on `spec.release`).
+async fn read_approvals(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<decide::Approval>> {
+    ctx.metrics.api_reads.with_label_values(&["approval"]).inc();
+    let list = Api::<ListaCompraApproval>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!("spec.release={name}")))
+        .await
+        .map_err(kube_err(format!("listing the approvals of release {name}")))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|a| decide::Approval {
+            name: a.name_any(),
+            created: a
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+            release: a.spec.release,
+            version: a.spec.version,
+            attempt: a.spec.attempt,
+            role: a.spec.role,
+            approver: a.spec.approver,
+        })
+        .collect())
 }
 
 /// The child `name` of kind `K`, from the watch caches ([`cache::get`]).
@@ -699,7 +748,13 @@ async fn announce(release: &ListaCompraRelease, notes: &[decide::Note], ctx: &Co
             reason: note.reason.clone(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Release".to_owned(),
-            secondary: None,
+            secondary: note.approval.as_ref().map(|name| ObjectReference {
+                api_version: Some(ListaCompraApproval::api_version(&()).into_owned()),
+                kind: Some(ListaCompraApproval::kind(&()).into_owned()),
+                name: Some(name.clone()),
+                namespace: reference.namespace.clone(),
+                ..ObjectReference::default()
+            }),
         };
         if note.warning {
             warn!(reason = %note.reason, "{}", note.message);

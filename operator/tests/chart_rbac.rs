@@ -66,7 +66,7 @@ async fn install_chart(ctx: &TestContext) -> Result<()> {
 #[tokio::test]
 async fn the_operator_runs_a_release_and_a_rollback_with_only_the_charts_rbac() {
     with_namespace("chart-rbac", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         install_chart(&ctx).await?;
         ctx.api::<Secret>()
             .create(
@@ -190,6 +190,9 @@ async fn scenarios(
         Check::new("get", "", "configmaps", ns),
         Check::new("get", "", "serviceaccounts", ns),
         Check::new("create", "events.k8s.io", "events", ns),
+        // Approvals wake their release and are counted (never written).
+        Check::new("list", group, "listacompraapprovals", ns),
+        Check::new("watch", group, "listacompraapprovals", ns),
         Check::new("create", "coordination.k8s.io", "leases", ns),
         Check::new("update", "coordination.k8s.io", "leases", ns).named(NAME),
     ];
@@ -200,6 +203,7 @@ async fn scenarios(
         Check::new("watch", "", "secrets", ns),
         Check::new("get", "", "secrets", "kube-system").named(TOKEN_SECRET),
         Check::new("list", "", "secrets", ""),
+        Check::new("create", group, "listacompraapprovals", ns),
         // Nothing outside the watched namespace.
         Check::new("list", group, "listacomprareleases", ""),
         Check::new("list", group, "listacomprareleases", "default"),

@@ -24,7 +24,7 @@ async fn released(ctx: &TestContext, operator: &Operator) -> Result<()> {
 async fn one_operator_for_all_namespaces_releases_in_each() {
     with_namespace("op-all-a", |a| async move {
         with_namespace("op-all-b", |b| async move {
-            e2e::crd::install_release_crd(&a.client).await?;
+            e2e::crd::install_crds(&a.client).await?;
             let operator = Operator::start_with(
                 &a,
                 &[("LEADER_ELECTION", "false"), ("WATCH_NAMESPACES", "")],

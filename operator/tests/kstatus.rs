@@ -104,7 +104,7 @@ async fn kstatus(objects: &[Value]) -> Result<Vec<String>> {
 #[tokio::test]
 async fn kstatus_reads_in_progress_current_and_failed_from_real_statuses() {
     with_namespace("op-kstatus", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;

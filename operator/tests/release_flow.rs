@@ -23,7 +23,7 @@ const IMAGE: &str = "registry.example/listacompra/api";
 
 /// Installs the CRD, starts the operator and an endpoint, and releases 1.0.0 (schema 1).
 async fn stable_1_0_0(ctx: &TestContext) -> Result<(Operator, Endpoint)> {
-    e2e::crd::install_release_crd(&ctx.client).await?;
+    e2e::crd::install_crds(&ctx.client).await?;
     let operator = Operator::start(ctx)?;
     let endpoint = Endpoint::start().await?;
     apply(ctx, &release("1.0.0", 1, &endpoint.url)).await?;
@@ -511,7 +511,7 @@ async fn drift_of_the_children_is_repaired_without_a_new_release() {
 #[tokio::test]
 async fn gate_credentials_never_go_to_a_host_the_release_alone_names() {
     with_namespace("op-deputy", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         const TOKEN: &str = "s3cret-health-token-7f2c";
         ctx.api::<k8s_openapi::api::core::v1::Secret>()
             .create(
@@ -588,7 +588,7 @@ async fn gate_credentials_never_go_to_a_host_the_release_alone_names() {
 #[tokio::test]
 async fn a_service_it_did_not_create_is_never_taken_over() {
     with_namespace("op-takeover", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let services: kube::Api<k8s_openapi::api::core::v1::Service> = ctx.api();
         // Someone else's Service already has the name the release's Service would take.
         let theirs: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({

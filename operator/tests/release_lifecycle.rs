@@ -42,7 +42,7 @@ async fn released(
 #[tokio::test]
 async fn a_rollout_that_never_becomes_available_rolls_back_at_the_deadline() {
     with_namespace("op-deadline", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
@@ -67,7 +67,7 @@ async fn a_rollout_that_never_becomes_available_rolls_back_at_the_deadline() {
 #[tokio::test]
 async fn a_new_version_during_verification_supersedes_the_old_one() {
     with_namespace("op-supersede", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
@@ -103,7 +103,7 @@ async fn a_new_version_during_verification_supersedes_the_old_one() {
 async fn no_data_passes_or_fails_as_the_kpi_says() {
     with_namespace("op-no-data", |ctx| async move {
         let services = Services::start(&[Component::Prometheus]).await?;
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
@@ -139,7 +139,7 @@ async fn no_data_passes_or_fails_as_the_kpi_says() {
 #[tokio::test]
 async fn a_restarted_operator_resumes_without_a_second_job_or_event_storm() {
     with_namespace("op-restart", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let mut operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         let mut manifest = release("1.0.0", 1, &endpoint.url);
@@ -169,7 +169,7 @@ async fn a_restarted_operator_resumes_without_a_second_job_or_event_storm() {
 #[tokio::test]
 async fn a_release_waits_for_the_secrets_it_names_and_starts_when_they_appear() {
     with_namespace("op-references", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         // Every Secret but the database's exists, as when External Secrets or sealed-secrets
@@ -260,7 +260,7 @@ async fn leads(ctx: &TestContext, name: &str) -> Result<()> {
 #[tokio::test]
 async fn only_the_leader_acts_and_another_replica_takes_over() {
     with_namespace("op-leader", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let mut first = replica(&ctx, "replica-a", "4")?;
         leads(&ctx, "replica-a").await?;
         let second = replica(&ctx, "replica-b", "4")?;
@@ -288,7 +288,7 @@ async fn only_the_leader_acts_and_another_replica_takes_over() {
 #[tokio::test]
 async fn a_stopping_leader_releases_its_lease() {
     with_namespace("op-release-lease", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let mut first = replica(&ctx, "replica-a", "120")?;
         leads(&ctx, "replica-a").await?;
         let second = replica(&ctx, "replica-b", "120")?;
@@ -315,7 +315,7 @@ async fn a_stopping_leader_releases_its_lease() {
 #[tokio::test]
 async fn deleting_the_release_removes_what_it_created() {
     with_namespace("op-delete", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let operator = Operator::start(&ctx)?;
         let endpoint = Endpoint::start().await?;
         apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;

@@ -39,7 +39,7 @@ async fn job_names(ctx: &TestContext) -> Result<Vec<String>> {
 #[tokio::test]
 async fn a_reconcile_of_an_outdated_copy_of_the_release_launches_nothing() {
     with_namespace("op-stale", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         for (name, key) in RELEASE_SECRETS {
             create_secret(&ctx, name, key).await?;
         }

@@ -21,8 +21,9 @@ pub(super) struct Machine<'o, 'a> {
     pub(super) actions: Vec<Action>,
     pub(super) notes: Vec<Note>,
     pub(super) requeue_after: Duration,
-    /// What the release waits for before it launches anything (Reconciling says it).
-    pub(super) waiting: Option<String>,
+    /// What the release waits for before it launches anything, as a Reconciling reason and
+    /// message (references to exist, approvals).
+    pub(super) waiting: Option<(&'static str, String)>,
     /// Why the release is held (Progressing=False with this reason), if it is.
     pub(super) hold: Option<(&'static str, String)>,
 }
@@ -104,6 +105,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             warning,
             reason: reason.to_owned(),
             message: message.into(),
+            approval: None,
         });
     }
 
@@ -174,6 +176,7 @@ impl<'o, 'a> Machine<'o, 'a> {
                 outcome,
                 reason,
                 message,
+                approvals: self.status.approvals.clone(),
             },
         );
         self.status.history.truncate(MAX_HISTORY);
@@ -193,7 +196,13 @@ impl<'o, 'a> Machine<'o, 'a> {
     pub(super) fn stop_the_clock_while_paused(&mut self) {
         let in_flight = matches!(
             self.status.phase,
-            Some(Phase::Pending | Phase::Migrating | Phase::RollingOut | Phase::Verifying)
+            Some(
+                Phase::Pending
+                    | Phase::AwaitingApproval
+                    | Phase::Migrating
+                    | Phase::RollingOut
+                    | Phase::Verifying
+            )
         );
         if self.spec().paused && in_flight {
             if self.status.paused_since.is_none() {

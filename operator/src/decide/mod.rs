@@ -3,10 +3,11 @@
 //! [`Decision`].
 //!
 //! ```text
-//! Pending → Migrating → RollingOut → Verifying (health, smoke test, KPIs) → Succeeded
-//!              │            │            │
-//!              └────────────┴────────────┴──▶ RollingBack → RolledBack
-//!                                                 └──────▶ Failed
+//! Pending ⇄ AwaitingApproval
+//!    └→ Migrating → RollingOut → Verifying (health, smoke test, KPIs) → Succeeded
+//!          │            │            │
+//!          └────────────┴────────────┴──▶ RollingBack → RolledBack
+//!                                              └──────▶ Failed
 //! ```
 //!
 //! Every step is idempotent and all progress lives in the status and the child objects, so
@@ -18,6 +19,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use listacompra_crds::status::{KpiResult, condition};
 use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
 
+mod approving;
 mod machine;
 mod migrating;
 mod pending;
@@ -27,6 +29,7 @@ mod rolling_out;
 mod smoke;
 mod verifying;
 
+pub use approving::Approval;
 use machine::Machine;
 
 use crate::conditions;
@@ -84,6 +87,8 @@ pub struct Observed<'a> {
     pub health_check: Option<Result<(), String>>,
     /// A KPI measurement performed for this reconcile (see [`gate_due`]).
     pub measurement: Option<Vec<KpiResult>>,
+    /// The approvals naming this release (read only when [`awaits_approval`]).
+    pub approvals: Vec<Approval>,
     /// What the spec names that does not exist (checked only when [`may_launch`]): the
     /// release launches nothing until it is empty.
     pub missing: Vec<Reference>,
@@ -132,6 +137,9 @@ pub struct Note {
     pub reason: String,
     /// Message for people.
     pub message: String,
+    /// The `ListaCompraApproval` the Event is about (its `related` object), if any: two
+    /// approvals are two Events, not one counted twice.
+    pub approval: Option<String>,
 }
 
 /// What to do next.
@@ -267,8 +275,16 @@ fn is_new_target(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatu
 /// Whether this reconcile may launch an attempt's first Job or rollout, so the controller
 /// must check that what the spec names exists (see [`Observed::missing`]).
 pub fn may_launch(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
-    matches!(status.phase, None | Some(Phase::Pending))
-        || (is_new_target(spec, status) && status.phase != Some(Phase::RollingBack))
+    matches!(
+        status.phase,
+        None | Some(Phase::Pending | Phase::AwaitingApproval)
+    ) || (is_new_target(spec, status) && status.phase != Some(Phase::RollingBack))
+}
+
+/// Whether this reconcile may count approvals, so the controller must read them (see
+/// [`Observed::approvals`]).
+pub fn awaits_approval(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
+    spec.approvals.is_some() && may_launch(spec, status)
 }
 
 /// Decides the next step of a release.
@@ -279,7 +295,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     }
     m.stop_the_clock_while_paused();
     match m.status.phase {
-        None | Some(Phase::Pending) => m.pending(),
+        None | Some(Phase::Pending | Phase::AwaitingApproval) => m.pending(),
         Some(Phase::Migrating) => m.migrating(),
         Some(Phase::RollingOut) => m.rolling_out(),
         Some(Phase::Verifying) => m.verifying(),
@@ -342,6 +358,7 @@ pub fn desired_hash(o: &Observed<'_>, workload: &Workload) -> String {
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "Pending",
+        Phase::AwaitingApproval => "AwaitingApproval",
         Phase::Migrating => "Migrating",
         Phase::RollingOut => "RollingOut",
         Phase::Verifying => "Verifying",

@@ -1,5 +1,6 @@
 //! Starting an attempt (a new version, a new retry token, or a return to an earlier
-//! version) and the Pending phase, which launches the migration or the rollout.
+//! version) and the Pending phase, which (once approved, see `approving`) launches the
+//! migration or the rollout.
 
 use listacompra_crds::Phase;
 use listacompra_crds::status::{Outcome, condition};
@@ -14,7 +15,13 @@ impl Machine<'_, '_> {
     pub(super) fn start_release(&mut self) {
         if matches!(
             self.status.phase,
-            Some(Phase::Pending | Phase::Migrating | Phase::RollingOut | Phase::Verifying)
+            Some(
+                Phase::Pending
+                    | Phase::AwaitingApproval
+                    | Phase::Migrating
+                    | Phase::RollingOut
+                    | Phase::Verifying
+            )
         ) {
             let superseded = self.status.current_version.clone().unwrap_or_default();
             let message = format!("superseded by {}", self.version());
@@ -46,6 +53,7 @@ impl Machine<'_, '_> {
         s.migration_job = None;
         s.revert_job = None;
         s.verification_start_time = None;
+        s.approvals = Vec::new();
         s.health = None;
         s.smoke_test = None;
         s.last_analysis = None;
@@ -72,6 +80,9 @@ impl Machine<'_, '_> {
         self.status.phase = Some(Phase::Pending);
         if self.spec().paused {
             return self.pause();
+        }
+        if !self.approved() {
+            return;
         }
         if !self.o.missing.is_empty() {
             return self.wait_for_references();
@@ -146,7 +157,7 @@ impl Machine<'_, '_> {
             {
                 self.note(true, REFERENCES_MISSING, message.clone());
             }
-            self.waiting = Some(message);
+            self.waiting = Some((WAITING_FOR_REFERENCES, message));
         }
         self.requeue_in(RECHECK);
     }

@@ -15,11 +15,9 @@ impl Machine<'_, '_> {
         let stable = self.status.stable_version.clone();
         let (progressing, p_reason, p_message) = match (&self.hold, phase) {
             (Some((reason, message)), _) => (false, *reason, message.clone()),
-            (None, _) if self.waiting.is_some() => (
-                true,
-                WAITING_FOR_REFERENCES,
-                self.waiting.clone().unwrap_or_default(),
-            ),
+            (None, _) if let Some((reason, message)) = &self.waiting => {
+                (true, *reason, message.clone())
+            }
             (None, Phase::Succeeded) => {
                 (false, "ReleaseSucceeded", format!("{version} is released"))
             }
@@ -42,6 +40,7 @@ impl Machine<'_, '_> {
         let in_flight = matches!(
             phase,
             Phase::Pending
+                | Phase::AwaitingApproval
                 | Phase::Migrating
                 | Phase::RollingOut
                 | Phase::Verifying
@@ -99,7 +98,7 @@ impl Machine<'_, '_> {
             .is_some_and(|(reason, _)| *reason != "Paused");
         let (reconciling, c_reason, c_message) = match &self.hold {
             None if in_flight => match &self.waiting {
-                Some(waiting) => (true, WAITING_FOR_REFERENCES, waiting.clone()),
+                Some((reason, message)) => (true, *reason, message.clone()),
                 None => (true, phase_name(phase), format!("releasing {version}")),
             },
             Some((reason, message)) if in_flight && !held_for_person => {

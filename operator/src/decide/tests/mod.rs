@@ -153,6 +153,7 @@ struct Case {
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
+    approvals: Vec<Approval>,
     missing: Vec<Reference>,
     foreign: Option<String>,
     now: Timestamp,
@@ -179,6 +180,7 @@ impl Case {
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
+            approvals: Vec::new(),
             missing: Vec::new(),
             foreign: None,
             now: t(100),
@@ -193,6 +195,10 @@ impl Case {
     }
     fn revert(mut self, state: JobState) -> Self {
         self.revert_job = state;
+        self
+    }
+    fn approvals(mut self, approvals: Vec<Approval>) -> Self {
+        self.approvals = approvals;
         self
     }
     fn smoke(mut self, state: JobState) -> Self {
@@ -252,6 +258,7 @@ impl Case {
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
+            approvals: self.approvals.clone(),
             missing: self.missing.clone(),
             foreign: self.foreign.clone(),
             now: self.now,
@@ -1243,4 +1250,5 @@ fn an_object_of_someone_else_is_never_taken_over() {
     assert_eq!(kstatus(&cleared), (false, false));
 }
 
+mod approvals;
 mod smoke;

@@ -1,0 +1,150 @@
+//! The AwaitingApproval phase: an attempt launches nothing until every role its spec
+//! requires has approved this release, this version and this attempt.
+//!
+//! Who approved is not decided here: the API server admitted each approval only when its
+//! approver was the requesting user and in a group mapped to its role (the chart's
+//! ValidatingAdmissionPolicy). Here an approval counts when it names the release, the
+//! attempt's version and number, and a required role; the first one per role counts.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use listacompra_crds::Phase;
+use listacompra_crds::approval::ApprovalRecord;
+
+use super::desired_hash;
+use super::machine::Machine;
+
+/// Reconciling reason (and phase) while approvals are missing.
+const AWAITING_APPROVAL: &str = "AwaitingApproval";
+
+/// A `ListaCompraApproval` as the controller read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Its name.
+    pub name: String,
+    /// The release it approves.
+    pub release: String,
+    /// The version it approves.
+    pub version: String,
+    /// The attempt it approves.
+    pub attempt: i64,
+    /// The role it approves as.
+    pub role: String,
+    /// Who approved.
+    pub approver: String,
+    /// When it was created.
+    pub created: Timestamp,
+}
+
+impl Machine<'_, '_> {
+    /// Counts the approvals of the current attempt into the status. True when every
+    /// required role approved (or none is required); otherwise the release waits in
+    /// AwaitingApproval, saying which roles are missing.
+    pub(super) fn approved(&mut self) -> bool {
+        let Some(policy) = self.spec().approvals.clone() else {
+            return true;
+        };
+        let (version, attempt) = (self.version().to_owned(), self.attempt());
+        let counted: Vec<ApprovalRecord> = policy
+            .required_roles
+            .iter()
+            .filter_map(|role| {
+                self.o
+                    .approvals
+                    .iter()
+                    .filter(|a| {
+                        a.release == self.o.release
+                            && a.version == version
+                            && a.attempt == attempt
+                            && a.role == *role
+                    })
+                    .min_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)))
+                    .map(|a| ApprovalRecord {
+                        role: role.clone(),
+                        approver: a.approver.clone(),
+                        approval: a.name.clone(),
+                        approved_at: Time(a.created),
+                    })
+            })
+            .collect();
+        // What the last look counted for this attempt (a new attempt starts from none).
+        let before = if self.o.status.attempt == self.status.attempt {
+            self.o.status.approvals.clone()
+        } else {
+            Vec::new()
+        };
+        for record in counted.iter().filter(|r| !before.contains(r)) {
+            self.note_approval(
+                false,
+                "Approved",
+                format!(
+                    "{} approved {version} (attempt {attempt}) as {} ({})",
+                    record.approver, record.role, record.approval
+                ),
+                &record.approval,
+            );
+        }
+        for record in before.iter().filter(|r| !counted.contains(r)) {
+            self.note_approval(
+                true,
+                "ApprovalWithdrawn",
+                format!(
+                    "the {} approval of {} ({}) is gone; {version} waits for another",
+                    record.role, record.approver, record.approval
+                ),
+                &record.approval,
+            );
+        }
+        let missing: Vec<&str> = policy
+            .required_roles
+            .iter()
+            .filter(|role| !counted.iter().any(|r| &r.role == *role))
+            .map(String::as_str)
+            .collect();
+        self.status.approvals = counted;
+        if missing.is_empty() {
+            return true;
+        }
+        let given = if self.status.approvals.is_empty() {
+            String::new()
+        } else {
+            let list = self
+                .status
+                .approvals
+                .iter()
+                .map(|r| format!("{} by {}", r.role, r.approver))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(" (approved: {list})")
+        };
+        let message = format!(
+            "waiting for approval of {version} attempt {attempt} by {}{given}: each approver creates a ListaCompraApproval with release {}, version {version}, attempt {attempt} and their role",
+            missing.join(", "),
+            self.o.release,
+        );
+        self.status.phase = Some(Phase::AwaitingApproval);
+        self.waiting = Some((AWAITING_APPROVAL, message));
+        self.hold_stable_while_waiting();
+        false
+    }
+
+    fn note_approval(&mut self, warning: bool, reason: &str, message: String, approval: &str) {
+        self.note(warning, reason, message);
+        if let Some(note) = self.notes.last_mut() {
+            note.approval = Some(approval.to_owned());
+        }
+    }
+
+    /// An approval may take days: meanwhile the stable version that serves is held like a
+    /// settled release's (a scaled, edited or deleted Deployment is put back). Only when the
+    /// Deployment runs the stable version (or is gone): an earlier attempt superseded in
+    /// the middle of its rollout is left as it is, as in every phase before a rollout.
+    fn hold_stable_while_waiting(&mut self) {
+        if let Some(stable) = self.stable() {
+            let live = self.o.workload.hash.as_deref();
+            if live.is_none() || live == Some(desired_hash(self.o, &stable).as_str()) {
+                self.workload = Some(stable);
+            }
+        }
+    }
+}
