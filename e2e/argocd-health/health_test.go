@@ -191,7 +191,7 @@ func TestCasesCoverEveryPhaseAndStatus(t *testing.T) {
 		readYAML(t, filepath.Join(customizations, tc.InputPath), &obj)
 		phases[obj.Status.Phase] = true
 	}
-	for _, p := range []string{"Pending", "Migrating", "RollingOut", "Verifying", "Succeeded", "RollingBack", "RolledBack", "Failed", ""} {
+	for _, p := range []string{"Pending", "AwaitingApproval", "Migrating", "RollingOut", "Verifying", "Succeeded", "RollingBack", "RolledBack", "Failed", ""} {
 		if !phases[p] {
 			t.Errorf("no fixture with phase %q", p)
 		}

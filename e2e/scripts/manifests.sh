@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Renders the plain manifests for GitOps (kubectl apply, Argo CD, Flux) from the Helm chart,
 # so that the two never differ:
-#   config/rbac/     ServiceAccount, ClusterRole/Role and their bindings
+#   config/rbac/     ServiceAccount, ClusterRole/Role and their bindings, the personas' ClusterRoles,
+#                    the approvals ValidatingAdmissionPolicy
 #   config/manager/  Namespace, operator Deployment, metrics Service, PodDisruptionBudget
 # The CRD is in config/crd/ (written by crdgen). Defaults of the chart: cluster-wide, in
 # namespace listacompra-system, 2 replicas with leader election.
@@ -40,7 +41,7 @@ YAML
 for file in "$tmp/render/listacompra-operator/templates/"*.yaml; do
   name=$(basename "$file")
   case "$name" in
-    rbac.yaml|serviceaccount.yaml) dest="$out/rbac/$name" ;;
+    rbac.yaml|serviceaccount.yaml|approval-policy.yaml|personas.yaml) dest="$out/rbac/$name" ;;
     *) dest="$out/manager/$name" ;;
   esac
   { echo "$header"; cat "$file"; } > "$dest"

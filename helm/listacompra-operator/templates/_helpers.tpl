@@ -120,6 +120,11 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [""]
   resources: [configmaps, serviceaccounts]
   verbs: [get]
+# Approvals: listed by release (the API server selects on spec.release) while a release
+# waits for them, and watched so that a new approval wakes its release. Never written.
+- apiGroups: [listacompra.app]
+  resources: [listacompraapprovals]
+  verbs: [list, watch]
 # Events about releases (events.k8s.io, created then patched as a series).
 - apiGroups: [events.k8s.io]
   resources: [events]

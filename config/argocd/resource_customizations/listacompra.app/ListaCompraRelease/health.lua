@@ -1,7 +1,7 @@
 -- Argo CD health of a ListaCompraRelease (listacompra.app), read from its status.
 --   Succeeded                                           -> Healthy
 --   Pending, Migrating, RollingOut, Verifying, RollingBack -> Progressing
---   ... held for a person (Progressing=False), or spec.paused -> Suspended
+--   AwaitingApproval, held for a person (Progressing=False), or spec.paused -> Suspended
 --   Stalled on a missing Secret/ConfigMap/ServiceAccount or someone else's object -> Degraded
 --   RolledBack, Failed                                  -> Degraded (which version failed, which serves)
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
@@ -87,6 +87,18 @@ end
 if phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = version .. " serves"
+  return hs
+end
+
+if phase == "AwaitingApproval" then
+  -- Waits for people (QA, the Product Owner) to approve, like a paused Rollout; the
+  -- condition names the roles still missing.
+  local detail = "waiting for approvals"
+  if progressing ~= nil and progressing.message ~= nil then
+    detail = progressing.message
+  end
+  hs.status = "Suspended"
+  hs.message = phase .. ": " .. detail .. serving
   return hs
 end
 
