@@ -48,7 +48,7 @@ async fn run(ctx: TestContext) -> e2e::Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(200);
     let services = Services::start(ALL_SERVICES).await?;
-    e2e::crd::install_release_crd(&ctx.client).await?;
+    e2e::crd::install_crds(&ctx.client).await?;
     let stack = Stack::start(
         ctx.client.clone(),
         ctx.cluster.kubeconfig(),

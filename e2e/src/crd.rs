@@ -12,11 +12,21 @@ use crate::{Error, Result};
 
 /// Path of the committed `ListaCompraRelease` CRD, relative to the repository root.
 pub const RELEASE_CRD: &str = "config/crd/listacompra.app_listacomprareleases.yaml";
+/// Path of the committed `ListaCompraApproval` CRD, relative to the repository root.
+pub const APPROVAL_CRD: &str = "config/crd/listacompra.app_listacompraapprovals.yaml";
 
-/// Applies the committed `ListaCompraRelease` CRD (server-side apply, idempotent) and waits
-/// until the API server reports it Established.
-pub async fn install_release_crd(client: &Client) -> Result<()> {
-    let path = repo_root().join(RELEASE_CRD);
+/// Applies the project's committed CRDs, `ListaCompraRelease` and `ListaCompraApproval`
+/// (server-side apply, idempotent; the operator watches both), and waits until the API
+/// server reports each Established.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    for file in [RELEASE_CRD, APPROVAL_CRD] {
+        install_crd(client, file).await?;
+    }
+    Ok(())
+}
+
+async fn install_crd(client: &Client, file: &str) -> Result<()> {
+    let path = repo_root().join(file);
     let text = std::fs::read_to_string(&path).map_err(|source| Error::EnvFile {
         path: path.clone(),
         source,

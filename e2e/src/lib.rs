@@ -18,6 +18,7 @@
 pub mod access;
 pub mod alerting;
 pub mod api;
+pub mod approvals;
 pub mod attachments;
 pub mod binaries;
 pub mod cluster;
@@ -25,6 +26,7 @@ pub mod crd;
 pub mod env;
 mod error;
 pub mod helm;
+pub mod identity;
 pub mod load;
 pub mod operator;
 pub mod runner;

@@ -13,8 +13,11 @@
 //!    fine, but its smoke test fails; the operator rolls back, and the smoke test passes
 //!    again on v1.1.0.
 //!
-//! Every release runs the smoke test (`listacompra-api smoke`, a Job of the release's image)
-//! after its health gate, and again against the stable version after a rollback.
+//! Every release needs the approval of QA and the Product Owner, as the runbook's production
+//! releases do: it waits in AwaitingApproval until `alice` (qa) and `pat` (product-owner),
+//! real users of the cluster, approve its attempt. Every release runs the smoke test
+//! (`listacompra-api smoke`, a Job of the release's image) after its health gate, and again
+//! against the stable version after a rollback.
 //!
 //! Every step checks what it claims and fails with the evidence when it does not hold.
 
@@ -26,6 +29,7 @@ use listacompra_crds::analysis::default_kpis;
 use listacompra_crds::status::{AnalysisReport, SmokeTestProgress};
 use listacompra_crds::{ListaCompraRelease, Phase};
 
+use crate::approvals::Approvers;
 use crate::attachments::Attachments;
 use crate::load::{LoadGenerator, LoadStats};
 use crate::stack::{IMAGE, POLL, Stack};
@@ -44,6 +48,8 @@ pub const SCHEMAS: [i64; 3] = [9, 10, 11];
 pub const BROKEN_SCHEMA: i64 = 90;
 /// Requests per second of the load generator.
 pub const LOAD_RATE: u32 = 12;
+/// The roles whose approval every release of the story needs (the runbook's production).
+pub const APPROVAL_ROLES: [&str; 2] = ["qa", "product-owner"];
 /// Longest a single release may take in the story.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -97,6 +103,8 @@ pub struct Story<'a> {
     summary: Summary,
     /// The receipt attached after v1.1.0: client, list, attachment id and its bytes.
     receipt: Option<(Attachments, String, String, Vec<u8>)>,
+    /// QA and the Product Owner, set up before the first release.
+    approvers: Option<Approvers>,
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
@@ -169,6 +177,7 @@ impl<'a> Story<'a> {
             log: Vec::new(),
             summary: Summary::default(),
             receipt: None,
+            approvers: None,
         }
     }
 
@@ -198,13 +207,23 @@ impl<'a> Story<'a> {
     /// Applies the release of `version` needing `schema`, follows it to a terminal phase and
     /// returns it.
     pub async fn release(&mut self, version: &str, schema: i64) -> Result<ListaCompraRelease> {
+        if self.approvers.is_none() {
+            let dir = std::env::temp_dir().join(format!("{}-identities", self.stack.namespace));
+            let cluster = crate::cluster::Cluster::start().await?;
+            self.approvers = Some(
+                Approvers::set_up(&cluster, &self.stack.client, &self.stack.namespace, &dir)
+                    .await?,
+            );
+        }
         self.say(format!(
-            "apply ListaCompraRelease {version} (image {IMAGE}:{version}, schema {schema})"
+            "apply ListaCompraRelease {version} (image {IMAGE}:{version}, schema {schema}, approvals by {})",
+            APPROVAL_ROLES.join(" and ")
         ));
         let began = Instant::now();
-        self.stack
-            .apply(&self.stack.manifest(version, schema))
-            .await?;
+        let mut manifest = self.stack.manifest(version, schema);
+        manifest["spec"]["approvals"] = serde_json::json!({ "requiredRoles": APPROVAL_ROLES });
+        self.stack.apply(&manifest).await?;
+        let mut approved_attempt = None;
         let mut last_phase = String::new();
         let mut last_measurement = None;
         let mut last_health = None;
@@ -241,6 +260,10 @@ impl<'a> Story<'a> {
                 ));
                 last_phase = phase.clone();
             }
+            if status.phase == Some(Phase::AwaitingApproval) && approved_attempt != status.attempt {
+                self.approve(&status).await?;
+                approved_attempt = status.attempt;
+            }
             if let Some(health) = &status.health {
                 let line = health.message.clone();
                 if line.is_some() && line != last_health {
@@ -272,6 +295,24 @@ impl<'a> Story<'a> {
                 Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
             ) {
                 self.runner_events();
+                let approvals: Vec<(String, String)> = status
+                    .history
+                    .first()
+                    .map(|h| {
+                        h.approvals
+                            .iter()
+                            .map(|a| (a.role.clone(), a.approver.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                check(
+                    approvals
+                        == [
+                            ("qa".to_owned(), "alice".to_owned()),
+                            ("product-owner".to_owned(), "pat".to_owned()),
+                        ],
+                    || format!("v{version}'s history should name its approvers: {approvals:?}"),
+                )?;
                 self.timeline.end = self.started.elapsed();
                 self.summary.releases.push(format!(
                     "v{version}: {phase} in {:.0}s",
@@ -288,6 +329,34 @@ impl<'a> Story<'a> {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// QA and the Product Owner approve the attempt the release waits in, each as their own
+    /// user (the API server checks who they are).
+    async fn approve(&mut self, status: &ListaCompraReleaseStatus) -> Result<()> {
+        let (Some(version), Some(attempt)) = (status.current_version.clone(), status.attempt)
+        else {
+            return Ok(());
+        };
+        let Some(approvers) = &self.approvers else {
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        for role in APPROVAL_ROLES {
+            if status.approvals.iter().any(|a| a.role == role) {
+                continue;
+            }
+            let user = approvers
+                .approve(crate::stack::RELEASE, &version, attempt, role)
+                .await?;
+            lines.push(format!(
+                "  approved by {user} as {role} (v{version}, attempt {attempt})"
+            ));
+        }
+        for line in lines {
+            self.say(line);
+        }
+        Ok(())
     }
 
     /// Records and prints one KPI measurement of `version`.

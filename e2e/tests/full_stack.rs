@@ -15,7 +15,7 @@ async fn install_upgrade_latency_rollback_and_failed_migration() {
         .await
         .unwrap_or_else(|e| panic!("the services are not available: {e}"));
     with_namespace("full-stack", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let log_dir = std::env::temp_dir().join(&ctx.namespace);
         let stack = Stack::start(
             ctx.client.clone(),

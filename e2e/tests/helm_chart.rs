@@ -80,6 +80,16 @@ fn rules(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// Nothing grants the operator rights cluster-wide: no ClusterRoleBinding, and the only
+/// ClusterRoles are the people's (bound per namespace, if at all).
+fn operator_rights_are_namespaced(docs: &[Value]) -> bool {
+    docs.iter().all(|d| match d["kind"].as_str() {
+        Some("ClusterRoleBinding") => false,
+        Some("ClusterRole") => d["metadata"]["labels"]["listacompra.app/persona"].is_string(),
+        _ => true,
+    })
+}
+
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -119,6 +129,10 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
     let docs = render(&helm, &[]).await?;
     let expected = [
         "ClusterRole/-",
+        "ClusterRole/-",
+        "ClusterRole/-",
+        "ClusterRole/-",
+        "ClusterRole/-",
         "ClusterRoleBinding/-",
         "Deployment/ops",
         "PodDisruptionBudget/ops",
@@ -126,8 +140,35 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         "RoleBinding/ops",
         "Service/ops",
         "ServiceAccount/ops",
+        "ValidatingAdmissionPolicy/-",
+        "ValidatingAdmissionPolicyBinding/-",
     ];
     ensure!(kinds(&docs) == expected, "rendered {:?}", kinds(&docs));
+    // Four of the ClusterRoles are the people's, bound by nobody unless asked; only the
+    // viewer is aggregated (into `view`): edit rights on releases are never handed out
+    // with the built-in `edit`.
+    let personas: Vec<&str> = docs
+        .iter()
+        .filter_map(|d| d["metadata"]["labels"]["listacompra.app/persona"].as_str())
+        .collect();
+    ensure!(
+        personas == ["viewer", "approver", "devops", "release-manager"],
+        "{personas:?}"
+    );
+    for doc in &docs {
+        let labels = &doc["metadata"]["labels"];
+        let view = labels["rbac.authorization.k8s.io/aggregate-to-view"] == "true";
+        ensure!(
+            view == (labels["listacompra.app/persona"] == "viewer"),
+            "only the viewer aggregates into view: {doc}"
+        );
+        for role in ["edit", "admin"] {
+            ensure!(
+                labels[format!("rbac.authorization.k8s.io/aggregate-to-{role}").as_str()].is_null(),
+                "aggregated into {role}: {doc}"
+            );
+        }
+    }
 
     let deployment = find(&docs, "Deployment")?;
     let spec = &deployment["spec"];
@@ -204,8 +245,8 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
     .await?;
     let found = kinds(&docs);
     ensure!(
-        !found.iter().any(|k| k.starts_with("Cluster")),
-        "cluster-wide RBAC rendered: {found:?}"
+        operator_rights_are_namespaced(&docs),
+        "cluster-wide RBAC for the operator rendered: {found:?}"
     );
     for ns in ["staging", "qa"] {
         for kind in ["Role", "RoleBinding"] {
@@ -237,10 +278,7 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
     ] {
         let docs = render(&helm, &["--values", file]).await?;
         let found = kinds(&docs);
-        ensure!(
-            !found.iter().any(|k| k.starts_with("Cluster")),
-            "{file}: {found:?}"
-        );
+        ensure!(operator_rights_are_namespaced(&docs), "{file}: {found:?}");
         ensure!(found.contains(&format!("Role/{ns}")), "{file}: {found:?}");
         ensure!(
             find(&docs, "Deployment")?["spec"]["replicas"] == replicas,
@@ -639,6 +677,8 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("create", "events.k8s.io", "events", "default"),
         Check::new("update", "coordination.k8s.io", "leases", ns).named(name),
         Check::new("list", "", "pods", "default"),
+        Check::new("list", group, "listacompraapprovals", "default"),
+        Check::new("watch", group, "listacompraapprovals", ""),
     ];
     let must_not = [
         Check::new("list", "", "secrets", ""),
@@ -666,6 +706,9 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
             "",
         ),
         Check::new("list", "", "configmaps", ns),
+        // Approvals are the approvers' own: the operator never gives or removes one.
+        Check::new("create", group, "listacompraapprovals", "default"),
+        Check::new("delete", group, "listacompraapprovals", "default"),
     ];
     verify(&sa, &must, &must_not).await?;
     Ok(())
@@ -752,6 +795,10 @@ async fn gitops_manifests_apply_with_kubectl_and_run() {
             "--ignore-not-found".into(),
             "-f".into(),
             path("rbac/rbac.yaml"),
+            "-f".into(),
+            path("rbac/approval-policy.yaml"),
+            "-f".into(),
+            path("rbac/personas.yaml"),
         ])
         .await;
         let _ = std::fs::remove_dir_all(&out);

@@ -64,7 +64,7 @@ fn kubectl(ctx: &TestContext, args: &[&str]) -> Result<String> {
 #[tokio::test]
 async fn kubectl_explain_documents_the_spec() {
     with_namespace("crd-explain", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         // The API server publishes a new CRD's OpenAPI schema shortly after Established.
         e2e::cluster::eventually(
             "the CRD schema to be published",
@@ -114,7 +114,7 @@ async fn kubectl_explain_documents_the_spec() {
 #[tokio::test]
 async fn samples_are_accepted_and_printed_with_their_columns() {
     with_namespace("crd-samples", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let api = releases(&ctx);
         let root = e2e::env::repo_root().join("config/samples");
         for (file, name) in [
@@ -161,7 +161,7 @@ async fn samples_are_accepted_and_printed_with_their_columns() {
 #[tokio::test]
 async fn server_applies_the_same_defaults_as_the_types() {
     with_namespace("crd-defaults", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let api: Api<ListaCompraRelease> = ctx.api();
         let manifest = merged(
             minimal(),
@@ -440,6 +440,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         r#"{"spec":{"env":{"s3":{"bucket":"lists","endpoint":"http://10.0.0.5:9000","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
         "spec.env.s3.forcePathStyle",
     ),
+    (
+        "an approval role that is not a DNS label",
+        r#"{"spec":{"approvals":{"requiredRoles":["QA"]}}}"#,
+        "spec.approvals.requiredRoles[0]",
+    ),
+    (
+        "the same approval role twice",
+        r#"{"spec":{"approvals":{"requiredRoles":["qa","qa"]}}}"#,
+        "spec.approvals.requiredRoles[1]",
+    ),
+    (
+        "approvals without roles",
+        r#"{"spec":{"approvals":{"requiredRoles":[]}}}"#,
+        "spec.approvals.requiredRoles",
+    ),
 ];
 
 /// Releases near the edges that the operator can carry out, so they must be accepted.
@@ -481,7 +496,7 @@ const VALID: &[(&str, &str)] = &[
 #[tokio::test]
 async fn releases_the_operator_can_carry_out_are_accepted() {
     with_namespace("crd-valid", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let api = releases(&ctx);
         let dry_run = PostParams {
             dry_run: true,
@@ -508,7 +523,7 @@ async fn releases_the_operator_can_carry_out_are_accepted() {
 #[tokio::test]
 async fn invalid_releases_are_rejected_naming_the_field() {
     with_namespace("crd-invalid", |ctx| async move {
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let api = releases(&ctx);
         // The base manifest itself must be valid, or every case would pass for the wrong reason.
         let base: DynamicObject = serde_json::from_value(minimal())?;

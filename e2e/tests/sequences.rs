@@ -76,7 +76,7 @@ async fn random_sequences_keep_the_release_promises() {
 }
 
 async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> anyhow::Result<()> {
-    e2e::crd::install_release_crd(&ctx.client).await?;
+    e2e::crd::install_crds(&ctx.client).await?;
     let log_dir = std::env::temp_dir().join(&ctx.namespace);
     let mut stack = Stack::start(
         ctx.client.clone(),

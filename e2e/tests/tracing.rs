@@ -370,7 +370,7 @@ async fn the_operator_traces_each_reconcile_of_a_release() {
     e2e::cluster::with_namespace("tracing-operator", |ctx| async move {
         let services = Services::start(&[Component::Jaeger]).await?;
         let query_url = services.jaeger_query_url()?.to_owned();
-        e2e::crd::install_release_crd(&ctx.client).await?;
+        e2e::crd::install_crds(&ctx.client).await?;
         let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let service = format!("listacompra-operator-{run}");
         let log = std::env::temp_dir().join(format!("tracing-{run}-operator.log"));

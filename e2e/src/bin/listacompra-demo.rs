@@ -38,7 +38,7 @@ async fn run() -> e2e::Result<()> {
     let cluster = Cluster::start().await?;
     let services = Services::start(ALL_SERVICES).await?;
     let client = cluster.client().await?;
-    e2e::crd::install_release_crd(&client).await?;
+    e2e::crd::install_crds(&client).await?;
     fresh_namespace(&client).await?;
     println!(
         "namespace {NAMESPACE}: fresh; logs in {}",
