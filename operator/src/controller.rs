@@ -12,7 +12,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -30,6 +29,7 @@ use crate::cache::{self, Caches};
 use crate::cleanup;
 use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
+use crate::events::{Note, Publisher};
 use crate::gates::analysis::{self, QueryOutcome};
 use crate::gates::{egress, health, prometheus};
 use crate::jobs;
@@ -46,8 +46,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Records Events.
+    pub events: Publisher,
     /// Consecutive failed reconciles per release (`namespace/name`), for the backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Hosts besides a release's own Service that the gates may send credentials to
@@ -66,12 +66,8 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context reporting Events as `listacompra-operator` from `instance`.
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: "listacompra-operator".to_owned(),
-            instance,
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), "listacompra-operator", instance),
             client,
             // Gate requests carry credentials: never follow a redirect with them.
             http: reqwest::Client::builder()
@@ -226,18 +222,18 @@ pub async fn reconcile(
                 uid: invalid.metadata.uid.clone(),
                 ..Default::default()
             };
-            let event = Event {
-                type_: EventType::Warning,
+            let note = Note {
+                regarding: reference,
+                warning: true,
                 reason: "InvalidSpec".to_owned(),
-                note: Some(format!(
+                message: format!(
                     "the operator cannot read this release: {}; fix the spec",
                     invalid.error
-                )),
-                action: "Release".to_owned(),
-                secondary: None,
+                ),
+                related: None,
             };
             ctx.metrics.api_writes.with_label_values(&["event"]).inc();
-            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            if let Err(e) = ctx.events.publish(&note).await {
                 warn!(error = %e, "could not publish Event");
             }
             return Ok(Action::await_change());
@@ -739,16 +735,12 @@ async fn record(
 async fn announce(release: &ListaCompraRelease, notes: &[decide::Note], ctx: &Context) {
     let reference = release.object_ref(&());
     for note in notes {
-        let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+        let event = Note {
+            regarding: reference.clone(),
+            warning: note.warning,
             reason: note.reason.clone(),
-            note: Some(note.message.chars().take(1000).collect()),
-            action: "Release".to_owned(),
-            secondary: note.approval.as_ref().map(|name| ObjectReference {
+            message: note.message.clone(),
+            related: note.approval.as_ref().map(|name| ObjectReference {
                 api_version: Some(ListaCompraApproval::api_version(&()).into_owned()),
                 kind: Some(ListaCompraApproval::kind(&()).into_owned()),
                 name: Some(name.clone()),
@@ -762,7 +754,7 @@ async fn announce(release: &ListaCompraRelease, notes: &[decide::Note], ctx: &Co
             info!(reason = %note.reason, "{}", note.message);
         }
         ctx.metrics.api_writes.with_label_values(&["event"]).inc();
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(e) = ctx.events.publish(&event).await {
             warn!(error = %e, "could not publish Event");
         }
     }

@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod controller;
 pub mod decide;
 pub mod error;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod gates;
