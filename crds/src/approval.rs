@@ -23,9 +23,10 @@ pub const ROLE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalPolicy {
     /// Roles that must each approve an attempt before its migration starts, e.g.
-    /// `[qa, product-owner]`. An approval counts for one role, one version and one attempt:
-    /// approving 1.2.0 never approves 1.3.0 or a retry. Which users hold a role is the
-    /// cluster's business (the chart's `approvals.roles` maps roles to groups).
+    /// `[qa, product-owner]`, each by a different user. An approval counts for one role, one
+    /// version and one attempt: approving 1.2.0 never approves 1.3.0 or a retry, and a
+    /// change of the spec before the attempt launches starts a new attempt. Which users hold
+    /// a role is the cluster's business (the chart's `approvals.roles` maps roles to groups).
     #[schemars(
         length(min = 1, max = 8),
         inner(length(min = 1, max = 63), regex(pattern = ROLE_PATTERN)),
@@ -52,8 +53,8 @@ pub struct ApprovalRecord {
 ///
 /// Create it as the approving user, with `spec.approver` set to your own user name; the
 /// API server refuses it otherwise, or when you are not in a group allowed to approve as
-/// `spec.role`. It cannot be changed afterwards; delete it to withdraw it before the
-/// release starts.
+/// `spec.role`. It cannot be changed afterwards; a release manager withdraws it, before the
+/// release launches, by deleting it.
 // Each `printcolumn(...)` repeats `type_ = "string"`: clippy reads that as duplication.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -114,7 +115,9 @@ pub struct ListaCompraApprovalSpec {
     #[schemars(length(max = 128), regex(pattern = SEMVER_PATTERN))]
     pub version: String,
     /// The attempt being approved: the release's `status.attempt` while it waits in
-    /// `AwaitingApproval` (`kubectl get lcr NAME -o jsonpath='{.status.attempt}'`).
+    /// `AwaitingApproval` (`kubectl get lcr NAME -o jsonpath='{.status.attempt}'`). An
+    /// approval created before that attempt began does not count (so neither one written in
+    /// advance for a retry nor one left from an earlier release of the same name).
     #[schemars(range(min = 1))]
     pub attempt: i64,
     /// The role approved as, one of the release's `spec.approvals.requiredRoles`.
@@ -122,7 +125,7 @@ pub struct ListaCompraApprovalSpec {
     pub role: String,
     /// Your user name as the API server knows it (`kubectl auth whoami`). The API server
     /// refuses an approval whose approver is not the user creating it.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 1024))]
     pub approver: String,
     /// Why, for people (a ticket, the test report).
     #[serde(default, skip_serializing_if = "Option::is_none")]

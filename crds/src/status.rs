@@ -80,6 +80,9 @@ pub struct ListaCompraReleaseStatus {
     /// The `spec.retryToken` the current release started with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_retry_token: Option<String>,
+    /// When the current attempt began (its approvals must be given after this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_start_time: Option<Time>,
     /// When the current release started (the deadline counts from here; time spent paused
     /// moves it forward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
