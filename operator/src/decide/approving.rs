@@ -11,6 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use listacompra_crds::Phase;
 use listacompra_crds::approval::ApprovalRecord;
 
+use super::Observed;
+
 use super::desired_hash;
 use super::machine::Machine;
 
@@ -36,6 +38,36 @@ pub struct Approval {
     pub created: Timestamp,
 }
 
+/// Reason (Event and history) of an attempt started over because its spec changed before
+/// it launched.
+const SPEC_CHANGED: &str = "SpecChanged";
+
+/// An attempt that needs (or counted) approvals approves the spec it started with: when the
+/// spec changes before it launches (any field: the schema revision, a Secret, the gates),
+/// it starts over as a new attempt, whose approvals are asked again. The reason and message
+/// of the restart, if one is due.
+pub(super) fn restart_unlaunched(o: &Observed<'_>) -> Option<(&'static str, String)> {
+    let unlaunched = matches!(
+        o.status.phase,
+        Some(Phase::Pending | Phase::AwaitingApproval)
+    );
+    let approvals = o.spec.approvals.is_some()
+        || !o.status.approvals.is_empty()
+        || o.status.phase == Some(Phase::AwaitingApproval);
+    let changed = o
+        .status
+        .observed_generation
+        .is_some_and(|g| g != o.generation);
+    (unlaunched && approvals && changed).then(|| {
+        let message = if o.spec.approvals.is_none() {
+            "started over: the spec changed before it launched and no longer requires approvals"
+        } else {
+            "started over: the spec changed before it launched, so its approvals no longer count"
+        };
+        (SPEC_CHANGED, message.to_owned())
+    })
+}
+
 impl Machine<'_, '_> {
     /// Counts the approvals of the current attempt into the status. True when every
     /// required role approved (or none is required); otherwise the release waits in
@@ -45,26 +77,35 @@ impl Machine<'_, '_> {
             return true;
         };
         let (version, attempt) = (self.version().to_owned(), self.attempt());
-        let counted: Vec<ApprovalRecord> = policy
-            .required_roles
+        // Given for this attempt, after it began (to the second: creation times have no
+        // fraction), earliest first.
+        let since = self
+            .status
+            .attempt_start_time
+            .as_ref()
+            .and_then(|t| Timestamp::from_second(t.0.as_second()).ok())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let mut given: Vec<&Approval> = self
+            .o
+            .approvals
             .iter()
-            .filter_map(|role| {
-                self.o
-                    .approvals
-                    .iter()
-                    .filter(|a| {
-                        a.release == self.o.release
-                            && a.version == version
-                            && a.attempt == attempt
-                            && a.role == *role
-                    })
-                    .min_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)))
-                    .map(|a| ApprovalRecord {
-                        role: role.clone(),
-                        approver: a.approver.clone(),
-                        approval: a.name.clone(),
-                        approved_at: Time(a.created),
-                    })
+            .filter(|a| {
+                a.release == self.o.release
+                    && a.version == version
+                    && a.attempt == attempt
+                    && a.created >= since
+            })
+            .collect();
+        given.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        // One per role, each by a different person (QA and the Product Owner are two people),
+        // in the order the spec lists the roles.
+        let counted: Vec<ApprovalRecord> = assign(&policy.required_roles, &given)
+            .into_iter()
+            .map(|(role, a)| ApprovalRecord {
+                role: role.to_owned(),
+                approver: a.approver.clone(),
+                approval: a.name.clone(),
+                approved_at: Time(a.created),
             })
             .collect();
         // What the last look counted for this attempt (a new attempt starts from none).
@@ -147,4 +188,44 @@ impl Machine<'_, '_> {
             }
         }
     }
+}
+
+/// Chooses one approval per role, no person twice, earliest first: a complete choice when
+/// one exists (backtracking over at most eight roles), else as many roles as the earliest
+/// approvals cover.
+fn assign<'a, 'r>(roles: &'r [String], given: &[&'a Approval]) -> Vec<(&'r str, &'a Approval)> {
+    fn complete<'a, 'r>(
+        roles: &'r [String],
+        given: &[&'a Approval],
+        chosen: &mut Vec<(&'r str, &'a Approval)>,
+    ) -> bool {
+        let Some(role) = roles.get(chosen.len()) else {
+            return true;
+        };
+        for a in given.iter().filter(|a| a.role == *role) {
+            if chosen.iter().any(|(_, c)| c.approver == a.approver) {
+                continue;
+            }
+            chosen.push((role, a));
+            if complete(roles, given, chosen) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    let mut chosen = Vec::new();
+    if complete(roles, given, &mut chosen) {
+        return chosen;
+    }
+    let mut partial: Vec<(&'r str, &'a Approval)> = Vec::new();
+    for role in roles {
+        if let Some(a) = given
+            .iter()
+            .find(|a| a.role == *role && !partial.iter().any(|(_, c)| c.approver == a.approver))
+        {
+            partial.push((role, a));
+        }
+    }
+    partial
 }

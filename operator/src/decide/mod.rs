@@ -291,7 +291,9 @@ pub fn awaits_approval(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleas
 pub fn decide(o: &Observed<'_>) -> Decision {
     let mut m = Machine::new(o);
     if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
-        m.start_release();
+        m.start_release(None);
+    } else if let Some(restart) = approving::restart_unlaunched(o) {
+        m.start_release(Some(restart));
     }
     m.stop_the_clock_while_paused();
     match m.status.phase {

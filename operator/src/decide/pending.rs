@@ -12,7 +12,9 @@ use crate::naming::{self, JobPurpose};
 use crate::workload::image_ref;
 
 impl Machine<'_, '_> {
-    pub(super) fn start_release(&mut self) {
+    /// Starts a new attempt; one in flight is superseded (by a new target, or `restarted`
+    /// with a reason and a message when its spec changed before it launched).
+    pub(super) fn start_release(&mut self, restarted: Option<(&str, String)>) {
         if matches!(
             self.status.phase,
             Some(
@@ -24,16 +26,22 @@ impl Machine<'_, '_> {
             )
         ) {
             let superseded = self.status.current_version.clone().unwrap_or_default();
-            let message = format!("superseded by {}", self.version());
+            let (reason, message) = restarted.map_or_else(
+                || ("Superseded", format!("superseded by {}", self.version())),
+                |(reason, message)| (reason, message),
+            );
             self.push_history(
                 Outcome::Superseded,
-                Some("Superseded".to_owned()),
+                Some(reason.to_owned()),
                 Some(message.clone()),
             );
             self.note(
                 false,
-                "Superseded",
-                format!("release of {superseded} {message}"),
+                reason,
+                format!(
+                    "release of {superseded} (attempt {}) {message}",
+                    self.attempt()
+                ),
             );
             if let (Some(name), JobState::Running) =
                 (self.status.migration_job.clone(), &self.o.migration_job)
@@ -48,6 +56,7 @@ impl Machine<'_, '_> {
         s.current_version = Some(self.o.spec.version.clone());
         s.current_image = Some(image_ref(&self.o.spec.image, &self.o.spec.version));
         s.observed_retry_token = self.o.spec.retry_token.clone();
+        s.attempt_start_time = Some(self.now.clone());
         s.release_start_time = Some(self.now.clone());
         s.paused_since = None;
         s.migration_job = None;
@@ -77,12 +86,21 @@ impl Machine<'_, '_> {
     }
 
     pub(super) fn pending(&mut self) {
-        self.status.phase = Some(Phase::Pending);
+        // A pause before the approvals are complete leaves the release where it waits.
+        if self.status.phase != Some(Phase::AwaitingApproval) {
+            self.status.phase = Some(Phase::Pending);
+        }
         if self.spec().paused {
             return self.pause();
         }
         if !self.approved() {
             return;
+        }
+        if self.status.phase == Some(Phase::AwaitingApproval) {
+            // Approved now: what comes next (waiting for references included) is timed from
+            // here, not from the start of a wait that may have taken days.
+            self.status.phase = Some(Phase::Pending);
+            self.status.release_start_time = Some(self.now.clone());
         }
         if !self.o.missing.is_empty() {
             return self.wait_for_references();

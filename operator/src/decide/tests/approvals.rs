@@ -1,6 +1,7 @@
 //! Approvals: situations, and seeded sequences of approvals given, withdrawn and given for
 //! the wrong thing, against a model of what may launch.
 
+use k8s_openapi::jiff::SignedDuration;
 use listacompra_crds::approval::ApprovalPolicy;
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -224,6 +225,167 @@ fn approval_cases() -> Vec<Case> {
             assert_eq!(phase(d), Phase::AwaitingApproval);
             assert_eq!(serves(d), None);
         }),
+        Case::new(
+            "approvals given before the attempt began do not count (a retry, a re-created release)",
+            v2.clone(),
+            {
+                let mut s = started();
+                s.phase = Some(Phase::AwaitingApproval);
+                s.attempt_start_time = Some(Time(t(100) + SignedDuration::from_millis(700)));
+                s
+            },
+        )
+        .serving("1.0.0")
+        .at(t(200))
+        .approvals(vec![
+            approval("early-qa", "qa", "1.1.0", 2, 99),
+            // Created in the attempt's first second (creation times have no fraction).
+            approval("po", "product-owner", "1.1.0", 2, 100),
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::AwaitingApproval);
+            assert_eq!(approved_roles(d), vec![("product-owner", "po")]);
+        }),
+        Case::new(
+            "one person cannot approve as both roles",
+            v2.clone(),
+            started(),
+        )
+        .serving("1.0.0")
+        .approvals(vec![
+            Approval {
+                approver: "alice".into(),
+                ..approval("a-qa", "qa", "1.1.0", 2, 50)
+            },
+            Approval {
+                approver: "alice".into(),
+                ..approval("a-po", "product-owner", "1.1.0", 2, 51)
+            },
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::AwaitingApproval);
+            assert_eq!(d.status.approvals.len(), 1, "{:?}", d.status.approvals);
+        }),
+        Case::new(
+            "two people: the choice that covers every role wins over the earliest",
+            v2.clone(),
+            started(),
+        )
+        .serving("1.0.0")
+        .approvals(vec![
+            Approval {
+                approver: "alice".into(),
+                ..approval("alice-qa", "qa", "1.1.0", 2, 50)
+            },
+            Approval {
+                approver: "alice".into(),
+                ..approval("alice-po", "product-owner", "1.1.0", 2, 51)
+            },
+            Approval {
+                approver: "bob".into(),
+                ..approval("bob-qa", "qa", "1.1.0", 2, 52)
+            },
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(
+                approved_roles(d),
+                vec![("qa", "bob-qa"), ("product-owner", "alice-po")]
+            );
+        }),
+        Case::new(
+            "paused while waiting for approvals: still AwaitingApproval",
+            {
+                let mut s = v2.clone();
+                s.paused = true;
+                s
+            },
+            {
+                let mut s = started();
+                s.phase = Some(Phase::AwaitingApproval);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::AwaitingApproval);
+            assert!(!has_note(d, "Pending"), "{:?}", d.notes);
+        }),
+        Case::new(
+            "approved after a long wait: the deadline counts from the approval",
+            v2.clone(),
+            {
+                let mut s = started();
+                s.phase = Some(Phase::AwaitingApproval);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .at(t(86_400))
+        .approvals(vec![
+            approval("qa", "qa", "1.1.0", 2, 50),
+            approval("po", "product-owner", "1.1.0", 2, 86_000),
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(
+                d.status.release_start_time.as_ref().map(|t| t.0),
+                Some(t(86_400))
+            );
+        }),
+        Case::new(
+            "the spec changes before the launch: a new attempt, approvals asked again",
+            v2.clone(),
+            {
+                let mut s = started();
+                s.phase = Some(Phase::AwaitingApproval);
+                s.observed_generation = Some(6);
+                s.approvals = vec![listacompra_crds::approval::ApprovalRecord {
+                    role: "qa".into(),
+                    approver: "qa-person".into(),
+                    approval: "a1".into(),
+                    approved_at: Time(t(50)),
+                }];
+                s
+            },
+        )
+        .serving("1.0.0")
+        .approvals(vec![
+            approval("a1", "qa", "1.1.0", 2, 50),
+            approval("po", "product-owner", "1.1.0", 2, 60),
+        ])
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::AwaitingApproval);
+            assert_eq!(d.status.attempt, Some(3));
+            assert!(d.status.approvals.is_empty());
+            assert_eq!(d.status.history[0].reason.as_deref(), Some("SpecChanged"));
+            assert!(has_note(d, "SpecChanged"));
+        }),
+        Case::new(
+            "the policy is removed before the launch: a new attempt, which launches and says so",
+            spec("1.1.0"),
+            {
+                let mut s = started();
+                s.phase = Some(Phase::AwaitingApproval);
+                s.observed_generation = Some(6);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(d.status.attempt, Some(3));
+            let note = d
+                .notes
+                .iter()
+                .find(|n| n.reason == "SpecChanged")
+                .expect("said");
+            assert!(
+                note.message.contains("no longer requires approvals"),
+                "{}",
+                note.message
+            );
+        }),
         Case::new("without a policy nothing waits", spec("1.1.0"), started()).expect(|d| {
             assert_eq!(phase(d), Phase::Migrating);
         }),
@@ -253,64 +415,81 @@ fn the_controller_reads_approvals_only_while_an_attempt_may_launch() {
 /// What one step of a simulated sequence does.
 #[derive(Debug)]
 enum Step {
-    /// Someone approves: (role index, version index, attempt offset from the current one).
-    Approve(usize, usize, i64),
+    /// Someone approves: (person, role, version, attempt offset from the current one).
+    Approve(usize, usize, usize, i64),
     /// An approval is deleted.
     Withdraw(usize),
     /// `spec.version` changes.
     Version(usize),
     /// `spec.retryToken` changes.
     Retry,
+    /// Another field of the spec changes (a new generation).
+    Edit,
     /// The operator looks again with nothing new.
     Look,
 }
 
 const VERSIONS: [&str; 2] = ["1.1.0", "1.2.0"];
+const PEOPLE: [&str; 3] = ["alice", "pat", "rita"];
 
-/// One seeded sequence. The invariant after every step: the attempt has launched exactly
-/// when, at some look, every required role had an approval naming this release, the
-/// attempt's version and its number; the approvals counted are such approvals; nothing is
-/// ever launched before.
+/// One seeded sequence against a model. After every step: an attempt launches only when
+/// every required role has an approval naming this release, the attempt's version and
+/// number, given since the attempt began, by different people; the approvals counted are
+/// such approvals; an edit of the spec before the launch starts a new attempt.
 fn simulate(seed: u64) -> (usize, usize) {
     let mut rng = Pcg64::seed_from_u64(seed);
     let mut spec = needing_approvals("1.1.0");
     let mut status = status(Phase::Succeeded, "1.0.0");
     status.attempt = Some(1);
     status.current_image = Some("reg/api:1.0.0".into());
+    status.observed_generation = Some(7);
+    let mut generation = 7;
     let mut approvals: Vec<Approval> = Vec::new();
     let mut steps = Vec::new();
     let mut launched_attempt = None;
     let (mut launches, mut waits) = (0, 0);
-    for i in 0..30_i64 {
-        let step = match rng.next_u32() % 10 {
-            0..=4 => Step::Approve(
+    for i in 0..40_i64 {
+        let now = i * 10;
+        // Mostly approvals of the attempt at hand, some of the wrong thing.
+        let step = match rng.next_u32() % 16 {
+            0..=8 => Step::Approve(
+                (rng.next_u32() % 3) as usize,
                 (rng.next_u32() % 3) as usize,
                 (rng.next_u32() % 2) as usize,
-                i64::from(rng.next_u32() % 3) - 1,
+                [0, 0, 0, -1, 1][(rng.next_u32() % 5) as usize],
             ),
-            5 => Step::Withdraw(rng.next_u32() as usize),
-            6 => Step::Version((rng.next_u32() % 2) as usize),
-            7 => Step::Retry,
+            9 => Step::Withdraw(rng.next_u32() as usize),
+            10 => Step::Version((rng.next_u32() % 2) as usize),
+            11 => Step::Retry,
+            12 => Step::Edit,
             _ => Step::Look,
         };
         match &step {
-            Step::Approve(role, version, offset) => {
+            Step::Approve(person, role, version, offset) => {
                 let role = ["qa", "product-owner", "dev"][*role];
+                // (role index 2 is a role nobody requires)
                 let attempt = status.attempt.unwrap_or(0) + offset;
-                approvals.push(approval(
-                    &format!("a{i}"),
-                    role,
-                    VERSIONS[*version],
-                    attempt,
-                    i,
-                ));
+                approvals.push(Approval {
+                    approver: PEOPLE[*person].into(),
+                    ..approval(&format!("a{i}"), role, VERSIONS[*version], attempt, now)
+                });
             }
             Step::Withdraw(n) if !approvals.is_empty() => {
                 approvals.remove(n % approvals.len());
             }
             Step::Withdraw(_) | Step::Look => {}
-            Step::Version(v) => spec.version = VERSIONS[*v].into(),
-            Step::Retry => spec.retry_token = Some(format!("r{i}")),
+            Step::Version(v) => {
+                spec.version = VERSIONS[*v].into();
+                generation += 1;
+            }
+            Step::Retry => {
+                spec.retry_token = Some(format!("r{i}"));
+                generation += 1;
+            }
+            Step::Edit => {
+                spec.replicas += 1;
+                generation += 1;
+            }
         }
         steps.push(format!("{step:?}"));
         let job = if status.phase == Some(Phase::Migrating) {
@@ -318,23 +497,45 @@ fn simulate(seed: u64) -> (usize, usize) {
         } else {
             JobState::Absent
         };
+        let before = status.clone();
         let mut case = Case::new("simulated", spec.clone(), status.clone())
             .serving("1.0.0")
             .job(job)
-            .at(t(i * 10))
+            .at(t(now))
             .approvals(approvals.clone());
+        case.generation = generation;
         case.stable_spec = Some(needing_approvals("1.0.0"));
         let d = case.run();
         let attempt = d.status.attempt.unwrap_or(0);
         let version = d.status.current_version.clone().unwrap_or_default();
         let trace = || format!("seed {seed} (LC_APPROVAL_SEEDS), steps {steps:?}");
-        let matching = |role: &str| {
-            approvals
-                .iter()
-                .any(|a| a.role == role && a.version == version && a.attempt == attempt)
+        let since = d
+            .status
+            .attempt_start_time
+            .as_ref()
+            .map_or(0, |t| t.0.as_second());
+        let valid = |a: &&Approval| {
+            a.version == version && a.attempt == attempt && a.created.as_second() >= since
         };
-        let all_approved = ROLES.iter().all(|r| matching(r));
+        // The model: some choice of one valid approval per role by different people.
+        let all_approved = approvals.iter().filter(valid).any(|qa| {
+            qa.role == "qa"
+                && approvals
+                    .iter()
+                    .filter(valid)
+                    .any(|po| po.role == "product-owner" && po.approver != qa.approver)
+        });
         let launched = creates(&d, JobPurpose::Migrate).is_some();
+        let edited_unlaunched =
+            matches!(before.phase, Some(Phase::Pending | Phase::AwaitingApproval))
+                && before.observed_generation != Some(generation);
+        if edited_unlaunched {
+            assert!(
+                d.status.attempt > before.attempt,
+                "an edit before the launch starts a new attempt: {}",
+                trace()
+            );
+        }
         match phase(&d) {
             Phase::Migrating => {
                 assert!(launched || launched_attempt == Some(attempt), "{}", trace());
@@ -358,24 +559,21 @@ fn simulate(seed: u64) -> (usize, usize) {
             other => panic!("unexpected phase {other:?}: {}", trace()),
         }
         // Counted while waiting and at the launch; a launched attempt keeps what it counted.
-        if !(launched || phase(&d) == Phase::AwaitingApproval) {
-            assert_eq!(d.status.approvals, status.approvals, "{}", trace());
+        let counting = launched || phase(&d) == Phase::AwaitingApproval;
+        if !counting {
+            assert_eq!(d.status.approvals, before.approvals, "{}", trace());
         }
-        for record in d
-            .status
-            .approvals
-            .iter()
-            .filter(|_| launched || phase(&d) == Phase::AwaitingApproval)
-        {
+        for record in d.status.approvals.iter().filter(|_| counting) {
             let found = approvals.iter().find(|a| a.name == record.approval);
             assert!(
-                found.is_some_and(|a| a.version == version
-                    && a.attempt == attempt
-                    && a.role == record.role),
+                found.is_some_and(|a| valid(&a) && a.role == record.role),
                 "counted {record:?} which does not approve {version} attempt {attempt}: {}",
                 trace()
             );
         }
+        let people: std::collections::BTreeSet<_> =
+            d.status.approvals.iter().map(|r| &r.approver).collect();
+        assert_eq!(people.len(), d.status.approvals.len(), "{}", trace());
         status = d.status;
     }
     (launches, waits)

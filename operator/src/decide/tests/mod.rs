@@ -154,6 +154,7 @@ struct Case {
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
     approvals: Vec<Approval>,
+    generation: i64,
     missing: Vec<Reference>,
     foreign: Option<String>,
     now: Timestamp,
@@ -181,6 +182,7 @@ impl Case {
             health_check: None,
             measurement: None,
             approvals: Vec::new(),
+            generation: 7,
             missing: Vec::new(),
             foreign: None,
             now: t(100),
@@ -246,7 +248,7 @@ impl Case {
     fn observed(&self) -> Observed<'_> {
         Observed {
             release: RELEASE,
-            generation: 7,
+            generation: self.generation,
             spec: &self.spec,
             stable_spec: self
                 .stable_recorded
