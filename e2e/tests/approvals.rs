@@ -180,6 +180,22 @@ async fn approvals_are_verified_by_the_api_server_and_gate_the_release() {
             std::env::temp_dir().join(format!("{ns}-operator.log")),
         )?;
         let mut manifest = e2e::crd::minimal_release(RELEASE);
+        // A role nobody may approve as is refused: the release would wait for ever.
+        manifest["spec"]["approvals"] = json!({ "requiredRoles": ["qa", "po"] });
+        let never: ListaCompraRelease = serde_json::from_value(manifest.clone())?;
+        let releases = Api::<ListaCompraRelease>::namespaced(rita.client().await?, &ns);
+        let rejection = eventually("the release approvals policy to be enforced", WAIT, || async {
+            match releases.create(&PostParams { dry_run: true, ..PostParams::default() }, &never).await {
+                Err(kube::Error::Api(s)) if s.code == 422 => Some(s.message),
+                _ => None,
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        ensure!(
+            rejection.contains("spec.approvals.requiredRoles names a role nobody may approve as: po"),
+            "{rejection}"
+        );
         manifest["spec"]["approvals"] = json!({ "requiredRoles": ["qa", "product-owner"] });
         let object: ListaCompraRelease = serde_json::from_value(manifest)?;
         Api::<ListaCompraRelease>::namespaced(rita.client().await?, &ns)
@@ -209,10 +225,10 @@ async fn approvals_are_verified_by_the_api_server_and_gate_the_release() {
                 dry_run: true,
                 ..PostParams::default()
             };
-            Api::<ListaCompraApproval>::namespaced(alice_client.clone(), &ns)
+            let answer = Api::<ListaCompraApproval>::namespaced(alice_client.clone(), &ns)
                 .create(&dry, &forged)
-                .await
-                .is_err()
+                .await;
+            matches!(answer, Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy"))
                 .then_some(())
         })
         .await

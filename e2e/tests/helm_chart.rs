@@ -141,6 +141,8 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         "Service/ops",
         "ServiceAccount/ops",
         "ValidatingAdmissionPolicy/-",
+        "ValidatingAdmissionPolicy/-",
+        "ValidatingAdmissionPolicyBinding/-",
         "ValidatingAdmissionPolicyBinding/-",
     ];
     ensure!(kinds(&docs) == expected, "rendered {:?}", kinds(&docs));
@@ -265,6 +267,20 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
             .any(|e| e["name"] == "WATCH_NAMESPACES" && e["value"] == "staging,qa"),
         "{env:?}"
     );
+    // The approval policies check the watched namespaces only (each environment's install
+    // has its own roles).
+    for binding in docs
+        .iter()
+        .filter(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
+    {
+        let expression =
+            &binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0];
+        ensure!(
+            expression["key"] == "kubernetes.io/metadata.name"
+                && strings(&expression["values"]) == ["staging", "qa"],
+            "{binding}"
+        );
+    }
     let secret_rule = rules(&docs)
         .into_iter()
         .find(|r| strings(&r["resources"]) == ["secrets"])
@@ -393,7 +409,7 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
     let helm = Helm::new().await?;
     let chart = Helm::chart();
     let chart = chart.to_string_lossy();
-    let cases: [(&[&str], &[&str]); 9] = [
+    let cases: [(&[&str], &[&str]); 12] = [
         (&["--set", "replicaCount=two"], &["replicaCount"]),
         (&["--set", "replicas=2"], &["replicas"]),
         (&["--set", "image.pullPolicy=Sometimes"], &["pullPolicy"]),
@@ -426,6 +442,24 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
                 "alerting.alertmanagerConfig.environments[1].slackWebhook.name=Not_A_Secret",
             ],
             &["slackWebhook", "name"],
+        ),
+        (
+            &[
+                "--set-json",
+                r#"personas.bindings=[{"namespace":"a","persona":"devops","groups":["g"]},{"namespace":"a","persona":"devops","groups":["h"]}]"#,
+            ],
+            &["personas.bindings[1]", "twice"],
+        ),
+        (
+            &[
+                "--set-json",
+                r#"personas.bindings=[{"namespace":"a","persona":"admin","groups":["g"]}]"#,
+            ],
+            &["persona"],
+        ),
+        (
+            &["--set-json", r#"approvals.roles={"QA":["g"]}"#],
+            &["approvals", "roles"],
         ),
     ];
     for (set, names) in cases {

@@ -130,3 +130,19 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
   resources: [events]
   verbs: [create, patch]
 {{- end -}}
+
+{{/*
+A policy binding's matchResources: the watched namespaces only (two installs, staging and
+production, each check their own namespace with their own roles); every namespace when the
+operator is cluster-wide.
+*/}}
+{{- define "listacompra-operator.watchedNamespacesSelector" -}}
+{{- if .Values.watchNamespaces -}}
+matchResources:
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values: {{ toJson .Values.watchNamespaces }}
+{{- end }}
+{{- end -}}
