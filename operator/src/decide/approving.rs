@@ -4,17 +4,17 @@
 //! Who approved is not decided here: the API server admitted each approval only when its
 //! approver was the requesting user and in a group mapped to its role (the chart's
 //! ValidatingAdmissionPolicy). Here an approval counts when it names the release, the
-//! attempt's version and number, and a required role; the first one per role counts.
+//! attempt's version and number and a required role, and was created after the attempt
+//! began; each role needs a different person. An attempt approves the spec it started with:
+//! a change of the spec before the launch starts a new attempt.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use listacompra_crds::Phase;
 use listacompra_crds::approval::ApprovalRecord;
 
-use super::Observed;
-
-use super::desired_hash;
 use super::machine::Machine;
+use super::{Observed, desired_hash};
 
 /// Reconciling reason (and phase) while approvals are missing.
 const AWAITING_APPROVAL: &str = "AwaitingApproval";

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 use listacompra_crds::status::{HistoryEntry, MAX_HISTORY, Outcome, condition};
-use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
+use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus};
 
 use super::*;
 use crate::conditions;
@@ -194,17 +194,7 @@ impl<'o, 'a> Machine<'o, 'a> {
     /// Time paused does not count toward the release deadline: a pause is recorded when
     /// it begins, and on unpause the start time moves forward by its length.
     pub(super) fn stop_the_clock_while_paused(&mut self) {
-        let in_flight = matches!(
-            self.status.phase,
-            Some(
-                Phase::Pending
-                    | Phase::AwaitingApproval
-                    | Phase::Migrating
-                    | Phase::RollingOut
-                    | Phase::Verifying
-            )
-        );
-        if self.spec().paused && in_flight {
+        if self.spec().paused && advancing(self.status.phase) {
             if self.status.paused_since.is_none() {
                 self.status.paused_since = Some(self.now.clone());
             }

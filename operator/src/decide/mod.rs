@@ -204,6 +204,21 @@ fn seconds(n: i32) -> SignedDuration {
     SignedDuration::from_secs(i64::from(n))
 }
 
+/// An attempt in flight that is moving forward (not rolling back): a new target supersedes
+/// it, and a pause stops its clock.
+fn advancing(phase: Option<Phase>) -> bool {
+    matches!(
+        phase,
+        Some(
+            Phase::Pending
+                | Phase::AwaitingApproval
+                | Phase::Migrating
+                | Phase::RollingOut
+                | Phase::Verifying
+        )
+    )
+}
+
 fn held(status: &ListaCompraReleaseStatus) -> bool {
     conditions::get(&status.conditions, condition::PROGRESSING)
         .is_some_and(|c| c.status == "False" && HOLD_REASONS.contains(&c.reason.as_str()))

@@ -15,16 +15,7 @@ impl Machine<'_, '_> {
     /// Starts a new attempt; one in flight is superseded (by a new target, or `restarted`
     /// with a reason and a message when its spec changed before it launched).
     pub(super) fn start_release(&mut self, restarted: Option<(&str, String)>) {
-        if matches!(
-            self.status.phase,
-            Some(
-                Phase::Pending
-                    | Phase::AwaitingApproval
-                    | Phase::Migrating
-                    | Phase::RollingOut
-                    | Phase::Verifying
-            )
-        ) {
+        if advancing(self.status.phase) {
             let superseded = self.status.current_version.clone().unwrap_or_default();
             let (reason, message) = restarted.map_or_else(
                 || ("Superseded", format!("superseded by {}", self.version())),

@@ -26,6 +26,13 @@ fn started() -> ListaCompraReleaseStatus {
     s
 }
 
+/// The same attempt, already waiting for its approvals.
+fn awaiting() -> ListaCompraReleaseStatus {
+    let mut s = started();
+    s.phase = Some(Phase::AwaitingApproval);
+    s
+}
+
 fn approval(name: &str, role: &str, version: &str, attempt: i64, at: i64) -> Approval {
     Approval {
         name: name.into(),
@@ -75,11 +82,7 @@ fn approval_cases() -> Vec<Case> {
         Case::new(
             "qa approved: still waiting for the product owner",
             v2.clone(),
-            {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
-                s
-            },
+            awaiting(),
         )
         .serving("1.0.0")
         .approvals(vec![approval("a1", "qa", "1.1.0", 2, 50)])
@@ -126,11 +129,7 @@ fn approval_cases() -> Vec<Case> {
         Case::new(
             "both roles approved: the migration starts and the deadline counts from now",
             v2.clone(),
-            {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
-                s
-            },
+            awaiting(),
         )
         .serving("1.0.0")
         .at(t(5_000))
@@ -153,8 +152,7 @@ fn approval_cases() -> Vec<Case> {
             );
         }),
         Case::new("an approval is withdrawn while waiting", v2.clone(), {
-            let mut s = started();
-            s.phase = Some(Phase::AwaitingApproval);
+            let mut s = awaiting();
             s.approvals = vec![listacompra_crds::approval::ApprovalRecord {
                 role: "qa".into(),
                 approver: "qa-person".into(),
@@ -187,8 +185,7 @@ fn approval_cases() -> Vec<Case> {
             "a new version while waiting: the wait is superseded, its approvals kept in history",
             needing_approvals("1.2.0"),
             {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
+                let mut s = awaiting();
                 s.approvals = vec![listacompra_crds::approval::ApprovalRecord {
                     role: "qa".into(),
                     approver: "qa-person".into(),
@@ -229,8 +226,7 @@ fn approval_cases() -> Vec<Case> {
             "approvals given before the attempt began do not count (a retry, a re-created release)",
             v2.clone(),
             {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
+                let mut s = awaiting();
                 s.attempt_start_time = Some(Time(t(100) + SignedDuration::from_millis(700)));
                 s
             },
@@ -300,11 +296,7 @@ fn approval_cases() -> Vec<Case> {
                 s.paused = true;
                 s
             },
-            {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
-                s
-            },
+            awaiting(),
         )
         .serving("1.0.0")
         .expect(|d| {
@@ -314,11 +306,7 @@ fn approval_cases() -> Vec<Case> {
         Case::new(
             "approved after a long wait: the deadline counts from the approval",
             v2.clone(),
-            {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
-                s
-            },
+            awaiting(),
         )
         .serving("1.0.0")
         .at(t(86_400))
@@ -337,8 +325,7 @@ fn approval_cases() -> Vec<Case> {
             "the spec changes before the launch: a new attempt, approvals asked again",
             v2.clone(),
             {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
+                let mut s = awaiting();
                 s.observed_generation = Some(6);
                 s.approvals = vec![listacompra_crds::approval::ApprovalRecord {
                     role: "qa".into(),
@@ -365,8 +352,7 @@ fn approval_cases() -> Vec<Case> {
             "the policy is removed before the launch: a new attempt, which launches and says so",
             spec("1.1.0"),
             {
-                let mut s = started();
-                s.phase = Some(Phase::AwaitingApproval);
+                let mut s = awaiting();
                 s.observed_generation = Some(6);
                 s
             },
