@@ -97,6 +97,17 @@ impl Cluster {
                 source,
             })?;
         let token = minted.status.map(|s| s.token).unwrap_or_default();
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        self.write_user_kubeconfig(
+            &user,
+            serde_json::json!({ "token": token }),
+            Some(namespace),
+            path,
+        )
+    }
+
+    /// The admin kubeconfig's cluster entry (of its current context): server and CA.
+    pub fn admin_cluster(&self) -> Result<kube::config::NamedCluster> {
         let admin =
             Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::Kubeconfig {
                 path: self.kubeconfig.clone(),
@@ -109,21 +120,34 @@ impl Cluster {
             .and_then(|c| c.context.as_ref())
             .map(|c| c.cluster.clone())
             .unwrap_or_default();
-        let cluster = admin
+        admin
             .clusters
             .iter()
             .find(|c| c.name == context)
             .or_else(|| admin.clusters.first())
+            .cloned()
             .ok_or_else(|| Error::MissingKey {
                 key: "clusters".to_owned(),
                 path: self.kubeconfig.clone(),
-            })?;
-        let user = format!("system:serviceaccount:{namespace}:{name}");
+            })
+    }
+
+    /// Writes to `path` (readable by its owner only) a kubeconfig for the admin's cluster
+    /// that authenticates as `user` with `credentials` (a kubeconfig `user` entry: a token,
+    /// or client certificate data), in `namespace` when given.
+    pub fn write_user_kubeconfig(
+        &self,
+        user: &str,
+        credentials: serde_json::Value,
+        namespace: Option<&str>,
+        path: &Path,
+    ) -> Result<()> {
+        let cluster = self.admin_cluster()?;
         let config = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [cluster],
-            "users": [{ "name": user, "user": { "token": token } }],
+            "users": [{ "name": user, "user": credentials }],
             "contexts": [{
                 "name": user,
                 "context": { "cluster": cluster.name, "user": user, "namespace": namespace }

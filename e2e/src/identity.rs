@@ -3,13 +3,10 @@
 //! common name is the user name, each organisation a group). RBAC and admission policies
 //! then see exactly that user and those groups, as they would an OIDC login.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use kube::Client;
-use kube::config::Kubeconfig;
 use tokio::process::Command;
 
 use crate::cluster::Cluster;
@@ -30,26 +27,13 @@ impl Identity {
     /// CA next to the admin kubeconfig's `certificate-authority`, and a kubeconfig for it in
     /// `dir` (readable by its owner only).
     pub async fn new(cluster: &Cluster, user: &str, groups: &[&str], dir: &Path) -> Result<Self> {
-        let admin =
-            Kubeconfig::read_from(cluster.kubeconfig()).map_err(|source| Error::Kubeconfig {
-                path: cluster.kubeconfig().to_owned(),
-                source,
-            })?;
-        let entry = admin
-            .clusters
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::MissingKey {
-                key: "clusters".to_owned(),
-                path: cluster.kubeconfig().to_owned(),
-            })?;
-        let ca_cert = entry
+        let ca_cert = cluster
+            .admin_cluster()?
             .cluster
-            .as_ref()
-            .and_then(|c| c.certificate_authority.clone())
+            .and_then(|c| c.certificate_authority)
             .map(PathBuf::from)
             .ok_or_else(|| Error::MissingKey {
-                key: "clusters[0].cluster.certificate-authority".to_owned(),
+                key: "certificate-authority of the current cluster".to_owned(),
                 path: cluster.kubeconfig().to_owned(),
             })?;
         let ca_key = ca_cert.with_file_name("ca.key");
@@ -117,34 +101,16 @@ impl Identity {
             })
         };
         let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
-        let config = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [entry],
-            "users": [{ "name": user, "user": {
+        let kubeconfig = dir.join(format!("{user}.kubeconfig"));
+        cluster.write_user_kubeconfig(
+            user,
+            serde_json::json!({
                 "client-certificate-data": b64(read(&cert)?),
                 "client-key-data": b64(read(&key)?),
-            }}],
-            "contexts": [{ "name": user, "context": { "cluster": entry.name, "user": user } }],
-            "current-context": user,
-        });
-        let kubeconfig = dir.join(format!("{user}.kubeconfig"));
-        let text = serde_yaml_ng::to_string(&config).map_err(|e| Error::Manifest {
-            path: kubeconfig.clone(),
-            message: e.to_string(),
-        })?;
-        let write_error = |source| Error::Write {
-            path: kubeconfig.clone(),
-            source,
-        };
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&kubeconfig)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(write_error)?;
+            }),
+            None,
+            &kubeconfig,
+        )?;
         Ok(Self {
             user: user.to_owned(),
             groups: groups.iter().map(ToString::to_string).collect(),
