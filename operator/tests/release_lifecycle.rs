@@ -17,6 +17,8 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use listacompra_crds::status::{Outcome, condition};
 use listacompra_crds::{ListaCompraRelease, Phase};
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
 use serde_json::json;
 use support::{
     Endpoint, Operator, RELEASE_SECRETS, apply, apply_release, condition as cond, create_secret,
@@ -307,6 +309,62 @@ async fn a_stopping_leader_releases_its_lease() {
         leads(&ctx, "replica-b")
             .await
             .map_err(|e| anyhow::anyhow!("{e}; replica-b log:\n{}", second.log()))?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
+/// A replica asked to stop at any moment of its life — while connecting, while a candidate,
+/// just after winning, while its controller starts — exits 0 promptly and gives up any Lease
+/// it won. The moments are drawn from a seed printed first (`LC_STOP_SEED=<seed>` replays).
+#[tokio::test]
+async fn a_replica_stopped_at_any_moment_exits_cleanly() {
+    const ROUNDS: usize = 10;
+    with_namespace("op-stop-anytime", |ctx| async move {
+        e2e::crd::install_crds(&ctx.client).await?;
+        let seed = std::env::var("LC_STOP_SEED").map_or_else(
+            |_| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            },
+            |s| s.trim().parse().expect("LC_STOP_SEED is a number"),
+        );
+        println!("stop seed {seed} (replay: LC_STOP_SEED={seed})");
+        let mut rng = Pcg64::seed_from_u64(seed);
+        for round in 0..ROUNDS {
+            let name = format!("replica-{round}");
+            let mut replica = replica(&ctx, &name, "120")?;
+            // Half the rounds stop it some time after it logged its start (connecting,
+            // campaigning), half some time after it won the Lease (controller starting).
+            let after_lead = rng.next_u64() % 2 == 0;
+            let delay = Duration::from_millis(rng.next_u64() % 250);
+            let moment = if after_lead {
+                leads(&ctx, &name).await?;
+                format!("{} ms after it led", delay.as_millis())
+            } else {
+                eventually(&format!("{name} to log its start"), TIMEOUT, || {
+                    let started = replica.log().contains("\"msg\":\"starting\"");
+                    async move { started.then_some(()) }
+                })
+                .await
+                .map_err(anyhow::Error::msg)?;
+                format!("{} ms after it started", delay.as_millis())
+            };
+            tokio::time::sleep(delay).await;
+            let exit = replica.terminate().await.map_err(|e| {
+                anyhow::anyhow!("round {round}, seed {seed}: stopped {moment}: {e}")
+            })?;
+            let log = replica.log();
+            ensure!(
+                exit.success(),
+                "round {round}, seed {seed}: stopped {moment}, exited with {exit}:\n{log}"
+            );
+            ensure!(
+                !log.contains("became leader") || log.contains("released the leader Lease"),
+                "round {round}, seed {seed}: stopped {moment}, led but kept the Lease:\n{log}"
+            );
+        }
         Ok::<(), anyhow::Error>(())
     })
     .await;

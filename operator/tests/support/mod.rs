@@ -86,7 +86,13 @@ impl Operator {
                 .status()
                 .await?;
         }
-        Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(exit) => Ok(exit?),
+            Err(_) => anyhow::bail!(
+                "the operator did not exit within 30 s of SIGTERM; its log:\n{}",
+                self.log()
+            ),
+        }
     }
 
     /// Kills the process (as a crash would).
