@@ -35,6 +35,7 @@ use crate::gates::{egress, health, prometheus};
 use crate::jobs;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::references;
+use crate::shutdown::{self, InFlight, Stop};
 use crate::telemetry::Metrics;
 use crate::workload::{self, Owner};
 
@@ -96,9 +97,10 @@ const RECONCILE_CONCURRENCY: u16 = 16;
 /// Deployment status updates, for example).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Runs the controller until a shutdown signal: over all namespaces when `namespaces` is
-/// empty, else over each listed namespace.
-pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
+/// Runs the controller until `stop` is requested and the reconciles in flight are done (for
+/// at most [`shutdown::GRACE`]): over all namespaces when `namespaces` is empty, else over
+/// each listed namespace.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -137,16 +139,26 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
                     let namespace = approval.namespace()?;
                     Some(ObjectRef::new(&approval.spec.release).within(&namespace))
                 })
-                .shutdown_on_signal(),
+                .graceful_shutdown_on(stop.requested()),
         );
     }
     if ctx.caches.set(caches).is_err() {
         warn!("the controller was started twice with one context; the first caches stay");
     }
-    let streams = controllers
-        .into_iter()
-        .map(|c| c.run(reconcile, error_policy, ctx.clone()).boxed());
+    let in_flight = InFlight::default();
+    let streams = controllers.into_iter().map(|c| {
+        let in_flight = in_flight.clone();
+        c.run(
+            move |release, ctx| in_flight.track(reconcile(release, ctx)),
+            error_policy,
+            ctx.clone(),
+        )
+        .boxed()
+    });
+    // kube-runtime's own graceful stop waits for the first list of releases when the stop
+    // comes before it completes, forever: the stop is done when nothing is in flight.
     futures::stream::select_all(streams)
+        .take_until(async move { in_flight.drained(&stop, shutdown::GRACE).await })
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "reconcile failed");

@@ -19,5 +19,6 @@ pub mod leader;
 pub mod naming;
 pub mod references;
 pub mod server;
+pub mod shutdown;
 pub mod telemetry;
 pub mod workload;

@@ -10,6 +10,7 @@ use clap::Parser;
 use listacompra_operator::controller::{self, Context};
 use listacompra_operator::leader::{self, Elector, Timing};
 use listacompra_operator::server;
+use listacompra_operator::shutdown::Stop;
 use listacompra_operator::telemetry::{self, LogFormat, Metrics};
 use tracing::{error, info};
 
@@ -54,6 +55,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First of all, so that a SIGTERM at any later moment is a stop request, never lost.
+    let stop = match Stop::on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("error: cannot listen for SIGTERM/SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args = Args::parse();
     let telemetry = match telemetry::init(args.log_format) {
         Ok(telemetry) => telemetry,
@@ -62,7 +71,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = run(args).await;
+    let outcome = run(args, stop).await;
     telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,7 +82,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, stop: Stop) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot connect to Kubernetes (in-cluster or KUBECONFIG): {e}")
     })?;
@@ -98,7 +107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     if !args.leader_election {
         metrics.leader.set(1);
-        controller::run(ctx, args.namespaces).await;
+        controller::run(ctx, args.namespaces, stop).await;
         return Ok(());
     }
     let elector = Elector::new(
@@ -110,31 +119,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     tokio::select! {
         acquired = elector.acquire() => acquired?,
-        () = shutdown_signal() => return Ok(()),
+        () = stop.requested() => return Ok(()),
     }
     metrics.leader.set(1);
     tokio::select! {
-        // The controller ends on SIGTERM/SIGINT: give the Lease up so a successor takes over
+        // The controller ends on a stop request: give the Lease up so a successor takes over
         // at once instead of waiting for it to expire.
-        () = controller::run(ctx, args.namespaces) => {
+        () = controller::run(ctx, args.namespaces, stop) => {
             elector.release().await;
             Ok(())
         }
         () = elector.hold() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that only the new leader acts")),
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
