@@ -141,32 +141,41 @@ impl Machine<'_, '_> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let message = format!("waiting for {what} to exist before launching anything");
+        self.wait_outside(
+            WAITING_FOR_REFERENCES,
+            REFERENCES_MISSING,
+            format!("waiting for {what} to exist before launching anything"),
+        );
+    }
+
+    /// Waits for something outside the release's control, launching nothing: Reconciling
+    /// (reason `waiting`) says what, and past the deadline Stalled (reason `stalled`, which
+    /// clears by itself: see `SELF_CLEARING`). A warning Event with reason `stalled` tells each
+    /// new message once; the release looks again every `RECHECK`.
+    pub(super) fn wait_outside(
+        &mut self,
+        waiting: &'static str,
+        stalled: &'static str,
+        message: String,
+    ) {
         let before = |type_: &str| {
             conditions::get(&self.o.status.conditions, type_)
                 .map(|c| (c.reason.clone(), c.message.clone()))
         };
         if self.deadline_passed() {
             let message = format!(
-                "{message}; missing for more than {}s, the release starts once it exists",
+                "{message}; for more than {}s, the release goes on by itself once this clears",
                 self.spec().progress_deadline_seconds
             );
-            if before(condition::STALLED)
-                != Some((
-                    REFERENCES_MISSING.to_owned(),
-                    format!("{message}{STALLED_HINT}"),
-                ))
-            {
-                self.note(true, REFERENCES_MISSING, message.clone());
+            if before(condition::STALLED) != Some((stalled.to_owned(), message.clone())) {
+                self.note(true, stalled, message.clone());
             }
-            self.set_hold(REFERENCES_MISSING, message);
+            self.set_hold(stalled, message);
         } else {
-            if before(condition::RECONCILING)
-                != Some((WAITING_FOR_REFERENCES.to_owned(), message.clone()))
-            {
-                self.note(true, REFERENCES_MISSING, message.clone());
+            if before(condition::RECONCILING) != Some((waiting.to_owned(), message.clone())) {
+                self.note(true, stalled, message.clone());
             }
-            self.waiting = Some((WAITING_FOR_REFERENCES, message));
+            self.waiting = Some((waiting, message));
         }
         self.requeue_in(RECHECK);
     }

@@ -1207,6 +1207,16 @@ fn a_release_launches_nothing_while_what_it_names_is_missing() {
     assert_eq!(reason, "ReferencesMissing");
     assert!(!message.contains("retryToken"), "{message}");
     assert!(has_note(&stalled, "ReferencesMissing"));
+    let mut later =
+        Case::new("still missing", spec("1.0.0"), stalled.status.clone()).at(t(100 + 611));
+    later.missing = vec![db_secret()];
+    let still_stalled = later.run();
+    assert!(cond(&still_stalled, condition::STALLED).0);
+    assert!(
+        !has_note(&still_stalled, "ReferencesMissing"),
+        "told once: {:?}",
+        still_stalled.notes
+    );
 
     // The Secret appears: the migration launches, and the deadline counts from now.
     let arrived = Case::new("it appeared", spec("1.0.0"), stalled.status.clone())
