@@ -20,6 +20,7 @@ pub mod approval;
 pub mod health;
 pub mod metrics;
 pub mod migrations;
+pub mod preflight;
 pub mod release;
 pub mod smoke;
 pub mod status;

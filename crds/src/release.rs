@@ -8,6 +8,7 @@ use crate::analysis::AnalysisSpec;
 use crate::approval::ApprovalPolicy;
 use crate::health::HealthGateSpec;
 use crate::migrations::MigrationSpec;
+use crate::preflight::PreflightSpec;
 use crate::smoke::SmokeTestSpec;
 use crate::status::ListaCompraReleaseStatus;
 use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec};
@@ -66,6 +67,7 @@ pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.version.contains('+') || has(self.image.tag) || has(self.image.digest)").message("spec.version has build metadata ('+...'), which an image tag cannot carry: set spec.image.tag (or spec.image.digest) explicitly").field_path(".version"))]
+#[x_kube(validation = Rule::new("!has(self.preflight) || has(self.preflight.firingAlerts.prometheus) || has(self.analysis)").message("spec.preflight.firingAlerts.prometheus is required when spec.analysis is not set (there is no Prometheus to default to)").field_path(".preflight.firingAlerts"))]
 pub struct ListaCompraReleaseSpec {
     /// The semantic version being released, e.g. `1.4.0`. Changing it starts a release. With
     /// build metadata (`1.4.0+build.5`), `image.tag` or `image.digest` must be set, since a
@@ -93,6 +95,10 @@ pub struct ListaCompraReleaseSpec {
     /// launches. Without `approvals`, a release starts at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalPolicy>,
+    /// What must hold right before an attempt launches (after its approvals): no matching
+    /// alert firing in Prometheus. Without `preflight`, nothing is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightSpec>,
     /// The schema migration Job. Required, so that every release states the schema revision
     /// it needs (or says `enabled: false`).
     pub migrations: MigrationSpec,

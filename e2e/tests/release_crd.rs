@@ -455,6 +455,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         r#"{"spec":{"approvals":{"requiredRoles":[]}}}"#,
         "spec.approvals.requiredRoles",
     ),
+    (
+        "a pre-flight alert check without a Prometheus to ask",
+        r#"{"spec":{"preflight":{"firingAlerts":{"matchLabels":{"severity":"critical"}}}}}"#,
+        "spec.preflight.firingAlerts",
+    ),
+    (
+        "a pre-flight alert check matching every alert",
+        r#"{"spec":{"preflight":{"firingAlerts":{"prometheus":{"address":"http://prometheus:9090"},"matchLabels":{}}}}}"#,
+        "spec.preflight.firingAlerts.matchLabels",
+    ),
+    (
+        "a pre-flight label that is not a Prometheus label name",
+        r#"{"spec":{"preflight":{"firingAlerts":{"prometheus":{"address":"http://prometheus:9090"},"matchLabels":{"app.kubernetes.io/name":"api"}}}}}"#,
+        "spec.preflight.firingAlerts.matchLabels",
+    ),
 ];
 
 /// Releases near the edges that the operator can carry out, so they must be accepted.
@@ -486,6 +501,10 @@ const VALID: &[(&str, &str)] = &[
     (
         "attachments in AWS S3, defaults",
         r#"{"spec":{"env":{"s3":{"bucket":"lc-attachments","credentialsSecretRef":{"name":"lc-s3"}}}}}"#,
+    ),
+    (
+        "a pre-flight alert check on the analysis' Prometheus",
+        r#"{"spec":{"analysis":{"prometheus":{"address":"http://prometheus:9090"}},"preflight":{"firingAlerts":{"matchLabels":{"severity":"critical","service":"listacompra-api"}}}}}"#,
     ),
     (
         "labels of our own",
