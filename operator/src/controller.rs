@@ -15,7 +15,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use listacompra_crds::analysis::AnalysisSpec;
+use listacompra_crds::analysis::{AnalysisSpec, PrometheusSpec};
 use listacompra_crds::status::{KpiResult, Verdict, condition};
 use listacompra_crds::workload::SecretKeyRef;
 use listacompra_crds::{
@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{self, Caches};
 use crate::cleanup;
-use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
+use crate::decide::{self, FiringAlert, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::events::{Note, Publisher};
 use crate::gates::analysis::{self, QueryOutcome};
@@ -366,6 +366,13 @@ async fn reconcile_release(
         Vec::new()
     };
 
+    // The pre-flight alerts are asked only while they can still hold a launch.
+    let firing_alerts = if decide::checks_alerts(spec, &status) {
+        Some(preflight_alerts(release, &namespace, ctx).await)
+    } else {
+        None
+    };
+
     let now = Timestamp::now();
     let (mut health_check, mut measurement) = (None, None);
     match decide::gate_due(spec, &status, now) {
@@ -416,6 +423,7 @@ async fn reconcile_release(
         measurement,
         approvals,
         missing,
+        firing_alerts,
         foreign: foreign.clone(),
         now,
     };
@@ -1030,11 +1038,11 @@ async fn run_health_check(
 }
 
 async fn prometheus_credentials(
-    analysis: &AnalysisSpec,
+    prometheus: &PrometheusSpec,
     namespace: &str,
     ctx: &Context,
 ) -> Result<prometheus::Credentials> {
-    let Some(auth) = &analysis.prometheus.auth else {
+    let Some(auth) = &prometheus.auth else {
         return Ok(prometheus::Credentials::None);
     };
     Ok(match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
@@ -1047,6 +1055,60 @@ async fn prometheus_credentials(
         },
         (None, None) => prometheus::Credentials::None,
     })
+}
+
+/// The firing alerts matching the release's pre-flight check, or why Prometheus could not
+/// say (its credentials unreadable or not allowed to go to its address included): the
+/// decision waits on either.
+#[tracing::instrument(name = "gate.preflight", skip_all)]
+async fn preflight_alerts(
+    release: &ListaCompraRelease,
+    namespace: &str,
+    ctx: &Context,
+) -> std::result::Result<Vec<FiringAlert>, String> {
+    let spec = &release.spec;
+    let Some(check) = spec.preflight.as_ref().map(|p| &p.firing_alerts) else {
+        return Ok(Vec::new());
+    };
+    let Some(prometheus) = check
+        .prometheus
+        .as_ref()
+        .or(spec.analysis.as_ref().map(|a| &a.prometheus))
+    else {
+        return Err("no Prometheus to ask: set spec.preflight.firingAlerts.prometheus".to_owned());
+    };
+    if prometheus.auth.is_some() {
+        let service = naming::workload_name(&release.name_any());
+        egress::check(&prometheus.address, &service, namespace, &ctx.allowed_hosts)
+            .map_err(|refused| refused.to_string())?;
+    }
+    let credentials = prometheus_credentials(prometheus, namespace, ctx)
+        .await
+        .map_err(|e| format!("Prometheus credentials: {e}"))?;
+    let timeout = Duration::from_secs(u64::try_from(prometheus.timeout_seconds).unwrap_or(5));
+    let alerts = prometheus::firing_alerts(
+        &ctx.http,
+        &prometheus.address,
+        &credentials,
+        timeout,
+        &check.match_labels,
+    )
+    .await;
+    match &alerts {
+        Ok(firing) => ctx
+            .metrics
+            .gate_verdicts
+            .with_label_values(&["preflight", if firing.is_empty() { "pass" } else { "fail" }])
+            .inc(),
+        Err(e) => {
+            warn!(error = %e, "pre-flight alert query failed");
+            ctx.metrics
+                .gate_verdicts
+                .with_label_values(&["preflight", "inconclusive"])
+                .inc();
+        }
+    }
+    alerts
 }
 
 #[tracing::instrument(name = "gate.kpi", skip_all)]
@@ -1070,7 +1132,7 @@ async fn measure(
         None => Ok(()),
     };
     let credentials = match allowed {
-        Ok(()) => prometheus_credentials(analysis, namespace, ctx).await,
+        Ok(()) => prometheus_credentials(&analysis.prometheus, namespace, ctx).await,
         Err(refused) => {
             warn!(address = %analysis.prometheus.address, "{refused}");
             Err(Error::Refused(refused))

@@ -13,8 +13,8 @@ use k8s_openapi::jiff::Timestamp;
 use listacompra_crds::Phase;
 use listacompra_crds::approval::ApprovalRecord;
 
+use super::Observed;
 use super::machine::Machine;
-use super::{Observed, desired_hash};
 
 /// Reconciling reason (and phase) while approvals are missing.
 const AWAITING_APPROVAL: &str = "AwaitingApproval";
@@ -173,19 +173,6 @@ impl Machine<'_, '_> {
         self.note(warning, reason, message);
         if let Some(note) = self.notes.last_mut() {
             note.approval = Some(approval.to_owned());
-        }
-    }
-
-    /// An approval may take days: meanwhile the stable version that serves is held like a
-    /// settled release's (a scaled, edited or deleted Deployment is put back). Only when the
-    /// Deployment runs the stable version (or is gone): an earlier attempt superseded in
-    /// the middle of its rollout is left as it is, as in every phase before a rollout.
-    fn hold_stable_while_waiting(&mut self) {
-        if let Some(stable) = self.stable() {
-            let live = self.o.workload.hash.as_deref();
-            if live.is_none() || live == Some(desired_hash(self.o, &stable).as_str()) {
-                self.workload = Some(stable);
-            }
         }
     }
 }

@@ -232,4 +232,18 @@ impl<'o, 'a> Machine<'o, 'a> {
         self.set_hold(OBJECT_NOT_OWNED, message);
         self.requeue_in(RECHECK);
     }
+
+    /// A wait before the launch (approvals, references, alerts) may take days: meanwhile the
+    /// stable version that serves is held like a settled release's (a scaled, edited or
+    /// deleted Deployment is put back). Only when the Deployment runs the stable version (or
+    /// is gone): an earlier attempt superseded in the middle of its rollout is left as it is,
+    /// as in every phase before a rollout.
+    pub(super) fn hold_stable_while_waiting(&mut self) {
+        if let Some(stable) = self.stable() {
+            let live = self.o.workload.hash.as_deref();
+            if live.is_none() || live == Some(desired_hash(self.o, &stable).as_str()) {
+                self.workload = Some(stable);
+            }
+        }
+    }
 }

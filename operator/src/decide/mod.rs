@@ -3,7 +3,7 @@
 //! [`Decision`].
 //!
 //! ```text
-//! Pending ⇄ AwaitingApproval
+//! Pending ⇄ AwaitingApproval      (Pending also waits for references and pre-flight alerts)
 //!    └→ Migrating → RollingOut → Verifying (health, smoke test, KPIs) → Succeeded
 //!          │            │            │
 //!          └────────────┴────────────┴──▶ RollingBack → RolledBack
@@ -23,6 +23,7 @@ mod approving;
 mod machine;
 mod migrating;
 mod pending;
+mod preflight;
 mod report;
 mod rolling_back;
 mod rolling_out;
@@ -31,6 +32,7 @@ mod verifying;
 
 pub use approving::Approval;
 use machine::Machine;
+pub use preflight::FiringAlert;
 
 use crate::conditions;
 use crate::naming::JobPurpose;
@@ -92,6 +94,9 @@ pub struct Observed<'a> {
     /// What the spec names that does not exist (checked only when [`may_launch`]): the
     /// release launches nothing until it is empty.
     pub missing: Vec<Reference>,
+    /// The alerts matching `spec.preflight.firingAlerts` that fire, or why Prometheus could
+    /// not say (checked only when [`checks_alerts`]; `None` when not checked).
+    pub firing_alerts: Option<Result<Vec<FiringAlert>, String>>,
     /// A child the operator would apply exists and is not controlled by this release (its
     /// kind and name, e.g. `Service lc-api`): it is never taken over.
     pub foreign: Option<String>,
@@ -183,7 +188,12 @@ const RECHECK: SignedDuration = SignedDuration::from_secs(10);
 /// Stalled reason (and Event reason) while a child it would apply belongs to someone else.
 const OBJECT_NOT_OWNED: &str = "ObjectNotOwned";
 /// Stalled reasons that clear by themselves once the cause is gone (no retry token needed).
-const SELF_CLEARING: [&str; 2] = [REFERENCES_MISSING, OBJECT_NOT_OWNED];
+const SELF_CLEARING: [&str; 4] = [
+    REFERENCES_MISSING,
+    OBJECT_NOT_OWNED,
+    preflight::SELF_CLEARING[0],
+    preflight::SELF_CLEARING[1],
+];
 /// Appended to a Stalled message that a person must act on.
 const STALLED_HINT: &str = "; change spec.version or spec.retryToken to go on";
 
@@ -300,6 +310,12 @@ pub fn may_launch(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStat
 /// [`Observed::approvals`]).
 pub fn awaits_approval(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
     spec.approvals.is_some() && may_launch(spec, status)
+}
+
+/// Whether this reconcile may launch an attempt with a pre-flight check, so the controller
+/// must ask Prometheus for the firing alerts (see [`Observed::firing_alerts`]).
+pub fn checks_alerts(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
+    spec.preflight.is_some() && may_launch(spec, status)
 }
 
 /// Decides the next step of a release.

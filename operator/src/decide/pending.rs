@@ -96,8 +96,11 @@ impl Machine<'_, '_> {
         if !self.o.missing.is_empty() {
             return self.wait_for_references();
         }
+        if !self.preflight_clear() {
+            return;
+        }
         // Something is launched now: the deadline counts from here, not from the time spent
-        // waiting for references.
+        // waiting for references or for alerts to resolve.
         self.status.release_start_time = Some(self.now.clone());
         match self.schema_target() {
             Some(revision) => {
@@ -177,6 +180,7 @@ impl Machine<'_, '_> {
             }
             self.waiting = Some((waiting, message));
         }
+        self.hold_stable_while_waiting();
         self.requeue_in(RECHECK);
     }
 }

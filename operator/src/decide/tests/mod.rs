@@ -156,6 +156,7 @@ struct Case {
     approvals: Vec<Approval>,
     generation: i64,
     missing: Vec<Reference>,
+    firing_alerts: Option<Result<Vec<FiringAlert>, String>>,
     foreign: Option<String>,
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
@@ -184,6 +185,7 @@ impl Case {
             approvals: Vec::new(),
             generation: 7,
             missing: Vec::new(),
+            firing_alerts: None,
             foreign: None,
             now: t(100),
             stable_spec: None,
@@ -262,6 +264,7 @@ impl Case {
             measurement: self.measurement.clone(),
             approvals: self.approvals.clone(),
             missing: self.missing.clone(),
+            firing_alerts: self.firing_alerts.clone(),
             foreign: self.foreign.clone(),
             now: self.now,
         }
@@ -1263,4 +1266,5 @@ fn an_object_of_someone_else_is_never_taken_over() {
 }
 
 mod approvals;
+mod preflight;
 mod smoke;
