@@ -168,7 +168,7 @@ fn preflight_situations() {
 enum Answer {
     Firing(Vec<&'static str>),
     Clear,
-    NoAnswer,
+    Silent,
 }
 
 impl Answer {
@@ -176,7 +176,7 @@ impl Answer {
         match self {
             Self::Firing(names) => Ok(names.iter().map(|n| alert(n)).collect()),
             Self::Clear => Ok(vec![]),
-            Self::NoAnswer => Err("Prometheus did not answer within 2s".into()),
+            Self::Silent => Err("Prometheus did not answer within 2s".into()),
         }
     }
 }
@@ -204,7 +204,7 @@ fn an_attempt_launches_at_the_first_look_without_alerts() {
             now += i64::try_from(below(200)).unwrap_or(0);
             let answer = match below(5) {
                 0 => Answer::Clear,
-                1 => Answer::NoAnswer,
+                1 => Answer::Silent,
                 _ => Answer::Firing(
                     NAMES
                         .iter()
@@ -244,7 +244,7 @@ fn an_attempt_launches_at_the_first_look_without_alerts() {
             let (on, reason, message) = cond(&d, type_);
             assert!(on, "step {step}: {type_} expected: {}", context());
             assert!(!cond(&d, other).0, "step {step}: {}", context());
-            let expected = if matches!(answer, Answer::NoAnswer) {
+            let expected = if matches!(answer, Answer::Silent) {
                 "AlertsUnknown"
             } else {
                 "AlertsFiring"
