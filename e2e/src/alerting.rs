@@ -119,30 +119,19 @@ impl Drop for SlackReceiver {
     }
 }
 
-/// The shipped rules loaded into the real Prometheus with every `for:` shortened to 0s, so a
-/// test sees in seconds what production sees after minutes. Removed again on drop; the file
-/// is named after the process (`fast-<pid>-<name>.yml`), and files of processes that no
+/// Alerting rules loaded into the real Prometheus for one test, removed again on drop. The
+/// file is named after the process (`fast-<pid>-<name>.yml`), and files of processes that no
 /// longer run (a test killed before its drop) are removed by the next install.
 #[derive(Debug)]
-pub struct FastRules {
+pub struct LoadedRules {
     path: PathBuf,
     reload_url: String,
 }
 
-impl FastRules {
-    /// Writes the rules as `<rules dir>/fast-<pid>-<name>.yml` and reloads Prometheus.
-    pub async fn install(services: &Services, name: &str) -> Result<Self> {
-        let dir = services.prometheus_rules_dir()?;
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            let pid = file
-                .strip_prefix("fast-")
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok());
-            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+impl LoadedRules {
+    /// The shipped rules with every `for:` shortened to 0s, so a test sees in seconds what
+    /// production sees after minutes.
+    pub async fn shipped_fast(services: &Services, name: &str) -> Result<Self> {
         let source = crate::env::repo_root().join(RULES_FILE);
         let text = std::fs::read_to_string(&source).map_err(|source_err| Error::Io {
             action: format!("reading {}", source.display()),
@@ -156,17 +145,33 @@ impl FastRules {
             })
             .collect::<Vec<_>>()
             .join("\n");
+        Self::install(services, name, &fast).await
+    }
+
+    /// Rules of the test's own (a Prometheus rules file), named `name`.
+    pub async fn install(services: &Services, name: &str, rules: &str) -> Result<Self> {
+        let dir = services.prometheus_rules_dir()?;
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let pid = file
+                .strip_prefix("fast-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let path = dir.join(format!("fast-{}-{name}.yml", std::process::id()));
-        std::fs::write(&path, fast).map_err(|source| Error::Write {
+        std::fs::write(&path, rules).map_err(|source| Error::Write {
             path: path.clone(),
             source,
         })?;
-        let rules = Self {
+        let loaded = Self {
             path,
             reload_url: format!("{}/-/reload", services.prometheus_url()?),
         };
         reqwest::Client::new()
-            .post(&rules.reload_url)
+            .post(&loaded.reload_url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
@@ -174,11 +179,11 @@ impl FastRules {
                 action: "reloading Prometheus' rules".to_owned(),
                 source,
             })?;
-        Ok(rules)
+        Ok(loaded)
     }
 }
 
-impl Drop for FastRules {
+impl Drop for LoadedRules {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         // Drop cannot await; curl is installed by `make test`.

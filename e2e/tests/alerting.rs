@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use e2e::alerting::{FastRules, RULES_FILE, SlackMessage, SlackReceiver, alertmanager_alerts};
+use e2e::alerting::{LoadedRules, RULES_FILE, SlackMessage, SlackReceiver, alertmanager_alerts};
 use e2e::api::ApiProcess;
 use e2e::env::{Component, ensure_blocking, repo_root};
 use e2e::services::Services;
@@ -213,7 +213,7 @@ async fn a_kpi_breach_and_the_operator_rollback_each_reach_slack_once() -> Resul
     let release = format!("alerting-{run}");
     let version = "1.3.0";
     let slack = SlackReceiver::start(&services).await?;
-    let _rules = FastRules::install(&services, &format!("alerting-{run}")).await?;
+    let _rules = LoadedRules::shipped_fast(&services, &format!("alerting-{run}")).await?;
     let targets = services.prometheus_targets_dir()?;
 
     // The release's API: the real binary, 600 ms added to every /v1 request (a bad build).

@@ -340,6 +340,114 @@ async fn a_kpi_breach_rolls_back_naming_the_kpi() {
     .await;
 }
 
+/// The runbook's "dashboard without active alerts", as the pre-flight check: while a
+/// matching alert fires in the real Prometheus (a rule over a metric the test sets), 1.1.0
+/// launches nothing and says which alert; once it resolves, 1.1.0 is released.
+#[tokio::test]
+async fn a_firing_alert_holds_the_release_until_it_resolves() {
+    with_namespace("op-preflight", |ctx| async move {
+        let services = Services::start(&[Component::Prometheus]).await?;
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let ns = ctx.namespace.clone();
+        let rules = format!(
+            "groups:\n  - name: e2e-preflight-{ns}\n    rules:\n      - alert: LcE2eStorageFull\n        expr: max(lc_e2e_alarm{{namespace=\"{ns}\"}}) > 0\n        for: 0s\n        labels:\n          severity: critical\n          e2e_namespace: {ns}\n"
+        );
+        let _rules = e2e::alerting::LoadedRules::install(&services, &format!("preflight-{ns}"), &rules).await?;
+        endpoint.set_metrics("# TYPE lc_e2e_alarm gauge\nlc_e2e_alarm 1\n").await;
+        let target = support::scrape(&services, &ctx, &endpoint)?;
+        let prometheus = services.prometheus_url()?.to_owned();
+        let firing = |expected: bool| {
+            let prometheus = prometheus.clone();
+            let ns = ns.clone();
+            async move {
+                let body: serde_json::Value = reqwest::Client::new()
+                    .get(format!("{prometheus}/api/v1/query"))
+                    .query(&[("query", format!("ALERTS{{alertstate=\"firing\",e2e_namespace=\"{ns}\"}}"))])
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let n = body["data"]["result"].as_array().map_or(0, Vec::len);
+                ((n > 0) == expected).then_some(())
+            }
+        };
+        e2e::cluster::eventually("the alert to fire in Prometheus", TIMEOUT, || firing(true))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let migrations_before = jobs(&ctx, "migrate").await?.len();
+
+        let mut manifest = release("1.1.0", 2, &endpoint.url);
+        manifest["spec"]["preflight"] = json!({ "firingAlerts": {
+            "prometheus": { "address": prometheus, "timeoutSeconds": 2 },
+            "matchLabels": { "severity": "critical", "e2e_namespace": ns }
+        }});
+        apply(&ctx, &manifest).await?;
+        let api: kube::Api<ListaCompraRelease> = ctx.api();
+        let held = e2e::cluster::eventually("the release to wait for the alert", TIMEOUT, || {
+            let api = api.clone();
+            async move {
+                let lc = api.get("lc").await.ok()?;
+                (cond(&lc, condition::RECONCILING).1 == "AlertsFiring").then_some(lc)
+            }
+        })
+        .await;
+        if held.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = held.map_err(anyhow::Error::msg)?;
+        let (_, _, message) = cond(&lc, condition::RECONCILING);
+        ensure!(message.contains("LcE2eStorageFull"), "{message}");
+        ensure!(lc.status.as_ref().and_then(|s| s.phase) == Some(Phase::Pending));
+        expect_events(&ctx, &["AlertsFiring"]).await?;
+        // Held: it looks again (every 10 s) and finds the alert again; nothing launched.
+        let address = operator
+            .metrics_address()
+            .ok_or_else(|| anyhow::anyhow!("no metrics address logged"))?;
+        let looks = || {
+            let address = address.clone();
+            async move {
+                let text = reqwest::get(format!("http://{address}/metrics")).await.ok()?.text().await.ok()?;
+                Some(sample_sum(
+                    &text,
+                    "listacompra_operator_gate_verdicts_total",
+                    "gate=\"preflight\",verdict=\"fail\"",
+                ))
+            }
+        };
+        let seen = looks().await.unwrap_or_default();
+        e2e::cluster::eventually("another look finding the alert", TIMEOUT, || async {
+            looks().await.filter(|n| *n > seen).map(|_| ())
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let lc = api.get("lc").await?;
+        ensure!(
+            cond(&lc, condition::RECONCILING).1 == "AlertsFiring",
+            "{:?}",
+            cond(&lc, condition::RECONCILING)
+        );
+        ensure!(jobs(&ctx, "migrate").await?.len() == migrations_before, "no migration while the alert fires");
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"), "1.0.0 serves meanwhile");
+
+        endpoint.set_metrics("# TYPE lc_e2e_alarm gauge\nlc_e2e_alarm 0\n").await;
+        e2e::cluster::eventually("the alert to resolve in Prometheus", TIMEOUT, || firing(false))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let released = wait_phase(&ctx, "1.1.0", Phase::Succeeded, TIMEOUT).await;
+        std::fs::remove_file(&target)?;
+        if released.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        released?;
+        ensure!(jobs(&ctx, "migrate").await?.len() == migrations_before + 1);
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.1.0"));
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_unreachable_prometheus_is_inconclusive_never_a_breach() {
     with_namespace("op-prom-down", |ctx| async move {
