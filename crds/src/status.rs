@@ -120,6 +120,37 @@ pub struct ListaCompraReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub history: Vec<HistoryEntry>,
+    /// Fingerprint of the Secrets the API pods consume (their names and resourceVersions),
+    /// stamped on the pod template: when a Secret changes, the pods are rolled with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_version: Option<String>,
+    /// The latest rotation: the pods of the serving version rolled because a Secret they
+    /// consume changed, verified by the health gate alone (no migration, no smoke test, no
+    /// KPI analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<SecretsRotation>,
+}
+
+/// The pods of the serving version rolled with changed Secrets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsRotation {
+    /// The version whose pods were rolled.
+    pub version: String,
+    /// The Secrets' fingerprint the pods were rolled with (see `secretsVersion`).
+    pub secrets_version: String,
+    /// When the change was seen and the roll began.
+    pub start_time: Time,
+    /// The health gate of the rolled pods (from when every pod was updated and available).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthProgress>,
+    /// When it ended: passed, or failed (see `failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Why it failed, when it did. The old values are gone, so nothing is rolled back: the
+    /// release is Stalled until the Secret changes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Where a release stands.

@@ -211,18 +211,37 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
     ensure!(find(&docs, "PodDisruptionBudget")?["spec"]["minAvailable"] == 1);
     ensure!(find(&docs, "Service")?["spec"]["ports"][0]["targetPort"] == "metrics");
 
-    // Secrets: get only, never list or watch. Nothing may use wildcards.
-    for rule in rules(&docs) {
-        let verbs = strings(&rule["verbs"]);
-        let resources = strings(&rule["resources"]);
-        ensure!(
-            !verbs.contains(&"*") && !resources.contains(&"*"),
-            "wildcard in {rule}"
-        );
-        if resources.contains(&"secrets") {
-            ensure!(verbs == ["get"], "secrets allow {verbs:?}");
+    // Secrets: get, and list and watch for rotations (metadata), nothing else; never with
+    // secretRotation disabled. Nothing may use wildcards.
+    let secret_verbs = |docs: &[Value]| -> Result<Vec<Vec<String>>> {
+        let mut found = Vec::new();
+        for rule in rules(docs) {
+            let verbs = strings(&rule["verbs"]);
+            let resources = strings(&rule["resources"]);
+            ensure!(
+                !verbs.contains(&"*") && !resources.contains(&"*"),
+                "wildcard in {rule}"
+            );
+            if resources.contains(&"secrets") {
+                found.push(verbs.iter().map(ToString::to_string).collect());
+            }
         }
-    }
+        Ok(found)
+    };
+    ensure!(secret_verbs(&docs)? == [vec!["get"], vec!["list", "watch"]]);
+    ensure!(var("WATCH_SECRETS")["value"] == "true");
+    let without = render(&helm, &["--set", "secretRotation.enabled=false"]).await?;
+    ensure!(
+        secret_verbs(&without)? == [vec!["get"]],
+        "no list or watch without rotation"
+    );
+    ensure!(
+        find(&without, "Deployment")?["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .is_some_and(|env| env
+                .iter()
+                .any(|v| v["name"] == "WATCH_SECRETS" && v["value"] == "false"))
+    );
     // The Lease: read and renew only the operator's own Lease.
     let lease_role = find(&docs, "Role")?;
     ensure!(lease_role["metadata"]["name"] == "lco-listacompra-operator-leader-election");
@@ -283,7 +302,7 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
     }
     let secret_rule = rules(&docs)
         .into_iter()
-        .find(|r| strings(&r["resources"]) == ["secrets"])
+        .find(|r| strings(&r["resources"]) == ["secrets"] && strings(&r["verbs"]) == ["get"])
         .context("no rule for secrets")?;
     ensure!(strings(&secret_rule["resourceNames"]) == ["listacompra-health"]);
 
@@ -713,10 +732,11 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("list", "", "pods", "default"),
         Check::new("list", group, "listacompraapprovals", "default"),
         Check::new("watch", group, "listacompraapprovals", ""),
-    ];
-    let must_not = [
+        // Secret rotation (on by default) watches the Secrets' metadata.
         Check::new("list", "", "secrets", ""),
         Check::new("watch", "", "secrets", "default"),
+    ];
+    let must_not = [
         Check::new("patch", group, "listacomprareleases", "default"),
         Check::new("delete", group, "listacomprareleases", "default"),
         Check::new(

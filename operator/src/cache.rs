@@ -1,5 +1,5 @@
-//! Watch caches of the children (Jobs, the Deployment, the Service, the stable records):
-//! one reflector per kind
+//! Watch caches of the children (Jobs, the Deployment, the Service, the stable records) and,
+//! for rotations, of the Secrets' metadata: one reflector per kind
 //! and watched scope, which also feeds the controller's triggers, so a reconcile reads its
 //! children from memory instead of the API server. Cached objects drop `managedFields`
 //! (often half of an object's size, never read here), so memory stays flat as releases grow.
@@ -14,7 +14,8 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -33,6 +34,8 @@ pub struct Scope {
     deployments: Store<Deployment>,
     services: Store<Service>,
     revisions: Store<ControllerRevision>,
+    /// The Secrets' metadata (never their data), when Secrets are watched for rotations.
+    secrets: Option<Store<PartialObjectMeta<Secret>>>,
 }
 
 /// The caches of every watched scope.
@@ -104,6 +107,7 @@ impl Caches {
                 deployments,
                 services,
                 revisions,
+                secrets: None,
             },
         );
         Triggers {
@@ -112,6 +116,59 @@ impl Caches {
             services: service_trigger,
             revisions: revision_trigger,
         }
+    }
+
+    /// Watches the metadata of every Secret of `scope` (added by [`Caches::watch`]) and
+    /// returns the trigger stream. Only metadata is requested, so no Secret's data reaches
+    /// the operator; RBAC still has to grant `list` and `watch` on Secrets.
+    pub fn watch_secrets(
+        &mut self,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Trigger<PartialObjectMeta<Secret>> {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(
+            api::<PartialObjectMeta<Secret>>(client, scope),
+            watcher::Config::default(),
+        )
+        .modify(|object| object.managed_fields_mut().clear())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+        if let Some(cached) = self.scopes.get_mut(&scope.map(ToOwned::to_owned)) {
+            cached.secrets = Some(reader);
+        }
+        stream
+    }
+
+    /// The fingerprint of the Secrets `names` of `namespace` (their names and
+    /// resourceVersions; a missing one counts as absent), or `None` when Secrets are not
+    /// watched or their cache has not listed within a few seconds.
+    pub async fn secrets_version<'a>(
+        &self,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Option<String> {
+        let store = self.scope(namespace)?.secrets.as_ref()?;
+        tokio::time::timeout(READY_WAIT, store.wait_until_ready())
+            .await
+            .ok()?
+            .ok()?;
+        let mut listed: Vec<String> = names
+            .into_iter()
+            .map(|name| {
+                let key = ObjectRef::<PartialObjectMeta<Secret>>::new(name).within(namespace);
+                let version = store
+                    .get(&key)
+                    .and_then(|s| s.metadata.resource_version.clone())
+                    .unwrap_or_else(|| "absent".to_owned());
+                format!("{name}={version}")
+            })
+            .collect();
+        listed.sort();
+        listed.dedup();
+        Some(format!("{:016x}", crate::naming::fnv1a(&listed.join(";"))))
     }
 
     fn scope(&self, namespace: &str) -> Option<&Scope> {

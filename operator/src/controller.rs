@@ -56,6 +56,9 @@ pub struct Context {
     pub allowed_hosts: Vec<String>,
     /// Watch caches of the children, set by [`run`] (absent: reads go to the API server).
     pub caches: std::sync::OnceLock<Caches>,
+    /// Watch the metadata of Secrets, so that a changed Secret rolls the pods consuming it
+    /// (see `decide::rotating`).
+    pub watch_secrets: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -79,7 +82,15 @@ impl Context {
             failures: std::sync::Mutex::default(),
             allowed_hosts: Vec::new(),
             caches: std::sync::OnceLock::new(),
+            watch_secrets: false,
         }
+    }
+
+    /// The same context, watching Secrets (metadata only) for rotations when `watch`.
+    #[must_use]
+    pub fn with_secret_rotation(mut self, watch: bool) -> Self {
+        self.watch_secrets = watch;
+        self
     }
 
     /// The same context, allowing the gates to send credentials to `hosts` too.
@@ -124,23 +135,30 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             Some(ns) => Api::<ListaCompraApproval>::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        controllers.push(
-            Controller::new(releases, watcher::Config::default().any_semantic())
-                .with_config(
-                    kube::runtime::controller::Config::default()
-                        .concurrency(RECONCILE_CONCURRENCY)
-                        .debounce(DEBOUNCE),
-                )
-                .owns_stream(children.jobs)
-                .owns_stream(children.deployments)
-                .owns_stream(children.services)
-                .owns_stream(children.revisions)
-                .watches(approvals, watcher::Config::default(), |approval| {
-                    let namespace = approval.namespace()?;
-                    Some(ObjectRef::new(&approval.spec.release).within(&namespace))
-                })
-                .graceful_shutdown_on(stop.requested()),
-        );
+        let mut controller = Controller::new(releases, watcher::Config::default().any_semantic())
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(RECONCILE_CONCURRENCY)
+                    .debounce(DEBOUNCE),
+            )
+            .owns_stream(children.jobs)
+            .owns_stream(children.deployments)
+            .owns_stream(children.services)
+            .owns_stream(children.revisions)
+            .watches(approvals, watcher::Config::default(), |approval| {
+                let namespace = approval.namespace()?;
+                Some(ObjectRef::new(&approval.spec.release).within(&namespace))
+            })
+            .graceful_shutdown_on(stop.requested());
+        if ctx.watch_secrets {
+            // A Secret wakes the releases whose pods consume it.
+            let secrets = caches.watch_secrets(&client, scope.as_deref());
+            let releases = controller.store();
+            controller = controller.watches_stream(secrets, move |secret| {
+                consumers(&releases, &secret.name_any(), secret.namespace().as_deref())
+            });
+        }
+        controllers.push(controller);
     }
     if ctx.caches.set(caches).is_err() {
         warn!("the controller was started twice with one context; the first caches stay");
@@ -165,6 +183,24 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             }
         })
         .await;
+}
+
+/// The releases in `namespace` whose pods consume the Secret `name`.
+fn consumers(
+    releases: &kube::runtime::reflector::Store<DeserializeGuard<ListaCompraRelease>>,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<ListaCompraRelease>>> {
+    releases
+        .state()
+        .into_iter()
+        .filter_map(|guard| {
+            let release = guard.0.as_ref().ok()?;
+            (release.namespace().as_deref() == namespace
+                && workload::consumed_secrets(&release.spec).contains(name))
+            .then(|| ObjectRef::from_obj(&*guard))
+        })
+        .collect()
 }
 
 /// Requeues a failed reconcile with exponential backoff per release: 1 s, 2 s, 4 s, ... up
@@ -366,6 +402,19 @@ async fn reconcile_release(
         Vec::new()
     };
 
+    // The Secrets the pods of the current and the stable spec consume, fingerprinted from
+    // the metadata cache (when Secrets are watched).
+    let secrets_version = match ctx.caches.get() {
+        Some(caches) if ctx.watch_secrets => {
+            let mut names = workload::consumed_secrets(spec);
+            if let Some(stable) = &stable_spec {
+                names.extend(workload::consumed_secrets(stable));
+            }
+            caches.secrets_version(&namespace, &names).await
+        }
+        _ => None,
+    };
+
     // The pre-flight alerts are asked only while they can still hold a launch.
     let firing_alerts = if decide::checks_alerts(spec, &status) {
         Some(preflight_alerts(release, &namespace, ctx).await)
@@ -424,6 +473,7 @@ async fn reconcile_release(
         approvals,
         missing,
         firing_alerts,
+        secrets_version,
         foreign: foreign.clone(),
         now,
     };

@@ -47,6 +47,10 @@ struct Args {
     /// authentication, an external health endpoint. A release alone cannot add to it.
     #[arg(long, env = "GATE_ALLOWED_HOSTS", value_delimiter = ',')]
     gate_allowed_hosts: Vec<String>,
+    /// Watch the metadata of Secrets (needs `list` and `watch` on Secrets), so that a changed
+    /// Secret rolls the API pods that consume it, verified by the health gate.
+    #[arg(long, env = "WATCH_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    watch_secrets: bool,
     /// Seconds a Lease stays valid without renewal. The leader stops acting after 2/3 of it
     /// without a successful renewal, before another replica may take over.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
@@ -103,7 +107,8 @@ async fn run(args: Args, stop: Stop) -> anyhow::Result<()> {
 
     let ctx = Arc::new(
         Context::new(client.clone(), metrics.clone(), Some(identity.clone()))
-            .with_allowed_hosts(args.gate_allowed_hosts.clone()),
+            .with_allowed_hosts(args.gate_allowed_hosts.clone())
+            .with_secret_rotation(args.watch_secrets),
     );
     if !args.leader_election {
         metrics.leader.set(1);

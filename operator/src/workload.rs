@@ -38,7 +38,13 @@ pub struct Workload {
     pub image: String,
     /// Which spec the rest of the pod template comes from.
     pub spec: SpecSource,
+    /// The fingerprint of the Secrets the pods consume, stamped on the pod template
+    /// ([`SECRETS_VERSION_ANNOTATION`]) so that a changed Secret rolls the pods.
+    pub secrets: Option<String>,
 }
+
+/// Pod template annotation carrying [`Workload::secrets`].
+pub const SECRETS_VERSION_ANNOTATION: &str = "listacompra.app/secrets-version";
 
 /// Where the pod template of a [`Workload`] comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,20 @@ fn plain_env(name: &str, value: String) -> EnvVar {
 /// The API server's environment: every secret by reference, plus PORT, APP_VERSION and, when
 /// `spec.env.tracing` asks for traces, the `OTEL_*` variables, and with `spec.env.s3` the
 /// `S3_*` variables (credentials by reference).
+/// The names of the Secrets the API pods of `spec` consume (environment variables and
+/// `envFrom`), read from the pod template itself so that the list cannot drift from it. A
+/// change of one of them is a rotation (see `decide::rotating`).
+pub fn consumed_secrets(spec: &ListaCompraReleaseSpec) -> std::collections::BTreeSet<String> {
+    let (vars, from) = env(spec, "");
+    let by_key = vars
+        .into_iter()
+        .filter_map(|v| v.value_from?.secret_key_ref.map(|r| r.name));
+    let whole = from
+        .into_iter()
+        .filter_map(|f| f.secret_ref.map(|r| r.name));
+    by_key.chain(whole).collect()
+}
+
 fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFromSource>) {
     let e = &spec.env;
     let mut vars = vec![
@@ -299,7 +319,11 @@ fn deployment_spec(
     let (env, env_from) = env(spec, &workload.version);
     let mut pod_labels = spec.pod.labels.clone();
     pod_labels.extend(naming::labels(release, &workload.version));
-    let pod_annotations = (!spec.pod.annotations.is_empty()).then(|| spec.pod.annotations.clone());
+    let mut pod_annotations = spec.pod.annotations.clone();
+    if let Some(secrets) = &workload.secrets {
+        pod_annotations.insert(SECRETS_VERSION_ANNOTATION.to_owned(), secrets.clone());
+    }
+    let pod_annotations = (!pod_annotations.is_empty()).then_some(pod_annotations);
     let container = Container {
         name: "api".to_owned(),
         image: Some(workload.image.clone()),
@@ -543,11 +567,46 @@ mod tests {
             version: "1.0.0".into(),
             image: "reg/api:1.0.0".into(),
             spec: SpecSource::Current,
+            secrets: None,
         };
         deployment_spec("lc", spec, &workload)
             .template
             .spec
             .expect("pod spec")
+    }
+
+    #[test]
+    fn the_consumed_secrets_are_those_the_pod_template_names() {
+        let mut s = spec("1.0.0");
+        assert_eq!(
+            consumed_secrets(&s).into_iter().collect::<Vec<_>>(),
+            ["db", "j", "q", "r"]
+        );
+        s.env.env_from = vec![listacompra_crds::workload::EnvFromRef {
+            config_map_name: Some("settings".into()),
+            secret_name: Some("extra".into()),
+        }];
+        let names = consumed_secrets(&s);
+        assert!(
+            names.contains("extra") && !names.contains("settings"),
+            "{names:?}"
+        );
+        let pod = pod_spec(&s);
+        let container = &pod.containers[0];
+        for name in &names {
+            let in_env = container.env.iter().flatten().any(|v| {
+                v.value_from
+                    .as_ref()
+                    .and_then(|f| f.secret_key_ref.as_ref())
+                    .is_some_and(|r| &r.name == name)
+            });
+            let in_from = container
+                .env_from
+                .iter()
+                .flatten()
+                .any(|f| f.secret_ref.as_ref().is_some_and(|r| &r.name == name));
+            assert!(in_env || in_from, "{name} is not in the pod template");
+        }
     }
 
     #[test]
@@ -561,6 +620,7 @@ mod tests {
             version: "1.0.0".into(),
             image: "reg/api:1.0.0".into(),
             spec: SpecSource::Current,
+            secrets: None,
         };
         let order = JobOrder {
             name: "lc-migrate-1-0-0-0".into(),
@@ -606,6 +666,7 @@ mod tests {
             version: "1.0.0".into(),
             image: "reg/api:1.0.0".into(),
             spec: SpecSource::Current,
+            secrets: None,
         };
         let order = JobOrder {
             name: "lc-smoke-1-0-0-0".into(),

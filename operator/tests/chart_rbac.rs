@@ -186,6 +186,9 @@ async fn scenarios(
         Check::new("watch", "apps", "controllerrevisions", ns),
         Check::new("delete", "apps", "controllerrevisions", ns),
         Check::new("get", "", "secrets", ns).named(TOKEN_SECRET),
+        // Secret rotation (on by default): the Secrets' metadata is watched.
+        Check::new("list", "", "secrets", ns),
+        Check::new("watch", "", "secrets", ns),
         // What a release names must exist before anything launches (metadata GETs).
         Check::new("get", "", "configmaps", ns),
         Check::new("get", "", "serviceaccounts", ns),
@@ -197,11 +200,10 @@ async fn scenarios(
         Check::new("update", "coordination.k8s.io", "leases", ns).named(NAME),
     ];
     let must_not = [
-        // Secrets: only the named one, never listed or watched, nowhere else.
+        // Secrets: only the named one is read, nowhere else is anything listed.
         Check::new("get", "", "secrets", ns).named("db"),
-        Check::new("list", "", "secrets", ns),
-        Check::new("watch", "", "secrets", ns),
         Check::new("get", "", "secrets", "kube-system").named(TOKEN_SECRET),
+        Check::new("watch", "", "secrets", "kube-system"),
         Check::new("list", "", "secrets", ""),
         Check::new("create", group, "listacompraapprovals", ns),
         // Nothing outside the watched namespace.

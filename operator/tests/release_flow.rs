@@ -448,6 +448,139 @@ async fn a_firing_alert_holds_the_release_until_it_resolves() {
     .await;
 }
 
+/// Rotating a Secret the pods consume (the JWT key): the operator rolls 1.0.0's pods with it
+/// (a new pod template, no migration Job, the same attempt) and verifies them with the
+/// health gate; a rotation whose pods fail the gate is Degraded and Stalled, never rolled
+/// back, and the next change of the Secret rotates again.
+#[tokio::test]
+async fn a_rotated_secret_rolls_the_pods_verified_by_the_health_gate() {
+    with_namespace("op-rotation", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let api: kube::Api<ListaCompraRelease> = ctx.api();
+        let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = ctx.api();
+        let stamp = |d: &k8s_openapi::api::apps::v1::Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("listacompra.app/secrets-version").cloned())
+        };
+        let before = deployments.get("lc-api").await?;
+        let first_stamp = stamp(&before).ok_or_else(|| anyhow::anyhow!("no secrets stamp"))?;
+        let lc = api.get("lc").await?;
+        let attempt = lc.status.as_ref().and_then(|s| s.attempt);
+        let migrations = jobs(&ctx, "migrate").await?.len();
+        let rotate = |value: &'static str| {
+            let secrets = secrets.clone();
+            async move {
+                secrets
+                    .patch(
+                        "jwt",
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(json!({ "stringData": { "secret": value } })),
+                    )
+                    .await
+            }
+        };
+        let rotation_ended = |api: kube::Api<ListaCompraRelease>| async move {
+            e2e::cluster::eventually("the rotation to end", TIMEOUT, || {
+                let api = api.clone();
+                async move {
+                    let lc = api.get("lc").await.ok()?;
+                    let rotation = lc.status.as_ref()?.rotation.clone()?;
+                    rotation.completion_time.is_some().then_some(lc)
+                }
+            })
+            .await
+            .map_err(anyhow::Error::msg)
+        };
+
+        rotate("a new key of 32 bytes or more, rotated").await?;
+        let lc = rotation_ended(api.clone()).await;
+        if lc.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = lc?;
+        let status = lc.status.clone().unwrap_or_default();
+        let rotation = status.rotation.clone().unwrap_or_else(|| unreachable!());
+        ensure!(rotation.failure.is_none(), "{rotation:?}");
+        ensure!(
+            rotation.health.as_ref().is_some_and(|h| h.passed),
+            "{rotation:?}"
+        );
+        ensure!(status.phase == Some(Phase::Succeeded) && status.attempt == attempt);
+        ensure!(cond(&lc, condition::READY).0 == "True");
+        let rolled = deployments.get("lc-api").await?;
+        let second_stamp = stamp(&rolled);
+        ensure!(
+            second_stamp.as_deref().is_some_and(|s| s != first_stamp),
+            "the pods were rolled: {second_stamp:?}"
+        );
+        ensure!(status.secrets_version == second_stamp);
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == migrations,
+            "no migration"
+        );
+        expect_events(&ctx, &["SecretsRotated", "SecretRotationVerified"]).await?;
+
+        // The next rotation meets unhealthy pods: Degraded and Stalled, nothing rolled back.
+        endpoint.set_health(503);
+        rotate("another key of 32 bytes or more, rotated").await?;
+        let failed = e2e::cluster::eventually("the rotation to fail", TIMEOUT, || {
+            let api = api.clone();
+            let second_stamp = second_stamp.clone();
+            async move {
+                let lc = api.get("lc").await.ok()?;
+                let rotation = lc.status.as_ref()?.rotation.clone()?;
+                (rotation.failure.is_some()
+                    && rotation.secrets_version != *second_stamp.as_ref()?)
+                .then_some(lc)
+            }
+        })
+        .await;
+        if failed.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = failed.map_err(anyhow::Error::msg)?;
+        ensure!(
+            cond(&lc, condition::DEGRADED).1 == "SecretRotationFailed",
+            "{:?}",
+            cond(&lc, condition::DEGRADED)
+        );
+        ensure!(cond(&lc, condition::STALLED).0 == "True");
+        ensure!(cond(&lc, condition::READY).0 == "False");
+        ensure!(lc.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded));
+        ensure!(jobs(&ctx, "revert").await?.is_empty(), "nothing reverted");
+        ensure!(deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"));
+
+        // Fixed: the Secret changes again and the pods pass.
+        endpoint.set_health(200);
+        rotate("a third key of 32 bytes or more, rotated").await?;
+        let healed = e2e::cluster::eventually("the release to be Ready again", TIMEOUT, || {
+            let api = api.clone();
+            async move {
+                let lc = api.get("lc").await.ok()?;
+                (cond(&lc, condition::READY).0 == "True"
+                    && cond(&lc, condition::STALLED).0 == "False")
+                    .then_some(lc)
+            }
+        })
+        .await;
+        if healed.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        let lc = healed.map_err(anyhow::Error::msg)?;
+        ensure!(cond(&lc, condition::DEGRADED).0 == "False");
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == migrations,
+            "still no migration"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_unreachable_prometheus_is_inconclusive_never_a_breach() {
     with_namespace("op-prom-down", |ctx| async move {

@@ -105,7 +105,7 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-# Health-check token and Prometheus credentials: read by name, never listed or watched.
+# Health-check token and Prometheus credentials: read by name.
 # The operator also checks, by metadata only, that every Secret a release names exists
 # before it launches anything; a name outside rbac.secretNames answers 403 and is not
 # checked (its pods will say if it is missing).
@@ -115,6 +115,13 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
   {{- with .Values.rbac.secretNames }}
   resourceNames: {{ toJson . }}
   {{- end }}
+{{- if .Values.secretRotation.enabled }}
+# Secret rotation: the operator watches Secrets' metadata (it never requests their data
+# this way), to roll the pods that consume one when it changes.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [list, watch]
+{{- end }}
 # ConfigMaps (spec.env.envFrom) and the ServiceAccount (spec.pod.serviceAccountName) a
 # release names: checked to exist, by metadata only, before anything is launched.
 - apiGroups: [""]

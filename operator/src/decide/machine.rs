@@ -66,6 +66,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             version: self.o.spec.version.clone(),
             image: image_ref(&self.o.spec.image, &self.o.spec.version),
             spec: SpecSource::Current,
+            secrets: self.status.secrets_version.clone(),
         }
     }
 
@@ -86,6 +87,7 @@ impl<'o, 'a> Machine<'o, 'a> {
                 .unwrap_or(target.version),
             image: self.status.current_image.clone().unwrap_or(target.image),
             spec: SpecSource::Current,
+            secrets: target.secrets,
         }
     }
 
@@ -95,6 +97,7 @@ impl<'o, 'a> Machine<'o, 'a> {
                 version: version.clone(),
                 image: image.clone(),
                 spec: SpecSource::Stable,
+                secrets: self.status.secrets_version.clone(),
             }),
             _ => None,
         }

@@ -27,6 +27,7 @@ mod preflight;
 mod report;
 mod rolling_back;
 mod rolling_out;
+mod rotating;
 mod smoke;
 mod verifying;
 
@@ -94,6 +95,9 @@ pub struct Observed<'a> {
     /// What the spec names that does not exist (checked only when [`may_launch`]): the
     /// release launches nothing until it is empty.
     pub missing: Vec<Reference>,
+    /// Fingerprint of the Secrets the API pods consume (names and resourceVersions, of the
+    /// current and the stable spec), when the controller watches Secrets.
+    pub secrets_version: Option<String>,
     /// The alerts matching `spec.preflight.firingAlerts` that fire, or why Prometheus could
     /// not say (checked only when [`checks_alerts`]; `None` when not checked).
     pub firing_alerts: Option<Result<Vec<FiringAlert>, String>>,
@@ -240,6 +244,13 @@ pub fn gate_due(
     status: &ListaCompraReleaseStatus,
     now: Timestamp,
 ) -> GateDue {
+    if status.phase == Some(Phase::Succeeded) && !is_new_target(spec, status) {
+        return if rotating::health_due(spec, status, now) {
+            GateDue::Health
+        } else {
+            GateDue::Nothing
+        };
+    }
     if status.phase != Some(Phase::Verifying)
         || spec.paused
         || held(status)
@@ -341,9 +352,9 @@ pub fn decide(o: &Observed<'_>) -> Decision {
             {
                 m.actions.push(Action::RecordStable { version });
             }
-            m.settled(Some(m.target()));
+            m.serving_target();
         }
-        Some(Phase::RolledBack) => m.settled(m.stable()),
+        Some(Phase::RolledBack) => m.serving_stable(),
         Some(Phase::Failed) => m.settled(None),
     }
     if let (Some(object), Some(_)) = (&o.foreign, &m.workload) {

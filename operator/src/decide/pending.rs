@@ -57,6 +57,8 @@ impl Machine<'_, '_> {
         s.health = None;
         s.smoke_test = None;
         s.last_analysis = None;
+        // A rotation is part of a settled release: a new attempt rolls out every Secret anew.
+        s.rotation = None;
         self.hold = None;
         let stable = self
             .status

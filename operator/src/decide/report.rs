@@ -37,6 +37,7 @@ impl Machine<'_, '_> {
         self.set_condition(condition::PROGRESSING, progressing, p_reason, p_message);
 
         // Ready: the desired version serves (kstatus reads Ready=False as not yet Current).
+        // A Succeeded release rotating Secrets is in flight too (waiting says so).
         let in_flight = matches!(
             phase,
             Phase::Pending
@@ -45,8 +46,17 @@ impl Machine<'_, '_> {
                 | Phase::RollingOut
                 | Phase::Verifying
                 | Phase::RollingBack
-        );
+        ) || (phase == Phase::Succeeded && self.waiting.is_some());
+        // Until a rotation passes again, the pods of a failed one are not known to be good.
+        let rotation_failed = phase == Phase::Succeeded
+            && conditions::get(&self.status.conditions, condition::DEGRADED)
+                .is_some_and(|c| c.status == "True" && c.reason == rotating::ROTATION_FAILED);
         let (ready, r_reason, r_message) = match phase {
+            Phase::Succeeded if rotation_failed => (
+                false,
+                rotating::ROTATION_FAILED,
+                format!("{version}'s pods failed their health gate after a Secret changed"),
+            ),
             Phase::Succeeded => (true, "Serving", format!("{version} serves")),
             Phase::RolledBack => (
                 false,

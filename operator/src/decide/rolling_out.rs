@@ -9,6 +9,7 @@ use super::machine::Machine;
 impl Machine<'_, '_> {
     pub(super) fn start_rollout(&mut self) {
         self.status.phase = Some(Phase::RollingOut);
+        self.stamp_secrets();
         self.workload = Some(self.target());
         self.wait();
     }

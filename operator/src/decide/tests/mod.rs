@@ -45,6 +45,7 @@ fn workload(version: &str, spec: SpecSource) -> Workload {
         version: version.into(),
         image: format!("reg/api:{version}"),
         spec,
+        secrets: None,
     }
 }
 
@@ -157,6 +158,7 @@ struct Case {
     generation: i64,
     missing: Vec<Reference>,
     firing_alerts: Option<Result<Vec<FiringAlert>, String>>,
+    secrets_version: Option<String>,
     foreign: Option<String>,
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
@@ -186,6 +188,7 @@ impl Case {
             generation: 7,
             missing: Vec::new(),
             firing_alerts: None,
+            secrets_version: None,
             foreign: None,
             now: t(100),
             stable_spec: None,
@@ -265,6 +268,7 @@ impl Case {
             approvals: self.approvals.clone(),
             missing: self.missing.clone(),
             firing_alerts: self.firing_alerts.clone(),
+            secrets_version: self.secrets_version.clone(),
             foreign: self.foreign.clone(),
             now: self.now,
         }
@@ -1267,4 +1271,5 @@ fn an_object_of_someone_else_is_never_taken_over() {
 
 mod approvals;
 mod preflight;
+mod rotation;
 mod smoke;
