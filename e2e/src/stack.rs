@@ -117,7 +117,7 @@ impl Stack {
             ("listacompra-db", "url", database_url.as_str()),
             ("listacompra-redis", "url", services.redis_url()?),
             ("listacompra-rabbitmq", "url", services.rabbitmq_url()?),
-            ("listacompra-jwt", "secret", jwt.as_str()),
+            ("listacompra-jwt", "JWT_SECRET", jwt.as_str()),
             ("listacompra-health", "token", token.as_str()),
         ] {
             let secret = Secret {
@@ -226,9 +226,14 @@ impl Stack {
                     "databaseUrl": { "name": "listacompra-db", "key": "url" },
                     "redisUrl": { "name": "listacompra-redis", "key": "url" },
                     "rabbitmqUrl": { "name": "listacompra-rabbitmq", "key": "url" },
-                    "jwtSecret": { "name": "listacompra-jwt", "key": "secret" },
+                    // One Secret for the key and, once rotated, the previous key (through
+                    // envFrom: JWT_SECRET_PREVIOUS), so a rotation is one atomic change.
+                    "jwtSecret": { "name": "listacompra-jwt", "key": "JWT_SECRET" },
                     "healthcheckToken": { "name": "listacompra-health", "key": "token" },
-                    "envFrom": [ { "configMapName": "listacompra-runtime" } ],
+                    "envFrom": [
+                        { "configMapName": "listacompra-runtime" },
+                        { "secretName": "listacompra-jwt" }
+                    ],
                     "s3": {
                         "bucket": self.s3.1,
                         "region": self.s3.2,
@@ -295,6 +300,66 @@ impl Stack {
                 action: "reading the release".to_owned(),
                 source,
             })
+    }
+
+    /// The names of the release's Jobs of `purpose` (`migrate`, `revert`, `smoke`), sorted.
+    pub async fn jobs(&self, purpose: &str) -> Result<Vec<String>> {
+        let api: Api<k8s_openapi::api::batch::v1::Job> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let list = api
+            .list(
+                &kube::api::ListParams::default().labels(&format!("listacompra.app/job={purpose}")),
+            )
+            .await
+            .map_err(|source| Error::Kube {
+                action: format!("listing the {purpose} Jobs"),
+                source,
+            })?;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Rotates the JWT key in one change of the Secret `listacompra-jwt`: a new
+    /// `JWT_SECRET`, and the old one as `JWT_SECRET_PREVIOUS` (which still verifies the
+    /// tokens it signed).
+    pub async fn rotate_jwt_key(&self) -> Result<()> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let current = api
+            .get("listacompra-jwt")
+            .await
+            .map_err(|source| Error::Kube {
+                action: "reading the JWT Secret".to_owned(),
+                source,
+            })?;
+        let old = current
+            .data
+            .as_ref()
+            .and_then(|d| d.get("JWT_SECRET"))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default();
+        let new = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        api.patch(
+            "listacompra-jwt",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "stringData": { "JWT_SECRET": new, "JWT_SECRET_PREVIOUS": old }
+            })),
+        )
+        .await
+        .map_err(|source| Error::Kube {
+            action: "rotating the JWT Secret".to_owned(),
+            source,
+        })?;
+        Ok(())
     }
 
     /// The image of the API Deployment's container.

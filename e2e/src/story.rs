@@ -4,12 +4,15 @@
 //!    with a new migration (schema 10, attachments): the schema moves, traffic keeps flowing,
 //!    and the release Succeeds on all three KPIs measured from that traffic; a receipt is
 //!    attached to a list (uploaded straight to the object store);
-//! 2. v1.2.0 (schema 11) is a build with 600 ms of injected latency: the p95 KPI breaches, the
+//! 2. the JWT key is rotated under load (one change of its Secret): the operator rolls
+//!    v1.1.0's pods, verified by the health gate alone (no migration), and the token the
+//!    load generator got before keeps working;
+//! 3. v1.2.0 (schema 11) is a build with 600 ms of injected latency: the p95 KPI breaches, the
 //!    operator rolls back to v1.1.0 and reverts the schema to 10; no acknowledged write is
 //!    lost, and the receipt downloads byte for byte;
-//! 3. v1.3.0 asks for schema 90, which no build has: the migration Job fails,
+//! 4. v1.3.0 asks for schema 90, which no build has: the migration Job fails,
 //!    nothing rolls out, and v1.1.0 keeps serving;
-//! 4. v1.2.1 is a build whose AI suggestion results answer 500: health and traffic look
+//! 5. v1.2.1 is a build whose AI suggestion results answer 500: health and traffic look
 //!    fine, but its smoke test fails; the operator rolls back, and the smoke test passes
 //!    again on v1.1.0.
 //!
@@ -552,10 +555,78 @@ impl<'a> Story<'a> {
         Ok(())
     }
 
-    /// Scenario 2: v1.2.0 with injected latency is rolled back, workload and schema.
+    /// Scenario 2: the JWT key is rotated under load (the runbook's "secret rotation after a
+    /// leak"): one change of the Secret; the operator rolls v1.1.0's pods, verified by the
+    /// health gate alone (no migration, the same attempt), and the shopper's token, issued
+    /// with the old key, keeps working throughout.
+    pub async fn rotate_jwt_key(&mut self) -> Result<()> {
+        self.say("== 2. the JWT key is rotated under load: one Secret change (new key, old one kept to verify)");
+        let before = self.load_stats();
+        let token = match &self.load {
+            Some(load) => load.token().to_owned(),
+            None => {
+                return Err(Error::Check {
+                    message: "no load generator, so no token issued before the rotation".to_owned(),
+                });
+            }
+        };
+        let release = self.stack.release().await?;
+        let status = release.status.clone().unwrap_or_default();
+        let (attempt, stamp) = (status.attempt, status.secrets_version.clone());
+        let migrations = self.stack.jobs("migrate").await?;
+        let began = Instant::now();
+        self.stack.rotate_jwt_key().await?;
+        let rotated = loop {
+            self.runner_events();
+            let release = self.stack.release().await?;
+            let status = release.status.clone().unwrap_or_default();
+            if let Some(rotation) = status.rotation.clone().filter(|r| {
+                r.completion_time.is_some() && Some(&r.secrets_version) != stamp.as_ref()
+            }) {
+                break (status, rotation);
+            }
+            if began.elapsed() > RELEASE_TIMEOUT {
+                return Err(Error::Check {
+                    message: format!(
+                        "the JWT rotation did not end within {RELEASE_TIMEOUT:?}: {status:#?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let (status, rotation) = rotated;
+        check(rotation.failure.is_none(), || {
+            format!("the rotation failed: {rotation:#?}")
+        })?;
+        check(
+            status.phase == Some(Phase::Succeeded) && status.attempt == attempt,
+            || format!("a rotation is no new attempt: {status:#?}"),
+        )?;
+        let after = self.stack.jobs("migrate").await?;
+        check(after == migrations, || {
+            format!("a rotation runs no migration: {migrations:?} then {after:?}")
+        })?;
+        self.say(format!(
+            "  SecretsRotated: v1.1.0's pods rolled with the new key, health gate passed in {:.0} s; no migration, attempt {} still",
+            began.elapsed().as_secs_f64(),
+            attempt.unwrap_or_default()
+        ));
+        let client = Attachments::new(&self.stack.api_url, &token)?;
+        let (code, body) = client.call(reqwest::Method::GET, "/v1/lists", None).await?;
+        check(code == reqwest::StatusCode::OK, || {
+            format!("the token issued before the rotation was refused: {code} {body}")
+        })?;
+        self.say(
+            "  the token issued with the old key still works (JWT_SECRET_PREVIOUS verifies it)",
+        );
+        self.traffic_flowed(&before, "the JWT key rotation")?;
+        self.expect_serving("1.1.0", SCHEMAS[1]).await
+    }
+
+    /// Scenario 3: v1.2.0 with injected latency is rolled back, workload and schema.
     pub async fn latency_rollback(&mut self) -> Result<()> {
         self.say(format!(
-            "== 2. v1.2.0 (a build with {BAD_LATENCY_MS} ms of added latency) and schema {}",
+            "== 3. v1.2.0 (a build with {BAD_LATENCY_MS} ms of added latency) and schema {}",
             SCHEMAS[2]
         ));
         let before = self.load_stats();
@@ -586,10 +657,10 @@ impl<'a> Story<'a> {
         self.read_receipt("after the rollback").await
     }
 
-    /// Scenario 3: v1.3.0's migration fails; nothing rolls out.
+    /// Scenario 4: v1.3.0's migration fails; nothing rolls out.
     pub async fn failing_migration(&mut self) -> Result<()> {
         self.say(format!(
-            "== 3. v1.3.0 needs schema {BROKEN_SCHEMA}, which no build has"
+            "== 4. v1.3.0 needs schema {BROKEN_SCHEMA}, which no build has"
         ));
         let before = self.load_stats();
         let release = self.release("1.3.0", BROKEN_SCHEMA).await?;
@@ -613,10 +684,10 @@ impl<'a> Story<'a> {
         self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
-    /// Scenario 4: v1.2.1 fails its smoke test; the stable version passes it again.
+    /// Scenario 5: v1.2.1 fails its smoke test; the stable version passes it again.
     pub async fn failing_smoke_test(&mut self) -> Result<()> {
         self.say(format!(
-            "== 4. v1.2.1 (a build whose {BROKEN_ROUTE} answers 500): the smoke test decides"
+            "== 5. v1.2.1 (a build whose {BROKEN_ROUTE} answers 500): the smoke test decides"
         ));
         let before = self.load_stats();
         let release = self.release("1.2.1", SCHEMAS[1]).await?;
@@ -638,9 +709,10 @@ impl<'a> Story<'a> {
         self.expect_serving("1.1.0", SCHEMAS[1]).await
     }
 
-    /// The four scenarios in order.
+    /// The five scenarios in order.
     pub async fn run_all(&mut self) -> Result<()> {
         self.install_and_upgrade().await?;
+        self.rotate_jwt_key().await?;
         self.latency_rollback().await?;
         self.failing_migration().await?;
         self.failing_smoke_test().await

@@ -147,15 +147,14 @@ fn a_rotation_that_fails_its_health_gate_is_degraded_and_stalled_never_rolled_ba
         !cond(&again, condition::READY).0,
         "not Ready until a rotation passes again"
     );
-    let mut next =
-        |status: &ListaCompraReleaseStatus, now: i64, check: Option<Result<(), String>>| {
-            let mut c = look(status, "c", now);
-            c.secrets_version = Some("c".into());
-            if let Some(outcome) = check {
-                c = c.check(outcome);
-            }
-            c.run()
-        };
+    let next = |status: &ListaCompraReleaseStatus, now: i64, check: Option<Result<(), String>>| {
+        let mut c = look(status, "c", now);
+        c.secrets_version = Some("c".into());
+        if let Some(outcome) = check {
+            c = c.check(outcome);
+        }
+        c.run()
+    };
     let checking = next(&again.status, 510, None);
     let one = next(&checking.status, 510, Some(Ok(())));
     let passed = next(&one.status, 515, Some(Ok(())));
