@@ -1,8 +1,9 @@
 -- Argo CD health of a ListaCompraRelease (listacompra.app), read from its status.
---   Succeeded                                           -> Healthy
+--   Succeeded                                           -> Healthy (Progressing while it rotates Secrets)
 --   Pending, Migrating, RollingOut, Verifying, RollingBack -> Progressing
 --   AwaitingApproval, held for a person (Progressing=False), or spec.paused -> Suspended
---   Stalled on a missing Secret/ConfigMap/ServiceAccount or someone else's object -> Degraded
+--   Stalled on a missing Secret/ConfigMap/ServiceAccount, someone else's object, firing
+--   alerts or a failed Secret rotation                  -> Degraded
 --   RolledBack, Failed                                  -> Degraded (which version failed, which serves)
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
 -- Runs without Lua's string library (Argo CD opens only base, table, package and os).
@@ -69,10 +70,14 @@ local serving = ""
 if stable ~= nil and phase ~= "Succeeded" then
   serving = "; " .. stable .. " serves"
 end
-if stalled ~= nil and stalled.status == "True"
-    and (stalled.reason == "ReferencesMissing" or stalled.reason == "ObjectNotOwned") then
+local blocked = {
+  ReferencesMissing = true, ObjectNotOwned = true, AlertsFiring = true, AlertsUnknown = true,
+  SecretRotationFailed = true,
+}
+if stalled ~= nil and stalled.status == "True" and blocked[stalled.reason] then
   -- Blocked by something outside the release (a Secret still missing at the deadline, a
-  -- Service of someone else's): needs attention, and clears by itself once fixed.
+  -- Service of someone else's, alerts firing, a rotated Secret its pods fail with): needs
+  -- attention, and clears once fixed.
   hs.status = "Degraded"
   hs.message = phase .. ": " .. (stalled.message or stalled.reason) .. serving
   return hs
@@ -81,6 +86,14 @@ end
 if obj.spec ~= nil and obj.spec.paused == true then
   hs.status = "Suspended"
   hs.message = "spec.paused is true: the release of " .. version .. " waits at its next step (phase " .. phase .. ")"
+  return hs
+end
+
+local reconciling = condition(status, "Reconciling")
+if phase == "Succeeded" and reconciling ~= nil and reconciling.status == "True" then
+  -- Its pods roll with a changed Secret, then pass the health gate.
+  hs.status = "Progressing"
+  hs.message = phase .. ": " .. (reconciling.message or "rotating Secrets")
   return hs
 end
 
