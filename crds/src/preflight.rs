@@ -25,7 +25,7 @@ pub struct PreflightSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("size(self.matchLabels) >= 1").message("preflight.firingAlerts.matchLabels: name at least one label, e.g. severity: critical (an always-firing alert such as Watchdog would hold every release)").field_path(".matchLabels"))]
 #[x_kube(validation = Rule::new("self.matchLabels.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && !k.startsWith('__') && k != 'alertstate')").message("preflight.firingAlerts.matchLabels: keys are Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not __* and not alertstate, which the check sets to firing)").field_path(".matchLabels"))]
-#[x_kube(validation = Rule::new("self.matchLabels.all(k, size(self.matchLabels[k]) <= 256)").message("preflight.firingAlerts.matchLabels: values are at most 256 characters").field_path(".matchLabels"))]
+#[x_kube(validation = Rule::new("self.matchLabels.all(k, size(self.matchLabels[k]) >= 1 && size(self.matchLabels[k]) <= 256)").message("preflight.firingAlerts.matchLabels: values are 1 to 256 characters (an empty value would match every alert without the label)").field_path(".matchLabels"))]
 pub struct FiringAlertsCheck {
     /// The Prometheus that evaluates the alerting rules. Defaults to `analysis.prometheus`
     /// (required when the release has no `analysis`).

@@ -109,6 +109,9 @@ pub enum Op {
         /// Index into [`VERSIONS`].
         version: usize,
     },
+    /// Change a Secret the pods consume (rotate the JWT key): the serving pods are rolled
+    /// with it, without a migration or a new attempt.
+    RotateSecret,
 }
 
 impl Op {
@@ -149,7 +152,7 @@ impl Generator {
         let mut ops = vec![Op::Release { version: 0 }];
         for _ in 0..steps {
             let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
-            let op = match self.below(24) {
+            let op = match self.below(26) {
                 0..=6 => Op::Release { version },
                 7..=8 => Op::Retry,
                 9..=11 => Op::ReleaseAndKill {
@@ -167,7 +170,8 @@ impl Generator {
                     version,
                     paused_ms: self.below(6_000),
                 },
-                _ => Op::ReleaseBeforeSecret { version },
+                22..=23 => Op::ReleaseBeforeSecret { version },
+                _ => Op::RotateSecret,
             };
             ops.push(op);
         }
@@ -239,7 +243,11 @@ impl Model {
                 self.desired
             }
             // Drift and crashes change nothing the release promises.
-            Op::Scale { .. } | Op::SetImage | Op::DeleteService | Op::DeleteDeployment => {
+            Op::Scale { .. }
+            | Op::SetImage
+            | Op::DeleteService
+            | Op::DeleteDeployment
+            | Op::RotateSecret => {
                 return false;
             }
         };

@@ -466,6 +466,11 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.preflight.firingAlerts.matchLabels",
     ),
     (
+        "a pre-flight label with an empty value (matching every alert without it)",
+        r#"{"spec":{"preflight":{"firingAlerts":{"prometheus":{"address":"http://prometheus:9090"},"matchLabels":{"team":""}}}}}"#,
+        "spec.preflight.firingAlerts.matchLabels",
+    ),
+    (
         "a pre-flight label that is not a Prometheus label name",
         r#"{"spec":{"preflight":{"firingAlerts":{"prometheus":{"address":"http://prometheus:9090"},"matchLabels":{"app.kubernetes.io/name":"api"}}}}}"#,
         "spec.preflight.firingAlerts.matchLabels",

@@ -237,6 +237,30 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
             }
             stack.apply(&manifest(stack, model)).await?;
         }
+        Op::RotateSecret => {
+            // The serving pods (Succeeded or RolledBack) are rolled with the new key: a new
+            // stamp on the pod template, and no Job.
+            let before = look(stack).await?.stamp;
+            let jobs_before = job_names(stack).await?;
+            stack.rotate_jwt_key().await?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let stamp = look(stack).await?.stamp;
+                if stamp.is_some() && stamp != before {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the pods were not rolled with the rotated Secret within 60 s (stamp {stamp:?})"
+                );
+                tokio::time::sleep(POLL).await;
+            }
+            let jobs = job_names(stack).await?;
+            anyhow::ensure!(
+                jobs == jobs_before,
+                "a rotation launched Jobs: {jobs_before:?} then {jobs:?}"
+            );
+        }
         Op::ReleaseBeforeSecret { .. } => {
             let secrets: Api<Secret> = Api::namespaced(stack.client.clone(), &stack.namespace);
             let name = "listacompra-jwt";
@@ -319,6 +343,10 @@ struct Seen {
     rolled_out: bool,
     service: bool,
     running_jobs: Vec<String>,
+    /// The Secrets' fingerprint on the pod template, and the one in status.
+    stamp: Option<String>,
+    status_stamp: Option<String>,
+    reconciling: bool,
 }
 
 async fn look(stack: &Stack) -> anyhow::Result<Seen> {
@@ -329,6 +357,18 @@ async fn look(stack: &Stack) -> anyhow::Result<Seen> {
     let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let workload = format!("{RELEASE}-api");
     let deployment = deployments.get_opt(&workload).await?;
+    let stamp = deployment
+        .as_ref()
+        .and_then(|d| {
+            d.spec
+                .as_ref()?
+                .template
+                .metadata
+                .as_ref()?
+                .annotations
+                .as_ref()
+        })
+        .and_then(|a| a.get("listacompra.app/secrets-version").cloned());
     let (image, replicas, rolled_out) = match &deployment {
         Some(d) => {
             let spec = d.spec.clone().unwrap_or_default();
@@ -374,6 +414,12 @@ async fn look(stack: &Stack) -> anyhow::Result<Seen> {
         rolled_out,
         service,
         running_jobs,
+        stamp,
+        status_stamp: status.secrets_version.clone(),
+        reconciling: status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Reconciling" && c.status == "True"),
     })
 }
 
@@ -437,6 +483,16 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
         ),
     );
     want(seen.service, "the Service is missing".into());
+    // The serving pods carry the Secrets' fingerprint the status reports, and nothing is in
+    // flight (a rotation included).
+    want(
+        seen.stamp.is_some() && seen.stamp == seen.status_stamp,
+        format!(
+            "pods stamped {:?}, status.secretsVersion {:?}",
+            seen.stamp, seen.status_stamp
+        ),
+    );
+    want(!seen.reconciling, "still Reconciling".into());
     wrong
 }
 

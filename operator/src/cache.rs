@@ -143,8 +143,9 @@ impl Caches {
     }
 
     /// The fingerprint of the Secrets `names` of `namespace` (their names and
-    /// resourceVersions; a missing one counts as absent), or `None` when Secrets are not
-    /// watched or their cache has not listed within a few seconds.
+    /// resourceVersions), or `None` when Secrets are not watched, their cache has not listed
+    /// within a few seconds, or one of them is missing (pods rolled now could not start:
+    /// the running ones keep their values until it is back).
     pub async fn secrets_version<'a>(
         &self,
         namespace: &str,
@@ -155,17 +156,12 @@ impl Caches {
             .await
             .ok()?
             .ok()?;
-        let mut listed: Vec<String> = names
-            .into_iter()
-            .map(|name| {
-                let key = ObjectRef::<PartialObjectMeta<Secret>>::new(name).within(namespace);
-                let version = store
-                    .get(&key)
-                    .and_then(|s| s.metadata.resource_version.clone())
-                    .unwrap_or_else(|| "absent".to_owned());
-                format!("{name}={version}")
-            })
-            .collect();
+        let mut listed = Vec::new();
+        for name in names {
+            let key = ObjectRef::<PartialObjectMeta<Secret>>::new(name).within(namespace);
+            let version = store.get(&key)?.metadata.resource_version.clone()?;
+            listed.push(format!("{name}={version}"));
+        }
         listed.sort();
         listed.dedup();
         Some(format!("{:016x}", crate::naming::fnv1a(&listed.join(";"))))

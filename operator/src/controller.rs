@@ -402,15 +402,15 @@ async fn reconcile_release(
         Vec::new()
     };
 
-    // The Secrets the pods of the current and the stable spec consume, fingerprinted from
-    // the metadata cache (when Secrets are watched).
+    // The Secrets the pods of the current spec consume, fingerprinted from the metadata
+    // cache (when Secrets are watched). Only the current spec's: a fingerprint over the
+    // stable spec's too would change when a release succeeds (the stable spec becomes the
+    // current one) and roll the pods just released for nothing.
     let secrets_version = match ctx.caches.get() {
         Some(caches) if ctx.watch_secrets => {
-            let mut names = workload::consumed_secrets(spec);
-            if let Some(stable) = &stable_spec {
-                names.extend(workload::consumed_secrets(stable));
-            }
-            caches.secrets_version(&namespace, &names).await
+            caches
+                .secrets_version(&namespace, &workload::consumed_secrets(spec))
+                .await
         }
         _ => None,
     };

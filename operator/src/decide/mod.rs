@@ -95,8 +95,8 @@ pub struct Observed<'a> {
     /// What the spec names that does not exist (checked only when [`may_launch`]): the
     /// release launches nothing until it is empty.
     pub missing: Vec<Reference>,
-    /// Fingerprint of the Secrets the API pods consume (names and resourceVersions, of the
-    /// current and the stable spec), when the controller watches Secrets.
+    /// Fingerprint of the Secrets the current spec's API pods consume (names and
+    /// resourceVersions), when the controller watches Secrets and all of them exist.
     pub secrets_version: Option<String>,
     /// The alerts matching `spec.preflight.firingAlerts` that fire, or why Prometheus could
     /// not say (checked only when [`checks_alerts`]; `None` when not checked).

@@ -63,6 +63,11 @@ impl Machine<'_, '_> {
         if let Some(observed) = self.secrets_changed()
             && !self.spec().paused
         {
+            let why = if self.status.secrets_version.is_none() {
+                "the Secrets the API pods consume are fingerprinted for the first time"
+            } else {
+                "a Secret the API pods consume changed"
+            };
             self.status.secrets_version = Some(observed);
             let stable = self
                 .status
@@ -73,7 +78,7 @@ impl Machine<'_, '_> {
                 false,
                 "SecretsRotated",
                 format!(
-                    "a Secret the API pods consume changed: {stable}'s pods are rolled with it, without a gate (the release is RolledBack)"
+                    "{why}: {stable}'s pods are rolled with them, without a gate (the release is RolledBack)"
                 ),
             );
         }
@@ -83,10 +88,18 @@ impl Machine<'_, '_> {
     fn start_rotation(&mut self, observed: String) {
         let first = self.status.secrets_version.is_none();
         self.status.secrets_version = Some(observed.clone());
+        // A Secret written again before the last rotation ended restarts its roll, not its
+        // clock: the deadline still counts from the first change.
+        let start_time = self
+            .status
+            .rotation
+            .as_ref()
+            .filter(|r| r.completion_time.is_none())
+            .map_or_else(|| self.now.clone(), |r| r.start_time.clone());
         self.status.rotation = Some(SecretsRotation {
             version: self.version().to_owned(),
             secrets_version: observed,
-            start_time: self.now.clone(),
+            start_time,
             health: None,
             completion_time: None,
             failure: None,

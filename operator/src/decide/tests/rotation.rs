@@ -168,6 +168,28 @@ fn a_rotation_that_fails_its_health_gate_is_degraded_and_stalled_never_rolled_ba
 }
 
 #[test]
+fn a_secret_written_again_mid_rotation_restarts_the_roll_not_the_clock() {
+    let started = look(&settled(), "a", 100).run();
+    let mut again = look(&started.status, "a", 400);
+    again.secrets_version = Some("c".into());
+    let again = again.run();
+    let rotation = again.status.rotation.clone().expect("a rotation");
+    assert_eq!(rotation.secrets_version, "c");
+    assert_eq!(
+        rotation.start_time.0,
+        t(100),
+        "the deadline counts from the first change"
+    );
+    let mut late = look(&again.status, "a", 100 + 600);
+    late.secrets_version = Some("c".into());
+    assert_eq!(
+        cond(&late.run(), condition::DEGRADED).1,
+        "SecretRotationFailed",
+        "a Secret rewritten every few minutes cannot keep a rotation going forever"
+    );
+}
+
+#[test]
 fn a_rotation_that_never_becomes_available_fails_at_the_deadline() {
     let started = look(&settled(), "a", 100).run();
     let waiting = look(&started.status, "a", 300).run();
