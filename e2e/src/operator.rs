@@ -77,6 +77,8 @@ impl OperatorProcess {
             .env("LEADER_ELECTION", "false")
             // The runner plays the release's Service on 127.0.0.1: the admin allows it.
             .env("GATE_ALLOWED_HOSTS", "127.0.0.1")
+            // The story rotates the JWT key (the stack runs as the environments' values do).
+            .env("WATCH_SECRETS", "true")
             .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,listacompra_operator=debug")

@@ -314,6 +314,7 @@ mod tests {
             "ReleaseAndDeleteJob",
             "PauseThenResume",
             "ReleaseBeforeSecret",
+            "RotateSecret",
         ] {
             assert!(
                 all.iter()
@@ -373,6 +374,15 @@ mod tests {
             (m.expect().phase, m.expect().serving, m.expect().schema),
             ("RolledBack", "1.0.0", VERSIONS[0].schema)
         );
+    }
+
+    #[test]
+    fn a_rotated_secret_changes_nothing_the_release_promises() {
+        let mut m = Model::new();
+        m.apply(&Op::Release { version: 1 });
+        let before = m.expect();
+        assert!(!m.apply(&Op::RotateSecret), "no new attempt");
+        assert_eq!(m.expect(), before);
     }
 
     #[test]

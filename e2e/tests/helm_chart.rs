@@ -228,19 +228,19 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         }
         Ok(found)
     };
-    ensure!(secret_verbs(&docs)? == [vec!["get"], vec!["list", "watch"]]);
-    ensure!(var("WATCH_SECRETS")["value"] == "true");
-    let without = render(&helm, &["--set", "secretRotation.enabled=false"]).await?;
     ensure!(
-        secret_verbs(&without)? == [vec!["get"]],
-        "no list or watch without rotation"
+        secret_verbs(&docs)? == [vec!["get"]],
+        "by default, no list or watch"
     );
+    ensure!(var("WATCH_SECRETS")["value"] == "false");
+    let with = render(&helm, &["--set", "secretRotation.enabled=true"]).await?;
+    ensure!(secret_verbs(&with)? == [vec!["get"], vec!["list", "watch"]]);
     ensure!(
-        find(&without, "Deployment")?["spec"]["template"]["spec"]["containers"][0]["env"]
+        find(&with, "Deployment")?["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .is_some_and(|env| env
                 .iter()
-                .any(|v| v["name"] == "WATCH_SECRETS" && v["value"] == "false"))
+                .any(|v| v["name"] == "WATCH_SECRETS" && v["value"] == "true"))
     );
     // The Lease: read and renew only the operator's own Lease.
     let lease_role = find(&docs, "Role")?;
@@ -319,6 +319,21 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
             find(&docs, "Deployment")?["spec"]["replicas"] == replicas,
             "{file}"
         );
+        // Secret rotation on, its list/watch only in the environment's namespace (a Role).
+        let env = &find(&docs, "Deployment")?["spec"]["template"]["spec"]["containers"][0]["env"];
+        ensure!(
+            env.as_array().is_some_and(|env| env
+                .iter()
+                .any(|v| v["name"] == "WATCH_SECRETS" && v["value"] == "true")),
+            "{file}: rotation off"
+        );
+        let watch = rules(&docs)
+            .into_iter()
+            .find(|r| {
+                strings(&r["resources"]) == ["secrets"] && strings(&r["verbs"]) == ["list", "watch"]
+            })
+            .with_context(|| format!("{file}: no list/watch of Secrets"))?;
+        ensure!(watch.get("resourceNames").is_none(), "{file}: {watch}");
     }
     Ok(())
 }
@@ -732,11 +747,11 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("list", "", "pods", "default"),
         Check::new("list", group, "listacompraapprovals", "default"),
         Check::new("watch", group, "listacompraapprovals", ""),
-        // Secret rotation (on by default) watches the Secrets' metadata.
-        Check::new("list", "", "secrets", ""),
-        Check::new("watch", "", "secrets", "default"),
     ];
     let must_not = [
+        // Secret rotation is off by default: Secrets are never listed or watched.
+        Check::new("list", "", "secrets", ""),
+        Check::new("watch", "", "secrets", "default"),
         Check::new("patch", group, "listacomprareleases", "default"),
         Check::new("delete", group, "listacomprareleases", "default"),
         Check::new(

@@ -47,9 +47,9 @@ struct Args {
     /// authentication, an external health endpoint. A release alone cannot add to it.
     #[arg(long, env = "GATE_ALLOWED_HOSTS", value_delimiter = ',')]
     gate_allowed_hosts: Vec<String>,
-    /// Watch the metadata of Secrets (needs `list` and `watch` on Secrets), so that a changed
-    /// Secret rolls the API pods that consume it, verified by the health gate.
-    #[arg(long, env = "WATCH_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Watch the metadata of Secrets, so that a changed Secret rolls the API pods that
+    /// consume it, verified by the health gate. Needs `list` and `watch` on Secrets.
+    #[arg(long, env = "WATCH_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     watch_secrets: bool,
     /// Seconds a Lease stays valid without renewal. The leader stops acting after 2/3 of it
     /// without a successful renewal, before another replica may take over.

@@ -58,6 +58,9 @@ async fn install_chart(ctx: &TestContext) -> Result<()> {
         "replicaCount=1",
         "--set",
         "podDisruptionBudget.enabled=false",
+        // As helm/production: rotation on, its grant in the one watched namespace.
+        "--set",
+        "secretRotation.enabled=true",
     ])
     .await?;
     Ok(())
@@ -97,6 +100,7 @@ async fn the_operator_runs_a_release_and_a_rollback_with_only_the_charts_rbac() 
                 // The health endpoint stands in for the release's Service on 127.0.0.1: the
                 // admin allows the token to go there (chart value gates.allowedHosts).
                 ("GATE_ALLOWED_HOSTS", "127.0.0.1"),
+                ("WATCH_SECRETS", "true"),
             ],
         )?;
         let result = scenarios(&ctx, &operator, &kubeconfig).await;
@@ -186,7 +190,7 @@ async fn scenarios(
         Check::new("watch", "apps", "controllerrevisions", ns),
         Check::new("delete", "apps", "controllerrevisions", ns),
         Check::new("get", "", "secrets", ns).named(TOKEN_SECRET),
-        // Secret rotation (on by default): the Secrets' metadata is watched.
+        // Secret rotation (enabled here): the Secrets' metadata is watched, in the namespace.
         Check::new("list", "", "secrets", ns),
         Check::new("watch", "", "secrets", ns),
         // What a release names must exist before anything launches (metadata GETs).
