@@ -240,12 +240,14 @@ impl<'o, 'a> Machine<'o, 'a> {
     /// stable version that serves is held like a settled release's (a scaled, edited or
     /// deleted Deployment is put back). Only when the Deployment runs the stable version (or
     /// is gone): an earlier attempt superseded in the middle of its rollout is left as it is,
-    /// as in every phase before a rollout.
+    /// as in every phase before a rollout. A changed Secret is stamped on them at once.
     pub(super) fn hold_stable_while_waiting(&mut self) {
         if let Some(stable) = self.stable() {
             let live = self.o.workload.hash.as_deref();
             if live.is_none() || live == Some(desired_hash(self.o, &stable).as_str()) {
-                self.workload = Some(stable);
+                // A Secret rotated meanwhile reaches the serving pods now, not days later.
+                self.rotate_stable_at_once("a new attempt waits to launch");
+                self.workload = self.stable();
             }
         }
     }

@@ -4,8 +4,9 @@
 //! the health gate alone — no migration, no smoke test, no KPI analysis — while its phase
 //! stays Succeeded and Reconciling says so. A failed rotation cannot be rolled back (the old
 //! values are gone): the release is Degraded and Stalled until the Secret changes again or a
-//! new attempt starts. A RolledBack release's stable pods are rolled at once, without a gate;
-//! an attempt in flight stamps the fingerprint of the moment it rolls out, and a change after
+//! new attempt starts. The stable pods of a RolledBack release, or of one whose new attempt
+//! waits to launch (approvals, references, alerts), are rolled at once, without a gate; an
+//! attempt in flight stamps the fingerprint of the moment it rolls out, and a change after
 //! that is rotated once it has succeeded.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -60,29 +61,33 @@ impl Machine<'_, '_> {
     /// RolledBack: the stable pods are rolled with a changed Secret at once (no gate: the
     /// release already failed and waits for a person).
     pub(super) fn serving_stable(&mut self) {
-        if let Some(observed) = self.secrets_changed()
-            && !self.spec().paused
-        {
-            let why = if self.status.secrets_version.is_none() {
-                "the Secrets the API pods consume are fingerprinted for the first time"
-            } else {
-                "a Secret the API pods consume changed"
-            };
-            self.status.secrets_version = Some(observed);
-            let stable = self
-                .status
-                .stable_version
-                .clone()
-                .unwrap_or_else(|| "the stable version".to_owned());
-            self.note(
-                false,
-                "SecretsRotated",
-                format!(
-                    "{why}: {stable}'s pods are rolled with them, without a gate (the release is RolledBack)"
-                ),
-            );
-        }
+        self.rotate_stable_at_once("the release is RolledBack");
         self.settled(self.stable());
+    }
+
+    /// The stable version serves while the release is not verifying anything (RolledBack,
+    /// or a new attempt waiting to launch, perhaps for days): a changed Secret is stamped
+    /// at once, so its pods are rolled with it without a gate.
+    pub(super) fn rotate_stable_at_once(&mut self, why_ungated: &str) {
+        let Some(observed) = self.secrets_changed().filter(|_| !self.spec().paused) else {
+            return;
+        };
+        let why = if self.status.secrets_version.is_none() {
+            "the Secrets the API pods consume are fingerprinted for the first time"
+        } else {
+            "a Secret the API pods consume changed"
+        };
+        self.status.secrets_version = Some(observed);
+        let stable = self
+            .status
+            .stable_version
+            .clone()
+            .unwrap_or_else(|| "the stable version".to_owned());
+        self.note(
+            false,
+            "SecretsRotated",
+            format!("{why}: {stable}'s pods are rolled with them, without a gate ({why_ungated})"),
+        );
     }
 
     fn start_rotation(&mut self, observed: String) {

@@ -257,3 +257,30 @@ fn a_rolled_back_release_rolls_its_stable_pods_at_once() {
     assert!(has_note(&d, "SecretsRotated"));
     assert!(d.actions.is_empty());
 }
+
+#[test]
+fn the_stable_pods_get_a_rotated_secret_while_a_new_attempt_waits_for_approvals() {
+    use listacompra_crds::approval::ApprovalPolicy;
+    let mut v2 = spec("1.1.0");
+    v2.approvals = Some(ApprovalPolicy {
+        required_roles: vec!["qa".into()],
+    });
+    let mut s = status(Phase::AwaitingApproval, "1.1.0");
+    s.attempt = Some(2);
+    s.current_image = Some("reg/api:1.1.0".into());
+    s.secrets_version = Some("a".into());
+    let mut case = Case::new("awaiting approval", v2, s);
+    case.workload = stamped("a");
+    case.stable_spec = Some(spec("1.0.0"));
+    case.secrets_version = Some("b".into());
+    let d = case.run();
+    assert_eq!(phase(&d), Phase::AwaitingApproval);
+    assert_eq!(serves(&d), Some("1.0.0"));
+    assert_eq!(
+        rolled_secrets(&d).as_deref(),
+        Some("b"),
+        "rolled now, not after the approval"
+    );
+    assert!(has_note(&d, "SecretsRotated"), "{:?}", d.notes);
+    assert!(d.actions.is_empty());
+}
