@@ -177,9 +177,23 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
     // comes before it completes, forever: the stop is done when nothing is in flight.
     futures::stream::select_all(streams)
         .take_until(async move { in_flight.drained(&stop, shutdown::GRACE).await })
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile failed");
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    // A release that is gone (deleted, perhaps while its reconciles failed):
+                    // its backoff count goes too, so the map holds only live releases.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                        let key = failure_key(gone.namespace.as_deref(), &gone.name);
+                        ctx.failures
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&key);
+                        debug!(release = %key, "release gone");
+                    }
+                    Err(e) => warn!(error = %e, "reconcile failed"),
+                    Ok(_) => {}
+                }
             }
         })
         .await;
@@ -244,11 +258,15 @@ fn key_of(object: &DeserializeGuard<ListaCompraRelease>) -> String {
         Ok(release) => &release.metadata,
         Err(invalid) => &invalid.metadata,
     };
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
+    failure_key(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
     )
+}
+
+/// The key of a release in [`Context::failures`]: `namespace/name`.
+fn failure_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
 }
 
 /// One reconcile of one release.
@@ -1242,6 +1260,20 @@ async fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gone_release_is_forgotten_under_the_key_its_failures_were_counted() {
+        let mut release = ListaCompraRelease::new("lc", crate::fixtures::spec("1.0.0"));
+        release.metadata.namespace = Some("prod".into());
+        let guard = DeserializeGuard(Ok(release));
+        // What the applier reports for a release no longer in its store.
+        let gone = ObjectRef::from_obj(&guard).erase();
+        assert_eq!(
+            failure_key(gone.namespace.as_deref(), &gone.name),
+            key_of(&guard)
+        );
+        assert_eq!(key_of(&guard), "prod/lc");
+    }
 
     #[test]
     fn failed_reconciles_back_off_exponentially_with_jitter_and_a_cap() {

@@ -407,6 +407,13 @@ async fn deleting_the_release_removes_what_it_created() {
         })
         .await
         .map_err(anyhow::Error::msg)?;
+        // The operator forgets it (its backoff count included).
+        eventually("the operator to forget the release", TIMEOUT, || {
+            let log = operator.log();
+            async move { log.contains("\"msg\":\"release gone\"").then_some(()) }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}:\n{}", operator.log()))?;
         Ok::<(), anyhow::Error>(())
     })
     .await;
