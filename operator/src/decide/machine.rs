@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 use listacompra_crds::status::{HistoryEntry, MAX_HISTORY, Outcome, condition};
-use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus};
+use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
 
 use super::*;
 use crate::conditions;
@@ -196,16 +196,26 @@ impl<'o, 'a> Machine<'o, 'a> {
 
     /// Time paused does not count toward the release deadline: a pause is recorded when
     /// it begins, and on unpause the start time moves forward by its length.
+    /// A rotation in flight stops its clock the same way.
     pub(super) fn stop_the_clock_while_paused(&mut self) {
-        if self.spec().paused && advancing(self.status.phase) {
+        let rotating = self.status.phase == Some(Phase::Succeeded)
+            && self
+                .status
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.completion_time.is_none());
+        if self.spec().paused && (advancing(self.status.phase) || rotating) {
             if self.status.paused_since.is_none() {
                 self.status.paused_since = Some(self.now.clone());
             }
-        } else if let Some(since) = self.status.paused_since.take()
-            && let Some(start) = self.status.release_start_time.as_mut()
-        {
+        } else if let Some(since) = self.status.paused_since.take() {
             let paused = self.now.0.duration_since(since.0);
-            start.0 += paused;
+            if let Some(start) = self.status.release_start_time.as_mut() {
+                start.0 += paused;
+            }
+            if let Some(rotation) = self.status.rotation.as_mut().filter(|_| rotating) {
+                rotation.start_time.0 += paused;
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! that is rotated once it has succeeded.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::SignedDuration;
 use listacompra_crds::status::{SecretsRotation, condition};
 
 use super::machine::Machine;
@@ -54,6 +55,11 @@ impl Machine<'_, '_> {
         }
         if rotation.completion_time.is_some() {
             return self.settled(Some(target));
+        }
+        if self.spec().paused {
+            // Paused mid-rotation: hold where it stands (its clock stopped), check nothing.
+            self.workload = Some(target);
+            return self.pause();
         }
         self.rotate(rotation);
     }
@@ -195,14 +201,19 @@ impl Machine<'_, '_> {
                 HealthVerdict::Pending => {}
             }
         }
-        // Every pod is updated and available: the checks begin (or go on).
+        // Every pod is updated and available: the checks begin (at once) or go on.
+        let first = progress.last_check_time.is_none();
         rotation.health = Some(progress);
         self.status.rotation = Some(rotation);
         self.waiting = Some((
             ROTATING,
             format!("checking the health of {version}'s pods rolled with the rotated Secrets"),
         ));
-        self.requeue_in(seconds(self.spec().health.interval_seconds));
+        self.requeue_in(if first {
+            SignedDuration::ZERO
+        } else {
+            seconds(self.spec().health.interval_seconds)
+        });
     }
 
     fn fail_rotation(&mut self, mut rotation: SecretsRotation, message: String) {
@@ -241,5 +252,5 @@ pub(super) fn health_due(
         .map_or(Timestamp::UNIX_EPOCH, |t: &Time| {
             t.0 + seconds(spec.health.interval_seconds)
         });
-    !progress.passed && now >= next
+    !spec.paused && !progress.passed && now >= next
 }

@@ -207,6 +207,45 @@ fn a_rotation_that_never_becomes_available_fails_at_the_deadline() {
 }
 
 #[test]
+fn a_pause_mid_rotation_holds_it_and_stops_its_clock() {
+    let started = look(&settled(), "a", 100).run();
+    let checking = look(&started.status, "b", 110).run();
+    let mut paused = look(&checking.status, "b", 200);
+    paused.spec.paused = true;
+    let held = paused.run();
+    assert_eq!(cond(&held, condition::PROGRESSING).1, "Paused");
+    assert_eq!(rolled_secrets(&held).as_deref(), Some("b"));
+    let mut spec_paused = spec("1.0.0");
+    spec_paused.paused = true;
+    assert_eq!(
+        gate_due(&spec_paused, &held.status, t(200)),
+        GateDue::Nothing
+    );
+    // Paused for 1,000 s, far past the 600 s deadline: unpaused, the rotation goes on.
+    let mut still = look(&held.status, "b", 1200);
+    still.spec.paused = true;
+    let still = still.run();
+    assert!(
+        !cond(&still, condition::DEGRADED).0,
+        "no deadline while paused"
+    );
+    let resumed = look(&still.status, "b", 1210).run();
+    assert!(
+        !cond(&resumed, condition::DEGRADED).0,
+        "{:?}",
+        cond(&resumed, condition::DEGRADED)
+    );
+    let rotation = resumed.status.rotation.clone().expect("the rotation");
+    assert!(rotation.completion_time.is_none());
+    assert_eq!(
+        rotation.start_time.0,
+        t(100 + 1010),
+        "moved by the 1,010 s paused"
+    );
+    assert_eq!(kstatus(&resumed), (true, false));
+}
+
+#[test]
 fn rotations_wait_for_what_is_in_flight_and_pauses() {
     // Paused: no rotation starts.
     let mut paused = look(&settled(), "a", 100);
