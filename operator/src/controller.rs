@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use listacompra_crds::analysis::{AnalysisSpec, PrometheusSpec};
 use listacompra_crds::status::{KpiResult, Verdict, condition};
@@ -135,7 +135,16 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             Some(ns) => Api::<ListaCompraApproval>::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let mut controller = Controller::new(releases, watcher::Config::default().any_semantic())
+        // The releases' cache keeps no managedFields (often half of an object, never read),
+        // like the children's (see `cache`).
+        let (reader, writer) = kube::runtime::reflector::store();
+        let release_events = kube::runtime::reflector(
+            writer,
+            watcher(releases, watcher::Config::default().any_semantic())
+                .modify(|release| release.managed_fields_mut().clear()),
+        )
+        .applied_objects();
+        let mut controller = Controller::for_stream(release_events, reader)
             .with_config(
                 kube::runtime::controller::Config::default()
                     .concurrency(RECONCILE_CONCURRENCY)
