@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
@@ -15,9 +15,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use listacompra_crds::analysis::{AnalysisSpec, PrometheusSpec};
-use listacompra_crds::status::{KpiResult, Verdict, condition};
-use listacompra_crds::workload::SecretKeyRef;
+use listacompra_crds::status::{Verdict, condition};
 use listacompra_crds::{
     ListaCompraApproval, ListaCompraRelease, ListaCompraReleaseSpec, ListaCompraReleaseStatus,
     Phase,
@@ -27,11 +25,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{self, Caches};
 use crate::cleanup;
-use crate::decide::{self, FiringAlert, GateDue, JobState, Observed, WorkloadState, decide};
+use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::events::{Note, Publisher};
-use crate::gates::analysis::{self, QueryOutcome};
-use crate::gates::{egress, health, prometheus};
+use crate::gates::checks;
 use crate::jobs;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::references;
@@ -52,7 +49,7 @@ pub struct Context {
     /// Consecutive failed reconciles per release (`namespace/name`), for the backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Hosts besides a release's own Service that the gates may send credentials to
-    /// ([`egress::check`]), from the operator's configuration.
+    /// ([`crate::gates::egress::check`]), from the operator's configuration.
     pub allowed_hosts: Vec<String>,
     /// Watch caches of the children, set by [`run`] (absent: reads go to the API server).
     pub caches: std::sync::OnceLock<Caches>,
@@ -444,7 +441,7 @@ async fn reconcile_release(
 
     // The pre-flight alerts are asked only while they can still hold a launch.
     let firing_alerts = if decide::checks_alerts(spec, &status) {
-        Some(preflight_alerts(release, &namespace, ctx).await)
+        Some(checks::preflight_alerts(release, &namespace, ctx).await)
     } else {
         None
     };
@@ -454,7 +451,7 @@ async fn reconcile_release(
     match decide::gate_due(spec, &status, now) {
         GateDue::Nothing => {}
         GateDue::Health => {
-            let outcome = run_health_check(release, &namespace, ctx).await?;
+            let outcome = checks::health_check(release, &namespace, ctx).await?;
             let verdict = if outcome.is_ok() { "pass" } else { "fail" };
             ctx.metrics
                 .gate_verdicts
@@ -464,7 +461,7 @@ async fn reconcile_release(
         }
         GateDue::Measurement => {
             if let Some(analysis) = &spec.analysis {
-                let results = measure(release, &namespace, analysis, ctx).await?;
+                let results = checks::measure(release, &namespace, analysis, ctx).await?;
                 for r in &results {
                     let verdict = format!("{:?}", r.verdict).to_ascii_lowercase();
                     ctx.metrics
@@ -1051,219 +1048,6 @@ async fn record_stable(
         }
         Err(e) => Err(kube_err(format!("recording ControllerRevision {name}"))(e)),
     }
-}
-
-async fn read_secret(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -> Result<String> {
-    let client = &ctx.client;
-    ctx.metrics.api_reads.with_label_values(&["secret"]).inc();
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(&reference.name)
-        .await
-        .map_err(kube_err(format!("reading Secret {}", reference.name)))?;
-    let problem = |problem: &str| Error::Secret {
-        name: reference.name.clone(),
-        key: reference.key.clone(),
-        problem: problem.to_owned(),
-    };
-    let secret = secret.ok_or_else(|| problem("the Secret does not exist"))?;
-    let bytes = secret
-        .data
-        .and_then(|mut data| data.remove(&reference.key))
-        .ok_or_else(|| problem("the key does not exist"))?;
-    String::from_utf8(bytes.0)
-        .map(|s| s.trim().to_owned())
-        .map_err(|_| problem("the value is not UTF-8"))
-}
-
-#[tracing::instrument(name = "gate.health", skip_all)]
-async fn run_health_check(
-    release: &ListaCompraRelease,
-    namespace: &str,
-    ctx: &Context,
-) -> Result<Result<(), String>> {
-    let spec = &release.spec;
-    let base = spec.health.base_url.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}.{namespace}.svc:{}",
-            naming::workload_name(&release.name_any()),
-            spec.service.port
-        )
-    });
-    let token_ref = spec
-        .health
-        .token_secret_ref
-        .as_ref()
-        .or(spec.env.healthcheck_token.as_ref());
-    let service = naming::workload_name(&release.name_any());
-    if token_ref.is_some()
-        && let Err(refused) = egress::check(&base, &service, namespace, &ctx.allowed_hosts)
-    {
-        warn!(base_url = %base, "{refused}");
-        return Ok(Err(format!("health-check token: {refused}")));
-    }
-    let token = match token_ref {
-        // Any error reading the token (missing, 403, timeout) is a failed check, visible in
-        // status and counted toward the thresholds and the deadline, never a silent retry
-        // loop that freezes the release.
-        Some(reference) => match read_secret(ctx, namespace, reference).await {
-            Ok(token) => Some(token),
-            Err(e) => return Ok(Err(format!("health-check token: {e}"))),
-        },
-        None => None,
-    };
-    Ok(health::check(&ctx.http, &base, &spec.health, token.as_deref()).await)
-}
-
-async fn prometheus_credentials(
-    prometheus: &PrometheusSpec,
-    namespace: &str,
-    ctx: &Context,
-) -> Result<prometheus::Credentials> {
-    let Some(auth) = &prometheus.auth else {
-        return Ok(prometheus::Credentials::None);
-    };
-    Ok(match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
-        (Some(token), _) => {
-            prometheus::Credentials::Bearer(read_secret(ctx, namespace, token).await?)
-        }
-        (None, Some(basic)) => prometheus::Credentials::Basic {
-            username: read_secret(ctx, namespace, &basic.username_secret_ref).await?,
-            password: read_secret(ctx, namespace, &basic.password_secret_ref).await?,
-        },
-        (None, None) => prometheus::Credentials::None,
-    })
-}
-
-/// The firing alerts matching the release's pre-flight check, or why Prometheus could not
-/// say (its credentials unreadable or not allowed to go to its address included): the
-/// decision waits on either.
-#[tracing::instrument(name = "gate.preflight", skip_all)]
-async fn preflight_alerts(
-    release: &ListaCompraRelease,
-    namespace: &str,
-    ctx: &Context,
-) -> std::result::Result<Vec<FiringAlert>, String> {
-    let spec = &release.spec;
-    let Some(check) = spec.preflight.as_ref().map(|p| &p.firing_alerts) else {
-        return Ok(Vec::new());
-    };
-    let Some(prometheus) = check
-        .prometheus
-        .as_ref()
-        .or(spec.analysis.as_ref().map(|a| &a.prometheus))
-    else {
-        return Err("no Prometheus to ask: set spec.preflight.firingAlerts.prometheus".to_owned());
-    };
-    if prometheus.auth.is_some() {
-        let service = naming::workload_name(&release.name_any());
-        egress::check(&prometheus.address, &service, namespace, &ctx.allowed_hosts)
-            .map_err(|refused| refused.to_string())?;
-    }
-    let credentials = prometheus_credentials(prometheus, namespace, ctx)
-        .await
-        .map_err(|e| format!("Prometheus credentials: {e}"))?;
-    let timeout = Duration::from_secs(u64::try_from(prometheus.timeout_seconds).unwrap_or(5));
-    let alerts = prometheus::firing_alerts(
-        &ctx.http,
-        &prometheus.address,
-        &credentials,
-        timeout,
-        &check.match_labels,
-    )
-    .await;
-    match &alerts {
-        Ok(firing) => ctx
-            .metrics
-            .gate_verdicts
-            .with_label_values(&["preflight", if firing.is_empty() { "pass" } else { "fail" }])
-            .inc(),
-        Err(e) => {
-            warn!(error = %e, "pre-flight alert query failed");
-            ctx.metrics
-                .gate_verdicts
-                .with_label_values(&["preflight", "inconclusive"])
-                .inc();
-        }
-    }
-    alerts
-}
-
-#[tracing::instrument(name = "gate.kpi", skip_all)]
-async fn measure(
-    release: &ListaCompraRelease,
-    namespace: &str,
-    analysis: &AnalysisSpec,
-    ctx: &Context,
-) -> Result<Vec<KpiResult>> {
-    // Credentials that cannot be read (missing, 403, timeout) or may not go to this address
-    // make every KPI inconclusive (visible in status, counted by inconclusiveLimit), never a
-    // breach and never a freeze.
-    let service = naming::workload_name(&release.name_any());
-    let allowed = match &analysis.prometheus.auth {
-        Some(_) => egress::check(
-            &analysis.prometheus.address,
-            &service,
-            namespace,
-            &ctx.allowed_hosts,
-        ),
-        None => Ok(()),
-    };
-    let credentials = match allowed {
-        Ok(()) => prometheus_credentials(&analysis.prometheus, namespace, ctx).await,
-        Err(refused) => {
-            warn!(address = %analysis.prometheus.address, "{refused}");
-            Err(Error::Refused(refused))
-        }
-    };
-    let credentials = match credentials {
-        Ok(credentials) => credentials,
-        Err(e) => {
-            let outcome = QueryOutcome::Error(format!("Prometheus credentials: {e}"));
-            return Ok(analysis
-                .kpis
-                .iter()
-                .map(|kpi| analysis::judge(kpi, &outcome, None))
-                .collect());
-        }
-    };
-    let timeout =
-        Duration::from_secs(u64::try_from(analysis.prometheus.timeout_seconds).unwrap_or(5));
-    let name = release.name_any();
-    let version = &release.spec.version;
-    let mut results = Vec::with_capacity(analysis.kpis.len());
-    for kpi in &analysis.kpis {
-        let promql = analysis::render(&kpi.query, namespace, &name, version);
-        let value = prometheus::query(
-            &ctx.http,
-            &analysis.prometheus.address,
-            &credentials,
-            timeout,
-            &promql,
-        )
-        .await;
-        let guard = match &kpi.sample_guard {
-            Some(guard) => {
-                let promql = analysis::render(&guard.query, namespace, &name, version);
-                Some(
-                    prometheus::query(
-                        &ctx.http,
-                        &analysis.prometheus.address,
-                        &credentials,
-                        timeout,
-                        &promql,
-                    )
-                    .await,
-                )
-            }
-            None => None,
-        };
-        let result = analysis::judge(kpi, &value, guard.as_ref());
-        if let (Verdict::Inconclusive, QueryOutcome::Error(e)) = (result.verdict, &value) {
-            warn!(kpi = %kpi.name, error = %e, "KPI query failed");
-        }
-        results.push(result);
-    }
-    Ok(results)
 }
 
 #[cfg(test)]
