@@ -23,8 +23,16 @@ const IMAGE: &str = "registry.example/listacompra/api";
 
 /// Installs the CRD, starts the operator and an endpoint, and releases 1.0.0 (schema 1).
 async fn stable_1_0_0(ctx: &TestContext) -> Result<(Operator, Endpoint)> {
+    stable_1_0_0_with(ctx, &[("LEADER_ELECTION", "false")]).await
+}
+
+/// As [`stable_1_0_0`], the operator started with `env`.
+async fn stable_1_0_0_with(
+    ctx: &TestContext,
+    env: &[(&str, &str)],
+) -> Result<(Operator, Endpoint)> {
     e2e::crd::install_crds(&ctx.client).await?;
-    let operator = Operator::start(ctx)?;
+    let operator = Operator::start_with(ctx, env)?;
     let endpoint = Endpoint::start().await?;
     apply(ctx, &release("1.0.0", 1, &endpoint.url)).await?;
     let released = wait_phase(ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
@@ -455,18 +463,11 @@ async fn a_firing_alert_holds_the_release_until_it_resolves() {
 #[tokio::test]
 async fn a_rotated_secret_rolls_the_pods_verified_by_the_health_gate() {
     with_namespace("op-rotation", |ctx| async move {
-        e2e::crd::install_crds(&ctx.client).await?;
-        let operator = Operator::start_with(
+        let (operator, endpoint) = stable_1_0_0_with(
             &ctx,
             &[("LEADER_ELECTION", "false"), ("WATCH_SECRETS", "true")],
-        )?;
-        let endpoint = Endpoint::start().await?;
-        apply(&ctx, &release("1.0.0", 1, &endpoint.url)).await?;
-        let released = wait_phase(&ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
-        if released.is_err() {
-            eprintln!("operator log:\n{}", operator.log());
-        }
-        released?;
+        )
+        .await?;
         let api: kube::Api<ListaCompraRelease> = ctx.api();
         let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = ctx.api();

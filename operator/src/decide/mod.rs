@@ -260,10 +260,7 @@ pub fn gate_due(
     }
     let health = status.health.clone().unwrap_or_default();
     if !health.passed {
-        let next = health.last_check_time.map_or(Timestamp::UNIX_EPOCH, |t| {
-            t.0 + seconds(spec.health.interval_seconds)
-        });
-        return if now >= next {
+        return if crate::gates::health::due(&health, &spec.health, now) {
             GateDue::Health
         } else {
             GateDue::Nothing

@@ -9,7 +9,6 @@
 //! attempt in flight stamps the fingerprint of the moment it rolls out, and a change after
 //! that is rotated once it has succeeded.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 use listacompra_crds::status::{SecretsRotation, condition};
 
@@ -28,6 +27,15 @@ impl Machine<'_, '_> {
     fn secrets_changed(&self) -> Option<String> {
         let observed = self.o.secrets_version.as_ref()?;
         (self.status.secrets_version.as_ref() != Some(observed)).then(|| observed.clone())
+    }
+
+    /// Why the pods roll (for the Event), before the new fingerprint is recorded.
+    fn why_rotated(&self) -> &'static str {
+        if self.status.secrets_version.is_none() {
+            "the Secrets the API pods consume are fingerprinted for the first time"
+        } else {
+            "a Secret the API pods consume changed"
+        }
     }
 
     /// Stamps the observed fingerprint on what an attempt rolls out.
@@ -78,11 +86,7 @@ impl Machine<'_, '_> {
         let Some(observed) = self.secrets_changed().filter(|_| !self.spec().paused) else {
             return;
         };
-        let why = if self.status.secrets_version.is_none() {
-            "the Secrets the API pods consume are fingerprinted for the first time"
-        } else {
-            "a Secret the API pods consume changed"
-        };
+        let why = self.why_rotated();
         self.status.secrets_version = Some(observed);
         let stable = self
             .status
@@ -97,7 +101,7 @@ impl Machine<'_, '_> {
     }
 
     fn start_rotation(&mut self, observed: String) {
-        let first = self.status.secrets_version.is_none();
+        let why = self.why_rotated();
         self.status.secrets_version = Some(observed.clone());
         // A Secret written again before the last rotation ended restarts its roll, not its
         // clock: the deadline still counts from the first change.
@@ -115,11 +119,6 @@ impl Machine<'_, '_> {
             completion_time: None,
             failure: None,
         });
-        let why = if first {
-            "the Secrets the API pods consume are fingerprinted for the first time"
-        } else {
-            "a Secret the API pods consume changed"
-        };
         self.note(
             false,
             "SecretsRotated",
@@ -230,27 +229,17 @@ impl Machine<'_, '_> {
     }
 }
 
-/// Whether a rotation's health check is due (its pods rolled, its gate not passed).
+/// Whether a rotation's health check is due (its pods rolled, its gate not passed, the
+/// release not paused).
 pub(super) fn health_due(
     spec: &ListaCompraReleaseSpec,
     status: &ListaCompraReleaseStatus,
     now: Timestamp,
 ) -> bool {
-    let Some(rotation) = &status.rotation else {
-        return false;
-    };
-    let Some(progress) = rotation
-        .health
+    status
+        .rotation
         .as_ref()
-        .filter(|_| rotation.completion_time.is_none())
-    else {
-        return false;
-    };
-    let next = progress
-        .last_check_time
-        .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |t: &Time| {
-            t.0 + seconds(spec.health.interval_seconds)
-        });
-    !spec.paused && !progress.passed && now >= next
+        .filter(|r| r.completion_time.is_none())
+        .and_then(|r| r.health.as_ref())
+        .is_some_and(|progress| !spec.paused && health::due(progress, &spec.health, now))
 }

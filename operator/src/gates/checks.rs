@@ -83,14 +83,24 @@ pub async fn health_check(
     Ok(health::check(&ctx.http, &base, &spec.health, token.as_deref()).await)
 }
 
+/// The credentials for `prometheus`, read from their Secrets only when they may go to its
+/// address ([`egress::check`]).
 async fn prometheus_credentials(
     prometheus: &PrometheusSpec,
+    release: &ListaCompraRelease,
     namespace: &str,
     ctx: &Context,
 ) -> Result<prometheus::Credentials> {
     let Some(auth) = &prometheus.auth else {
         return Ok(prometheus::Credentials::None);
     };
+    let service = naming::workload_name(&release.name_any());
+    if let Err(refused) =
+        egress::check(&prometheus.address, &service, namespace, &ctx.allowed_hosts)
+    {
+        warn!(address = %prometheus.address, "{refused}");
+        return Err(Error::Refused(refused));
+    }
     Ok(match (&auth.bearer_token_secret_ref, &auth.basic_auth) {
         (Some(token), _) => {
             prometheus::Credentials::Bearer(read_secret(ctx, namespace, token).await?)
@@ -123,12 +133,7 @@ pub async fn preflight_alerts(
     else {
         return Err("no Prometheus to ask: set spec.preflight.firingAlerts.prometheus".to_owned());
     };
-    if prometheus.auth.is_some() {
-        let service = naming::workload_name(&release.name_any());
-        egress::check(&prometheus.address, &service, namespace, &ctx.allowed_hosts)
-            .map_err(|refused| refused.to_string())?;
-    }
-    let credentials = prometheus_credentials(prometheus, namespace, ctx)
+    let credentials = prometheus_credentials(prometheus, release, namespace, ctx)
         .await
         .map_err(|e| format!("Prometheus credentials: {e}"))?;
     let timeout = Duration::from_secs(u64::try_from(prometheus.timeout_seconds).unwrap_or(5));
@@ -167,23 +172,7 @@ pub async fn measure(
     // Credentials that cannot be read (missing, 403, timeout) or may not go to this address
     // make every KPI inconclusive (visible in status, counted by inconclusiveLimit), never a
     // breach and never a freeze.
-    let service = naming::workload_name(&release.name_any());
-    let allowed = match &analysis.prometheus.auth {
-        Some(_) => egress::check(
-            &analysis.prometheus.address,
-            &service,
-            namespace,
-            &ctx.allowed_hosts,
-        ),
-        None => Ok(()),
-    };
-    let credentials = match allowed {
-        Ok(()) => prometheus_credentials(&analysis.prometheus, namespace, ctx).await,
-        Err(refused) => {
-            warn!(address = %analysis.prometheus.address, "{refused}");
-            Err(Error::Refused(refused))
-        }
-    };
+    let credentials = prometheus_credentials(&analysis.prometheus, release, namespace, ctx).await;
     let credentials = match credentials {
         Ok(credentials) => credentials,
         Err(e) => {

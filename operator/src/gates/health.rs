@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use listacompra_crds::health::HealthGateSpec;
 use listacompra_crds::status::HealthProgress;
 
@@ -15,6 +16,18 @@ pub enum HealthVerdict {
     Passed,
     /// `failureThreshold` checks in a row failed.
     Failed,
+}
+
+/// Whether the next health check is due at `now`: the gate has not passed and
+/// `intervalSeconds` have gone by since the last check (at once before the first).
+pub fn due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
+    let next = progress
+        .last_check_time
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| {
+            t.0 + SignedDuration::from_secs(i64::from(spec.interval_seconds))
+        });
+    !progress.passed && now >= next
 }
 
 /// Folds one check (`Ok` or the reason it failed) into the gate's progress.
