@@ -145,6 +145,11 @@ pub fn spawn_workers(
     let mut tasks = vec![
         tokio::spawn(relay.run(shutdown.clone())),
         tokio::spawn(worker.run(shutdown.clone())),
+        tokio::spawn(crate::ai::backlog::watch_oldest_pending(
+            pool.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )),
     ];
     if let Some(objects) = objects(config)? {
         let janitor = Janitor::new(pool.clone(), objects, metrics.clone());
@@ -278,16 +283,47 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     })
 }
 
-/// Runs only the relay and the AI worker until a signal.
-pub async fn run_worker(config: &Config) -> Result<()> {
+/// Runs the relay and the AI worker (and the object janitor) until a signal, with
+/// `/health`, `/ready` and `/metrics` on `listener` for the pod's probes and Prometheus.
+pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the listen address".to_owned(),
+        source,
+    })?;
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
+    let probes = Arc::new(http::probes::Probes {
+        health: Health::new(
+            pool.clone(),
+            redis.clone(),
+            broker(config),
+            config.healthcheck_token.clone(),
+            metrics.clone(),
+        )
+        .with_cache_ttl(config.ready_cache_ttl)
+        .with_objects(objects(config)?)
+        .with_redis_url(&config.redis_url, config.redis_ca.clone()),
+        metrics: metrics.clone(),
+        version: config.app_version.clone(),
+    });
     let (switch, shutdown) = shutdown_switch();
     stop_on_signals(switch);
-    let tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;
+    let mut tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;
+    tasks.push(tokio::spawn(http::serve::serve(
+        warp::service(http::probes::worker(probes)),
+        listener,
+        http::serve::ConnLimits {
+            header_read_timeout: config.limits.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
+        },
+        wait_for(shutdown.clone()),
+    )));
+    tracing::info!(%addr, version = %config.app_version, "AI worker and outbox relay running");
     for task in tasks {
         let _ = task.await;
     }
+    pool.close().await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (default); also runs the workers unless RUN_WORKER=false.
     Serve,
-    /// Run only the outbox relay and the AI worker.
+    /// Run only the outbox relay and the AI worker (the `<release>-worker` pods), with
+    /// `/health`, `/ready` and `/metrics` on PORT.
     Worker,
     /// Move the schema to a revision (default: the newest), up or down, and report it.
     Migrate {
@@ -69,7 +70,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let config = env_vars().config()?;
-            app::run_worker(&config).await?;
+            let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT): {e}"))?;
+            app::run_worker(&config, listener).await?;
         }
         Command::Migrate { to } => {
             let url = env_vars().database_url()?;

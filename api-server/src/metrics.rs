@@ -62,6 +62,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Outbox events moved aside (unpublished, never due again).
     pub outbox_dead: IntGauge,
+    /// Messages waiting in the AI queue (see [`names::AI_QUEUE_MESSAGES`]).
+    pub ai_queue_messages: IntGauge,
+    /// Age of the oldest pending AI request (see [`names::AI_OLDEST_PENDING_SECONDS`]).
+    pub ai_oldest_pending: IntGauge,
     /// Attachment objects waiting to be deleted (see [`OBJECT_DELETIONS_PENDING`]).
     pub object_deletions_pending: IntGauge,
     /// Failed object deletions (see [`OBJECT_DELETION_FAILURES_TOTAL`]).
@@ -147,6 +151,20 @@ impl Metrics {
             )
             .const_labels(labels.clone()),
         )?;
+        let ai_queue_messages = IntGauge::with_opts(
+            Opts::new(
+                names::AI_QUEUE_MESSAGES,
+                "Messages waiting in the AI queue, as the broker last reported them",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        let ai_oldest_pending = IntGauge::with_opts(
+            Opts::new(
+                names::AI_OLDEST_PENDING_SECONDS,
+                "Age in seconds of the oldest AI suggestion request still pending (0: none)",
+            )
+            .const_labels(labels.clone()),
+        )?;
         let object_deletions_pending = IntGauge::with_opts(
             Opts::new(
                 OBJECT_DELETIONS_PENDING,
@@ -172,6 +190,8 @@ impl Metrics {
         registry.register(Box::new(outbox_latency.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(outbox_dead.clone()))?;
+        registry.register(Box::new(ai_queue_messages.clone()))?;
+        registry.register(Box::new(ai_oldest_pending.clone()))?;
         registry.register(Box::new(object_deletions_pending.clone()))?;
         registry.register(Box::new(object_deletion_failures.clone()))?;
         dead_letters.with_label_values(&["ai"]);
@@ -192,6 +212,8 @@ impl Metrics {
             outbox_latency,
             dead_letters,
             outbox_dead,
+            ai_queue_messages,
+            ai_oldest_pending,
             object_deletions_pending,
             object_deletion_failures,
         })
@@ -229,6 +251,8 @@ mod tests {
             names::OUTBOX_QUEUE_LATENCY_SECONDS,
             names::DEAD_LETTERS_TOTAL,
             names::OUTBOX_DEAD,
+            names::AI_QUEUE_MESSAGES,
+            names::AI_OLDEST_PENDING_SECONDS,
         ] {
             let line = text
                 .lines()

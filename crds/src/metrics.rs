@@ -18,3 +18,9 @@ pub const OUTBOX_QUEUE_LATENCY_SECONDS: &str = "listacompra_outbox_queue_latency
 pub const DEAD_LETTERS_TOTAL: &str = "listacompra_dead_letters_total";
 /// Gauge of outbox events moved aside after their attempt cap (never published).
 pub const OUTBOX_DEAD: &str = "listacompra_outbox_dead";
+/// Gauge of messages waiting in the AI worker's queue (ready, not yet delivered), as the
+/// broker last reported it to a worker.
+pub const AI_QUEUE_MESSAGES: &str = "listacompra_ai_queue_messages";
+/// Gauge of the age in seconds of the oldest AI suggestion request still pending (0 when
+/// none): how far behind the AI worker is, outbox and broker included.
+pub const AI_OLDEST_PENDING_SECONDS: &str = "listacompra_ai_oldest_pending_seconds";

@@ -1,6 +1,7 @@
 //! The AI adapters: the suggestion providers (Perplexity, offline) and the worker that
 //! consumes suggestion requests from RabbitMQ.
 
+pub mod backlog;
 mod offline;
 mod perplexity;
 mod retry;

@@ -234,9 +234,15 @@ impl Worker {
             .await
             .map_err(Error::amqp("consuming"))?;
         tracing::info!(queue = %self.topology.ai_queue, "AI worker consuming");
+        let mut sample = tokio::time::interval(super::backlog::SAMPLE_EVERY);
         loop {
             let delivery = tokio::select! {
                 d = consumer.next() => d,
+                _ = sample.tick() => {
+                    let waiting = super::backlog::queue_messages(&channel, &self.topology.ai_queue).await?;
+                    self.metrics.ai_queue_messages.set(waiting.into());
+                    continue;
+                }
                 _ = shutdown.changed() => return Ok(()),
             };
             let Some(delivery) = delivery else {

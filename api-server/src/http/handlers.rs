@@ -7,16 +7,15 @@ use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
 use super::State;
-use super::openapi;
 use super::request::{
     Credentials, ItemPatchBody, NameBody, NewAttachmentBody, NewItemBody, ReorderBody, Request,
     ShareBody, TransferBody, not_null, parse_json, query_i64,
 };
 use super::response::json_response;
 use super::routes::{Op, Params, Route};
+use super::{openapi, probes};
 use crate::domain::{ItemPatch, UploadRequest};
 use crate::error::AppError;
-use crate::health::TokenCheck;
 use crate::usecases::NewItem;
 
 pub(super) async fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
@@ -248,48 +247,16 @@ pub(super) async fn handle(
             api.delete_attachment(me()?, list, id).await?;
             no_content()
         }
-        Op::Health => ok(
-            StatusCode::OK,
-            &json!({ "status": "ok", "version": state.version }),
-        ),
+        Op::Health => Ok(probes::health(&state.version)),
         Op::Ready => {
-            let token = state.health.token(req.header("x-healthcheck-token"));
-            if token == TokenCheck::Invalid {
-                return Err(AppError::Unauthorized("wrong X-Healthcheck-Token"));
-            }
-            let readiness = state.health.readiness().await;
-            let status = if readiness.ready() {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let word = if readiness.ready() {
-                "ready"
-            } else {
-                "not_ready"
-            };
-            if token == TokenCheck::Valid {
-                ok(
-                    status,
-                    &json!({
-                        "status": word,
-                        "version": state.version,
-                        "degraded": readiness.degraded(),
-                        "checks": readiness,
-                    }),
-                )
-            } else {
-                ok(status, &json!({ "status": word }))
-            }
+            probes::ready(
+                &state.health,
+                &state.version,
+                req.header("x-healthcheck-token"),
+            )
+            .await
         }
-        Op::Metrics => {
-            let mut res = Response::new(state.metrics.render().into());
-            res.headers_mut().insert(
-                "content-type",
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            Ok(res)
-        }
+        Op::Metrics => Ok(probes::metrics(&state.metrics)),
         Op::OpenApi => ok(StatusCode::OK, &openapi::document(&state.version)),
     }
 }

@@ -8,6 +8,7 @@ mod client;
 mod handlers;
 mod idle;
 pub mod openapi;
+pub mod probes;
 mod request;
 mod response;
 mod routes;
