@@ -11,7 +11,7 @@ use crate::migrations::MigrationSpec;
 use crate::preflight::PreflightSpec;
 use crate::smoke::SmokeTestSpec;
 use crate::status::ListaCompraReleaseStatus;
-use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec};
+use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec, WorkerSpec};
 
 /// Semantic version 2.0.0, as published at semver.org (without a leading `v`).
 pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$";
@@ -67,6 +67,7 @@ pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.version.contains('+') || has(self.image.tag) || has(self.image.digest)").message("spec.version has build metadata ('+...'), which an image tag cannot carry: set spec.image.tag (or spec.image.digest) explicitly").field_path(".version"))]
+#[x_kube(validation = Rule::new("!has(self.smokeTest) || !has(self.worker) || self.worker.replicas > 0").message("spec.smokeTest asks for AI suggestions, which only a worker answers: set spec.worker.replicas to 1 or more, or remove spec.smokeTest").field_path(".worker.replicas"))]
 #[x_kube(validation = Rule::new("!has(self.preflight) || has(self.preflight.firingAlerts.prometheus) || has(self.analysis)").message("spec.preflight.firingAlerts.prometheus is required when spec.analysis is not set (there is no Prometheus to default to)").field_path(".preflight.firingAlerts"))]
 pub struct ListaCompraReleaseSpec {
     /// The semantic version being released, e.g. `1.4.0`. Changing it starts a release. With
@@ -83,9 +84,14 @@ pub struct ListaCompraReleaseSpec {
     /// The Service in front of the API pods.
     #[serde(default)]
     pub service: ServiceSpec,
-    /// Labels, annotations, ServiceAccount and resources of the API pods.
+    /// Labels, annotations, ServiceAccount and resources of the API pods (labels,
+    /// annotations and ServiceAccount also of the worker pods).
     #[serde(default)]
     pub pod: PodSettings,
+    /// The AI worker and outbox relay (`<name>-worker`): replicas and resources. They run
+    /// the released version with the API and roll back with it.
+    #[serde(default)]
+    pub worker: WorkerSpec,
     /// The API server's environment, by Secret and ConfigMap reference.
     pub env: ApiEnvironment,
     /// Approvals each attempt needs before it launches anything (the runbook's "approval

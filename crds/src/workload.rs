@@ -26,6 +26,11 @@ pub const RATIO_PATTERN: &str = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$";
 /// registry host (with a `.` or a port, or `localhost`) and lower-case path components.
 pub const IMAGE_REPOSITORY_PATTERN: &str = r"^(((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$";
 
+/// CEL: the `resources` of the object are quantities (a ResourceRequirements field of a CRD
+/// is only a map of strings to the API server, which would accept `cpu: lots` and leave the
+/// Deployment to fail).
+pub const RESOURCES_ARE_QUANTITIES: &str = "!has(self.resources) || ((!has(self.resources.limits) || !('cpu' in self.resources.limits) || isQuantity(string(self.resources.limits['cpu']))) && (!has(self.resources.limits) || !('memory' in self.resources.limits) || isQuantity(string(self.resources.limits['memory']))) && (!has(self.resources.limits) || !('ephemeral-storage' in self.resources.limits) || isQuantity(string(self.resources.limits['ephemeral-storage']))) && (!has(self.resources.requests) || !('cpu' in self.resources.requests) || isQuantity(string(self.resources.requests['cpu']))) && (!has(self.resources.requests) || !('memory' in self.resources.requests) || isQuantity(string(self.resources.requests['memory']))) && (!has(self.resources.requests) || !('ephemeral-storage' in self.resources.requests) || isQuantity(string(self.resources.requests['ephemeral-storage']))))";
+
 /// The container image of the API server (and of its migration Job).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -262,23 +267,24 @@ pub enum ServiceType {
     LoadBalancer,
 }
 
-/// Pod-level settings of the API Deployment.
+/// Pod-level settings of the API Deployment (labels, annotations and ServiceAccount also of
+/// the worker's).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.labels) || !self.labels.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'listacompra.app/release'])").message("pod.labels must not set app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/managed-by or listacompra.app/release: the operator sets them (its Service and Deployment select on them)").field_path(".labels"))]
 #[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(k, self.labels[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))").message("pod.labels values must be label values: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric").field_path(".labels"))]
-#[x_kube(validation = Rule::new("!has(self.resources) || ((!has(self.resources.limits) || !('cpu' in self.resources.limits) || isQuantity(string(self.resources.limits['cpu']))) && (!has(self.resources.limits) || !('memory' in self.resources.limits) || isQuantity(string(self.resources.limits['memory']))) && (!has(self.resources.limits) || !('ephemeral-storage' in self.resources.limits) || isQuantity(string(self.resources.limits['ephemeral-storage']))) && (!has(self.resources.requests) || !('cpu' in self.resources.requests) || isQuantity(string(self.resources.requests['cpu']))) && (!has(self.resources.requests) || !('memory' in self.resources.requests) || isQuantity(string(self.resources.requests['memory']))) && (!has(self.resources.requests) || !('ephemeral-storage' in self.resources.requests) || isQuantity(string(self.resources.requests['ephemeral-storage']))))").message("pod.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
+#[x_kube(validation = Rule::new(RESOURCES_ARE_QUANTITIES).message("pod.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
 pub struct PodSettings {
-    /// Labels added to the API pods. The operator's own labels (`app.kubernetes.io/name`,
+    /// Labels added to the API and worker pods. The operator's own labels (`app.kubernetes.io/name`,
     /// `instance`, `version`, `managed-by`, `listacompra.app/release`) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the API pods.
+    /// Annotations added to the API and worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
-    /// ServiceAccount the API pods run as (a DNS subdomain). Defaults to the namespace's
+    /// ServiceAccount the API and worker pods run as (a DNS subdomain). Defaults to the namespace's
     /// `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
@@ -310,4 +316,35 @@ impl Default for PodSettings {
 
 fn default_drain_seconds() -> i64 {
     5
+}
+
+/// The AI worker and outbox relay: a Deployment of their own (`<release>-worker`), running
+/// the same image, version and environment as the API pods, rolled out, held and rolled
+/// back with them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(RESOURCES_ARE_QUANTITIES).message("worker.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
+pub struct WorkerSpec {
+    /// Number of worker pods: the runbook's "scale the replica" when AI jobs queue up. `0`
+    /// stops AI suggestions and the outbox relay until scaled up again: requests and events
+    /// wait in the database and the queue, nothing is lost.
+    #[serde(default = "default_worker_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_worker_replicas(),
+            resources: None,
+        }
+    }
+}
+
+fn default_worker_replicas() -> i32 {
+    1
 }

@@ -40,6 +40,8 @@ fn exported_metrics() -> BTreeSet<&'static str> {
         api::OUTBOX_QUEUE_LATENCY_SECONDS,
         api::DEAD_LETTERS_TOTAL,
         api::OUTBOX_DEAD,
+        api::AI_QUEUE_MESSAGES,
+        api::AI_OLDEST_PENDING_SECONDS,
     ]
     .into_iter()
     .collect();

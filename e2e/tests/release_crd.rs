@@ -391,6 +391,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.pod.resources",
     ),
     (
+        "worker memory limit not a quantity",
+        r#"{"spec":{"worker":{"resources":{"limits":{"memory":"lots"}}}}}"#,
+        "spec.worker.resources",
+    ),
+    (
+        "negative worker replicas",
+        r#"{"spec":{"worker":{"replicas":-1}}}"#,
+        "spec.worker.replicas",
+    ),
+    (
+        "a smoke test with no worker to answer its AI step",
+        r#"{"spec":{"smokeTest":{},"worker":{"replicas":0}}}"#,
+        "spec.worker.replicas",
+    ),
+    (
         "pod label overriding the selector",
         r#"{"spec":{"pod":{"labels":{"app.kubernetes.io/instance":"other"}}}}"#,
         "spec.pod.labels",
@@ -510,6 +525,10 @@ const VALID: &[(&str, &str)] = &[
     (
         "a pre-flight alert check on the analysis' Prometheus",
         r#"{"spec":{"analysis":{"prometheus":{"address":"http://prometheus:9090"}},"preflight":{"firingAlerts":{"matchLabels":{"severity":"critical","service":"listacompra-api"}}}}}"#,
+    ),
+    (
+        "the worker scaled to 0 (no smoke test)",
+        r#"{"spec":{"worker":{"replicas":0,"resources":{"requests":{"cpu":"50m","memory":"64Mi"}}}}}"#,
     ),
     (
         "labels of our own",

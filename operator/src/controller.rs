@@ -25,7 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{self, Caches};
 use crate::cleanup;
-use crate::decide::{self, GateDue, JobState, Observed, WorkloadState, decide};
+use crate::decide::{self, GateDue, JobState, Observed, decide};
 use crate::error::{Error, Result, kube as kube_err};
 use crate::events::{Note, Publisher};
 use crate::gates::checks;
@@ -382,7 +382,9 @@ async fn reconcile_release(
     .await?;
     let workload_name = naming::workload_name(&name);
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
-    let workload = workload_state(live.as_ref());
+    let worker_name = naming::worker_name(&name);
+    let live_worker: Option<Deployment> = cached(ctx, &namespace, &worker_name).await?;
+    let workload = crate::rollout::workload_state(live.as_ref(), live_worker.as_ref());
     let live_service: Option<Service> = cached(ctx, &namespace, &workload_name).await?;
     let owner = Owner {
         name: name.clone(),
@@ -394,12 +396,25 @@ async fn reconcile_release(
     // A Deployment or Service of that name that this release does not control is never
     // taken over (the decision says so and nothing is applied).
     let foreign = [
-        ("Deployment", live.as_ref().map(|d| &d.metadata)),
-        ("Service", live_service.as_ref().map(|s| &s.metadata)),
+        (
+            "Deployment",
+            &workload_name,
+            live.as_ref().map(|d| &d.metadata),
+        ),
+        (
+            "Deployment",
+            &worker_name,
+            live_worker.as_ref().map(|d| &d.metadata),
+        ),
+        (
+            "Service",
+            &workload_name,
+            live_service.as_ref().map(|s| &s.metadata),
+        ),
     ]
     .into_iter()
-    .find_map(|(kind, meta)| meta.filter(|m| !workload::is_ours(m, &owner)).map(|_| kind))
-    .map(|kind| format!("{kind} {}", naming::workload_name(&name)));
+    .find(|(_, _, meta)| meta.is_some_and(|m| !workload::is_ours(m, &owner)))
+    .map(|(kind, object, _)| format!("{kind} {object}"));
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
     let stable_spec = match &status.stable_version {
         Some(version) => read_stable_spec(ctx, &namespace, &name, version).await?,
@@ -629,7 +644,10 @@ async fn reconcile_release(
             decide::spec_for(&observed, target),
             target,
             Live {
-                deployment: live.as_ref().map(|d| &d.metadata),
+                deployments: [
+                    live.as_ref().map(|d| &d.metadata),
+                    live_worker.as_ref().map(|d| &d.metadata),
+                ],
                 service: live_service.as_ref().map(|s| &s.metadata),
             },
             ctx,
@@ -916,41 +934,10 @@ async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Option<String
     }
 }
 
-fn workload_state(deployment: Option<&Deployment>) -> WorkloadState {
-    let Some(d) = deployment else {
-        return WorkloadState::default();
-    };
-    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = d.status.clone().unwrap_or_default();
-    let current =
-        status.observed_generation.unwrap_or_default() >= d.metadata.generation.unwrap_or_default();
-    let available = current
-        && status.updated_replicas.unwrap_or_default() == wanted
-        && status.available_replicas.unwrap_or_default() == wanted
-        && status.replicas.unwrap_or_default() == wanted;
-    let stalled = status
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|c| {
-            (c.type_ == "Progressing"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            .then(|| {
-                c.message
-                    .unwrap_or_else(|| "progress deadline exceeded".to_owned())
-            })
-        });
-    WorkloadState {
-        hash: workload::applied_hash(&d.metadata).map(str::to_owned),
-        available,
-        stalled: if current { stalled } else { None },
-    }
-}
-
 /// The live children's metadata, to tell a real write from a no-op apply.
 struct Live<'a> {
-    deployment: Option<&'a kube::api::ObjectMeta>,
+    /// The API's and the worker's Deployments ([`workload::Role::ALL`]'s order).
+    deployments: [Option<&'a kube::api::ObjectMeta>; 2],
     service: Option<&'a kube::api::ObjectMeta>,
 }
 
@@ -963,29 +950,35 @@ async fn apply_workload(
     ctx: &Context,
 ) -> Result<()> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace);
+    let mut deployments_written = 0;
+    for (role, before) in workload::Role::ALL.into_iter().zip(live.deployments) {
+        let name = role.name(&owner.name);
+        let deployment = workload::deployment(owner, spec, target, role);
+        let applied = deployments
+            .patch(&name, &ssa, &Patch::Apply(&deployment))
+            .await
+            .map_err(kube_err(format!("applying Deployment {name}")))?;
+        if wrote(before, &applied.metadata) {
+            ctx.metrics
+                .api_writes
+                .with_label_values(&["deployment"])
+                .inc();
+            deployments_written += 1;
+        }
+    }
     let name = naming::workload_name(&owner.name);
-    let deployment = workload::deployment(owner, spec, target);
-    let applied = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace)
-        .patch(&name, &ssa, &Patch::Apply(&deployment))
-        .await
-        .map_err(kube_err(format!("applying Deployment {name}")))?;
-    let deployment_written = wrote(live.deployment, &applied.metadata);
     let service = workload::service(owner, spec);
     let applied = Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
         .patch(&name, &ssa, &Patch::Apply(&service))
         .await
         .map_err(kube_err(format!("applying Service {name}")))?;
     let service_written = wrote(live.service, &applied.metadata);
-    for (kind, written) in [
-        ("deployment", deployment_written),
-        ("service", service_written),
-    ] {
-        if written {
-            ctx.metrics.api_writes.with_label_values(&[kind]).inc();
-        }
+    if service_written {
+        ctx.metrics.api_writes.with_label_values(&["service"]).inc();
     }
-    if deployment_written || service_written {
-        info!(target_version = %target.version, image = %target.image, deployment_written, service_written, "applied Deployment and Service");
+    if deployments_written > 0 || service_written {
+        info!(target_version = %target.version, image = %target.image, deployments_written, service_written, "applied the Deployments and the Service");
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod leader;
 pub mod naming;
 pub mod references;
+pub mod rollout;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

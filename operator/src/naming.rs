@@ -18,13 +18,25 @@ pub fn workload_name(release: &str) -> String {
     format!("{}-api", truncate(release, 55))
 }
 
+/// Name of the AI worker Deployment of a release.
+pub fn worker_name(release: &str) -> String {
+    format!("{}-worker", truncate(release, 55))
+}
+
+/// `app.kubernetes.io/name` of the API pods (and of the release's other objects).
+pub const API_APP: &str = "listacompra-api";
+/// `app.kubernetes.io/name` of the worker pods: the API Service never selects them.
+pub const WORKER_APP: &str = "listacompra-worker";
+
 /// Labels that select the API pods of a release (immutable once the Deployment exists).
 pub fn selector_labels(release: &str) -> BTreeMap<String, String> {
+    app_selector(release, API_APP)
+}
+
+/// Labels that select the pods named `app` of a release.
+pub fn app_selector(release: &str, app: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_owned(),
-            "listacompra-api".to_owned(),
-        ),
+        ("app.kubernetes.io/name".to_owned(), app.to_owned()),
         ("app.kubernetes.io/instance".to_owned(), release.to_owned()),
     ])
 }

@@ -281,14 +281,56 @@ fn drain(seconds: i64) -> Option<Lifecycle> {
     })
 }
 
-/// The API Deployment running `workload`, stamped with the hash of its spec.
-pub fn deployment(owner: &Owner, spec: &ListaCompraReleaseSpec, workload: &Workload) -> Deployment {
-    let content = deployment_spec(&owner.name, spec, workload);
-    let mut metadata = meta(owner, naming::workload_name(&owner.name), &workload.version);
+/// One of the two Deployments of a release. Both run the same workload (version, image,
+/// environment, Secrets' stamp) and move together: applied together, stamped with one hash
+/// ([`deployment_hash`]), and a rollout is complete only when both are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The API server (`serve`, without its in-process workers), behind the Service.
+    Api,
+    /// The AI worker and outbox relay (`worker`), scaled by `spec.worker`.
+    Worker,
+}
+
+impl Role {
+    /// Both, the API first.
+    pub const ALL: [Self; 2] = [Self::Api, Self::Worker];
+
+    /// The Deployment's name.
+    pub fn name(self, release: &str) -> String {
+        match self {
+            Self::Api => naming::workload_name(release),
+            Self::Worker => naming::worker_name(release),
+        }
+    }
+
+    /// The pods' `app.kubernetes.io/name`.
+    fn app(self) -> &'static str {
+        match self {
+            Self::Api => naming::API_APP,
+            Self::Worker => naming::WORKER_APP,
+        }
+    }
+}
+
+/// The Deployment of `role` running `workload`, stamped with [`deployment_hash`].
+pub fn deployment(
+    owner: &Owner,
+    spec: &ListaCompraReleaseSpec,
+    workload: &Workload,
+    role: Role,
+) -> Deployment {
+    let content = deployment_spec(&owner.name, spec, workload, role);
+    let mut metadata = meta(owner, role.name(&owner.name), &workload.version);
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert("app.kubernetes.io/name".to_owned(), role.app().to_owned());
     metadata
         .annotations
         .get_or_insert_with(BTreeMap::new)
-        .insert(SPEC_HASH_ANNOTATION.to_owned(), hash_of(&content));
+        .insert(
+            SPEC_HASH_ANNOTATION.to_owned(),
+            deployment_hash(&owner.name, spec, workload),
+        );
     Deployment {
         metadata,
         spec: Some(content),
@@ -296,13 +338,17 @@ pub fn deployment(owner: &Owner, spec: &ListaCompraReleaseSpec, workload: &Workl
     }
 }
 
-/// The hash [`deployment`] stamps for `workload`: equal hashes mean equal Deployments.
+/// The hash [`deployment`] stamps on both Deployments of `workload`: equal hashes mean equal
+/// Deployments, and two Deployments with the same hash belong to the same workload.
 pub fn deployment_hash(
     release: &str,
     spec: &ListaCompraReleaseSpec,
     workload: &Workload,
 ) -> String {
-    hash_of(&deployment_spec(release, spec, workload))
+    hash_of(&(
+        deployment_spec(release, spec, workload, Role::Api),
+        deployment_spec(release, spec, workload, Role::Worker),
+    ))
 }
 
 fn hash_of<T: serde::Serialize>(value: &T) -> String {
@@ -310,43 +356,83 @@ fn hash_of<T: serde::Serialize>(value: &T) -> String {
     format!("{:016x}", naming::fnv1a(&json))
 }
 
+/// The container of `role`: the API serves on the Service's port with the health gate's
+/// probe paths and a drain before it stops; the worker runs `worker` (relay and AI jobs,
+/// its own `/health`, `/ready` and `/metrics` on the same port) with its own resources.
+fn container(spec: &ListaCompraReleaseSpec, workload: &Workload, role: Role) -> Container {
+    let port = spec.service.port;
+    let (mut env, env_from) = env(spec, &workload.version);
+    let common = Container {
+        image: Some(workload.image.clone()),
+        image_pull_policy: Some(pull_policy(spec.image.pull_policy)),
+        env_from: (!env_from.is_empty()).then_some(env_from),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    match role {
+        Role::Api => {
+            // The relay and the AI worker run in the worker pods only.
+            env.push(plain_env("RUN_WORKER", "false".to_owned()));
+            Container {
+                name: "api".to_owned(),
+                args: Some(vec!["serve".to_owned()]),
+                ports: Some(vec![ContainerPort {
+                    name: Some("http".to_owned()),
+                    container_port: port,
+                    ..ContainerPort::default()
+                }]),
+                env: Some(env),
+                resources: spec.pod.resources.clone(),
+                liveness_probe: Some(http_probe(&spec.health.liveness_path, port, 10)),
+                readiness_probe: Some(http_probe(&spec.health.readiness_path, port, 5)),
+                lifecycle: drain(spec.pod.drain_seconds),
+                ..common
+            }
+        }
+        Role::Worker => Container {
+            name: "worker".to_owned(),
+            args: Some(vec!["worker".to_owned()]),
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: port,
+                ..ContainerPort::default()
+            }]),
+            env: Some(env),
+            resources: spec.worker.resources.clone(),
+            liveness_probe: Some(http_probe("/health", port, 10)),
+            readiness_probe: Some(http_probe("/ready", port, 5)),
+            ..common
+        },
+    }
+}
+
 fn deployment_spec(
     release: &str,
     spec: &ListaCompraReleaseSpec,
     workload: &Workload,
+    role: Role,
 ) -> DeploymentSpec {
-    let port = spec.service.port;
-    let (env, env_from) = env(spec, &workload.version);
     let mut pod_labels = spec.pod.labels.clone();
     pod_labels.extend(naming::labels(release, &workload.version));
+    pod_labels.insert("app.kubernetes.io/name".to_owned(), role.app().to_owned());
     let mut pod_annotations = spec.pod.annotations.clone();
     if let Some(secrets) = &workload.secrets {
         pod_annotations.insert(SECRETS_VERSION_ANNOTATION.to_owned(), secrets.clone());
     }
     let pod_annotations = (!pod_annotations.is_empty()).then_some(pod_annotations);
-    let container = Container {
-        name: "api".to_owned(),
-        image: Some(workload.image.clone()),
-        image_pull_policy: Some(pull_policy(spec.image.pull_policy)),
-        args: Some(vec!["serve".to_owned()]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: port,
-            ..ContainerPort::default()
-        }]),
-        env: Some(env),
-        env_from: (!env_from.is_empty()).then_some(env_from),
-        resources: spec.pod.resources.clone(),
-        liveness_probe: Some(http_probe(&spec.health.liveness_path, port, 10)),
-        readiness_probe: Some(http_probe(&spec.health.readiness_path, port, 5)),
-        security_context: Some(container_security()),
-        lifecycle: drain(spec.pod.drain_seconds),
-        ..Container::default()
+    let (replicas, grace) = match role {
+        // The drain, then the requests in flight.
+        Role::Api => (
+            spec.replicas,
+            spec.pod.drain_seconds + IN_FLIGHT_GRACE_SECONDS,
+        ),
+        // No traffic to drain; the job in hand is finished or, unacknowledged, redelivered.
+        Role::Worker => (spec.worker.replicas, IN_FLIGHT_GRACE_SECONDS),
     };
     DeploymentSpec {
-        replicas: Some(spec.replicas),
+        replicas: Some(replicas),
         selector: LabelSelector {
-            match_labels: Some(naming::selector_labels(release)),
+            match_labels: Some(naming::app_selector(release, role.app())),
             ..LabelSelector::default()
         },
         strategy: Some(DeploymentStrategy {
@@ -365,14 +451,12 @@ fn deployment_spec(
                 ..ObjectMeta::default()
             }),
             spec: Some(PodSpec {
-                containers: vec![container],
+                containers: vec![container(spec, workload, role)],
                 service_account_name: spec.pod.service_account_name.clone(),
                 automount_service_account_token: Some(false),
                 image_pull_secrets: pull_secrets(&spec.image),
                 security_context: Some(pod_security()),
-                termination_grace_period_seconds: Some(
-                    spec.pod.drain_seconds + IN_FLIGHT_GRACE_SECONDS,
-                ),
+                termination_grace_period_seconds: Some(grace),
                 ..PodSpec::default()
             }),
         },
@@ -559,6 +643,9 @@ pub fn is_ours(metadata: &ObjectMeta, owner: &Owner) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
     use super::*;
     use crate::fixtures::spec;
 
@@ -569,7 +656,7 @@ mod tests {
             spec: SpecSource::Current,
             secrets: None,
         };
-        deployment_spec("lc", spec, &workload)
+        deployment_spec("lc", spec, &workload, Role::Api)
             .template
             .spec
             .expect("pod spec")
@@ -607,6 +694,120 @@ mod tests {
                 .any(|f| f.secret_ref.as_ref().is_some_and(|r| &r.name == name));
             assert!(in_env || in_from, "{name} is not in the pod template");
         }
+    }
+
+    #[test]
+    fn the_worker_runs_the_same_workload_in_a_deployment_of_its_own() {
+        let owner = Owner {
+            name: "lc".into(),
+            namespace: "shop".into(),
+            reference: OwnerReference::default(),
+        };
+        let mut s = spec("1.0.0");
+        s.worker.replicas = 3;
+        s.worker.resources = Some(ResourceRequirements {
+            limits: Some([("memory".to_owned(), Quantity("128Mi".into()))].into()),
+            ..ResourceRequirements::default()
+        });
+        s.pod.annotations = [("team".to_owned(), "lists".to_owned())].into();
+        let workload = Workload {
+            version: "1.0.0".into(),
+            image: "reg/api:1.0.0".into(),
+            spec: SpecSource::Current,
+            secrets: Some("s-1".into()),
+        };
+        let api = deployment(&owner, &s, &workload, Role::Api);
+        let worker = deployment(&owner, &s, &workload, Role::Worker);
+        assert_eq!(worker.metadata.name.as_deref(), Some("lc-worker"));
+        let hash = deployment_hash("lc", &s, &workload);
+        for d in [&api, &worker] {
+            assert_eq!(
+                applied_hash(&d.metadata),
+                Some(hash.as_str()),
+                "one hash on both"
+            );
+        }
+
+        let api = api.spec.expect("api spec");
+        let worker = worker.spec.expect("worker spec");
+        assert_eq!((api.replicas, worker.replicas), (Some(2), Some(3)));
+        let pod_labels = |d: &DeploymentSpec| {
+            d.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default()
+        };
+        let selects = |selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>| {
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let service_selector = service(&owner, &s)
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default();
+        assert!(selects(&service_selector, &pod_labels(&api)));
+        assert!(
+            !selects(&service_selector, &pod_labels(&worker)),
+            "the Service never sends requests to a worker"
+        );
+        let worker_selector = worker.selector.match_labels.clone().unwrap_or_default();
+        assert!(selects(&worker_selector, &pod_labels(&worker)));
+        assert!(
+            !selects(&worker_selector, &pod_labels(&api)),
+            "the worker Deployment never adopts API pods"
+        );
+
+        let annotations = |d: &DeploymentSpec| {
+            d.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default()
+        };
+        for d in [&api, &worker] {
+            let a = annotations(d);
+            assert_eq!(
+                a.get(SECRETS_VERSION_ANNOTATION).map(String::as_str),
+                Some("s-1")
+            );
+            assert_eq!(a.get("team").map(String::as_str), Some("lists"));
+        }
+        let container =
+            |d: &DeploymentSpec| d.template.spec.as_ref().expect("pod spec").containers[0].clone();
+        let (a, w) = (container(&api), container(&worker));
+        assert_eq!(a.image, w.image);
+        assert_eq!(w.args, Some(vec!["worker".to_owned()]));
+        assert_eq!(w.resources, s.worker.resources);
+        let vars = |c: &Container| {
+            c.env
+                .iter()
+                .flatten()
+                .map(|v| (v.name.clone(), v.value.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (mut api_vars, worker_vars) = (vars(&a), vars(&w));
+        assert_eq!(
+            api_vars.remove("RUN_WORKER"),
+            Some(Some("false".to_owned())),
+            "the API pods run no worker"
+        );
+        assert_eq!(api_vars, worker_vars, "the same environment otherwise");
+        let path = |p: &Option<Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|g| g.path.clone())
+        };
+        assert_eq!(path(&w.liveness_probe).as_deref(), Some("/health"));
+        assert_eq!(path(&w.readiness_probe).as_deref(), Some("/ready"));
+        assert!(w.lifecycle.is_none(), "no traffic to drain");
+
+        let mut scaled = s.clone();
+        scaled.worker.replicas = 1;
+        assert_ne!(
+            deployment_hash("lc", &scaled, &workload),
+            hash,
+            "scaling the worker re-applies"
+        );
     }
 
     #[test]

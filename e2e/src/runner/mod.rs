@@ -516,8 +516,7 @@ async fn run_server(
             version,
         },
     );
-    let release = pod.labels().get("app.kubernetes.io/instance").cloned();
-    let target = scrape_target(shared, &name, release.as_deref(), address);
+    let target = scrape_target(shared, pod, address);
     set_ready(shared, &name, true).await;
     shared.record(format!("pod {name}: ready"));
     let exited = tokio::select! {
@@ -581,21 +580,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Writes a Prometheus file_sd target for the pod, labelled as the ServiceMonitor labels it
-/// (`namespace`, `pod`, and `release` from app.kubernetes.io/instance); its path, to remove
-/// it later.
-fn scrape_target(
-    shared: &Shared,
-    pod: &str,
-    release: Option<&str>,
-    address: SocketAddr,
-) -> Option<PathBuf> {
+/// Writes a Prometheus file_sd target for the pod, labelled as the API ServiceMonitor and
+/// the worker PodMonitor label it (`job` from app.kubernetes.io/name, `namespace`, `pod`,
+/// and `release` from app.kubernetes.io/instance); its path, to remove it later.
+fn scrape_target(shared: &Shared, pod: &Pod, address: SocketAddr) -> Option<PathBuf> {
     let dir = shared.config.prometheus_targets.as_ref()?;
-    let path = dir.join(format!("{}--{pod}.json", shared.namespace));
-    let mut labels = json!({ "namespace": shared.namespace, "pod": pod });
-    if let Some(release) = release {
+    let name = pod.name_any();
+    let path = dir.join(format!("{}--{name}.json", shared.namespace));
+    let mut labels = json!({ "namespace": shared.namespace, "pod": name });
+    if let Some(release) = pod.labels().get("app.kubernetes.io/instance") {
         labels["release"] = json!(release);
     }
+    if let Some(app) = pod.labels().get("app.kubernetes.io/name") {
+        labels["job"] = json!(app);
+    }
+    let pod = name;
     let body = json!([{ "targets": [address.to_string()], "labels": labels }]);
     // Written aside and renamed, so Prometheus never reads half a file.
     let tmp = dir.join(format!(".{}--{pod}.tmp", shared.namespace));

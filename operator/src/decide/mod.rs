@@ -53,15 +53,17 @@ pub enum JobState {
     Failed(String),
 }
 
-/// State of the API Deployment.
+/// State of the release's workload: its API and worker Deployments (see
+/// [`crate::rollout::workload_state`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkloadState {
-    /// Hash of what the operator last applied (annotation), if the Deployment exists.
+    /// Hash of what the operator last applied (the API Deployment's annotation), if it
+    /// exists.
     pub hash: Option<String>,
-    /// The Deployment has rolled out its current template: all replicas updated and
-    /// available, none of an older template left.
+    /// Both Deployments have rolled out that workload: all replicas updated and available,
+    /// none of an older template left.
     pub available: bool,
-    /// The Deployment reported `ProgressDeadlineExceeded`, with its message.
+    /// A Deployment reported `ProgressDeadlineExceeded`, with its message.
     pub stalled: Option<String>,
 }
 
@@ -84,7 +86,7 @@ pub struct Observed<'a> {
     pub revert_job: JobState,
     /// The smoke-test Job named in the status.
     pub smoke_job: JobState,
-    /// The API Deployment.
+    /// The API and worker Deployments.
     pub workload: WorkloadState,
     /// A health check performed for this reconcile (see [`gate_due`]).
     pub health_check: Option<Result<(), String>>,
