@@ -364,14 +364,16 @@ impl Stack {
 
     /// The image of the API Deployment's container.
     pub async fn deployed_image(&self) -> Result<String> {
+        self.image_of(&format!("{RELEASE}-api")).await
+    }
+
+    /// The image of Deployment `name` (`<release>-worker`: the AI worker's).
+    pub async fn image_of(&self, name: &str) -> Result<String> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-        let deployment =
-            api.get(&format!("{RELEASE}-api"))
-                .await
-                .map_err(|source| Error::Kube {
-                    action: "reading the API Deployment".to_owned(),
-                    source,
-                })?;
+        let deployment = api.get(name).await.map_err(|source| Error::Kube {
+            action: format!("reading Deployment {name}"),
+            source,
+        })?;
         Ok(deployment
             .spec
             .and_then(|s| s.template.spec)

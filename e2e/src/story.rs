@@ -35,7 +35,7 @@ use listacompra_crds::{ListaCompraRelease, Phase};
 use crate::approvals::Approvers;
 use crate::attachments::Attachments;
 use crate::load::{LoadGenerator, LoadStats};
-use crate::stack::{IMAGE, POLL, Stack};
+use crate::stack::{IMAGE, POLL, RELEASE, Stack};
 use crate::timeline::{KpiPoint, Timeline};
 use crate::{Error, Result};
 
@@ -446,25 +446,37 @@ impl<'a> Story<'a> {
         check(image == format!("{IMAGE}:{version}"), || {
             format!("the Deployment runs {image}, expected {IMAGE}:{version}")
         })?;
+        let worker = self.stack.image_of(&format!("{RELEASE}-worker")).await?;
+        check(worker == image, || {
+            format!("the worker Deployment runs {worker}, the API's {image}")
+        })?;
         let revision = self.stack.schema_revision().await?;
         check(revision == schema, || {
             format!("the database is at schema revision {revision}, expected {schema}")
         })?;
-        // Old pods drain after a rollout; wait for the runner to stop them.
+        // Old pods drain after a rollout; wait for the runner to stop them. The worker pods
+        // run the same version.
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let apps = loop {
             self.runner_events();
             let versions = self.stack.runner.ready_versions();
-            if versions.len() == 1 && versions.contains(version) {
-                break;
+            let apps = self.stack.runner.ready_apps();
+            let workers = apps.get("listacompra-worker").copied().unwrap_or(0);
+            if versions.len() == 1 && versions.contains(version) && workers > 0 {
+                break apps;
             }
             check(Instant::now() < deadline, || {
-                format!("pods still serving {versions:?}, expected only {version}")
+                format!(
+                    "pods still serving {versions:?} ({apps:?}), expected only {version} and a worker"
+                )
             })?;
             tokio::time::sleep(POLL).await;
-        }
+        };
+        let count = |app: &str| apps.get(app).copied().unwrap_or(0);
         self.say(format!(
-            "  serving: v{version} only (image {image}), database at schema revision {revision}"
+            "  serving: v{version} only (image {image}: {} API pods, {} worker), database at schema revision {revision}",
+            count("listacompra-api"),
+            count("listacompra-worker")
         ));
         Ok(())
     }

@@ -341,12 +341,56 @@ struct Seen {
     image: String,
     replicas: Option<i32>,
     rolled_out: bool,
+    /// The worker Deployment.
+    worker: Rollout,
     service: bool,
     running_jobs: Vec<String>,
     /// The Secrets' fingerprint on the pod template, and the one in status.
     stamp: Option<String>,
     status_stamp: Option<String>,
     reconciling: bool,
+}
+
+/// One Deployment as seen: its image, replicas, whether it has rolled them all out, and the
+/// Secrets' fingerprint on its pod template.
+#[derive(Debug, Default)]
+struct Rollout {
+    image: String,
+    replicas: Option<i32>,
+    rolled_out: bool,
+    stamp: Option<String>,
+}
+
+fn rollout(deployment: Option<Deployment>) -> Rollout {
+    let Some(d) = deployment else {
+        return Rollout::default();
+    };
+    let spec = d.spec.clone().unwrap_or_default();
+    let stamp = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get("listacompra.app/secrets-version").cloned());
+    let image = spec
+        .template
+        .spec
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.image)
+        .unwrap_or_default();
+    let want = spec.replicas.unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    let rolled_out = d.metadata.deletion_timestamp.is_none()
+        && s.observed_generation == d.metadata.generation
+        && s.updated_replicas.unwrap_or(0) == want
+        && s.available_replicas.unwrap_or(0) == want
+        && s.replicas.unwrap_or(0) == want;
+    Rollout {
+        image,
+        replicas: spec.replicas,
+        rolled_out,
+        stamp,
+    }
 }
 
 async fn look(stack: &Stack) -> anyhow::Result<Seen> {
@@ -356,39 +400,8 @@ async fn look(stack: &Stack) -> anyhow::Result<Seen> {
     let services: Api<Service> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let jobs: Api<Job> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let workload = format!("{RELEASE}-api");
-    let deployment = deployments.get_opt(&workload).await?;
-    let stamp = deployment
-        .as_ref()
-        .and_then(|d| {
-            d.spec
-                .as_ref()?
-                .template
-                .metadata
-                .as_ref()?
-                .annotations
-                .as_ref()
-        })
-        .and_then(|a| a.get("listacompra.app/secrets-version").cloned());
-    let (image, replicas, rolled_out) = match &deployment {
-        Some(d) => {
-            let spec = d.spec.clone().unwrap_or_default();
-            let image = spec
-                .template
-                .spec
-                .and_then(|p| p.containers.into_iter().next())
-                .and_then(|c| c.image)
-                .unwrap_or_default();
-            let want = spec.replicas.unwrap_or(1);
-            let s = d.status.clone().unwrap_or_default();
-            let rolled_out = d.metadata.deletion_timestamp.is_none()
-                && s.observed_generation == d.metadata.generation
-                && s.updated_replicas == Some(want)
-                && s.available_replicas == Some(want)
-                && s.replicas == Some(want);
-            (image, spec.replicas, rolled_out)
-        }
-        None => (String::new(), None, false),
-    };
+    let api = rollout(deployments.get_opt(&workload).await?);
+    let worker = rollout(deployments.get_opt(&format!("{RELEASE}-worker")).await?);
     let service = services
         .get_opt(&workload)
         .await?
@@ -409,12 +422,13 @@ async fn look(stack: &Stack) -> anyhow::Result<Seen> {
         stable: status.stable_version.clone().unwrap_or_default(),
         status_schema: status.schema_version,
         db_schema: stack.schema_revision().await?,
-        image,
-        replicas,
-        rolled_out,
+        image: api.image,
+        replicas: api.replicas,
+        rolled_out: api.rolled_out,
+        worker,
         service,
         running_jobs,
-        stamp,
+        stamp: api.stamp,
         status_stamp: status.secrets_version.clone(),
         reconciling: status
             .conditions
@@ -480,6 +494,17 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
         format!(
             "Deployment replicas {:?}, rolled out: {}",
             seen.replicas, seen.rolled_out
+        ),
+    );
+    // The worker runs the same workload, at the spec's replicas (the default 1).
+    want(
+        seen.worker.image == seen.image
+            && seen.worker.stamp == seen.stamp
+            && seen.worker.replicas == Some(1)
+            && seen.worker.rolled_out,
+        format!(
+            "the worker Deployment is not the API's workload: {:?}",
+            seen.worker
         ),
     );
     want(seen.service, "the Service is missing".into());

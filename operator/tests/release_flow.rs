@@ -14,7 +14,7 @@ use listacompra_crds::status::{Outcome, condition};
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
 use support::{
-    Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, jobs,
+    Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, image_of, jobs,
     kubectl_wait_ready, release, wait_phase,
 };
 
@@ -183,7 +183,7 @@ async fn happy_path_releases_two_versions_with_one_job_each() {
         let log = operator.log();
         let reconcile_line = log
             .lines()
-            .find(|l| l.contains("applied Deployment"))
+            .find(|l| l.contains("applied the Deployments"))
             .ok_or_else(|| anyhow::anyhow!("no apply logged:\n{log}"))?;
         for field in ["\"release\":\"lc\"", "\"version\":", "\"phase\":"] {
             ensure!(
@@ -274,6 +274,10 @@ async fn a_failing_health_gate_rolls_back_and_is_not_retried() {
         ensure!(
             deployed_image(&ctx).await? == format!("{IMAGE}:1.0.0"),
             "workload rolled back"
+        );
+        ensure!(
+            image_of(&ctx, "lc-worker").await? == format!("{IMAGE}:1.0.0"),
+            "the worker rolled back with the API"
         );
         ensure!(
             lc.status.as_ref().and_then(|s| s.schema_version) == Some(1),
@@ -754,6 +758,96 @@ async fn drift_of_the_children_is_repaired_without_a_new_release() {
             "drift repair started a migration"
         );
         Ok(())
+    })
+    .await;
+}
+
+/// The runbook's "scale the replica" when AI jobs queue up: `spec.worker.replicas` scales
+/// the worker Deployment of the serving version, with no new release (no Job, no gate); a
+/// hand-scaled worker is put back; a new version moves the worker with the API.
+#[tokio::test]
+async fn scaling_the_worker_field_scales_the_worker_deployment() {
+    with_namespace("op-worker", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
+        let migrations = jobs(&ctx, "migrate").await?.len();
+        let rolled_out = |replicas: i32, image: String| {
+            let deployments = deployments.clone();
+            async move {
+                e2e::cluster::eventually(
+                    &format!("lc-worker at {replicas} available replicas of {image}"),
+                    TIMEOUT,
+                    || {
+                        let deployments = deployments.clone();
+                        let image = image.clone();
+                        async move {
+                            let d = deployments.get_opt("lc-worker").await.ok()??;
+                            let spec = d.spec?;
+                            let live = spec.template.spec?.containers.first()?.image.clone()?;
+                            let status = d.status.unwrap_or_default();
+                            (spec.replicas == Some(replicas)
+                                && live == image
+                                && status.available_replicas.unwrap_or(0) == replicas
+                                && status.replicas.unwrap_or(0) == replicas)
+                                .then_some(())
+                        }
+                    },
+                )
+                .await
+                .map_err(anyhow::Error::msg)
+            }
+        };
+        let v1 = format!("{IMAGE}:1.0.0");
+        rolled_out(1, v1.clone()).await?;
+
+        let mut scaled = release("1.0.0", 1, &endpoint.url);
+        scaled["spec"]["worker"] = json!({ "replicas": 3 });
+        apply(&ctx, &scaled).await?;
+        let worked = rolled_out(3, v1.clone()).await;
+        if worked.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        worked?;
+
+        // kubectl scale deploy/lc-worker --replicas=7: put back to the spec's 3.
+        deployments
+            .patch(
+                "lc-worker",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "spec": { "replicas": 7 } })),
+            )
+            .await?;
+        rolled_out(3, v1.clone()).await?;
+
+        // Scaled to 0: no worker pod, and still the same serving release.
+        scaled["spec"]["worker"] = json!({ "replicas": 0 });
+        apply(&ctx, &scaled).await?;
+        rolled_out(0, v1.clone()).await?;
+        let lc = ctx.api::<ListaCompraRelease>().get("lc").await?;
+        let status = lc.status.clone().unwrap_or_default();
+        ensure!(
+            status.phase == Some(Phase::Succeeded)
+                && status.stable_version.as_deref() == Some("1.0.0")
+                && cond(&lc, condition::READY).0 == "True",
+            "scaling the worker changed the release: {status:#?}"
+        );
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == migrations,
+            "scaling the worker started a migration"
+        );
+        ensure!(
+            deployed_image(&ctx).await? == v1,
+            "the API pods stayed as they were"
+        );
+
+        // A new version moves the worker with the API, at the spec's replicas.
+        let mut next = release("1.1.0", 2, &endpoint.url);
+        next["spec"]["worker"] = json!({ "replicas": 2 });
+        apply(&ctx, &next).await?;
+        let lc = wait_phase(&ctx, "1.1.0", Phase::Succeeded, TIMEOUT).await?;
+        ensure!(lc.status.and_then(|s| s.stable_version).as_deref() == Some("1.1.0"));
+        rolled_out(2, format!("{IMAGE}:1.1.0")).await?;
+        Ok::<(), anyhow::Error>(())
     })
     .await;
 }

@@ -204,6 +204,21 @@ impl Runner {
             .collect()
     }
 
+    /// How many processes are up now, by their pod's `app.kubernetes.io/name`
+    /// (`listacompra-api`, `listacompra-worker`).
+    pub fn ready_apps(&self) -> BTreeMap<String, usize> {
+        let mut apps = BTreeMap::new();
+        for ready in lock(&self.shared.ready).values() {
+            let app = ready
+                .labels
+                .get("app.kubernetes.io/name")
+                .cloned()
+                .unwrap_or_default();
+            *apps.entry(app).or_default() += 1;
+        }
+        apps
+    }
+
     /// Versions (`APP_VERSION`) of the API processes that are up now.
     pub fn ready_versions(&self) -> BTreeSet<String> {
         lock(&self.shared.ready)

@@ -281,7 +281,12 @@ pub async fn wait_phase(
 
 /// The image of the API Deployment's container.
 pub async fn deployed_image(ctx: &TestContext) -> Result<String> {
-    let d: Deployment = ctx.api::<Deployment>().get("lc-api").await?;
+    image_of(ctx, "lc-api").await
+}
+
+/// The image of Deployment `name` (`lc-worker`: the AI worker's).
+pub async fn image_of(ctx: &TestContext, name: &str) -> Result<String> {
+    let d: Deployment = ctx.api::<Deployment>().get(name).await?;
     d.spec
         .and_then(|s| s.template.spec)
         .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
