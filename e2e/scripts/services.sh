@@ -64,8 +64,12 @@ postgres_up() {
       rm -f "$pw"
     fi
     log "starting postgres on 127.0.0.1:$LC_PG_PORT"
+    # authentication_timeout 10 s (default 60): DROP DATABASE waits until every backend has
+    # absorbed its barrier, and a backend whose client stopped halfway through the SCRAM
+    # handshake (a test process or pod killed, a runtime that stopped polling) absorbs it
+    # only when this timeout ends it; every test's database drop would wait that long.
     as_pg "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $LC_PG_PORT -c unix_socket_directories=$pg_dir -c max_connections=300 -c fsync=off" \
+      -o "-c listen_addresses=127.0.0.1 -p $LC_PG_PORT -c unix_socket_directories=$pg_dir -c max_connections=300 -c fsync=off -c authentication_timeout=10s" \
       start >/dev/null 9>&- \
       || { tail -n5 "$pg_dir/postgres.log" >&2; die "postgres did not start (log: $pg_dir/postgres.log). Fix: read the log; a stale $pg_dir/data/postmaster.pid can be removed."; }
   fi

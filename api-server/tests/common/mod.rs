@@ -58,10 +58,13 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        // Drop also runs while a failed test unwinds, inside the test's (now blocked)
-        // runtime, so the cleanup is synchronous: psql ends the pool's sessions (FORCE)
-        // and drops the database.
-        let out = std::process::Command::new("psql")
+        // Drop also runs while a failed test unwinds, inside the test's runtime, so the
+        // cleanup cannot be async: psql ends the sessions (FORCE) and drops the database.
+        // It is started and not waited for: waiting would block the runtime while a server
+        // of the test may be halfway through opening a connection, and DROP DATABASE waits
+        // for that backend (its barrier) until its client finishes or the server's
+        // authentication timeout ends it. psql outlives the test process if it must.
+        let started = std::process::Command::new("psql")
             .arg(&self.admin_url)
             .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
             .arg(format!(
@@ -69,15 +72,11 @@ impl Drop for TestDb {
                 self.name
             ))
             .stdin(std::process::Stdio::null())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "warning: could not drop test database {}: {}",
-                self.name,
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("warning: could not run psql to drop {}: {e}", self.name),
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = started {
+            eprintln!("warning: could not run psql to drop {}: {e}", self.name);
         }
     }
 }
