@@ -145,11 +145,6 @@ pub fn spawn_workers(
     let mut tasks = vec![
         tokio::spawn(relay.run(shutdown.clone())),
         tokio::spawn(worker.run(shutdown.clone())),
-        tokio::spawn(crate::ai::backlog::watch_oldest_pending(
-            pool.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        )),
     ];
     if let Some(objects) = objects(config)? {
         let janitor = Janitor::new(pool.clone(), objects, metrics.clone());
@@ -261,6 +256,11 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         state.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::ai::backlog::watch(
+        pool.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )));
     let server = http::serve::serve(
         warp::service(http::api(state)),
         listener,
@@ -284,7 +284,10 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
 }
 
 /// Runs the relay and the AI worker (and the object janitor) until a signal, with
-/// `/health`, `/ready` and `/metrics` on `listener` for the pod's probes and Prometheus.
+/// `/health`, `/ready` and `/metrics` on `listener` for Prometheus and people. When one of
+/// its tasks ends before a signal (a panic), the others are stopped and it returns an error:
+/// the process exits non-zero and the kubelet restarts it (its pods have no probes, see the
+/// operator's `workload` module).
 pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
     let addr = listener.local_addr().map_err(|source| Error::Io {
         context: "reading the listen address".to_owned(),
@@ -308,8 +311,13 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
         version: config.app_version.clone(),
     });
     let (switch, shutdown) = shutdown_switch();
-    stop_on_signals(switch);
+    stop_on_signals(switch.clone());
     let mut tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;
+    tasks.push(tokio::spawn(crate::ai::backlog::watch(
+        pool.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(http::serve::serve(
         warp::service(http::probes::worker(probes)),
         listener,
@@ -320,10 +328,24 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
         wait_for(shutdown.clone()),
     )));
     tracing::info!(%addr, version = %config.app_version, "AI worker and outbox relay running");
-    for task in tasks {
-        let _ = task.await;
+    let mut running: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let mut failure = None;
+    while let Some(ended) = futures::StreamExt::next(&mut running).await {
+        if *shutdown.borrow() || failure.is_some() {
+            continue;
+        }
+        let reason = match ended {
+            Ok(()) => "it returned".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(%reason, "a worker task stopped unexpectedly; stopping the others");
+        failure = Some(Error::TaskEnded {
+            task: "a worker task",
+            reason,
+        });
+        let _ = switch.send(true);
     }
     pool.close().await;
     tracing::info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }

@@ -176,6 +176,15 @@ pub enum Error {
         /// When to try again.
         retry_after: std::time::Duration,
     },
+    /// A task of a long-running process ended while nothing asked it to stop (it panicked,
+    /// or returned): the process exits non-zero so that its supervisor restarts it.
+    #[error("{task} stopped unexpectedly: {reason}")]
+    TaskEnded {
+        /// Which task.
+        task: &'static str,
+        /// Its panic message, or why it returned.
+        reason: String,
+    },
     /// An I/O error (binding the listener, reading files).
     #[error("I/O: {context}: {source}")]
     Io {

@@ -397,6 +397,22 @@ impl Relay {
                     .execute(&mut *tx)
                     .await
                     .map_err(Error::db("moving an outbox event aside"))?;
+                    // A suggestion request whose event can never reach the worker ends failed,
+                    // in the same transaction: its user sees a terminal state instead of
+                    // waiting for ever (and the oldest pending request's age stays true).
+                    if event.event_type == SUGGESTION_REQUESTED
+                        && let Some(job) = crate::domain::SuggestionJob::from_event(&event)
+                    {
+                        sqlx::query(
+                            "UPDATE suggestion_requests SET status = 'failed', error = $2, \
+                             completed_at = now() WHERE id = $1 AND status = 'pending'",
+                        )
+                        .bind(job.request_id)
+                        .bind("the request could not be queued for the AI worker; ask again")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::db("failing the request of an event moved aside"))?;
+                    }
                     self.metrics
                         .dead_letters
                         .with_label_values(&["outbox"])

@@ -441,6 +441,33 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     .await?;
     // And one that cannot even be sent: a routing key longer than AMQP's 255 bytes.
     let unroutable = outbox::enqueue(&mut tx, &"k".repeat(300), Uuid::new_v4(), json!({})).await?;
+    // A suggestion request whose event can never be published: once it is moved aside, the
+    // request must end failed (its user would otherwise wait for ever, and the oldest
+    // pending request's age would grow for ever).
+    let (user, list, request) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        .bind(user)
+        .bind(format!("{user}@example.com"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, 'l')")
+        .bind(list)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO suggestion_requests (id, list_id, requested_by) VALUES ($1, $2, $3)")
+        .bind(request)
+        .bind(list)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    let stuck = outbox::enqueue(
+        &mut tx,
+        outbox::SUGGESTION_REQUESTED,
+        request,
+        json!({ "request_id": request, "list_id": list, "pad": "x".repeat(8192) }),
+    )
+    .await?;
     tx.commit().await?;
     let mut good = Vec::new();
     for i in 0..5 {
@@ -481,6 +508,36 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
         error.contains("gave up after 5 attempts") && error.contains("RabbitMQ"),
         "{error}"
     );
+    let (status, error): (String, Option<String>) = eventually(
+        "the suggestion request of the event moved aside to end failed",
+        Duration::from_secs(60),
+        || async {
+            let row: (String, Option<String>) =
+                sqlx::query_as("SELECT status, error FROM suggestion_requests WHERE id = $1")
+                    .bind(request)
+                    .fetch_one(&db.pool)
+                    .await?;
+            Ok((row.0 != "pending").then_some(row))
+        },
+    )
+    .await?;
+    assert_eq!(status, "failed");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be queued")),
+        "{error:?}"
+    );
+    let aside: bool =
+        sqlx::query_scalar("SELECT next_attempt_at = 'infinity' FROM outbox_events WHERE id = $1")
+            .bind(stuck)
+            .fetch_one(&db.pool)
+            .await?;
+    assert!(aside);
+    assert_eq!(
+        listacompra_api::ai::backlog::oldest_pending_seconds(&db.pool).await?,
+        0
+    );
     let published: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox_events WHERE published_at IS NOT NULL AND id = ANY($1)",
     )
@@ -497,8 +554,9 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     .fetch_one(&db.pool)
     .await?;
     assert_eq!((attempts, aside), (1, true));
-    // Four retries (the fifth failure is not followed by one), two dead letters.
-    assert_eq!(metrics.outbox_retries.get(), 4);
+    // Eight retries (the fifth failure of each big event is not followed by one), three
+    // dead letters.
+    assert_eq!(metrics.outbox_retries.get(), 8);
     let text = metrics.render();
     assert_eq!(
         sample(
@@ -506,7 +564,7 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
             "listacompra_dead_letters_total",
             r#"source="outbox""#
         ),
-        Some(2.0),
+        Some(3.0),
         "{text}"
     );
     let _ = stop.send(true);

@@ -215,6 +215,117 @@ async fn the_worker_process_serves_probes_does_the_jobs_and_reports_its_backlog(
     Ok(())
 }
 
+/// The AI queue's depth is sampled beside the jobs, not between them: while the provider
+/// hangs on the first job, the messages beyond the prefetched ones are reported waiting.
+#[tokio::test]
+async fn the_worker_reports_the_messages_waiting_while_a_job_takes_long() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let config = common::config(&services, &db)?;
+    // A "provider" that accepts connections and never answers.
+    let provider = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let provider_url = format!("http://{}", provider.local_addr()?);
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = provider.accept().await {
+            held.push(socket);
+        }
+    });
+
+    let (user, list) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        .bind(user)
+        .bind(format!("{user}@example.com"))
+        .execute(&db.pool)
+        .await?;
+    sqlx::query("INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, 'l')")
+        .bind(list)
+        .bind(user)
+        .execute(&db.pool)
+        .await?;
+    let topology = Topology::new(&config.amqp_prefix);
+    let conn = amqp::connect(&config.rabbitmq_url, Duration::from_secs(5)).await?;
+    let channel = conn.create_channel().await?;
+    amqp::declare(&channel, &topology).await?;
+    const JOBS: u32 = 12;
+    for _ in 0..JOBS {
+        let request = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO suggestion_requests (id, list_id, requested_by) VALUES ($1, $2, $3)",
+        )
+        .bind(request)
+        .bind(list)
+        .bind(user)
+        .execute(&db.pool)
+        .await?;
+        let event = listacompra_api::domain::Event {
+            id: uuid::Uuid::new_v4(),
+            event_type: listacompra_api::outbox::SUGGESTION_REQUESTED.to_owned(),
+            aggregate_id: list,
+            payload: serde_json::json!({ "request_id": request, "list_id": list }),
+            created_at: chrono::Utc::now(),
+        };
+        channel
+            .basic_publish(
+                "".into(),
+                topology.ai_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(&event)?,
+                BasicProperties::default(),
+            )
+            .await?
+            .await?;
+    }
+
+    let port = e2e::runner::free_port()?;
+    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
+        .arg("worker")
+        .env_clear()
+        .env("DATABASE_URL", &config.database_url)
+        .env("REDIS_URL", &config.redis_url)
+        .env("RABBITMQ_URL", &config.rabbitmq_url)
+        .env("JWT_SECRET", &config.jwt_secret)
+        .env("AMQP_PREFIX", &config.amqp_prefix)
+        .env("PPLX_API_KEY", "pplx-test-key")
+        .env("PPLX_BASE_URL", &provider_url)
+        .env("PPLX_TIMEOUT_MS", "120000")
+        .env("AI_PROVIDER_RETRIES", "0")
+        .env("APP_VERSION", "9.9.9-slow")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    // One job hangs in the provider and the prefetch (8) holds seven more: four wait.
+    let waiting = eventually(
+        "the worker to report 4 waiting messages",
+        Duration::from_secs(60),
+        || async {
+            let Ok(res) = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+            else {
+                return Ok(None);
+            };
+            let text = res.text().await?;
+            Ok(sample(&text, names::AI_QUEUE_MESSAGES).filter(|n| *n == f64::from(JOBS - 8)))
+        },
+    )
+    .await?;
+    assert_eq!(waiting, 4.0);
+    assert_eq!(
+        backlog::queue_messages(&channel, &topology.ai_queue).await?,
+        JOBS - 8
+    );
+    hold.abort();
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
 fn nix_kill(pid: u32) -> Result<()> {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -641,13 +641,11 @@ async fn reconcile_release(
     if let (Some(target), None) = (&decision.workload, &foreign) {
         apply_workload(
             &owner,
-            decide::spec_for(&observed, target),
+            &decide::deployments_spec(&observed, target),
             target,
             Live {
-                deployments: [
-                    live.as_ref().map(|d| &d.metadata),
-                    live_worker.as_ref().map(|d| &d.metadata),
-                ],
+                api: live.as_ref().map(|d| &d.metadata),
+                worker: live_worker.as_ref().map(|d| &d.metadata),
                 service: live_service.as_ref().map(|s| &s.metadata),
             },
             ctx,
@@ -936,8 +934,8 @@ async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Option<String
 
 /// The live children's metadata, to tell a real write from a no-op apply.
 struct Live<'a> {
-    /// The API's and the worker's Deployments ([`workload::Role::ALL`]'s order).
-    deployments: [Option<&'a kube::api::ObjectMeta>; 2],
+    api: Option<&'a kube::api::ObjectMeta>,
+    worker: Option<&'a kube::api::ObjectMeta>,
     service: Option<&'a kube::api::ObjectMeta>,
 }
 
@@ -952,7 +950,11 @@ async fn apply_workload(
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace);
     let mut deployments_written = 0;
-    for (role, before) in workload::Role::ALL.into_iter().zip(live.deployments) {
+    for role in workload::Role::ALL {
+        let before = match role {
+            workload::Role::Api => live.api,
+            workload::Role::Worker => live.worker,
+        };
         let name = role.name(&owner.name);
         let deployment = workload::deployment(owner, spec, target, role);
         let applied = deployments

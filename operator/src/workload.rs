@@ -293,8 +293,10 @@ pub enum Role {
 }
 
 impl Role {
-    /// Both, the API first.
-    pub const ALL: [Self; 2] = [Self::Api, Self::Worker];
+    /// Both, in the order they are applied: the worker first, so that the API pods (which
+    /// stop relaying with `RUN_WORKER=false`) never change while no worker of the new
+    /// template exists.
+    pub const ALL: [Self; 2] = [Self::Worker, Self::Api];
 
     /// The Deployment's name.
     pub fn name(self, release: &str) -> String {
@@ -358,7 +360,7 @@ fn hash_of<T: serde::Serialize>(value: &T) -> String {
 
 /// The container of `role`: the API serves on the Service's port with the health gate's
 /// probe paths and a drain before it stops; the worker runs `worker` (relay and AI jobs,
-/// its own `/health`, `/ready` and `/metrics` on the same port) with its own resources.
+/// `/metrics` on the same port) with its own resources.
 fn container(spec: &ListaCompraReleaseSpec, workload: &Workload, role: Role) -> Container {
     let port = spec.service.port;
     let (mut env, env_from) = env(spec, &workload.version);
@@ -399,8 +401,11 @@ fn container(spec: &ListaCompraReleaseSpec, workload: &Workload, role: Role) -> 
             }]),
             env: Some(env),
             resources: spec.worker.resources.clone(),
-            liveness_probe: Some(http_probe("/health", port, 10)),
-            readiness_probe: Some(http_probe("/ready", port, 5)),
+            // No kubelet probes: images from before the worker Deployment run `worker`
+            // without an HTTP endpoint (a rollback to one of them must work), and this
+            // process has no traffic to be ready for. It exits non-zero when one of its
+            // tasks dies, so the kubelet restarts it; its `/health`, `/ready` and
+            // `/metrics` are for Prometheus and people.
             ..common
         },
     }
@@ -792,13 +797,10 @@ mod tests {
             "the API pods run no worker"
         );
         assert_eq!(api_vars, worker_vars, "the same environment otherwise");
-        let path = |p: &Option<Probe>| {
-            p.as_ref()
-                .and_then(|p| p.http_get.as_ref())
-                .and_then(|g| g.path.clone())
-        };
-        assert_eq!(path(&w.liveness_probe).as_deref(), Some("/health"));
-        assert_eq!(path(&w.readiness_probe).as_deref(), Some("/ready"));
+        assert!(
+            w.liveness_probe.is_none() && w.readiness_probe.is_none(),
+            "an image from before the worker Deployment serves no probe endpoint"
+        );
         assert!(w.lifecycle.is_none(), "no traffic to drain");
 
         let mut scaled = s.clone();

@@ -234,15 +234,20 @@ impl Worker {
             .await
             .map_err(Error::amqp("consuming"))?;
         tracing::info!(queue = %self.topology.ai_queue, "AI worker consuming");
-        let mut sample = tokio::time::interval(super::backlog::SAMPLE_EVERY);
+        // The queue's depth, sampled on a channel of its own so that a long job never delays
+        // it; it stops with this connection (the guard aborts it when this returns).
+        let sampling = conn
+            .create_channel()
+            .await
+            .map_err(Error::amqp("opening the sampling channel"))?;
+        let _sampler = AbortOnDrop(tokio::spawn(super::backlog::sample_queue(
+            sampling,
+            self.topology.ai_queue.clone(),
+            self.metrics.clone(),
+        )));
         loop {
             let delivery = tokio::select! {
                 d = consumer.next() => d,
-                _ = sample.tick() => {
-                    let waiting = super::backlog::queue_messages(&channel, &self.topology.ai_queue).await?;
-                    self.metrics.ai_queue_messages.set(waiting.into());
-                    continue;
-                }
                 _ = shutdown.changed() => return Ok(()),
             };
             let Some(delivery) = delivery else {
@@ -345,6 +350,15 @@ impl Worker {
             .await
             .map(drop)
             .map_err(Error::amqp("acking"))
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

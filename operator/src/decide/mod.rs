@@ -392,9 +392,28 @@ pub fn job_spec<'a>(
     Cow::Owned(spec)
 }
 
-/// The hash of the Deployment that runs `workload`.
+/// The spec the Deployments of `workload` are built from: [`spec_for`]'s, except the
+/// worker's replicas, which are always the current spec's. They are capacity for the AI
+/// queue, not part of a version: `spec.worker.replicas` scales the worker whichever version
+/// serves (after a rollback, or while a new attempt waits days for its approvals), and the
+/// smoke test after a rollback finds the worker the current spec asks for.
+pub fn deployments_spec<'a>(
+    o: &Observed<'a>,
+    workload: &Workload,
+) -> std::borrow::Cow<'a, ListaCompraReleaseSpec> {
+    use std::borrow::Cow;
+    let base = spec_for(o, workload);
+    if base.worker.replicas == o.spec.worker.replicas {
+        return Cow::Borrowed(base);
+    }
+    let mut spec = base.clone();
+    spec.worker.replicas = o.spec.worker.replicas;
+    Cow::Owned(spec)
+}
+
+/// The hash of the Deployments that run `workload`.
 pub fn desired_hash(o: &Observed<'_>, workload: &Workload) -> String {
-    crate::workload::deployment_hash(o.release, spec_for(o, workload), workload)
+    crate::workload::deployment_hash(o.release, &deployments_spec(o, workload), workload)
 }
 
 /// CamelCase name of a phase (also the Event reason of a phase change).

@@ -1096,6 +1096,42 @@ fn check_cases(cases: &[Case]) {
 }
 
 #[test]
+fn the_worker_scales_with_the_current_spec_whichever_version_serves() {
+    let stable = spec("1.0.0");
+    let mut current = spec("1.1.0");
+    current.replicas = 7;
+    current.worker.replicas = 4;
+    let mut rolled_back = status(Phase::RolledBack, "1.1.0");
+    rolled_back.failed_version = Some("1.1.0".into());
+    let case = Case::new("rolled back", current, rolled_back).stable_from(stable.clone());
+    let o = case.observed();
+    let d = decide(&o);
+    let serving = d.workload.clone().expect("the stable version serves");
+    assert_eq!(serving.spec, SpecSource::Stable);
+    let built = deployments_spec(&o, &serving);
+    assert_eq!(
+        built.worker.replicas, 4,
+        "the current spec's worker replicas"
+    );
+    assert_eq!(
+        built.replicas, stable.replicas,
+        "the stable template otherwise"
+    );
+    let mut scaled = stable.clone();
+    scaled.worker.replicas = 4;
+    assert_eq!(
+        desired_hash(&o, &serving),
+        deployment_hash(RELEASE, &scaled, &serving)
+    );
+    assert_ne!(
+        Some(desired_hash(&o, &serving)),
+        o.workload.hash,
+        "the live worker Deployment is re-applied at 4 replicas"
+    );
+    assert_eq!(phase(&d), Phase::RolledBack, "and nothing else moves");
+}
+
+#[test]
 fn the_state_machine_decides_each_situation() {
     let cases = cases();
     assert!(cases.len() >= 25, "only {} situations", cases.len());
