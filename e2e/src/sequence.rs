@@ -120,6 +120,14 @@ pub enum Op {
     /// Change a Secret the pods consume (rotate the JWT key): the serving pods are rolled
     /// with it, without a migration or a new attempt.
     RotateSecret,
+    /// Apply `version`, then SIGKILL the operator replica that leads after `after_ms` (the
+    /// other one takes over when the Lease expires) and start it again to stand by.
+    ReleaseAndKillLeader {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds between the apply and the kill.
+        after_ms: u64,
+    },
 }
 
 impl Op {
@@ -130,6 +138,7 @@ impl Op {
             Op::Release { .. }
                 | Op::Retry
                 | Op::ReleaseAndKill { .. }
+                | Op::ReleaseAndKillLeader { .. }
                 | Op::ReleaseAndDeleteJob { .. }
                 | Op::PauseThenResume { .. }
                 | Op::ReleaseBeforeSecret { .. }
@@ -187,7 +196,7 @@ impl Generator {
         let mut ops = vec![Op::Release { version: 0 }];
         for _ in 0..steps {
             let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
-            let op = match self.below(26) {
+            let op = match self.below(28) {
                 0..=6 => Op::Release { version },
                 7..=8 => Op::Retry,
                 9..=11 => Op::ReleaseAndKill {
@@ -207,6 +216,10 @@ impl Generator {
                     paused_ms: self.below(6_000),
                 },
                 22..=23 => Op::ReleaseBeforeSecret { version },
+                24..=25 => Op::ReleaseAndKillLeader {
+                    version,
+                    after_ms: self.below(8_000),
+                },
                 _ => Op::RotateSecret,
             };
             ops.push(op);
@@ -271,6 +284,7 @@ impl Model {
         let version = match op {
             Op::Release { version }
             | Op::ReleaseAndKill { version, .. }
+            | Op::ReleaseAndKillLeader { version, .. }
             | Op::ReleaseAndDeleteJob { version }
             | Op::PauseThenResume { version, .. }
             | Op::ReleaseBeforeSecret { version } => VERSIONS[*version],
@@ -351,6 +365,7 @@ mod tests {
             "PauseThenResume",
             "ReleaseBeforeSecret",
             "RotateSecret",
+            "ReleaseAndKillLeader",
         ] {
             assert!(
                 all.iter()

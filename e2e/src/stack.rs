@@ -35,6 +35,9 @@ pub struct StackOptions {
     pub builds: BTreeMap<String, BTreeMap<String, String>>,
     /// API replicas per release.
     pub replicas: i32,
+    /// Two operator replicas electing a leader (one stands by), instead of one without
+    /// leader election.
+    pub operator_standby: bool,
     /// Where logs go.
     pub log_dir: PathBuf,
 }
@@ -45,9 +48,27 @@ impl StackOptions {
         Self {
             builds: crate::story::builds(),
             replicas: 2,
+            operator_standby: false,
             log_dir,
         }
     }
+}
+
+/// The Lease the operator replicas elect a leader with (the operator's default name, in the
+/// stack's namespace, its `POD_NAMESPACE`).
+pub const LEASE: &str = "listacompra-operator";
+
+/// The environment of an operator replica `identity` that elects a leader: a short lease,
+/// so that a killed leader's successor takes over within seconds.
+fn elected(identity: &str) -> Vec<(String, String)> {
+    [
+        ("LEADER_ELECTION", "true"),
+        ("LEASE_DURATION_SECONDS", "10"),
+        ("POD_NAME", identity),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// The running stack of one namespace.
@@ -58,8 +79,10 @@ pub struct Stack {
     pub namespace: String,
     /// The workload runner.
     pub runner: Runner,
-    /// The operator process.
+    /// The operator process (replica `a` with [`StackOptions::operator_standby`]).
     pub operator: OperatorProcess,
+    /// With [`StackOptions::operator_standby`], the second replica (`b`).
+    pub standby: Option<OperatorProcess>,
     /// `http://127.0.0.1:port` of the API Service.
     pub api_url: String,
     /// The Prometheus the gates query.
@@ -191,13 +214,34 @@ impl Stack {
             },
         )?;
         let api_url = format!("http://{}", runner.service_address(SERVICE).await?);
-        let operator =
-            OperatorProcess::start(kubeconfig, namespace, options.log_dir.join("operator.log"))?;
+        let log = |name: &str| options.log_dir.join(name);
+        let (operator, standby) = if options.operator_standby {
+            (
+                OperatorProcess::start_with_env(
+                    kubeconfig,
+                    namespace,
+                    log("operator.log"),
+                    elected("a"),
+                )?,
+                Some(OperatorProcess::start_with_env(
+                    kubeconfig,
+                    namespace,
+                    log("operator-b.log"),
+                    elected("b"),
+                )?),
+            )
+        } else {
+            (
+                OperatorProcess::start(kubeconfig, namespace, log("operator.log"))?,
+                None,
+            )
+        };
         Ok(Self {
             client,
             namespace: namespace.to_owned(),
             runner,
             operator,
+            standby,
             api_url,
             prometheus_url: services.prometheus_url()?.to_owned(),
             database_url,
@@ -404,10 +448,37 @@ impl Stack {
             })
     }
 
+    /// With a standby replica: SIGKILLs the replica that holds the Lease (as when its node
+    /// dies) and starts it again, now to stand by; the other takes over once the Lease
+    /// expires. Returns the identity killed (`None`: no replica led, nothing killed).
+    pub async fn kill_leader(&mut self) -> Result<Option<String>> {
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let holder = leases
+            .get_opt(LEASE)
+            .await
+            .map_err(|source| Error::Kube {
+                action: format!("reading Lease {LEASE}"),
+                source,
+            })?
+            .and_then(|l| l.spec?.holder_identity);
+        let replica = match holder.as_deref() {
+            Some("a") => &mut self.operator,
+            Some("b") => match self.standby.as_mut() {
+                Some(b) => b,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        replica.kill_and_restart().await?;
+        Ok(holder)
+    }
+
     /// Stops the runner's processes and drops the database.
     pub async fn shutdown(self) {
         self.runner.shutdown().await;
         drop(self.operator);
+        drop(self.standby);
         if let Ok(mut admin) = connect(&self.admin_url).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

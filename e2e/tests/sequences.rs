@@ -83,7 +83,12 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
         ctx.cluster.kubeconfig(),
         &ctx.namespace,
         services,
-        StackOptions::story(log_dir.clone()),
+        // Two operator replicas electing a leader, as the chart runs them: a killed leader's
+        // successor takes over mid-release.
+        StackOptions {
+            operator_standby: true,
+            ..StackOptions::story(log_dir.clone())
+        },
     )
     .await?;
     let mut steps = Steps {
@@ -113,12 +118,16 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
         load.stop().await;
     }
     if outcome.is_err() {
-        let log = stack.operator.log();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
-        eprintln!(
-            "--- operator log (last lines, newest first)\n{}",
-            tail.join("\n")
-        );
+        let replicas = [Some(&stack.operator), stack.standby.as_ref()];
+        for (name, replica) in ["a", "b"].iter().zip(replicas) {
+            let Some(replica) = replica else { continue };
+            let log = replica.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- operator replica {name}'s log (last lines, newest first)\n{}",
+                tail.join("\n")
+            );
+        }
         let events: Vec<String> = stack
             .runner
             .take_events()
@@ -176,6 +185,12 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
             stack.apply(&manifest(stack, model)).await?;
             tokio::time::sleep(Duration::from_millis(*after_ms)).await;
             stack.operator.kill_and_restart().await?;
+        }
+        Op::ReleaseAndKillLeader { after_ms, .. } => {
+            stack.apply(&manifest(stack, model)).await?;
+            tokio::time::sleep(Duration::from_millis(*after_ms)).await;
+            let killed = stack.kill_leader().await?;
+            println!("  killed the leading replica {killed:?}");
         }
         Op::ReleaseAndDeleteJob { .. } => {
             let before = job_names(stack).await?;
