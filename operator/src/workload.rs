@@ -340,17 +340,20 @@ pub fn deployment(
     }
 }
 
-/// The hash [`deployment`] stamps on both Deployments of `workload`: equal hashes mean equal
-/// Deployments, and two Deployments with the same hash belong to the same workload.
+/// The hash [`deployment`] stamps on both Deployments of `workload`: equal hashes mean the
+/// same workload, and two Deployments with the same hash belong to the same one. The
+/// worker's replicas are left out: they are capacity, not identity (see
+/// `decide::deployments_spec`), so a scaled worker still runs the workload it ran, and the
+/// scale reaches it with the next apply (every apply is a server-side apply of the whole
+/// object).
 pub fn deployment_hash(
     release: &str,
     spec: &ListaCompraReleaseSpec,
     workload: &Workload,
 ) -> String {
-    hash_of(&(
-        deployment_spec(release, spec, workload, Role::Api),
-        deployment_spec(release, spec, workload, Role::Worker),
-    ))
+    let mut worker = deployment_spec(release, spec, workload, Role::Worker);
+    worker.replicas = None;
+    hash_of(&(deployment_spec(release, spec, workload, Role::Api), worker))
 }
 
 fn hash_of<T: serde::Serialize>(value: &T) -> String {
@@ -805,10 +808,23 @@ mod tests {
 
         let mut scaled = s.clone();
         scaled.worker.replicas = 1;
-        assert_ne!(
+        assert_eq!(
             deployment_hash("lc", &scaled, &workload),
             hash,
-            "scaling the worker re-applies"
+            "a scaled worker runs the same workload"
+        );
+        let worker = deployment(&owner, &scaled, &workload, Role::Worker);
+        assert_eq!(
+            worker.spec.and_then(|d| d.replicas),
+            Some(1),
+            "and the apply scales it"
+        );
+        let mut more_api = s.clone();
+        more_api.replicas = 5;
+        assert_ne!(
+            deployment_hash("lc", &more_api, &workload),
+            hash,
+            "the API's replicas count"
         );
     }
 

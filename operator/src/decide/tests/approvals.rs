@@ -10,7 +10,7 @@ use super::*;
 
 const ROLES: [&str; 2] = ["qa", "product-owner"];
 
-fn needing_approvals(version: &str) -> ListaCompraReleaseSpec {
+pub(super) fn needing_approvals(version: &str) -> ListaCompraReleaseSpec {
     let mut s = spec(version);
     s.approvals = Some(ApprovalPolicy {
         required_roles: ROLES.iter().map(ToString::to_string).collect(),

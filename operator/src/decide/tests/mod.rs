@@ -1117,18 +1117,33 @@ fn the_worker_scales_with_the_current_spec_whichever_version_serves() {
         built.replicas, stable.replicas,
         "the stable template otherwise"
     );
-    let mut scaled = stable.clone();
-    scaled.worker.replicas = 4;
     assert_eq!(
-        desired_hash(&o, &serving),
-        deployment_hash(RELEASE, &scaled, &serving)
-    );
-    assert_ne!(
         Some(desired_hash(&o, &serving)),
         o.workload.hash,
-        "the live worker Deployment is re-applied at 4 replicas"
+        "still the stable workload: the worker is scaled by the apply, nothing else moves"
     );
-    assert_eq!(phase(&d), Phase::RolledBack, "and nothing else moves");
+    assert_eq!(phase(&d), Phase::RolledBack);
+}
+
+#[test]
+fn a_wait_before_the_launch_holds_the_stable_workload_at_the_current_worker_replicas() {
+    // 1.1.0 waits for its approvals (for days, perhaps); meanwhile someone scales the
+    // worker for the queue. The stable version is still recognised, held, and scaled.
+    let stable = spec("1.0.0");
+    let mut current = approvals::needing_approvals("1.1.0");
+    current.worker.replicas = 3;
+    let mut waiting = status(Phase::AwaitingApproval, "1.1.0");
+    waiting.attempt = Some(2);
+    waiting.current_image = Some("reg/api:1.1.0".into());
+    let case = Case::new("awaiting approval", current, waiting).stable_from(stable);
+    let o = case.observed();
+    let d = decide(&o);
+    let held = d
+        .workload
+        .clone()
+        .expect("the stable workload is held while waiting");
+    assert_eq!(held.version, "1.0.0");
+    assert_eq!(deployments_spec(&o, &held).worker.replicas, 3);
 }
 
 #[test]
