@@ -111,6 +111,25 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// The dependency checks of `/ready` (the API's and the worker's).
+fn health(
+    config: &Config,
+    pool: &PgPool,
+    redis: &redis::aio::ConnectionManager,
+    metrics: &Metrics,
+) -> Result<Health> {
+    Ok(Health::new(
+        pool.clone(),
+        redis.clone(),
+        broker(config),
+        config.healthcheck_token.clone(),
+        metrics.clone(),
+    )
+    .with_cache_ttl(config.ready_cache_ttl)
+    .with_objects(objects(config)?)
+    .with_redis_url(&config.redis_url, config.redis_ca.clone()))
+}
+
 /// Starts the outbox relay, the AI worker and (with attachments) the object janitor.
 pub fn spawn_workers(
     config: &Config,
@@ -229,16 +248,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
             url_ttl: config.attachments.url_ttl,
         }),
         metrics: metrics.clone(),
-        health: Health::new(
-            pool.clone(),
-            redis.clone(),
-            broker(config),
-            config.healthcheck_token.clone(),
-            metrics.clone(),
-        )
-        .with_cache_ttl(config.ready_cache_ttl)
-        .with_objects(objects(config)?)
-        .with_redis_url(&config.redis_url, config.redis_ca.clone()),
+        health: health(config, &pool, &redis, &metrics)?,
         fault: config.fault.clone(),
         version: config.app_version.clone(),
         body_read_timeout: config.limits.body_read_timeout,
@@ -297,16 +307,7 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
     let pool = store::pool(&config.database_url, config.database_max_connections)?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
     let probes = Arc::new(http::probes::Probes {
-        health: Health::new(
-            pool.clone(),
-            redis.clone(),
-            broker(config),
-            config.healthcheck_token.clone(),
-            metrics.clone(),
-        )
-        .with_cache_ttl(config.ready_cache_ttl)
-        .with_objects(objects(config)?)
-        .with_redis_url(&config.redis_url, config.redis_ca.clone()),
+        health: health(config, &pool, &redis, &metrics)?,
         metrics: metrics.clone(),
         version: config.app_version.clone(),
     });

@@ -18,6 +18,31 @@ use listacompra_crds::metrics as names;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// `listacompra-api worker` on `port` with the services of `config` and `more` variables
+/// (killed when dropped).
+fn spawn_worker(
+    config: &listacompra_api::config::Config,
+    port: u16,
+    more: &[(&str, &str)],
+) -> Result<tokio::process::Child> {
+    Ok(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
+            .arg("worker")
+            .env_clear()
+            .env("DATABASE_URL", &config.database_url)
+            .env("REDIS_URL", &config.redis_url)
+            .env("RABBITMQ_URL", &config.rabbitmq_url)
+            .env("JWT_SECRET", &config.jwt_secret)
+            .env("AMQP_PREFIX", &config.amqp_prefix)
+            .env("PORT", port.to_string())
+            .envs(more.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?,
+    )
+}
+
 /// The value of the sample of `name` in a `/metrics` text, if exported.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -103,21 +128,14 @@ async fn the_worker_process_serves_probes_does_the_jobs_and_reports_its_backlog(
 
     let port = e2e::runner::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
-        .arg("worker")
-        .env_clear()
-        .env("DATABASE_URL", &config.database_url)
-        .env("REDIS_URL", &config.redis_url)
-        .env("RABBITMQ_URL", &config.rabbitmq_url)
-        .env("JWT_SECRET", &config.jwt_secret)
-        .env("AMQP_PREFIX", &config.amqp_prefix)
-        .env("HEALTHCHECK_TOKEN", "health-token")
-        .env("APP_VERSION", "9.9.9-worker")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut worker = spawn_worker(
+        &config,
+        port,
+        &[
+            ("HEALTHCHECK_TOKEN", "health-token"),
+            ("APP_VERSION", "9.9.9-worker"),
+        ],
+    )?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -278,24 +296,17 @@ async fn the_worker_reports_the_messages_waiting_while_a_job_takes_long() -> Res
     }
 
     let port = e2e::runner::free_port()?;
-    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
-        .arg("worker")
-        .env_clear()
-        .env("DATABASE_URL", &config.database_url)
-        .env("REDIS_URL", &config.redis_url)
-        .env("RABBITMQ_URL", &config.rabbitmq_url)
-        .env("JWT_SECRET", &config.jwt_secret)
-        .env("AMQP_PREFIX", &config.amqp_prefix)
-        .env("PPLX_API_KEY", "pplx-test-key")
-        .env("PPLX_BASE_URL", &provider_url)
-        .env("PPLX_TIMEOUT_MS", "120000")
-        .env("AI_PROVIDER_RETRIES", "0")
-        .env("APP_VERSION", "9.9.9-slow")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let _worker = spawn_worker(
+        &config,
+        port,
+        &[
+            ("PPLX_API_KEY", "pplx-test-key"),
+            ("PPLX_BASE_URL", &provider_url),
+            ("PPLX_TIMEOUT_MS", "120000"),
+            ("AI_PROVIDER_RETRIES", "0"),
+            ("APP_VERSION", "9.9.9-slow"),
+        ],
+    )?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
