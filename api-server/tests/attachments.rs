@@ -218,9 +218,25 @@ async fn the_store_refuses_what_the_url_was_not_signed_for() -> Result<()> {
     assert!(text.contains("SignatureDoesNotMatch"), "{text}");
     let mut larger = data.clone();
     larger.extend_from_slice(&bytes(1024 * 1024));
-    let (s, text) = send_presigned(upload, larger, None).await?;
-    assert_eq!(s, StatusCode::FORBIDDEN, "larger body: {text}");
-    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    // The store judges the signed length from the headers and answers before it reads the
+    // body; it then closes the connection. Whether the client reads that 403 or first fails
+    // to write the rest of a 1 MiB body into the closed connection is a race of the two
+    // sockets (seen once in CI: "error writing a body to connection: Broken pipe"). Both
+    // are the store refusing the body; what matters, that nothing is stored, is checked
+    // below.
+    match send_presigned(upload, larger, None).await {
+        Ok((s, text)) => {
+            assert_eq!(s, StatusCode::FORBIDDEN, "larger body: {text}");
+            assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+        }
+        Err(e) => {
+            let chain = format!("{e:#}");
+            assert!(
+                chain.contains("error writing a body to connection"),
+                "larger body: neither refused nor cut off by the store: {chain}"
+            );
+        }
+    }
     let mut other = data.clone();
     other[0] ^= 0xff;
     let (s, text) = send_presigned(upload, other, None).await?;
