@@ -55,14 +55,19 @@ enum Command {
     },
 }
 
+/// Listens on every address at `port` (`PORT`).
+async fn listen(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT): {e}"))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = env_vars().config()?;
-            let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT): {e}"))?;
+            let listener = listen(config.port).await?;
             let running = app::start(&config, listener, config.run_worker).await?;
             app::stop_on_signals(running.switch());
             running.wait().await;
@@ -70,11 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let config = env_vars().config()?;
-            let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT): {e}"))?;
-            app::run_worker(&config, listener).await?;
+            app::run_worker(&config, listen(config.port).await?).await?;
         }
         Command::Migrate { to } => {
             let url = env_vars().database_url()?;

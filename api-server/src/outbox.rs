@@ -403,15 +403,14 @@ impl Relay {
                     if event.event_type == SUGGESTION_REQUESTED
                         && let Some(job) = crate::domain::SuggestionJob::from_event(&event)
                     {
-                        sqlx::query(
-                            "UPDATE suggestion_requests SET status = 'failed', error = $2, \
-                             completed_at = now() WHERE id = $1 AND status = 'pending'",
+                        let why = "the request could not be queued for the AI worker; ask again";
+                        crate::store::finish_suggestion_request(
+                            &mut tx,
+                            job.request_id,
+                            None,
+                            &Err(why.to_owned()),
                         )
-                        .bind(job.request_id)
-                        .bind("the request could not be queued for the AI worker; ask again")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(Error::db("failing the request of an event moved aside"))?;
+                        .await?;
                     }
                     self.metrics
                         .dead_letters

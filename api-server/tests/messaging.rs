@@ -444,23 +444,8 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     // A suggestion request whose event can never be published: once it is moved aside, the
     // request must end failed (its user would otherwise wait for ever, and the oldest
     // pending request's age would grow for ever).
-    let (user, list, request) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
-        .bind(user)
-        .bind(format!("{user}@example.com"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, 'l')")
-        .bind(list)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO suggestion_requests (id, list_id, requested_by) VALUES ($1, $2, $3)")
-        .bind(request)
-        .bind(list)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+    let (user, list) = common::user_with_list(&db.pool).await?;
+    let request = common::pending_request(&db.pool, user, list, Duration::ZERO).await?;
     let stuck = outbox::enqueue(
         &mut tx,
         outbox::SUGGESTION_REQUESTED,

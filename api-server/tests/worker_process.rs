@@ -95,19 +95,17 @@ async fn the_worker_process_serves_probes_does_the_jobs_and_reports_its_backlog(
     let config = common::config(&services, &db)?;
     // The API pods, as the operator runs them: no relay, no worker.
     let app = TestApp::start(config.clone(), false).await?;
-    let (_, _, token) = app.user().await?;
+    let (user, _, token) = app.user().await?;
     let list = app.create_list(&token, "pasta night").await?;
 
     // A request that will never be served (no event in the outbox), 120 s old: the oldest
     // pending one.
-    let stuck = uuid::Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO suggestion_requests (id, list_id, requested_by, created_at) \
-         SELECT $1, l.id, l.owner_id, now() - interval '120 seconds' FROM lists l WHERE l.id = $2",
+    let stuck = common::pending_request(
+        &db.pool,
+        uuid::Uuid::parse_str(&user)?,
+        uuid::Uuid::parse_str(&list)?,
+        Duration::from_secs(120),
     )
-    .bind(stuck)
-    .bind(uuid::Uuid::parse_str(&list)?)
-    .execute(&db.pool)
     .await?;
     ensure!(backlog::oldest_pending_seconds(&db.pool).await? >= 120);
 
@@ -250,32 +248,14 @@ async fn the_worker_reports_the_messages_waiting_while_a_job_takes_long() -> Res
         }
     });
 
-    let (user, list) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
-        .bind(user)
-        .bind(format!("{user}@example.com"))
-        .execute(&db.pool)
-        .await?;
-    sqlx::query("INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, 'l')")
-        .bind(list)
-        .bind(user)
-        .execute(&db.pool)
-        .await?;
+    let (user, list) = common::user_with_list(&db.pool).await?;
     let topology = Topology::new(&config.amqp_prefix);
     let conn = amqp::connect(&config.rabbitmq_url, Duration::from_secs(5)).await?;
     let channel = conn.create_channel().await?;
     amqp::declare(&channel, &topology).await?;
     const JOBS: u32 = 12;
     for _ in 0..JOBS {
-        let request = uuid::Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO suggestion_requests (id, list_id, requested_by) VALUES ($1, $2, $3)",
-        )
-        .bind(request)
-        .bind(list)
-        .bind(user)
-        .execute(&db.pool)
-        .await?;
+        let request = common::pending_request(&db.pool, user, list, Duration::ZERO).await?;
         let event = listacompra_api::domain::Event {
             id: uuid::Uuid::new_v4(),
             event_type: listacompra_api::outbox::SUGGESTION_REQUESTED.to_owned(),

@@ -258,12 +258,12 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
         Op::RotateSecret => {
             // The serving pods (Succeeded or RolledBack) are rolled with the new key: a new
             // stamp on the pod template, and no Job.
-            let before = look(stack).await?.stamp;
+            let before = look(stack).await?.api.stamp;
             let jobs_before = job_names(stack).await?;
             stack.rotate_jwt_key().await?;
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let stamp = look(stack).await?.stamp;
+                let stamp = look(stack).await?.api.stamp;
                 if stamp.is_some() && stamp != before {
                     break;
                 }
@@ -356,15 +356,12 @@ struct Seen {
     stable: String,
     status_schema: Option<i64>,
     db_schema: i64,
-    image: String,
-    replicas: Option<i32>,
-    rolled_out: bool,
-    /// The worker Deployment.
+    /// The API Deployment and the worker Deployment.
+    api: Rollout,
     worker: Rollout,
     service: bool,
     running_jobs: Vec<String>,
-    /// The Secrets' fingerprint on the pod template, and the one in status.
-    stamp: Option<String>,
+    /// The Secrets' fingerprint in status (the pod templates carry theirs).
     status_stamp: Option<String>,
     reconciling: bool,
 }
@@ -440,13 +437,10 @@ async fn look(stack: &Stack) -> anyhow::Result<Seen> {
         stable: status.stable_version.clone().unwrap_or_default(),
         status_schema: status.schema_version,
         db_schema: stack.schema_revision().await?,
-        image: api.image,
-        replicas: api.replicas,
-        rolled_out: api.rolled_out,
+        api,
         worker,
         service,
         running_jobs,
-        stamp: api.stamp,
         status_stamp: status.secrets_version.clone(),
         reconciling: status
             .conditions
@@ -501,23 +495,23 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
         ),
     );
     want(
-        seen.image == format!("{IMAGE}:{}", expected.serving),
+        seen.api.image == format!("{IMAGE}:{}", expected.serving),
         format!(
             "Deployment runs {:?} (expected {})",
-            seen.image, expected.serving
+            seen.api.image, expected.serving
         ),
     );
     want(
-        seen.replicas == Some(replicas) && seen.rolled_out,
+        seen.api.replicas == Some(replicas) && seen.api.rolled_out,
         format!(
             "Deployment replicas {:?}, rolled out: {}",
-            seen.replicas, seen.rolled_out
+            seen.api.replicas, seen.api.rolled_out
         ),
     );
     // The worker runs the same workload, at the spec's replicas (the default 1).
     want(
-        seen.worker.image == seen.image
-            && seen.worker.stamp == seen.stamp
+        seen.worker.image == seen.api.image
+            && seen.worker.stamp == seen.api.stamp
             && seen.worker.replicas == Some(1)
             && seen.worker.rolled_out,
         format!(
@@ -529,10 +523,10 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
     // The serving pods carry the Secrets' fingerprint the status reports, and nothing is in
     // flight (a rotation included).
     want(
-        seen.stamp.is_some() && seen.stamp == seen.status_stamp,
+        seen.api.stamp.is_some() && seen.api.stamp == seen.status_stamp,
         format!(
             "pods stamped {:?}, status.secretsVersion {:?}",
-            seen.stamp, seen.status_stamp
+            seen.api.stamp, seen.status_stamp
         ),
     );
     want(!seen.reconciling, "still Reconciling".into());

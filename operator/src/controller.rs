@@ -950,13 +950,12 @@ async fn apply_workload(
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace);
     let mut deployments_written = 0;
-    for role in workload::Role::ALL {
+    for (role, deployment) in workload::deployments(owner, spec, target) {
         let before = match role {
             workload::Role::Api => live.api,
             workload::Role::Worker => live.worker,
         };
         let name = role.name(&owner.name);
-        let deployment = workload::deployment(owner, spec, target, role);
         let applied = deployments
             .patch(&name, &ssa, &Patch::Apply(&deployment))
             .await

@@ -293,11 +293,6 @@ pub enum Role {
 }
 
 impl Role {
-    /// Both, in the order they are applied: the worker first, so that the API pods (which
-    /// stop relaying with `RUN_WORKER=false`) never change while no worker of the new
-    /// template exists.
-    pub const ALL: [Self; 2] = [Self::Worker, Self::Api];
-
     /// The Deployment's name.
     pub fn name(self, release: &str) -> String {
         match self {
@@ -315,45 +310,60 @@ impl Role {
     }
 }
 
-/// The Deployment of `role` running `workload`, stamped with [`deployment_hash`].
-pub fn deployment(
+/// The two Deployments running `workload`, each stamped with [`deployment_hash`], in the
+/// order they are applied: the worker first, so that the API pods (which stop relaying with
+/// `RUN_WORKER=false`) never change while no worker of the new template exists.
+pub fn deployments(
     owner: &Owner,
     spec: &ListaCompraReleaseSpec,
     workload: &Workload,
-    role: Role,
-) -> Deployment {
-    let content = deployment_spec(&owner.name, spec, workload, role);
-    let mut metadata = meta(owner, role.name(&owner.name), &workload.version);
-    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert("app.kubernetes.io/name".to_owned(), role.app().to_owned());
-    metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(
-            SPEC_HASH_ANNOTATION.to_owned(),
-            deployment_hash(&owner.name, spec, workload),
-        );
-    Deployment {
-        metadata,
-        spec: Some(content),
-        status: None,
-    }
+) -> [(Role, Deployment); 2] {
+    let api = deployment_spec(&owner.name, spec, workload, Role::Api);
+    let worker = deployment_spec(&owner.name, spec, workload, Role::Worker);
+    let hash = identity(&api, &worker);
+    let deployment = |role: Role, content: DeploymentSpec| {
+        let mut metadata = meta(owner, role.name(&owner.name), &workload.version);
+        let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert("app.kubernetes.io/name".to_owned(), role.app().to_owned());
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(SPEC_HASH_ANNOTATION.to_owned(), hash.clone());
+        Deployment {
+            metadata,
+            spec: Some(content),
+            status: None,
+        }
+    };
+    [
+        (Role::Worker, deployment(Role::Worker, worker)),
+        (Role::Api, deployment(Role::Api, api)),
+    ]
 }
 
-/// The hash [`deployment`] stamps on both Deployments of `workload`: equal hashes mean the
-/// same workload, and two Deployments with the same hash belong to the same one. The
-/// worker's replicas are left out: they are capacity, not identity (see
-/// `decide::deployments_spec`), so a scaled worker still runs the workload it ran, and the
-/// scale reaches it with the next apply (every apply is a server-side apply of the whole
-/// object).
+/// The hash [`deployments`] stamps on both Deployments of `workload`: equal hashes mean the
+/// same workload, and two Deployments with the same hash belong to the same one.
 pub fn deployment_hash(
     release: &str,
     spec: &ListaCompraReleaseSpec,
     workload: &Workload,
 ) -> String {
-    let mut worker = deployment_spec(release, spec, workload, Role::Worker);
-    worker.replicas = None;
-    hash_of(&(deployment_spec(release, spec, workload, Role::Api), worker))
+    identity(
+        &deployment_spec(release, spec, workload, Role::Api),
+        &deployment_spec(release, spec, workload, Role::Worker),
+    )
+}
+
+/// The hash of a workload's two Deployment specs. The worker's replicas are left out: they
+/// are capacity, not identity (see `decide::deployments_spec`), so a scaled worker still runs
+/// the workload it ran, and the scale reaches it with the next apply (every apply is a
+/// server-side apply of the whole object).
+fn identity(api: &DeploymentSpec, worker: &DeploymentSpec) -> String {
+    let worker = DeploymentSpec {
+        replicas: None,
+        ..worker.clone()
+    };
+    hash_of(&(api, worker))
 }
 
 fn hash_of<T: serde::Serialize>(value: &T) -> String {
@@ -724,8 +734,8 @@ mod tests {
             spec: SpecSource::Current,
             secrets: Some("s-1".into()),
         };
-        let api = deployment(&owner, &s, &workload, Role::Api);
-        let worker = deployment(&owner, &s, &workload, Role::Worker);
+        let [(first, worker), (_, api)] = deployments(&owner, &s, &workload);
+        assert_eq!(first, Role::Worker, "the worker is applied first");
         assert_eq!(worker.metadata.name.as_deref(), Some("lc-worker"));
         let hash = deployment_hash("lc", &s, &workload);
         for d in [&api, &worker] {
@@ -813,7 +823,7 @@ mod tests {
             hash,
             "a scaled worker runs the same workload"
         );
-        let worker = deployment(&owner, &scaled, &workload, Role::Worker);
+        let [(_, worker), _] = deployments(&owner, &scaled, &workload);
         assert_eq!(
             worker.spec.and_then(|d| d.replicas),
             Some(1),

@@ -1,6 +1,6 @@
 //! The operational endpoints, `/health`, `/ready` and `/metrics`: the API serves them among
-//! its routes, and the worker process ([`worker`]) serves them alone, so that its pods have
-//! probes and a scrape target with the same answers.
+//! its routes, and the worker process ([`worker`]) serves them alone, with the same answers,
+//! for Prometheus and people (its pods have no kubelet probes: see the operator's workload).
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use crate::{Error, Result};
 pub use attachments::ATTACHMENTS_SCHEMA;
 pub(crate) use attachments::older_schema;
 pub use tx::PgUnitOfWork;
+pub(crate) use tx::finish_suggestion_request;
 
 /// A connection pool that connects lazily (start-up does not need PostgreSQL up).
 pub fn pool(url: &str, max_connections: u32) -> Result<PgPool> {

@@ -468,27 +468,7 @@ impl UnitOfWork for PgUnitOfWork {
         provider: &str,
         outcome: &std::result::Result<Vec<Suggestion>, String>,
     ) -> Result<bool> {
-        let (status, suggestions, error) = match outcome {
-            Ok(list) => (
-                "done",
-                Some(serde_json::to_value(list).map_err(Error::json("encoding suggestions"))?),
-                None,
-            ),
-            Err(err) => ("failed", None, Some(err.as_str())),
-        };
-        let done = sqlx::query(
-            "UPDATE suggestion_requests SET status = $2, provider = $3, suggestions = $4, \
-             error = $5, completed_at = now() WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(request)
-        .bind(status)
-        .bind(provider)
-        .bind(suggestions)
-        .bind(error)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(Error::db("recording a suggestion result"))?;
-        Ok(done.rows_affected() == 1)
+        finish_suggestion_request(&mut self.tx, request, Some(provider), outcome).await
     }
 
     #[tracing::instrument(name = "db.publish", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
@@ -507,4 +487,36 @@ impl UnitOfWork for PgUnitOfWork {
     async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(Error::db("committing"))
     }
+}
+
+/// Records how a pending suggestion request ended (its suggestions, or why it failed), once:
+/// a request that already ended is left as it is (false). The AI worker's use case records
+/// its results so, and the outbox relay the failure of a request whose event it gave up on.
+pub(crate) async fn finish_suggestion_request(
+    tx: &mut Transaction<'static, Postgres>,
+    request: Uuid,
+    provider: Option<&str>,
+    outcome: &std::result::Result<Vec<Suggestion>, String>,
+) -> Result<bool> {
+    let (status, suggestions, error) = match outcome {
+        Ok(list) => (
+            "done",
+            Some(serde_json::to_value(list).map_err(Error::json("encoding suggestions"))?),
+            None,
+        ),
+        Err(err) => ("failed", None, Some(err.as_str())),
+    };
+    let done = sqlx::query(
+        "UPDATE suggestion_requests SET status = $2, provider = $3, suggestions = $4, \
+         error = $5, completed_at = now() WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(request)
+    .bind(status)
+    .bind(provider)
+    .bind(suggestions)
+    .bind(error)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("recording a suggestion result"))?;
+    Ok(done.rows_affected() == 1)
 }

@@ -81,6 +81,40 @@ impl Drop for TestDb {
     }
 }
 
+/// A user and a list of theirs, written straight to the database (no API call, no outbox
+/// event); their ids.
+pub async fn user_with_list(pool: &PgPool) -> Result<(Uuid, Uuid)> {
+    let (user, list) = (Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        .bind(user)
+        .bind(format!("{user}@example.com"))
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO lists (id, owner_id, name) VALUES ($1, $2, 'l')")
+        .bind(list)
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok((user, list))
+}
+
+/// A suggestion request on `list` by `user`, pending since `age` ago, written straight to the
+/// database (no outbox event: nothing will serve it unless the test sends one); its id.
+pub async fn pending_request(pool: &PgPool, user: Uuid, list: Uuid, age: Duration) -> Result<Uuid> {
+    let request = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO suggestion_requests (id, list_id, requested_by, created_at) \
+         VALUES ($1, $2, $3, now() - make_interval(secs => $4))",
+    )
+    .bind(request)
+    .bind(list)
+    .bind(user)
+    .bind(age.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(request)
+}
+
 /// A server (without workers) on a fresh migrated database of the shared services.
 pub async fn app() -> Result<(TestApp, TestDb)> {
     let services = services().await?;

@@ -609,10 +609,9 @@ fn scrape_target(shared: &Shared, pod: &Pod, address: SocketAddr) -> Option<Path
     if let Some(app) = pod.labels().get("app.kubernetes.io/name") {
         labels["job"] = json!(app);
     }
-    let pod = name;
     let body = json!([{ "targets": [address.to_string()], "labels": labels }]);
     // Written aside and renamed, so Prometheus never reads half a file.
-    let tmp = dir.join(format!(".{}--{pod}.tmp", shared.namespace));
+    let tmp = dir.join(format!(".{}--{name}.tmp", shared.namespace));
     std::fs::write(&tmp, body.to_string()).ok()?;
     std::fs::rename(&tmp, &path).ok()?;
     Some(path)
