@@ -16,6 +16,14 @@ use crate::workload::{ApiEnvironment, ImageSpec, PodSettings, ServiceSpec, Worke
 /// Semantic version 2.0.0, as published at semver.org (without a leading `v`).
 pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$";
 
+/// Annotation that aborts one attempt of a release: its value is the attempt's number
+/// (`status.attempt`). The operator stops the attempt where it stands (deleting a running
+/// migration Job) and rolls back to the stable version, as when a gate fails, with reason
+/// `Aborted`. It is metadata, not spec, so a GitOps tool that owns the spec does not revert
+/// it; naming the attempt means an abort left on the object never touches a later attempt.
+/// `kubectl listacompra abort` sets it.
+pub const ABORT_ANNOTATION: &str = "listacompra.app/abort";
+
 /// A release of the ListaCompra API: which version to run, and how to release it safely.
 ///
 /// When `version` (or `retryToken`) changes, the operator migrates the schema, rolls out the

@@ -514,6 +514,7 @@ async fn reconcile_release(
         firing_alerts,
         secrets_version,
         foreign: foreign.clone(),
+        abort: abort_requested(release),
         now,
     };
     let decision = decide(&observed);
@@ -1042,6 +1043,17 @@ async fn record_stable(
         }
         Err(e) => Err(kube_err(format!("recording ControllerRevision {name}"))(e)),
     }
+}
+
+/// The attempt the release's abort annotation names: a number, else none (anything else is
+/// not an abort).
+fn abort_requested(release: &ListaCompraRelease) -> Option<i64> {
+    release
+        .annotations()
+        .get(listacompra_crds::release::ABORT_ANNOTATION)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

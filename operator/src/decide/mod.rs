@@ -19,6 +19,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use listacompra_crds::status::{KpiResult, condition};
 use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
 
+mod aborting;
 mod approving;
 mod machine;
 mod migrating;
@@ -106,6 +107,9 @@ pub struct Observed<'a> {
     /// A child the operator would apply exists and is not controlled by this release (its
     /// kind and name, e.g. `Service lc-api`): it is never taken over.
     pub foreign: Option<String>,
+    /// The attempt the release's abort annotation names, if it carries one (see
+    /// [`listacompra_crds::release::ABORT_ANNOTATION`]).
+    pub abort: Option<i64>,
     /// The time of this reconcile.
     pub now: Timestamp,
 }
@@ -337,29 +341,40 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         m.start_release(Some(restart));
     }
     m.stop_the_clock_while_paused();
-    match m.status.phase {
-        None | Some(Phase::Pending | Phase::AwaitingApproval) => m.pending(),
-        Some(Phase::Migrating) => m.migrating(),
-        Some(Phase::RollingOut) => m.rolling_out(),
-        Some(Phase::Verifying) => m.verifying(),
-        Some(Phase::RollingBack) => m.rolling_back(),
-        Some(Phase::Succeeded) => {
-            // The stable record is written after the status says Succeeded: put it back if
-            // that write was lost.
-            if o.stable_spec.is_none()
-                && let Some(version) = m.status.stable_version.clone()
-            {
-                m.actions.push(Action::RecordStable { version });
-            }
-            m.serving_target();
-        }
-        Some(Phase::RolledBack) => m.serving_stable(),
-        Some(Phase::Failed) => m.settled(None),
+    if m.abort_requested() {
+        m.abort();
+    } else {
+        m.step();
     }
     if let (Some(object), Some(_)) = (&o.foreign, &m.workload) {
         m.refuse_takeover(object);
     }
     m.finish()
+}
+
+impl Machine<'_, '_> {
+    /// One step of the phase the release is in.
+    fn step(&mut self) {
+        match self.status.phase {
+            None | Some(Phase::Pending | Phase::AwaitingApproval) => self.pending(),
+            Some(Phase::Migrating) => self.migrating(),
+            Some(Phase::RollingOut) => self.rolling_out(),
+            Some(Phase::Verifying) => self.verifying(),
+            Some(Phase::RollingBack) => self.rolling_back(),
+            Some(Phase::Succeeded) => {
+                // The stable record is written after the status says Succeeded: put it back if
+                // that write was lost.
+                if self.o.stable_spec.is_none()
+                    && let Some(version) = self.status.stable_version.clone()
+                {
+                    self.actions.push(Action::RecordStable { version });
+                }
+                self.serving_target();
+            }
+            Some(Phase::RolledBack) => self.serving_stable(),
+            Some(Phase::Failed) => self.settled(None),
+        }
+    }
 }
 
 /// The spec a workload's pod template is built from.

@@ -160,6 +160,7 @@ struct Case {
     firing_alerts: Option<Result<Vec<FiringAlert>, String>>,
     secrets_version: Option<String>,
     foreign: Option<String>,
+    abort: Option<i64>,
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
     stable_spec: Option<ListaCompraReleaseSpec>,
@@ -190,6 +191,7 @@ impl Case {
             firing_alerts: None,
             secrets_version: None,
             foreign: None,
+            abort: None,
             now: t(100),
             stable_spec: None,
             stable_recorded: true,
@@ -226,6 +228,11 @@ impl Case {
     }
     fn measured(mut self, results: Vec<KpiResult>) -> Self {
         self.measurement = Some(results);
+        self
+    }
+    /// The release carries the abort annotation naming `attempt`.
+    fn aborted(mut self, attempt: i64) -> Self {
+        self.abort = Some(attempt);
         self
     }
     fn at(mut self, now: Timestamp) -> Self {
@@ -270,6 +277,7 @@ impl Case {
             firing_alerts: self.firing_alerts.clone(),
             secrets_version: self.secrets_version.clone(),
             foreign: self.foreign.clone(),
+            abort: self.abort,
             now: self.now,
         }
     }
@@ -1093,6 +1101,127 @@ fn check_cases(cases: &[Case]) {
             std::panic::resume_unwind(panic);
         }
     }
+}
+
+/// `kubectl listacompra abort`: the annotation naming the current attempt rolls it back from
+/// wherever it stands, like a failed gate; one naming another attempt changes nothing.
+#[test]
+fn an_abort_rolls_the_attempt_it_names_back_from_any_step() {
+    let v2 = spec("1.1.0");
+    let aborted = |d: &Decision| {
+        assert_eq!(phase(d), Phase::RollingBack);
+        let (degraded, reason, message) = cond(d, condition::DEGRADED);
+        assert!(degraded);
+        assert_eq!(reason, "Aborted");
+        assert!(message.contains("attempt 2 of 1.1.0"), "{message}");
+        assert!(has_note(d, "Aborted"));
+        assert_eq!(d.status.failed_version.as_deref(), Some("1.1.0"));
+    };
+    check_cases(&[
+        Case::new("abort while migrating", v2.clone(), migrating("1.1.0"))
+            .job(JobState::Running)
+            .serving("1.0.0")
+            .aborted(2)
+            .expect(move |d| {
+                aborted(d);
+                assert!(
+                    d.actions
+                        .iter()
+                        .any(|a| matches!(a, Action::DeleteJob { .. })),
+                    "the running migration is stopped"
+                );
+                assert_eq!(serves(d), Some("1.0.0"));
+            }),
+        Case::new("abort while rolling out", v2.clone(), {
+            let mut s = migrating("1.1.0");
+            s.phase = Some(Phase::RollingOut);
+            s.schema_version = Some(4);
+            s
+        })
+        .serving("1.0.0")
+        .aborted(2)
+        .expect(move |d| {
+            aborted(d);
+            assert_eq!(serves(d), Some("1.0.0"));
+            let (_, _, revision) = creates(d, JobPurpose::Revert).expect("a revert Job");
+            assert_eq!(revision, 3, "the schema goes back to the stable revision");
+        }),
+        Case::new(
+            "abort while an analysis holds the release",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                conditions::set(
+                    &mut s.conditions,
+                    condition::PROGRESSING,
+                    false,
+                    "AnalysisPaused",
+                    "KPI breached with enforcement Pause",
+                    7,
+                    &Time(t(60)),
+                );
+                s
+            },
+        )
+        .serving("1.1.0")
+        .aborted(2)
+        .expect(aborted),
+        Case::new(
+            "abort while paused",
+            {
+                let mut s = v2.clone();
+                s.paused = true;
+                s
+            },
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .aborted(2)
+        .expect(aborted),
+        Case::new(
+            "an abort naming an earlier attempt changes nothing",
+            v2.clone(),
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .aborted(1)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert!(!has_note(d, "Aborted"));
+        }),
+        Case::new(
+            "an abort of a settled release changes nothing",
+            spec("1.0.0"),
+            {
+                let mut s = status(Phase::Succeeded, "1.0.0");
+                s.attempt = Some(2);
+                s
+            },
+        )
+        .serving("1.0.0")
+        .aborted(2)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Succeeded);
+            assert!(!has_note(d, "Aborted"));
+        }),
+        Case::new(
+            "an abort of the first release, with nothing to roll back to, fails it",
+            spec("1.0.0"),
+            {
+                let mut s = migrating("1.0.0");
+                s.stable_version = None;
+                s.stable_image = None;
+                s.stable_schema_version = None;
+                s
+            },
+        )
+        .job(JobState::Running)
+        .aborted(2)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            assert_eq!(cond(d, condition::DEGRADED).1, "Aborted");
+        }),
+    ]);
 }
 
 #[test]
