@@ -158,6 +158,11 @@ impl Approvers {
         })
     }
 
+    /// The person who approves as `role`.
+    pub fn person(&self, role: &str) -> Option<&Identity> {
+        self.people.iter().find(|(r, _)| r == role).map(|(_, p)| p)
+    }
+
     /// The roles these people approve as.
     pub fn roles(&self) -> Vec<String> {
         self.people.iter().map(|(role, _)| role.clone()).collect()

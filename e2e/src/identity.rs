@@ -118,6 +118,11 @@ impl Identity {
         })
     }
 
+    /// The kubeconfig acting as this user (for tools run as them: kubectl, the plugin).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     /// A new client acting as this user.
     pub async fn client(&self) -> Result<Client> {
         Cluster::client_from(&self.kubeconfig).await

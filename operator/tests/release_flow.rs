@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
-use e2e::cluster::{TestContext, with_namespace};
+use anyhow::ensure;
+use e2e::cluster::with_namespace;
 use e2e::env::Component;
 use e2e::services::Services;
 use listacompra_crds::status::{Outcome, condition};
@@ -15,33 +15,11 @@ use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
 use support::{
     Endpoint, Operator, apply, condition as cond, deployed_image, expect_events, image_of, jobs,
-    kubectl_wait_ready, release, wait_phase,
+    kubectl_wait_ready, latency_analysis, release, stable_1_0_0, stable_1_0_0_with, wait_phase,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "registry.example/listacompra/api";
-
-/// Installs the CRD, starts the operator and an endpoint, and releases 1.0.0 (schema 1).
-async fn stable_1_0_0(ctx: &TestContext) -> Result<(Operator, Endpoint)> {
-    stable_1_0_0_with(ctx, &[("LEADER_ELECTION", "false")]).await
-}
-
-/// As [`stable_1_0_0`], the operator started with `env`.
-async fn stable_1_0_0_with(
-    ctx: &TestContext,
-    env: &[(&str, &str)],
-) -> Result<(Operator, Endpoint)> {
-    e2e::crd::install_crds(&ctx.client).await?;
-    let operator = Operator::start_with(ctx, env)?;
-    let endpoint = Endpoint::start().await?;
-    apply(ctx, &release("1.0.0", 1, &endpoint.url)).await?;
-    let released = wait_phase(ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
-    if released.is_err() {
-        eprintln!("operator log:\n{}", operator.log());
-    }
-    released?;
-    Ok((operator, endpoint))
-}
 
 #[tokio::test]
 async fn happy_path_releases_two_versions_with_one_job_each() {
@@ -304,23 +282,6 @@ async fn a_failing_health_gate_rolls_back_and_is_not_retried() {
         Ok::<(), anyhow::Error>(())
     })
     .await;
-}
-
-fn latency_analysis(prometheus: &str) -> serde_json::Value {
-    json!({
-        "prometheus": { "address": prometheus, "timeoutSeconds": 2 },
-        "initialDelaySeconds": 0,
-        "intervalSeconds": 2,
-        "measurements": 8,
-        "failureLimit": 0,
-        "inconclusiveLimit": 6,
-        "kpis": [{
-            "name": "p95-latency-ms",
-            "query": "max(lc_e2e_p95_latency_ms{namespace=\"{{namespace}}\",version=\"{{version}}\"})",
-            "max": 350,
-            "onNoData": "Inconclusive"
-        }]
-    })
 }
 
 #[tokio::test]

@@ -293,6 +293,50 @@ pub async fn image_of(ctx: &TestContext, name: &str) -> Result<String> {
         .context("no image in the Deployment")
 }
 
+/// How long a release of the support's manifests may take to reach a phase.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Installs the CRD, starts the operator and an endpoint, and releases 1.0.0 (schema 1).
+pub async fn stable_1_0_0(ctx: &TestContext) -> Result<(Operator, Endpoint)> {
+    stable_1_0_0_with(ctx, &[("LEADER_ELECTION", "false")]).await
+}
+
+/// As [`stable_1_0_0`], the operator started with `env`.
+pub async fn stable_1_0_0_with(
+    ctx: &TestContext,
+    env: &[(&str, &str)],
+) -> Result<(Operator, Endpoint)> {
+    e2e::crd::install_crds(&ctx.client).await?;
+    let operator = Operator::start_with(ctx, env)?;
+    let endpoint = Endpoint::start().await?;
+    apply(ctx, &release("1.0.0", 1, &endpoint.url)).await?;
+    let released = wait_phase(ctx, "1.0.0", Phase::Succeeded, RELEASE_TIMEOUT).await;
+    if released.is_err() {
+        eprintln!("operator log:\n{}", operator.log());
+    }
+    released?;
+    Ok((operator, endpoint))
+}
+
+/// A KPI analysis of `p95-latency-ms` (at most 350) from the test metric
+/// `lc_e2e_p95_latency_ms` of the namespace and version, every 2 s, 8 measurements.
+pub fn latency_analysis(prometheus: &str) -> serde_json::Value {
+    json!({
+        "prometheus": { "address": prometheus, "timeoutSeconds": 2 },
+        "initialDelaySeconds": 0,
+        "intervalSeconds": 2,
+        "measurements": 8,
+        "failureLimit": 0,
+        "inconclusiveLimit": 6,
+        "kpis": [{
+            "name": "p95-latency-ms",
+            "query": "max(lc_e2e_p95_latency_ms{namespace=\"{{namespace}}\",version=\"{{version}}\"})",
+            "max": 350,
+            "onNoData": "Inconclusive"
+        }]
+    })
+}
+
 /// Names of the Jobs of the release with `listacompra.app/job=<purpose>`.
 pub async fn jobs(ctx: &TestContext, purpose: &str) -> Result<Vec<Job>> {
     let list = ctx
