@@ -8,7 +8,8 @@ cd "$LC_REPO"
 
 need_cmd cargo "install Rust with rustup (https://rustup.rs), then open a new shell."
 need_cmd go "install Go 1.26 or later (https://go.dev/doc/install) and put it on PATH."
-apt_install curl util-linux
+# tmux: the kubectl plugin's live tree is tested through a real terminal (operator/tests/kubectl_plugin.rs).
+apt_install curl util-linux tmux
 # What the background builds need is installed here, in the foreground (apt never runs in a
 # session without a terminal, where sudo could not ask).
 apt_install musl-tools file ca-certificates

@@ -82,14 +82,25 @@ pub fn build(i: &Inputs<'_>) -> Node {
     let release = i.release;
     let status = release.status.clone().unwrap_or_default();
     let step = Step::of(release);
-    let state = match Verdict::of(release) {
+    let verdict = Verdict::of(release);
+    let state = match verdict {
         Verdict::Succeeded => State::Ok,
         Verdict::RolledBack { .. } | Verdict::Failed { .. } => State::Failed,
         Verdict::NotObserved => State::Waiting,
         Verdict::InFlight if step.stalled || release.spec.paused => State::Waiting,
         Verdict::InFlight => State::Progressing,
     };
-    let mut info = vec![release.spec.version.clone(), step.phase.clone()];
+    // Until the operator takes up the spec, the phase in the status is an earlier attempt's.
+    let phase = if verdict == Verdict::NotObserved {
+        format!(
+            "not yet taken up by the operator (the status is of {} {})",
+            status.current_version.as_deref().unwrap_or("no version"),
+            step.phase
+        )
+    } else {
+        step.phase.clone()
+    };
+    let mut info = vec![release.spec.version.clone(), phase];
     if let Some(since) = phase_start(release) {
         info.push(format!("for {}", elapsed(since, i.now)));
     }
@@ -646,6 +657,28 @@ mod tests {
         assert!(
             plain.contains("Role product-owner  [waiting]  waiting: kubectl listacompra approve listacompra --role product-owner"),
             "{plain}"
+        );
+    }
+
+    #[test]
+    fn a_new_version_not_yet_taken_up_is_not_shown_with_the_earlier_attempts_phase() {
+        let mut lc = release("1.1.0");
+        at(&mut lc, Phase::Succeeded, "1.0.0");
+        let tree = build(&Inputs {
+            release: &lc,
+            jobs: &[],
+            deployments: &[],
+            pods: &[],
+            hidden: Vec::new(),
+            now: t(10),
+        });
+        assert_eq!(tree.state, State::Waiting);
+        assert!(
+            tree.info.starts_with(
+                "1.1.0 · not yet taken up by the operator (the status is of 1.0.0 Succeeded)"
+            ),
+            "{}",
+            tree.info
         );
     }
 

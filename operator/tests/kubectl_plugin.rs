@@ -319,3 +319,111 @@ async fn approvals_are_given_as_the_user_running_the_plugin() {
     })
     .await;
 }
+
+/// A terminal of its own (a tmux server on a private socket), killed when dropped.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    /// Runs `command` in a new 160×50 terminal.
+    async fn start(socket: &str, command: &str) -> Result<Self> {
+        let status = tokio::process::Command::new("tmux")
+            .args([
+                "-L",
+                socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+            ])
+            .arg(command)
+            .status()
+            .await
+            .context("starting tmux (make test installs it)")?;
+        ensure!(status.success(), "tmux new-session failed");
+        Ok(Self {
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// What the terminal shows now, with its colours as escape sequences.
+    async fn screen(&self) -> Result<String> {
+        let output = tokio::process::Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-e"])
+            .output()
+            .await?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn get_watch_redraws_the_tree_in_a_terminal_as_the_release_moves() {
+    with_namespace("op-plugin-watch", |ctx| async move {
+        let (operator, endpoint) = stable_1_0_0(&ctx).await?;
+        let command = format!(
+            "KUBECONFIG={} {} get lc -w -n {}",
+            ctx.cluster.kubeconfig().display(),
+            binary()?.display(),
+            ctx.namespace
+        );
+        let terminal = Terminal::start(&ctx.namespace, &command).await?;
+        let result = async {
+            let mut screens = Vec::new();
+            // Waits until the terminal shows `text`, keeping every distinct screen seen.
+            let mut until = async |text: &str| -> Result<String> {
+                let waited = eventually(
+                    &format!("the terminal to show {text:?}"),
+                    RELEASE_TIMEOUT,
+                    || async {
+                        let screen = terminal.screen().await.ok()?;
+                        screen.contains(text).then_some(screen)
+                    },
+                )
+                .await;
+                let last = terminal.screen().await?;
+                if screens.last() != Some(&last) {
+                    screens.push(last.clone());
+                }
+                waited.map_err(|e| anyhow::anyhow!("{e}; the terminal shows:\n{last}"))
+            };
+            let settled = until("1.0.0 · Succeeded").await?;
+            ensure!(
+                settled.contains("├─ ") && settled.contains("✔") && settled.contains("\u{1b}["),
+                "a terminal gets tree lines, symbols and colours:\n{settled}"
+            );
+            apply(&ctx, &release("1.1.0", 2, &endpoint.url)).await?;
+            // Redrawn in place as the release moves, without a new command.
+            let moving = until("1.1.0 · ").await?;
+            ensure!(
+                !moving.contains("1.0.0 · Succeeded"),
+                "the old tree is replaced:\n{moving}"
+            );
+            let done = until("1.1.0 · Succeeded").await?;
+            ensure!(
+                done.contains(&format!("{IMAGE}:1.1.0")) && done.contains("Gate health"),
+                "the final tree shows the new image and the gate:\n{done}"
+            );
+            Ok(())
+        }
+        .await;
+        drop(terminal);
+        if result.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        result
+    })
+    .await;
+}
