@@ -1,6 +1,7 @@
-//! The Argo CD health check for ListaCompraRelease (`config/argocd`), run by gopher-lua — the
-//! interpreter Argo CD embeds — over the fixtures of its `health_test.yaml`. The Go module in
-//! `e2e/argocd-health` does the work; this test runs it so that `make test` counts it.
+//! The Argo CD health check and resource actions for ListaCompraRelease (`config/argocd`),
+//! run by gopher-lua — the interpreter Argo CD embeds — over the fixtures of their
+//! `health_test.yaml` and `actions/action_test.yaml`. The Go module in `e2e/argocd-health`
+//! does the work; this test runs it so that `make test` counts it.
 
 use std::process::Command;
 
@@ -41,6 +42,9 @@ fn argocd_health_check_passes_its_fixtures_in_gopher_lua() -> Result<()> {
         "TestConfigMapCarriesTheSameScript",
         "TestCasesCoverEveryPhaseAndStatus",
         "TestHarnessRejectsBadScripts",
+        "TestConfigMapCarriesTheSameActions",
+        "TestActionDiscoveryOfEveryFixture",
+        "TestEveryActionMakesItsExpectedObject",
     ] {
         ensure!(
             text.contains(&format!("--- PASS: {test}")),

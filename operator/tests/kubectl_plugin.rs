@@ -142,6 +142,7 @@ async fn the_plugin_gates_a_pipeline_on_the_verdict_and_drives_the_release() {
             // Fixed: a retry (a spec change, with a warning naming the tool that applied the
             // release) releases 1.1.0 again and the gate passes.
             endpoint.set_metrics(&latency(120, 100)).await;
+            let ended = lc(&ctx).await?.status.and_then(|s| s.attempt).unwrap_or_default();
             let run = plugin(&ctx, None, &["retry", "lc"]).await?;
             ensure!(run.code == Some(0), "retry:\n{run}");
             ensure!(
@@ -151,7 +152,10 @@ async fn the_plugin_gates_a_pipeline_on_the_verdict_and_drives_the_release() {
                 "retry warns about the GitOps manager and says it changed the spec:\n{run}"
             );
             let token = lc(&ctx).await?.spec.retry_token;
-            ensure!(token.as_deref().is_some_and(|t| t.starts_with("retry-")), "{token:?}");
+            ensure!(
+                token == Some(format!("retry-after-attempt-{ended}")),
+                "the token names the attempt that ended ({ended}): {token:?}"
+            );
             let run = plugin(&ctx, None, &["status", "lc", "--timeout", "180s"]).await?;
             ensure!(run.code == Some(0), "status of the retried release:\n{run}");
             ensure!(run.stdout.contains(&format!("{ns}/lc 1.1.0 succeeded")), "{run}");

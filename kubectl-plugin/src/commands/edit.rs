@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::{Value, json};
@@ -27,7 +26,14 @@ pub async fn retry(target: &Target) -> Result<ExitCode> {
             status.phase, target.release
         )));
     }
-    let token = format!("retry-{}", Timestamp::now().as_second());
+    let token = retry_token(status.attempt);
+    if release.spec.retry_token.as_deref() == Some(token.as_str()) {
+        println!(
+            "{target:?}: a retry of attempt {} is already requested (spec.retryToken {token})",
+            status.attempt.unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     change_spec(
         target,
         &release,
@@ -38,6 +44,12 @@ pub async fn retry(target: &Target) -> Result<ExitCode> {
         ),
     )
     .await
+}
+
+/// The retry token after `attempt` ended: named after it, so a second retry before the
+/// operator starts the new attempt changes nothing (the Argo CD action makes the same).
+fn retry_token(attempt: Option<i64>) -> String {
+    format!("retry-after-attempt-{}", attempt.unwrap_or_default())
 }
 
 /// Sets or clears `spec.paused`.
