@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod crd;
 pub mod env;
 mod error;
+pub mod gotest;
 pub mod helm;
 pub mod identity;
 pub mod load;

@@ -1,0 +1,44 @@
+//! Tests written in Go, for what only a Go library does faithfully (gopher-lua, the
+//! interpreter Argo CD embeds; actionlint): each is a module under `e2e/` that `go test` runs.
+
+use std::process::Command;
+
+use crate::env::repo_root;
+use crate::{Error, Result};
+
+/// Runs `go test -count=1 -v ./...` in the module `e2e/<module>` and returns its output;
+/// an error, with that output, when a test failed.
+pub fn run_module(module: &str) -> Result<String> {
+    let dir = repo_root().join("e2e").join(module);
+    let command = format!("go test -count=1 -v ./... (in {})", dir.display());
+    let output = Command::new("go")
+        .args(["test", "-count=1", "-v", "./..."])
+        .current_dir(&dir)
+        .output()
+        .map_err(|source| Error::Spawn {
+            script: "go (install Go 1.26 or later and put it on PATH)".into(),
+            source,
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(Error::Tool {
+            command,
+            message: text,
+        })
+    }
+}
+
+/// How many sub-tests of `test` passed in the output of [`run_module`].
+pub fn passed_subtests(output: &str, test: &str) -> usize {
+    let prefix = format!("--- PASS: {test}/");
+    output
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&prefix))
+        .count()
+}
