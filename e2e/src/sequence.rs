@@ -128,6 +128,14 @@ pub enum Op {
         /// Milliseconds between the apply and the kill.
         after_ms: u64,
     },
+    /// Apply `version`, then after `after_ms` abort the attempt in flight, if one still is,
+    /// as `kubectl listacompra abort` does (the annotation naming the attempt).
+    ReleaseAndAbort {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds between the apply and the abort.
+        after_ms: u64,
+    },
 }
 
 impl Op {
@@ -139,6 +147,7 @@ impl Op {
                 | Op::Retry
                 | Op::ReleaseAndKill { .. }
                 | Op::ReleaseAndKillLeader { .. }
+                | Op::ReleaseAndAbort { .. }
                 | Op::ReleaseAndDeleteJob { .. }
                 | Op::PauseThenResume { .. }
                 | Op::ReleaseBeforeSecret { .. }
@@ -196,7 +205,7 @@ impl Generator {
         let mut ops = vec![Op::Release { version: 0 }];
         for _ in 0..steps {
             let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
-            let op = match self.below(28) {
+            let op = match self.below(30) {
                 0..=6 => Op::Release { version },
                 7..=8 => Op::Retry,
                 9..=11 => Op::ReleaseAndKill {
@@ -219,6 +228,10 @@ impl Generator {
                 24..=25 => Op::ReleaseAndKillLeader {
                     version,
                     after_ms: self.below(8_000),
+                },
+                26..=27 => Op::ReleaseAndAbort {
+                    version,
+                    after_ms: self.below(20_000),
                 },
                 _ => Op::RotateSecret,
             };
@@ -248,6 +261,8 @@ pub struct Expectation {
 pub struct Model {
     desired: Version,
     stable: Version,
+    /// The stable version when the current attempt started (an abort returns to it).
+    stable_before: Version,
     outcome: Outcome,
     retries: u32,
 }
@@ -264,6 +279,7 @@ impl Model {
         Self {
             desired: VERSIONS[0],
             stable: VERSIONS[0],
+            stable_before: VERSIONS[0],
             outcome: Outcome::Succeeded,
             retries: 0,
         }
@@ -285,6 +301,7 @@ impl Model {
             Op::Release { version }
             | Op::ReleaseAndKill { version, .. }
             | Op::ReleaseAndKillLeader { version, .. }
+            | Op::ReleaseAndAbort { version, .. }
             | Op::ReleaseAndDeleteJob { version }
             | Op::PauseThenResume { version, .. }
             | Op::ReleaseBeforeSecret { version } => VERSIONS[*version],
@@ -306,6 +323,7 @@ impl Model {
             return false; // the same spec again: nothing starts (a failed version is not retried)
         }
         self.desired = version;
+        self.stable_before = self.stable;
         // A migration Job deleted by hand is created again (the migration tool is idempotent),
         // so that release ends as any other.
         if version.behaviour == Behaviour::Good {
@@ -315,6 +333,15 @@ impl Model {
             self.outcome = Outcome::RolledBack;
         }
         true
+    }
+
+    /// The current attempt was aborted in flight: it rolls back to the version that was
+    /// stable when it started, whatever its gates would have said. (Whether an abort lands
+    /// in flight depends on timing, so the sequence tells the model what the release
+    /// recorded; every promise is then checked against that.)
+    pub fn aborted(&mut self) {
+        self.stable = self.stable_before;
+        self.outcome = Outcome::RolledBack;
     }
 
     /// Where the settled release must stand.
@@ -366,6 +393,7 @@ mod tests {
             "ReleaseBeforeSecret",
             "RotateSecret",
             "ReleaseAndKillLeader",
+            "ReleaseAndAbort",
         ] {
             assert!(
                 all.iter()
@@ -442,6 +470,33 @@ mod tests {
         let before = m.expect();
         assert!(!m.apply(&Op::RotateSecret), "no new attempt");
         assert_eq!(m.expect(), before);
+    }
+
+    #[test]
+    fn an_aborted_attempt_rolls_back_to_the_version_stable_before_it() {
+        let mut m = Model::new();
+        m.apply(&Op::Release { version: 1 });
+        assert!(m.apply(&Op::ReleaseAndAbort {
+            version: 0,
+            after_ms: 0
+        }));
+        m.aborted();
+        assert_eq!(
+            m.expect(),
+            Expectation {
+                desired: "1.0.0",
+                phase: "RolledBack",
+                serving: "1.1.0",
+                schema: VERSIONS[1].schema,
+                stable: "1.1.0"
+            }
+        );
+        m.apply(&Op::Retry);
+        assert_eq!(
+            (m.expect().phase, m.expect().serving),
+            ("Succeeded", "1.0.0"),
+            "a retry of the aborted version releases it"
+        );
     }
 
     #[test]

@@ -101,9 +101,13 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
         for (i, op) in ops.iter().enumerate() {
             steps.done.push(format!("{i}: {op:?}"));
             let new_attempt = i == 0 || model.apply(op);
-            act(&mut stack, &model, op, new_attempt)
+            let aborted = act(&mut stack, &model, op, new_attempt)
                 .await
                 .map_err(|e| steps.fail(&format!("doing {op:?}: {e}")))?;
+            if aborted {
+                println!("  the abort landed in flight");
+                model.aborted();
+            }
             let expected = model.expect();
             settle(&stack, &model, &expected, &mut load)
                 .await
@@ -175,7 +179,8 @@ fn manifest(stack: &Stack, model: &Model) -> Value {
     manifest
 }
 
-async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> anyhow::Result<()> {
+/// Does `op`; true when it aborted the attempt in flight (see [`abort_in_flight`]).
+async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> anyhow::Result<bool> {
     let deployments: Api<Deployment> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let services: Api<Service> = Api::namespaced(stack.client.clone(), &stack.namespace);
     let workload = format!("{RELEASE}-api");
@@ -185,6 +190,13 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
             stack.apply(&manifest(stack, model)).await?;
             tokio::time::sleep(Duration::from_millis(*after_ms)).await;
             stack.operator.kill_and_restart().await?;
+        }
+        Op::ReleaseAndAbort { after_ms, .. } => {
+            stack.apply(&manifest(stack, model)).await?;
+            if new_attempt {
+                tokio::time::sleep(Duration::from_millis(*after_ms)).await;
+                return abort_in_flight(stack).await;
+            }
         }
         Op::ReleaseAndKillLeader { after_ms, .. } => {
             stack.apply(&manifest(stack, model)).await?;
@@ -310,7 +322,74 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
             secrets.create(&PostParams::default(), &again).await?;
         }
     }
-    Ok(())
+    Ok(false)
+}
+
+/// Aborts the attempt in flight, if one is, as `kubectl listacompra abort` does, and waits
+/// for that attempt to end. True when the release recorded the abort (it may have ended
+/// before the annotation was read: then its gates decided, and the abort changes nothing).
+async fn abort_in_flight(stack: &Stack) -> anyhow::Result<bool> {
+    use listacompra_crds::Phase;
+    let release = stack.release().await?;
+    let status = release.status.clone().unwrap_or_default();
+    let in_flight = matches!(
+        status.phase,
+        Some(
+            Phase::Pending
+                | Phase::AwaitingApproval
+                | Phase::Migrating
+                | Phase::RollingOut
+                | Phase::Verifying
+        )
+    );
+    let (true, Some(attempt)) = (in_flight, status.attempt) else {
+        return Ok(false);
+    };
+    let releases: Api<listacompra_crds::ListaCompraRelease> =
+        Api::namespaced(stack.client.clone(), &stack.namespace);
+    releases
+        .patch(
+            RELEASE,
+            &PatchParams {
+                field_manager: Some("kubectl-listacompra".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({ "metadata": { "annotations": {
+                listacompra_crds::release::ABORT_ANNOTATION: attempt.to_string()
+            } } })),
+        )
+        .await?;
+    println!("  aborted attempt {attempt} in {:?}", status.phase);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = stack.release().await?.status.unwrap_or_default();
+        let ended = matches!(
+            status.phase,
+            Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+        );
+        if status.attempt != Some(attempt) {
+            anyhow::bail!(
+                "attempt {attempt} was superseded by {:?} while aborting",
+                status.attempt
+            );
+        }
+        if ended {
+            let degraded = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True")
+                .map(|c| c.reason.clone());
+            return Ok(
+                status.phase == Some(Phase::RolledBack) && degraded.as_deref() == Some("Aborted")
+            );
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "aborted attempt {attempt} had not ended within {SETTLE:?}: {:?}",
+            status.phase
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Waits until the release's condition `type_` has `reason` (what a new attempt says when it
