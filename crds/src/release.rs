@@ -18,8 +18,9 @@ pub const SEMVER_PATTERN: &str = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 
 /// Annotation that aborts one attempt of a release: its value is the attempt's number
 /// (`status.attempt`). The operator stops the attempt where it stands (deleting a running
-/// migration Job) and rolls back to the stable version, as when a gate fails, with reason
-/// `Aborted`. It is metadata, not spec, so a GitOps tool that owns the spec does not revert
+/// migration Job, and reverting the schema once it is gone) and rolls back to the stable
+/// version, with reason `Aborted`, whatever `rollback.automatic` says (without a stable
+/// version it ends Failed). It is metadata, not spec, so a GitOps tool that owns the spec does not revert
 /// it; naming the attempt means an abort left on the object never touches a later attempt.
 /// `kubectl listacompra abort` sets it.
 pub const ABORT_ANNOTATION: &str = "listacompra.app/abort";

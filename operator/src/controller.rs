@@ -463,7 +463,14 @@ async fn reconcile_release(
 
     let now = Timestamp::now();
     let (mut health_check, mut measurement) = (None, None);
-    match decide::gate_due(spec, &status, now) {
+    let abort = abort_requested(release);
+    // An attempt about to be aborted is not measured (its checks would only delay the abort).
+    let due = if decide::abort_honoured(abort, &status) {
+        GateDue::Nothing
+    } else {
+        decide::gate_due(spec, &status, now)
+    };
+    match due {
         GateDue::Nothing => {}
         GateDue::Health => {
             let outcome = checks::health_check(release, &namespace, ctx).await?;
@@ -514,7 +521,7 @@ async fn reconcile_release(
         firing_alerts,
         secrets_version,
         foreign: foreign.clone(),
-        abort: abort_requested(release),
+        abort,
         now,
     };
     let decision = decide(&observed);
@@ -550,7 +557,9 @@ async fn reconcile_release(
     for action in &decision.actions {
         if let decide::Action::DeleteJob { name: job_name } = action {
             ctx.metrics.api_writes.with_label_values(&["job"]).inc();
-            match jobs.delete(job_name, &DeleteParams::background()).await {
+            // Foreground: the Job stays (and reads as running) until its pods are gone, so
+            // nothing waiting for it to end starts while its process may still run.
+            match jobs.delete(job_name, &DeleteParams::foreground()).await {
                 Ok(_) => info!(job = %job_name, "deleted Job"),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),

@@ -6,23 +6,42 @@ use listacompra_crds::release::ABORT_ANNOTATION;
 use super::machine::Machine;
 use super::*;
 
+/// Whether an abort annotation naming `abort` ends the attempt of `status`: it names the
+/// attempt in flight, moving forward (a rollback in progress, or a settled release, has
+/// nothing to abort). The controller runs no gate check for an attempt about to be aborted.
+pub fn honoured(abort: Option<i64>, status: &ListaCompraReleaseStatus) -> bool {
+    abort.is_some_and(|n| n == status.attempt.unwrap_or(0)) && advancing(status.phase)
+}
+
 impl Machine<'_, '_> {
-    /// The abort annotation names the attempt in flight (moving forward: a rollback in
-    /// progress, or a settled release, has nothing to abort).
+    /// The abort annotation names the attempt in flight.
     pub(super) fn abort_requested(&self) -> bool {
-        self.o.abort.is_some_and(|n| n == self.attempt()) && advancing(self.status.phase)
+        honoured(self.o.abort, &self.status)
     }
 
-    /// Stops a running migration (the schema may be anywhere between the two revisions, so
-    /// it is no longer recorded) and the smoke test, then rolls back. A pause or a held
-    /// analysis does not delay it: aborting is how a person ends them.
+    /// Stops a running migration and the smoke test, then rolls back, whatever
+    /// `rollback.automatic` says (a person asked for it). A pause or a held analysis does not
+    /// delay it: aborting is how a person ends them.
     pub(super) fn abort(&mut self) {
-        if self.status.phase == Some(Phase::Migrating) && self.o.migration_job == JobState::Running
-        {
-            if let Some(name) = self.status.migration_job.clone() {
-                self.actions.push(Action::DeleteJob { name });
+        if self.status.phase == Some(Phase::Migrating) {
+            // Where the schema stands now: a finished Job moved it to the target (the
+            // reconcile that would have recorded it never came); a running one is stopped
+            // part of the way, and a failed or vanished one may have moved it part of the way
+            // too: unknown, so the revert runs (the migration tool is idempotent).
+            match &self.o.migration_job {
+                JobState::Succeeded => self.status.schema_version = self.schema_target(),
+                JobState::Running => {
+                    if let Some(name) = self.status.migration_job.clone() {
+                        self.actions.push(Action::DeleteJob { name });
+                    }
+                    self.status.schema_version = None;
+                }
+                JobState::Failed(_) | JobState::Absent => {
+                    if self.status.migration_job.is_some() {
+                        self.status.schema_version = None;
+                    }
+                }
             }
-            self.status.schema_version = None;
         }
         self.stop_smoke_test("the attempt was aborted");
         self.hold = None;
@@ -31,6 +50,6 @@ impl Machine<'_, '_> {
             self.attempt(),
             self.attempted().version
         );
-        self.fail("Aborted", message);
+        self.end_attempt("Aborted", message, true);
     }
 }

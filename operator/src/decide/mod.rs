@@ -32,6 +32,7 @@ mod rotating;
 mod smoke;
 mod verifying;
 
+pub use aborting::honoured as abort_honoured;
 pub use approving::Approval;
 use machine::Machine;
 pub use preflight::FiringAlert;

@@ -13,10 +13,18 @@ use crate::naming::{self, JobPurpose};
 impl Machine<'_, '_> {
     /// The release failed for `reason`: roll back when allowed and possible, else stop.
     pub(super) fn fail(&mut self, reason: &str, message: String) {
+        let automatic = self.spec().rollback.automatic;
+        self.end_attempt(reason, message, automatic);
+    }
+
+    /// Ends the attempt for `reason`: rolls back when `roll_back` and there is a stable
+    /// version, else stops (Failed). A gate's failure rolls back when `rollback.automatic`;
+    /// an abort always does (a person asked for it).
+    pub(super) fn end_attempt(&mut self, reason: &str, message: String, roll_back: bool) {
         self.status.failed_version = Some(self.version().to_owned());
         self.set_condition(condition::DEGRADED, true, reason, message.clone());
         let stable = self.status.stable_version.clone();
-        if let (true, Some(stable)) = (self.spec().rollback.automatic, &stable) {
+        if let (true, Some(stable)) = (roll_back, &stable) {
             self.note(true, reason, format!("{message}; rolling back to {stable}"));
             self.status.phase = Some(Phase::RollingBack);
             return self.rolling_back();
@@ -160,6 +168,15 @@ impl Machine<'_, '_> {
 
     /// Runs (or waits for) the schema revert Job. True once the schema is back.
     pub(super) fn revert_schema(&mut self, revision: i64) -> bool {
+        // A migration Job stopped by the deadline or an abort is deleted with its pods first
+        // (foreground): until it is gone its migration may still run, and two migrations
+        // never run at once. (Deleting it again is a no-op; it covers a delete that failed.)
+        if let (Some(name), JobState::Running) = (&self.status.migration_job, &self.o.migration_job)
+        {
+            self.actions.push(Action::DeleteJob { name: name.clone() });
+            self.wait();
+            return false;
+        }
         // The failing attempt's image knows the down migrations from its revision: the one
         // recorded when the attempt started, not whatever the spec says now (a GitOps revert
         // of `version` during the rollback must not run an image that lacks them).

@@ -1130,8 +1130,79 @@ fn an_abort_rolls_the_attempt_it_names_back_from_any_step() {
                         .any(|a| matches!(a, Action::DeleteJob { .. })),
                     "the running migration is stopped"
                 );
+                assert_eq!(
+                    creates(d, JobPurpose::Revert),
+                    None,
+                    "no revert while the migration may still run"
+                );
+                assert_eq!(d.status.schema_version, None);
                 assert_eq!(serves(d), Some("1.0.0"));
             }),
+        Case::new(
+            "the revert waits until the stopped migration Job is gone",
+            v2.clone(),
+            {
+                let mut s = rolling_back("1.1.0", 90);
+                s.schema_version = None;
+                s
+            },
+        )
+        .job(JobState::Running)
+        .serving("1.0.0")
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(creates(d, JobPurpose::Revert), None);
+            assert!(
+                d.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::DeleteJob { .. }))
+            );
+        }),
+        Case::new(
+            "once the stopped migration Job is gone the schema is reverted",
+            v2.clone(),
+            {
+                let mut s = rolling_back("1.1.0", 90);
+                s.schema_version = None;
+                s
+            },
+        )
+        .job(JobState::Absent)
+        .serving("1.0.0")
+        .expect(|d| {
+            let (_, _, revision) = creates(d, JobPurpose::Revert).expect("a revert Job");
+            assert_eq!(revision, 3);
+        }),
+        Case::new(
+            "abort after the migration Job finished unrecorded still reverts the schema",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Succeeded)
+        .serving("1.0.0")
+        .aborted(2)
+        .expect(move |d| {
+            aborted(d);
+            assert_eq!(
+                d.status.schema_version,
+                Some(4),
+                "the Job moved it to the target"
+            );
+            let (_, _, revision) = creates(d, JobPurpose::Revert).expect("a revert Job");
+            assert_eq!(revision, 3);
+        }),
+        Case::new(
+            "abort rolls back even with automatic rollback off",
+            {
+                let mut s = v2.clone();
+                s.rollback.automatic = false;
+                s
+            },
+            verifying("1.1.0"),
+        )
+        .serving("1.1.0")
+        .aborted(2)
+        .expect(aborted),
         Case::new("abort while rolling out", v2.clone(), {
             let mut s = migrating("1.1.0");
             s.phase = Some(Phase::RollingOut);
