@@ -153,6 +153,30 @@ pub struct SecretsRotation {
     pub failure: Option<String>,
 }
 
+impl ListaCompraReleaseStatus {
+    /// Whether this status is about the attempt for `spec`: its version, its retry token and
+    /// its image. When it is not, a new attempt starts (a changed version or retry token, or
+    /// a new tag or digest under the same version: a new build passes every gate again, and
+    /// an attempt never ends Succeeded with an image its gates did not see), and whatever the
+    /// status says is about an earlier one.
+    pub fn describes(&self, spec: &crate::ListaCompraReleaseSpec) -> bool {
+        let image = spec.image.reference(&spec.version);
+        // The image the attempt started with (a status written before attempts recorded it:
+        // the stable image of a settled release).
+        let attempted = self
+            .current_image
+            .as_deref()
+            .or(if self.phase == Some(Phase::Succeeded) {
+                self.stable_image.as_deref()
+            } else {
+                None
+            });
+        self.current_version.as_deref() == Some(spec.version.as_str())
+            && self.observed_retry_token == spec.retry_token
+            && attempted.is_none_or(|a| a == image)
+    }
+}
+
 /// Where a release stands.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {

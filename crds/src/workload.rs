@@ -60,6 +60,18 @@ pub struct ImageSpec {
     pub pull_secrets: Vec<String>,
 }
 
+impl ImageSpec {
+    /// The image reference pods of `version` run: `repository@digest`, else
+    /// `repository:tag`, else `repository:version`.
+    pub fn reference(&self, version: &str) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(digest), _) => format!("{}@{digest}", self.repository),
+            (None, Some(tag)) => format!("{}:{tag}", self.repository),
+            (None, None) => format!("{}:{version}", self.repository),
+        }
+    }
+}
+
 /// Image pull policy, as in a Pod's `imagePullPolicy`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum PullPolicy {

@@ -20,15 +20,6 @@ use listacompra_crds::workload::{ImageSpec, PullPolicy, SecretKeyRef, ServiceTyp
 
 use crate::naming::{self, JobPurpose, SPEC_HASH_ANNOTATION};
 
-/// The image reference to run for `version`: `repo@digest`, `repo:tag` or `repo:version`.
-pub fn image_ref(image: &ImageSpec, version: &str) -> String {
-    match (&image.digest, &image.tag) {
-        (Some(digest), _) => format!("{}@{digest}", image.repository),
-        (None, Some(tag)) => format!("{}:{tag}", image.repository),
-        (None, None) => format!("{}:{version}", image.repository),
-    }
-}
-
 /// What to run: a version and its image (the target, or the stable one on rollback).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {

@@ -10,7 +10,7 @@ use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
 
 use super::*;
 use crate::conditions;
-use crate::workload::{SpecSource, Workload, image_ref};
+use crate::workload::{SpecSource, Workload};
 
 /// One run of the state machine over a copy of the status.
 pub(super) struct Machine<'o, 'a> {
@@ -64,7 +64,7 @@ impl<'o, 'a> Machine<'o, 'a> {
     pub(super) fn target(&self) -> Workload {
         Workload {
             version: self.o.spec.version.clone(),
-            image: image_ref(&self.o.spec.image, &self.o.spec.version),
+            image: self.o.spec.image.reference(&self.o.spec.version),
             spec: SpecSource::Current,
             secrets: self.status.secrets_version.clone(),
         }

@@ -40,7 +40,7 @@ pub use preflight::FiringAlert;
 use crate::conditions;
 use crate::naming::JobPurpose;
 use crate::references::Reference;
-use crate::workload::{SpecSource, Workload, image_ref};
+use crate::workload::{SpecSource, Workload};
 
 /// State of one Job the operator created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,24 +292,10 @@ pub fn gate_due(
     }
 }
 
-/// A release starts when the version or the retry token changes, or when the image changes
-/// under the version (a new tag or digest is a new build: it passes every gate again, and
-/// an attempt never ends Succeeded with an image its gates did not see).
+/// A release starts when the version, the retry token or the image under the version
+/// changes (see [`ListaCompraReleaseStatus::describes`]).
 fn is_new_target(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseStatus) -> bool {
-    let image = image_ref(&spec.image, &spec.version);
-    // The image the attempt started with (a status written before attempts recorded it:
-    // the stable image of a settled release).
-    let attempted = status
-        .current_image
-        .as_deref()
-        .or(if status.phase == Some(Phase::Succeeded) {
-            status.stable_image.as_deref()
-        } else {
-            None
-        });
-    status.current_version.as_deref() != Some(spec.version.as_str())
-        || status.observed_retry_token != spec.retry_token
-        || attempted.is_some_and(|a| a != image)
+    !status.describes(spec)
 }
 
 /// Whether this reconcile may launch an attempt's first Job or rollout, so the controller

@@ -9,7 +9,6 @@ use super::machine::Machine;
 use super::*;
 use crate::conditions;
 use crate::naming::{self, JobPurpose};
-use crate::workload::image_ref;
 
 impl Machine<'_, '_> {
     /// Starts a new attempt; one in flight is superseded (by a new target, or `restarted`
@@ -45,7 +44,7 @@ impl Machine<'_, '_> {
         s.phase = Some(Phase::Pending);
         s.attempt = Some(s.attempt.unwrap_or(0) + 1);
         s.current_version = Some(self.o.spec.version.clone());
-        s.current_image = Some(image_ref(&self.o.spec.image, &self.o.spec.version));
+        s.current_image = Some(self.o.spec.image.reference(&self.o.spec.version));
         s.observed_retry_token = self.o.spec.retry_token.clone();
         s.attempt_start_time = Some(self.now.clone());
         s.release_start_time = Some(self.now.clone());
