@@ -23,7 +23,8 @@ Exit codes:
   1  status: the release rolled back or failed
   2  wrong usage
   3  status: timed out before a verdict
-  4  the cluster could not be asked, or refused the command";
+  4  the cluster could not be asked, or its API server refused (RBAC, admission)
+  5  the command does not apply to the release as it stands (not found, nothing to abort)";
 
 /// Drives ListaCompraReleases: a live tree, a status that waits for the verdict, approvals,
 /// retry, pause, resume, abort and history.

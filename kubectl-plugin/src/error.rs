@@ -25,12 +25,23 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// The API server ended a watch or answered without what was asked.
+    #[error("{0}")]
+    Cluster(String),
     /// The command makes no sense for the release as it stands.
     #[error("{0}")]
     Refused(String),
     /// Writing to the terminal failed.
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The command does not apply to the release as it stands (as opposed to a cluster that
+    /// could not be asked or refused).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::Refused(_))
+    }
 }
 
 /// The plugin's results.

@@ -15,8 +15,11 @@ mod gitops;
 mod tree;
 mod verdict;
 
-/// Exit code when the cluster could not be asked or refused the command.
+/// Exit code when the cluster could not be asked, or its API server refused (RBAC, admission).
 const ERROR: u8 = 4;
+/// Exit code when the command does not apply to the release as it stands (not found, nothing
+/// to abort or retry, not waiting for approvals).
+const REFUSED: u8 = 5;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -25,7 +28,7 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(ERROR)
+            ExitCode::from(if error.is_refusal() { REFUSED } else { ERROR })
         }
     }
 }

@@ -90,13 +90,10 @@ pub fn build(i: &Inputs<'_>) -> Node {
         Verdict::InFlight if step.stalled || release.spec.paused => State::Waiting,
         Verdict::InFlight => State::Progressing,
     };
-    // Until the operator takes up the spec, the phase in the status is an earlier attempt's.
+    // Until the operator takes up the spec, the phase in the status is an earlier attempt's:
+    // the step says so instead.
     let phase = if verdict == Verdict::NotObserved {
-        format!(
-            "not yet taken up by the operator (the status is of {} {})",
-            status.current_version.as_deref().unwrap_or("no version"),
-            step.phase
-        )
+        step.detail.clone()
     } else {
         step.phase.clone()
     };
@@ -123,7 +120,7 @@ pub fn build(i: &Inputs<'_>) -> Node {
         state,
         info.join(" · "),
     );
-    if !step.detail.is_empty() {
+    if !step.detail.is_empty() && verdict != Verdict::NotObserved {
         let state = if step.stalled {
             State::Waiting
         } else {
@@ -675,7 +672,7 @@ mod tests {
         assert_eq!(tree.state, State::Waiting);
         assert!(
             tree.info.starts_with(
-                "1.1.0 · not yet taken up by the operator (the status is of 1.0.0 Succeeded)"
+                "1.1.0 · the operator has not taken up 1.1.0 yet (the status is of 1.0.0 Succeeded)"
             ),
             "{}",
             tree.info

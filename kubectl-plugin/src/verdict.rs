@@ -33,26 +33,44 @@ pub enum Verdict {
 impl Verdict {
     /// Reads the verdict of `release`'s current spec.
     pub fn of(release: &ListaCompraRelease) -> Self {
-        let Some(status) = &release.status else {
+        let Some(status) = release.status.as_ref().filter(|_| observed(release)) else {
             return Self::NotObserved;
         };
-        let generation = release.metadata.generation.unwrap_or_default();
-        let observed = status.observed_generation.unwrap_or_default() >= generation
-            && status.current_version.as_deref() == Some(release.spec.version.as_str())
-            && status.observed_retry_token == release.spec.retry_token;
-        if !observed {
-            return Self::NotObserved;
-        }
-        let (reason, message) = condition_of(release, condition::DEGRADED)
+        let degraded = condition_of(release, condition::DEGRADED)
             .map(|(_, reason, message)| (reason, message))
             .unwrap_or_default();
+        let stalled = condition_of(release, condition::STALLED).filter(|(on, ..)| *on);
+        let ready = condition_of(release, condition::READY).is_some_and(|(on, ..)| on);
         match status.phase {
-            Some(Phase::Succeeded) => Self::Succeeded,
-            Some(Phase::RolledBack) => Self::RolledBack { reason, message },
-            Some(Phase::Failed) => Self::Failed { reason, message },
+            // Succeeded and serving; a Secret rotation that failed after it (Stalled) is a
+            // failure to report, one still rolling (not Ready) is still going.
+            Some(Phase::Succeeded) => match stalled {
+                Some((_, reason, message)) => Self::Failed { reason, message },
+                None if ready => Self::Succeeded,
+                None => Self::InFlight,
+            },
+            Some(Phase::RolledBack) => Self::RolledBack {
+                reason: degraded.0,
+                message: degraded.1,
+            },
+            Some(Phase::Failed) => Self::Failed {
+                reason: degraded.0,
+                message: degraded.1,
+            },
             _ => Self::InFlight,
         }
     }
+}
+
+/// Whether the operator has taken up the current spec: it observed the generation, and the
+/// status is about the attempt for this version, retry token and image (during a rollback
+/// the operator observes a newer spec but starts its attempt only after).
+pub fn observed(release: &ListaCompraRelease) -> bool {
+    release.status.as_ref().is_some_and(|status| {
+        status.observed_generation.unwrap_or_default()
+            >= release.metadata.generation.unwrap_or_default()
+            && status.describes(&release.spec)
+    })
 }
 
 /// One line of progress, printed by `status` when it changes: the phase and what the
@@ -70,11 +88,21 @@ pub struct Step {
 impl Step {
     /// The step `release` is at.
     pub fn of(release: &ListaCompraRelease) -> Self {
-        let phase = release
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
+        let status = release.status.clone().unwrap_or_default();
+        let phase = status
+            .phase
             .map_or_else(|| "-".to_owned(), |p| format!("{p:?}"));
+        if !observed(release) {
+            return Self {
+                phase: "Waiting".to_owned(),
+                detail: format!(
+                    "the operator has not taken up {} yet (the status is of {} {phase})",
+                    release.spec.version,
+                    status.current_version.as_deref().unwrap_or("no version")
+                ),
+                stalled: false,
+            };
+        }
         let stalled = condition_of(release, condition::STALLED).filter(|(on, ..)| *on);
         let reconciling = condition_of(release, condition::RECONCILING).filter(|(on, ..)| *on);
         let ready = condition_of(release, condition::READY);
@@ -166,6 +194,14 @@ pub(crate) mod tests {
         at(&mut lc, Phase::RolledBack, "1.1.0");
         lc.spec.retry_token = Some("again".into());
         assert_eq!(Verdict::of(&lc), Verdict::NotObserved);
+        // A new digest under the same version, observed during a rollback but not started.
+        lc.spec.retry_token = None;
+        let status = lc.status.as_mut().expect("status");
+        status.current_image = Some(lc.spec.image.reference("1.1.0"));
+        assert_ne!(Verdict::of(&lc), Verdict::NotObserved);
+        lc.spec.image.digest = Some(format!("sha256:{}", "b".repeat(64)));
+        assert_eq!(Verdict::of(&lc), Verdict::NotObserved);
+        assert_eq!(Step::of(&lc).phase, "Waiting");
     }
 
     #[test]
@@ -189,7 +225,27 @@ pub(crate) mod tests {
             }
         );
         at(&mut lc, Phase::Succeeded, "1.1.0");
+        assert_eq!(
+            Verdict::of(&lc),
+            Verdict::InFlight,
+            "not Ready yet: a rotation rolls"
+        );
+        with_condition(&mut lc, condition::READY, true, "Succeeded", "1.1.0 serves");
         assert_eq!(Verdict::of(&lc), Verdict::Succeeded);
+        with_condition(
+            &mut lc,
+            condition::STALLED,
+            true,
+            "SecretRotationFailed",
+            "the health gate failed",
+        );
+        assert_eq!(
+            Verdict::of(&lc),
+            Verdict::Failed {
+                reason: "SecretRotationFailed".into(),
+                message: "the health gate failed".into()
+            }
+        );
     }
 
     #[test]

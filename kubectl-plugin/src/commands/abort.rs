@@ -16,6 +16,18 @@ use crate::gitops::FIELD_MANAGER;
 pub async fn run(target: &Target) -> Result<ExitCode> {
     let release = target.release().await?;
     let status = release.status.clone().unwrap_or_default();
+    // A change the operator has not taken up yet may start a new attempt first (a new
+    // version, retry token or image; before the launch, any change of the spec), which an
+    // annotation naming the current one would not stop. A pause or resume does not.
+    let unobserved = status.observed_generation.unwrap_or_default()
+        < release.metadata.generation.unwrap_or_default();
+    let unlaunched = matches!(status.phase, Some(Phase::Pending | Phase::AwaitingApproval));
+    if !status.describes(&release.spec) || (unobserved && unlaunched) {
+        return Err(Error::Refused(format!(
+            "the operator has not taken up the latest change of {target:?} yet; abort the attempt it starts (see `kubectl listacompra get {}`)",
+            target.release
+        )));
+    }
     let in_flight = matches!(
         status.phase,
         Some(
@@ -45,11 +57,12 @@ pub async fn run(target: &Target) -> Result<ExitCode> {
         )
         .await
         .map_err(error::kube(format!("annotating {target:?}")))?;
-    let stable = status
-        .stable_version
-        .unwrap_or_else(|| "nothing (no stable version: it will end Failed)".to_owned());
+    let outcome = match status.stable_version {
+        Some(stable) => format!("rolling back to {stable}"),
+        None => "no stable version to roll back to: it ends Failed".to_owned(),
+    };
     println!(
-        "{target:?}: attempt {attempt} of {} aborted; rolling back to {stable} (follow it: kubectl listacompra status {})",
+        "{target:?}: attempt {attempt} of {} aborted; {outcome} (follow it: kubectl listacompra status {})",
         release.spec.version, target.release
     );
     Ok(ExitCode::SUCCESS)

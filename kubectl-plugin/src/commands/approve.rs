@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use listacompra_crds::{ListaCompraApproval, ListaCompraApprovalSpec, Phase};
 
 use super::Target;
@@ -37,9 +37,29 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
         )));
     };
     let user = whoami(target).await?;
-    let name = format!("{}-{attempt}-{role}", target.release);
-    let approval = ListaCompraApproval::new(
-        &name,
+    let approvals: Api<ListaCompraApproval> = target.api();
+    // Approving again is a no-op: the approvals of this release (a selectable field).
+    let mine = approvals
+        .list(&ListParams::default().fields(&format!("spec.release={}", target.release)))
+        .await
+        .map_err(error::kube(format!("listing the approvals of {target:?}")))?
+        .items
+        .into_iter()
+        .find(|a| {
+            a.spec.attempt == attempt
+                && a.spec.role == role
+                && a.spec.approver == user
+                && a.spec.version == release.spec.version
+        });
+    if let Some(existing) = mine {
+        println!(
+            "{target:?}: you ({user}) already approved attempt {attempt} as {role} (ListaCompraApproval {})",
+            existing.metadata.name.unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut approval = ListaCompraApproval::new(
+        "",
         ListaCompraApprovalSpec {
             release: target.release.clone(),
             version: release.spec.version.clone(),
@@ -49,30 +69,20 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
             comment,
         },
     );
-    let approvals: Api<ListaCompraApproval> = target.api();
-    match approvals.create(&PostParams::default(), &approval).await {
-        Ok(_) => {
-            println!(
-                "{target:?}: attempt {attempt} of {} approved as {role} by {user} (ListaCompraApproval {name})",
-                release.spec.version
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let existing = approvals
-                .get(&name)
-                .await
-                .map_err(error::kube(format!("reading ListaCompraApproval {name}")))?;
-            Err(Error::Refused(format!(
-                "attempt {attempt} of {target:?} is already approved as {role} by {} (ListaCompraApproval {name})",
-                existing.spec.approver
-            )))
-        }
-        Err(source) => Err(Error::Kube {
-            action: format!("approving {target:?} as {role} ({user})"),
-            source,
-        }),
-    }
+    approval.metadata.name = None;
+    approval.metadata.generate_name = Some(format!("{}-{attempt}-{role}-", target.release));
+    let created = approvals
+        .create(&PostParams::default(), &approval)
+        .await
+        .map_err(error::kube(format!(
+            "approving {target:?} as {role} ({user})"
+        )))?;
+    println!(
+        "{target:?}: attempt {attempt} of {} approved as {role} by {user} (ListaCompraApproval {})",
+        release.spec.version,
+        created.metadata.name.unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The user name the API server knows the caller by (`kubectl auth whoami`).
@@ -87,5 +97,5 @@ async fn whoami(target: &Target) -> Result<String> {
         .status
         .and_then(|s| s.user_info)
         .and_then(|u| u.username)
-        .ok_or_else(|| Error::Refused("the API server did not say who you are".to_owned()))
+        .ok_or_else(|| Error::Cluster("the API server did not say who you are".to_owned()))
 }

@@ -66,12 +66,30 @@ pub async fn run(target: &Target, timeout: Duration) -> Result<ExitCode> {
                     return Err(Error::Refused(format!("{target:?} was deleted while waiting")));
                 }
                 Some(Ok(Event::Init | Event::InitDone)) => {}
-                // The watcher backs off and reconnects by itself.
+                // Refused for good: waiting would only end at the timeout.
+                Some(Err(error)) if denied(&error) => {
+                    return Err(Error::Cluster(format!(
+                        "watching {target:?}: {error} (the user needs get, list and watch on listacomprareleases)"
+                    )));
+                }
+                // Anything else the watcher backs off from and reconnects by itself.
                 Some(Err(error)) => eprintln!("watch interrupted ({error}); reconnecting"),
-                None => return Err(Error::Refused("the watch ended".to_owned())),
+                None => return Err(Error::Cluster("the watch ended".to_owned())),
             }
         }
     }
+}
+
+/// The API server refused the watch (401, 403): retrying cannot help.
+fn denied(error: &watcher::Error) -> bool {
+    let code = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => 0,
+    };
+    matches!(code, 401 | 403)
 }
 
 /// The exit code once the attempt has a verdict, having printed it.
