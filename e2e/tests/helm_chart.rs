@@ -334,7 +334,28 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
             })
             .with_context(|| format!("{file}: no list/watch of Secrets"))?;
         ensure!(watch.get("resourceNames").is_none(), "{file}: {watch}");
+        // The environment's release, exactly its sample's spec, in the chart's namespace.
+        let sample: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+            repo_root().join(format!("config/samples/{ns}.yaml")),
+        )?)?;
+        let release = find(&docs, "ListaCompraRelease")?;
+        ensure!(
+            release["spec"] == sample["spec"],
+            "{file}: release.spec differs from config/samples/{ns}.yaml; keep them equal"
+        );
+        ensure!(
+            release["metadata"]["name"] == sample["metadata"]["name"]
+                && release["metadata"]["namespace"] == "ops",
+            "{file}: {}",
+            release["metadata"]
+        );
     }
+    // By default the chart renders no release.
+    ensure!(
+        find(&docs, "ListaCompraRelease").is_err(),
+        "{:?}",
+        kinds(&docs)
+    );
     Ok(())
 }
 
@@ -443,7 +464,7 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
     let helm = Helm::new().await?;
     let chart = Helm::chart();
     let chart = chart.to_string_lossy();
-    let cases: [(&[&str], &[&str]); 12] = [
+    let cases: [(&[&str], &[&str]); 14] = [
         (&["--set", "replicaCount=two"], &["replicaCount"]),
         (&["--set", "replicas=2"], &["replicas"]),
         (&["--set", "image.pullPolicy=Sometimes"], &["pullPolicy"]),
@@ -494,6 +515,12 @@ async fn bad_values_are_rejected_naming_the_field() -> Result<()> {
         (
             &["--set-json", r#"approvals.roles={"QA":["g"]}"#],
             &["approvals", "roles"],
+        ),
+        // A release to render needs at least what the CRD requires to be useful.
+        (&["--set", "release.enabled=true"], &["release", "version"]),
+        (
+            &["--set", "release.name=Lista_Compra"],
+            &["release", "name"],
         ),
     ];
     for (set, names) in cases {

@@ -121,9 +121,25 @@ impl Machine<'_, '_> {
             .filter(|c| c.status == "True")
             .map(|c| (c.reason.clone(), c.message.clone()));
         let (stalled, s_reason, s_message) = match (phase, &self.hold, degraded) {
-            (Phase::RolledBack | Phase::Failed, _, Some((reason, message))) => {
-                (true, reason, message)
-            }
+            // Named with the version and the outcome: Helm --wait and Flux print this message
+            // alone.
+            (Phase::RolledBack, _, Some((reason, message))) => (
+                true,
+                reason,
+                format!(
+                    "{} rolled back to {}: {message}",
+                    failed_version(&self.status, &version),
+                    stable.as_deref().unwrap_or("the stable version")
+                ),
+            ),
+            (Phase::Failed, _, Some((reason, message))) => (
+                true,
+                reason,
+                format!(
+                    "{} failed: {message}",
+                    failed_version(&self.status, &version)
+                ),
+            ),
             (Phase::RolledBack | Phase::Failed, _, None) => (
                 true,
                 phase_name(phase).to_owned(),
@@ -204,4 +220,9 @@ impl Machine<'_, '_> {
             requeue_after: self.requeue_after,
         }
     }
+}
+
+/// The version whose attempt failed (the spec's, for a status from before it was recorded).
+fn failed_version<'s>(status: &'s ListaCompraReleaseStatus, version: &'s str) -> &'s str {
+    status.failed_version.as_deref().unwrap_or(version)
 }
