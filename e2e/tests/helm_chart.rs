@@ -904,3 +904,80 @@ async fn gitops_manifests_apply_with_kubectl_and_run() {
     })
     .await;
 }
+
+/// What Artifact Hub shows of the chart is true: the operator image at the chart's
+/// appVersion, the CRDs the chart ships, and examples the real API server accepts (a
+/// server-side dry run; the approval as the approver it names, through the approvals policy).
+#[tokio::test]
+async fn artifact_hub_annotations_describe_the_chart_truthfully() {
+    with_namespace("artifacthub", |ctx| async move {
+        let chart: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+            Helm::chart().join("Chart.yaml"),
+        )?)?;
+        let annotation = |key: &str| -> Result<Vec<Value>> {
+            let text = chart["annotations"][key]
+                .as_str()
+                .with_context(|| format!("annotation {key} missing"))?;
+            Ok(serde_yaml_ng::from_str(text)?)
+        };
+        let app_version = chart["appVersion"].as_str().unwrap_or_default().to_owned();
+        for image in annotation("artifacthub.io/images")? {
+            let image = image["image"].as_str().unwrap_or_default();
+            ensure!(image.ends_with(&format!(":{app_version}")), "{image} is not at appVersion {app_version}");
+        }
+        let mut shipped: Vec<String> = std::fs::read_dir(Helm::chart().join("crds"))?
+            .flatten()
+            .map(|e| -> Result<String> {
+                let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(e.path())?)?;
+                Ok(crd["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect::<Result<_>>()?;
+        let mut listed: Vec<String> = annotation("artifacthub.io/crds")?
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        shipped.sort();
+        listed.sort();
+        ensure!(shipped == listed, "crds/ holds {shipped:?}, the annotation lists {listed:?}");
+
+        let examples = annotation("artifacthub.io/crdsExamples")?;
+        let sample: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+            repo_root().join("config/samples/staging.yaml"),
+        )?)?;
+        ensure!(examples.first() == Some(&sample), "the release example is not config/samples/staging.yaml");
+        e2e::crd::install_crds(&ctx.client).await?;
+        let dir = std::env::temp_dir().join(format!("{}-identities", ctx.namespace));
+        let approvers =
+            e2e::approvals::Approvers::set_up(&ctx.cluster, &ctx.client, &ctx.namespace, &dir).await?;
+        for mut example in examples {
+            example["metadata"]["namespace"] = json!(ctx.namespace);
+            let kind = example["kind"].as_str().unwrap_or_default().to_owned();
+            let client = if kind == "ListaCompraApproval" {
+                let approver = example["spec"]["approver"].as_str().unwrap_or_default();
+                let person = approvers
+                    .person(example["spec"]["role"].as_str().unwrap_or_default())
+                    .filter(|p| p.user == approver)
+                    .with_context(|| format!("the example's approver {approver} is not the test's approver of its role"))?;
+                person.client().await?
+            } else {
+                ctx.client.clone()
+            };
+            let gvk = kube::core::GroupVersionKind::gvk("listacompra.app", "v1alpha1", &kind);
+            let resource = kube::core::ApiResource::from_gvk(&gvk);
+            let api: Api<kube::core::DynamicObject> =
+                Api::namespaced_with(client, &ctx.namespace, &resource);
+            let object: kube::core::DynamicObject = serde_json::from_value(example)?;
+            api.create(
+                &kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &object,
+            )
+            .await
+            .with_context(|| format!("the API server refused the {kind} example"))?;
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
