@@ -9,10 +9,16 @@ use crate::{Error, Result};
 /// Runs `go test -count=1 -v ./...` in the module `e2e/<module>` and returns its output;
 /// an error, with that output, when a test failed.
 pub fn run_module(module: &str) -> Result<String> {
+    run_module_with(module, &[])
+}
+
+/// As [`run_module`], with extra environment variables for the tests.
+pub fn run_module_with(module: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<String> {
     let dir = repo_root().join("e2e").join(module);
     let command = format!("go test -count=1 -v ./... (in {})", dir.display());
     let output = Command::new("go")
         .args(["test", "-count=1", "-v", "./..."])
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .output()
         .map_err(|source| Error::Spawn {
