@@ -19,8 +19,16 @@ cluster_dir="$KWOK_WORKDIR/clusters/$LC_CLUSTER_NAME"
 kctl() { "$LC_BIN/kubectl" --kubeconfig "$LC_KUBECONFIG" "$@"; }
 running() { [ -f "$LC_KUBECONFIG" ] && kctl get --raw /readyz >/dev/null 2>&1; }
 
+# The cluster's settings (kwokctl.yaml) as a hash, recorded when it is created: a running
+# cluster made from other settings (an older checkout) is made again.
+settings_hash() { sha256sum "$LC_REPO/e2e/controlplane/kwokctl.yaml" | cut -d' ' -f1; }
+
 up() {
   "$LC_REPO/e2e/scripts/build-controlplane.sh"
+  if running && [ "$(cat "$LC_STATE/kwokctl.sha256" 2>/dev/null)" != "$(settings_hash)" ]; then
+    log "the running cluster was made from other settings than e2e/controlplane/kwokctl.yaml; making it again"
+    "$LC_BIN/kwokctl" delete cluster --name "$LC_CLUSTER_NAME" >/dev/null 2>&1 || true
+  fi
   if running; then
     log "cluster $LC_CLUSTER_NAME already running ($(kctl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1))"
   else
@@ -46,6 +54,7 @@ up() {
       die "the cluster did not start (log: $LC_STATE/kwokctl-create.log; component logs above). Fix: read the logs, then '$0 down' and retry."
     fi
     apply_stages
+    settings_hash >"$LC_STATE/kwokctl.sha256"
     "$LC_BIN/kwokctl" scale node --name "$LC_CLUSTER_NAME" --replicas "$LC_KWOK_NODES" >>"$LC_STATE/kwokctl-create.log" 2>&1 \
       || die "could not create $LC_KWOK_NODES kwok nodes. Fix: see '$0 logs'."
     kctl wait --for=condition=Ready nodes --all --timeout=120s >/dev/null \

@@ -18,6 +18,9 @@ Examples:
   # Stop the attempt in flight and roll back now
   kubectl listacompra abort lc
 
+  # What the migration said
+  kubectl listacompra logs lc migration
+
 Exit codes:
   0  done (status: the release succeeded)
   1  status: the release rolled back or failed
@@ -54,6 +57,17 @@ pub enum Output {
     Text,
     /// For programs.
     Json,
+}
+
+/// The Jobs of an attempt whose logs `logs` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobKind {
+    /// The migration Job (`status.migrationJob`).
+    Migration,
+    /// The schema revert Job of a rollback (`status.revertJob`).
+    Revert,
+    /// The smoke-test Job (`status.smokeTest.job`).
+    Smoke,
 }
 
 /// The commands.
@@ -127,6 +141,19 @@ pub enum Command {
         /// Name of the ListaCompraRelease.
         release: String,
     },
+    /// Print the logs of the current attempt's migration, schema revert or smoke-test Job
+    /// (every pod it ran, oldest first).
+    #[command(after_help = "Example:\n  kubectl listacompra logs lc migration --tail 50")]
+    Logs {
+        /// Name of the ListaCompraRelease.
+        release: String,
+        /// Which Job.
+        #[arg(value_enum)]
+        job: JobKind,
+        /// Only the last lines of each pod.
+        #[arg(long)]
+        tail: Option<i64>,
+    },
     /// Print a shell completion script, e.g. `source <(kubectl-listacompra completion bash)`.
     Completion {
         /// The shell.
@@ -145,7 +172,8 @@ impl Command {
             | Self::Retry { release }
             | Self::Pause { release }
             | Self::Resume { release }
-            | Self::Abort { release } => Some(release),
+            | Self::Abort { release }
+            | Self::Logs { release, .. } => Some(release),
             Self::Completion { .. } => None,
         }
     }

@@ -70,6 +70,68 @@ async fn plugin(ctx: &TestContext, kubeconfig: Option<&Path>, args: &[&str]) -> 
     })
 }
 
+/// Plays the kubelet's part for the (first) pod of Job `job`: its container "printed"
+/// `lines`, in the CRI log format, to a file that kwok's kubelet API serves (a kwok `Logs`
+/// object). Returns the pod's name.
+async fn play_kubelet_logs(ctx: &TestContext, job: &str, lines: &[&str]) -> Result<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, PostParams};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let pod = eventually(&format!("a pod of Job {job}"), RELEASE_TIMEOUT, || async {
+        ctx.api::<Pod>()
+            .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let file = std::env::temp_dir().join(format!("{}-{name}.log", ctx.namespace));
+    let text: String = lines
+        .iter()
+        .map(|l| format!("2026-12-01T10:00:00.000000000Z stdout F {l}\n"))
+        .collect();
+    std::fs::write(&file, text)?;
+    let resource =
+        // Named explicitly: the plural of `Logs` is `logs`, which kube's guess would not make.
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
+            "logs",
+        );
+    let logs: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Logs",
+        "metadata": { "name": name, "namespace": ctx.namespace },
+        "spec": { "logs": [{ "containers": [container], "logsFile": file, "follow": false }] }
+    }))?;
+    logs.create(&PostParams::default(), &object).await?;
+    // kwok serves it once its informer has the object.
+    let pods = ctx.api::<Pod>();
+    eventually(
+        &format!("kwok to serve the logs of pod {name}"),
+        RELEASE_TIMEOUT,
+        || async {
+            let text = pods.logs(&name, &Default::default()).await.ok()?;
+            text.contains(lines.last().copied().unwrap_or_default())
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok(name)
+}
+
 async fn lc(ctx: &TestContext) -> Result<ListaCompraRelease> {
     Ok(ctx.api::<ListaCompraRelease>().get("lc").await?)
 }
@@ -125,6 +187,28 @@ async fn the_plugin_gates_a_pipeline_on_the_verdict_and_drives_the_release() {
             let tree: serde_json::Value = serde_json::from_str(&run.stdout)
                 .with_context(|| format!("get -o json:\n{run}"))?;
             ensure!(tree["state"] == "failed" && tree["kind"] == "ListaCompraRelease", "{tree}");
+
+            // What the migration printed, through the pod log API (kwok serves the file the
+            // test writes as the kubelet would: the pods of these tests run nothing).
+            let job = lc(&ctx).await?.status.and_then(|s| s.migration_job).unwrap_or_default();
+            let written = play_kubelet_logs(&ctx, &job, &["migrating to revision 2", "revision 2 applied"]).await?;
+            let run = plugin(&ctx, None, &["logs", "lc", "migration"]).await?;
+            ensure!(
+                run.code == Some(0)
+                    && run.stdout.contains(&format!("==> pod {written} (Job {job}) <=="))
+                    && run.stdout.contains("migrating to revision 2\nrevision 2 applied"),
+                "logs of the migration Job:\n{run}"
+            );
+            let run = plugin(&ctx, None, &["logs", "lc", "migration", "--tail", "1"]).await?;
+            ensure!(
+                run.stdout.contains("revision 2 applied") && !run.stdout.contains("migrating to"),
+                "--tail 1:\n{run}"
+            );
+            let run = plugin(&ctx, None, &["logs", "lc", "smoke"]).await?;
+            ensure!(
+                run.code == Some(5) && run.stderr.contains("status.smokeTest.job is empty"),
+                "no smoke test in this release:\n{run}"
+            );
 
             // History: the rollback with its reason, after 1.0.0's success.
             let run = plugin(&ctx, None, &["history", "lc"]).await?;

@@ -16,6 +16,7 @@ mod approve;
 mod edit;
 mod get;
 mod history;
+mod logs;
 mod status;
 
 /// Label selector of everything the operator created for `release`.
@@ -111,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause { .. } => edit::pause(&target, true).await,
         Command::Resume { .. } => edit::pause(&target, false).await,
         Command::Abort { .. } => abort::run(&target).await,
+        Command::Logs { job, tail, .. } => logs::run(&target, job, tail).await,
         Command::Completion { .. } => Ok(ExitCode::SUCCESS),
     }
 }
