@@ -334,20 +334,60 @@ async fn watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide() 
             })
             .with_context(|| format!("{file}: no list/watch of Secrets"))?;
         ensure!(watch.get("resourceNames").is_none(), "{file}: {watch}");
-        // The environment's release, exactly its sample's spec, in the chart's namespace.
-        let sample: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+        // The environment's release, off until the release command names a version; then
+        // its sample's spec with that version, in the chart's namespace, kept by Helm.
+        ensure!(
+            find(&docs, "ListaCompraRelease").is_err(),
+            "{file}: the release is on"
+        );
+        let on = render(
+            &helm,
+            &[
+                "--values",
+                file,
+                "--set",
+                "release.enabled=true",
+                "--set-string",
+                "release.spec.version=1.4.0",
+            ],
+        )
+        .await?;
+        let mut sample: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
             repo_root().join(format!("config/samples/{ns}.yaml")),
         )?)?;
-        let release = find(&docs, "ListaCompraRelease")?;
+        sample["spec"]["version"] = json!("1.4.0");
+        if let Some(image) = sample["spec"]["image"].as_object_mut() {
+            image.remove("digest");
+            image.remove("tag");
+        }
+        let release = find(&on, "ListaCompraRelease")?;
         ensure!(
             release["spec"] == sample["spec"],
-            "{file}: release.spec differs from config/samples/{ns}.yaml; keep them equal"
+            "{file}: release.spec differs from config/samples/{ns}.yaml (version and image tag or digest aside); keep them equal"
         );
         ensure!(
             release["metadata"]["name"] == sample["metadata"]["name"]
-                && release["metadata"]["namespace"] == "ops",
+                && release["metadata"]["namespace"] == "ops"
+                && release["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep",
             "{file}: {}",
             release["metadata"]
+        );
+        // Turned on without a version, it is refused (never the version of the file).
+        let out = helm
+            .run(&[
+                "template",
+                "lco",
+                &Helm::chart().to_string_lossy(),
+                "--values",
+                file,
+                "--set",
+                "release.enabled=true",
+            ])
+            .await?;
+        ensure!(
+            !out.success && out.stderr.contains("version"),
+            "{file}: {}",
+            out.stderr
         );
     }
     // By default the chart renders no release.

@@ -47,6 +47,11 @@ impl Machine<'_, '_> {
                 | Phase::Verifying
                 | Phase::RollingBack
         ) || (phase == Phase::Succeeded && self.waiting.is_some());
+        // A new version (or retry token, or image) applied during a rollback starts once the
+        // rollback ends: the outcome of the attempt before it is not the spec's verdict, so
+        // kstatus consumers (Helm --wait, Flux) keep waiting instead of reading it as Failed.
+        let next_attempt_waits = !self.status.describes(self.spec());
+        let in_flight = in_flight || next_attempt_waits;
         // Until a rotation passes again, the pods of a failed one are not known to be good.
         let rotation_failed = phase == Phase::Succeeded
             && conditions::get(&self.status.conditions, condition::DEGRADED)
@@ -121,6 +126,11 @@ impl Machine<'_, '_> {
             .filter(|c| c.status == "True")
             .map(|c| (c.reason.clone(), c.message.clone()));
         let (stalled, s_reason, s_message) = match (phase, &self.hold, degraded) {
+            _ if next_attempt_waits => (
+                false,
+                "NotStalled".to_owned(),
+                format!("{version} starts once the attempt before it has ended"),
+            ),
             // Named with the version and the outcome: Helm --wait and Flux print this message
             // alone.
             (Phase::RolledBack, _, Some((reason, message))) => (

@@ -895,6 +895,26 @@ fn cases() -> Vec<Case> {
             assert_eq!(phase(d), Phase::RolledBack);
             assert_eq!(d.status.schema_version, Some(3));
         }),
+        Case::new(
+            "a version applied during the rollback keeps kstatus waiting when the rollback ends",
+            spec("1.2.0"),
+            {
+                let mut s = rolling_back("1.1.0", 80);
+                s.failed_version = Some("1.1.0".into());
+                s.revert_job = Some("lc-revert-x".into());
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Succeeded)
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack, "the rollback itself ends");
+            assert_eq!(
+                kstatus(d),
+                (true, false),
+                "Reconciling, not Stalled: 1.2.0 starts next, 1.1.0's failure is not its verdict"
+            );
+        }),
         Case::new("a finished revert completes the rollback", v2.clone(), {
             let mut s = rolling_back("1.1.0", 80);
             s.failed_version = Some("1.1.0".into());
