@@ -41,12 +41,14 @@ impl Verdict {
             .unwrap_or_default();
         let stalled = condition_of(release, condition::STALLED).filter(|(on, ..)| *on);
         let ready = condition_of(release, condition::READY).is_some_and(|(on, ..)| on);
+        let reconciling = condition_of(release, condition::RECONCILING).is_some_and(|(on, ..)| on);
         match status.phase {
-            // Succeeded and serving; a Secret rotation that failed after it (Stalled) is a
-            // failure to report, one still rolling (not Ready) is still going.
+            // Succeeded, serving and settled (as kstatus reads Current); a Secret rotation
+            // that failed after it (Stalled) is a failure to report, one still rolling
+            // (Reconciling) is still going.
             Some(Phase::Succeeded) => match stalled {
                 Some((_, reason, message)) => Self::Failed { reason, message },
-                None if ready => Self::Succeeded,
+                None if ready && !reconciling => Self::Succeeded,
                 None => Self::InFlight,
             },
             Some(Phase::RolledBack) => Self::RolledBack {
@@ -60,6 +62,23 @@ impl Verdict {
             _ => Self::InFlight,
         }
     }
+}
+
+/// Whether a change of the spec the operator has not taken up yet may start a new attempt
+/// (a new version, retry token or image; before the launch, any change of the spec: it
+/// starts the attempt over), so that a command naming the current attempt (an abort, an
+/// approval) would name one about to be replaced. A pause or resume later on does not.
+pub fn new_attempt_pending(release: &ListaCompraRelease) -> bool {
+    let Some(status) = &release.status else {
+        return true;
+    };
+    let unobserved = status.observed_generation.unwrap_or_default()
+        < release.metadata.generation.unwrap_or_default();
+    let unlaunched = matches!(
+        status.phase,
+        None | Some(Phase::Pending | Phase::AwaitingApproval)
+    );
+    !status.describes(&release.spec) || (unobserved && unlaunched)
 }
 
 /// Whether the operator has taken up the current spec: it observed the generation, and the
@@ -231,6 +250,26 @@ pub(crate) mod tests {
             "not Ready yet: a rotation rolls"
         );
         with_condition(&mut lc, condition::READY, true, "Succeeded", "1.1.0 serves");
+        assert_eq!(Verdict::of(&lc), Verdict::Succeeded);
+        with_condition(
+            &mut lc,
+            condition::RECONCILING,
+            true,
+            "Rotating",
+            "rolling the pods with a rotated Secret",
+        );
+        assert_eq!(
+            Verdict::of(&lc),
+            Verdict::InFlight,
+            "a rotation still rolls"
+        );
+        with_condition(
+            &mut lc,
+            condition::RECONCILING,
+            false,
+            "Settled",
+            "no release in flight",
+        );
         assert_eq!(Verdict::of(&lc), Verdict::Succeeded);
         with_condition(
             &mut lc,

@@ -9,6 +9,7 @@ use listacompra_crds::{ListaCompraApproval, ListaCompraApprovalSpec, Phase};
 
 use super::Target;
 use crate::error::{self, Error, Result};
+use crate::verdict::new_attempt_pending;
 
 /// Creates the approval, or says why it cannot.
 pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result<ExitCode> {
@@ -28,6 +29,11 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
             } else {
                 roles.join(", ")
             }
+        )));
+    }
+    if new_attempt_pending(&release) {
+        return Err(Error::Refused(format!(
+            "the operator has not taken up the latest change of {target:?} yet: it starts the attempt over, and an approval of this one would not count; approve the attempt it starts"
         )));
     }
     let (Some(Phase::AwaitingApproval), Some(attempt)) = (status.phase, status.attempt) else {

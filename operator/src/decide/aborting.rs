@@ -36,8 +36,16 @@ impl Machine<'_, '_> {
                     }
                     self.status.schema_version = None;
                 }
-                JobState::Failed(_) | JobState::Absent => {
+                JobState::Failed(_) => {
                     if self.status.migration_job.is_some() {
+                        self.status.schema_version = None;
+                    }
+                }
+                // Deleted by hand, or created by the last reconcile and not in the cache yet:
+                // deleted (a no-op when gone) so that it cannot start running now.
+                JobState::Absent => {
+                    if let Some(name) = self.status.migration_job.clone() {
+                        self.actions.push(Action::DeleteJob { name });
                         self.status.schema_version = None;
                     }
                 }

@@ -76,6 +76,12 @@ impl Machine<'_, '_> {
             self.stop_smoke_test("the rollback deadline passed");
             let waiting = if self.is_serving(&stable) && (!revert_needed || revert_done) {
                 format!("the smoke test of {} had not finished", stable.version)
+            } else if let (None, Some(job), JobState::Running) = (
+                &self.status.revert_job,
+                &self.status.migration_job,
+                &self.o.migration_job,
+            ) {
+                format!("the stopped migration Job {job} and its pods were still being deleted")
             } else if self.status.revert_job.is_some() {
                 format!(
                     "the schema revert Job {} had not finished",
@@ -171,11 +177,18 @@ impl Machine<'_, '_> {
         // A migration Job stopped by the deadline or an abort is deleted with its pods first
         // (foreground): until it is gone its migration may still run, and two migrations
         // never run at once. (Deleting it again is a no-op; it covers a delete that failed.)
-        if let (Some(name), JobState::Running) = (&self.status.migration_job, &self.o.migration_job)
-        {
-            self.actions.push(Action::DeleteJob { name: name.clone() });
-            self.wait();
-            return false;
+        if let Some(name) = self.status.migration_job.clone() {
+            let deleting_now = self
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::DeleteJob { name: n } if *n == name));
+            if deleting_now || self.o.migration_job == JobState::Running {
+                if !deleting_now {
+                    self.actions.push(Action::DeleteJob { name });
+                }
+                self.wait();
+                return false;
+            }
         }
         // The failing attempt's image knows the down migrations from its revision: the one
         // recorded when the attempt started, not whatever the spec says now (a GitOps revert

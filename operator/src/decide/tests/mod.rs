@@ -1144,11 +1144,13 @@ fn an_abort_rolls_the_attempt_it_names_back_from_any_step() {
             .aborted(2)
             .expect(move |d| {
                 aborted(d);
-                assert!(
+                assert_eq!(
                     d.actions
                         .iter()
-                        .any(|a| matches!(a, Action::DeleteJob { .. })),
-                    "the running migration is stopped"
+                        .filter(|a| matches!(a, Action::DeleteJob { .. }))
+                        .count(),
+                    1,
+                    "the running migration is stopped, once"
                 );
                 assert_eq!(
                     creates(d, JobPurpose::Revert),
@@ -1192,6 +1194,46 @@ fn an_abort_rolls_the_attempt_it_names_back_from_any_step() {
         .expect(|d| {
             let (_, _, revision) = creates(d, JobPurpose::Revert).expect("a revert Job");
             assert_eq!(revision, 3);
+        }),
+        Case::new(
+            "abort before the cache shows the new migration Job deletes it and reverts later",
+            v2.clone(),
+            migrating("1.1.0"),
+        )
+        .job(JobState::Absent)
+        .serving("1.0.0")
+        .aborted(2)
+        .expect(move |d| {
+            aborted(d);
+            assert!(
+                d.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::DeleteJob { .. }))
+            );
+            assert_eq!(
+                creates(d, JobPurpose::Revert),
+                None,
+                "not in the reconcile that deletes"
+            );
+            assert_eq!(d.status.schema_version, None);
+        }),
+        Case::new(
+            "a rollback that waits for the stopped migration past its deadline says so",
+            v2.clone(),
+            {
+                let mut s = rolling_back("1.1.0", 90);
+                s.schema_version = None;
+                s
+            },
+        )
+        .job(JobState::Running)
+        .serving("1.0.0")
+        .at(t(90 + 3600))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Failed);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "RollbackTimedOut");
+            assert!(message.contains("were still being deleted"), "{message}");
         }),
         Case::new(
             "abort after the migration Job finished unrecorded still reverts the schema",
