@@ -16,7 +16,7 @@ bash e2e/scripts/services.sh up >/dev/null
 bash e2e/scripts/cluster.sh up >/dev/null
 
 log "building listacompra-api, listacompra-operator and the demo"
-cargo build --locked -q -p listacompra-api -p listacompra-operator -p e2e --bins
+cargo build --locked -q -p listacompra-api -p listacompra-operator -p kubectl-listacompra -p e2e --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 "$target_dir/debug/listacompra-demo"
 

@@ -690,6 +690,26 @@ impl<'a> Story<'a> {
         check(!started.contains("1.3.0"), || {
             format!("a v1.3.0 API process was started although its migration failed: {started:?}")
         })?;
+        // Why, as a person asks: the failed Job's own words, through `kubectl logs` (the
+        // runner's process output, served by kwok) and the kubectl plugin.
+        let logs = self
+            .plugin(&["logs", RELEASE, "migration", "--tail", "5"])
+            .await?;
+        self.say(format!(
+            "kubectl listacompra logs {RELEASE} migration --tail 5"
+        ));
+        for line in logs.lines() {
+            self.say(format!("  | {line}"));
+        }
+        check(
+            logs.contains("==> pod ")
+                && logs.contains(&format!("unknown schema revision {BROKEN_SCHEMA}")),
+            || {
+                format!(
+                    "the migration Job's log should say why revision {BROKEN_SCHEMA} failed:\n{logs}"
+                )
+            },
+        )?;
         // Keep the load on a little longer: v1.1.0 serves on.
         tokio::time::sleep(Duration::from_secs(3)).await;
         self.traffic_flowed(&before, "the failed v1.3.0 release")?;
@@ -719,6 +739,35 @@ impl<'a> Story<'a> {
         smoke_passed(&status, "1.1.0")?;
         self.traffic_flowed(&before, "the v1.2.1 release and its rollback")?;
         self.expect_serving("1.1.0", SCHEMAS[1]).await
+    }
+
+    /// Runs `kubectl-listacompra ARGS -n <namespace>` as the cluster's admin; its output.
+    async fn plugin(&self, args: &[&str]) -> Result<String> {
+        let binary = crate::binaries::workspace_binary("kubectl-listacompra")?;
+        let cluster = crate::cluster::Cluster::start().await?;
+        let output = tokio::process::Command::new(&binary)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .args(args)
+            .args(["-n", &self.stack.namespace])
+            .output()
+            .await
+            .map_err(|source| Error::Spawn {
+                script: binary.clone(),
+                source,
+            })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(Error::Tool {
+                command: format!("kubectl-listacompra {}", args.join(" ")),
+                message: text,
+            })
+        }
     }
 
     /// The five scenarios in order.

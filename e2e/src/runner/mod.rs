@@ -23,6 +23,7 @@
 //! (`http://<service>.<namespace>.svc:<port>`) gets that port instead, as cluster DNS would
 //! resolve it (the smoke-test Job reaches the release's Service so).
 
+mod logs;
 mod podenv;
 mod process;
 mod proxy;
@@ -466,8 +467,16 @@ async fn environment(shared: &Arc<Shared>, pod: &Pod) -> Result<BTreeMap<String,
     Ok(env)
 }
 
+/// Where the output of pod `name`'s process goes.
+fn log_path(shared: &Shared, name: &str) -> std::path::PathBuf {
+    shared.config.log_dir.join(format!("{name}.log"))
+}
+
 async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch::Receiver<bool>) {
     let name = pod.name_any();
+    if kind.is_some() {
+        logs::publish(&shared, &pod, &log_path(&shared, &name)).await;
+    }
     let outcome = match kind {
         Some(Kind::Server) => run_server(&shared, &pod, stop).await,
         Some(Kind::Job) => run_job(&shared, &pod, stop).await,
@@ -492,7 +501,7 @@ async fn run_server(
     let port = free_port()?;
     env.insert("PORT".to_owned(), port.to_string());
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
-    let log = shared.config.log_dir.join(format!("{name}.log"));
+    let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
     let mut process = Process::spawn(&program, &args, &env, &log)?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
@@ -621,7 +630,7 @@ async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool
     let name = pod.name_any();
     let (program, args) = argv(&shared.config.api_binary, pod)?;
     let env = environment(shared, pod).await?;
-    let log = shared.config.log_dir.join(format!("{name}.log"));
+    let log = log_path(shared, &name);
     let mut process = Process::spawn(&program, &args, &env, &log)?;
     shared.record(format!(
         "pod {name}: running listacompra-api {}",
