@@ -201,6 +201,21 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// An attempt is in flight and moving forward (Pending to Verifying): a new target
+    /// supersedes it, a pause stops its clock, an abort ends it. RollingBack is not.
+    pub fn advancing(self) -> bool {
+        matches!(
+            self,
+            Self::Pending
+                | Self::AwaitingApproval
+                | Self::Migrating
+                | Self::RollingOut
+                | Self::Verifying
+        )
+    }
+}
+
 /// Progress of the health gate.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -332,16 +332,7 @@ async fn abort_in_flight(stack: &Stack) -> anyhow::Result<bool> {
     use listacompra_crds::Phase;
     let release = stack.release().await?;
     let status = release.status.clone().unwrap_or_default();
-    let in_flight = matches!(
-        status.phase,
-        Some(
-            Phase::Pending
-                | Phase::AwaitingApproval
-                | Phase::Migrating
-                | Phase::RollingOut
-                | Phase::Verifying
-        )
-    );
+    let in_flight = status.phase.is_some_and(Phase::advancing);
     let (true, Some(attempt)) = (in_flight, status.attempt) else {
         return Ok(false);
     };

@@ -75,8 +75,7 @@ async fn plugin(ctx: &TestContext, kubeconfig: Option<&Path>, args: &[&str]) -> 
 /// object). Returns the pod's name.
 async fn play_kubelet_logs(ctx: &TestContext, job: &str, lines: &[&str]) -> Result<String> {
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{ListParams, PostParams};
-    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::api::ListParams;
     let pod = eventually(&format!("a pod of Job {job}"), RELEASE_TIMEOUT, || async {
         ctx.api::<Pod>()
             .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
@@ -89,33 +88,13 @@ async fn play_kubelet_logs(ctx: &TestContext, job: &str, lines: &[&str]) -> Resu
     .await
     .map_err(anyhow::Error::msg)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let container = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
     let file = std::env::temp_dir().join(format!("{}-{name}.log", ctx.namespace));
     let text: String = lines
         .iter()
         .map(|l| format!("2026-12-01T10:00:00.000000000Z stdout F {l}\n"))
         .collect();
     std::fs::write(&file, text)?;
-    let resource =
-        // Named explicitly: the plural of `Logs` is `logs`, which kube's guess would not make.
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
-            "logs",
-        );
-    let logs: kube::Api<DynamicObject> =
-        kube::Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource);
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Logs",
-        "metadata": { "name": name, "namespace": ctx.namespace },
-        "spec": { "logs": [{ "containers": [container], "logsFile": file, "follow": false }] }
-    }))?;
-    logs.create(&PostParams::default(), &object).await?;
+    e2e::runner::publish_file(&ctx.client, &ctx.namespace, &pod, &file).await?;
     // kwok serves it once its informer has the object.
     let pods = ctx.api::<Pod>();
     eventually(

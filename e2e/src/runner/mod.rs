@@ -43,6 +43,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::{Error, Result};
+pub use logs::publish_file;
 use process::Process;
 pub use process::free_port;
 

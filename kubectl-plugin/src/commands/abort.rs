@@ -28,16 +28,7 @@ pub async fn run(target: &Target) -> Result<ExitCode> {
                 target.release
             )));
         }
-        let in_flight = matches!(
-            status.phase,
-            Some(
-                Phase::Pending
-                    | Phase::AwaitingApproval
-                    | Phase::Migrating
-                    | Phase::RollingOut
-                    | Phase::Verifying
-            )
-        );
+        let in_flight = status.phase.is_some_and(Phase::advancing);
         let (true, Some(attempt)) = (in_flight, status.attempt) else {
             return Err(Error::Refused(format!(
                 "{target:?} has no attempt in flight to abort (phase {:?})",

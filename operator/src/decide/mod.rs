@@ -228,16 +228,7 @@ fn seconds(n: i32) -> SignedDuration {
 /// An attempt in flight that is moving forward (not rolling back): a new target supersedes
 /// it, and a pause stops its clock.
 fn advancing(phase: Option<Phase>) -> bool {
-    matches!(
-        phase,
-        Some(
-            Phase::Pending
-                | Phase::AwaitingApproval
-                | Phase::Migrating
-                | Phase::RollingOut
-                | Phase::Verifying
-        )
-    )
+    phase.is_some_and(Phase::advancing)
 }
 
 fn held(status: &ListaCompraReleaseStatus) -> bool {
