@@ -41,41 +41,18 @@ type actionTests struct {
 	ActionTests    []actionTest    `yaml:"actionTests"`
 }
 
-// runScript runs script with obj as Argo CD does (base, table, package and a safe os library)
-// and returns what it returned, as Go values.
+// runScript runs script with obj as Argo CD does (see runArgoLua) and returns what it
+// returned, as Go values.
 func runScript(t *testing.T, script string, obj map[string]interface{}) interface{} {
 	t.Helper()
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer L.Close()
-	for name, open := range map[string]lua.LGFunction{
-		lua.LoadLibName: lua.OpenPackage,
-		lua.BaseLibName: lua.OpenBase,
-		lua.TabLibName:  lua.OpenTable,
-		lua.OsLibName:   openSafeOs,
-	} {
-		if err := L.CallByParam(lua.P{Fn: L.NewFunction(open), NRet: 0, Protect: true}, lua.LString(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	L.SetGlobal("obj", toLua(L, obj))
-	if err := L.DoString(script); err != nil {
+	var out interface{}
+	if err := runArgoLua(script, obj, func(table *lua.LTable) error {
+		out = fromLua(table)
+		return nil
+	}); err != nil {
 		t.Fatalf("script failed: %v", err)
 	}
-	table, ok := L.Get(-1).(*lua.LTable)
-	if !ok {
-		t.Fatalf("the script returned %s, not a table", L.Get(-1).Type())
-	}
-	return fromLua(table)
-}
-
-// openSafeOs is Argo CD's "safe" os library: time and date, nothing that touches the system.
-func openSafeOs(L *lua.LState) int {
-	lua.OpenOs(L)
-	os := L.GetGlobal("os").(*lua.LTable)
-	for _, unsafe := range []string{"execute", "exit", "getenv", "remove", "rename", "setenv", "setlocale", "tmpname"} {
-		os.RawSetString(unsafe, lua.LNil)
-	}
-	return 0
+	return out
 }
 
 // fromLua converts a Lua value to Go as gopher-json does for Argo CD: a table with only

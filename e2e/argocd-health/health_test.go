@@ -73,17 +73,20 @@ func toLua(L *lua.LState, value interface{}) lua.LValue {
 	}
 }
 
-// runHealth runs script against obj and returns the health it reports.
-func runHealth(script string, obj map[string]interface{}) (healthStatus, error) {
+// runArgoLua runs script with obj as Argo CD runs its health and action scripts (a fresh
+// state with only the package, base, table and a safe os library, the resource as the global
+// `obj`, one second at most) and hands the table it returned to read.
+func runArgoLua(script string, obj map[string]interface{}, read func(*lua.LTable) error) error {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
 	for name, open := range map[string]lua.LGFunction{
 		lua.LoadLibName: lua.OpenPackage,
 		lua.BaseLibName: lua.OpenBase,
 		lua.TabLibName:  lua.OpenTable,
+		lua.OsLibName:   openSafeOs,
 	} {
 		if err := L.CallByParam(lua.P{Fn: L.NewFunction(open), NRet: 0, Protect: true}, lua.LString(name)); err != nil {
-			return healthStatus{}, err
+			return err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -91,21 +94,42 @@ func runHealth(script string, obj map[string]interface{}) (healthStatus, error) 
 	L.SetContext(ctx)
 	L.SetGlobal("obj", toLua(L, obj))
 	if err := L.DoString(script); err != nil {
-		return healthStatus{}, err
+		return err
 	}
 	table, ok := L.Get(-1).(*lua.LTable)
 	if !ok {
-		return healthStatus{}, fmt.Errorf("the script returned %s, not a table", L.Get(-1).Type())
+		return fmt.Errorf("the script returned %s, not a table", L.Get(-1).Type())
 	}
+	return read(table)
+}
+
+// openSafeOs is Argo CD's "safe" os library: time and date, nothing that touches the system.
+func openSafeOs(L *lua.LState) int {
+	lua.OpenOs(L)
+	os := L.GetGlobal("os").(*lua.LTable)
+	for _, unsafe := range []string{"execute", "exit", "getenv", "remove", "rename", "setenv", "setlocale", "tmpname"} {
+		os.RawSetString(unsafe, lua.LNil)
+	}
+	return 0
+}
+
+// runHealth runs script against obj and returns the health it reports.
+func runHealth(script string, obj map[string]interface{}) (healthStatus, error) {
 	var out healthStatus
-	for key, field := range map[string]*string{"status": &out.Status, "message": &out.Message} {
-		switch v := table.RawGetString(key).(type) {
-		case lua.LString:
-			*field = string(v)
-		case *lua.LNilType:
-		default:
-			return healthStatus{}, fmt.Errorf("%s is a %s, not a string", key, v.Type())
+	err := runArgoLua(script, obj, func(table *lua.LTable) error {
+		for key, field := range map[string]*string{"status": &out.Status, "message": &out.Message} {
+			switch v := table.RawGetString(key).(type) {
+			case lua.LString:
+				*field = string(v)
+			case *lua.LNilType:
+			default:
+				return fmt.Errorf("%s is a %s, not a string", key, v.Type())
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return healthStatus{}, err
 	}
 	if !validStatuses[out.Status] {
 		return healthStatus{}, fmt.Errorf("invalid health status %q (Argo CD would show Unknown)", out.Status)

@@ -25,19 +25,7 @@ pub fn run_module_with(module: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result
             script: "go (install Go 1.26 or later and put it on PATH)".into(),
             source,
         })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() {
-        Ok(text)
-    } else {
-        Err(Error::Tool {
-            command,
-            message: text,
-        })
-    }
+    crate::printed(command, &output)
 }
 
 /// How many sub-tests of `test` passed in the output of [`run_module`].

@@ -38,3 +38,21 @@ pub mod story;
 pub mod timeline;
 
 pub use error::{Error, Result};
+
+/// What a finished command printed (stdout, then stderr); an [`Error::Tool`] naming
+/// `command`, with that text, when it did not exit 0.
+pub(crate) fn printed(command: impl Into<String>, output: &std::process::Output) -> Result<String> {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(Error::Tool {
+            command: command.into(),
+            message: text,
+        })
+    }
+}

@@ -755,19 +755,7 @@ impl<'a> Story<'a> {
                 script: binary.clone(),
                 source,
             })?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(Error::Tool {
-                command: format!("kubectl-listacompra {}", args.join(" ")),
-                message: text,
-            })
-        }
+        crate::printed(format!("kubectl-listacompra {}", args.join(" ")), &output)
     }
 
     /// The five scenarios in order.

@@ -5,11 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use e2e::approvals::Approvers;
+use e2e::binaries::workspace_binary;
 use e2e::cluster::{TestContext, eventually, with_namespace};
 use e2e::env::Component;
 use e2e::services::Services;
@@ -41,22 +42,10 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// The plugin binary, built with the workspace next to the operator's.
-fn binary() -> Result<PathBuf> {
-    let path =
-        Path::new(env!("CARGO_BIN_EXE_listacompra-operator")).with_file_name("kubectl-listacompra");
-    ensure!(
-        path.is_file(),
-        "{} is missing: build it first (cargo build -p kubectl-listacompra; cargo test --workspace builds it)",
-        path.display()
-    );
-    Ok(path)
-}
-
 /// Runs `kubectl-listacompra ARGS -n <test namespace>` as the user of `kubeconfig` (the
 /// cluster's admin when `None`), its output piped as in a pipeline.
 async fn plugin(ctx: &TestContext, kubeconfig: Option<&Path>, args: &[&str]) -> Result<Run> {
-    let output = tokio::process::Command::new(binary()?)
+    let output = tokio::process::Command::new(workspace_binary("kubectl-listacompra")?)
         .env("KUBECONFIG", kubeconfig.unwrap_or(ctx.cluster.kubeconfig()))
         .args(args)
         .args(["-n", &ctx.namespace])
@@ -443,7 +432,7 @@ async fn get_watch_redraws_the_tree_in_a_terminal_as_the_release_moves() {
         let command = format!(
             "env -u NO_COLOR KUBECONFIG={} {} get lc -w -n {}",
             ctx.cluster.kubeconfig().display(),
-            binary()?.display(),
+            workspace_binary("kubectl-listacompra")?.display(),
             ctx.namespace
         );
         let terminal = Terminal::start(&ctx.namespace, &command).await?;
