@@ -137,7 +137,7 @@ pub trait UnitOfWork: Send {
         name: &str,
     ) -> impl Future<Output = Result<Option<ListView>>> + Send;
 
-    /// Deletes a list `owner` owns; false otherwise.
+    /// Deletes a list `owner` created (its `owner_id`); false otherwise (also for co-owners).
     fn delete_list(&mut self, owner: Uuid, list: Uuid)
     -> impl Future<Output = Result<bool>> + Send;
 

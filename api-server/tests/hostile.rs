@@ -611,3 +611,44 @@ async fn failed_logins_from_other_addresses_do_not_lock_the_owner_out() -> Resul
     let res = limited.expect("one address guessing was never answered 429");
     assert_rate_limited(res, "RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE").await
 }
+
+#[tokio::test]
+async fn only_the_creator_deletes_a_list_and_a_co_owner_gets_403() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (creator_id, _, creator) = app.user().await?;
+    let (_, co_owner_email, co_owner) = app.user().await?;
+    let list = app.create_list(&creator, "Casa").await?;
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &format!("/v1/lists/{list}/members"),
+            Some(&creator),
+            Some(serde_json::json!({ "email": co_owner_email, "role": "owner" })),
+        )
+        .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let path = format!("/v1/lists/{list}");
+    // A co-owner cannot delete the creator's list: 403 naming why (they may leave instead).
+    let (s, b) = app
+        .call(Method::DELETE, &path, Some(&co_owner), None)
+        .await?;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["error"], "forbidden", "{b}");
+    let message = b["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("creator") && message.contains("leave"),
+        "{b}"
+    );
+    // The list is still there for the creator, unchanged.
+    let (s, b) = app.call(Method::GET, &path, Some(&creator), None).await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["owner_id"], creator_id.as_str(), "{b}");
+    // The creator still deletes it.
+    let (s, b) = app
+        .call(Method::DELETE, &path, Some(&creator), None)
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, _) = app.call(Method::GET, &path, Some(&creator), None).await?;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    Ok(())
+}

@@ -19,7 +19,8 @@ pub enum Action {
     RequestSuggestions,
     /// Rename the list.
     Rename,
-    /// Delete the list.
+    /// Delete the list: an owner's action, and of the owners only the creator's (see
+    /// [`deletion`]).
     Delete,
     /// Add or remove members.
     Share,
@@ -47,6 +48,8 @@ pub enum Denied {
     NotFound,
     /// The caller is a member, but only owners may do this.
     Forbidden,
+    /// The caller is an owner, but only the list's creator (`owner_id`) may do this.
+    NotTheCreator,
 }
 
 /// Checks that a caller with `role` in a list (`None`: not a member) may do `action`.
@@ -55,6 +58,17 @@ pub fn authorize(role: Option<Role>, action: Action) -> Result<Role, Denied> {
         None => Err(Denied::NotFound),
         Some(role) if role.may(action) => Ok(role),
         Some(_) => Err(Denied::Forbidden),
+    }
+}
+
+/// Checks that `actor`, an owner of a list created by `creator` (see [`authorize`] with
+/// [`Action::Delete`]), may delete it: only the creator may. A co-owner cannot take the
+/// creator's list away from them; they may leave it instead.
+pub fn deletion(creator: Uuid, actor: Uuid) -> Result<(), Denied> {
+    if actor == creator {
+        Ok(())
+    } else {
+        Err(Denied::NotTheCreator)
     }
 }
 
@@ -154,6 +168,13 @@ mod tests {
         for action in [Action::Read, Action::EditItems, Action::Share] {
             assert_eq!(authorize(None, action), Err(Denied::NotFound));
         }
+    }
+
+    #[test]
+    fn only_the_creator_deletes_a_list() {
+        let (creator, co_owner) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(deletion(creator, creator), Ok(()));
+        assert_eq!(deletion(creator, co_owner), Err(Denied::NotTheCreator));
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod model;
 mod offline;
 mod validate;
 
-pub use access::{Action, Denied, Removal, Transfer, authorize, removal, transfer};
+pub use access::{Action, Denied, Removal, Transfer, authorize, deletion, removal, transfer};
 pub use attachments::{AttachmentRules, AttachmentState, AttachmentView, Upload, UploadRequest};
 pub use caps::{CapReached, Caps};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};

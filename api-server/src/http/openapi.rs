@@ -72,7 +72,13 @@ fn describe(
             "200",
             Some(schema_ref("List")),
         ),
-        Op::DeleteList => ("deleteList", "Delete a list (owners)", None, "204", None),
+        Op::DeleteList => (
+            "deleteList",
+            "Delete a list (its creator only; co-owners and members may leave it instead)",
+            None,
+            "204",
+            None,
+        ),
         Op::Share => (
             "shareList",
             "Share a list by e-mail (owners). An e-mail without an account gets the same answer \
@@ -316,6 +322,12 @@ fn operation(route: &Route) -> Value {
     }
     if route.auth && route.path.contains("{list_id}") {
         responses.insert("403".to_owned(), err("Only an owner may do this"));
+        if route.op == Op::DeleteList {
+            responses.insert(
+                "403".to_owned(),
+                err("Only the list's creator may delete it (a co-owner may leave instead)"),
+            );
+        }
         responses.insert(
             "404".to_owned(),
             err("Not found, or not visible to the caller"),

@@ -176,15 +176,13 @@ impl UnitOfWork for PgUnitOfWork {
 
     #[tracing::instrument(name = "db.delete_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_list(&mut self, owner: Uuid, list: Uuid) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM lists l USING list_members m \
-             WHERE l.id = $1 AND m.list_id = l.id AND m.user_id = $2 AND m.role = 'owner'",
-        )
-        .bind(list)
-        .bind(owner)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(Error::db("deleting a list"))?;
+        // The creator only (`owner_id`), whatever the caller checked before.
+        let done = sqlx::query("DELETE FROM lists WHERE id = $1 AND owner_id = $2")
+            .bind(list)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(Error::db("deleting a list"))?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -60,10 +60,16 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         Ok(view)
     }
 
-    /// Deletes a list (owners only).
+    /// Deletes a list (its creator only: a co-owner may leave instead, see
+    /// [`domain::deletion`]).
     pub async fn delete_list(&self, user: Uuid, list: Uuid) -> AppResult<()> {
         let mut tx = self.store.begin().await?;
         allowed(&mut tx, list, user, Action::Delete).await?;
+        let creator = tx
+            .list_creator(list, user)
+            .await?
+            .ok_or(AppError::NotFound("list"))?;
+        domain::deletion(creator, user)?;
         if !tx.delete_list(user, list).await? {
             return Err(AppError::NotFound("list"));
         }

@@ -75,6 +75,9 @@ impl From<Denied> for AppError {
         match denied {
             Denied::NotFound => Self::NotFound("list"),
             Denied::Forbidden => Self::Forbidden("only an owner of the list may do this"),
+            Denied::NotTheCreator => Self::Forbidden(
+                "only the list's creator may delete it; a co-owner may leave the list instead",
+            ),
         }
     }
 }

@@ -525,3 +525,20 @@ fn cache_keys_ignore_order_and_case_but_not_provider() {
     assert_ne!(cache_key("offline", &a), cache_key("perplexity", &a));
     assert_ne!(cache_key("offline", &a), cache_key("offline", &a[..1]));
 }
+
+#[tokio::test]
+async fn a_co_owner_cannot_delete_the_creators_list() {
+    let api = api();
+    let (creator, co_owner) = (user(&api, "creator").await, user(&api, "co").await);
+    let list = api.create_list(creator, "Casa").await.unwrap().id;
+    api.share(creator, list, "co@example.com", Role::Owner)
+        .await
+        .unwrap();
+    assert!(matches!(
+        api.delete_list(co_owner, list).await,
+        Err(AppError::Forbidden(m)) if m.contains("creator")
+    ));
+    assert!(api.get_list(creator, list).await.is_ok());
+    api.delete_list(creator, list).await.unwrap();
+    assert!(api.get_list(creator, list).await.is_err());
+}
