@@ -690,3 +690,78 @@ async fn only_the_creator_deletes_a_list_and_a_co_owner_gets_403() -> Result<()>
     assert_eq!(s, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_4xx_and_the_server_keeps_answering() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (_, _, token) = app.user().await?;
+    let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+    for (path, token) in [("/v1/auth/login", None), ("/v1/lists", Some(&token))] {
+        let mut req = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .header("content-type", "application/json")
+            .body(nested.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {status} {text}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{path}: not JSON ({e}): {text}"))?;
+        assert!(body["error"].is_string(), "{path}: {body}");
+        assert_eq!(body["field"], "body", "{path}: {body}");
+    }
+    // Still answering, to anonymous and authenticated callers.
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app
+        .call(Method::GET, "/v1/lists", Some(&token), None)
+        .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_cap_is_413_naming_the_cap() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let max = 4096;
+    let (app, _db) = app_with(|l| l.max_body_bytes = max).await?;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await?;
+    // No Content-Length: the size is only known by reading, chunk after chunk.
+    stream
+        .write_all(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+    let chunk = format!("{:x}\r\n{}\r\n", 1024, " ".repeat(1024));
+    let mut sent = 0;
+    // Twice the cap; the server may answer (and stop reading) before all of it arrived.
+    while sent < 2 * max {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+        sent += 1024;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .map_err(|_| anyhow::anyhow!("no complete answer within 10 s"))??;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let (_, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(body)?;
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+    assert_eq!(body["limit"], "HTTP_MAX_BODY_BYTES", "{body}");
+    assert_eq!(body["max"], max, "{body}");
+    let (s, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(s, StatusCode::OK);
+    Ok(())
+}
