@@ -342,6 +342,9 @@ impl Relay {
             return Ok(0);
         };
         let mut published = 0;
+        // Suggestion requests this batch ends failed: AI jobs that failed, counted once the
+        // batch is committed.
+        let mut failed_jobs = 0;
         for (id, event_type, aggregate_id, mut payload, created_at, attempts) in rows {
             let trace = take_trace(&mut payload);
             let event = Event {
@@ -399,18 +402,22 @@ impl Relay {
                     .map_err(Error::db("moving an outbox event aside"))?;
                     // A suggestion request whose event can never reach the worker ends failed,
                     // in the same transaction: its user sees a terminal state instead of
-                    // waiting for ever (and the oldest pending request's age stays true).
+                    // waiting for ever (and the oldest pending request's age stays true), and
+                    // it counts as a failed AI job in the success KPI.
                     if event.event_type == SUGGESTION_REQUESTED
                         && let Some(job) = crate::domain::SuggestionJob::from_event(&event)
                     {
                         let why = "the request could not be queued for the AI worker; ask again";
-                        crate::store::finish_suggestion_request(
+                        if crate::store::finish_suggestion_request(
                             &mut tx,
                             job.request_id,
                             None,
                             &Err(why.to_owned()),
                         )
-                        .await?;
+                        .await?
+                        {
+                            failed_jobs += 1;
+                        }
                     }
                     self.metrics
                         .dead_letters
@@ -445,6 +452,11 @@ impl Relay {
         tx.commit()
             .await
             .map_err(Error::db("committing the outbox batch"))?;
+        // In the AI success KPI like a job the worker gave up on.
+        self.metrics
+            .ai_jobs
+            .with_label_values(&["failure"])
+            .inc_by(failed_jobs);
         Ok(published)
     }
 }

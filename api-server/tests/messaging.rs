@@ -554,6 +554,71 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     );
     let _ = stop.send(true);
     task.await?;
+    // The suggestion request it marked failed counts against the AI success KPI, once (the
+    // relay has stopped: nothing can still be counting).
+    assert_eq!(metrics.ai_jobs.with_label_values(&["failure"]).get(), 1);
+    assert_eq!(metrics.ai_jobs.with_label_values(&["success"]).get(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let config = config_from_env(&services, &db.url, services.rabbitmq_url()?, &[])?;
+    let topology = Topology::new(&config.amqp_prefix);
+    let app = TestApp::start(config.clone(), true).await?;
+    let conn = amqp::connect(&config.rabbitmq_url, Duration::from_secs(5)).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    // The same declarations as the worker's (idempotent), so the queue exists whoever is first.
+    amqp::declare(&channel, &topology).await?;
+    let garbage = b"\xff not JSON, not an event {{{";
+    amqp::publish_to(
+        &channel,
+        "",
+        &topology.ai_queue,
+        garbage,
+        lapin::BasicProperties::default(),
+        Uuid::new_v4(),
+    )
+    .await?;
+    let dead = eventually(
+        "the garbage message in the dead-letter queue",
+        Duration::from_secs(30),
+        || async {
+            Ok(channel
+                .basic_get(
+                    topology.ai_dead_letters.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await?)
+        },
+    )
+    .await?;
+    assert_eq!(dead.delivery.data, garbage);
+    let dead_letters = app
+        .running
+        .as_ref()
+        .expect("the app runs")
+        .metrics
+        .dead_letters
+        .with_label_values(&["ai"]);
+    assert_eq!(dead_letters.get(), 1);
+    // Not an AI job (no request to fail): the KPI is untouched.
+    assert_eq!(ai_outcome(&app, "failure"), 0);
+    let left = channel
+        .basic_get(
+            topology.ai_queue.as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await?;
+    assert!(left.is_none(), "the message is off the main queue");
+    app.stop().await;
+    conn.close(200, "bye".into()).await?;
+    remove_topology(&config).await?;
     Ok(())
 }
 

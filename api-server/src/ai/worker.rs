@@ -131,16 +131,21 @@ impl Worker {
         self
     }
 
+    /// The job in a message body, or why the message can never be handled (a poison
+    /// message: not an outbox event, or one without `request_id`/`list_id`).
+    fn parse(body: &[u8]) -> std::result::Result<SuggestionJob, String> {
+        let event = serde_json::from_slice::<Event>(body)
+            .map_err(|e| format!("not an outbox event: {e}"))?;
+        SuggestionJob::from_event(&event).ok_or_else(|| {
+            format!(
+                "event {} is not a suggestion request (no request_id/list_id)",
+                event.id
+            )
+        })
+    }
+
     fn job(body: &[u8]) -> Option<SuggestionJob> {
-        let Ok(event) = serde_json::from_slice::<Event>(body) else {
-            tracing::warn!("dropping a message that is not an outbox event");
-            return None;
-        };
-        let job = SuggestionJob::from_event(&event);
-        if job.is_none() {
-            tracing::warn!(event_id = %event.id, "dropping a suggestion event without request_id/list_id");
-        }
-        job
+        Self::parse(body).ok()
     }
 
     fn count(&self, handled: Handled) {
@@ -270,6 +275,14 @@ impl Worker {
             listacompra_telemetry::propagation::continue_from(&span, |name| {
                 header_string(&delivery.properties, name)
             });
+            // A message no attempt can handle goes to the dead-letter queue at once (kept for
+            // a look, counted), not acked and dropped.
+            if let Err(why) = Self::parse(&delivery.data) {
+                self.poison(&channel, delivery, &why)
+                    .instrument(span)
+                    .await?;
+                continue;
+            }
             match self.handle(&delivery.data).instrument(span.clone()).await {
                 Ok(_) => delivery
                     .ack(BasicAckOptions::default())
@@ -283,6 +296,31 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A delivery that no attempt can handle (see [`Self::parse`]): dead-lettered with
+    /// `why`, counted in the dead-letter metric, then acked. No request is marked failed (none
+    /// can be named), so it is not an AI job.
+    async fn poison(&self, channel: &Channel, delivery: Delivery, why: &str) -> Result<()> {
+        let attempts = attempts_of(&delivery.properties).saturating_add(1);
+        let id = message_id(&delivery);
+        tracing::error!(event_id = %id, error = %why, queue = %self.topology.ai_dead_letters, "AI worker cannot read a message; dead-lettering it");
+        let props = with_attempts(&delivery.properties, attempts, Some(why));
+        crate::amqp::publish_to(
+            channel,
+            "",
+            &self.topology.ai_dead_letters,
+            &delivery.data,
+            props,
+            id,
+        )
+        .await?;
+        self.metrics.dead_letters.with_label_values(&["ai"]).inc();
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(Error::amqp("acking"))
     }
 
     /// A delivery whose handling failed: requeued as it is when the database is unreachable
