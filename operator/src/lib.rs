@@ -5,6 +5,7 @@
 //! [`workload`], the gates in [`gates`].
 
 pub mod cache;
+pub mod check;
 pub mod cleanup;
 pub mod conditions;
 pub mod controller;

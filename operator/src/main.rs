@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use listacompra_operator::check;
 use listacompra_operator::controller::{self, Context};
 use listacompra_operator::leader::{self, Elector, Timing};
 use listacompra_operator::server;
@@ -20,6 +21,9 @@ use tracing::{error, info};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// Without a command, the operator runs.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Namespaces to watch (comma-separated); all namespaces when empty.
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
@@ -57,9 +61,64 @@ struct Args {
     lease_duration_seconds: u64,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Checks an installed operator and exits 0 when it works (the chart's `helm test`):
+    /// the CRDs are served, a replica answers /readyz through the metrics Service, and a
+    /// leader renews the Lease.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Base URL of the operator's metrics Service, e.g.
+    /// `http://listacompra-operator-metrics.listacompra-system.svc:8080`.
+    #[arg(long, env = "OPERATOR_METRICS_URL")]
+    metrics_url: url::Url,
+    /// The leader Lease to watch for a renewal; without it, leader election is not checked.
+    #[arg(long, env = "LEASE_NAME")]
+    lease_name: Option<String>,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds the leader may take to renew (the operator's lease duration).
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+}
+
+/// `listacompra-operator check`: one line per finding; exit 0 when all hold.
+async fn check(args: CheckArgs) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            println!("FAIL cannot connect to Kubernetes (in-cluster or KUBECONFIG): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = check::Target {
+        metrics_url: args.metrics_url,
+        lease: args.lease_name.map(|name| (args.lease_namespace, name)),
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+    };
+    let findings = check::run(&client, &target).await;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if findings.iter().all(|f| f.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    // First of all, so that a SIGTERM at any later moment is a stop request, never lost.
+    let mut args = Args::parse();
+    if let Some(Command::Check(check_args)) = args.command.take() {
+        return check(check_args).await;
+    }
+    // Before anything slow, so that a SIGTERM at any later moment is a stop request, never
+    // lost.
     let stop = match Stop::on_signals() {
         Ok(stop) => stop,
         Err(e) => {
@@ -67,7 +126,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args = Args::parse();
     let telemetry = match telemetry::init(args.log_format) {
         Ok(telemetry) => telemetry,
         Err(e) => {
