@@ -208,6 +208,8 @@ impl Stack {
             namespace,
             RunnerConfig {
                 api_binary: workspace_binary("listacompra-api")?,
+                images: BTreeMap::new(),
+                cluster: None,
                 builds: options.builds,
                 prometheus_targets: Some(services.prometheus_targets_dir()?),
                 log_dir: options.log_dir.join("pods"),

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::access::{Check, verify};
+use e2e::binaries::workspace_binary;
 use e2e::cluster::{Cluster, eventually, with_namespace};
 use e2e::env::repo_root;
 use e2e::helm::{Helm, pinned_kube_version};
+use e2e::runner::{RUN_ANNOTATION, Runner, RunnerConfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -135,10 +137,14 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         "ClusterRole/-",
         "ClusterRoleBinding/-",
         "Deployment/ops",
+        "Pod/ops",
         "PodDisruptionBudget/ops",
         "Role/ops",
+        "Role/ops",
+        "RoleBinding/ops",
         "RoleBinding/ops",
         "Service/ops",
+        "ServiceAccount/ops",
         "ServiceAccount/ops",
         "ValidatingAdmissionPolicy/-",
         "ValidatingAdmissionPolicy/-",
@@ -146,6 +152,44 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         "ValidatingAdmissionPolicyBinding/-",
     ];
     ensure!(kinds(&docs) == expected, "rendered {:?}", kinds(&docs));
+    // The `helm test` hook: its own ServiceAccount, which may read the leader Lease only,
+    // and a pod as hardened as the operator's. None of it is installed before `helm test`.
+    let hooks: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect();
+    let hook_kinds: Vec<String> = kinds(&hooks.iter().copied().cloned().collect::<Vec<_>>());
+    ensure!(
+        hook_kinds
+            == [
+                "Pod/ops",
+                "Role/ops",
+                "RoleBinding/ops",
+                "ServiceAccount/ops"
+            ],
+        "{hook_kinds:?}"
+    );
+    let test_pod = hooks
+        .iter()
+        .find(|d| d["kind"] == "Pod")
+        .context("test pod")?;
+    ensure!(test_pod["spec"]["serviceAccountName"] == "lco-listacompra-operator-test");
+    ensure!(test_pod["spec"]["restartPolicy"] == "Never");
+    let test_sc = &test_pod["spec"]["containers"][0]["securityContext"];
+    ensure!(
+        test_sc["allowPrivilegeEscalation"] == false && test_sc["readOnlyRootFilesystem"] == true
+    );
+    let test_role = hooks
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .context("test role")?;
+    ensure!(
+        test_role["rules"]
+            == json!([{ "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                        "verbs": ["get"], "resourceNames": ["lco-listacompra-operator"] }]),
+        "the test may read the Lease and nothing else: {}",
+        test_role["rules"]
+    );
     // Four of the ClusterRoles are the people's, bound by nobody unless asked; only the
     // viewer is aggregated (into `view`): edit rights on releases are never handed out
     // with the built-in `edit`.
@@ -1020,4 +1064,158 @@ async fn artifact_hub_annotations_describe_the_chart_truthfully() {
         Ok::<(), anyhow::Error>(())
     })
     .await;
+}
+
+/// `helm test` on the installed chart, with the operator running for real: the workload
+/// runner plays the kubelet for the chart's pods (the operator image is this workspace's
+/// `listacompra-operator`, with its ServiceAccount's token), so the hook's
+/// `listacompra-operator check` asks the real API server, the real metrics Service and the
+/// real Lease. It passes with the operator up, and fails naming the reason once the
+/// operator is scaled to zero.
+#[tokio::test]
+async fn helm_test_checks_the_running_operator() {
+    with_namespace("helm-test", |ctx| async move {
+        let ns = ctx.namespace.clone();
+        Api::<Namespace>::all(ctx.client.clone())
+            .patch(
+                &ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }}})),
+            )
+            .await?;
+        let log_dir = std::env::temp_dir().join(format!("{ns}-pods"));
+        let runner = Runner::start(
+            ctx.client.clone(),
+            &ns,
+            RunnerConfig {
+                api_binary: workspace_binary("listacompra-api")?,
+                images: [(
+                    "ghcr.io/listacompra/operator".to_owned(),
+                    workspace_binary("listacompra-operator")?,
+                )]
+                .into(),
+                cluster: Some(ctx.cluster.clone()),
+                builds: Default::default(),
+                prometheus_targets: None,
+                log_dir: log_dir.clone(),
+            },
+        )?;
+        let helm = Helm::with_kubeconfig(ctx.cluster.kubeconfig()).await?;
+        let outcome = helm_test_story(&helm, &ctx.client, &ns, &log_dir, &runner).await;
+        if outcome.is_err() {
+            for event in runner.take_events() {
+                println!("runner {:>6.1}s {}", event.at.as_secs_f64(), event.message);
+            }
+        }
+        runner.shutdown().await;
+        outcome
+    })
+    .await;
+}
+
+async fn helm_test_story(
+    helm: &Helm,
+    client: &kube::Client,
+    ns: &str,
+    log_dir: &Path,
+    runner: &Runner,
+) -> Result<()> {
+    let chart = Helm::chart();
+    let runs = format!("{RUN_ANNOTATION}=true").replace('.', "\\.");
+    let watch = format!("watchNamespaces={{{ns}}}");
+    let installed = helm
+        .ok(&[
+            "install",
+            "lct",
+            &chart.to_string_lossy(),
+            "--namespace",
+            ns,
+            "--set",
+            &watch,
+            "--set-string",
+            &format!("podAnnotations.{runs}"),
+            "--set-string",
+            &format!("tests.podAnnotations.{runs}"),
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .await;
+    let outcome = async {
+        installed?;
+        ensure!(
+            runner.ready_apps().get("listacompra-operator") == Some(&2),
+            "two operator processes should serve: {:?}",
+            runner.ready_apps()
+        );
+        let passed = helm.run(&["test", "lct", "--namespace", ns]).await?;
+        ensure!(
+            passed.success,
+            "helm test failed with the operator up: {}{}\ncheck log: {}",
+            passed.stdout,
+            passed.stderr,
+            std::fs::read_to_string(log_dir.join("lct-listacompra-operator-test.log"))
+                .unwrap_or_default()
+        );
+        let log = std::fs::read_to_string(log_dir.join("lct-listacompra-operator-test.log"))?;
+        for expected in [
+            "ok   the API server serves listacompra.app/v1alpha1 (listacomprareleases, listacompraapprovals)",
+            // The runner plays cluster DNS: the Service's name became its local address.
+            "ok   the operator answers http://127.0.0.1:",
+            &format!("holds Lease {ns}/lct-listacompra-operator and renews it"),
+        ] {
+            ensure!(log.contains(expected), "the check's log lacks {expected:?}:\n{log}");
+        }
+        ensure!(!log.contains("FAIL"), "a check failed:\n{log}");
+
+        // No operator: the same test fails, and says why.
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .patch(
+                "lct-listacompra-operator",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "replicas": 0 } })),
+            )
+            .await?;
+        eventually("no operator process left", INSTALL_TIMEOUT, || async {
+            (!runner.ready_apps().contains_key("listacompra-operator")).then_some(())
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let failed = helm.run(&["test", "lct", "--namespace", ns]).await?;
+        ensure!(
+            !failed.success,
+            "helm test passed without an operator: {}",
+            failed.stdout
+        );
+        ensure!(
+            failed.stderr.contains("lct-listacompra-operator-test"),
+            "helm should name the failed test pod: {}",
+            failed.stderr
+        );
+        let log = std::fs::read_to_string(log_dir.join("lct-listacompra-operator-test.log"))?;
+        ensure!(
+            log.contains("FAIL no operator answers http://127.0.0.1:")
+                && log.contains("/readyz"),
+            "the check should say no operator answers:\n{log}"
+        );
+        Ok(())
+    }
+    .await;
+    let uninstalled = helm
+        .ok(&[
+            "uninstall",
+            "lct",
+            "--namespace",
+            ns,
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .await;
+    outcome?;
+    uninstalled?;
+    Ok(())
 }

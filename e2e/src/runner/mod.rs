@@ -2,7 +2,8 @@
 //!
 //! kwok pods run no containers. For the full-stack tests and the demo, the runner watches the
 //! pods of one namespace and runs their container for real, as local processes of the
-//! `listacompra-api` binary built in this workspace:
+//! binaries built in this workspace: `listacompra-api` for the API's image, and
+//! `listacompra-operator` for the operator's image when [`RunnerConfig::images`] names it:
 //!
 //! - a Deployment pod (owned by a ReplicaSet) annotated `listacompra.test/runner: "true"` runs
 //!   while the pod is Running and not being deleted. kwok starts it not Ready
@@ -14,7 +15,12 @@
 //!   sleep, then SIGTERM, as endpoint removal and the kubelet order it on a real cluster;
 //! - a Job pod annotated `listacompra.test/runner: "true"` runs its command once; the exit
 //!   code goes to the pod's annotation `listacompra.test/exit-code`, and kwok's test stages
-//!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it.
+//!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it. A
+//!   bare pod so annotated (no owner, e.g. a `helm test` hook) runs once the same way;
+//! - a pod that mounts its ServiceAccount token (`automountServiceAccountToken: true`) gets
+//!   what in-cluster config would give it: a kubeconfig (`KUBECONFIG`) with a token of its
+//!   ServiceAccount from the TokenRequest API, so it has exactly that account's rights;
+//! - `fieldRef` environment (the downward API) is filled from the pod.
 //!
 //! The image tag selects the build's behaviour: [`RunnerConfig::builds`] maps a tag to extra
 //! environment (for example fault injection for a "bad" version); other tags run as built.
@@ -42,6 +48,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::{Error, Result};
 pub use logs::publish_file;
 use process::Process;
@@ -61,11 +68,22 @@ const GRACE: Duration = Duration::from_secs(30);
 /// starts processes slowly).
 const STARTUP: Duration = Duration::from_secs(60);
 
+/// How long the token of a pod's ServiceAccount is valid (TokenRequest's default is an hour
+/// too; the kubelet refreshes it, the runner's pods live shorter).
+const TOKEN_SECONDS: i64 = 3600;
+
 /// What the runner runs, and where it reports.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// The `listacompra-api` binary that stands in for the image.
+    /// The `listacompra-api` binary that stands in for the API's image (and any image not
+    /// in `images`).
     pub api_binary: PathBuf,
+    /// Binaries that stand in for other images, by image repository (the reference without
+    /// tag or digest), e.g. `ghcr.io/listacompra/operator` → `listacompra-operator`.
+    pub images: BTreeMap<String, PathBuf>,
+    /// The cluster, to give pods that mount their ServiceAccount token a kubeconfig; `None`
+    /// refuses such pods.
+    pub cluster: Option<Cluster>,
     /// Extra environment by image tag: the behaviour of that "build".
     pub builds: BTreeMap<String, BTreeMap<String, String>>,
     /// Prometheus file_sd folder for scrape targets, if Prometheus should scrape the pods.
@@ -354,8 +372,9 @@ fn kind_of(pod: &Pod) -> Option<Kind> {
     match owner {
         _ if pod.annotations().get(RUN_ANNOTATION).map(String::as_str) != Some("true") => None,
         Some("ReplicaSet") => Some(Kind::Server),
-        Some("Job") => Some(Kind::Job),
-        _ => None,
+        // A bare pod (a `helm test` hook) runs its command once, as a Job's pod does.
+        Some("Job") | None => Some(Kind::Job),
+        Some(_) => None,
     }
 }
 
@@ -412,16 +431,32 @@ fn first_container(pod: &Pod) -> Result<&k8s_openapi::api::core::v1::Container> 
         })
 }
 
-/// The program and arguments for `pod`'s first container, with the image's entrypoint
-/// (`listacompra-api`) replaced by the local binary.
-fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
+/// The repository of an image reference: without its tag or digest.
+fn image_repository(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(repo, _)| repo);
+    match image_tag(image) {
+        Some(tag) => &image[..image.len() - tag.len() - 1],
+        None => image,
+    }
+}
+
+/// The local binary that stands in for `pod`'s image, and the arguments: the image's
+/// entrypoint (the binary) with the container's `command` (which must name that binary, as
+/// the images hold no other program) and `args`.
+fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
     let container = first_container(pod)?;
+    let image = container.image.as_deref().unwrap_or_default();
+    let binary = config
+        .images
+        .get(image_repository(image))
+        .unwrap_or(&config.api_binary);
+    let program = program_name(binary);
     let mut args: Vec<String> = container.command.clone().unwrap_or_default();
     if let Some(first) = args.first() {
-        if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("listacompra-api") {
+        if Path::new(first).file_name().and_then(|n| n.to_str()) != Some(program) {
             return Err(Error::Workload {
                 message: format!(
-                    "pod {} runs {first:?}; the runner only runs listacompra-api",
+                    "pod {} runs {first:?}, but its image {image} holds only {program}",
                     pod.name_any()
                 ),
             });
@@ -429,12 +464,28 @@ fn argv(binary: &Path, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
         args.remove(0);
     }
     args.extend(container.args.clone().unwrap_or_default());
-    Ok((binary.to_owned(), args))
+    Ok((binary.clone(), args))
+}
+
+fn program_name(binary: &Path) -> &str {
+    binary.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+}
+
+/// The environment that makes `program` listen on 127.0.0.1:`port` instead of the
+/// container's port (every process of this machine shares one network namespace).
+fn listen_on(program: &str, port: u16) -> (String, String) {
+    match program {
+        "listacompra-operator" => ("METRICS_ADDRESS".to_owned(), format!("127.0.0.1:{port}")),
+        _ => ("PORT".to_owned(), port.to_string()),
+    }
 }
 
 async fn environment(shared: &Arc<Shared>, pod: &Pod) -> Result<BTreeMap<String, String>> {
     let container = first_container(pod)?;
-    let mut env = podenv::resolve(&shared.client, &shared.namespace, container).await?;
+    let mut env = podenv::resolve(&shared.client, &shared.namespace, pod, container).await?;
+    if let Some(kubeconfig) = service_account_kubeconfig(shared, pod).await? {
+        env.insert("KUBECONFIG".to_owned(), kubeconfig.display().to_string());
+    }
     let tag = container.image.as_deref().and_then(image_tag).unwrap_or("");
     if let Some(extra) = shared.config.builds.get(tag) {
         env.extend(extra.clone());
@@ -468,6 +519,41 @@ async fn environment(shared: &Arc<Shared>, pod: &Pod) -> Result<BTreeMap<String,
     Ok(env)
 }
 
+/// For a pod that mounts its ServiceAccount token, a kubeconfig (readable by its owner only)
+/// that authenticates as that ServiceAccount with a fresh token from the TokenRequest API,
+/// written next to the pod's log.
+async fn service_account_kubeconfig(shared: &Shared, pod: &Pod) -> Result<Option<PathBuf>> {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.automount_service_account_token) != Some(true) {
+        return Ok(None);
+    }
+    let account = spec
+        .and_then(|s| s.service_account_name.as_deref())
+        .unwrap_or("default");
+    let name = pod.name_any();
+    let cluster = shared
+        .config
+        .cluster
+        .as_ref()
+        .ok_or_else(|| Error::Workload {
+            message: format!(
+                "pod {name} mounts the token of ServiceAccount {account}, but this runner was \
+             started without the cluster (RunnerConfig::cluster)"
+            ),
+        })?;
+    let path = shared.config.log_dir.join(format!("{name}.kubeconfig"));
+    cluster
+        .service_account_kubeconfig(
+            &shared.client,
+            &shared.namespace,
+            account,
+            TOKEN_SECONDS,
+            &path,
+        )
+        .await?;
+    Ok(Some(path))
+}
+
 /// Where the output of pod `name`'s process goes.
 fn log_path(shared: &Shared, name: &str) -> std::path::PathBuf {
     shared.config.log_dir.join(format!("{name}.log"))
@@ -497,17 +583,19 @@ async fn run_server(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let name = pod.name_any();
-    let (program, args) = argv(&shared.config.api_binary, pod)?;
+    let (binary, args) = argv(&shared.config, pod)?;
+    let program = program_name(&binary).to_owned();
     let mut env = environment(shared, pod).await?;
     let port = free_port()?;
-    env.insert("PORT".to_owned(), port.to_string());
+    let (key, value) = listen_on(&program, port);
+    env.insert(key, value);
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
-    let mut process = Process::spawn(&program, &args, &env, &log)?;
+    let mut process = Process::spawn(&binary, &args, &env, &log)?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     shared.record(format!(
-        "pod {name}: started listacompra-api {version} on {address}"
+        "pod {name}: started {program} {version} on {address}"
     ));
     lock(&shared.started_versions).insert(version.clone());
 
@@ -555,7 +643,7 @@ async fn run_server(
         let _ = std::fs::remove_file(path);
     }
     if let Some(code) = exited {
-        shared.record(format!("pod {name}: listacompra-api exited with {code}"));
+        shared.record(format!("pod {name}: {program} exited with {code}"));
         set_ready(shared, &name, false).await;
         return Ok(());
     }
@@ -629,12 +717,13 @@ fn scrape_target(shared: &Shared, pod: &Pod, address: SocketAddr) -> Option<Path
 
 async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool>) -> Result<()> {
     let name = pod.name_any();
-    let (program, args) = argv(&shared.config.api_binary, pod)?;
+    let (binary, args) = argv(&shared.config, pod)?;
     let env = environment(shared, pod).await?;
     let log = log_path(shared, &name);
-    let mut process = Process::spawn(&program, &args, &env, &log)?;
+    let mut process = Process::spawn(&binary, &args, &env, &log)?;
     shared.record(format!(
-        "pod {name}: running listacompra-api {}",
+        "pod {name}: running {} {}",
+        program_name(&binary),
         args.join(" ")
     ));
     let code = tokio::select! {
@@ -697,5 +786,22 @@ mod tests {
         assert_eq!(image_tag("localhost:5000/api"), None);
         assert_eq!(image_tag("localhost:5000/api:v1"), Some("v1"));
         assert_eq!(image_tag("api"), None);
+    }
+
+    #[test]
+    fn image_repositories() {
+        assert_eq!(
+            image_repository("ghcr.io/listacompra/operator:0.1.0"),
+            "ghcr.io/listacompra/operator"
+        );
+        assert_eq!(
+            image_repository("ghcr.io/listacompra/operator@sha256:ab"),
+            "ghcr.io/listacompra/operator"
+        );
+        assert_eq!(image_repository("localhost:5000/api"), "localhost:5000/api");
+        assert_eq!(
+            image_repository("localhost:5000/api:v1"),
+            "localhost:5000/api"
+        );
     }
 }

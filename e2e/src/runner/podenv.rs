@@ -4,16 +4,18 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::{Api, Client};
 
 use crate::{Error, Result};
 
-/// Resolves `container`'s environment in `namespace`. A missing Secret, ConfigMap or key is
-/// an error naming it, as the kubelet would refuse to start the container.
+/// Resolves `container`'s environment in `namespace`, for `pod`'s downward-API fields. A
+/// missing Secret, ConfigMap or key is an error naming it, as the kubelet would refuse to
+/// start the container.
 pub async fn resolve(
     client: &Client,
     namespace: &str,
+    pod: &Pod,
     container: &Container,
 ) -> Result<BTreeMap<String, String>> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -50,8 +52,10 @@ pub async fn resolve(
                         &r.name,
                         &r.key,
                     )?
+                } else if let Some(r) = &from.field_ref {
+                    field(pod, &r.field_path)?
                 } else {
-                    continue; // fieldRef and resourceFieldRef: nothing the API server reads
+                    continue; // resourceFieldRef: no limits to read on this machine
                 }
             }
             (None, None) => String::new(),
@@ -96,6 +100,27 @@ pub fn cluster_service(value: &str, namespace: &str) -> Option<ServiceUrl> {
         service: service.to_owned(),
         port,
     })
+}
+
+/// A downward-API field of `pod` (the paths the kubelet supports for environment variables).
+fn field(pod: &Pod, path: &str) -> Result<String> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let value = match path {
+        "metadata.name" => pod.metadata.name.clone(),
+        "metadata.namespace" => pod.metadata.namespace.clone(),
+        "metadata.uid" => pod.metadata.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" => status.and_then(|s| s.pod_ip.clone()),
+        "status.hostIP" => status.and_then(|s| s.host_ip.clone()),
+        other => {
+            return Err(Error::Workload {
+                message: format!("fieldRef {other:?} is not supported by the workload runner"),
+            });
+        }
+    };
+    Ok(value.unwrap_or_default())
 }
 
 fn key(data: BTreeMap<String, String>, kind: &str, name: &str, key: &str) -> Result<String> {
