@@ -163,6 +163,21 @@ pub trait UnitOfWork: Send {
         list: Uuid,
     ) -> impl Future<Output = Result<Vec<(Uuid, Role)>>> + Send;
 
+    /// Records `from`'s offer of a list to `to`, replacing any earlier offer of that list.
+    fn offer_transfer(
+        &mut self,
+        list: Uuid,
+        from: Uuid,
+        to: Uuid,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes and returns who offered a list to `to` (`None`: no offer to `to`).
+    fn take_transfer_offer(
+        &mut self,
+        list: Uuid,
+        to: Uuid,
+    ) -> impl Future<Output = Result<Option<Uuid>>> + Send;
+
     /// Makes `to` the creator (`owner_id`) of a list created by `from`, with the owner role;
     /// the list as `from` sees it, or `None` when `from` is not its creator.
     fn transfer_list(

@@ -1,5 +1,6 @@
 //! Identity lifecycle (issue 13), against the real server and services: forged tokens,
-//! key rotation, logout, ownership transfer and account enumeration through sharing.
+//! key rotation, logout, ownership transfer (an offer the recipient accepts) and account
+//! enumeration through sharing and transfer offers.
 
 mod common;
 
@@ -309,8 +310,44 @@ async fn sharing_with_an_unknown_email_answers_like_sharing_with_an_account() ->
     Ok(())
 }
 
+/// `PUT /v1/lists/{list}/owner` with `to` as the holder of `token`.
+async fn offer(
+    app: &common::TestApp,
+    list: &str,
+    token: &str,
+    to: &str,
+) -> Result<(StatusCode, Value)> {
+    app.call(
+        Method::PUT,
+        &format!("/v1/lists/{list}/owner"),
+        Some(token),
+        Some(json!({ "user_id": to })),
+    )
+    .await
+}
+
+/// `POST /v1/lists/{list}/owner/accept` as the holder of `token`.
+async fn accept(app: &common::TestApp, list: &str, token: &str) -> Result<(StatusCode, Value)> {
+    app.call(
+        Method::POST,
+        &format!("/v1/lists/{list}/owner/accept"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+/// The list's `owner_id` as the holder of `token` sees it.
+async fn owner_of(app: &common::TestApp, list: &str, token: &str) -> Result<Value> {
+    let (s, b) = app
+        .call(Method::GET, &format!("/v1/lists/{list}"), Some(token), None)
+        .await?;
+    anyhow::ensure!(s == StatusCode::OK, "{s} {b}");
+    Ok(b["owner_id"].clone())
+}
+
 #[tokio::test]
-async fn the_creator_transfers_ownership_explicitly_to_a_member() -> Result<()> {
+async fn the_creator_offers_ownership_and_the_member_accepts_it() -> Result<()> {
     let (app, _db) = common::app().await?;
     let (creator_id, _, creator) = app.user().await?;
     let (co_owner_id, co_owner_email, co_owner) = app.user().await?;
@@ -328,32 +365,32 @@ async fn the_creator_transfers_ownership_explicitly_to_a_member() -> Result<()> 
             .await?;
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
-    let transfer = |token: String, to: String| {
-        let path = format!("/v1/lists/{list}/owner");
-        let app = &app;
-        async move {
-            app.call(
-                Method::PUT,
-                &path,
-                Some(&token),
-                Some(json!({ "user_id": to })),
-            )
-            .await
-        }
-    };
     // A co-owner cannot take the list over, nor give it away.
-    let (s, b) = transfer(co_owner.clone(), co_owner_id.clone()).await?;
+    let (s, b) = offer(&app, &list, &co_owner, &co_owner_id).await?;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let (s, b) = transfer(member.clone(), member_id.clone()).await?;
+    let (s, b) = offer(&app, &list, &member, &member_id).await?;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    // Only to a member.
-    let (s, b) = transfer(creator.clone(), stranger_id.clone()).await?;
+    // Only to a member (or a pending invitation).
+    let (s, b) = offer(&app, &list, &creator, &stranger_id).await?;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     assert_eq!(b["message"], "member not found", "{b}");
-    // The creator hands the list to a plain member, who becomes its owner and creator.
-    let (s, b) = transfer(creator.clone(), member_id.clone()).await?;
+    // Nothing to accept before an offer.
+    let (s, b) = accept(&app, &list, &member).await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    // The creator offers the list to a plain member: nothing changes yet.
+    let (s, b) = offer(&app, &list, &creator, &member_id).await?;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["user_id"], member_id.as_str(), "{b}");
+    assert_eq!(owner_of(&app, &list, &member).await?, creator_id.as_str());
+    // Nobody else can accept it.
+    let (s, b) = accept(&app, &list, &co_owner).await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(owner_of(&app, &list, &creator).await?, creator_id.as_str());
+    // The member accepts: they become its owner and creator.
+    let (s, b) = accept(&app, &list, &member).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["owner_id"], member_id.as_str(), "{b}");
+    assert_eq!(b["role"], "owner", "{b}");
     let (s, b) = app
         .call(
             Method::GET,
@@ -365,6 +402,9 @@ async fn the_creator_transfers_ownership_explicitly_to_a_member() -> Result<()> 
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["owner_id"], member_id.as_str(), "{b}");
     assert_eq!(b["role"], "owner", "{b}");
+    // An offer is taken once.
+    let (s, b) = accept(&app, &list, &member).await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     // The former creator stays as a co-owner: they can no longer remove the new creator,
     // and they may now leave.
     let (s, b) = app
@@ -385,6 +425,63 @@ async fn the_creator_transfers_ownership_explicitly_to_a_member() -> Result<()> 
         )
         .await?;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ownership_offer_does_not_tell_an_invitation_from_an_account() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (creator_id, _, creator) = app.user().await?;
+    let (_, existing, victim) = app.user().await?;
+    let nobody = format!("nobody{}@example.com", uuid::Uuid::new_v4().simple());
+    let list = app.create_list(&creator, "Casa").await?;
+    let mut ids = Vec::new();
+    for email in [&existing, &nobody] {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &format!("/v1/lists/{list}/members"),
+                Some(&creator),
+                Some(json!({ "email": email })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        ids.push(b["user_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let (s_known, b_known) = offer(&app, &list, &creator, &ids[0]).await?;
+    let (s_unknown, b_unknown) = offer(&app, &list, &creator, &ids[1]).await?;
+    // Same status, same shape: the answer does not tell who has an account.
+    assert_eq!(s_known, s_unknown, "{b_known} vs {b_unknown}");
+    assert_eq!(s_known, StatusCode::ACCEPTED, "{b_known}");
+    let keys = |b: &Value| {
+        let mut k: Vec<String> = b
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&b_known), keys(&b_unknown), "{b_known} vs {b_unknown}");
+    assert_eq!(
+        b_known["status"], b_unknown["status"],
+        "{b_known} vs {b_unknown}"
+    );
+    // Nothing is pushed onto anyone: the owner is unchanged, the account's role too.
+    assert_eq!(owner_of(&app, &list, &creator).await?, creator_id.as_str());
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{list}"),
+            Some(&victim),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["role"], "member", "{b}");
+    // The latest offer (to the invitation) replaced the first: the account cannot accept.
+    let (s, b) = accept(&app, &list, &victim).await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_eq!(owner_of(&app, &list, &creator).await?, creator_id.as_str());
     Ok(())
 }
 

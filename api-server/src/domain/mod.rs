@@ -15,7 +15,7 @@ pub use caps::{CapReached, Caps};
 pub use events::{Event, NewEvent, SUGGESTION_REQUESTED, SuggestionJob};
 pub use model::{
     ItemSummary, ItemView, ListDetail, ListPage, ListView, MemberView, Role, Suggestion,
-    SuggestionView, User,
+    SuggestionView, TransferOffer, User,
 };
 pub use offline::{MAX_SUGGESTIONS, offline_suggestions};
 pub use validate::{

@@ -65,6 +65,18 @@ pub struct ListView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An offer of a list's ownership, waiting for its recipient to accept it. The same for a
+/// member with an account and for a pending invitation.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferOffer {
+    /// The list.
+    pub list_id: Uuid,
+    /// Who may accept it (the id the share answered).
+    pub user_id: Uuid,
+    /// Always `offered`: nothing changes until the recipient accepts.
+    pub status: &'static str,
+}
+
 /// An item.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {

@@ -120,9 +120,13 @@ pub(super) async fn handle(
             let list = params.uuid("list_id")?;
             let body: TransferBody = parse_json(&req.body)?;
             ok(
-                StatusCode::OK,
-                &api.transfer_list(me()?, list, body.user_id).await?,
+                StatusCode::ACCEPTED,
+                &api.offer_list(me()?, list, body.user_id).await?,
             )
+        }
+        Op::AcceptTransfer => {
+            let list = params.uuid("list_id")?;
+            ok(StatusCode::OK, &api.accept_list(me()?, list).await?)
         }
         Op::Unshare => {
             let list = params.uuid("list_id")?;

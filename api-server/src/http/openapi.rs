@@ -98,9 +98,19 @@ fn describe(
         ),
         Op::TransferList => (
             "transferList",
-            "Hand the list to another member (its creator only): they become its creator and an \
-             owner; the former creator stays an owner and may then leave",
+            "Offer the list to another member (its creator only); nothing changes until they \
+             accept, and a new offer replaces the earlier one. A pending invitation's id gets \
+             the same answer as a member's, so it tells nobody who has an account",
             Some("Transfer"),
+            "202",
+            Some(schema_ref("TransferOffer")),
+        ),
+        Op::AcceptTransfer => (
+            "acceptTransfer",
+            "Accept the list's offer made to the caller: they become its creator and an owner \
+             (the list counts towards their MAX_LISTS_PER_USER); the former creator stays an \
+             owner and may then leave. 404 without an offer to the caller",
+            None,
             "200",
             Some(schema_ref("List")),
         ),
@@ -333,12 +343,15 @@ fn operation(route: &Route) -> Value {
             err("Not found, or not visible to the caller"),
         );
     }
-    if matches!(route.op, Op::Share | Op::Unshare | Op::TransferList) {
+    if matches!(
+        route.op,
+        Op::Share | Op::Unshare | Op::TransferList | Op::AcceptTransfer
+    ) {
         responses.insert("409".to_owned(), err("Conflicts with the current state"));
     }
     if matches!(
         route.op,
-        Op::Share | Op::AddItem | Op::CreateList | Op::TransferList
+        Op::Share | Op::AddItem | Op::CreateList | Op::AcceptTransfer
     ) {
         responses.insert(
             "409".to_owned(),
@@ -410,6 +423,7 @@ fn schemas() -> Value {
         "Share": { "type": "object", "additionalProperties": false, "required": ["email"], "properties": { "email": { "type": "string", "format": "email" }, "role": role } },
         "Member": member,
         "Transfer": { "type": "object", "additionalProperties": false, "required": ["user_id"], "properties": { "user_id": uuid } },
+        "TransferOffer": { "type": "object", "required": ["list_id", "user_id", "status"], "properties": { "list_id": uuid, "user_id": uuid, "status": { "type": "string", "enum": ["offered"] } } },
         "NewItem": { "type": "object", "additionalProperties": false, "required": ["name"], "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500) } },
         "ItemPatch": { "type": "object", "additionalProperties": false, "minProperties": 1, "properties": { "name": text(200), "quantity": quantity, "unit": opt_text(20), "category": opt_text(50), "note": opt_text(500), "checked": { "type": "boolean" } } },
         "Item": item,

@@ -31,6 +31,8 @@ pub enum Op {
     Unshare,
     /// PUT /v1/lists/{list_id}/owner
     TransferList,
+    /// POST /v1/lists/{list_id}/owner/accept
+    AcceptTransfer,
     /// POST /v1/lists/{list_id}/items
     AddItem,
     /// PATCH /v1/lists/{list_id}/items/{item_id}
@@ -111,6 +113,12 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     r("PUT", "/v1/lists/{list_id}/owner", Op::TransferList, true),
+    r(
+        "POST",
+        "/v1/lists/{list_id}/owner/accept",
+        Op::AcceptTransfer,
+        true,
+    ),
     r("POST", "/v1/lists/{list_id}/items", Op::AddItem, true),
     r(
         "PATCH",

@@ -249,6 +249,35 @@ impl UnitOfWork for PgUnitOfWork {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.offer_transfer", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    async fn offer_transfer(&mut self, list: Uuid, from: Uuid, to: Uuid) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO list_transfer_offers (list_id, from_id, to_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (list_id) DO UPDATE SET from_id = $2, to_id = $3, offered_at = now()",
+        )
+        .bind(list)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(Error::db("offering a list"))
+        .map_err(transfer_offers_missing)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "db.take_transfer_offer", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    async fn take_transfer_offer(&mut self, list: Uuid, to: Uuid) -> Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "DELETE FROM list_transfer_offers WHERE list_id = $1 AND to_id = $2 RETURNING from_id",
+        )
+        .bind(list)
+        .bind(to)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(Error::db("taking a list's offer"))
+        .map_err(transfer_offers_missing)
+    }
+
     #[tracing::instrument(name = "db.transfer_list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn transfer_list(
         &mut self,
@@ -485,6 +514,15 @@ impl UnitOfWork for PgUnitOfWork {
     async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(Error::db("committing"))
     }
+}
+
+/// The revision that adds ownership transfer offers (`list_transfer_offers`).
+pub const TRANSFER_OFFERS_SCHEMA: i64 = 13;
+
+/// A missing `list_transfer_offers` table: the schema predates transfer offers (503 naming
+/// the revision; the rest of the API serves).
+fn transfer_offers_missing(err: Error) -> Error {
+    super::missing_from_schema(err, "list_transfer_offers", TRANSFER_OFFERS_SCHEMA)
 }
 
 /// Records how a pending suggestion request ended (its suggestions, or why it failed), once:

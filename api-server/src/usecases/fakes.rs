@@ -32,6 +32,8 @@ pub struct Data {
     pub events: Vec<NewEvent>,
     /// Pending invitations: list, id, e-mail, role.
     pub invitations: Vec<(Uuid, Uuid, String, Role)>,
+    /// Ownership offers: list, from, to.
+    pub offers: Vec<(Uuid, Uuid, Uuid)>,
 }
 
 impl Data {
@@ -329,6 +331,24 @@ impl UnitOfWork for MemTx {
             .filter(|m| m.0 == list)
             .map(|m| (m.1, m.2))
             .collect())
+    }
+
+    async fn offer_transfer(&mut self, list: Uuid, from: Uuid, to: Uuid) -> Result<()> {
+        self.data.offers.retain(|o| o.0 != list);
+        self.data.offers.push((list, from, to));
+        Ok(())
+    }
+
+    async fn take_transfer_offer(&mut self, list: Uuid, to: Uuid) -> Result<Option<Uuid>> {
+        let Some(at) = self
+            .data
+            .offers
+            .iter()
+            .position(|o| o.0 == list && o.2 == to)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.data.offers.remove(at).1))
     }
 
     async fn transfer_list(

@@ -3,7 +3,9 @@
 use uuid::Uuid;
 
 use super::{AppResult, UseCases, allowed};
-use crate::domain::{self, Action, ListView, MemberView, NewEvent, Removal, Role, Transfer};
+use crate::domain::{
+    self, Action, ListView, MemberView, NewEvent, Removal, Role, Transfer, TransferOffer,
+};
 use crate::error::AppError;
 use crate::ports::{Store, UnitOfWork};
 
@@ -53,37 +55,59 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         })
     }
 
-    /// Hands a list to another member (its creator only): `to` becomes the creator
-    /// (`owner_id`) with the owner role, and the former creator stays an owner, free to leave.
-    /// The list counts towards the new creator's `MAX_LISTS_PER_USER`. A pending invitation
-    /// is not a member here (it has no account to own the list): 404 "member".
-    pub async fn transfer_list(&self, user: Uuid, list: Uuid, to: Uuid) -> AppResult<ListView> {
+    /// Offers a list to another member (its creator only): nothing changes until `to`
+    /// accepts ([`Self::accept_list`]); a new offer replaces the earlier one. `to` may be a
+    /// member or a pending invitation (by the id the share answered), and both get the same
+    /// answer, so it tells nobody who has an account (an offer to an invitation is never
+    /// accepted: once registered, the invitee is a member with an id of their own, to whom
+    /// the creator may offer the list again). No cap is checked here: the list counts
+    /// towards the recipient's `MAX_LISTS_PER_USER` only when they accept.
+    pub async fn offer_list(&self, user: Uuid, list: Uuid, to: Uuid) -> AppResult<TransferOffer> {
         let mut tx = self.store.begin().await?;
         allowed(&mut tx, list, user, Action::Read).await?;
-        // Locked, so that a concurrent removal of `to` waits for this transfer.
+        let mut members = tx.lock_members(list).await?;
+        members.extend(tx.lock_invitations(list).await?);
+        let creator = tx
+            .list_creator(list, user)
+            .await?
+            .ok_or(AppError::NotFound("list"))?;
+        domain::transfer(&members, creator, user, to).map_err(transfer_refused)?;
+        tx.offer_transfer(list, user, to).await?;
+        tx.commit().await?;
+        Ok(TransferOffer {
+            list_id: list,
+            user_id: to,
+            status: "offered",
+        })
+    }
+
+    /// Accepts the offer of a list made to the caller: they become its creator (`owner_id`)
+    /// with the owner role, and the former creator stays an owner, free to leave. The list
+    /// counts towards the caller's `MAX_LISTS_PER_USER` (409 naming it when full). Without an
+    /// offer to the caller (or one made by someone no longer the creator): 404.
+    pub async fn accept_list(&self, user: Uuid, list: Uuid) -> AppResult<ListView> {
+        let mut tx = self.store.begin().await?;
+        allowed(&mut tx, list, user, Action::Read).await?;
+        // Locked, so that a concurrent removal of the caller waits for this transfer.
         let members = tx.lock_members(list).await?;
         let creator = tx
             .list_creator(list, user)
             .await?
             .ok_or(AppError::NotFound("list"))?;
-        domain::transfer(&members, creator, user, to).map_err(|why| match why {
-            Transfer::NotTheCreator => {
-                AppError::Forbidden("only the list's creator may hand it to someone else")
-            }
-            Transfer::NotMember => AppError::NotFound("member"),
-            Transfer::AlreadyCreator => {
-                AppError::Conflict("this member already is the list's creator".to_owned())
-            }
-        })?;
-        let lists = tx.lock_user_count_lists(to).await?;
+        let from = tx.take_transfer_offer(list, user).await?;
+        if from != Some(creator) {
+            return Err(AppError::NotFound("ownership offer"));
+        }
+        domain::transfer(&members, creator, creator, user).map_err(transfer_refused)?;
+        let lists = tx.lock_user_count_lists(user).await?;
         self.caps
             .room_for_list(lists)
             .map_err(AppError::CapReached)?;
         let view = tx
-            .transfer_list(list, user, to)
+            .transfer_list(list, creator, user)
             .await?
             .ok_or(AppError::NotFound("list"))?;
-        tx.publish(&NewEvent::list_transferred(list, user, to))
+        tx.publish(&NewEvent::list_transferred(list, creator, user))
             .await?;
         tx.commit().await?;
         Ok(view)
@@ -122,6 +146,19 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The answer to a transfer the domain refuses.
+fn transfer_refused(why: Transfer) -> AppError {
+    match why {
+        Transfer::NotTheCreator => {
+            AppError::Forbidden("only the list's creator may hand it to someone else")
+        }
+        Transfer::NotMember => AppError::NotFound("member"),
+        Transfer::AlreadyCreator => {
+            AppError::Conflict("this member already is the list's creator".to_owned())
+        }
     }
 }
 

@@ -232,26 +232,44 @@ async fn sharing_rules() {
 }
 
 #[tokio::test]
-async fn the_creator_hands_a_list_to_a_member() {
+async fn the_creator_offers_a_list_and_the_member_accepts_it() {
     let api = api();
     let (creator, member) = (user(&api, "creator").await, user(&api, "member").await);
     let list = api.create_list(creator, "Casa").await.unwrap().id;
     assert!(matches!(
-        api.transfer_list(creator, list, member).await,
+        api.offer_list(creator, list, member).await,
         Err(AppError::NotFound("member"))
     ));
     api.share(creator, list, "member@example.com", Role::Member)
         .await
         .unwrap();
     assert!(matches!(
-        api.transfer_list(member, list, member).await,
+        api.offer_list(member, list, member).await,
         Err(AppError::Forbidden(_))
     ));
-    let view = api.transfer_list(creator, list, member).await.unwrap();
+    assert!(matches!(
+        api.accept_list(member, list).await,
+        Err(AppError::NotFound("ownership offer"))
+    ));
+    let offer = api.offer_list(creator, list, member).await.unwrap();
+    assert_eq!((offer.list_id, offer.user_id), (list, member));
+    // Nothing changes until the member accepts.
+    let seen = api.get_list(member, list).await.unwrap();
+    assert_eq!(
+        (seen.list.owner_id, seen.list.role),
+        (creator, Role::Member)
+    );
+    assert!(!event_types(&api).contains(&"list.transferred"));
+    let view = api.accept_list(member, list).await.unwrap();
     assert_eq!(view.owner_id, member);
     assert_eq!(view.role, Role::Owner);
     let seen = api.get_list(member, list).await.unwrap();
     assert_eq!((seen.list.owner_id, seen.list.role), (member, Role::Owner));
+    // Taken once.
+    assert!(matches!(
+        api.accept_list(member, list).await,
+        Err(AppError::NotFound("ownership offer"))
+    ));
     // The former creator is now a co-owner: they may leave, and cannot remove the new one.
     assert!(matches!(
         api.unshare(creator, list, member).await,
