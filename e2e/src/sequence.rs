@@ -344,6 +344,21 @@ impl Model {
         self.outcome = Outcome::RolledBack;
     }
 
+    /// The last promise of every sequence: whatever it left, a retry with healthy gates ends
+    /// Succeeded. The operation that does it: none when the release already stands
+    /// Succeeded; a retry when the desired version's build passes its gates (its attempt was
+    /// aborted); otherwise a release of the newest good version.
+    pub fn recovery(&self) -> Option<Op> {
+        match (self.outcome, self.desired.behaviour) {
+            (Outcome::Succeeded, _) => None,
+            (_, Behaviour::Good) => Some(Op::Retry),
+            _ => VERSIONS
+                .iter()
+                .rposition(|v| v.behaviour == Behaviour::Good)
+                .map(|version| Op::Release { version }),
+        }
+    }
+
     /// Where the settled release must stand.
     pub fn expect(&self) -> Expectation {
         let (phase, serving) = match self.outcome {
@@ -409,6 +424,30 @@ mod tests {
                 "no drift of {of:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_sequence_ends_succeeded_after_its_recovery() {
+        let mut recovered = 0;
+        for seed in 0..200 {
+            let mut m = Model::new();
+            for op in Generator::new(seed).sequence(12) {
+                m.apply(&op);
+                if matches!(op, Op::ReleaseAndAbort { .. }) && seed % 2 == 0 {
+                    m.aborted(); // some aborts land in flight
+                }
+            }
+            if let Some(op) = m.recovery() {
+                recovered += 1;
+                assert!(m.apply(&op), "seed {seed}: {op:?} starts a new attempt");
+            }
+            assert_eq!(m.expect().phase, "Succeeded", "seed {seed}");
+            assert_eq!(m.expect().serving, m.expect().desired, "seed {seed}");
+        }
+        assert!(
+            recovered > 50,
+            "only {recovered} of 200 sequences needed a recovery"
+        );
     }
 
     #[test]

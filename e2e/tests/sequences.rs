@@ -115,6 +115,26 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
             check_promises(&stack).await.map_err(|e| steps.fail(&e))?;
             println!("  settled after {op:?}: {expected:?}");
         }
+        // The last promise: whatever the sequence left, a retry with healthy gates (or a
+        // release of a good version) ends Succeeded, serving the version the spec names.
+        if let Some(op) = model.recovery() {
+            steps.done.push(format!("recovery: {op:?}"));
+            model.apply(&op);
+            act(&mut stack, &model, &op, true)
+                .await
+                .map_err(|e| steps.fail(&format!("doing {op:?}: {e}")))?;
+            let expected = model.expect();
+            settle(&stack, &model, &expected, &mut load)
+                .await
+                .map_err(|e| steps.fail(&e))?;
+            check_promises(&stack).await.map_err(|e| steps.fail(&e))?;
+            println!("  recovered with {op:?}: {expected:?}");
+        }
+        anyhow::ensure!(
+            model.expect().phase == "Succeeded",
+            "{}",
+            steps.fail("the model does not end Succeeded after its recovery")
+        );
         anyhow::Ok(())
     }
     .await;
