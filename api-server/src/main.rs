@@ -9,6 +9,12 @@ use listacompra_api::config::{self, env_vars};
 use listacompra_api::{app, migrate, seed, smoke, store};
 use listacompra_telemetry::LogFormat;
 
+/// mimalloc, not the system allocator: glibc's keeps the password hasher's freed 19 MiB blocks
+/// and grows an arena per thread under load (see the `mimalloc` line of the workspace's
+/// Cargo.toml and `make bench-abuse`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "listacompra-api",
