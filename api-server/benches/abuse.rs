@@ -423,6 +423,14 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
             "OVER the budget"
         }
     );
+    // What a pod has: the production sample's memory limit.
+    let pod_limit_kib = 256 * 1024;
+    println!(
+        "peak RSS over all attacks {:.1} MiB against the production sample's pod limit of {:.0} MiB (config/samples/production.yaml): {:.0} % of it",
+        mib(peak_all),
+        mib(pod_limit_kib),
+        100.0 * peak_all as f64 / pod_limit_kib as f64
+    );
     for (name, p95) in login_flood_p95 {
         println!(
             "target (issue 13): legitimate p95 < 20 ms at 500 req/s during a login flood; {name}: p95 {:.2} ms ({})",

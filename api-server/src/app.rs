@@ -252,6 +252,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         fault: config.fault.clone(),
         version: config.app_version.clone(),
         body_read_timeout: config.limits.body_read_timeout,
+        request_timeout: config.limits.request_timeout,
         max_body_bytes: config.limits.max_body_bytes,
         rate_limits: RateLimits::new(config.limits.rate),
         trusted_proxy_hops: config.limits.trusted_proxy_hops,

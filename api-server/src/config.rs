@@ -177,6 +177,11 @@ pub struct Limits {
     /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
     /// head has arrived; a slower client gets 408 and the connection is closed.
     pub body_read_timeout: Duration,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS`, default 20 (below the idle timeout): time to handle a
+    /// request once its body is read; a request still running is dropped (its transaction
+    /// rolls back) and answered 503 with Retry-After, so a stuck dependency frees its
+    /// connections instead of piling requests up.
+    pub request_timeout: Duration,
     /// `PASSWORD_HASH_CONCURRENCY`, default 4: argon2id hashes (login, register) running at
     /// once. Each holds 19 MiB ([`crate::auth::ARGON2_MEMORY_KIB`]), so this is the memory
     /// budget of password hashing: 4 × 19 MiB = 76 MiB by default.
@@ -205,6 +210,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(20),
             hash_concurrency: crate::auth::DEFAULT_HASH_CONCURRENCY,
             hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
             rate: RateLimitConfig::default(),
@@ -570,6 +576,21 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
             body_read_timeout: self
                 .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
+            request_timeout: {
+                let timeout = self.seconds("HTTP_REQUEST_TIMEOUT_SECONDS", d.request_timeout)?;
+                let idle = self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?;
+                if timeout >= idle {
+                    return Err(Error::Config {
+                        var: "HTTP_REQUEST_TIMEOUT_SECONDS",
+                        reason: format!(
+                            "must be below HTTP_IDLE_TIMEOUT_SECONDS ({}), or the connection \
+                             is cut before the request's answer",
+                            idle.as_secs()
+                        ),
+                    });
+                }
+                timeout
+            },
             hash_concurrency: {
                 let n: usize = self.parsed("PASSWORD_HASH_CONCURRENCY", d.hash_concurrency)?;
                 if n == 0 {
@@ -597,6 +618,24 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE",
                     d.rate.suggestions_per_user,
                 )?,
+                delay: {
+                    let ms: u64 = self.parsed(
+                        "RATE_LIMIT_DELAY_MS",
+                        u64::try_from(d.rate.delay.as_millis()).unwrap_or(u64::MAX),
+                    )?;
+                    let delay = Duration::from_millis(ms);
+                    if delay > crate::ratelimit::MAX_DELAY {
+                        return Err(Error::Config {
+                            var: "RATE_LIMIT_DELAY_MS",
+                            reason: format!(
+                                "must be at most {} (0 answers 429 at once)",
+                                crate::ratelimit::MAX_DELAY.as_millis()
+                            ),
+                        });
+                    }
+                    delay
+                },
+                delay_slots: self.parsed("RATE_LIMIT_DELAY_SLOTS", d.rate.delay_slots)?,
             },
             trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
             caps: Caps {
@@ -658,9 +697,22 @@ mod tests {
             RateLimitConfig {
                 auth_per_address: 0,
                 auth_per_account: 5,
-                suggestions_per_user: 7
+                suggestions_per_user: 7,
+                ..RateLimitConfig::default()
             }
         );
+        let mut env = GOOD.to_vec();
+        env.push(("RATE_LIMIT_DELAY_MS", "250"));
+        env.push(("RATE_LIMIT_DELAY_SLOTS", "8"));
+        let rate = vars(&env).config().unwrap().limits.rate;
+        assert_eq!(
+            (rate.delay, rate.delay_slots),
+            (Duration::from_millis(250), 8)
+        );
+        let mut env = GOOD.to_vec();
+        env.push(("RATE_LIMIT_DELAY_MS", "10001"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("RATE_LIMIT_DELAY_MS"), "{err}");
         assert_eq!(limits.trusted_proxy_hops, 1);
         let mut env = GOOD.to_vec();
         env.push(("MAX_ITEMS_PER_LIST", "5"));
@@ -681,6 +733,17 @@ mod tests {
         env.push(("PASSWORD_HASH_CONCURRENCY", "0"));
         let err = vars(&env).config().unwrap_err().to_string();
         assert!(err.contains("PASSWORD_HASH_CONCURRENCY"), "{err}");
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_REQUEST_TIMEOUT_SECONDS", "30"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(
+            err.contains("HTTP_REQUEST_TIMEOUT_SECONDS")
+                && err.contains("HTTP_IDLE_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+        env.push(("HTTP_IDLE_TIMEOUT_SECONDS", "40"));
+        let limits = vars(&env).config().unwrap().limits;
+        assert_eq!(limits.request_timeout, Duration::from_secs(30));
         let mut env = GOOD.to_vec();
         env.push(("HTTP_BODY_READ_TIMEOUT_SECONDS", "0"));
         let err = vars(&env).config().unwrap_err().to_string();

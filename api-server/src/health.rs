@@ -287,6 +287,7 @@ impl Health {
         {
             return readiness.clone();
         }
+        self.metrics.ready_probes.inc();
         let readiness = self.probe().await;
         for (dependency, check) in [
             ("postgres", Some(&readiness.postgres)),

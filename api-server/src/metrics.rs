@@ -25,6 +25,10 @@ pub const DEPENDENCY_UP: &str = "listacompra_dependency_up";
 /// Gauge of the database's schema revision at the last readiness probe (0 = not migrated).
 pub const SCHEMA_REVISION: &str = "listacompra_schema_revision";
 
+/// Counter of readiness probes actually sent to the dependencies (`/ready` reuses one for
+/// `READY_CACHE_MS`, and concurrent callers share it).
+pub const READY_PROBES_TOTAL: &str = "listacompra_ready_probes_total";
+
 /// Gauge of attachment objects waiting to be deleted from the object store.
 pub const OBJECT_DELETIONS_PENDING: &str = "listacompra_object_deletions_pending";
 
@@ -47,6 +51,8 @@ pub struct Metrics {
     pub dependency_up: IntGaugeVec,
     /// The schema revision at the last readiness probe (see [`SCHEMA_REVISION`]).
     pub schema_revision: IntGauge,
+    /// Readiness probes sent (see [`READY_PROBES_TOTAL`]).
+    pub ready_probes: IntCounter,
     /// AI jobs by `outcome` (`success`, `failure`).
     pub ai_jobs: IntCounterVec,
     /// Outbox publish retries: one per failed publish of an event actually sent to the
@@ -110,6 +116,13 @@ impl Metrics {
             Opts::new(
                 SCHEMA_REVISION,
                 "The database's schema revision at the last readiness probe (0 = not migrated)",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        let ready_probes = IntCounter::with_opts(
+            Opts::new(
+                READY_PROBES_TOTAL,
+                "Readiness probes sent to the dependencies (cached for READY_CACHE_MS)",
             )
             .const_labels(labels.clone()),
         )?;
@@ -184,6 +197,7 @@ impl Metrics {
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(schema_revision.clone()))?;
+        registry.register(Box::new(ready_probes.clone()))?;
         registry.register(Box::new(ai_jobs.clone()))?;
         registry.register(Box::new(outbox_retries.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
@@ -206,6 +220,7 @@ impl Metrics {
             http_in_flight,
             dependency_up,
             schema_revision,
+            ready_probes,
             ai_jobs,
             outbox_retries,
             outbox_backlog,

@@ -2,6 +2,13 @@
 //! GCRA limiters: each key may spend its whole per-minute quota at once (the burst) and gets
 //! one request back every `60 / quota` seconds.
 //!
+//! A request over a limit is answered 429 after a short hold ([`RateLimits::hold`],
+//! `RATE_LIMIT_DELAY_MS`): a client that retries in a loop, as a flood does, then sends at
+//! most one request per connection per hold instead of as many as the server can refuse, so
+//! refusing a flood costs next to no CPU. Holds take one of `RATE_LIMIT_DELAY_SLOTS` slots
+//! (a held request is a sleeping task and an open connection); with every slot taken the 429
+//! goes out at once. The latency KPI does not count the hold.
+//!
 //! Memory: a limiter keeps one small state per key seen within the last minute;
 //! [`RateLimits::forget_idle`] (run every minute by the server) drops keys that are back to
 //! a full quota, so the state is bounded by the keys active in the last minute, which the
@@ -10,10 +17,12 @@
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// Requests per minute for each limit; 0 switches a limit off.
@@ -31,6 +40,12 @@ pub struct RateLimitConfig {
     /// `RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE`, default 120: suggestion requests per
     /// signed-in user (each one is a paid AI call).
     pub suggestions_per_user: u32,
+    /// `RATE_LIMIT_DELAY_MS`, default 1000 (at most 10000; 0 answers at once): how long a
+    /// request over a limit is held before its 429 (never longer than its Retry-After).
+    pub delay: Duration,
+    /// `RATE_LIMIT_DELAY_SLOTS`, default 1024: requests held at once; more are answered at
+    /// once.
+    pub delay_slots: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -39,9 +54,15 @@ impl Default for RateLimitConfig {
             auth_per_address: 60,
             auth_per_account: 10,
             suggestions_per_user: 120,
+            delay: Duration::from_secs(1),
+            delay_slots: 1024,
         }
     }
 }
+
+/// The longest `RATE_LIMIT_DELAY_MS` accepted: well under the idle timeout, and short enough
+/// that a client which stops sending is not kept waiting for long.
+pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// The limit a request hit and when the client may try again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +126,8 @@ pub struct RateLimits {
     auth_by_address: Option<Limit<IpAddr>>,
     auth_by_account: Option<Limit<(String, IpAddr)>>,
     suggestions_by_user: Option<Limit<Uuid>>,
+    delay: Duration,
+    holds: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -150,7 +173,23 @@ impl RateLimits {
                 "RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE",
                 config.suggestions_per_user,
             ),
+            delay: config.delay,
+            holds: Arc::new(Semaphore::new(config.delay_slots)),
         }
+    }
+
+    /// Holds a request that got 429 for `RATE_LIMIT_DELAY_MS`, at most `retry_after`, when a
+    /// slot is free; returns at once otherwise. True when it held.
+    pub async fn hold(&self, retry_after: Duration) -> bool {
+        let wait = self.delay.min(retry_after);
+        if wait.is_zero() {
+            return false;
+        }
+        let Ok(_slot) = self.holds.clone().try_acquire_owned() else {
+            return false;
+        };
+        tokio::time::sleep(wait).await;
+        true
     }
 
     /// A login or registration from `client` for `email`: the address limit first, then
@@ -187,12 +226,44 @@ impl RateLimits {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_is_held_while_a_slot_is_free_and_never_past_its_retry_after() {
+        let limits = RateLimits::new(RateLimitConfig {
+            delay: Duration::from_secs(1),
+            delay_slots: 1,
+            ..RateLimitConfig::default()
+        });
+        let limits = Arc::new(limits);
+        let start = tokio::time::Instant::now();
+        let held = tokio::spawn({
+            let limits = limits.clone();
+            async move { limits.hold(Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        // The only slot is taken: the next one is answered at once.
+        assert!(!limits.hold(Duration::from_secs(30)).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(held.await.unwrap());
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Never longer than the Retry-After.
+        let start = tokio::time::Instant::now();
+        assert!(limits.hold(Duration::from_millis(300)).await);
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+        // Off.
+        let off = RateLimits::new(RateLimitConfig {
+            delay: Duration::ZERO,
+            ..RateLimitConfig::default()
+        });
+        assert!(!off.hold(Duration::from_secs(30)).await);
+    }
+
     #[test]
     fn a_key_gets_its_quota_then_waits_and_other_keys_do_not() {
         let limits = RateLimits::new(RateLimitConfig {
             auth_per_address: 100,
             auth_per_account: 3,
             suggestions_per_user: 0,
+            ..RateLimitConfig::default()
         });
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
@@ -222,6 +293,7 @@ mod tests {
             auth_per_address: 2,
             auth_per_account: 100,
             suggestions_per_user: 0,
+            ..RateLimitConfig::default()
         });
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();

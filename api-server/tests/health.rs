@@ -192,3 +192,31 @@ async fn fault_injection_adds_latency_and_errors_on_chosen_routes_only() -> Resu
     assert!(text.contains(r#"route="/v1/lists",status="500""#), "{text}");
     Ok(())
 }
+
+/// `/ready` asks the dependencies once per `READY_CACHE_MS`, however many callers: a burst
+/// of probes (kubelets, load balancers, a hostile client) costs one round of checks.
+#[tokio::test]
+async fn concurrent_ready_calls_within_the_cache_time_share_one_probe() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let probes_after_50 = |ttl: Duration| {
+        let (services, db) = (&services, &db);
+        async move {
+            let mut config = common::config(services, db)?;
+            config.ready_cache_ttl = ttl;
+            let app = TestApp::start(config, false).await?;
+            let calls = (0..50).map(|_| ready(&app, None));
+            for answer in futures::future::join_all(calls).await {
+                assert_eq!(answer?.0, StatusCode::OK);
+            }
+            let text = app.metrics().await?;
+            anyhow::Ok(
+                sample(&text, listacompra_api::metrics::READY_PROBES_TOTAL, &[]).unwrap_or(-1.0),
+            )
+        }
+    };
+    assert_eq!(probes_after_50(Duration::from_secs(600)).await?, 1.0);
+    // Without the cache every call probes: the counter counts what it says.
+    assert_eq!(probes_after_50(Duration::ZERO).await?, 50.0);
+    Ok(())
+}

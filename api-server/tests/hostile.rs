@@ -294,6 +294,7 @@ async fn a_login_flood_beyond_the_hashing_slots_is_answered_503_not_queued() -> 
             auth_per_address: 0,
             auth_per_account: 0,
             suggestions_per_user: 0,
+            ..RateLimitConfig::default()
         };
     })
     .await?;
@@ -763,5 +764,79 @@ async fn a_chunked_body_over_the_cap_is_413_naming_the_cap() -> Result<()> {
     assert_eq!(body["max"], max, "{body}");
     let (s, _) = app.call(Method::GET, "/health", None, None).await?;
     assert_eq!(s, StatusCode::OK);
+    Ok(())
+}
+
+/// A refused login waits `RATE_LIMIT_DELAY_MS` for its 429, so a client retrying in a loop
+/// sends one request per hold; the latency KPI measures the decision, not the hold.
+#[tokio::test]
+async fn a_refused_request_is_held_before_its_429_and_the_latency_kpi_does_not_count_it()
+-> Result<()> {
+    let hold = Duration::from_secs(2);
+    let (app, _db) = app_with(|l| {
+        l.rate = RateLimitConfig {
+            auth_per_address: 1,
+            delay: hold,
+            ..RateLimitConfig::default()
+        };
+    })
+    .await?;
+    let first = login(&app, "held@example.com", "guess guess").await?;
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    let started = std::time::Instant::now();
+    let refused = login(&app, "held@example.com", "guess guess").await?;
+    let waited = started.elapsed();
+    assert!(
+        waited >= hold,
+        "the 429 came after {waited:?}, not held for {hold:?}"
+    );
+    assert_rate_limited(refused, "RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE").await?;
+    let text = app.metrics().await?;
+    let sum: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!("{}_sum", names::HTTP_REQUEST_DURATION_SECONDS))
+                && l.contains(r#"route="/v1/auth/login""#)
+                && l.contains(r#"status="429""#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no latency of the 429 in the histogram:\n{text}"));
+    assert!(
+        sum < hold.as_secs_f64() / 2.0,
+        "the latency KPI counted the hold: {sum} s for one 429"
+    );
+    Ok(())
+}
+
+/// A request that takes longer than `HTTP_REQUEST_TIMEOUT_SECONDS` (a stuck dependency,
+/// played by injected latency) is answered 503 with Retry-After naming the limit, and the
+/// server goes on answering.
+#[tokio::test]
+async fn a_request_past_the_request_timeout_is_503_naming_the_limit() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let mut config = common::config(&services, &db)?;
+    config.limits.request_timeout = Duration::from_secs(1);
+    config.fault = listacompra_api::fault::FaultConfig {
+        latency: Duration::from_secs(5),
+        error_rate: 0.0,
+        routes: vec!["/v1/lists".to_owned()],
+    };
+    let app = TestApp::start(config, false).await?;
+    let (_, _, token) = app.user().await?; // /v1/auth is not slowed down
+    let res = app
+        .http
+        .get(format!("{}/v1/lists", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["error"], "request_timeout", "{body}");
+    assert_eq!(body["limit"], "HTTP_REQUEST_TIMEOUT_SECONDS", "{body}");
+    let (status, _) = app.call(Method::GET, "/health", None, None).await?;
+    assert_eq!(status, StatusCode::OK);
     Ok(())
 }

@@ -16,7 +16,7 @@ pub mod serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tracing::Instrument;
@@ -36,7 +36,9 @@ use crate::usecases::UseCases;
 pub use client::client_ip;
 use request::Request;
 pub use request::parse_json;
-use response::{body_timeout, error_body, error_response, json_response, too_large};
+use response::{
+    body_timeout, error_body, error_response, json_response, request_timeout, too_large,
+};
 use routes::{Matched, route};
 pub use routes::{Op, ROUTES, Route, method_label, route_label};
 
@@ -61,6 +63,8 @@ pub struct State {
     pub version: String,
     /// Time to receive a request body (`HTTP_BODY_READ_TIMEOUT_SECONDS`).
     pub body_read_timeout: std::time::Duration,
+    /// Time to handle a request once read (`HTTP_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout: std::time::Duration,
     /// Largest accepted request body (`HTTP_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Rate limits per client address, account and user.
@@ -135,23 +139,29 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     let (label, api, mut res) = async {
         match matched {
             Matched::Route(route, params) => {
-                if state.fault.matches(route.path, &req.path) {
-                    if !state.fault.latency.is_zero() {
-                        tokio::time::sleep(state.fault.latency).await;
+                let handled = async {
+                    if state.fault.matches(route.path, &req.path) {
+                        if !state.fault.latency.is_zero() {
+                            tokio::time::sleep(state.fault.latency).await;
+                        }
+                        if state.fault.fails(fault::roll()) {
+                            let body = error_body(
+                                "fault_injected",
+                                "injected fault (FAULT_ERROR_RATE)",
+                                None,
+                            );
+                            return json_response(StatusCode::INTERNAL_SERVER_ERROR, &body);
+                        }
                     }
-                    if state.fault.fails(fault::roll()) {
-                        let body =
-                            error_body("fault_injected", "injected fault (FAULT_ERROR_RATE)", None);
-                        return (
-                            route.path,
-                            route.is_api(),
-                            json_response(StatusCode::INTERNAL_SERVER_ERROR, &body),
-                        );
-                    }
-                }
-                let res = handlers::handle(&state, route, &params, &req)
+                    handlers::handle(&state, route, &params, &req)
+                        .await
+                        .unwrap_or_else(|e| error_response(&e))
+                };
+                // A request still running at the deadline is dropped: its transaction rolls
+                // back, and the client learns it may retry.
+                let res = tokio::time::timeout(state.request_timeout, handled)
                     .await
-                    .unwrap_or_else(|e| error_response(&e));
+                    .unwrap_or_else(|_| request_timeout(state.request_timeout));
                 (route.path, route.is_api(), res)
             }
             Matched::WrongMethod(allowed) => {
@@ -206,6 +216,17 @@ async fn dispatch(state: Arc<State>, req: Request) -> Response {
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert("x-request-id", v);
+    }
+    // A rate-limited request waits a little for its 429 (see `ratelimit`), after the
+    // latency was measured and logged: the hold is the client's penalty, not our latency.
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_secs);
+        state.rate_limits.hold(retry_after).await;
     }
     res
 }

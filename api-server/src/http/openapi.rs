@@ -291,7 +291,8 @@ fn operation(route: &Route) -> Value {
             "429".to_owned(),
             retry_later(
                 "Too many requests from this client address (RATE_LIMIT_AUTH_PER_ADDRESS_PER_MINUTE) \
-                 or for this account (RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE); `limit` names which",
+                 or for this account (RATE_LIMIT_AUTH_PER_ACCOUNT_PER_MINUTE); `limit` names which. \
+                 Sent after a hold of up to RATE_LIMIT_DELAY_MS",
             ),
         );
         responses.insert(
@@ -306,7 +307,8 @@ fn operation(route: &Route) -> Value {
         responses.insert(
             "429".to_owned(),
             retry_later(
-                "Too many suggestion requests (RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE)",
+                "Too many suggestion requests (RATE_LIMIT_SUGGESTIONS_PER_USER_PER_MINUTE); sent \
+                 after a hold of up to RATE_LIMIT_DELAY_MS",
             ),
         );
     }
@@ -380,6 +382,24 @@ fn operation(route: &Route) -> Value {
     }
     if route.op == Op::Ready {
         responses.insert("503".to_owned(), json!({ "description": "PostgreSQL is unreachable", "content": { "application/json": { "schema": schema_ref("Readiness") } } }));
+    }
+    // Every route has a deadline.
+    let timeout = "the request was not handled within HTTP_REQUEST_TIMEOUT_SECONDS \
+                   (error `request_timeout`, Retry-After)";
+    match responses.get_mut("503") {
+        Some(existing) => {
+            let said = existing["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            existing["description"] = json!(format!("{said}; or {timeout}"));
+        }
+        None => {
+            responses.insert(
+                "503".to_owned(),
+                retry_later(&format!("Unavailable: {timeout}")),
+            );
+        }
     }
     let mut op = json!({
         "operationId": id,

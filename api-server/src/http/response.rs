@@ -155,6 +155,20 @@ pub(super) fn body_timeout(timeout: std::time::Duration) -> Response {
     res
 }
 
+/// 503 for a request not handled within `HTTP_REQUEST_TIMEOUT_SECONDS`.
+pub(super) fn request_timeout(timeout: std::time::Duration) -> Response {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "request_timeout",
+        &format!(
+            "the request was not handled within {} s; nothing of it was kept, try again",
+            timeout.as_secs()
+        ),
+        "HTTP_REQUEST_TIMEOUT_SECONDS",
+        1,
+    )
+}
+
 /// 429 or 503 with `Retry-After` and a body naming the limit and the wait.
 fn retry_later(status: StatusCode, code: &str, message: &str, limit: &str, secs: u64) -> Response {
     let body = json!({
