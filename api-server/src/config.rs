@@ -639,9 +639,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             },
             trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
             caps: Caps {
-                items_per_list: self.parsed("MAX_ITEMS_PER_LIST", d.caps.items_per_list)?,
-                members_per_list: self.parsed("MAX_MEMBERS_PER_LIST", d.caps.members_per_list)?,
-                lists_per_user: self.parsed("MAX_LISTS_PER_USER", d.caps.lists_per_user)?,
+                items_per_list: self.at_least_one("MAX_ITEMS_PER_LIST", d.caps.items_per_list)?,
+                members_per_list: self
+                    .at_least_one("MAX_MEMBERS_PER_LIST", d.caps.members_per_list)?,
+                lists_per_user: self.at_least_one("MAX_LISTS_PER_USER", d.caps.lists_per_user)?,
             },
             max_body_bytes: self.parsed("HTTP_MAX_BODY_BYTES", d.max_body_bytes)?,
         })
@@ -729,6 +730,16 @@ mod tests {
             }
         );
         assert_eq!(limits.max_body_bytes, 2048);
+        for cap in [
+            "MAX_ITEMS_PER_LIST",
+            "MAX_MEMBERS_PER_LIST",
+            "MAX_LISTS_PER_USER",
+        ] {
+            let mut env = GOOD.to_vec();
+            env.push((cap, "0"));
+            let err = vars(&env).config().unwrap_err().to_string();
+            assert!(err.contains(cap) && err.contains("at least 1"), "{err}");
+        }
         let mut env = GOOD.to_vec();
         env.push(("PASSWORD_HASH_CONCURRENCY", "0"));
         let err = vars(&env).config().unwrap_err().to_string();

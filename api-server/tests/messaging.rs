@@ -818,3 +818,41 @@ async fn the_queue_a_previous_release_declared_is_used_as_it_is() -> Result<()> 
     remove_topology(&config).await?;
     Ok(())
 }
+
+/// Redis is only the suggestions' cache: with it unreachable the whole time, a suggestion
+/// request still goes through the outbox, the broker and the worker to `done`, the provider
+/// is asked, and the job counts as a success.
+#[tokio::test]
+async fn suggestions_complete_with_redis_unreachable() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let (url, calls) = stub_provider(vec![Reply::answer(TWO)]).await?;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = config_from_env(
+        &services,
+        &db.url,
+        services.rabbitmq_url()?,
+        &[
+            ("PPLX_API_KEY", "pplx-test-key".to_owned()),
+            ("PPLX_BASE_URL", url),
+            ("REDIS_URL", format!("redis://127.0.0.1:{closed}/0")),
+        ],
+    )?;
+    let app = TestApp::start(config.clone(), true).await?;
+    let (token, list) = list_with_an_item(&app).await?;
+    let location = request(&app, &token, &list).await?;
+    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(
+        !done["suggestions"].as_array().unwrap().is_empty(),
+        "{done}"
+    );
+    assert_eq!(*calls.lock().unwrap(), 1, "the provider answered once");
+    assert_eq!(ai_outcome(&app, "success"), 1);
+    assert_eq!(ai_outcome(&app, "failure"), 0);
+    app.stop().await;
+    remove_topology(&config).await?;
+    Ok(())
+}
