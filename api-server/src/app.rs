@@ -278,6 +278,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         http::serve::ConnLimits {
             header_read_timeout: config.limits.header_read_timeout,
             idle_timeout: config.limits.idle_timeout,
+            max_connections: config.limits.max_connections,
         },
         wait_for(shutdown.clone()),
     );
@@ -326,6 +327,7 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
         http::serve::ConnLimits {
             header_read_timeout: config.limits.header_read_timeout,
             idle_timeout: config.limits.idle_timeout,
+            max_connections: config.limits.max_connections,
         },
         wait_for(shutdown.clone()),
     )));

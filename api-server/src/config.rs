@@ -177,6 +177,10 @@ pub struct Limits {
     /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
     /// head has arrived; a slower client gets 408 and the connection is closed.
     pub body_read_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`, default 4096: connections open at once; with all of them
+    /// open, the server accepts no more until one closes (they wait in the kernel's
+    /// backlog). Bounds memory and file descriptors under a connection flood.
+    pub max_connections: usize,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS`, default 20 (below the idle timeout): time to handle a
     /// request once its body is read; a request still running is dropped (its transaction
     /// rolls back) and answered 503 with Retry-After, so a stuck dependency frees its
@@ -211,6 +215,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
+            max_connections: 4096,
             hash_concurrency: crate::auth::DEFAULT_HASH_CONCURRENCY,
             hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
             rate: RateLimitConfig::default(),
@@ -576,6 +581,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
             body_read_timeout: self
                 .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
+            max_connections: self.at_least_one("HTTP_MAX_CONNECTIONS", d.max_connections)?,
             request_timeout: {
                 let timeout = self.seconds("HTTP_REQUEST_TIMEOUT_SECONDS", d.request_timeout)?;
                 let idle = self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?;

@@ -1,12 +1,17 @@
 //! Serving the API over hyper with connection timeouts (warp's own server sets no timer, so
 //! a client that never finishes its headers would hold its connection for ever).
 //!
-//! Each connection runs hyper's HTTP/1 (or HTTP/2) server with a Tokio timer and a
-//! header-read timeout: a client must send a whole request head within
+//! Each connection runs hyper's HTTP/1.1 server with a Tokio timer and a header-read
+//! timeout: a client must send a whole request head within
 //! [`ConnLimits::header_read_timeout`] of its first byte, and a connection on which nothing
 //! moves for [`ConnLimits::idle_timeout`] is closed ([`super::idle`]). The body is
 //! bounded by the request filter ([`super::api`]), which answers 408 when it is not received
-//! within its own timeout.
+//! within its own timeout. At most [`ConnLimits::max_connections`] are open at once: then
+//! the server stops accepting until one closes (new ones wait in the kernel's backlog).
+//!
+//! HTTP/1.1 only: the pods' clients (the ingress or load balancer, which may speak HTTP/2
+//! to browsers, the smoke Job, the operator's gates) speak HTTP/1.1 to them, and cleartext
+//! HTTP/2 would be a second protocol to bound (hyper has no header-read timeout for it).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_service::Service;
 use warp::http;
 use warp::reply::Response;
@@ -38,6 +44,8 @@ pub struct ConnLimits {
     /// (`HTTP_IDLE_TIMEOUT_SECONDS`): clients that connect and send nothing, idle kept-alive
     /// connections, clients that stop reading. Longer than any request takes to handle.
     pub idle_timeout: Duration,
+    /// Connections open at once (`HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting and waits
@@ -56,7 +64,16 @@ pub async fn serve<S>(
 {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = std::sync::Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // A free slot first: with every connection slot taken, nothing more is accepted.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -75,12 +92,11 @@ pub async fn serve<S>(
             req.extensions_mut().insert(PeerAddr(peer));
             service.clone().call(req)
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
         let conn = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout)),
@@ -89,6 +105,7 @@ pub async fn serve<S>(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(err) = conn.await {
                 // Timeouts and clients going away end up here; they are not server faults.
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
