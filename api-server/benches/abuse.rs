@@ -317,8 +317,20 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
                 .bearer_auth(token)
         }
     };
-    // Warm-up (not measured): opens the client's and the server's pool connections.
+    // Warm-up (not measured): opens the client's and the server's pool connections, the
+    // database pool to its full size (`DATABASE_MAX_CONNECTIONS`, 20) by a burst of 64
+    // concurrent clients: a server that has served a busy minute has them open, so their
+    // memory is the server's at rest, not an attack's.
     run_open_loop((rps / 2).max(1), 2, &legit).await?;
+    let burst = (0..64u64).map(|client| {
+        let legit = &legit;
+        async move {
+            for n in 0..25 {
+                let _ = legit(client * 25 + n).send().await;
+            }
+        }
+    });
+    futures::future::join_all(burst).await;
     let rest_rss = rss_kib(pid).unwrap_or(0);
     let hash_concurrency = std::env::var("PASSWORD_HASH_CONCURRENCY")
         .ok()

@@ -165,7 +165,7 @@ async fn fresh_db(services: &Services) -> Result<(String, PgPool)> {
         .await?;
     admin.close().await?;
     let url = services.database_url_for(&name)?;
-    Ok((name, listacompra_api::store::pool(&url, 20)?))
+    Ok((name, listacompra_api::store::pool(&url, 20, None)?))
 }
 
 async fn drop_db(services: &Services, name: &str, pool: PgPool) -> Result<()> {

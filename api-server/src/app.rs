@@ -230,7 +230,11 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         config.jwt_ttl,
     )?;
     let metrics = Metrics::new(&config.app_version)?;
-    let pool = store::pool(&config.database_url, config.database_max_connections)?;
+    let pool = store::pool(
+        &config.database_url,
+        config.database_max_connections,
+        Some(config.limits.request_timeout),
+    )?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
     let state = Arc::new(State {
         api: UseCases::new(
@@ -278,7 +282,6 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         http::serve::ConnLimits {
             header_read_timeout: config.limits.header_read_timeout,
             idle_timeout: config.limits.idle_timeout,
-            max_connections: config.limits.max_connections,
         },
         wait_for(shutdown.clone()),
     );
@@ -306,7 +309,11 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
         source,
     })?;
     let metrics = Metrics::new(&config.app_version)?;
-    let pool = store::pool(&config.database_url, config.database_max_connections)?;
+    let pool = store::pool(
+        &config.database_url,
+        config.database_max_connections,
+        Some(config.limits.request_timeout),
+    )?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
     let probes = Arc::new(http::probes::Probes {
         health: health(config, &pool, &redis, &metrics)?,
@@ -327,7 +334,6 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
         http::serve::ConnLimits {
             header_read_timeout: config.limits.header_read_timeout,
             idle_timeout: config.limits.idle_timeout,
-            max_connections: config.limits.max_connections,
         },
         wait_for(shutdown.clone()),
     )));

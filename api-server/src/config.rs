@@ -177,14 +177,11 @@ pub struct Limits {
     /// `HTTP_BODY_READ_TIMEOUT_SECONDS`, default 10: time to receive a request body once the
     /// head has arrived; a slower client gets 408 and the connection is closed.
     pub body_read_timeout: Duration,
-    /// `HTTP_MAX_CONNECTIONS`, default 4096: connections open at once; with all of them
-    /// open, the server accepts no more until one closes (they wait in the kernel's
-    /// backlog). Bounds memory and file descriptors under a connection flood.
-    pub max_connections: usize,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS`, default 20 (below the idle timeout): time to handle a
-    /// request once its body is read; a request still running is dropped (its transaction
-    /// rolls back) and answered 503 with Retry-After, so a stuck dependency frees its
-    /// connections instead of piling requests up.
+    /// request once its body is read; a request still running is dropped and answered 503
+    /// with Retry-After (a write may or may not have been kept: the cut can land during its
+    /// commit), and the server's database sessions use it as `statement_timeout`, so a stuck
+    /// query frees its connection and locks instead of piling requests up.
     pub request_timeout: Duration,
     /// `PASSWORD_HASH_CONCURRENCY`, default 4: argon2id hashes (login, register) running at
     /// once. Each holds 19 MiB ([`crate::auth::ARGON2_MEMORY_KIB`]), so this is the memory
@@ -215,7 +212,6 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
-            max_connections: 4096,
             hash_concurrency: crate::auth::DEFAULT_HASH_CONCURRENCY,
             hash_queue_timeout: crate::auth::DEFAULT_HASH_QUEUE_TIMEOUT,
             rate: RateLimitConfig::default(),
@@ -581,7 +577,6 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             idle_timeout: self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
             body_read_timeout: self
                 .seconds("HTTP_BODY_READ_TIMEOUT_SECONDS", d.body_read_timeout)?,
-            max_connections: self.at_least_one("HTTP_MAX_CONNECTIONS", d.max_connections)?,
             request_timeout: {
                 let timeout = self.seconds("HTTP_REQUEST_TIMEOUT_SECONDS", d.request_timeout)?;
                 let idle = self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?;
@@ -630,6 +625,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                         u64::try_from(d.rate.delay.as_millis()).unwrap_or(u64::MAX),
                     )?;
                     let delay = Duration::from_millis(ms);
+                    let idle = self.seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?;
+                    if delay >= idle {
+                        return Err(Error::Config {
+                            var: "RATE_LIMIT_DELAY_MS",
+                            reason: format!(
+                                "must be below HTTP_IDLE_TIMEOUT_SECONDS ({} s), or the held \
+                                 connection is cut before its 429",
+                                idle.as_secs()
+                            ),
+                        });
+                    }
                     if delay > crate::ratelimit::MAX_DELAY {
                         return Err(Error::Config {
                             var: "RATE_LIMIT_DELAY_MS",
@@ -641,7 +647,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     }
                     delay
                 },
-                delay_slots: self.parsed("RATE_LIMIT_DELAY_SLOTS", d.rate.delay_slots)?,
+                delay_slots: {
+                    let slots: usize = self.parsed("RATE_LIMIT_DELAY_SLOTS", d.rate.delay_slots)?;
+                    if slots > crate::ratelimit::MAX_DELAY_SLOTS {
+                        return Err(Error::Config {
+                            var: "RATE_LIMIT_DELAY_SLOTS",
+                            reason: format!(
+                                "must be at most {}",
+                                crate::ratelimit::MAX_DELAY_SLOTS
+                            ),
+                        });
+                    }
+                    slots
+                },
             },
             trusted_proxy_hops: self.parsed("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)?,
             caps: Caps {
@@ -720,6 +738,19 @@ mod tests {
         env.push(("RATE_LIMIT_DELAY_MS", "10001"));
         let err = vars(&env).config().unwrap_err().to_string();
         assert!(err.contains("RATE_LIMIT_DELAY_MS"), "{err}");
+        let mut env = GOOD.to_vec();
+        env.push(("HTTP_IDLE_TIMEOUT_SECONDS", "5"));
+        env.push(("HTTP_REQUEST_TIMEOUT_SECONDS", "4"));
+        env.push(("RATE_LIMIT_DELAY_MS", "6000"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(
+            err.contains("RATE_LIMIT_DELAY_MS") && err.contains("HTTP_IDLE_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+        let mut env = GOOD.to_vec();
+        env.push(("RATE_LIMIT_DELAY_SLOTS", "99999999999999"));
+        let err = vars(&env).config().unwrap_err().to_string();
+        assert!(err.contains("RATE_LIMIT_DELAY_SLOTS"), "{err}");
         assert_eq!(limits.trusted_proxy_hops, 1);
         let mut env = GOOD.to_vec();
         env.push(("MAX_ITEMS_PER_LIST", "5"));

@@ -231,6 +231,27 @@ impl Error {
         )
     }
 
+    /// True when the database refused the work for a passing reason: unreachable, a
+    /// deadlock or serialization failure (SQLSTATE 40P01, 40001), a statement ended by its
+    /// `statement_timeout` (57014) or a lock not granted in time (55P03). Trying again later
+    /// may succeed, so HTTP answers 503, not 500.
+    pub fn is_database_transient(&self) -> bool {
+        if self.is_database_unreachable() {
+            return true;
+        }
+        let Self::Database {
+            source: sqlx::Error::Database(db),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        matches!(
+            db.code().as_deref(),
+            Some("40P01" | "40001" | "57014" | "55P03")
+        )
+    }
+
     /// Wraps a Redis error with context.
     pub fn redis(context: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
         move |source| Self::Redis { context, source }
@@ -317,6 +338,14 @@ impl From<Error> for AppError {
             },
             err @ (Error::SchemaTooOld { .. } | Error::ObjectStore { .. }) => {
                 Self::Unavailable(err.to_string())
+            }
+            err if err.is_database_transient() => {
+                tracing::warn!(error = %err, "request refused: the database could not do it now");
+                Self::Unavailable(
+                    "the database could not do it now (unreachable, a deadlock or a timeout); \
+                     try again"
+                        .to_owned(),
+                )
             }
             other => Self::Internal(other),
         }

@@ -86,7 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { to } => {
             let url = env_vars().database_url()?;
             let settings = env_vars().migration_settings()?;
-            let pool = store::pool(&url, 2)?;
+            let pool = store::pool(&url, 2, None)?;
             let outcome = migrate::migrate_with(&pool, to, &settings).await?;
             tracing::info!(
                 from = outcome.from,
@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed { password } => {
             let url = env_vars().database_url()?;
-            let pool = store::pool(&url, 2)?;
+            let pool = store::pool(&url, 2, None)?;
             let created = seed::seed(&pool, &password).await?;
             println!(
                 "{} {}",

@@ -60,6 +60,10 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// The most `RATE_LIMIT_DELAY_SLOTS` accepted (each held request is a task and an open
+/// connection).
+pub const MAX_DELAY_SLOTS: usize = 65_536;
+
 /// The longest `RATE_LIMIT_DELAY_MS` accepted: well under the idle timeout, and short enough
 /// that a client which stops sending is not kept waiting for long.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);

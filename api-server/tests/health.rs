@@ -220,3 +220,38 @@ async fn concurrent_ready_calls_within_the_cache_time_share_one_probe() -> Resul
     assert_eq!(probes_after_50(Duration::ZERO).await?, 50.0);
     Ok(())
 }
+
+/// A statement PostgreSQL ends for its `statement_timeout` (as the server's sessions set it
+/// from `HTTP_REQUEST_TIMEOUT_SECONDS`), like a deadlock or an unreachable database, is a
+/// passing refusal: HTTP answers it 503, never 500.
+#[tokio::test]
+async fn a_statement_ended_by_its_timeout_is_answered_503_not_500() -> Result<()> {
+    use listacompra_api::error::AppError;
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let pool = listacompra_api::store::pool(&db.url, 1, Some(Duration::from_millis(100)))?;
+    let source = sqlx::query("SELECT pg_sleep(5)")
+        .execute(&pool)
+        .await
+        .expect_err("pg_sleep(5) outlives a 100 ms statement_timeout");
+    let err = listacompra_api::Error::Database {
+        context: "sleeping",
+        source,
+    };
+    assert!(err.is_database_transient(), "{err:?}");
+    assert!(
+        matches!(AppError::from(err), AppError::Unavailable(_)),
+        "a statement timeout must be a 503"
+    );
+    // A real fault stays one: a syntax error is no passing refusal.
+    let source = sqlx::query("SELEC 1")
+        .execute(&pool)
+        .await
+        .expect_err("bad SQL");
+    let err = listacompra_api::Error::Database {
+        context: "typing",
+        source,
+    };
+    assert!(!err.is_database_transient());
+    Ok(())
+}

@@ -635,3 +635,46 @@ async fn on_a_schema_older_than_revision_7_requests_are_503_naming_the_revision(
     );
     Ok(())
 }
+
+/// Removing the recipient of an offer withdraws it: sharing the list with them again later
+/// does not bring the old offer back.
+#[tokio::test]
+async fn removing_the_recipient_withdraws_the_offer() -> Result<()> {
+    let (app, _db) = common::app().await?;
+    let (creator_id, _, creator) = app.user().await?;
+    let (member_id, member_email, member) = app.user().await?;
+    let list = app.create_list(&creator, "Casa").await?;
+    let share = || async {
+        let (s, b) = app
+            .call(
+                Method::POST,
+                &format!("/v1/lists/{list}/members"),
+                Some(&creator),
+                Some(json!({ "email": member_email, "role": "member" })),
+            )
+            .await?;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        anyhow::Ok(())
+    };
+    share().await?;
+    let (s, b) = offer(&app, &list, &creator, &member_id).await?;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/lists/{list}/members/{member_id}"),
+            Some(&creator),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    share().await?;
+    let (s, b) = accept(&app, &list, &member).await?;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the removed recipient's offer was taken: {b}"
+    );
+    assert_eq!(owner_of(&app, &list, &creator).await?, creator_id.as_str());
+    Ok(())
+}

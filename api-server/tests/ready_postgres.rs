@@ -28,7 +28,7 @@ async fn ready(app: &TestApp) -> Result<(StatusCode, Value)> {
 async fn ready_turns_503_when_postgres_stops_and_recovers_when_it_returns() -> Result<()> {
     let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
     let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
-    let pool = listacompra_api::store::pool(&pg.url, 2)?;
+    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
     listacompra_api::migrate::migrate_to(&pool, None).await?;
     pool.close().await;
 

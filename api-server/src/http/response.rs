@@ -161,7 +161,8 @@ pub(super) fn request_timeout(timeout: std::time::Duration) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         "request_timeout",
         &format!(
-            "the request was not handled within {} s; nothing of it was kept, try again",
+            "the request was not finished within {} s; a change it made may or may not have \
+             been kept (it was cut, possibly while committing): read before retrying a write",
             timeout.as_secs()
         ),
         "HTTP_REQUEST_TIMEOUT_SECONDS",

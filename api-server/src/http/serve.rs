@@ -6,8 +6,11 @@
 //! [`ConnLimits::header_read_timeout`] of its first byte, and a connection on which nothing
 //! moves for [`ConnLimits::idle_timeout`] is closed ([`super::idle`]). The body is
 //! bounded by the request filter ([`super::api`]), which answers 408 when it is not received
-//! within its own timeout. At most [`ConnLimits::max_connections`] are open at once: then
-//! the server stops accepting until one closes (new ones wait in the kernel's backlog).
+//! within its own timeout.
+//!
+//! No cap on open connections: the kubelet's probes share the port, so a full cap would
+//! fail them and restart a pod that is only busy. A cap needs the probes on a listener of
+//! their own first.
 //!
 //! HTTP/1.1 only: the pods' clients (the ingress or load balancer, which may speak HTTP/2
 //! to browsers, the smoke Job, the operator's gates) speak HTTP/1.1 to them, and cleartext
@@ -23,7 +26,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower_service::Service;
 use warp::http;
 use warp::reply::Response;
@@ -44,8 +46,6 @@ pub struct ConnLimits {
     /// (`HTTP_IDLE_TIMEOUT_SECONDS`): clients that connect and send nothing, idle kept-alive
     /// connections, clients that stop reading. Longer than any request takes to handle.
     pub idle_timeout: Duration,
-    /// Connections open at once (`HTTP_MAX_CONNECTIONS`).
-    pub max_connections: usize,
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting and waits
@@ -64,16 +64,7 @@ pub async fn serve<S>(
 {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let slots = std::sync::Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        // A free slot first: with every connection slot taken, nothing more is accepted.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // never closed
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -105,7 +96,6 @@ pub async fn serve<S>(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _slot = slot;
             if let Err(err) = conn.await {
                 // Timeouts and clients going away end up here; they are not server faults.
                 tracing::debug!(%peer, error = %err, "connection ended with an error");

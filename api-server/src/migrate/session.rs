@@ -59,10 +59,14 @@ pub async fn connect(pool: &PgPool, settings: &Settings) -> sqlx::Result<PgPool>
         .as_ref()
         .clone()
         .application_name(APPLICATION_NAME)
-        .options([(
-            "lock_timeout",
-            format!("{}ms", settings.lock_timeout.as_millis()),
-        )]);
+        .options([
+            (
+                "lock_timeout",
+                format!("{}ms", settings.lock_timeout.as_millis()),
+            ),
+            // An index build may take long; only a lock wait is bounded.
+            ("statement_timeout", "0".to_owned()),
+        ]);
     PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)

@@ -7,7 +7,9 @@ mod attachments;
 mod rows;
 mod tx;
 
-use sqlx::postgres::PgPoolOptions;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -21,13 +23,25 @@ pub use tx::PgUnitOfWork;
 pub(crate) use tx::finish_suggestion_request;
 
 /// A connection pool that connects lazily (start-up does not need PostgreSQL up).
-pub fn pool(url: &str, max_connections: u32) -> Result<PgPool> {
-    PgPoolOptions::new()
+///
+/// With `statement_timeout` (the server's pools: `HTTP_REQUEST_TIMEOUT_SECONDS`), PostgreSQL
+/// ends any statement that runs longer: a request cut by its deadline does not leave its
+/// query, its locks and its pool connection behind. Migrations set their own session.
+pub fn pool(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<PgPool> {
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(Error::db("configuring the pool from DATABASE_URL"))?;
+    if let Some(timeout) = statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+    }
+    Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy(url)
-        .map_err(Error::db("configuring the pool from DATABASE_URL"))
+        .connect_lazy_with(options))
 }
 
 /// A query that failed because a column or table it names does not exist (SQLSTATE 42703,

@@ -267,8 +267,13 @@ impl UnitOfWork for PgUnitOfWork {
 
     #[tracing::instrument(name = "db.take_transfer_offer", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn take_transfer_offer(&mut self, list: Uuid, to: Uuid) -> Result<Option<Uuid>> {
+        // Only an offer made while the recipient is the member they are now: removing them
+        // withdraws it, and sharing the list with them again does not bring it back.
         sqlx::query_scalar(
-            "DELETE FROM list_transfer_offers WHERE list_id = $1 AND to_id = $2 RETURNING from_id",
+            "DELETE FROM list_transfer_offers o WHERE o.list_id = $1 AND o.to_id = $2 \
+             AND o.offered_at >= (SELECT m.added_at FROM list_members m \
+                                  WHERE m.list_id = $1 AND m.user_id = $2) \
+             RETURNING o.from_id",
         )
         .bind(list)
         .bind(to)

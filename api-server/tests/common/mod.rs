@@ -39,7 +39,7 @@ impl TestDb {
             .await?;
         admin.close().await?;
         let url = services.database_url_for(&name)?;
-        let pool = listacompra_api::store::pool(&url, 10)?;
+        let pool = listacompra_api::store::pool(&url, 10, None)?;
         Ok(Self {
             name,
             url,
