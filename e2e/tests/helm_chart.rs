@@ -174,6 +174,18 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
         .find(|d| d["kind"] == "Pod")
         .context("test pod")?;
     ensure!(test_pod["spec"]["serviceAccountName"] == "lco-listacompra-operator-test");
+    // None of the operator's selector labels: the metrics Service must never route /readyz
+    // to the test pod, nor the PodDisruptionBudget count it.
+    let selector = &find(&docs, "Service")?["spec"]["selector"];
+    let test_labels = &test_pod["metadata"]["labels"];
+    ensure!(
+        selector
+            .as_object()
+            .context("selector")?
+            .iter()
+            .any(|(k, v)| &test_labels[k] != v),
+        "the test pod matches the operator's selector {selector}: {test_labels}"
+    );
     ensure!(test_pod["spec"]["restartPolicy"] == "Never");
     let test_sc = &test_pod["spec"]["containers"][0]["securityContext"];
     ensure!(
@@ -189,6 +201,18 @@ async fn default_render_is_cluster_wide_hardened_and_least_privilege() -> Result
                         "verbs": ["get"], "resourceNames": ["lco-listacompra-operator"] }]),
         "the test may read the Lease and nothing else: {}",
         test_role["rules"]
+    );
+    // Without RBAC of the chart's making, no Role for the test either, and no Lease check.
+    let no_rbac = render(&helm, &["--set", "rbac.create=false"]).await?;
+    let no_rbac_hooks: Vec<Value> = no_rbac
+        .iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .cloned()
+        .collect();
+    ensure!(
+        kinds(&no_rbac_hooks) == ["Pod/ops", "ServiceAccount/ops"],
+        "{:?}",
+        kinds(&no_rbac_hooks)
     );
     // Four of the ClusterRoles are the people's, bound by nobody unless asked; only the
     // viewer is aggregated (into `view`): edit rights on releases are never handed out

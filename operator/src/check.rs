@@ -110,12 +110,14 @@ fn served(list: &APIResourceList) -> Finding {
 }
 
 async fn operator_ready(base: &url::Url) -> Finding {
-    let url = match base.join("readyz") {
+    let url = match readyz(base) {
         Ok(url) => url,
         Err(e) => return Finding::failed(format!("{base} is no base URL: {e}")),
     };
+    // Straight to the Service: a proxy from the environment would not know `.svc` names.
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .no_proxy()
         .build()
     {
         Ok(client) => client,
@@ -136,8 +138,20 @@ async fn operator_ready(base: &url::Url) -> Finding {
     }
 }
 
-/// Reads the Lease, then reads it again until its record changes (a renewal), for at most
-/// `duration` and a little more.
+/// `/readyz` under `base`, whether or not `base` ends with a slash (`Url::join` would
+/// replace a last segment without one).
+fn readyz(base: &url::Url) -> Result<url::Url, url::ParseError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join("readyz")
+}
+
+/// Reads the Lease until its record changes (a renewal or a new holder) after a first
+/// read, for at most `duration` and a little more. A Lease without a holder (the leader
+/// just gave it up on shutdown) or not yet made is read again: a successor takes it within
+/// that time.
 async fn leader_renews(
     client: &Client,
     namespace: &str,
@@ -146,35 +160,40 @@ async fn leader_renews(
 ) -> Finding {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let what = format!("Lease {namespace}/{name}");
-    let first = match api.get_opt(name).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => {
-            return Finding::failed(format!(
-                "{what} does not exist: no replica has been leader yet"
-            ));
-        }
-        Err(e) => return Finding::failed(format!("cannot read {what}: {e}")),
-    };
-    let Some(holder) = holder(&first) else {
-        return Finding::failed(format!("{what} has no holder: no replica acts"));
-    };
     let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(2);
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        match api.get_opt(name).await {
-            Ok(Some(now)) if renewed(&first, &now) => {
+    let mut first: Option<Lease> = None;
+    loop {
+        let now = match api.get_opt(name).await {
+            Ok(lease) => lease,
+            Err(e) => return Finding::failed(format!("cannot read {what}: {e}")),
+        };
+        match (&first, now) {
+            (Some(before), Some(now)) if renewed(before, &now) => {
                 let by = holder_of(&now);
                 return Finding::ok(format!("{by} holds {what} and renews it"));
             }
-            Ok(Some(_)) => {}
-            Ok(None) => return Finding::failed(format!("{what} was deleted while checked")),
-            Err(e) => return Finding::failed(format!("cannot read {what}: {e}")),
+            (None, Some(now)) => first = Some(now),
+            _ => {}
         }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Finding::failed(format!(
-        "{holder} holds {what} but did not renew it within {}s: the leader is stuck or gone",
-        duration.as_secs()
-    ))
+    Finding::failed(match first.as_ref().and_then(holder) {
+        Some(holder) => format!(
+            "{holder} holds {what} but did not renew it within {}s: the leader is stuck or gone",
+            duration.as_secs()
+        ),
+        None if first.is_some() => format!(
+            "{what} has no holder and none took it within {}s: no replica acts",
+            duration.as_secs()
+        ),
+        None => format!(
+            "{what} does not exist after {}s: no replica has been leader",
+            duration.as_secs()
+        ),
+    })
 }
 
 fn holder(lease: &Lease) -> Option<String> {
@@ -208,6 +227,25 @@ mod tests {
         APIResource {
             name: name.to_owned(),
             ..APIResource::default()
+        }
+    }
+
+    #[test]
+    fn readyz_is_asked_under_the_base_url_with_or_without_a_slash() {
+        for (base, expected) in [
+            (
+                "http://op-metrics.ns.svc:8080",
+                "http://op-metrics.ns.svc:8080/readyz",
+            ),
+            (
+                "http://op-metrics.ns.svc:8080/",
+                "http://op-metrics.ns.svc:8080/readyz",
+            ),
+            ("http://h/op", "http://h/op/readyz"),
+            ("http://h/op/", "http://h/op/readyz"),
+        ] {
+            let url = readyz(&url::Url::parse(base).unwrap()).unwrap();
+            assert_eq!(url.as_str(), expected, "{base}");
         }
     }
 

@@ -541,7 +541,7 @@ async fn service_account_kubeconfig(shared: &Shared, pod: &Pod) -> Result<Option
              started without the cluster (RunnerConfig::cluster)"
             ),
         })?;
-    let path = shared.config.log_dir.join(format!("{name}.kubeconfig"));
+    let path = kubeconfig_path(shared, &name);
     cluster
         .service_account_kubeconfig(
             &shared.client,
@@ -552,6 +552,11 @@ async fn service_account_kubeconfig(shared: &Shared, pod: &Pod) -> Result<Option
         )
         .await?;
     Ok(Some(path))
+}
+
+/// Where the kubeconfig of pod `name`'s ServiceAccount token is written.
+fn kubeconfig_path(shared: &Shared, name: &str) -> PathBuf {
+    shared.config.log_dir.join(format!("{name}.kubeconfig"))
 }
 
 /// Where the output of pod `name`'s process goes.
@@ -569,6 +574,8 @@ async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch:
         Some(Kind::Job) => run_job(&shared, &pod, stop).await,
         None => Ok(()),
     };
+    // The token's file goes with the process, as the kubelet unmounts it with the pod.
+    let _ = std::fs::remove_file(kubeconfig_path(&shared, &name));
     if let Err(e) = outcome {
         shared.record(format!("pod {name}: {e}"));
         if kind == Some(Kind::Job) {
