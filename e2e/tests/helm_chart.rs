@@ -712,6 +712,21 @@ fn compare(fresh: &Path) -> Result<()> {
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Makes namespace `ns` enforce the "restricted" Pod Security Standard.
+async fn enforce_restricted(client: &kube::Client, ns: &str) -> Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }}})),
+        )
+        .await?;
+    Ok(())
+}
+
 /// `helm install` into the real control plane, cluster-wide mode, in a namespace that
 /// enforces the "restricted" Pod Security Standard: the pods are admitted and Ready, the
 /// objects exist, the ServiceAccount can do what the operator needs cluster-wide and no
@@ -720,16 +735,7 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 async fn install_into_the_cluster_runs_ready_pods_under_restricted_pod_security() {
     with_namespace("helm-install", |ctx| async move {
         let ns = ctx.namespace.clone();
-        Api::<Namespace>::all(ctx.client.clone())
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                }}})),
-            )
-            .await?;
+        enforce_restricted(&ctx.client, &ns).await?;
         let helm = Helm::with_kubeconfig(ctx.cluster.kubeconfig()).await?;
         let chart = Helm::chart();
         let installed = helm
@@ -1100,16 +1106,7 @@ async fn artifact_hub_annotations_describe_the_chart_truthfully() {
 async fn helm_test_checks_the_running_operator() {
     with_namespace("helm-test", |ctx| async move {
         let ns = ctx.namespace.clone();
-        Api::<Namespace>::all(ctx.client.clone())
-            .patch(
-                &ns,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": { "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                }}})),
-            )
-            .await?;
+        enforce_restricted(&ctx.client, &ns).await?;
         let log_dir = std::env::temp_dir().join(format!("{ns}-pods"));
         let runner = Runner::start(
             ctx.client.clone(),

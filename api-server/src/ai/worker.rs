@@ -298,13 +298,15 @@ impl Worker {
         }
     }
 
-    /// A delivery that no attempt can handle (see [`Self::parse`]): dead-lettered with
-    /// `why`, counted in the dead-letter metric, then acked. No request is marked failed (none
-    /// can be named), so it is not an AI job.
-    async fn poison(&self, channel: &Channel, delivery: Delivery, why: &str) -> Result<()> {
-        let attempts = attempts_of(&delivery.properties).saturating_add(1);
-        let id = message_id(&delivery);
-        tracing::error!(event_id = %id, error = %why, queue = %self.topology.ai_dead_letters, "AI worker cannot read a message; dead-lettering it");
+    /// Copies `delivery` to the AI dead-letter queue with its attempts and `why`, and counts
+    /// it in the dead-letter metric.
+    async fn dead_letter(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        attempts: u32,
+        why: &str,
+    ) -> Result<()> {
         let props = with_attempts(&delivery.properties, attempts, Some(why));
         crate::amqp::publish_to(
             channel,
@@ -312,10 +314,21 @@ impl Worker {
             &self.topology.ai_dead_letters,
             &delivery.data,
             props,
-            id,
+            message_id(delivery),
         )
         .await?;
         self.metrics.dead_letters.with_label_values(&["ai"]).inc();
+        Ok(())
+    }
+
+    /// A delivery that no attempt can handle (see [`Self::parse`]): dead-lettered with
+    /// `why`, counted in the dead-letter metric, then acked. No request is marked failed (none
+    /// can be named), so it is not an AI job.
+    async fn poison(&self, channel: &Channel, delivery: Delivery, why: &str) -> Result<()> {
+        let attempts = attempts_of(&delivery.properties).saturating_add(1);
+        let id = message_id(&delivery);
+        tracing::error!(event_id = %id, error = %why, queue = %self.topology.ai_dead_letters, "AI worker cannot read a message; dead-lettering it");
+        self.dead_letter(channel, &delivery, attempts, why).await?;
         delivery
             .ack(BasicAckOptions::default())
             .await
@@ -341,17 +354,8 @@ impl Worker {
         let id = message_id(&delivery);
         if attempts >= self.max_attempts {
             tracing::error!(event_id = %id, attempts, error = %err, queue = %self.topology.ai_dead_letters, "AI job keeps failing; dead-lettering it");
-            let props = with_attempts(&delivery.properties, attempts, Some(&err.to_string()));
-            crate::amqp::publish_to(
-                channel,
-                "",
-                &self.topology.ai_dead_letters,
-                &delivery.data,
-                props,
-                id,
-            )
-            .await?;
-            self.metrics.dead_letters.with_label_values(&["ai"]).inc();
+            self.dead_letter(channel, &delivery, attempts, &err.to_string())
+                .await?;
             match self.give_up(&delivery.data, attempts, &err).await {
                 Ok(_) => {}
                 Err(mark) => {
