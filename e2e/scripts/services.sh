@@ -203,7 +203,7 @@ CONF
       || { tail -n 10 "$rabbit_dir/startup.log" >&2; die "rabbitmq did not start within 60 s (logs: $rabbit_dir/startup.log, $rabbit_dir/log). Fix: read the logs; check ports $LC_AMQP_PORT, $LC_RABBIT_DIST_PORT, $LC_EPMD_PORT."; }
   fi
   wait_for "rabbitmq TLS" 30 bash -c "openssl s_client -connect 127.0.0.1:$LC_AMQP_TLS_PORT -CAfile '$tls_dir/ca.pem' -verify_return_error -brief </dev/null" \
-    || die "rabbitmq does not answer TLS on 127.0.0.1:$LC_AMQP_TLS_PORT within 30 s (logs: $rabbit_dir/log). Fix: read the logs; check port $LC_AMQP_TLS_PORT (LC_AMQP_TLS_PORT)."
+    || { tail -n 20 "$rabbit_dir"/log/*.log >&2 2>/dev/null; die "rabbitmq does not answer TLS on 127.0.0.1:$LC_AMQP_TLS_PORT within 30 s (logs: $rabbit_dir/log, last lines above). Fix: read the logs; check port $LC_AMQP_TLS_PORT (LC_AMQP_TLS_PORT)."; }
   env_set RABBITMQ_URL "amqp://guest:guest@127.0.0.1:$LC_AMQP_PORT/%2f"
   env_set LC_AMQP_TLS_URL "amqps://guest:guest@127.0.0.1:$LC_AMQP_TLS_PORT/%2f"
 }

@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, ensure};
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(e2e::runner::free_port()?)
 }
 
 /// A RabbitMQ of this test's own.
@@ -81,6 +79,9 @@ impl PrivateService {
             "rabbitmq",
             vec![
                 ("LC_AMQP_PORT", free_port()?),
+                // Its own, not the script's default of the AMQP port minus one, which nothing
+                // reserved.
+                ("LC_AMQP_TLS_PORT", free_port()?),
                 ("LC_RABBIT_DIST_PORT", free_port()?),
                 ("LC_EPMD_PORT", free_port()?),
             ],

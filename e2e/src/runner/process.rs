@@ -140,13 +140,63 @@ async fn pump(stream: impl AsyncRead + Unpin, name: &'static str, sinks: Arc<Mut
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not reuse it at once).
+/// The lowest port [`free_port`] hands out.
+const FREE_PORTS_FROM: u16 = 20_000;
+
+/// A free TCP port on 127.0.0.1 for a server that binds it later (a process a test starts).
+///
+/// Drawn at random below the kernel's ephemeral range (`ip_local_port_range`), never the
+/// same one twice in a process, and checked free by binding it. A port from the ephemeral
+/// range (what binding port 0 gives) is also what the kernel hands to outgoing connections,
+/// and one of them can take it between the pick and the server's bind: seen under load as
+/// a private RabbitMQ whose TLS listener never came up.
 pub fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|source| Error::Io {
-            action: "finding a free port".to_owned(),
-            source,
-        })
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let high = ephemeral_low().min(32_768);
+    let span = u128::from(high.saturating_sub(FREE_PORTS_FROM).max(1));
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let draw = u16::try_from(uuid::Uuid::new_v4().as_u128() % span).unwrap_or(0);
+        let port = FREE_PORTS_FROM + draw;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(Error::Workload {
+        message: format!("no free port between {FREE_PORTS_FROM} and {high} after 1000 tries"),
+    })
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32_768)
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_lie_below_the_ephemeral_range_and_are_never_handed_out_twice() {
+        let low = ephemeral_low();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        for port in &ports {
+            assert!(
+                *port < low,
+                "port {port} is in the ephemeral range (from {low})"
+            );
+        }
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    }
 }
