@@ -241,15 +241,11 @@ async fn sharing_with_an_unknown_email_answers_like_sharing_with_an_account() ->
     let (s_known, b_known) = share(existing.clone()).await?;
     let (s_unknown, b_unknown) = share(nobody.clone()).await?;
     assert_eq!(s_known, s_unknown, "{b_known} vs {b_unknown}");
-    let keys = |b: &Value| {
-        let mut k: Vec<String> = b
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(&b_known), keys(&b_unknown), "{b_known} vs {b_unknown}");
+    assert_eq!(
+        sorted_keys(&b_known),
+        sorted_keys(&b_unknown),
+        "{b_known} vs {b_unknown}"
+    );
     assert_eq!(b_unknown["email"], nobody.as_str(), "{b_unknown}");
     assert_eq!(b_known["email"], existing.as_str(), "{b_known}");
     // The list does not tell them apart either: both are listed, with the ids answered.
@@ -269,8 +265,8 @@ async fn sharing_with_an_unknown_email_answers_like_sharing_with_an_account() ->
     };
     let (known, unknown) = (listed(&b_known), listed(&b_unknown));
     assert_eq!(
-        known.as_ref().map(keys),
-        unknown.as_ref().map(keys),
+        known.as_ref().map(sorted_keys),
+        unknown.as_ref().map(sorted_keys),
         "{detail}"
     );
     assert_eq!(
@@ -453,15 +449,11 @@ async fn an_ownership_offer_does_not_tell_an_invitation_from_an_account() -> Res
     // Same status, same shape: the answer does not tell who has an account.
     assert_eq!(s_known, s_unknown, "{b_known} vs {b_unknown}");
     assert_eq!(s_known, StatusCode::ACCEPTED, "{b_known}");
-    let keys = |b: &Value| {
-        let mut k: Vec<String> = b
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(&b_known), keys(&b_unknown), "{b_known} vs {b_unknown}");
+    assert_eq!(
+        sorted_keys(&b_known),
+        sorted_keys(&b_unknown),
+        "{b_known} vs {b_unknown}"
+    );
     assert_eq!(
         b_known["status"], b_unknown["status"],
         "{b_known} vs {b_unknown}"
@@ -677,4 +669,14 @@ async fn removing_the_recipient_withdraws_the_offer() -> Result<()> {
     );
     assert_eq!(owner_of(&app, &list, &creator).await?, creator_id.as_str());
     Ok(())
+}
+
+/// The keys of a JSON object answer, sorted: two answers of the same shape have the same.
+fn sorted_keys(b: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = b
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
 }

@@ -175,6 +175,13 @@ async fn request(app: &TestApp, token: &str, list: &str) -> Result<String> {
     ))
 }
 
+/// Suggestions for a new list with one item, requested and waited for (60 s at most).
+async fn suggested(app: &TestApp) -> Result<Value> {
+    let (token, list) = list_with_an_item(app).await?;
+    let location = request(app, &token, &list).await?;
+    finished(app, &token, &location, Duration::from_secs(60)).await
+}
+
 /// Waits until the request at `location` is no longer pending.
 async fn finished(app: &TestApp, token: &str, location: &str, timeout: Duration) -> Result<Value> {
     eventually("the suggestion request to finish", timeout, || async {
@@ -244,9 +251,7 @@ async fn provider_429s_and_503s_are_retried_honouring_retry_after() -> Result<()
         ],
     )?;
     let app = TestApp::start(config.clone(), true).await?;
-    let (token, list) = list_with_an_item(&app).await?;
-    let location = request(&app, &token, &list).await?;
-    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    let done = suggested(&app).await?;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["provider"], "perplexity", "{done}");
     assert_eq!(done["suggestions"][0]["name"], "tomato sauce", "{done}");
@@ -275,9 +280,7 @@ async fn after_the_retries_the_offline_provider_answers_when_configured() -> Res
         ],
     )?;
     let app = TestApp::start(config.clone(), true).await?;
-    let (token, list) = list_with_an_item(&app).await?;
-    let location = request(&app, &token, &list).await?;
-    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    let done = suggested(&app).await?;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["provider"], "offline", "{done}");
     assert!(
@@ -318,9 +321,7 @@ async fn model_output_is_validated_like_user_input() -> Result<()> {
         ],
     )?;
     let app = TestApp::start(config.clone(), true).await?;
-    let (token, list) = list_with_an_item(&app).await?;
-    let location = request(&app, &token, &list).await?;
-    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    let done = suggested(&app).await?;
     assert_eq!(done["status"], "done", "{done}");
     let names: Vec<&str> = done["suggestions"]
         .as_array()
@@ -810,9 +811,7 @@ async fn the_queue_a_previous_release_declared_is_used_as_it_is() -> Result<()> 
 
     // This release declares over it (adding only the dead-letter queue) and answers.
     let app = TestApp::start(config.clone(), true).await?;
-    let (token, list) = list_with_an_item(&app).await?;
-    let location = request(&app, &token, &list).await?;
-    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    let done = suggested(&app).await?;
     assert_eq!(done["status"], "done", "{done}");
     app.stop().await;
     remove_topology(&config).await?;
@@ -841,9 +840,7 @@ async fn suggestions_complete_with_redis_unreachable() -> Result<()> {
         ],
     )?;
     let app = TestApp::start(config.clone(), true).await?;
-    let (token, list) = list_with_an_item(&app).await?;
-    let location = request(&app, &token, &list).await?;
-    let done = finished(&app, &token, &location, Duration::from_secs(60)).await?;
+    let done = suggested(&app).await?;
     assert_eq!(done["status"], "done", "{done}");
     assert!(
         !done["suggestions"].as_array().unwrap().is_empty(),
