@@ -17,6 +17,7 @@
 
 pub mod analysis;
 pub mod approval;
+pub mod backups;
 pub mod health;
 pub mod metrics;
 pub mod migrations;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
 use crate::approval::ApprovalPolicy;
+use crate::backups::BackupSpec;
 use crate::health::HealthGateSpec;
 use crate::migrations::MigrationSpec;
 use crate::preflight::PreflightSpec;
@@ -67,6 +68,13 @@ pub const ABORT_ANNOTATION: &str = "listacompra.app/abort";
         type_ = "string",
         description = "Ready condition",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Backup",
+        type_ = "date",
+        description = "Newest successful backup (spec.backups)",
+        json_path = ".status.backups.lastSuccessfulTime",
+        priority = 1
     ),
     printcolumn(
         name = "Age",
@@ -148,6 +156,10 @@ pub struct ListaCompraReleaseSpec {
     /// Stop at the next step boundary and wait until unpaused.
     #[serde(default)]
     pub paused: bool,
+    /// Scheduled pgBackRest backups of the database (full and incremental CronJobs). Without
+    /// `backups`, the operator schedules none (and deletes the CronJobs it made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupSpec>,
     /// Change this value to retry a version that failed, without changing `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]

@@ -129,6 +129,42 @@ pub struct ListaCompraReleaseStatus {
     /// KPI analysis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<SecretsRotation>,
+    /// The scheduled backups (`spec.backups`): the last run and the last success of each kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsStatus>,
+}
+
+/// The scheduled backups, as their CronJobs report them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsStatus {
+    /// The newest successful backup of either kind (the `Backup` column of `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// The full backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<BackupRuns>,
+    /// The incremental backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<BackupRuns>,
+    /// Why the schedules could not be applied, when they could not (for example a schedule
+    /// the API server refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One kind of backup: its CronJob and what it last did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRuns {
+    /// The CronJob that runs them.
+    pub cron_job: String,
+    /// When a backup was last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When a backup last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
 }
 
 /// The pods of the serving version rolled with changed Secrets.

@@ -1,4 +1,5 @@
-//! Watch caches of the children (Jobs, the Deployment, the Service, the stable records) and,
+//! Watch caches of the children (Jobs, the Deployment, the Service, the stable records, the
+//! backup CronJobs) and,
 //! for rotations, of the Secrets' metadata: one reflector per kind
 //! and watched scope, which also feeds the controller's triggers, so a reconcile reads its
 //! children from memory instead of the API server. Cached objects drop `managedFields`
@@ -13,7 +14,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -34,6 +35,7 @@ pub struct Scope {
     deployments: Store<Deployment>,
     services: Store<Service>,
     revisions: Store<ControllerRevision>,
+    cron_jobs: Store<CronJob>,
     /// The Secrets' metadata (never their data), when Secrets are watched for rotations.
     secrets: Option<Store<PartialObjectMeta<Secret>>>,
 }
@@ -58,6 +60,8 @@ pub struct Triggers {
     pub services: Trigger<Service>,
     /// ControllerRevisions (the stable records).
     pub revisions: Trigger<ControllerRevision>,
+    /// The backup CronJobs.
+    pub cron_jobs: Trigger<CronJob>,
 }
 
 fn api<K>(client: &Client, scope: Option<&str>) -> Api<K>
@@ -100,6 +104,7 @@ impl Caches {
         let (services, service_trigger) = reflect(api::<Service>(client, scope), config);
         let (revisions, revision_trigger) =
             reflect(api::<ControllerRevision>(client, scope), config);
+        let (cron_jobs, cron_job_trigger) = reflect(api::<CronJob>(client, scope), config);
         self.scopes.insert(
             scope.map(ToOwned::to_owned),
             Scope {
@@ -107,6 +112,7 @@ impl Caches {
                 deployments,
                 services,
                 revisions,
+                cron_jobs,
                 secrets: None,
             },
         );
@@ -115,6 +121,7 @@ impl Caches {
             deployments: deployment_trigger,
             services: service_trigger,
             revisions: revision_trigger,
+            cron_jobs: cron_job_trigger,
         }
     }
 
@@ -203,6 +210,12 @@ impl Cached for Service {
 impl Cached for ControllerRevision {
     fn store(scope: &Scope) -> &Store<Self> {
         &scope.revisions
+    }
+}
+
+impl Cached for CronJob {
+    fn store(scope: &Scope) -> &Store<Self> {
+        &scope.cron_jobs
     }
 }
 

@@ -23,6 +23,7 @@ use listacompra_crds::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::backups::{self, BackupKind};
 use crate::cache::{self, Caches};
 use crate::cleanup;
 use crate::decide::{self, GateDue, JobState, Observed, decide};
@@ -151,6 +152,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             .owns_stream(children.deployments)
             .owns_stream(children.services)
             .owns_stream(children.revisions)
+            .owns_stream(children.cron_jobs)
             .watches(approvals, watcher::Config::default(), |approval| {
                 let namespace = approval.namespace()?;
                 Some(ObjectRef::new(&approval.spec.release).within(&namespace))
@@ -191,6 +193,8 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
                     // its backoff count goes too, so the map holds only live releases.
                     Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
                         let key = failure_key(gone.namespace.as_deref(), &gone.name);
+                        ctx.metrics
+                            .forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
                         ctx.failures
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -524,7 +528,7 @@ async fn reconcile_release(
         abort,
         now,
     };
-    let decision = decide(&observed);
+    let mut decision = decide(&observed);
     debug!(
         observed_workload = ?workload,
         stable_spec_recorded = stable_spec.is_some(),
@@ -566,6 +570,24 @@ async fn reconcile_release(
             }
         }
     }
+    // The backup schedules are held beside the release, whatever its phase; what they last
+    // did is part of the status recorded now.
+    let live_backups = [
+        (
+            BackupKind::Full,
+            cached(ctx, &namespace, &BackupKind::Full.cron_job_name(&name)).await?,
+        ),
+        (
+            BackupKind::Incremental,
+            cached(
+                ctx,
+                &namespace,
+                &BackupKind::Incremental.cron_job_name(&name),
+            )
+            .await?,
+        ),
+    ];
+    decision.status.backups = backups::hold(&owner, spec.backups.as_ref(), live_backups, ctx).await;
     if decision.status != status {
         record(release, &decision.status, ctx).await?;
         // Smoke-test verdicts, once each: their Events are decided exactly once.

@@ -146,7 +146,8 @@ pub fn label_value(text: &str) -> String {
         .to_owned()
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+/// The first `max` characters of `text`.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((i, _)) => &text[..i],
         None => text,

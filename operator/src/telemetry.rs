@@ -9,6 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::backups::{BackupKind, BackupSeries};
 use crate::decide::phase_name;
 
 /// Names of the operator's metrics, named once: registration uses them, and so do the alert
@@ -42,6 +43,17 @@ pub mod names {
     /// Gauge, 1 while this replica holds the leader Lease (or runs without leader election),
     /// 0 while it waits. Every replica exports it from start-up.
     pub const LEADER: &str = "listacompra_operator_leader";
+    /// Gauge: when the newest successful backup of a kind finished (Unix seconds), per
+    /// release with `spec.backups`: labels `namespace`, `release`, `type` (`full`, `incr`).
+    /// Absent until one has succeeded.
+    pub const BACKUP_LAST_SUCCESS: &str =
+        "listacompra_operator_backup_last_success_timestamp_seconds";
+    /// Gauge: when a kind of backup was first scheduled (its CronJob created, Unix seconds):
+    /// the age of a schedule that never succeeded counts from here. Same labels.
+    pub const BACKUP_SCHEDULED: &str = "listacompra_operator_backup_scheduled_timestamp_seconds";
+    /// Gauge: `spec.backups.<kind>.maxAgeSeconds`, the age past which the alert
+    /// `ListaCompraBackupTooOld` fires. Same labels.
+    pub const BACKUP_MAX_AGE: &str = "listacompra_operator_backup_max_age_seconds";
 
     /// Every metric name above.
     pub const ALL: &[&str] = &[
@@ -56,6 +68,9 @@ pub mod names {
         API_WRITES_TOTAL,
         API_READS_TOTAL,
         LEADER,
+        BACKUP_LAST_SUCCESS,
+        BACKUP_SCHEDULED,
+        BACKUP_MAX_AGE,
     ];
 }
 
@@ -86,6 +101,10 @@ pub struct Metrics {
     pub api_reads: IntCounterVec,
     /// 1 while this replica is the leader.
     pub leader: IntGauge,
+    /// Backups: last success, first schedule and maximum age, by release and kind.
+    backup_last_success: GaugeVec,
+    backup_scheduled: GaugeVec,
+    backup_max_age: GaugeVec,
     phases: Mutex<HashMap<(String, String), (Phase, String)>>,
 }
 
@@ -153,6 +172,21 @@ impl Metrics {
             names::LEADER,
             "1 while this replica holds the leader Lease, 0 while it waits",
         ))?;
+        let backup = |name: &str, help: &str| {
+            GaugeVec::new(Opts::new(name, help), &["namespace", "release", "type"])
+        };
+        let backup_last_success = backup(
+            names::BACKUP_LAST_SUCCESS,
+            "When the newest successful backup of a kind finished (Unix seconds)",
+        )?;
+        let backup_scheduled = backup(
+            names::BACKUP_SCHEDULED,
+            "When a kind of backup was first scheduled (Unix seconds)",
+        )?;
+        let backup_max_age = backup(
+            names::BACKUP_MAX_AGE,
+            "Age in seconds past which the newest backup of a kind is too old",
+        )?;
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -165,6 +199,9 @@ impl Metrics {
             Box::new(api_writes.clone()),
             Box::new(api_reads.clone()),
             Box::new(leader.clone()),
+            Box::new(backup_last_success.clone()),
+            Box::new(backup_scheduled.clone()),
+            Box::new(backup_max_age.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -181,6 +218,9 @@ impl Metrics {
             api_writes,
             api_reads,
             leader,
+            backup_last_success,
+            backup_scheduled,
+            backup_max_age,
             phases: Mutex::new(HashMap::new()),
         })
     }
@@ -216,6 +256,40 @@ impl Metrics {
         for (phase, _) in phases.values() {
             self.releases.with_label_values(&[phase_name(*phase)]).inc();
         }
+    }
+
+    /// Records the backups of a release: one entry per kind it schedules (none when it has no
+    /// backups or was deleted). A kind no longer listed loses its series.
+    pub fn set_backups(&self, namespace: &str, name: &str, series: Vec<BackupSeries>) {
+        for kind in BackupKind::ALL.map(BackupKind::pgbackrest_type) {
+            let labels = [namespace, name, kind];
+            let entry = series.iter().find(|s| s.kind == kind);
+            for (gauge, value) in [
+                (
+                    &self.backup_last_success,
+                    entry.and_then(|e| e.last_success),
+                ),
+                (
+                    &self.backup_scheduled,
+                    entry.and_then(|e| e.scheduled_since),
+                ),
+                (&self.backup_max_age, entry.map(|e| e.max_age_seconds)),
+            ] {
+                match value {
+                    Some(v) => gauge.with_label_values(&labels).set(v),
+                    // Err only means the series did not exist; either way it is gone now.
+                    None => {
+                        let _ = gauge.remove_label_values(&labels);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets a deleted release: its phase and backup series go.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.set_phase(namespace, name, None);
+        self.set_backups(namespace, name, Vec::new());
     }
 
     /// The text exposition of every metric.
@@ -279,6 +353,7 @@ mod tests {
             .set(1.0);
         m.api_writes.with_label_values(&["status"]).inc();
         m.api_reads.with_label_values(&["secret"]).inc();
+        m.set_backups("ns", "lc", vec![series("full", Some(2.0))]);
         let text = m.render();
         for name in names::ALL {
             let help = format!("# HELP {name} ");
@@ -288,6 +363,48 @@ mod tests {
             samples(&text, names::LEADER),
             vec![format!("{} 0", names::LEADER)]
         );
+    }
+
+    fn series(kind: &'static str, last_success: Option<f64>) -> BackupSeries {
+        BackupSeries {
+            kind,
+            max_age_seconds: 3600.0,
+            scheduled_since: Some(1.0),
+            last_success,
+        }
+    }
+
+    #[test]
+    fn backup_series_follow_the_kinds_a_release_schedules_and_go_with_it() {
+        let m = Metrics::new().unwrap();
+        m.set_backups(
+            "ns",
+            "lc",
+            vec![series("full", Some(1_796_190_760.0)), series("incr", None)],
+        );
+        let text = m.render();
+        assert_eq!(
+            samples(&text, names::BACKUP_LAST_SUCCESS),
+            vec![format!(
+                r#"{}{{namespace="ns",release="lc",type="full"}} 1796190760"#,
+                names::BACKUP_LAST_SUCCESS
+            )]
+        );
+        assert_eq!(samples(&text, names::BACKUP_MAX_AGE).len(), 2, "{text}");
+        // The incremental schedule is dropped from the spec: its series go.
+        m.set_backups("ns", "lc", vec![series("full", Some(1_796_190_800.0))]);
+        let text = m.render();
+        assert_eq!(samples(&text, names::BACKUP_SCHEDULED).len(), 1, "{text}");
+        assert!(text.contains("1796190800"), "{text}");
+        m.forget("ns", "lc");
+        let text = m.render();
+        for name in [
+            names::BACKUP_LAST_SUCCESS,
+            names::BACKUP_SCHEDULED,
+            names::BACKUP_MAX_AGE,
+        ] {
+            assert!(samples(&text, name).is_empty(), "{text}");
+        }
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
 }
 
 /// Restricted Pod Security Standard: non-root, read-only root filesystem, no privileges.
-fn container_security() -> SecurityContext {
+pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -206,7 +206,9 @@ fn container_security() -> SecurityContext {
     }
 }
 
-fn pod_security() -> PodSecurityContext {
+/// Restricted Pod Security Standard at the pod level: non-root (uid and gid 65532), the
+/// runtime's default seccomp profile.
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(65532),

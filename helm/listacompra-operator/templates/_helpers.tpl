@@ -100,6 +100,11 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [apps]
   resources: [controllerrevisions]
   verbs: [get, list, watch, create, patch, delete]
+# The backup CronJobs (spec.backups): watched (owned, so what they last did reaches the
+# release's status), applied, and deleted when the spec drops them.
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, create, patch, delete]
 # The pods of a Job that failed, listed by its label once, so that the release's conditions
 # quote the command's own error (the container's termination message). Never read otherwise.
 - apiGroups: [""]

@@ -1,0 +1,458 @@
+//! Scheduled backups (`spec.backups`): the release's two pgBackRest CronJobs, full and
+//! incremental, held by server-side apply on every reconcile (deleted when the spec drops
+//! them), and what they last did, for the status and the metrics.
+//!
+//! Backups run beside the release state machine, not inside it: a schedule never waits for a
+//! release, and a release never waits for a schedule. Applying them never fails a reconcile;
+//! what goes wrong is said in `status.backups.message`.
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapEnvSource, Container, EnvFromSource, PodSpec, PodTemplateSpec, SecretEnvSource,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use listacompra_crds::backups::{BackupSchedule, BackupSpec};
+use listacompra_crds::status::{BackupRuns, BackupsStatus};
+use tracing::{info, warn};
+
+use crate::controller::Context;
+use crate::naming::{self, FIELD_MANAGER};
+use crate::workload::{self, Owner};
+
+/// `app.kubernetes.io/name` of the backup Jobs' pods: no Service selects them.
+pub const BACKUP_APP: &str = "listacompra-backup";
+/// Label key naming the kind of backup (`full`, `incr`) of a CronJob and its Jobs.
+pub const BACKUP_LABEL: &str = "listacompra.app/backup";
+
+/// Past Jobs each CronJob keeps, of each outcome, for `kubectl logs`.
+const JOB_HISTORY: i32 = 3;
+/// How late a missed run (kube-controller-manager down at the scheduled time) may still start.
+const STARTING_DEADLINE_SECONDS: i64 = 3600;
+
+/// The two kinds of backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupKind {
+    /// A full copy of the database.
+    Full,
+    /// The changes since the last backup of any kind.
+    Incremental,
+}
+
+impl BackupKind {
+    /// Both kinds.
+    pub const ALL: [Self; 2] = [Self::Full, Self::Incremental];
+
+    /// pgBackRest's `--type`, also the metrics' `type` label.
+    pub fn pgbackrest_type(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incr",
+        }
+    }
+
+    /// Name of the CronJob of this kind for `release` (at most 52 characters, as CronJob
+    /// names must be).
+    pub fn cron_job_name(self, release: &str) -> String {
+        format!(
+            "{}-backup-{}",
+            naming::truncate(release, 40),
+            self.pgbackrest_type()
+        )
+    }
+
+    fn schedule(self, spec: &BackupSpec) -> &BackupSchedule {
+        match self {
+            Self::Full => &spec.full,
+            Self::Incremental => &spec.incremental,
+        }
+    }
+}
+
+/// The CronJob that runs `kind` backups of `spec` for the release `owner`.
+pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
+    let schedule = kind.schedule(spec);
+    let mut labels = naming::app_selector(&owner.name, BACKUP_APP);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "listacompra-operator".to_owned(),
+    );
+    labels.insert(naming::RELEASE_LABEL.to_owned(), owner.name.clone());
+    labels.insert(BACKUP_LABEL.to_owned(), kind.pgbackrest_type().to_owned());
+    let env_from: Vec<EnvFromSource> = spec
+        .env_from
+        .iter()
+        .map(|source| EnvFromSource {
+            config_map_ref: source
+                .config_map_name
+                .as_ref()
+                .map(|name| ConfigMapEnvSource {
+                    name: name.clone(),
+                    optional: None,
+                }),
+            secret_ref: source.secret_name.as_ref().map(|name| SecretEnvSource {
+                name: name.clone(),
+                optional: None,
+            }),
+            prefix: None,
+        })
+        .collect();
+    let mut security = workload::pod_security();
+    security.run_as_user = spec.run_as_user;
+    security.run_as_group = spec.run_as_group;
+    CronJob {
+        metadata: ObjectMeta {
+            name: Some(kind.cron_job_name(&owner.name)),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: CronJobSpec {
+            schedule: schedule.schedule.clone(),
+            time_zone: spec.time_zone.clone(),
+            suspend: Some(schedule.suspend),
+            // pgBackRest locks the stanza: a second backup while one runs would only fail.
+            concurrency_policy: Some("Forbid".to_owned()),
+            starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
+            successful_jobs_history_limit: Some(JOB_HISTORY),
+            failed_jobs_history_limit: Some(JOB_HISTORY),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(JobSpec {
+                    // A failed backup is not retried in a loop: the next run comes at the next
+                    // scheduled time, and the age alert says when that is too late.
+                    backoff_limit: Some(0),
+                    active_deadline_seconds: Some(spec.active_deadline_seconds),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels),
+                            annotations: (!spec.pod_annotations.is_empty())
+                                .then(|| spec.pod_annotations.clone()),
+                            ..ObjectMeta::default()
+                        }),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".to_owned()),
+                            containers: vec![Container {
+                                name: "pgbackrest".to_owned(),
+                                image: Some(spec.image.reference()),
+                                command: Some(vec![
+                                    "pgbackrest".to_owned(),
+                                    format!("--stanza={}", spec.stanza),
+                                    format!("--type={}", kind.pgbackrest_type()),
+                                    "backup".to_owned(),
+                                ]),
+                                env_from: Some(env_from),
+                                resources: spec.resources.clone(),
+                                security_context: Some(workload::container_security()),
+                                termination_message_policy: Some(
+                                    "FallbackToLogsOnError".to_owned(),
+                                ),
+                                ..Container::default()
+                            }],
+                            automount_service_account_token: Some(false),
+                            security_context: Some(security),
+                            ..PodSpec::default()
+                        }),
+                    },
+                    ..JobSpec::default()
+                }),
+            },
+        },
+        status: None,
+    }
+}
+
+/// What the CronJobs report, as `status.backups`: `None` without backups in the spec.
+pub fn status(
+    spec: Option<&BackupSpec>,
+    release: &str,
+    live: &[(BackupKind, Option<&CronJob>)],
+    message: Option<String>,
+) -> Option<BackupsStatus> {
+    spec?;
+    let runs = |kind: BackupKind| {
+        let cron_job = live
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, c)| *c)?;
+        let status = cron_job.status.as_ref();
+        Some(BackupRuns {
+            cron_job: kind.cron_job_name(release),
+            last_schedule_time: status.and_then(|s| s.last_schedule_time.clone()),
+            last_successful_time: status.and_then(|s| s.last_successful_time.clone()),
+        })
+    };
+    let (full, incremental) = (runs(BackupKind::Full), runs(BackupKind::Incremental));
+    let last_successful_time = [&full, &incremental]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.last_successful_time.clone())
+        .max_by_key(|t| t.0);
+    Some(BackupsStatus {
+        last_successful_time,
+        full,
+        incremental,
+        message,
+    })
+}
+
+/// Holds the backup CronJobs of `spec` (applies them, or deletes this release's when the
+/// spec has no backups) and returns their status. `live` are the CronJobs as the cache has
+/// them; one of that name that this release does not control is never touched.
+pub async fn hold(
+    owner: &Owner,
+    spec: Option<&BackupSpec>,
+    live: [(BackupKind, Option<CronJob>); 2],
+    ctx: &Context,
+) -> Option<BackupsStatus> {
+    let api = Api::<CronJob>::namespaced(ctx.client.clone(), &owner.namespace);
+    let mut problems = Vec::new();
+    let mut held: Vec<(BackupKind, Option<CronJob>)> = Vec::new();
+    for (kind, current) in live {
+        let name = kind.cron_job_name(&owner.name);
+        if let Some(c) = &current
+            && !workload::is_ours(&c.metadata, owner)
+        {
+            problems.push(format!(
+                "CronJob {name} exists and is not this release's: the operator does not take it \
+                 over; delete or rename it"
+            ));
+            held.push((kind, None));
+            continue;
+        }
+        match spec {
+            Some(spec) => {
+                let desired = cron_job(owner, spec, kind);
+                let ssa = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch(&name, &ssa, &Patch::Apply(&desired)).await {
+                    Ok(applied) => {
+                        if current.as_ref().is_none_or(|c| {
+                            c.metadata.resource_version != applied.metadata.resource_version
+                        }) {
+                            ctx.metrics.api_writes.with_label_values(&["cronjob"]).inc();
+                            info!(cron_job = %name, "applied the backup CronJob");
+                        }
+                        held.push((kind, Some(applied)));
+                    }
+                    Err(e) => {
+                        warn!(cron_job = %name, error = %e, "could not apply the backup CronJob");
+                        problems.push(format!("applying CronJob {name}: {}", short(&e)));
+                        held.push((kind, current));
+                    }
+                }
+            }
+            None if current.is_some() => {
+                ctx.metrics.api_writes.with_label_values(&["cronjob"]).inc();
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {
+                        info!(cron_job = %name, "deleted the backup CronJob (spec.backups is gone)")
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        warn!(cron_job = %name, error = %e, "could not delete the backup CronJob")
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    let message = (!problems.is_empty()).then(|| problems.join("; "));
+    let live: Vec<(BackupKind, Option<&CronJob>)> =
+        held.iter().map(|(k, c)| (*k, c.as_ref())).collect();
+    let status = status(spec, &owner.name, &live, message);
+    ctx.metrics.set_backups(
+        &owner.namespace,
+        &owner.name,
+        spec.map(|spec| metrics_of(spec, &live)).unwrap_or_default(),
+    );
+    status
+}
+
+/// The API server's own words for a refused apply.
+fn short(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One kind of backup, for the metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupSeries {
+    /// pgBackRest's type (`full`, `incr`).
+    pub kind: &'static str,
+    /// Seconds after which its newest success is too old.
+    pub max_age_seconds: f64,
+    /// When its CronJob was created: the age of a schedule that never succeeded counts from
+    /// here.
+    pub scheduled_since: Option<f64>,
+    /// When it last succeeded.
+    pub last_success: Option<f64>,
+}
+
+fn metrics_of(spec: &BackupSpec, live: &[(BackupKind, Option<&CronJob>)]) -> Vec<BackupSeries> {
+    let seconds = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;
+    live.iter()
+        .map(|(kind, cron_job)| BackupSeries {
+            kind: kind.pgbackrest_type(),
+            max_age_seconds: kind.schedule(spec).max_age_seconds as f64,
+            scheduled_since: cron_job
+                .and_then(|c| c.metadata.creation_timestamp.as_ref())
+                .map(seconds),
+            last_success: cron_job
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.last_successful_time.as_ref())
+                .map(seconds),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::batch::v1::CronJobStatus;
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            name: "lc".into(),
+            namespace: "shop".into(),
+            reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference::default(),
+        }
+    }
+
+    fn spec() -> BackupSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": {"repository": "ghcr.io/listacompra/pgbackrest", "tag": "2.45"},
+            "envFrom": [{"configMapName": "pgbackrest"}, {"secretName": "pgbackrest-cipher"}],
+            "full": {"schedule": "0 1 * * *", "maxAgeSeconds": 93600},
+            "incremental": {"schedule": "0 */6 * * *", "maxAgeSeconds": 25200, "suspend": true},
+            "runAsUser": 999,
+            "podAnnotations": {"listacompra.test/runner": "true"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn each_kind_runs_pgbackrest_on_its_own_schedule_one_at_a_time() {
+        let spec = spec();
+        let full = cron_job(&owner(), &spec, BackupKind::Full);
+        let incr = cron_job(&owner(), &spec, BackupKind::Incremental);
+        assert_eq!(full.metadata.name.as_deref(), Some("lc-backup-full"));
+        assert_eq!(incr.metadata.name.as_deref(), Some("lc-backup-incr"));
+        let (f, i) = (full.spec, incr.spec);
+        assert_eq!((f.schedule.as_str(), f.suspend), ("0 1 * * *", Some(false)));
+        assert_eq!(
+            (i.schedule.as_str(), i.suspend),
+            ("0 */6 * * *", Some(true))
+        );
+        assert_eq!(f.concurrency_policy.as_deref(), Some("Forbid"));
+        let pod = f.job_template.spec.unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.command.as_deref().unwrap(),
+            [
+                "pgbackrest",
+                "--stanza=listacompra",
+                "--type=full",
+                "backup"
+            ]
+        );
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/listacompra/pgbackrest:2.45")
+        );
+        let sources = container.env_from.as_ref().unwrap();
+        assert_eq!(
+            sources[0].config_map_ref.as_ref().map(|r| r.name.as_str()),
+            Some("pgbackrest")
+        );
+        assert_eq!(
+            sources[1].secret_ref.as_ref().map(|r| r.name.as_str()),
+            Some("pgbackrest-cipher")
+        );
+        // Secrets only by reference: no value of any variable is in the object.
+        assert!(container.env.is_none());
+        let security = pod.security_context.unwrap();
+        assert_eq!(security.run_as_user, Some(999));
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn backup_pods_are_never_selected_by_the_api_service() {
+        let job = cron_job(&owner(), &spec(), BackupKind::Full);
+        let labels = job
+            .spec
+            .job_template
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
+        let selector = naming::selector_labels("lc");
+        assert!(
+            !selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn the_status_has_the_newest_success_of_either_kind() {
+        let at = |s: &str| Time(s.parse::<Timestamp>().unwrap());
+        let with = |last: Option<&str>| CronJob {
+            status: Some(CronJobStatus {
+                last_schedule_time: last.map(at),
+                last_successful_time: last.map(at),
+                ..CronJobStatus::default()
+            }),
+            ..CronJob::default()
+        };
+        let full = with(Some("2026-12-01T01:00:05Z"));
+        let incr = with(Some("2026-12-01T06:00:03Z"));
+        let status = status(
+            Some(&spec()),
+            "lc",
+            &[
+                (BackupKind::Full, Some(&full)),
+                (BackupKind::Incremental, Some(&incr)),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            status.last_successful_time,
+            Some(at("2026-12-01T06:00:03Z"))
+        );
+        assert_eq!(status.full.unwrap().cron_job, "lc-backup-full");
+        let never = with(None);
+        let status = super::status(
+            Some(&spec()),
+            "lc",
+            &[
+                (BackupKind::Full, Some(&never)),
+                (BackupKind::Incremental, None),
+            ],
+            Some("why".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(status.last_successful_time, None);
+        assert!(status.incremental.is_none());
+        assert_eq!(status.message.as_deref(), Some("why"));
+        assert_eq!(super::status(None, "lc", &[], None), None);
+    }
+
+    #[test]
+    fn a_long_release_name_still_gives_cron_job_names_kubernetes_takes() {
+        let name = BackupKind::Incremental.cron_job_name(&"a".repeat(63));
+        assert!(name.len() <= 52, "{name}");
+    }
+}
