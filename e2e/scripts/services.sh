@@ -17,6 +17,12 @@
 # re-read on every `up`); its Slack webhook URL is the file LC_SLACK_WEBHOOK_URL_FILE names,
 # which tests point at a local receiver. Prometheus sends its alerts there.
 #
+# With LC_PGBACKREST_STANZA set, PostgreSQL archives its WAL with pgBackRest (Debian's
+# package) into a posix repository in $LC_STATE/postgres/pgbackrest, and the stanza is
+# created; the env file then names the PGBACKREST_* options a backup needs (LC_PGBACKREST_ENV,
+# space-separated NAME=VALUE) and the user that owns the repository (LC_PGBACKREST_UID/GID).
+# The backup tests start such a PostgreSQL of their own (state folder and port).
+#
 # Jaeger keeps traces in memory; OTLP on LC_JAEGER_OTLP_GRPC_PORT/LC_JAEGER_OTLP_HTTP_PORT,
 # its UI and query API on LC_JAEGER_QUERY_PORT. The env file names LC_OTLP_ENDPOINT (give it
 # to a program as OTEL_EXPORTER_OTLP_ENDPOINT) and LC_JAEGER_QUERY_URL.
@@ -63,20 +69,63 @@ postgres_up() {
         || { tail -n5 "$pg_dir/initdb.log" >&2; die "initdb failed (log: $pg_dir/initdb.log). Fix: remove $pg_dir and retry."; }
       rm -f "$pw"
     fi
+    local archive=()
+    if [ -n "${LC_PGBACKREST_STANZA:-}" ]; then
+      apt_install pgbackrest
+      mkdir -p "$pg_dir/pgbackrest/repo" "$pg_dir/pgbackrest/log" "$pg_dir/pgbackrest/lock"
+      # The server side reads the same options from a file (archive_command runs with the
+      # server's environment, which pg_ctl does not pass on).
+      local conf="$pg_dir/pgbackrest/pgbackrest.conf" k v global="[global]" stanza="[$LC_PGBACKREST_STANZA]"
+      while IFS='=' read -r k v; do
+        k=${k#PGBACKREST_}; k=${k,,}; k=${k//_/-}
+        case "$k" in
+          stanza) ;;
+          pg*) stanza+=$'\n'"$k=$v" ;;
+          *) global+=$'\n'"$k=$v" ;;
+        esac
+      done < <(pgbackrest_options)
+      printf '%s\n\n%s\n' "$global" "$stanza" > "$conf"
+      [ "$(id -u)" = 0 ] && chown -R postgres: "$pg_dir/pgbackrest"
+      archive=(-c archive_mode=on -c wal_level=replica
+        -c "archive_command='pgbackrest --config=$conf --stanza=$LC_PGBACKREST_STANZA archive-push %p'")
+    fi
     log "starting postgres on 127.0.0.1:$LC_PG_PORT"
     # authentication_timeout 10 s (default 60): DROP DATABASE waits until every backend has
     # absorbed its barrier, and a backend whose client stopped halfway through the SCRAM
     # handshake (a test process or pod killed, a runtime that stopped polling) absorbs it
     # only when this timeout ends it; every test's database drop would wait that long.
     as_pg "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $LC_PG_PORT -c unix_socket_directories=$pg_dir -c max_connections=300 -c fsync=off -c authentication_timeout=10s" \
+      -o "-c listen_addresses=127.0.0.1 -p $LC_PG_PORT -c unix_socket_directories=$pg_dir -c max_connections=300 -c fsync=off -c authentication_timeout=10s ${archive[*]}" \
       start >/dev/null 9>&- \
       || { tail -n5 "$pg_dir/postgres.log" >&2; die "postgres did not start (log: $pg_dir/postgres.log). Fix: read the log; a stale $pg_dir/data/postmaster.pid can be removed."; }
   fi
   as_pg "$bin/psql" -h "$pg_dir" -p "$LC_PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='listacompra'" | grep -q 1 \
     || as_pg "$bin/createdb" -h "$pg_dir" -p "$LC_PG_PORT" -U postgres listacompra
+  if [ -n "${LC_PGBACKREST_STANZA:-}" ]; then
+    # Idempotent: an existing stanza of this cluster is left as it is.
+    env $(pgbackrest_options) runuser -u postgres --preserve-environment -- pgbackrest stanza-create \
+      >"$pg_dir/pgbackrest/stanza-create.log" 2>&1 \
+      || { tail -n5 "$pg_dir/pgbackrest/stanza-create.log" >&2; die "pgbackrest stanza-create failed (log: $pg_dir/pgbackrest/stanza-create.log)."; }
+    env_set LC_PGBACKREST_ENV "$(pgbackrest_options | tr '\n' ' ')"
+    env_set LC_PGBACKREST_UID "$(id -u postgres)"
+    env_set LC_PGBACKREST_GID "$(id -g postgres)"
+  fi
   env_set LC_POSTGRES_ADMIN_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/postgres"
   env_set DATABASE_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/listacompra"
+}
+# The pgBackRest options of this cluster and its repository, one PGBACKREST_NAME=VALUE a line.
+pgbackrest_options() {
+  printf '%s\n' \
+    "PGBACKREST_STANZA=$LC_PGBACKREST_STANZA" \
+    "PGBACKREST_REPO1_PATH=$pg_dir/pgbackrest/repo" \
+    "PGBACKREST_REPO1_RETENTION_FULL=2" \
+    "PGBACKREST_START_FAST=y" \
+    "PGBACKREST_LOG_PATH=$pg_dir/pgbackrest/log" \
+    "PGBACKREST_LOCK_PATH=$pg_dir/pgbackrest/lock" \
+    "PGBACKREST_PG1_PATH=$pg_dir/data" \
+    "PGBACKREST_PG1_PORT=$LC_PG_PORT" \
+    "PGBACKREST_PG1_SOCKET_PATH=$pg_dir" \
+    "PGBACKREST_PG1_USER=postgres"
 }
 postgres_down() {
   if [ -d "$pg_dir/data" ] && postgres_running; then

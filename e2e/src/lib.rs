@@ -20,6 +20,7 @@ pub mod alerting;
 pub mod api;
 pub mod approvals;
 pub mod attachments;
+pub mod backups;
 pub mod binaries;
 pub mod cluster;
 pub mod crd;

@@ -27,12 +27,7 @@ impl Services {
 
     /// `DATABASE_URL` with the database `name` instead (a test's or a namespace's own).
     pub fn database_url_for(&self, name: &str) -> Result<String> {
-        let url = self.database_url()?;
-        let mut parsed = reqwest::Url::parse(url).map_err(|e| Error::Workload {
-            message: format!("DATABASE_URL {url:?} is not a URL: {e}"),
-        })?;
-        parsed.set_path(&format!("/{name}"));
-        Ok(parsed.to_string())
+        with_database(self.database_url()?, name)
     }
 
     /// A superuser URL of the `postgres` maintenance database, for creating test databases.
@@ -110,4 +105,13 @@ impl Services {
     pub fn env(&self) -> &Env {
         &self.env
     }
+}
+
+/// `url` (a PostgreSQL URL) naming the database `name` instead of its own.
+pub fn with_database(url: &str, name: &str) -> Result<String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| Error::Workload {
+        message: format!("{url:?} is not a PostgreSQL URL: {e}"),
+    })?;
+    parsed.set_path(&format!("/{name}"));
+    Ok(parsed.to_string())
 }

@@ -40,6 +40,13 @@ pub struct StackOptions {
     pub operator_standby: bool,
     /// Where logs go.
     pub log_dir: PathBuf,
+    /// The PostgreSQL server of the release's database, as a superuser URL of its `postgres`
+    /// database; `None`: the shared one of `services.sh`.
+    pub postgres_admin_url: Option<String>,
+    /// More images the runner runs (see [`RunnerConfig::images`] and
+    /// [`RunnerConfig::run_as_pod_user`]): repository, binary, and whether it runs as the
+    /// pod's user.
+    pub images: Vec<(String, PathBuf, bool)>,
 }
 
 impl StackOptions {
@@ -50,6 +57,8 @@ impl StackOptions {
             replicas: 2,
             operator_standby: false,
             log_dir,
+            postgres_admin_url: None,
+            images: Vec::new(),
         }
     }
 }
@@ -105,9 +114,12 @@ impl Stack {
         services: &Services,
         options: StackOptions,
     ) -> Result<Self> {
-        let admin_url = services.postgres_admin_url()?.to_owned();
+        let admin_url = match &options.postgres_admin_url {
+            Some(url) => url.clone(),
+            None => services.postgres_admin_url()?.to_owned(),
+        };
         let database = format!("lc_{}", namespace.replace('-', "_"));
-        let database_url = services.database_url_for(&database)?;
+        let database_url = crate::services::with_database(&admin_url, &database)?;
         let mut admin = connect(&admin_url).await?;
         // A database left by an earlier run of the same namespace (the demo's) goes first.
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -208,7 +220,17 @@ impl Stack {
             namespace,
             RunnerConfig {
                 api_binary: workspace_binary("listacompra-api")?,
-                images: BTreeMap::new(),
+                images: options
+                    .images
+                    .iter()
+                    .map(|(repo, binary, _)| (repo.clone(), binary.clone()))
+                    .collect(),
+                run_as_pod_user: options
+                    .images
+                    .iter()
+                    .filter(|(_, _, as_pod_user)| *as_pod_user)
+                    .map(|(repo, _, _)| repo.clone())
+                    .collect(),
                 cluster: None,
                 builds: options.builds,
                 prometheus_targets: Some(services.prometheus_targets_dir()?),

@@ -1119,6 +1119,7 @@ async fn helm_test_checks_the_running_operator() {
                 )]
                 .into(),
                 cluster: Some(ctx.cluster.clone()),
+                run_as_pod_user: Default::default(),
                 builds: Default::default(),
                 prometheus_targets: None,
                 log_dir: log_dir.clone(),

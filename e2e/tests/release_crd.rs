@@ -346,6 +346,31 @@ const INVALID: &[(&str, &str, &str)] = &[
         "spec.version",
     ),
     (
+        "backup schedule that is not cron",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[{"configMapName":"pgbackrest"}],"full":{"schedule":"every day","maxAgeSeconds":90000}}}}"#,
+        "spec.backups.full.schedule",
+    ),
+    (
+        "backup schedule with six fields",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[{"configMapName":"pgbackrest"}],"incremental":{"schedule":"0 0 */6 * * *","maxAgeSeconds":25200}}}}"#,
+        "spec.backups.incremental.schedule",
+    ),
+    (
+        "backups as root",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[{"configMapName":"pgbackrest"}],"runAsUser":0}}}"#,
+        "spec.backups.runAsUser",
+    ),
+    (
+        "backups without pgBackRest options",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[]}}}"#,
+        "spec.backups.envFrom",
+    ),
+    (
+        "backup image without a tag",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest"},"envFrom":[{"configMapName":"pgbackrest"}]}}}"#,
+        "spec.backups.image.tag",
+    ),
+    (
         "upper-case image repository",
         r#"{"spec":{"image":{"repository":"registry.example/ListaCompra/API"}}}"#,
         "spec.image.repository",
@@ -529,6 +554,14 @@ const VALID: &[(&str, &str)] = &[
     (
         "the worker scaled to 0 (no smoke test)",
         r#"{"spec":{"worker":{"replicas":0,"resources":{"requests":{"cpu":"50m","memory":"64Mi"}}}}}"#,
+    ),
+    (
+        "backups on the runbook's schedules, by default",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[{"configMapName":"pgbackrest"}]}}}"#,
+    ),
+    (
+        "backups on schedules of our own, in Madrid's time",
+        r#"{"spec":{"backups":{"image":{"repository":"ghcr.io/listacompra/pgbackrest","tag":"2.45"},"envFrom":[{"configMapName":"pgbackrest"}],"timeZone":"Europe/Madrid","full":{"schedule":"30 2 * * SUN","maxAgeSeconds":691200},"incremental":{"schedule":"@hourly","maxAgeSeconds":7200,"suspend":true},"runAsUser":26,"runAsGroup":26}}}"#,
     ),
     (
         "labels of our own",

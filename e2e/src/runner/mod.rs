@@ -84,6 +84,12 @@ pub struct RunnerConfig {
     /// The cluster, to give pods that mount their ServiceAccount token a kubeconfig; `None`
     /// refuses such pods.
     pub cluster: Option<Cluster>,
+    /// Image repositories whose processes run as the pod's `runAsUser` and `runAsGroup`, as
+    /// the kubelet would run them (the runner must run as root to switch). Other images run
+    /// as the runner's own user, because they share files the runner makes (kubeconfigs,
+    /// TLS material); the pgBackRest image switches, because pgBackRest must write its
+    /// repository as the user PostgreSQL archives into it with.
+    pub run_as_pod_user: BTreeSet<String>,
     /// Extra environment by image tag: the behaviour of that "build".
     pub builds: BTreeMap<String, BTreeMap<String, String>>,
     /// Prometheus file_sd folder for scrape targets, if Prometheus should scrape the pods.
@@ -467,6 +473,44 @@ fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
     Ok((binary.clone(), args))
 }
 
+/// The user (uid, gid) `pod`'s process runs as: the pod's `runAsUser` and `runAsGroup`
+/// (the container's over the pod's) when its image is in [`RunnerConfig::run_as_pod_user`];
+/// else the runner's own.
+fn user(config: &RunnerConfig, pod: &Pod) -> Result<Option<(u32, u32)>> {
+    let container = first_container(pod)?;
+    let image = container.image.as_deref().unwrap_or_default();
+    if !config.run_as_pod_user.contains(image_repository(image)) {
+        return Ok(None);
+    }
+    let pod_level = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let own = container.security_context.as_ref();
+    let uid = own
+        .and_then(|s| s.run_as_user)
+        .or(pod_level.and_then(|s| s.run_as_user));
+    let gid = own
+        .and_then(|s| s.run_as_group)
+        .or(pod_level.and_then(|s| s.run_as_group))
+        .or(uid);
+    let id = |value: i64| {
+        u32::try_from(value).map_err(|_| Error::Workload {
+            message: format!(
+                "pod {} runs as id {value}, which is not a user id",
+                pod.name_any()
+            ),
+        })
+    };
+    match (uid, gid) {
+        (Some(uid), Some(gid)) => Ok(Some((id(uid)?, id(gid)?))),
+        _ => Err(Error::Workload {
+            message: format!(
+                "pod {} runs image {image}, which must run as the pod's user, but it names no \
+                 runAsUser",
+                pod.name_any()
+            ),
+        }),
+    }
+}
+
 fn program_name(binary: &Path) -> &str {
     binary.file_name().and_then(|n| n.to_str()).unwrap_or("?")
 }
@@ -599,7 +643,7 @@ async fn run_server(
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
-    let mut process = Process::spawn(&binary, &args, &env, &log)?;
+    let mut process = Process::spawn(&binary, &args, &env, user(&shared.config, pod)?, &log)?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     shared.record(format!(
         "pod {name}: started {program} {version} on {address}"
@@ -727,7 +771,7 @@ async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool
     let (binary, args) = argv(&shared.config, pod)?;
     let env = environment(shared, pod).await?;
     let log = log_path(shared, &name);
-    let mut process = Process::spawn(&binary, &args, &env, &log)?;
+    let mut process = Process::spawn(&binary, &args, &env, user(&shared.config, pod)?, &log)?;
     shared.record(format!(
         "pod {name}: running {} {}",
         program_name(&binary),

@@ -40,12 +40,13 @@ struct Sinks {
 }
 
 impl Process {
-    /// Starts `program args` with exactly `env` (plus PATH), logging to `log` (and to
-    /// [`cri_log`] of it).
+    /// Starts `program args` with exactly `env` (plus PATH), as `user` (uid, gid) when given,
+    /// logging to `log` (and to [`cri_log`] of it).
     pub fn spawn(
         program: &Path,
         args: &[String],
         env: &BTreeMap<String, String>,
+        user: Option<(u32, u32)>,
         log: &Path,
     ) -> Result<Self> {
         let io_error = |action: String| move |source| Error::Io { action, source };
@@ -55,7 +56,11 @@ impl Process {
             "creating log file {}",
             cri_log(log).display()
         )))?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some((uid, gid)) = user {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -1,0 +1,184 @@
+//! Scheduled backups, for real: the release's database lives in a PostgreSQL of the test's own
+//! that archives its WAL with pgBackRest (Debian's package) into a posix repository; the
+//! operator keeps the release's full and incremental CronJobs; kube-controller-manager's
+//! CronJob controller starts their Jobs on (shortened) schedules; the workload runner runs
+//! the real `pgbackrest backup` for each Job's pod, as the repository's owner. The repository
+//! then holds the backups, and the release's status and the operator's metrics say when each
+//! kind last succeeded. Removing `spec.backups` removes the CronJobs, the status and the
+//! metric series.
+
+use std::time::{Duration, Instant};
+
+use e2e::backups::{BackedUpPostgres, PGBACKREST_BINARY, PGBACKREST_IMAGE};
+use e2e::cluster::with_namespace;
+use e2e::env::ALL_SERVICES;
+use e2e::runner::RUN_ANNOTATION;
+use e2e::services::Services;
+use e2e::stack::{Stack, StackOptions};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use listacompra_crds::status::BackupsStatus;
+use serde_json::json;
+
+/// How long the test waits for both kinds of backup to have succeeded once: the schedules
+/// fire every two minutes, then the Job's pod starts, pgBackRest runs and the CronJob
+/// controller records the success (generous for a busy machine).
+const BACKUPS_DUE: Duration = Duration::from_secs(360);
+/// How long the test waits for the operator to act on a spec change.
+const SETTLE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
+    let services = Services::start(ALL_SERVICES)
+        .await
+        .unwrap_or_else(|e| panic!("the services are not available: {e}"));
+    let database = BackedUpPostgres::start("listacompra")
+        .unwrap_or_else(|e| panic!("the backed-up PostgreSQL did not start: {e}"));
+    with_namespace("backups", |ctx| async move {
+        e2e::crd::install_crds(&ctx.client).await?;
+        let log_dir = std::env::temp_dir().join(&ctx.namespace);
+        let stack = Stack::start(
+            ctx.client.clone(),
+            ctx.cluster.kubeconfig(),
+            &ctx.namespace,
+            &services,
+            StackOptions {
+                postgres_admin_url: Some(database.admin_url.clone()),
+                images: vec![(PGBACKREST_IMAGE.to_owned(), PGBACKREST_BINARY.into(), true)],
+                ..StackOptions::story(log_dir.clone())
+            },
+        )
+        .await?;
+        let outcome = async {
+            // The pgBackRest options, as a platform team would keep them in a ConfigMap.
+            let options = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("pgbackrest".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                data: Some(database.pgbackrest_env.clone()),
+                ..ConfigMap::default()
+            };
+            Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace)
+                .create(&PostParams::default(), &options)
+                .await?;
+            let (uid, gid) = database.owner;
+            let mut manifest = stack.manifest("1.0.0", e2e::story::SCHEMAS[0]);
+            manifest["spec"]["backups"] = json!({
+                "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
+                "envFrom": [{ "configMapName": "pgbackrest" }],
+                // Never at the same minute: pgBackRest locks the stanza.
+                "full": { "schedule": "*/2 * * * *", "maxAgeSeconds": 600 },
+                "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600 },
+                "runAsUser": uid,
+                "runAsGroup": gid,
+                "podAnnotations": { RUN_ANNOTATION: "true" }
+            });
+            stack.apply(&manifest).await?;
+
+            // Both kinds succeed on their schedules.
+            let started = Instant::now();
+            let status = loop {
+                let release = stack.release().await?;
+                let backups = release.status.and_then(|s| s.backups);
+                let succeeded = |b: &Option<BackupsStatus>| {
+                    b.as_ref().is_some_and(|b| {
+                        [&b.full, &b.incremental]
+                            .iter()
+                            .all(|r| r.as_ref().is_some_and(|r| r.last_successful_time.is_some()))
+                    })
+                };
+                if succeeded(&backups) {
+                    break backups.unwrap_or_default();
+                }
+                anyhow::ensure!(
+                    started.elapsed() < BACKUPS_DUE,
+                    "no successful full and incremental backup within {BACKUPS_DUE:?}: \
+                     status.backups is {backups:?}; pod logs in {}",
+                    log_dir.join("pods").display()
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            };
+            assert_eq!(status.message, None);
+            let full = status.full.clone().unwrap_or_default();
+            assert_eq!(full.cron_job, "listacompra-backup-full");
+
+            // The repository holds what the status says: a full backup and an incremental one.
+            let info = database.info()?;
+            let kinds: Vec<String> = info[0]["backup"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["type"].as_str().map(str::to_owned))
+                .collect();
+            assert!(
+                kinds.iter().any(|k| k == "full") && kinds.iter().any(|k| k == "incr"),
+                "pgbackrest info lists {kinds:?}: {info}"
+            );
+
+            // The metric is the status's time, for the alert to age.
+            let metrics = operator_metrics(&stack).await?;
+            let last_full = full
+                .last_successful_time
+                .map(|t| t.0.as_second())
+                .unwrap_or_default();
+            let sample = format!(
+                "listacompra_operator_backup_last_success_timestamp_seconds{{namespace=\"{}\",release=\"listacompra\",type=\"full\"}} {last_full}",
+                ctx.namespace
+            );
+            assert!(metrics.contains(&sample), "{sample} not in\n{metrics}");
+
+            // Without spec.backups, the CronJobs, the status and the series go.
+            manifest["spec"]
+                .as_object_mut()
+                .map(|spec| spec.remove("backups"));
+            stack.apply(&manifest).await?;
+            let cron_jobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            let started = Instant::now();
+            loop {
+                let left = cron_jobs.list(&Default::default()).await?.items.len();
+                let status = stack.release().await?.status.and_then(|s| s.backups);
+                let metrics = operator_metrics(&stack).await?;
+                if left == 0
+                    && status.is_none()
+                    && !metrics.contains("listacompra_operator_backup_last_success")
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < SETTLE,
+                    "{SETTLE:?} after spec.backups was removed: {left} CronJobs left, \
+                     status.backups {status:?}"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        if outcome.is_err() {
+            let log = stack.operator.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- operator log (last lines, newest first)\n{}",
+                tail.join("\n")
+            );
+            eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+        }
+        stack.shutdown().await;
+        outcome
+    })
+    .await;
+}
+
+async fn operator_metrics(stack: &Stack) -> anyhow::Result<String> {
+    let address = stack
+        .operator
+        .metrics_address()
+        .ok_or_else(|| anyhow::anyhow!("the operator announced no metrics address"))?;
+    Ok(reqwest::get(format!("http://{address}/metrics"))
+        .await?
+        .text()
+        .await?)
+}
