@@ -207,7 +207,7 @@ pub fn status(
 pub async fn hold(
     owner: &Owner,
     spec: Option<&BackupSpec>,
-    live: [(BackupKind, Option<CronJob>); 2],
+    live: Vec<(BackupKind, Option<CronJob>)>,
     ctx: &Context,
 ) -> Option<BackupsStatus> {
     let api = Api::<CronJob>::namespaced(ctx.client.clone(), &owner.namespace);

@@ -219,6 +219,24 @@ impl Cached for CronJob {
     }
 }
 
+/// The child `name` of kind `K` in `namespace` as the cache of its scope has it once that has
+/// listed, without asking the API server: `None` when there are no caches, or their first
+/// list takes longer than a few seconds. For children that matter only when they exist
+/// (ours, to delete).
+pub async fn peek<K>(caches: Option<&Caches>, namespace: &str, name: &str) -> Option<K>
+where
+    K: Cached,
+{
+    let store = caches.and_then(|c| c.scope(namespace)).map(K::store)?;
+    tokio::time::timeout(READY_WAIT, store.wait_until_ready())
+        .await
+        .ok()?
+        .ok()?;
+    store
+        .get(&ObjectRef::<K>::new(name).within(namespace))
+        .map(|cached| (*cached).clone())
+}
+
 /// The child `name` of kind `K` in `namespace`: from the cache of its scope once that has
 /// listed. Absence is confirmed with the API server (rare in a steady state): the caches
 /// hold only objects labelled as the operator's, and an object of someone else's with that

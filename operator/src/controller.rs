@@ -572,21 +572,19 @@ async fn reconcile_release(
     }
     // The backup schedules are held beside the release, whatever its phase; what they last
     // did is part of the status recorded now.
-    let live_backups = [
-        (
-            BackupKind::Full,
-            cached(ctx, &namespace, &BackupKind::Full.cron_job_name(&name)).await?,
-        ),
-        (
-            BackupKind::Incremental,
-            cached(
-                ctx,
-                &namespace,
-                &BackupKind::Incremental.cron_job_name(&name),
-            )
-            .await?,
-        ),
-    ];
+    let mut live_backups = Vec::new();
+    for kind in BackupKind::ALL {
+        let cron_job = kind.cron_job_name(&name);
+        // Without backups in the spec, only a CronJob of ours matters (to delete it), and the
+        // cache has every one of ours: its absence is not confirmed with the API server,
+        // so releases without backups make no extra reads.
+        let live = if spec.backups.is_some() {
+            cached(ctx, &namespace, &cron_job).await?
+        } else {
+            cache::peek(ctx.caches.get(), &namespace, &cron_job).await
+        };
+        live_backups.push((kind, live));
+    }
     decision.status.backups = backups::hold(&owner, spec.backups.as_ref(), live_backups, ctx).await;
     if decision.status != status {
         record(release, &decision.status, ctx).await?;
