@@ -31,8 +31,9 @@ pub const STANZA_PATTERN: &str = r"^[A-Za-z0-9][-_.A-Za-z0-9]*$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(RESOURCES_ARE_QUANTITIES).message("backups.resources: cpu, memory and ephemeral-storage requests and limits must be quantities such as 500m, 0.5, 256Mi or 1Gi").field_path(".resources"))]
 pub struct BackupSpec {
-    /// The image with pgBackRest (its `pgbackrest` program on the `PATH`), for example one
-    /// built from the repository's `Dockerfile` target `pgbackrest` (Debian's package).
+    /// The image with pgBackRest (its `pgbackrest` program on the `PATH`), for example a
+    /// Debian image with the `pgbackrest` package. Its `/tmp` is an empty folder of the pod's
+    /// own (the root filesystem is read-only): pgBackRest's default lock path is there.
     pub image: BackupImage,
     /// The pgBackRest stanza of the release's database.
     #[serde(default = "default_stanza")]

@@ -103,12 +103,13 @@ postgres_up() {
     || as_pg "$bin/createdb" -h "$pg_dir" -p "$LC_PG_PORT" -U postgres listacompra
   if [ -n "${LC_PGBACKREST_STANZA:-}" ]; then
     # Idempotent: an existing stanza of this cluster is left as it is.
-    env $(pgbackrest_options) runuser -u postgres --preserve-environment -- pgbackrest stanza-create \
+    local options; mapfile -t options < <(pgbackrest_options)
+    as_pg env "${options[@]}" pgbackrest stanza-create \
       >"$pg_dir/pgbackrest/stanza-create.log" 2>&1 \
       || { tail -n5 "$pg_dir/pgbackrest/stanza-create.log" >&2; die "pgbackrest stanza-create failed (log: $pg_dir/pgbackrest/stanza-create.log)."; }
     env_set LC_PGBACKREST_ENV "$(pgbackrest_options | tr '\n' ' ')"
-    env_set LC_PGBACKREST_UID "$(id -u postgres)"
-    env_set LC_PGBACKREST_GID "$(id -g postgres)"
+    env_set LC_PGBACKREST_UID "$(stat -c %u "$pg_dir/data")"
+    env_set LC_PGBACKREST_GID "$(stat -c %g "$pg_dir/data")"
   fi
   env_set LC_POSTGRES_ADMIN_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/postgres"
   env_set DATABASE_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/listacompra"

@@ -22,9 +22,9 @@ use kube::api::{ObjectMeta, PostParams};
 use listacompra_crds::status::BackupsStatus;
 use serde_json::json;
 
-/// How long the test waits for both kinds of backup to have succeeded once: the schedules
-/// fire every two minutes, then the Job's pod starts, pgBackRest runs and the CronJob
-/// controller records the success (generous for a busy machine).
+/// How long the test waits for a backup to succeed: the schedules fire every two minutes,
+/// then the Job's pod starts, pgBackRest runs and the CronJob controller records the success
+/// (generous for a busy machine).
 const BACKUPS_DUE: Duration = Duration::from_secs(360);
 /// How long the test waits for the operator to act on a spec change.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -69,38 +69,33 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             manifest["spec"]["backups"] = json!({
                 "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
                 "envFrom": [{ "configMapName": "pgbackrest" }],
-                // Never at the same minute: pgBackRest locks the stanza.
+                // Never at the same minute: pgBackRest locks the stanza. The incremental
+                // schedule waits until a full backup exists (pgBackRest would turn an
+                // incremental backup without one into a full one).
                 "full": { "schedule": "*/2 * * * *", "maxAgeSeconds": 600 },
-                "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600 },
+                "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
                 "runAsUser": uid,
                 "runAsGroup": gid,
                 "podAnnotations": { RUN_ANNOTATION: "true" }
             });
             stack.apply(&manifest).await?;
-
-            // Both kinds succeed on their schedules.
-            let started = Instant::now();
-            let status = loop {
-                let release = stack.release().await?;
-                let backups = release.status.and_then(|s| s.backups);
-                let succeeded = |b: &Option<BackupsStatus>| {
-                    b.as_ref().is_some_and(|b| {
-                        [&b.full, &b.incremental]
-                            .iter()
-                            .all(|r| r.as_ref().is_some_and(|r| r.last_successful_time.is_some()))
-                    })
-                };
-                if succeeded(&backups) {
-                    break backups.unwrap_or_default();
-                }
-                anyhow::ensure!(
-                    started.elapsed() < BACKUPS_DUE,
-                    "no successful full and incremental backup within {BACKUPS_DUE:?}: \
-                     status.backups is {backups:?}; pod logs in {}",
-                    log_dir.join("pods").display()
-                );
-                tokio::time::sleep(Duration::from_secs(2)).await;
+            let full_succeeded = |b: &BackupsStatus| {
+                b.full
+                    .as_ref()
+                    .is_some_and(|r| r.last_successful_time.is_some())
             };
+            let status = backups_when(&stack, &log_dir, "a full backup", full_succeeded).await?;
+            // The incremental schedule resumes: a spec edit the CronJob follows.
+            manifest["spec"]["backups"]["incremental"]["suspend"] = json!(false);
+            stack.apply(&manifest).await?;
+            let both = |b: &BackupsStatus| {
+                [&b.full, &b.incremental]
+                    .iter()
+                    .all(|r| r.as_ref().is_some_and(|r| r.last_successful_time.is_some()))
+            };
+            let status = backups_when(&stack, &log_dir, "an incremental backup", both)
+                .await
+                .inspect_err(|_| eprintln!("after the full backup: {status:?}"))?;
             assert_eq!(status.message, None);
             let full = status.full.clone().unwrap_or_default();
             assert_eq!(full.cron_job, "listacompra-backup-full");
@@ -170,6 +165,29 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         outcome
     })
     .await;
+}
+
+/// `status.backups` once `done` holds of it (within [`BACKUPS_DUE`]).
+async fn backups_when(
+    stack: &Stack,
+    log_dir: &std::path::Path,
+    what: &str,
+    done: impl Fn(&BackupsStatus) -> bool,
+) -> anyhow::Result<BackupsStatus> {
+    let started = Instant::now();
+    loop {
+        let backups = stack.release().await?.status.and_then(|s| s.backups);
+        if let Some(b) = backups.as_ref().filter(|b| done(b)) {
+            return Ok(b.clone());
+        }
+        anyhow::ensure!(
+            started.elapsed() < BACKUPS_DUE,
+            "no {what} succeeded within {BACKUPS_DUE:?}: status.backups is {backups:?}; pod \
+             logs in {}",
+            log_dir.join("pods").display()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 async fn operator_metrics(stack: &Stack) -> anyhow::Result<String> {

@@ -8,7 +8,8 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, EnvFromSource, PodSpec, PodTemplateSpec, SecretEnvSource,
+    ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, PodSpec, PodTemplateSpec,
+    SecretEnvSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
@@ -52,14 +53,18 @@ impl BackupKind {
         }
     }
 
-    /// Name of the CronJob of this kind for `release` (at most 52 characters, as CronJob
-    /// names must be).
+    /// Name of the CronJob of this kind for `release`: at most 52 characters, as CronJob
+    /// names must be. A longer release name is cut and given a hash of the whole name, so
+    /// two releases that share a beginning never share their CronJobs.
     pub fn cron_job_name(self, release: &str) -> String {
-        format!(
-            "{}-backup-{}",
-            naming::truncate(release, 40),
-            self.pgbackrest_type()
-        )
+        let base = if release.len() <= 40 {
+            release.to_owned()
+        } else {
+            let cut = naming::truncate(release, 31)
+                .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            format!("{cut}-{:08x}", naming::fnv1a(release) as u32)
+        };
+        format!("{base}-backup-{}", self.pgbackrest_type())
     }
 
     fn schedule(self, spec: &BackupSpec) -> &BackupSchedule {
@@ -148,6 +153,11 @@ pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
                                 ]),
                                 env_from: Some(env_from),
                                 resources: spec.resources.clone(),
+                                volume_mounts: Some(vec![VolumeMount {
+                                    name: "tmp".to_owned(),
+                                    mount_path: "/tmp".to_owned(),
+                                    ..VolumeMount::default()
+                                }]),
                                 security_context: Some(workload::container_security()),
                                 termination_message_policy: Some(
                                     "FallbackToLogsOnError".to_owned(),
@@ -155,6 +165,13 @@ pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
                                 ..Container::default()
                             }],
                             automount_service_account_token: Some(false),
+                            // pgBackRest's lock file (and any temporary file) under a
+                            // read-only root filesystem.
+                            volumes: Some(vec![Volume {
+                                name: "tmp".to_owned(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Volume::default()
+                            }]),
                             security_context: Some(security),
                             ..PodSpec::default()
                         }),
@@ -203,9 +220,11 @@ pub fn status(
 
 /// Holds the backup CronJobs of `spec` (applies them, or deletes this release's when the
 /// spec has no backups) and returns their status. `live` are the CronJobs as the cache has
-/// them; one of that name that this release does not control is never touched.
+/// them; one of that name that this release does not control is never touched. `since` is
+/// when the release was created.
 pub async fn hold(
     owner: &Owner,
+    since: Option<&Time>,
     spec: Option<&BackupSpec>,
     live: Vec<(BackupKind, Option<CronJob>)>,
     ctx: &Context,
@@ -268,7 +287,8 @@ pub async fn hold(
     ctx.metrics.set_backups(
         &owner.namespace,
         &owner.name,
-        spec.map(|spec| metrics_of(spec, &live)).unwrap_or_default(),
+        spec.map(|spec| metrics_of(spec, &live, since))
+            .unwrap_or_default(),
     );
     status
 }
@@ -295,14 +315,23 @@ pub struct BackupSeries {
     pub last_success: Option<f64>,
 }
 
-fn metrics_of(spec: &BackupSpec, live: &[(BackupKind, Option<&CronJob>)]) -> Vec<BackupSeries> {
+/// The series of each kind `spec` schedules. A suspended kind has none (no alert for a pause
+/// asked for); a kind whose CronJob could not be held counts from `since` (the release's
+/// creation), so its age alert fires instead of staying silent.
+fn metrics_of(
+    spec: &BackupSpec,
+    live: &[(BackupKind, Option<&CronJob>)],
+    since: Option<&Time>,
+) -> Vec<BackupSeries> {
     let seconds = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;
     live.iter()
+        .filter(|(kind, _)| !kind.schedule(spec).suspend)
         .map(|(kind, cron_job)| BackupSeries {
             kind: kind.pgbackrest_type(),
             max_age_seconds: kind.schedule(spec).max_age_seconds as f64,
             scheduled_since: cron_job
                 .and_then(|c| c.metadata.creation_timestamp.as_ref())
+                .or(since)
                 .map(seconds),
             last_success: cron_job
                 .and_then(|c| c.status.as_ref())
@@ -451,8 +480,33 @@ mod tests {
     }
 
     #[test]
-    fn a_long_release_name_still_gives_cron_job_names_kubernetes_takes() {
-        let name = BackupKind::Incremental.cron_job_name(&"a".repeat(63));
-        assert!(name.len() <= 52, "{name}");
+    fn long_release_names_give_distinct_cron_job_names_kubernetes_takes() {
+        let one = format!("{}.one", "a".repeat(30));
+        let other = format!("{}.other-one-with-more", "a".repeat(30));
+        let (a, b) = (
+            BackupKind::Incremental.cron_job_name(&format!("{one}{}", "x".repeat(20))),
+            BackupKind::Incremental.cron_job_name(&format!("{other}{}", "x".repeat(20))),
+        );
+        assert_ne!(a, b);
+        for name in [&a, &b] {
+            assert!(name.len() <= 52, "{name}");
+            assert!(!name.contains(".-") && !name.contains("--"), "{name}");
+        }
+        assert_eq!(BackupKind::Full.cron_job_name("lc"), "lc-backup-full");
+    }
+
+    #[test]
+    fn a_schedule_that_cannot_be_held_still_ages_and_a_suspended_one_does_not() {
+        let created = Time("2026-12-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        let series = metrics_of(
+            &spec(),
+            &[(BackupKind::Full, None), (BackupKind::Incremental, None)],
+            Some(&created),
+        );
+        // The incremental schedule of `spec()` is suspended: no series, no alert.
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert_eq!(series[0].kind, "full");
+        assert_eq!(series[0].scheduled_since, Some(1_796_083_200.0));
+        assert_eq!(series[0].last_success, None);
     }
 }

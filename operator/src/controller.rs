@@ -579,13 +579,27 @@ async fn reconcile_release(
         // cache has every one of ours: its absence is not confirmed with the API server,
         // so releases without backups make no extra reads.
         let live = if spec.backups.is_some() {
-            cached(ctx, &namespace, &cron_job).await?
+            // A failed read (RBAC not yet updated, say) never fails the release's reconcile:
+            // the apply that follows says what is wrong in status.backups.
+            cached(ctx, &namespace, &cron_job)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(cron_job = %cron_job, error = %e, "could not read the backup CronJob");
+                    None
+                })
         } else {
             cache::peek(ctx.caches.get(), &namespace, &cron_job).await
         };
         live_backups.push((kind, live));
     }
-    decision.status.backups = backups::hold(&owner, spec.backups.as_ref(), live_backups, ctx).await;
+    decision.status.backups = backups::hold(
+        &owner,
+        release.metadata.creation_timestamp.as_ref(),
+        spec.backups.as_ref(),
+        live_backups,
+        ctx,
+    )
+    .await;
     if decision.status != status {
         record(release, &decision.status, ctx).await?;
         // Smoke-test verdicts, once each: their Events are decided exactly once.
