@@ -92,6 +92,11 @@ pub struct ListaCompraReleaseStatus {
     /// pause never makes the release fail (or kill the Job it starts) right after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_since: Option<Time>,
+    /// The backup taken right before the latest migration (with `spec.backups`), while it
+    /// is taken and once complete: the point a restore returns the database to. A new
+    /// attempt without a migration leaves the last one here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
     /// Name of the migration Job of the current release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_job: Option<String>,
@@ -132,6 +137,27 @@ pub struct ListaCompraReleaseStatus {
     /// The scheduled backups (`spec.backups`): the last run and the last success of each kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsStatus>,
+}
+
+/// A pgBackRest backup taken by one attempt before its migration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// The Job that takes it.
+    pub job: String,
+    /// The attempt it belongs to.
+    pub attempt: i64,
+    /// The schema revision of the database it holds (the one before the migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// The pgBackRest annotation that marks its backup set (`pgbackrest info` lists it):
+    /// `listacompra-attempt=<namespace>/<release>/<attempt>`.
+    pub annotation: String,
+    /// When the Job was created.
+    pub start_time: Time,
+    /// When the backup was complete; unset while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 }
 
 /// The scheduled backups, as their CronJobs report them.

@@ -4,21 +4,24 @@
 //! CronJob controller starts their Jobs on (shortened) schedules; the workload runner runs
 //! the real `pgbackrest backup` for each Job's pod, as the repository's owner. The repository
 //! then holds the backups, and the release's status and the operator's metrics say when each
-//! kind last succeeded. Removing `spec.backups` removes the CronJobs, the status and the
-//! metric series.
+//! kind last succeeded. Before its migration, the release backs the database up and records
+//! which backup (pgBackRest annotation) in its status. Removing `spec.backups` removes the
+//! CronJobs, the status and the metric series.
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use e2e::backups::{BackedUpPostgres, PGBACKREST_BINARY, PGBACKREST_IMAGE};
 use e2e::cluster::with_namespace;
 use e2e::env::ALL_SERVICES;
 use e2e::runner::RUN_ANNOTATION;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
+use listacompra_crds::Phase;
 use listacompra_crds::status::BackupsStatus;
 use serde_json::json;
 
@@ -26,6 +29,8 @@ use serde_json::json;
 /// then the Job's pod starts, pgBackRest runs and the CronJob controller records the success
 /// (generous for a busy machine).
 const BACKUPS_DUE: Duration = Duration::from_secs(360);
+/// How long the first release (snapshot, migration, rollout, gates) may take.
+const RELEASED: Duration = Duration::from_secs(240);
 /// How long the test waits for the operator to act on a spec change.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -66,26 +71,70 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 .await?;
             let (uid, gid) = database.owner;
             let mut manifest = stack.manifest("1.0.0", e2e::story::SCHEMAS[0]);
+            // No KPI analysis: nothing loads the API here, and backups do not need it.
+            manifest["spec"]
+                .as_object_mut()
+                .map(|spec| spec.remove("analysis"));
             manifest["spec"]["backups"] = json!({
                 "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
                 "envFrom": [{ "configMapName": "pgbackrest" }],
-                // Never at the same minute: pgBackRest locks the stanza. The incremental
-                // schedule waits until a full backup exists (pgBackRest would turn an
-                // incremental backup without one into a full one).
-                "full": { "schedule": "*/2 * * * *", "maxAgeSeconds": 600 },
+                // Suspended while the release takes its snapshot; then never at the same
+                // minute (pgBackRest locks the stanza).
+                "full": { "schedule": "*/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
                 "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
                 "runAsUser": uid,
                 "runAsGroup": gid,
                 "podAnnotations": { RUN_ANNOTATION: "true" }
             });
             stack.apply(&manifest).await?;
-            let full_succeeded = |b: &BackupsStatus| {
-                b.full
-                    .as_ref()
-                    .is_some_and(|r| r.last_successful_time.is_some())
+
+            // The release backs the database up before its migration, and says which backup.
+            let started = Instant::now();
+            let release = loop {
+                let release = stack.release().await?;
+                let status = release.status.clone().unwrap_or_default();
+                if status.phase == Some(Phase::Succeeded) {
+                    break release;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < RELEASED,
+                    "1.0.0 not released within {RELEASED:?}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
             };
-            let status = backups_when(&stack, &log_dir, "a full backup", full_succeeded).await?;
-            // The incremental schedule resumes: a spec edit the CronJob follows.
+            let status = release.status.unwrap_or_default();
+            let snapshot = status.snapshot.clone().context("no snapshot in the status")?;
+            anyhow::ensure!(
+                snapshot.attempt == status.attempt.unwrap_or_default(),
+                "the snapshot of another attempt: {snapshot:?}"
+            );
+            // The migration Job was created once the snapshot was complete, not before.
+            let taken = snapshot.completion_time.clone().context("snapshot not complete")?;
+            let migration = status.migration_job.clone().context("no migration Job")?;
+            let created = Api::<Job>::namespaced(ctx.client.clone(), &ctx.namespace)
+                .get(&migration)
+                .await?
+                .metadata
+                .creation_timestamp
+                .context("a Job without a creation time")?;
+            anyhow::ensure!(
+                created.0 >= taken.0,
+                "migration Job {migration} created at {created:?}, before the snapshot was \
+                 complete at {taken:?}"
+            );
+            let info = database.info()?;
+            let annotated = info[0]["backup"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|b| {
+                    let (key, value) = snapshot.annotation.split_once('=').unwrap_or_default();
+                    b["annotation"][key].as_str() == Some(value)
+                });
+            assert!(annotated, "no backup annotated {}: {info}", snapshot.annotation);
+
+            // The schedules resume (a spec edit the CronJobs follow): each kind succeeds.
+            manifest["spec"]["backups"]["full"]["suspend"] = json!(false);
             manifest["spec"]["backups"]["incremental"]["suspend"] = json!(false);
             stack.apply(&manifest).await?;
             let both = |b: &BackupsStatus| {
@@ -93,9 +142,8 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                     .iter()
                     .all(|r| r.as_ref().is_some_and(|r| r.last_successful_time.is_some()))
             };
-            let status = backups_when(&stack, &log_dir, "an incremental backup", both)
-                .await
-                .inspect_err(|_| eprintln!("after the full backup: {status:?}"))?;
+            let status = backups_when(&stack, &log_dir, "a full and an incremental backup", both)
+                .await?;
             assert_eq!(status.message, None);
             let full = status.full.clone().unwrap_or_default();
             assert_eq!(full.cron_job, "listacompra-backup-full");

@@ -6,7 +6,9 @@
 //! release, and a release never waits for a schedule. Applying them never fails a reconcile;
 //! what goes wrong is said in `status.backups.message`.
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, PodSpec, PodTemplateSpec,
     SecretEnvSource, Volume, VolumeMount,
@@ -75,16 +77,32 @@ impl BackupKind {
     }
 }
 
-/// The CronJob that runs `kind` backups of `spec` for the release `owner`.
-pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
-    let schedule = kind.schedule(spec);
+/// Labels of the backup objects of the release `owner`: `backup` says which (`full`,
+/// `incr`, `snapshot`).
+fn labels(owner: &Owner, backup: &str) -> BTreeMap<String, String> {
     let mut labels = naming::app_selector(&owner.name, BACKUP_APP);
     labels.insert(
         "app.kubernetes.io/managed-by".to_owned(),
         "listacompra-operator".to_owned(),
     );
-    labels.insert(naming::RELEASE_LABEL.to_owned(), owner.name.clone());
-    labels.insert(BACKUP_LABEL.to_owned(), kind.pgbackrest_type().to_owned());
+    labels.insert(
+        naming::RELEASE_LABEL.to_owned(),
+        naming::label_value(&owner.name),
+    );
+    labels.insert(BACKUP_LABEL.to_owned(), backup.to_owned());
+    labels
+}
+
+/// A Job that runs `pgbackrest --stanza=<stanza> --type=<backup_type> [--annotation=...]
+/// backup` in `spec`'s image, Pod Security "restricted", with the pgBackRest options of
+/// `spec.envFrom`, retried `backoff_limit` times.
+fn job_spec(
+    spec: &BackupSpec,
+    labels: BTreeMap<String, String>,
+    backup_type: &str,
+    annotation: Option<&str>,
+    backoff_limit: i32,
+) -> JobSpec {
     let env_from: Vec<EnvFromSource> = spec
         .env_from
         .iter()
@@ -103,9 +121,65 @@ pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
             prefix: None,
         })
         .collect();
+    let mut command = vec![
+        "pgbackrest".to_owned(),
+        format!("--stanza={}", spec.stanza),
+        format!("--type={backup_type}"),
+    ];
+    command.extend(annotation.map(|a| format!("--annotation={a}")));
+    command.push("backup".to_owned());
     let mut security = workload::pod_security();
     security.run_as_user = spec.run_as_user;
     security.run_as_group = spec.run_as_group;
+    JobSpec {
+        backoff_limit: Some(backoff_limit),
+        active_deadline_seconds: Some(spec.active_deadline_seconds),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                annotations: (!spec.pod_annotations.is_empty())
+                    .then(|| spec.pod_annotations.clone()),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".to_owned()),
+                containers: vec![Container {
+                    name: "pgbackrest".to_owned(),
+                    image: Some(spec.image.reference()),
+                    command: Some(command),
+                    env_from: Some(env_from),
+                    resources: spec.resources.clone(),
+                    volume_mounts: Some(vec![VolumeMount {
+                        name: "tmp".to_owned(),
+                        mount_path: "/tmp".to_owned(),
+                        ..VolumeMount::default()
+                    }]),
+                    security_context: Some(workload::container_security()),
+                    // pgBackRest's last lines become the termination message, which the
+                    // release's conditions quote when a snapshot fails.
+                    termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+                    ..Container::default()
+                }],
+                automount_service_account_token: Some(false),
+                // pgBackRest's lock file (and any temporary file) under a read-only root
+                // filesystem.
+                volumes: Some(vec![Volume {
+                    name: "tmp".to_owned(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                }]),
+                security_context: Some(security),
+                ..PodSpec::default()
+            }),
+        },
+        ..JobSpec::default()
+    }
+}
+
+/// The CronJob that runs `kind` backups of `spec` for the release `owner`.
+pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
+    let schedule = kind.schedule(spec);
+    let labels = labels(owner, kind.pgbackrest_type());
     CronJob {
         metadata: ObjectMeta {
             name: Some(kind.cron_job_name(&owner.name)),
@@ -128,58 +202,46 @@ pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
                     labels: Some(labels.clone()),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(JobSpec {
-                    // A failed backup is not retried in a loop: the next run comes at the next
-                    // scheduled time, and the age alert says when that is too late.
-                    backoff_limit: Some(0),
-                    active_deadline_seconds: Some(spec.active_deadline_seconds),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels),
-                            annotations: (!spec.pod_annotations.is_empty())
-                                .then(|| spec.pod_annotations.clone()),
-                            ..ObjectMeta::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".to_owned()),
-                            containers: vec![Container {
-                                name: "pgbackrest".to_owned(),
-                                image: Some(spec.image.reference()),
-                                command: Some(vec![
-                                    "pgbackrest".to_owned(),
-                                    format!("--stanza={}", spec.stanza),
-                                    format!("--type={}", kind.pgbackrest_type()),
-                                    "backup".to_owned(),
-                                ]),
-                                env_from: Some(env_from),
-                                resources: spec.resources.clone(),
-                                volume_mounts: Some(vec![VolumeMount {
-                                    name: "tmp".to_owned(),
-                                    mount_path: "/tmp".to_owned(),
-                                    ..VolumeMount::default()
-                                }]),
-                                security_context: Some(workload::container_security()),
-                                termination_message_policy: Some(
-                                    "FallbackToLogsOnError".to_owned(),
-                                ),
-                                ..Container::default()
-                            }],
-                            automount_service_account_token: Some(false),
-                            // pgBackRest's lock file (and any temporary file) under a
-                            // read-only root filesystem.
-                            volumes: Some(vec![Volume {
-                                name: "tmp".to_owned(),
-                                empty_dir: Some(EmptyDirVolumeSource::default()),
-                                ..Volume::default()
-                            }]),
-                            security_context: Some(security),
-                            ..PodSpec::default()
-                        }),
-                    },
-                    ..JobSpec::default()
-                }),
+                // A failed backup is not retried in a loop: the next run comes at the next
+                // scheduled time, and the age alert says when that is too late.
+                spec: Some(job_spec(spec, labels, kind.pgbackrest_type(), None, 0)),
             },
         },
+        status: None,
+    }
+}
+
+/// Retries of a snapshot Job: a scheduled backup that holds the stanza's lock makes it fail
+/// at once, and the Job's backoff (10 s, 20 s, 40 s, ...) lets it take its turn, within the
+/// release's deadline.
+const SNAPSHOT_RETRIES: i32 = 6;
+
+/// The Job `name` that backs the database up before attempt `attempt`'s migration: an
+/// incremental backup (a full one when none exists yet), annotated so that `pgbackrest
+/// info` names the attempt's snapshot (see [`crate::decide::snapshot_annotation`]).
+pub fn snapshot_job(owner: &Owner, spec: &BackupSpec, name: &str, attempt: i64) -> Job {
+    let mut labels = labels(owner, naming::SNAPSHOT);
+    labels.insert(
+        "listacompra.app/job".to_owned(),
+        naming::SNAPSHOT.to_owned(),
+    );
+    labels.insert(naming::ATTEMPT_LABEL.to_owned(), attempt.to_string());
+    let annotation = crate::decide::snapshot_annotation(name);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(job_spec(
+            spec,
+            labels,
+            BackupKind::Incremental.pgbackrest_type(),
+            Some(&annotation),
+            SNAPSHOT_RETRIES,
+        )),
         status: None,
     }
 }

@@ -384,6 +384,17 @@ async fn reconcile_release(
             .is_some_and(|s| s.completion_time.is_none()),
     )
     .await?;
+    let snapshot_job = job_state(
+        ctx,
+        &namespace,
+        status
+            .snapshot
+            .as_ref()
+            .filter(|s| s.completion_time.is_none())
+            .map(|s| s.job.as_str()),
+        status.phase == Some(Phase::Migrating),
+    )
+    .await?;
     let workload_name = naming::workload_name(&name);
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let worker_name = naming::worker_name(&name);
@@ -517,6 +528,7 @@ async fn reconcile_release(
         migration_job,
         revert_job,
         smoke_job,
+        snapshot_job,
         workload: workload.clone(),
         health_check,
         measurement,
@@ -674,6 +686,24 @@ async fn reconcile_release(
                     release.metadata.generation.unwrap_or_default(),
                 )
                 .await?;
+            }
+            decide::Action::TakeSnapshot {
+                name: job_name,
+                attempt,
+            } => {
+                // `spec.backups` went away since the decision: the next one does without.
+                let Some(backups) = &spec.backups else {
+                    continue;
+                };
+                let job = backups::snapshot_job(&owner, backups, job_name, *attempt);
+                match jobs.create(&PostParams::default(), &job).await {
+                    Ok(_) => {
+                        ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+                        info!(job = %job_name, attempt, "created the snapshot Job");
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
+                }
             }
             decide::Action::DeleteJob { .. } => {}
         }

@@ -104,7 +104,19 @@ pub fn job_name(
     revision: i64,
     attempt: i64,
 ) -> String {
-    let verb = purpose.verb();
+    named(release, purpose.verb(), version, revision, attempt)
+}
+
+/// Name of the Job that backs the database up before attempt `attempt`'s migration of
+/// `version` to `revision` (see [`job_name`]).
+pub fn snapshot_job_name(release: &str, version: &str, revision: i64, attempt: i64) -> String {
+    named(release, SNAPSHOT, version, revision, attempt)
+}
+
+/// The word naming a snapshot Job (as [`JobPurpose::verb`] names the others).
+pub const SNAPSHOT: &str = "snapshot";
+
+fn named(release: &str, verb: &str, version: &str, revision: i64, attempt: i64) -> String {
     let hash = fnv1a(&format!(
         "{release}\0{verb}\0{version}\0{revision}\0{attempt}"
     ));

@@ -51,6 +51,7 @@ impl Machine<'_, '_> {
                 }
             }
         }
+        self.stop_snapshot();
         self.stop_smoke_test("the attempt was aborted");
         self.hold = None;
         let message = format!(

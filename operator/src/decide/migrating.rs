@@ -1,12 +1,158 @@
-//! Migrating: the attempt's migration Job moves the schema to the target revision.
+//! Migrating: with `spec.backups`, a pgBackRest backup of the database first (the snapshot a
+//! restore returns to); then the attempt's migration Job moves the schema to the target
+//! revision.
 
-use listacompra_crds::status::condition;
+use listacompra_crds::status::{Snapshot, condition};
 
 use super::machine::Machine;
 use super::*;
-use crate::naming::JobPurpose;
+use crate::naming::{self, JobPurpose};
+
+/// The pgBackRest annotation that marks the backup set the snapshot Job `job` takes.
+pub fn snapshot_annotation(job: &str) -> String {
+    format!("listacompra-snapshot={job}")
+}
 
 impl Machine<'_, '_> {
+    /// Launches the attempt's move of the schema to `revision`: with `spec.backups`, the
+    /// snapshot Job first, the migration once it has succeeded.
+    pub(super) fn launch_migration(&mut self, revision: i64) {
+        self.status.phase = Some(Phase::Migrating);
+        if self.spec().backups.is_none() {
+            return self.start_migration(revision);
+        }
+        let job =
+            naming::snapshot_job_name(self.o.release, self.version(), revision, self.attempt());
+        self.status.snapshot = Some(Snapshot {
+            job: job.clone(),
+            attempt: self.attempt(),
+            schema_version: self.status.schema_version,
+            annotation: snapshot_annotation(&job),
+            start_time: self.now.clone(),
+            completion_time: None,
+        });
+        self.set_condition(
+            condition::MIGRATIONS_APPLIED,
+            false,
+            "TakingSnapshot",
+            format!(
+                "backup Job {job} takes a snapshot of the database before the migration to \
+                 revision {revision}"
+            ),
+        );
+        self.actions.push(Action::TakeSnapshot {
+            name: job,
+            attempt: self.attempt(),
+        });
+        self.wait();
+    }
+
+    fn start_migration(&mut self, revision: i64) {
+        let name = naming::job_name(
+            self.o.release,
+            JobPurpose::Migrate,
+            self.version(),
+            revision,
+            self.attempt(),
+        );
+        self.status.migration_job = Some(name.clone());
+        self.set_condition(
+            condition::MIGRATIONS_APPLIED,
+            false,
+            "Migrating",
+            format!("migration Job {name} moves the schema to revision {revision}"),
+        );
+        self.create_migration_job(name, revision);
+    }
+
+    /// The current attempt's snapshot, while it is being taken.
+    fn snapshot_in_progress(&self) -> Option<Snapshot> {
+        self.status.snapshot.clone().filter(|s| {
+            s.attempt == self.attempt()
+                && s.completion_time.is_none()
+                && self.status.migration_job.is_none()
+        })
+    }
+
+    /// Stops the current attempt's snapshot Job if it may still run (superseded, aborted,
+    /// out of time): deleting one already gone is a no-op.
+    pub(super) fn stop_snapshot(&mut self) {
+        if let Some(snapshot) = self.snapshot_in_progress()
+            && matches!(self.o.snapshot_job, JobState::Running | JobState::Absent)
+        {
+            self.actions.push(Action::DeleteJob { name: snapshot.job });
+        }
+    }
+
+    /// Waits for the snapshot; the migration starts once it is complete. A failed snapshot
+    /// ends the attempt before the schema is touched.
+    fn snapshotting(&mut self, mut snapshot: Snapshot) {
+        let revision = self.schema_target().unwrap_or_default();
+        if self.deadline_passed() && !self.spec().paused {
+            self.stop_snapshot();
+            return self.fail(
+                "ProgressDeadlineExceeded",
+                format!(
+                    "the release did not finish within {}s; snapshot Job {} was still running \
+                     (the schema was not touched)",
+                    self.spec().progress_deadline_seconds,
+                    snapshot.job
+                ),
+            );
+        }
+        match &self.o.snapshot_job {
+            // `spec.backups` removed before the Job was made: nothing to wait for.
+            JobState::Absent if self.spec().backups.is_none() => {
+                self.status.snapshot = None;
+                self.start_migration(revision);
+            }
+            // Created by an earlier reconcile and gone (deleted by hand): create it again.
+            JobState::Absent => {
+                self.actions.push(Action::TakeSnapshot {
+                    name: snapshot.job,
+                    attempt: self.attempt(),
+                });
+                self.wait();
+            }
+            JobState::Running => self.wait(),
+            JobState::Failed(reason) => {
+                let message = format!(
+                    "snapshot Job {} failed: {reason}; the schema was not touched",
+                    snapshot.job
+                );
+                self.set_condition(
+                    condition::MIGRATIONS_APPLIED,
+                    false,
+                    "SnapshotFailed",
+                    message.clone(),
+                );
+                self.fail("SnapshotFailed", message);
+            }
+            JobState::Succeeded => {
+                snapshot.completion_time = Some(self.now.clone());
+                self.note(
+                    false,
+                    "SnapshotTaken",
+                    format!(
+                        "snapshot Job {} backed the database up at {} (pgBackRest \
+                         annotation {})",
+                        snapshot.job,
+                        snapshot.schema_version.map_or_else(
+                            || "an unrecorded schema revision".to_owned(),
+                            |r| format!("schema revision {r}")
+                        ),
+                        snapshot.annotation
+                    ),
+                );
+                self.status.snapshot = Some(snapshot);
+                if self.spec().paused {
+                    return self.pause();
+                }
+                self.start_migration(revision);
+            }
+        }
+    }
+
     pub(super) fn create_migration_job(&mut self, name: String, revision: i64) {
         self.actions.push(Action::CreateJob {
             name,
@@ -19,6 +165,22 @@ impl Machine<'_, '_> {
     }
 
     pub(super) fn migrating(&mut self) {
+        if let Some(snapshot) = self.snapshot_in_progress() {
+            return self.snapshotting(snapshot);
+        }
+        if self.status.migration_job.is_none()
+            && self
+                .status
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.attempt == self.attempt() && s.completion_time.is_some())
+        {
+            // The snapshot was taken, and the release paused before the migration started.
+            if self.spec().paused {
+                return self.pause();
+            }
+            return self.start_migration(self.schema_target().unwrap_or_default());
+        }
         let name = self.status.migration_job.clone().unwrap_or_default();
         if self.deadline_passed() && !self.spec().paused {
             if self.o.migration_job == JobState::Running {

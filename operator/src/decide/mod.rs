@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! Pending ⇄ AwaitingApproval      (Pending also waits for references and pre-flight alerts)
-//!    └→ Migrating → RollingOut → Verifying (health, smoke test, KPIs) → Succeeded
+//!    └→ Migrating (snapshot, then migration) → RollingOut → Verifying (health, smoke test,
+//!          │                                   KPIs) → Succeeded
 //!          │            │            │
 //!          └────────────┴────────────┴──▶ RollingBack → RolledBack
 //!                                              └──────▶ Failed
@@ -35,6 +36,7 @@ mod verifying;
 pub use aborting::honoured as abort_honoured;
 pub use approving::Approval;
 use machine::Machine;
+pub use migrating::snapshot_annotation;
 pub use preflight::FiringAlert;
 
 use crate::conditions;
@@ -88,6 +90,8 @@ pub struct Observed<'a> {
     pub revert_job: JobState,
     /// The smoke-test Job named in the status.
     pub smoke_job: JobState,
+    /// The snapshot Job named in the status (see [`ListaCompraReleaseStatus::snapshot`]).
+    pub snapshot_job: JobState,
     /// The API and worker Deployments.
     pub workload: WorkloadState,
     /// A health check performed for this reconcile (see [`gate_due`]).
@@ -136,6 +140,14 @@ pub enum Action {
     RecordStable {
         /// The version that became stable.
         version: String,
+    },
+    /// Create the Job that backs the database up before the migration (with
+    /// `spec.backups`; its name is deterministic).
+    TakeSnapshot {
+        /// Job name.
+        name: String,
+        /// The release attempt the Job belongs to.
+        attempt: i64,
     },
     /// Delete a Job that must not go on (deadline passed).
     DeleteJob {

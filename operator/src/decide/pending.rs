@@ -8,7 +8,6 @@ use listacompra_crds::status::{Outcome, condition};
 use super::machine::Machine;
 use super::*;
 use crate::conditions;
-use crate::naming::{self, JobPurpose};
 
 impl Machine<'_, '_> {
     /// Starts a new attempt; one in flight is superseded (by a new target, or `restarted`
@@ -38,6 +37,7 @@ impl Machine<'_, '_> {
             {
                 self.actions.push(Action::DeleteJob { name });
             }
+            self.stop_snapshot();
             self.stop_smoke_test(&format!("superseded by {}", self.version()));
         }
         let s = &mut self.status;
@@ -104,24 +104,7 @@ impl Machine<'_, '_> {
         // waiting for references or for alerts to resolve.
         self.status.release_start_time = Some(self.now.clone());
         match self.schema_target() {
-            Some(revision) => {
-                let name = naming::job_name(
-                    self.o.release,
-                    JobPurpose::Migrate,
-                    self.version(),
-                    revision,
-                    self.attempt(),
-                );
-                self.status.migration_job = Some(name.clone());
-                self.status.phase = Some(Phase::Migrating);
-                self.set_condition(
-                    condition::MIGRATIONS_APPLIED,
-                    false,
-                    "Migrating",
-                    format!("migration Job {name} moves the schema to revision {revision}"),
-                );
-                self.create_migration_job(name, revision);
-            }
+            Some(revision) => self.launch_migration(revision),
             None => {
                 self.set_condition(
                     condition::MIGRATIONS_APPLIED,

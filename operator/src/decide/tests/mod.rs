@@ -151,6 +151,7 @@ struct Case {
     migration_job: JobState,
     revert_job: JobState,
     smoke_job: JobState,
+    snapshot_job: JobState,
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
@@ -182,6 +183,7 @@ impl Case {
             migration_job: JobState::Absent,
             revert_job: JobState::Absent,
             smoke_job: JobState::Absent,
+            snapshot_job: JobState::Absent,
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
@@ -208,6 +210,10 @@ impl Case {
     }
     fn approvals(mut self, approvals: Vec<Approval>) -> Self {
         self.approvals = approvals;
+        self
+    }
+    fn snapshot(mut self, state: JobState) -> Self {
+        self.snapshot_job = state;
         self
     }
     fn smoke(mut self, state: JobState) -> Self {
@@ -269,6 +275,7 @@ impl Case {
             migration_job: self.migration_job.clone(),
             revert_job: self.revert_job.clone(),
             smoke_job: self.smoke_job.clone(),
+            snapshot_job: self.snapshot_job.clone(),
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
@@ -1586,3 +1593,4 @@ mod approvals;
 mod preflight;
 mod rotation;
 mod smoke;
+mod snapshot;

@@ -503,7 +503,7 @@ fn simulate(seed: u64) -> (Phase, Option<String>, String) {
                     jobs.remove(name);
                     trail.push(format!("t{now} delete {name}"));
                 }
-                Action::RecordStable { .. } => {}
+                Action::RecordStable { .. } | Action::TakeSnapshot { .. } => {}
             }
         }
         if let Some(w) = &d.workload {
