@@ -227,7 +227,7 @@ async fn main() -> Result<()> {
         let tables = tables_at(from.min(to));
         let p = pool.clone();
         let m = under_writes(&pool, writers, &tables, async move {
-            let out = migrate::migrate_to(&p, Some(to)).await?;
+            let out = migrate::reset_to(&p, Some(to)).await?;
             anyhow::ensure!(out.to == to, "reached {} instead of {to}", out.to);
             Ok(())
         })
@@ -238,7 +238,7 @@ async fn main() -> Result<()> {
 
     // The released, non-concurrent index builds of 5 and 6, for comparison.
     let (name, pool) = fresh_db(&services).await?;
-    migrate::migrate_to(&pool, Some(4)).await?;
+    migrate::reset_to(&pool, Some(4)).await?;
     populate(&pool, rows).await?;
     for (version, text) in [
         (

@@ -1,1 +1,2 @@
+-- irreversible: dropping users deletes every account (and, through their lists, everything else)
 DROP TABLE users;

@@ -1,1 +1,2 @@
+-- irreversible: dropping suggestion_requests loses every AI suggestion request and its answer
 DROP TABLE suggestion_requests;

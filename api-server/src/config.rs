@@ -552,6 +552,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         Ok(crate::migrate::Settings {
             lock_timeout: Duration::from_millis(ms),
             retries: self.parsed("MIGRATION_LOCK_RETRIES", d.retries)?,
+            allow_irreversible: self.parsed("MIGRATION_ALLOW_IRREVERSIBLE", false)?,
             ..d
         })
     }
@@ -974,6 +975,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.lock_timeout, Duration::from_millis(50));
         assert_eq!(s.retries, 3);
+        assert!(!s.allow_irreversible, "refused unless asked for");
+        let allowed = vars(&[("MIGRATION_ALLOW_IRREVERSIBLE", "true")])
+            .migration_settings()
+            .unwrap();
+        assert!(allowed.allow_irreversible);
         for (var, bad) in [
             ("MIGRATION_LOCK_TIMEOUT_MS", "0"),
             ("MIGRATION_LOCK_TIMEOUT_MS", "soon"),

@@ -50,6 +50,24 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// Going down would revert a revision whose down step loses data.
+    #[error(
+        "IrreversibleMigration: revision {revision} cannot be reverted: {why}. Nothing was \
+         changed: the schema stays at revision {current} (older builds run on newer \
+         revisions). To go back to revision {target}, restore the database from a backup taken \
+         before revision {revision} was applied (a release's status.snapshot names the one taken \
+         before its migration), or set MIGRATION_ALLOW_IRREVERSIBLE=true where its data may be lost"
+    )]
+    IrreversibleMigration {
+        /// The revision whose down step loses data.
+        revision: i64,
+        /// What reverting it loses.
+        why: String,
+        /// The database's revision.
+        current: i64,
+        /// The revision asked for.
+        target: i64,
+    },
     /// The requested schema revision does not exist.
     #[error("unknown schema revision {requested}; known revisions: 0 (empty) and {known:?}")]
     UnknownRevision {

@@ -33,11 +33,17 @@ enum Command {
     /// Run only the outbox relay and the AI worker (the `<release>-worker` pods), with
     /// `/health`, `/ready` and `/metrics` on PORT.
     Worker,
-    /// Move the schema to a revision (default: the newest), up or down, and report it.
+    /// Move the schema to a revision (default: the newest), up or down, and report it. A
+    /// move down across a revision whose down step loses data is refused before any step
+    /// runs (unless MIGRATION_ALLOW_IRREVERSIBLE=true).
     Migrate {
         /// Target schema revision (a migration number; 0 = empty).
         #[arg(long)]
         to: Option<i64>,
+        /// Print the steps from the database's revision to the target, each with whether it
+        /// can be reverted, and change nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// Use a running API as a user would (register, log in, a list with an item, AI
     /// suggestions, clean up) and exit non-zero naming the first step that fails. The operator
@@ -83,7 +89,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = env_vars().config()?;
             app::run_worker(&config, listen(config.port).await?).await?;
         }
-        Command::Migrate { to } => {
+        Command::Migrate { to, plan: true } => {
+            let url = env_vars().database_url()?;
+            let pool = store::pool(&url, 2, None)?;
+            let from = migrate::current(&pool).await?;
+            let target = to.unwrap_or_else(migrate::head);
+            println!("schema revision {from}; to {target}:");
+            for step in migrate::plan(from, target) {
+                let direction = if step.up { "apply" } else { "revert" };
+                match step.irreversible {
+                    Some(why) => println!("  {direction} {}: irreversible: {why}", step.revision),
+                    None => println!("  {direction} {}: reversible", step.revision),
+                }
+            }
+            pool.close().await;
+        }
+        Command::Migrate { to, plan: false } => {
             let url = env_vars().database_url()?;
             let settings = env_vars().migration_settings()?;
             let pool = store::pool(&url, 2, None)?;

@@ -16,6 +16,13 @@
 //!   the step that gave up, a bounded number of times (`MIGRATION_LOCK_RETRIES`);
 //! - a concurrent build that gave up leaves an invalid index; it is dropped before the next
 //!   attempt, so `IF NOT EXISTS` never accepts it;
+//! - a down step that cannot give back what its up step holds (it drops user data, or undoes a
+//!   rewrite) says so on its first line: `-- irreversible: <what reverting it loses>`. Going
+//!   down across such a revision is refused before any step runs ([`irreversible`],
+//!   [`Error::IrreversibleMigration`]), unless the settings allow it (a test database, a
+//!   development reset): a rollback keeps that revision (older builds run on newer
+//!   revisions, see [`MIN_SCHEMA`]) and a restore from a backup is the way back. `migrate
+//!   --plan` prints each step and whether it is reversible;
 //! - an applied migration's text is never edited, because sqlx refuses a database whose
 //!   recorded checksum differs. Revisions 5 and 6 were released with plain `CREATE INDEX` and
 //!   amended to the online form (same index): [`AMENDED`] lists their released checksums,
@@ -65,6 +72,58 @@ pub fn known_revisions() -> Vec<i64> {
 /// The newest revision this binary knows.
 pub fn head() -> i64 {
     known_revisions().last().copied().unwrap_or(0)
+}
+
+/// Why reverting `revision` would lose data, when its down step declares it
+/// (`-- irreversible: <why>` as its first line); `None` for a reversible step.
+pub fn irreversible(revision: i64) -> Option<String> {
+    let down = MIGRATOR
+        .iter()
+        .find(|m| m.version == revision && m.migration_type.is_down_migration())?;
+    down.sql
+        .as_str()
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("-- irreversible:"))
+        .map(|why| why.trim().to_owned())
+}
+
+/// One step of a move between revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The revision applied (up) or reverted (down).
+    pub revision: i64,
+    /// Up (apply) or down (revert).
+    pub up: bool,
+    /// For a down step that declares it: what reverting it loses.
+    pub irreversible: Option<String>,
+}
+
+/// The steps from revision `from` to `to`, in order.
+pub fn plan(from: i64, to: i64) -> Vec<Step> {
+    let known = known_revisions();
+    if to >= from {
+        known
+            .into_iter()
+            .filter(|r| *r > from && *r <= to)
+            .map(|revision| Step {
+                revision,
+                up: true,
+                irreversible: None,
+            })
+            .collect()
+    } else {
+        known
+            .into_iter()
+            .rev()
+            .filter(|r| *r <= from && *r > to)
+            .map(|revision| Step {
+                revision,
+                up: false,
+                irreversible: irreversible(revision),
+            })
+            .collect()
+    }
 }
 
 /// The revision the database is at (0 when nothing is applied).
@@ -201,6 +260,16 @@ pub async fn migrate_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
     migrate_with(pool, target, &Settings::default()).await
 }
 
+/// [`migrate_to`], going down across irreversible revisions too: for a test database or a
+/// development reset, whose data may go.
+pub async fn reset_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
+    let settings = Settings {
+        allow_irreversible: true,
+        ..Settings::default()
+    };
+    migrate_with(pool, target, &settings).await
+}
+
 /// Moves the schema to `target` (default: head), up or down, one step at a time, in migration
 /// sessions with `lock_timeout`; a step that times out on a lock is retried
 /// `settings.retries` times with a growing pause, then reported.
@@ -223,6 +292,18 @@ pub async fn migrate_with(
         return Err(Error::NewerSchema {
             current: from,
             head: head(),
+        });
+    }
+    if !settings.allow_irreversible
+        && let Some((revision, why)) = plan(from, target)
+            .into_iter()
+            .find_map(|s| s.irreversible.map(|why| (s.revision, why)))
+    {
+        return Err(Error::IrreversibleMigration {
+            revision,
+            why,
+            current: from,
+            target,
         });
     }
     let context = if target >= from {
@@ -356,6 +437,31 @@ mod tests {
                 (&new[0].names, &new[0].table)
             );
         }
+    }
+
+    #[test]
+    fn a_down_path_reports_the_steps_that_lose_data() {
+        // The revisions whose down step drops user data say so; index steps and revision 10
+        // (whose down step refuses by itself while it holds attachments) do not.
+        let declared: Vec<i64> = known_revisions()
+            .into_iter()
+            .filter(|r| irreversible(*r).is_some())
+            .collect();
+        assert_eq!(declared, vec![1, 2, 3, 4, 7, 13]);
+        let steps = plan(13, 9);
+        assert_eq!(
+            steps.iter().map(|s| (s.revision, s.up)).collect::<Vec<_>>(),
+            vec![(13, false), (12, false), (11, false), (10, false)]
+        );
+        assert!(
+            steps[0]
+                .irreversible
+                .as_deref()
+                .is_some_and(|w| w.contains("transfer"))
+        );
+        assert!(steps[1..].iter().all(|s| s.irreversible.is_none()));
+        assert!(plan(9, 13).iter().all(|s| s.up && s.irreversible.is_none()));
+        assert!(plan(11, 11).is_empty());
     }
 
     #[test]

@@ -669,7 +669,7 @@ async fn reverting_the_attachments_revision_refuses_while_attachments_exist() ->
     let id = client(&app, &ana)
         .upload(&list, "ticket.pdf", "application/pdf", &bytes(1000))
         .await?;
-    let err = listacompra_api::migrate::migrate_to(&db.pool, Some(9))
+    let err = listacompra_api::migrate::reset_to(&db.pool, Some(9))
         .await
         .expect_err("a revert that would drop an attachment must refuse");
     let message = format!("{err:#}");
@@ -694,7 +694,7 @@ async fn reverting_the_attachments_revision_refuses_while_attachments_exist() ->
     sqlx::query("DELETE FROM object_deletions")
         .execute(&db.pool)
         .await?;
-    listacompra_api::migrate::migrate_to(&db.pool, Some(9)).await?;
+    listacompra_api::migrate::reset_to(&db.pool, Some(9)).await?;
     assert_eq!(listacompra_api::migrate::current(&db.pool).await?, 9);
     app.stop().await;
     Ok(())

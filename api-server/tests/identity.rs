@@ -571,7 +571,7 @@ async fn the_server_refuses_to_start_with_a_short_secret_or_an_unbounded_lifetim
 async fn on_a_schema_older_than_revision_7_requests_are_503_naming_the_revision() -> Result<()> {
     let services = common::services().await?;
     let db = common::TestDb::migrated(&services).await?;
-    listacompra_api::migrate::migrate_to(&db.pool, Some(6)).await?;
+    listacompra_api::migrate::reset_to(&db.pool, Some(6)).await?;
     let app = common::TestApp::start(common::config(&services, &db)?, false).await?;
     let (s, b) = app
         .call(

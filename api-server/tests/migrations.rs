@@ -37,7 +37,7 @@ async fn migrations_go_up_to_head_down_to_zero_and_up_again() -> Result<()> {
         assert!(all.iter().any(|x| x == t), "{t} missing after up: {all:?}");
     }
 
-    let down = migrate::migrate_to(&db.pool, Some(0)).await?;
+    let down = migrate::reset_to(&db.pool, Some(0)).await?;
     assert_eq!(down, Outcome { from: head, to: 0 });
     assert_eq!(tables(&db).await?, Vec::<String>::new());
 
@@ -79,7 +79,7 @@ async fn migrate_to_moves_one_revision_at_a_time_and_rejects_unknown_ones() -> R
         Outcome { from: 2, to: 4 }
     );
     assert_eq!(
-        migrate::migrate_to(&db.pool, Some(1)).await?,
+        migrate::reset_to(&db.pool, Some(1)).await?,
         Outcome { from: 4, to: 1 }
     );
     assert_eq!(tables(&db).await?, ["users"]);
@@ -121,7 +121,39 @@ async fn the_binary_migrates_and_reports_the_revision() -> Result<()> {
         String::from_utf8_lossy(&out.stdout)
             .contains(&format!("schema revision {} (was 3", migrate::head()))
     );
-    let out = run(&["migrate", "--to", "0"])?;
+    // Down across revisions whose down steps lose data: refused before any step runs, the
+    // plan says which, and an explicit MIGRATION_ALLOW_IRREVERSIBLE goes through.
+    let out = run(&["migrate", "--to", "12"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("IrreversibleMigration: revision 13 cannot be reverted")
+            && err.contains("pending ownership transfer")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(migrate::current(&db.pool).await?, migrate::head());
+    let out = run(&["migrate", "--plan", "--to", "10"])?;
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("revert 13: irreversible: dropping list_transfer_offers")
+            && plan.contains("revert 12: reversible")
+            && plan.contains("revert 11: reversible")
+            && !plan.contains("revert 10"),
+        "{plan}"
+    );
+    assert_eq!(
+        migrate::current(&db.pool).await?,
+        migrate::head(),
+        "--plan changes nothing"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_listacompra-api"))
+        .args(["migrate", "--to", "0"])
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env("MIGRATION_ALLOW_IRREVERSIBLE", "true")
+        .output()?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("schema revision 0"));
     let out = run(&["migrate", "--to", "42"])?;
     assert!(!out.status.success());
@@ -138,6 +170,41 @@ async fn the_binary_migrates_and_reports_the_revision() -> Result<()> {
         String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revert_across_a_step_that_loses_data_is_refused_and_changes_nothing() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let head = migrate::head();
+    // Revision 7's down step would drop users.token_version (the record of revoked tokens);
+    // revisions 8 to 13 above it include another one (13) and reversible ones (indexes).
+    let err = migrate::migrate_to(&db.pool, Some(6)).await.unwrap_err();
+    match &err {
+        listacompra_api::Error::IrreversibleMigration {
+            revision,
+            current,
+            target,
+            ..
+        } => assert_eq!((*revision, *current, *target), (13, head, 6)),
+        other => panic!("{other}"),
+    }
+    // Not even the reversible steps above it ran.
+    assert_eq!(migrate::current(&db.pool).await?, head);
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'token_version'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    assert_eq!(columns, 1);
+    // Reversible steps alone go down as before (no irreversible one between 13 and 12 is
+    // crossed when 13 is not reverted).
+    migrate::reset_to(&db.pool, Some(12)).await?;
+    assert_eq!(
+        migrate::migrate_to(&db.pool, Some(10)).await?,
+        Outcome { from: 12, to: 10 }
     );
     Ok(())
 }
@@ -200,7 +267,7 @@ async fn revision_7_adds_token_versions_to_existing_users_and_its_down_removes_t
         .bind(uuid::Uuid::new_v4())
         .execute(&db.pool)
         .await?;
-    migrate::migrate_to(&db.pool, Some(6)).await?;
+    migrate::reset_to(&db.pool, Some(6)).await?;
     assert!(
         !has_token_version(&db).await?,
         "the down migration left the column"

@@ -39,7 +39,7 @@ async fn a_migration_blocked_by_a_lock_gives_up_with_a_clear_error_and_succeeds_
 -> Result<()> {
     let services = common::services().await?;
     let db = TestDb::empty(&services).await?;
-    migrate::migrate_to(&db.pool, Some(5)).await?;
+    migrate::reset_to(&db.pool, Some(5)).await?;
 
     // Another session holds a lock that the index build of revision 6 needs.
     let mut holder = PgConnection::connect(&db.url).await?;
@@ -111,7 +111,7 @@ async fn a_migration_blocked_by_a_lock_gives_up_with_a_clear_error_and_succeeds_
 async fn a_concurrent_index_build_that_gave_up_is_rebuilt_not_left_invalid() -> Result<()> {
     let services = common::services().await?;
     let db = TestDb::empty(&services).await?;
-    migrate::migrate_to(&db.pool, Some(5)).await?;
+    migrate::reset_to(&db.pool, Some(5)).await?;
 
     // An open write transaction: CREATE INDEX CONCURRENTLY gets its table lock (writes go on),
     // registers the index, then waits for this transaction to end, and gives up.
@@ -187,7 +187,7 @@ async fn databases_migrated_with_the_released_text_of_amended_revisions_are_acce
     let db = TestDb::empty(&services).await?;
     released_migrator(5).run(&db.pool).await?;
     assert_eq!(
-        migrate::migrate_to(&db.pool, None).await?,
+        migrate::reset_to(&db.pool, None).await?,
         Outcome {
             from: 5,
             to: migrate::head()
@@ -197,7 +197,7 @@ async fn databases_migrated_with_the_released_text_of_amended_revisions_are_acce
     // revision (validated against them) applies.
     let db = TestDb::empty(&services).await?;
     released_migrator(6).run(&db.pool).await?;
-    migrate::migrate_to(&db.pool, None).await?;
+    migrate::reset_to(&db.pool, None).await?;
     let recorded: Vec<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
             .fetch_all(&db.pool)
@@ -210,8 +210,8 @@ async fn databases_migrated_with_the_released_text_of_amended_revisions_are_acce
         assert_eq!(Some(checksum), current, "revision {version}");
     }
     // Down and up again through the amended (concurrent) revisions.
-    migrate::migrate_to(&db.pool, Some(4)).await?;
-    migrate::migrate_to(&db.pool, None).await?;
+    migrate::reset_to(&db.pool, Some(4)).await?;
+    migrate::reset_to(&db.pool, None).await?;
     assert_eq!(migrate::current(&db.pool).await?, migrate::head());
     Ok(())
 }

@@ -78,7 +78,7 @@ async fn ready_is_503_below_the_minimum_schema_and_200_once_migrated() -> Result
 
     // One revision below the minimum: still not ready, naming that revision.
     let below = migrate::MIN_SCHEMA - 1;
-    migrate::migrate_to(&db.pool, Some(below)).await?;
+    migrate::reset_to(&db.pool, Some(below)).await?;
     let (s, b) = ready_at(&app, below).await?;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     assert_eq!(b["checks"]["schema"]["ok"], false, "{b}");
@@ -90,13 +90,13 @@ async fn ready_is_503_below_the_minimum_schema_and_200_once_migrated() -> Result
     );
 
     // The minimum itself is enough.
-    migrate::migrate_to(&db.pool, Some(migrate::MIN_SCHEMA)).await?;
+    migrate::reset_to(&db.pool, Some(migrate::MIN_SCHEMA)).await?;
     let (s, b) = ready_at(&app, migrate::MIN_SCHEMA).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["checks"]["schema"]["ok"], true, "{b}");
 
     // Head, and a revision newer than this build knows (expand/contract rollback), too.
-    migrate::migrate_to(&db.pool, None).await?;
+    migrate::reset_to(&db.pool, None).await?;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES ($1, 'from a newer release', true, '\\x00'::bytea, 1)",

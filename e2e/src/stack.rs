@@ -472,6 +472,19 @@ impl Stack {
             })
     }
 
+    /// Whether the release's database has the table `name`.
+    pub async fn has_table(&self, name: &str) -> Result<bool> {
+        let mut db = connect(&self.database_url).await?;
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(name)
+            .fetch_one(&mut db)
+            .await
+            .map_err(|source| Error::Database {
+                action: format!("looking for table {name}"),
+                source,
+            })
+    }
+
     /// With a standby replica: SIGKILLs the replica that holds the Lease (as when its node
     /// dies) and starts it again, now to stand by; the other takes over once the Lease
     /// expires. Returns the identity killed (`None`: no replica led, nothing killed).

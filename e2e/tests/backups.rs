@@ -21,15 +21,17 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
-use listacompra_crds::Phase;
 use listacompra_crds::status::BackupsStatus;
+use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
 
 /// How long the test waits for a backup to succeed: the schedules fire every two minutes,
 /// then the Job's pod starts, pgBackRest runs and the CronJob controller records the success
 /// (generous for a busy machine).
 const BACKUPS_DUE: Duration = Duration::from_secs(360);
-/// How long the first release (snapshot, migration, rollout, gates) may take.
+/// The schema revision whose down step loses data (pending ownership transfers).
+const IRREVERSIBLE_REVISION: i64 = 13;
+/// How long a release (snapshot, migration, rollout, gates, a rollback) may take.
 const RELEASED: Duration = Duration::from_secs(240);
 /// How long the test waits for the operator to act on a spec change.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -89,19 +91,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             stack.apply(&manifest).await?;
 
             // The release backs the database up before its migration, and says which backup.
-            let started = Instant::now();
-            let release = loop {
-                let release = stack.release().await?;
-                let status = release.status.clone().unwrap_or_default();
-                if status.phase == Some(Phase::Succeeded) {
-                    break release;
-                }
-                anyhow::ensure!(
-                    started.elapsed() < RELEASED,
-                    "1.0.0 not released within {RELEASED:?}: {status:?}"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            };
+            let release = phase_within(&stack, Phase::Succeeded).await?;
             let status = release.status.unwrap_or_default();
             let snapshot = status.snapshot.clone().context("no snapshot in the status")?;
             anyhow::ensure!(
@@ -173,6 +163,38 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             );
             assert!(metrics.contains(&sample), "{sample} not in\n{metrics}");
 
+            // A release whose migration cannot be reverted (revision 13 drops pending
+            // ownership transfers when reverted) fails its smoke test (build 1.2.1 breaks the
+            // suggestions route): the rollback refuses to revert, keeps the schema and its
+            // data, names the step and the snapshot to restore, and the stable version serves.
+            manifest["spec"]["version"] = json!("1.2.1");
+            manifest["spec"]["migrations"]["schemaVersion"] = json!(IRREVERSIBLE_REVISION);
+            manifest["spec"]["backups"]["full"]["suspend"] = json!(true);
+            manifest["spec"]["backups"]["incremental"]["suspend"] = json!(true);
+            stack.apply(&manifest).await?;
+            let release = phase_within(&stack, Phase::RolledBack).await?;
+            let status = release.status.unwrap_or_default();
+            let snapshot = status.snapshot.clone().context("no snapshot of 1.2.1")?;
+            let kept = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "MigrationsApplied")
+                .context("no MigrationsApplied condition")?;
+            anyhow::ensure!(
+                kept.reason == "IrreversibleSchemaKept"
+                    && kept.message.contains("revision 13 cannot be reverted")
+                    && kept.message.contains(&snapshot.job),
+                "{kept:?}"
+            );
+            assert_eq!(status.schema_version, Some(IRREVERSIBLE_REVISION));
+            assert_eq!(stack.schema_revision().await?, IRREVERSIBLE_REVISION);
+            assert!(stack.has_table("list_transfer_offers").await?);
+            assert_eq!(
+                stack.runner.ready_versions(),
+                ["1.0.0".to_owned()].into(),
+                "the stable version serves"
+            );
+
             // Without spec.backups, the CronJobs, the status and the series go.
             manifest["spec"]
                 .as_object_mut()
@@ -235,6 +257,24 @@ async fn backups_when(
             log_dir.join("pods").display()
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The release once it is in `phase` (within [`RELEASED`]).
+async fn phase_within(stack: &Stack, phase: Phase) -> anyhow::Result<ListaCompraRelease> {
+    let started = Instant::now();
+    loop {
+        let release = stack.release().await?;
+        let status = release.status.clone().unwrap_or_default();
+        if status.phase == Some(phase) {
+            return Ok(release);
+        }
+        anyhow::ensure!(
+            started.elapsed() < RELEASED,
+            "{} not {phase:?} within {RELEASED:?}: {status:?}",
+            release.spec.version
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Settings {
     pub retries: u32,
     /// Pause before the first retry; doubles up to 5 s.
     pub retry_delay: Duration,
+    /// `MIGRATION_ALLOW_IRREVERSIBLE`: go down across revisions whose down step loses data
+    /// (see [`super::irreversible`]). Off by default: only for a database whose data may go.
+    pub allow_irreversible: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             retries: DEFAULT_LOCK_RETRIES,
             retry_delay: Duration::from_millis(250),
+            allow_irreversible: false,
         }
     }
 }

@@ -10,6 +10,12 @@ use super::*;
 use crate::conditions;
 use crate::naming::{self, JobPurpose};
 
+/// What the migration tool's refusal of an irreversible down step starts with (the API
+/// server's `Error::IrreversibleMigration`).
+pub const IRREVERSIBLE: &str = "IrreversibleMigration:";
+/// MigrationsApplied reason while a rollback keeps a schema it cannot revert.
+const SCHEMA_KEPT: &str = "IrreversibleSchemaKept";
+
 impl Machine<'_, '_> {
     /// The release failed for `reason`: roll back when allowed and possible, else stop.
     pub(super) fn fail(&mut self, reason: &str, message: String) {
@@ -55,7 +61,8 @@ impl Machine<'_, '_> {
         let revert_needed = self.spec().rollback.revert_schema
             && self.status.migration_job.is_some()
             && stable_schema.is_some()
-            && self.status.schema_version != stable_schema;
+            && self.status.schema_version != stable_schema
+            && !self.schema_kept();
         // The rollback's own deadline applies only while it still waits: a reconcile that
         // comes late (after a restart or a backoff) and finds it complete finishes it.
         let revert_done =
@@ -230,6 +237,12 @@ impl Machine<'_, '_> {
                 );
                 true
             }
+            // The migration tool refused before it changed anything: a revision on the way
+            // down loses data when reverted. The schema stays; the stable version runs on it.
+            (JobState::Failed(why), false) if why.contains(IRREVERSIBLE) => {
+                self.keep_schema(&name, why);
+                true
+            }
             (JobState::Failed(why), false) => {
                 let message = format!(
                     "schema revert Job {name} failed: {why}; the schema may be between revisions"
@@ -244,6 +257,77 @@ impl Machine<'_, '_> {
                 false
             }
         }
+    }
+
+    /// Whether this attempt's rollback keeps the schema because a revision on the way down
+    /// cannot be reverted (see [`Self::keep_schema`]).
+    pub(super) fn schema_kept(&self) -> bool {
+        conditions::get(&self.status.conditions, condition::MIGRATIONS_APPLIED)
+            .is_some_and(|c| c.status == "True" && c.reason == SCHEMA_KEPT)
+    }
+
+    /// The revert Job `job` was refused (`why`, the migration tool's words, name the
+    /// revision): the schema stays at the failed version's revision, which the rollback
+    /// keeps, and the way back to the stable revision is a restore of the snapshot taken
+    /// before the migration. Said in MigrationsApplied, Degraded (so Stalled) and an Event.
+    fn keep_schema(&mut self, job: &str, why: &str) {
+        let kept = self.status.schema_version.map_or_else(
+            || "the failed version's revision".to_owned(),
+            |r| format!("revision {r}"),
+        );
+        let stable = self.status.stable_schema_version.map_or_else(
+            || "the stable revision".to_owned(),
+            |r| format!("revision {r}"),
+        );
+        // The tool's first sentence: the revision and what reverting it loses (the rest is
+        // advice this message gives in the release's terms).
+        let refusal = why
+            .lines()
+            .rev()
+            .find_map(|l| l.find(IRREVERSIBLE).map(|at| &l[at..]))
+            .map_or(why, |l| l.split_once(". ").map_or(l, |(first, _)| first))
+            .to_owned();
+        let snapshot = self
+            .status
+            .snapshot
+            .as_ref()
+            .filter(|s| s.attempt == self.attempt() && s.completion_time.is_some())
+            .map_or_else(
+                || {
+                    "no snapshot was taken before the migration (spec.backups is not set): restore \
+                    from a backup taken before it"
+                        .to_owned()
+                },
+                |s| {
+                    format!(
+                        "restore the snapshot {} taken before the migration (pgBackRest \
+                         annotation {}), which loses the writes made since",
+                        s.job, s.annotation
+                    )
+                },
+            );
+        let message = format!(
+            "revert Job {job} refused: {refusal}; the schema stays at {kept}, on which the stable \
+             version runs. To return to {stable}, {snapshot}"
+        );
+        self.set_condition(
+            condition::MIGRATIONS_APPLIED,
+            true,
+            SCHEMA_KEPT,
+            message.clone(),
+        );
+        if let Some(degraded) = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .cloned()
+        {
+            self.set_condition(
+                condition::DEGRADED,
+                true,
+                &degraded.reason,
+                format!("{}; {message}", degraded.message),
+            );
+        }
+        self.note(true, "IrreversibleMigration", message);
     }
 
     /// The rollback has a deadline of its own: `progressDeadlineSeconds` from the failure

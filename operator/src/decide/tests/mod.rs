@@ -19,6 +19,11 @@ use crate::workload::{SpecSource, deployment_hash};
 
 const RELEASE: &str = "lc";
 
+/// A revert Job's failure as the migration tool's refusal of an irreversible step reads in
+/// the pod's termination message.
+const REFUSED: &str = "BackoffLimitExceeded: Error: IrreversibleMigration: revision 4 cannot be \
+     reverted: dropping things loses them. Nothing was changed: the schema stays at revision 4";
+
 fn t(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(1_000_000 + secs)
 }
@@ -966,6 +971,82 @@ fn cases() -> Vec<Case> {
             assert_eq!(phase(d), Phase::Failed);
             assert_eq!(cond(d, condition::DEGRADED).1, "SchemaRevertFailed");
             assert!(!cond(d, condition::MIGRATIONS_APPLIED).0);
+        }),
+        Case::new(
+            "a revert refused as irreversible keeps the schema and ends the rollback",
+            v2.clone(),
+            {
+                let mut s = rolling_back("1.1.0", 50);
+                s.revert_job = Some("lc-revert-x".into());
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Failed(REFUSED.into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RolledBack);
+            assert_eq!(d.status.schema_version, Some(4), "the schema stays");
+            let (kept, reason, message) = cond(d, condition::MIGRATIONS_APPLIED);
+            assert!(kept && reason == "IrreversibleSchemaKept", "{reason}: {message}");
+            assert!(
+                message.contains("IrreversibleMigration: revision 4 cannot be reverted")
+                    && message.contains("no snapshot was taken"),
+                "{message}"
+            );
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "KpiBreached", "the failure that started it");
+            assert!(message.contains("the schema stays at revision 4"), "{message}");
+            assert!(has_note(d, "IrreversibleMigration"));
+            assert!(d.actions.is_empty(), "{:?}", d.actions);
+        }),
+        Case::new(
+            "a refused revert names the snapshot to restore",
+            v2.clone(),
+            {
+                let mut s = rolling_back("1.1.0", 50);
+                s.revert_job = Some("lc-revert-x".into());
+                s.snapshot = Some(listacompra_crds::status::Snapshot {
+                    job: "lc-snapshot-1-1-0-x".into(),
+                    attempt: 2,
+                    schema_version: Some(3),
+                    annotation: "listacompra-snapshot=lc-snapshot-1-1-0-x".into(),
+                    start_time: Time(t(1)),
+                    completion_time: Some(Time(t(2))),
+                });
+                s
+            },
+        )
+        .serving("1.0.0")
+        .revert(JobState::Failed(REFUSED.into()))
+        .expect(|d| {
+            let message = cond(d, condition::MIGRATIONS_APPLIED).2;
+            assert!(
+                message.contains("restore the snapshot lc-snapshot-1-1-0-x"),
+                "{message}"
+            );
+        }),
+        Case::new(
+            "a refused revert while the failing version serves rolls the workload back",
+            {
+                let mut s = v2.clone();
+                s.migrations.min_schema_version = Some(3);
+                s
+            },
+            {
+                let mut s = rolling_back("1.1.0", 50);
+                s.revert_job = Some("lc-revert-x".into());
+                s
+            },
+        )
+        .serving("1.1.0")
+        .revert(JobState::Failed(REFUSED.into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(d.workload.as_ref().map(|w| w.version.as_str()), Some("1.0.0"));
+            assert_eq!(
+                cond(d, condition::MIGRATIONS_APPLIED).1,
+                "IrreversibleSchemaKept"
+            );
         }),
         Case::new(
             "the schema goes first when the failing version runs on the stable schema",
