@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-stress soak down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-migrations bench-abuse bench-release
+.PHONY: help demo test test-stress soak down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
 manifests: ## render config/rbac and config/manager from the Helm chart (a test fails when out of date)
 	@bash e2e/scripts/manifests.sh
 
-bench: bench-operator bench-api bench-migrations bench-abuse bench-release ## every benchmark (prints tables)
+bench: bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups ## every benchmark (prints tables)
 
 bench-api: ## load-test the API server on loopback (prints a table)
 	cargo bench -p listacompra-api --bench load
@@ -50,6 +50,9 @@ bench-abuse: ## the API's legitimate traffic and memory during attacks on loopba
 bench-release: ## the API under load during a release on the local cluster (prints a table)
 	cargo build --profile bench --locked -p listacompra-api -p listacompra-operator --bins
 	cargo bench --locked -p e2e --bench release_load
+
+bench-backups: ## pgBackRest backup and restore times for a database of a stated size (prints a table)
+	cargo bench --locked -p e2e --bench backups
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
 	cargo bench -p listacompra-operator --bench operator

@@ -260,6 +260,28 @@ pub async fn migrate_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
     migrate_with(pool, target, &Settings::default()).await
 }
 
+/// Refuses a move from `from` down to `target` across an irreversible revision (unless the
+/// settings allow it), naming the lowest one: a backup from before it is the way back.
+fn refuse_irreversible(settings: &Settings, from: i64, target: i64) -> Result<()> {
+    if settings.allow_irreversible {
+        return Ok(());
+    }
+    // The plan goes down in order: the lowest irreversible revision comes last.
+    match plan(from, target)
+        .into_iter()
+        .rev()
+        .find_map(|s| s.irreversible.map(|why| (s.revision, why)))
+    {
+        Some((revision, why)) => Err(Error::IrreversibleMigration {
+            revision,
+            why,
+            current: from,
+            target,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// [`migrate_to`], going down across irreversible revisions too: for a test database or a
 /// development reset, whose data may go.
 pub async fn reset_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
@@ -294,18 +316,7 @@ pub async fn migrate_with(
             head: head(),
         });
     }
-    if !settings.allow_irreversible
-        && let Some((revision, why)) = plan(from, target)
-            .into_iter()
-            .find_map(|s| s.irreversible.map(|why| (s.revision, why)))
-    {
-        return Err(Error::IrreversibleMigration {
-            revision,
-            why,
-            current: from,
-            target,
-        });
-    }
+    refuse_irreversible(settings, from, target)?;
     let context = if target >= from {
         format!("applying up to revision {target}")
     } else {
@@ -315,6 +326,8 @@ pub async fn migrate_with(
     loop {
         // Each attempt starts where the last one stopped (steps are recorded one by one).
         let at = current(pool).await?;
+        // Again on every attempt: another `migrate` may have moved the schema meanwhile.
+        refuse_irreversible(settings, at, target)?;
         match attempt(pool, settings, at, target).await {
             Ok(()) => break,
             Err(source) if session::is_lock_timeout(&source) => {

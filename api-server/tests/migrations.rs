@@ -180,7 +180,7 @@ async fn a_revert_across_a_step_that_loses_data_is_refused_and_changes_nothing()
     let db = TestDb::migrated(&services).await?;
     let head = migrate::head();
     // Revision 7's down step would drop users.token_version (the record of revoked tokens);
-    // revisions 8 to 13 above it include another one (13) and reversible ones (indexes).
+    // revisions 8 to 13 above it include another irreversible one (13) and reversible ones.
     let err = migrate::migrate_to(&db.pool, Some(6)).await.unwrap_err();
     match &err {
         listacompra_api::Error::IrreversibleMigration {
@@ -188,7 +188,11 @@ async fn a_revert_across_a_step_that_loses_data_is_refused_and_changes_nothing()
             current,
             target,
             ..
-        } => assert_eq!((*revision, *current, *target), (13, head, 6)),
+        } => assert_eq!(
+            (*revision, *current, *target),
+            (7, head, 6),
+            "the lowest irreversible revision on the way: a backup from before it is needed"
+        ),
         other => panic!("{other}"),
     }
     // Not even the reversible steps above it ran.

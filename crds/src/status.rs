@@ -93,8 +93,9 @@ pub struct ListaCompraReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_since: Option<Time>,
     /// The backup taken right before the latest migration (with `spec.backups`), while it
-    /// is taken and once complete: the point a restore returns the database to. A new
-    /// attempt without a migration leaves the last one here.
+    /// is taken and once complete: the point a restore returns the database to. One that is
+    /// stopped (abort, new target, deadline) or fails is removed; a new attempt without a
+    /// migration leaves the last one here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Snapshot>,
     /// Name of the migration Job of the current release.
@@ -151,7 +152,7 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<i64>,
     /// The pgBackRest annotation that marks its backup set (`pgbackrest info` lists it):
-    /// `listacompra-attempt=<namespace>/<release>/<attempt>`.
+    /// `listacompra-snapshot=<job>`.
     pub annotation: String,
     /// When the Job was created.
     pub start_time: Time,

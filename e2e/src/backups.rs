@@ -71,36 +71,64 @@ impl BackedUpPostgres {
 
     /// `pgbackrest info --output=json` of the stanza: what the repository holds.
     pub fn info(&self) -> Result<serde_json::Value> {
+        let out = self.as_owner(PGBACKREST_BINARY, &["info", "--output=json"])?;
+        serde_json::from_slice(&out).map_err(|e| Error::Workload {
+            message: format!("pgbackrest info printed no JSON: {e}"),
+        })
+    }
+
+    /// Runs `pgbackrest args...` with the stanza's options, as the repository's owner.
+    pub fn pgbackrest(&self, args: &[&str]) -> Result<Vec<u8>> {
+        self.as_owner(PGBACKREST_BINARY, args)
+    }
+
+    /// Runs `program args...` as the owner of the data folder and the repository, with the
+    /// stanza's pgBackRest options in its environment; its standard output.
+    pub fn as_owner(&self, program: &str, args: &[&str]) -> Result<Vec<u8>> {
         let (uid, gid) = self.owner;
         let out = Command::new("setpriv")
             .args([
                 format!("--reuid={uid}"),
                 format!("--regid={gid}"),
                 "--clear-groups".to_owned(),
-                PGBACKREST_BINARY.to_owned(),
-                "info".to_owned(),
-                "--output=json".to_owned(),
+                program.to_owned(),
             ])
+            .args(args)
             .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(&self.pgbackrest_env)
             .stdin(Stdio::null())
             .output()
             .map_err(|source| Error::Io {
-                action: "running pgbackrest info".to_owned(),
+                action: format!("running {program}"),
                 source,
             })?;
         if !out.status.success() {
             return Err(Error::Workload {
                 message: format!(
-                    "pgbackrest info failed ({}): {}",
+                    "{program} {} failed ({}): {}",
+                    args.join(" "),
                     out.status,
                     String::from_utf8_lossy(&out.stderr)
                 ),
             });
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| Error::Workload {
-            message: format!("pgbackrest info printed no JSON: {e}"),
-        })
+        Ok(out.stdout)
+    }
+
+    /// A folder the owner may write, for a restore to go into.
+    pub fn scratch(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.state.join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            action: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let (uid, gid) = self.owner;
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|source| Error::Io {
+            action: format!("handing {} to its owner", dir.display()),
+            source,
+        })?;
+        Ok(dir)
     }
 
     fn script(&self, command: &str, stanza: Option<&str>) -> Result<()> {

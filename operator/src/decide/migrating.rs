@@ -5,6 +5,7 @@
 use listacompra_crds::status::{Snapshot, condition};
 
 use super::machine::Machine;
+use super::rolling_back;
 use super::*;
 use crate::naming::{self, JobPurpose};
 
@@ -77,10 +78,12 @@ impl Machine<'_, '_> {
     /// Stops the current attempt's snapshot Job if it may still run (superseded, aborted,
     /// out of time): deleting one already gone is a no-op.
     pub(super) fn stop_snapshot(&mut self) {
-        if let Some(snapshot) = self.snapshot_in_progress()
-            && matches!(self.o.snapshot_job, JobState::Running | JobState::Absent)
-        {
-            self.actions.push(Action::DeleteJob { name: snapshot.job });
+        if let Some(snapshot) = self.snapshot_in_progress() {
+            if matches!(self.o.snapshot_job, JobState::Running | JobState::Absent) {
+                self.actions.push(Action::DeleteJob { name: snapshot.job });
+            }
+            // Not a restore point: it never completed.
+            self.status.snapshot = None;
         }
     }
 
@@ -102,8 +105,9 @@ impl Machine<'_, '_> {
         }
         match &self.o.snapshot_job {
             // `spec.backups` removed before the Job was made: nothing to wait for.
+            // (Deleted too, in case it exists and the cache has not shown it yet.)
             JobState::Absent if self.spec().backups.is_none() => {
-                self.status.snapshot = None;
+                self.stop_snapshot();
                 self.start_migration(revision);
             }
             // Created by an earlier reconcile and gone (deleted by hand): create it again.
@@ -126,6 +130,7 @@ impl Machine<'_, '_> {
                     "SnapshotFailed",
                     message.clone(),
                 );
+                self.status.snapshot = None;
                 self.fail("SnapshotFailed", message);
             }
             JobState::Succeeded => {
@@ -205,6 +210,33 @@ impl Machine<'_, '_> {
                 self.create_migration_job(name, revision);
             }
             JobState::Running => self.wait(),
+            // The version asks for an older revision than the database has, across a step that
+            // loses data: the tool refused before changing anything. The schema stays, and the
+            // version rolls out on it; its pods' readiness and the gates decide whether it
+            // runs there (builds run on newer revisions).
+            JobState::Failed(reason) if reason.contains(rolling_back::IRREVERSIBLE) => {
+                let kept = self
+                    .status
+                    .schema_version
+                    .map_or_else(|| "its revision".to_owned(), |r| format!("revision {r}"));
+                let message = format!(
+                    "migration Job {name} refused: {}; the schema stays at {kept}, and {} rolls \
+                     out on it",
+                    rolling_back::refusal(reason),
+                    self.version()
+                );
+                self.set_condition(
+                    condition::MIGRATIONS_APPLIED,
+                    true,
+                    rolling_back::SCHEMA_KEPT,
+                    message.clone(),
+                );
+                self.note(true, "IrreversibleMigration", message);
+                if self.spec().paused {
+                    return self.pause();
+                }
+                self.start_rollout();
+            }
             JobState::Failed(reason) => {
                 self.status.schema_version = None;
                 let message = format!("migration Job {name} failed: {reason}");

@@ -13,8 +13,18 @@ use crate::naming::{self, JobPurpose};
 /// What the migration tool's refusal of an irreversible down step starts with (the API
 /// server's `Error::IrreversibleMigration`).
 pub const IRREVERSIBLE: &str = "IrreversibleMigration:";
-/// MigrationsApplied reason while a rollback keeps a schema it cannot revert.
-const SCHEMA_KEPT: &str = "IrreversibleSchemaKept";
+/// MigrationsApplied reason while the schema stays at a revision that cannot be reverted.
+pub(super) const SCHEMA_KEPT: &str = "IrreversibleSchemaKept";
+
+/// The migration tool's refusal, from a failed Job's reason: its first sentence (the
+/// revision and what reverting it loses; the rest is advice the release says in its terms).
+pub(super) fn refusal(why: &str) -> String {
+    why.lines()
+        .rev()
+        .find_map(|l| l.find(IRREVERSIBLE).map(|at| &l[at..]))
+        .map_or(why, |l| l.split_once(". ").map_or(l, |(first, _)| first))
+        .to_owned()
+}
 
 impl Machine<'_, '_> {
     /// The release failed for `reason`: roll back when allowed and possible, else stop.
@@ -279,14 +289,7 @@ impl Machine<'_, '_> {
             || "the stable revision".to_owned(),
             |r| format!("revision {r}"),
         );
-        // The tool's first sentence: the revision and what reverting it loses (the rest is
-        // advice this message gives in the release's terms).
-        let refusal = why
-            .lines()
-            .rev()
-            .find_map(|l| l.find(IRREVERSIBLE).map(|at| &l[at..]))
-            .map_or(why, |l| l.split_once(". ").map_or(l, |(first, _)| first))
-            .to_owned();
+        let refusal = refusal(why);
         let snapshot = self
             .status
             .snapshot
@@ -299,9 +302,13 @@ impl Machine<'_, '_> {
                         .to_owned()
                 },
                 |s| {
+                    let holds = s.schema_version.map_or_else(
+                        || "an unrecorded revision".to_owned(),
+                        |r| format!("revision {r}"),
+                    );
                     format!(
                         "restore the snapshot {} taken before the migration (pgBackRest \
-                         annotation {}), which loses the writes made since",
+                         annotation {}; it holds {holds}), which loses the writes made since",
                         s.job, s.annotation
                     )
                 },

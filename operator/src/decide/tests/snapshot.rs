@@ -238,6 +238,76 @@ fn simulated_attempts_never_migrate_without_their_snapshot() {
 }
 
 #[test]
+fn a_stopped_snapshot_is_no_restore_point_and_its_job_goes() {
+    let backed_up = with_backups(spec("1.1.0"));
+    let launched = Case::new("launch", backed_up.clone(), settled())
+        .serving("1.0.0")
+        .run()
+        .status;
+    let job = launched.snapshot.clone().expect("a snapshot").job;
+    // Aborted while it runs.
+    let d = Case::new("abort", backed_up.clone(), launched.clone())
+        .serving("1.0.0")
+        .snapshot(JobState::Running)
+        .aborted(2)
+        .run();
+    assert_eq!(d.status.snapshot, None);
+    assert!(d.actions.contains(&Action::DeleteJob { name: job.clone() }));
+    // spec.backups removed before the Job shows in the cache: deleted all the same, and the
+    // migration goes on without a snapshot.
+    let d = Case::new("no more backups", spec("1.1.0"), launched.clone())
+        .serving("1.0.0")
+        .run();
+    assert_eq!(d.status.snapshot, None);
+    assert!(d.actions.contains(&Action::DeleteJob { name: job.clone() }));
+    assert!(
+        d.actions.iter().any(|a| matches!(
+            a,
+            Action::CreateJob {
+                purpose: JobPurpose::Migrate,
+                ..
+            }
+        )),
+        "{:?}",
+        d.actions
+    );
+    // Failed: the attempt ends before the schema moves, and no record stays.
+    let d = Case::new("failed", backed_up, launched)
+        .serving("1.0.0")
+        .snapshot(JobState::Failed("BackoffLimitExceeded".into()))
+        .run();
+    assert_eq!(d.status.snapshot, None);
+    assert_eq!(cond(&d, condition::DEGRADED).1, "SnapshotFailed");
+    assert_eq!(d.status.schema_version, Some(3));
+}
+
+#[test]
+fn a_migration_refused_as_irreversible_keeps_the_schema_and_rolls_out() {
+    // The database is at revision 4 (a kept schema); the version asks for revision 3 below
+    // an irreversible step, and the tool refuses.
+    let mut status = migrating("1.1.0");
+    status.schema_version = Some(4);
+    let d = Case::new("refused", spec("1.1.0"), status)
+        .serving("1.0.0")
+        .job(JobState::Failed(
+            "BackoffLimitExceeded: error: IrreversibleMigration: revision 4 cannot be reverted: \
+             it loses things. Nothing was changed"
+                .into(),
+        ))
+        .run();
+    assert_eq!(d.status.phase, Some(Phase::RollingOut));
+    assert_eq!(d.status.schema_version, Some(4));
+    let (kept, reason, message) = cond(&d, condition::MIGRATIONS_APPLIED);
+    assert!(kept && reason == "IrreversibleSchemaKept", "{reason}");
+    assert!(
+        message.contains("revision 4 cannot be reverted: it loses things;")
+            && message.contains("the schema stays at revision 4"),
+        "{message}"
+    );
+    assert_eq!(d.workload.map(|w| w.version), Some("1.1.0".to_owned()));
+}
+
+#[test]
 fn a_release_with_backups_snapshots_first_and_migrates_once_it_is_complete() {
     let backed_up = with_backups(spec("1.1.0"));
     // Launch: the snapshot Job, no migration yet.
