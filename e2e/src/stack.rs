@@ -472,6 +472,18 @@ impl Stack {
             })
     }
 
+    /// For a failing test: the end of the operator's log (newest first) and where the pods'
+    /// logs are (`log_dir`, as given in [`StackOptions::log_dir`]).
+    pub fn print_logs(&self, log_dir: &Path) {
+        let log = self.operator.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!(
+            "--- operator log (last lines, newest first)\n{}",
+            tail.join("\n")
+        );
+        eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+    }
+
     /// Whether the release's database has the table `name`.
     pub async fn has_table(&self, name: &str) -> Result<bool> {
         let mut db = connect(&self.database_url).await?;

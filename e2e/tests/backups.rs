@@ -223,13 +223,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         }
         .await;
         if outcome.is_err() {
-            let log = stack.operator.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- operator log (last lines, newest first)\n{}",
-                tail.join("\n")
-            );
-            eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+            stack.print_logs(&log_dir);
         }
         stack.shutdown().await;
         outcome

@@ -33,13 +33,7 @@ async fn install_upgrade_latency_rollback_and_failed_migration() {
             }),
         };
         if finished.is_err() {
-            let log = stack.operator.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- operator log (last lines, newest first)\n{}",
-                tail.join("\n")
-            );
-            eprintln!("--- pod logs in {}", log_dir.join("pods").display());
+            stack.print_logs(&log_dir);
         }
         stack.shutdown().await;
         let (summary, _, log) = finished?;

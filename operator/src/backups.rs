@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, EmptyDirVolumeSource, EnvFromSource, PodSpec, PodTemplateSpec,
-    SecretEnvSource, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
@@ -103,24 +102,6 @@ fn job_spec(
     annotation: Option<&str>,
     backoff_limit: i32,
 ) -> JobSpec {
-    let env_from: Vec<EnvFromSource> = spec
-        .env_from
-        .iter()
-        .map(|source| EnvFromSource {
-            config_map_ref: source
-                .config_map_name
-                .as_ref()
-                .map(|name| ConfigMapEnvSource {
-                    name: name.clone(),
-                    optional: None,
-                }),
-            secret_ref: source.secret_name.as_ref().map(|name| SecretEnvSource {
-                name: name.clone(),
-                optional: None,
-            }),
-            prefix: None,
-        })
-        .collect();
     let mut command = vec![
         "pgbackrest".to_owned(),
         format!("--stanza={}", spec.stanza),
@@ -147,7 +128,7 @@ fn job_spec(
                     name: "pgbackrest".to_owned(),
                     image: Some(spec.image.reference()),
                     command: Some(command),
-                    env_from: Some(env_from),
+                    env_from: Some(workload::env_from(&spec.env_from)),
                     resources: spec.resources.clone(),
                     volume_mounts: Some(vec![VolumeMount {
                         name: "tmp".to_owned(),

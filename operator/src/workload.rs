@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use listacompra_crds::ListaCompraReleaseSpec;
-use listacompra_crds::workload::{ImageSpec, PullPolicy, SecretKeyRef, ServiceType};
+use listacompra_crds::workload::{EnvFromRef, ImageSpec, PullPolicy, SecretKeyRef, ServiceType};
 
 use crate::naming::{self, JobPurpose, SPEC_HASH_ANNOTATION};
 
@@ -167,8 +167,12 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
             &s3.credentials_secret_ref.secret_access_key(),
         ));
     }
-    let env_from = e
-        .env_from
+    (vars, env_from(&e.env_from))
+}
+
+/// Each whole ConfigMap or Secret of `sources` as a container's `envFrom`.
+pub(crate) fn env_from(sources: &[EnvFromRef]) -> Vec<EnvFromSource> {
+    sources
         .iter()
         .map(|source| EnvFromSource {
             config_map_ref: source
@@ -184,8 +188,7 @@ fn env(spec: &ListaCompraReleaseSpec, version: &str) -> (Vec<EnvVar>, Vec<EnvFro
             }),
             ..EnvFromSource::default()
         })
-        .collect();
-    (vars, env_from)
+        .collect()
 }
 
 /// Restricted Pod Security Standard: non-root, read-only root filesystem, no privileges.

@@ -295,6 +295,14 @@ impl Case {
     }
 }
 
+/// How many seeds a simulation runs: the number in the environment variable `var`, else 300.
+fn seeds(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300)
+}
+
 fn phase(d: &Decision) -> Phase {
     d.status.phase.expect("a phase")
 }

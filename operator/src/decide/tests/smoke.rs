@@ -532,10 +532,7 @@ fn phase_of(status: &ListaCompraReleaseStatus) -> Phase {
 
 #[test]
 fn simulated_attempts_end_as_their_smoke_tests_and_kpis_say() {
-    let seeds = std::env::var("LC_SMOKE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300u64);
+    let seeds = seeds("LC_SMOKE_SEEDS");
     let mut ends = BTreeMap::new();
     for seed in 0..seeds {
         let mut rng = Pcg64::seed_from_u64(seed);

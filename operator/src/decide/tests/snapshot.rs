@@ -215,10 +215,7 @@ fn serving_state(case: &Case, version: &str) -> WorkloadState {
 
 #[test]
 fn simulated_attempts_never_migrate_without_their_snapshot() {
-    let seeds = std::env::var("LC_SNAPSHOT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300u64);
+    let seeds = seeds("LC_SNAPSHOT_SEEDS");
     // Each end reached, with the first seed's trail that reached it.
     let mut ends = BTreeMap::new();
     for seed in 0..seeds {
@@ -235,6 +232,17 @@ fn simulated_attempts_never_migrate_without_their_snapshot() {
     ] {
         assert!(ends.contains_key(end), "{end} never reached: {ends:?}");
     }
+}
+
+/// Whether the decision's one action is to create the migration Job.
+fn only_migrates(d: &Decision) -> bool {
+    matches!(
+        &d.actions[..],
+        [Action::CreateJob {
+            purpose: JobPurpose::Migrate,
+            ..
+        }]
+    )
 }
 
 #[test]
@@ -344,32 +352,12 @@ fn a_release_with_backups_snapshots_first_and_migrates_once_it_is_complete() {
             .and_then(|s| s.completion_time.clone()),
         Some(Time(t(200)))
     );
-    assert!(
-        matches!(
-            &d.actions[..],
-            [Action::CreateJob {
-                purpose: JobPurpose::Migrate,
-                ..
-            }]
-        ),
-        "{:?}",
-        d.actions
-    );
+    assert!(only_migrates(&d), "{:?}", d.actions);
     assert!(d.notes.iter().any(|n| n.reason == "SnapshotTaken"));
     // Without backups, the migration at once.
     let d = Case::new("no backups", spec("1.1.0"), settled())
         .serving("1.0.0")
         .run();
     assert_eq!(d.status.snapshot, None);
-    assert!(
-        matches!(
-            &d.actions[..],
-            [Action::CreateJob {
-                purpose: JobPurpose::Migrate,
-                ..
-            }]
-        ),
-        "{:?}",
-        d.actions
-    );
+    assert!(only_migrates(&d), "{:?}", d.actions);
 }
