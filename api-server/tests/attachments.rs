@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::private::PrivateService;
 use common::{TestApp, TestDb, eventually};
 use e2e::attachments::{Attachments, sha256};
+use e2e::private::PrivateService;
 use listacompra_api::domain::AttachmentRules;
 use listacompra_api::metrics::Metrics;
 use listacompra_api::objects::S3Objects;

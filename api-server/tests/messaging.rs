@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::private::PrivateRabbit;
 use common::{TestApp, TestDb, eventually};
+use e2e::private::PrivateRabbit;
 use e2e::services::Services;
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};

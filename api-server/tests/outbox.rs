@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::private::PrivateRabbit;
 use common::{TestDb, eventually};
 use e2e::env::Component;
+use e2e::private::PrivateRabbit;
 use e2e::services::Services;
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;

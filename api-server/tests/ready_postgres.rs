@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::private::PrivateService;
 use common::{TestApp, eventually};
 use e2e::env::Component;
+use e2e::private::PrivateService;
 use e2e::services::Services;
 use reqwest::StatusCode;
 use serde_json::Value;

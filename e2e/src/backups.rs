@@ -1,12 +1,13 @@
-//! A PostgreSQL of a test's own that archives its WAL with pgBackRest into a posix
-//! repository on this machine (Debian's `pgbackrest`), started by `services.sh` with its own
-//! state folder and port: what a backup or restore test backs up, restores and breaks without
-//! touching the PostgreSQL other tests share.
+//! A PostgreSQL of a test's own ([`PrivateService::archiving_postgres`]) that archives its WAL
+//! with pgBackRest into a posix repository on this machine (Debian's `pgbackrest`): what a
+//! backup or restore test backs up, restores and breaks without touching the PostgreSQL other
+//! tests share, and how to run pgBackRest against it as the repository's owner.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::private::PrivateService;
 use crate::{Error, Result};
 
 /// The image repository the backup CronJobs of the tests name; the runner runs Debian's
@@ -18,8 +19,7 @@ pub const PGBACKREST_BINARY: &str = "/usr/bin/pgbackrest";
 /// The running server and its repository.
 #[derive(Debug)]
 pub struct BackedUpPostgres {
-    state: PathBuf,
-    port: u16,
+    server: PrivateService,
     /// The superuser URL of its `postgres` database.
     pub admin_url: String,
     /// The pgBackRest options of its stanza and repository (`PGBACKREST_*`), as a backup
@@ -32,41 +32,28 @@ pub struct BackedUpPostgres {
 impl BackedUpPostgres {
     /// Starts one with the pgBackRest stanza `stanza` created.
     pub fn start(stanza: &str) -> Result<Self> {
-        let state =
-            std::env::temp_dir().join(format!("lc-pgbackrest-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&state).map_err(|source| Error::Io {
-            action: format!("creating {}", state.display()),
-            source,
-        })?;
-        let port = crate::runner::free_port()?;
-        let mut server = Self {
-            state,
-            port,
-            admin_url: String::new(),
-            pgbackrest_env: BTreeMap::new(),
-            owner: (0, 0),
-        };
-        // From here on, dropping `server` stops what the script started.
-        server.script("up", Some(stanza))?;
-        let env = server.env_file()?;
-        let get = |key: &str| {
-            env.get(key).cloned().ok_or_else(|| Error::Workload {
-                message: format!("services.sh wrote no {key} for the backed-up PostgreSQL"),
-            })
-        };
+        let server = PrivateService::archiving_postgres(stanza)?;
+        let env = server.env()?;
         let id = |key: &str| -> Result<u32> {
-            get(key)?.parse().map_err(|_| Error::Workload {
+            env.get(key)?.parse().map_err(|_| Error::Workload {
                 message: format!("{key} is not a user id"),
             })
         };
-        server.pgbackrest_env = get("LC_PGBACKREST_ENV")?
+        let pgbackrest_env = env
+            .get("LC_PGBACKREST_ENV")?
             .split_whitespace()
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        server.admin_url = get("LC_POSTGRES_ADMIN_URL")?;
-        server.owner = (id("LC_PGBACKREST_UID")?, id("LC_PGBACKREST_GID")?);
-        Ok(server)
+        let owner = (id("LC_PGBACKREST_UID")?, id("LC_PGBACKREST_GID")?);
+        Ok(Self {
+            admin_url: server.admin_url.clone().ok_or_else(|| Error::Workload {
+                message: "services.sh wrote no LC_POSTGRES_ADMIN_URL".to_owned(),
+            })?,
+            pgbackrest_env,
+            owner,
+            server,
+        })
     }
 
     /// `pgbackrest info --output=json` of the stanza: what the repository holds.
@@ -118,7 +105,7 @@ impl BackedUpPostgres {
 
     /// A folder the owner may write, for a restore to go into.
     pub fn scratch(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.state.join(name);
+        let dir = self.server.state().join(name);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             action: format!("creating {}", dir.display()),
             source,
@@ -129,53 +116,5 @@ impl BackedUpPostgres {
             source,
         })?;
         Ok(dir)
-    }
-
-    fn script(&self, command: &str, stanza: Option<&str>) -> Result<()> {
-        let script = crate::env::repo_root().join("e2e/scripts/services.sh");
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
-            .args([command, "postgres"])
-            .env("LC_STATE", &self.state)
-            .env("LC_ENV_FILE", self.state.join("env"))
-            .env("LC_PG_PORT", self.port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(stanza) = stanza {
-            cmd.env("LC_PGBACKREST_STANZA", stanza);
-        }
-        let status = cmd.status().map_err(|source| Error::Io {
-            action: format!("running {}", script.display()),
-            source,
-        })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Workload {
-                message: format!("services.sh {command} postgres (pgBackRest) failed: {status}"),
-            })
-        }
-    }
-
-    fn env_file(&self) -> Result<BTreeMap<String, String>> {
-        let path = self.state.join("env");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            action: format!("reading {}", path.display()),
-            source,
-        })?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
-    }
-}
-
-impl Drop for BackedUpPostgres {
-    fn drop(&mut self) {
-        if self.script("down", None).is_ok() {
-            let _ = std::fs::remove_dir_all(&self.state);
-        }
     }
 }

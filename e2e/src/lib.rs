@@ -31,6 +31,7 @@ pub mod helm;
 pub mod identity;
 pub mod load;
 pub mod operator;
+pub mod private;
 pub mod runner;
 pub mod sequence;
 pub mod services;

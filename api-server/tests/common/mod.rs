@@ -2,8 +2,6 @@
 //! server started in-process on a free port, and a small HTTP client.
 #![allow(dead_code)]
 
-pub mod private;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -295,6 +295,30 @@ impl Case {
     }
 }
 
+/// A Job in a simulated cluster: how it will end, and after how many looks.
+struct SimJob {
+    passes: bool,
+    looks_left: u64,
+}
+
+impl SimJob {
+    /// What the operator sees of `job` (none: it does not exist) on one look: absent when it
+    /// is `not_cached()` yet (asked only of a Job that exists, so a seed draws the same
+    /// numbers), running until its looks are used up, then its end.
+    fn look(job: Option<&mut SimJob>, not_cached: impl FnOnce() -> bool) -> JobState {
+        match job {
+            None => JobState::Absent,
+            Some(_) if not_cached() => JobState::Absent,
+            Some(job) if job.looks_left > 0 => {
+                job.looks_left -= 1;
+                JobState::Running
+            }
+            Some(job) if job.passes => JobState::Succeeded,
+            Some(_) => JobState::Failed("BackoffLimitExceeded".into()),
+        }
+    }
+}
+
 /// How many seeds a simulation runs: the number in the environment variable `var`, else 300.
 fn seeds(var: &str) -> u64 {
     std::env::var(var)

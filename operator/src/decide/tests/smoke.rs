@@ -414,12 +414,6 @@ fn the_smoke_gate_decides_each_situation() {
     check_cases(&smoke_cases());
 }
 
-/// A smoke Job in the simulated cluster: how it will end, and after how many looks.
-struct SimJob {
-    passes: bool,
-    looks_left: u64,
-}
-
 /// One attempt of 1.1.0 from a passed health gate to its end, with the smoke Jobs' outcomes,
 /// durations and cache lag drawn from `seed`. Returns the final phase, the Degraded reason
 /// (when Degraded is True) and what happened.
@@ -438,20 +432,13 @@ fn simulate(seed: u64) -> (Phase, Option<String>, String) {
     let mut trail = Vec::new();
     for _ in 0..200 {
         // The smoke Job the status names, as the (possibly lagging) cache shows it.
-        let smoke_job = match status
-            .smoke_test
-            .as_ref()
-            .and_then(|p| jobs.get_mut(&p.job))
-        {
-            None => JobState::Absent,
-            Some(_) if below(4) == 0 => JobState::Absent, // not in the cache yet
-            Some(job) if job.looks_left > 0 => {
-                job.looks_left -= 1;
-                JobState::Running
-            }
-            Some(job) if job.passes => JobState::Succeeded,
-            Some(_) => JobState::Failed("BackoffLimitExceeded".into()),
-        };
+        let smoke_job = SimJob::look(
+            status
+                .smoke_test
+                .as_ref()
+                .and_then(|p| jobs.get_mut(&p.job)),
+            || below(4) == 0,
+        );
         let due = gate_due(&spec, &status, t(now));
         if due == GateDue::Measurement {
             let progress = status.smoke_test.as_ref();

@@ -28,12 +28,6 @@ fn settled() -> ListaCompraReleaseStatus {
     s
 }
 
-/// A Job in the simulated cluster: how it ends, and after how many looks.
-struct SimJob {
-    passes: bool,
-    looks_left: u64,
-}
-
 /// What one simulated release of 1.1.0 (schema 4) did.
 #[derive(Debug)]
 struct Run {
@@ -55,7 +49,7 @@ fn simulate(seed: u64) -> Run {
     let mut spec = with_backups(spec("1.1.0"));
     let mut status = settled();
     let mut jobs: BTreeMap<String, SimJob> = BTreeMap::new();
-    let mut serving = "1.0.0".to_owned();
+    let mut serving_version = "1.0.0".to_owned();
     let mut now = 100;
     let mut trail = Vec::new();
     let mut aborted = None;
@@ -85,15 +79,8 @@ fn simulate(seed: u64) -> Run {
         if below(60) == 0 {
             spec.paused = false; // never paused for good
         }
-        let mut look = |name: Option<&String>| match name.and_then(|n| jobs.get_mut(n)) {
-            None => JobState::Absent,
-            Some(_) if below(4) == 0 => JobState::Absent, // not in the cache yet
-            Some(job) if job.looks_left > 0 => {
-                job.looks_left -= 1;
-                JobState::Running
-            }
-            Some(job) if job.passes => JobState::Succeeded,
-            Some(_) => JobState::Failed("BackoffLimitExceeded".into()),
+        let mut look = |name: Option<&String>| {
+            SimJob::look(name.and_then(|n| jobs.get_mut(n)), || below(4) == 0)
         };
         let snapshot_job = look(
             status
@@ -110,7 +97,15 @@ fn simulate(seed: u64) -> Run {
             .revert(revert_job)
             .snapshot(snapshot_job)
             .at(t(now));
-        case.workload = serving_state(&case, &serving);
+        // The stable version's pods are built from its recorded spec.
+        case.workload = serving(
+            if serving_version == "1.0.0" {
+                &stable
+            } else {
+                &spec
+            },
+            &serving_version,
+        );
         if aborted.is_some() {
             case = case.aborted(aborted.unwrap_or_default());
         }
@@ -177,7 +172,7 @@ fn simulate(seed: u64) -> Run {
             );
         }
         if let Some(w) = &d.workload {
-            serving.clone_from(&w.version);
+            serving_version.clone_from(&w.version);
         }
         status = d.status;
         now += 5;
@@ -194,23 +189,6 @@ fn simulate(seed: u64) -> Run {
         }
     }
     panic!("seed {seed}: no end after 300 looks ({trail:?})");
-}
-
-fn serving_state(case: &Case, version: &str) -> WorkloadState {
-    let source = if version == "1.0.0" {
-        SpecSource::Stable
-    } else {
-        SpecSource::Current
-    };
-    let spec = match source {
-        SpecSource::Stable => case.stable_spec.as_ref().unwrap_or(&case.spec),
-        SpecSource::Current => &case.spec,
-    };
-    WorkloadState {
-        hash: Some(deployment_hash(RELEASE, spec, &workload(version, source))),
-        available: true,
-        stalled: None,
-    }
 }
 
 #[test]
