@@ -481,42 +481,37 @@ async fn reconcile_release(
     let abort = abort_requested(release);
     // An attempt about to be aborted is not measured (its checks would only delay the abort).
     let due = if decide::abort_honoured(abort, &status) {
-        GateDue::Nothing
+        GateDue::NOTHING
     } else {
         decide::gate_due(spec, &status, now)
     };
-    match due {
-        GateDue::Nothing => {}
-        GateDue::Health => {
-            let outcome = checks::health_check(release, &namespace, ctx).await?;
-            let verdict = if outcome.is_ok() { "pass" } else { "fail" };
+    if due.health {
+        let outcome = checks::health_check(release, &namespace, ctx).await?;
+        let verdict = if outcome.is_ok() { "pass" } else { "fail" };
+        ctx.metrics
+            .gate_verdicts
+            .with_label_values(&["health", verdict])
+            .inc();
+        health_check = Some(outcome);
+    }
+    if let (true, Some(analysis)) = (due.measurement, &spec.analysis) {
+        let results = checks::measure(release, &namespace, analysis, ctx).await?;
+        for r in &results {
+            let verdict = format!("{:?}", r.verdict).to_ascii_lowercase();
             ctx.metrics
                 .gate_verdicts
-                .with_label_values(&["health", verdict])
+                .with_label_values(&["kpi", &verdict])
                 .inc();
-            health_check = Some(outcome);
-        }
-        GateDue::Measurement => {
-            if let Some(analysis) = &spec.analysis {
-                let results = checks::measure(release, &namespace, analysis, ctx).await?;
-                for r in &results {
-                    let verdict = format!("{:?}", r.verdict).to_ascii_lowercase();
-                    ctx.metrics
-                        .gate_verdicts
-                        .with_label_values(&["kpi", &verdict])
-                        .inc();
-                    if let Some(v) = r.value {
-                        ctx.metrics
-                            .kpi_values
-                            .with_label_values(&[&namespace, &name, &r.name])
-                            .set(v);
-                    }
-                }
-                let failed = results.iter().any(|r| r.verdict == Verdict::Fail);
-                info!(failed, kpis = results.len(), "KPI measurement taken");
-                measurement = Some(results);
+            if let Some(v) = r.value {
+                ctx.metrics
+                    .kpi_values
+                    .with_label_values(&[&namespace, &name, &r.name])
+                    .set(v);
             }
         }
+        let failed = results.iter().any(|r| r.verdict == Verdict::Fail);
+        info!(failed, kpis = results.len(), "KPI measurement taken");
+        measurement = Some(results);
     }
 
     let observed = Observed {

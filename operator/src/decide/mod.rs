@@ -186,15 +186,32 @@ pub struct Decision {
     pub requeue_after: Duration,
 }
 
-/// Which gate check is due now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateDue {
-    /// Nothing to check now.
-    Nothing,
+/// Which gate checks are due now (both may be: the health gate keeps watching while the KPIs
+/// are measured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateDue {
     /// Run one health check.
-    Health,
+    pub health: bool,
     /// Take one KPI measurement.
-    Measurement,
+    pub measurement: bool,
+}
+
+impl GateDue {
+    /// Nothing to check now.
+    pub const NOTHING: Self = Self {
+        health: false,
+        measurement: false,
+    };
+    /// One health check only.
+    pub const HEALTH: Self = Self {
+        health: true,
+        measurement: false,
+    };
+    /// One KPI measurement only.
+    pub const MEASUREMENT: Self = Self {
+        health: false,
+        measurement: true,
+    };
 }
 
 /// How long to wait when waiting on a Job or a rollout (their watches usually wake us first).
@@ -255,10 +272,9 @@ pub fn gate_due(
     now: Timestamp,
 ) -> GateDue {
     if status.phase == Some(Phase::Succeeded) && !is_new_target(spec, status) {
-        return if rotating::health_due(spec, status, now) {
-            GateDue::Health
-        } else {
-            GateDue::Nothing
+        return GateDue {
+            health: rotating::health_due(spec, status, now),
+            measurement: false,
         };
     }
     if status.phase != Some(Phase::Verifying)
@@ -266,32 +282,31 @@ pub fn gate_due(
         || held(status)
         || is_new_target(spec, status)
     {
-        return GateDue::Nothing;
+        return GateDue::NOTHING;
     }
     let health = status.health.clone().unwrap_or_default();
+    // Before it passes, the health gate alone runs; after, it keeps watching (at its
+    // interval) while the smoke test and the analysis run, until the verdict.
+    let health_due = crate::gates::health::watch_due(&health, &spec.health, now);
     if !health.passed {
-        return if crate::gates::health::due(&health, &spec.health, now) {
-            GateDue::Health
-        } else {
-            GateDue::Nothing
+        return GateDue {
+            health: health_due,
+            measurement: false,
         };
     }
-    match (&spec.analysis, smoke::analysis_start(spec, status)) {
+    let measurement = match (&spec.analysis, smoke::analysis_start(spec, status)) {
         (Some(analysis), Some(start)) => {
             let taken = status.last_analysis.as_ref().map_or(0, |a| a.measurement);
-            if taken >= analysis.measurements {
-                return GateDue::Nothing;
-            }
             let next = start.0
                 + seconds(analysis.initial_delay_seconds)
                 + seconds(analysis.interval_seconds * taken);
-            if now >= next {
-                GateDue::Measurement
-            } else {
-                GateDue::Nothing
-            }
+            taken < analysis.measurements && now >= next
         }
-        _ => GateDue::Nothing,
+        _ => false,
+    };
+    GateDue {
+        health: health_due,
+        measurement,
     }
 }
 

@@ -31,8 +31,12 @@ impl Machine<'_, '_> {
                 ),
             );
         }
+        // The health gate runs first; once it passed, it keeps watching (at its interval)
+        // through the smoke test and the analysis, so a version that stops answering while
+        // it is measured fails as it would have before.
         let mut health = self.status.health.clone().unwrap_or_default();
-        if let (false, Some(outcome)) = (health.passed, &self.o.health_check) {
+        if let Some(outcome) = &self.o.health_check {
+            let had_passed = health.passed;
             let (next, verdict) =
                 health::record(&health, outcome, &self.spec().health, self.now.clone());
             let message = next.message.clone().unwrap_or_default();
@@ -40,18 +44,30 @@ impl Machine<'_, '_> {
             health = next;
             match verdict {
                 HealthVerdict::Failed => {
+                    let when = if had_passed {
+                        " after it had passed"
+                    } else {
+                        ""
+                    };
+                    self.stop_smoke_test("the health gate failed");
                     return self.fail(
                         "HealthCheckFailed",
-                        format!("health gate failed: {message}"),
+                        format!("health gate failed{when}: {message}"),
                     );
                 }
                 HealthVerdict::Passed => self.note(false, "HealthGatePassed", message),
                 HealthVerdict::Pending => {}
             }
         }
+        let interval = seconds(self.spec().health.interval_seconds);
         if !health.passed {
-            return self.requeue_in(seconds(self.spec().health.interval_seconds));
+            return self.requeue_in(interval);
         }
+        let next_check = health
+            .last_check_time
+            .as_ref()
+            .map_or(self.o.now, |t| t.0 + interval);
+        self.requeue_in(next_check.duration_since(self.o.now));
         if self.spec().smoke_test.is_some() {
             match self.smoke_test(self.target(), JobPurpose::Smoke) {
                 SmokeGate::Waiting => return,

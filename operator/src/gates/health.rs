@@ -10,24 +10,31 @@ use listacompra_crds::status::HealthProgress;
 /// Where the health gate stands after a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthVerdict {
-    /// Not enough checks in a row yet.
+    /// No verdict from this check: not enough checks in a row yet, or the gate had passed
+    /// and still holds.
     Pending,
-    /// `successThreshold` checks in a row passed.
+    /// This check made `successThreshold` checks in a row pass (once per gate).
     Passed,
-    /// `failureThreshold` checks in a row failed.
+    /// `failureThreshold` checks in a row failed, before or after the gate passed.
     Failed,
 }
 
-/// Whether the next health check is due at `now`: the gate has not passed and
-/// `intervalSeconds` have gone by since the last check (at once before the first).
-pub fn due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
+/// Whether the next check is due at `now`: `intervalSeconds` have gone by since the last
+/// check (at once before the first). A gate that passed is still watched this way while its
+/// release is verified.
+pub fn watch_due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
     let next = progress
         .last_check_time
         .as_ref()
         .map_or(Timestamp::UNIX_EPOCH, |t| {
             t.0 + SignedDuration::from_secs(i64::from(spec.interval_seconds))
         });
-    !progress.passed && now >= next
+    now >= next
+}
+
+/// Whether the next check of a gate that stops at its pass (a rotation's) is due at `now`.
+pub fn due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
+    !progress.passed && watch_due(progress, spec, now)
 }
 
 /// Folds one check (`Ok` or the reason it failed) into the gate's progress.
@@ -43,13 +50,20 @@ pub fn record(
         Ok(()) => {
             next.consecutive_successes += 1;
             next.consecutive_failures = 0;
-            next.message = Some(format!(
-                "{} and {} answered ({} of {} checks in a row)",
-                spec.liveness_path,
-                spec.readiness_path,
-                next.consecutive_successes,
-                spec.success_threshold
-            ));
+            next.message = Some(if next.passed {
+                format!(
+                    "{} and {} answered (the gate passed; watched until the verdict)",
+                    spec.liveness_path, spec.readiness_path
+                )
+            } else {
+                format!(
+                    "{} and {} answered ({} of {} checks in a row)",
+                    spec.liveness_path,
+                    spec.readiness_path,
+                    next.consecutive_successes,
+                    spec.success_threshold
+                )
+            });
         }
         Err(reason) => {
             next.consecutive_failures += 1;
@@ -62,7 +76,7 @@ pub fn record(
     }
     let verdict = if next.consecutive_failures >= spec.failure_threshold {
         HealthVerdict::Failed
-    } else if next.consecutive_successes >= spec.success_threshold {
+    } else if !next.passed && next.consecutive_successes >= spec.success_threshold {
         next.passed = true;
         HealthVerdict::Passed
     } else {
@@ -142,6 +156,41 @@ mod tests {
         let (p, v) = record(&p, &Ok(()), &spec(), now);
         assert_eq!(v, HealthVerdict::Passed);
         assert!(p.passed);
+    }
+
+    #[test]
+    fn a_passed_gate_is_watched_and_fails_on_failures_in_a_row() {
+        let now = Time(Timestamp::UNIX_EPOCH);
+        let passed = HealthProgress {
+            consecutive_successes: 2,
+            passed: true,
+            last_check_time: Some(now.clone()),
+            ..HealthProgress::default()
+        };
+        assert!(!due(
+            &passed,
+            &spec(),
+            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(60)
+        ));
+        assert!(watch_due(
+            &passed,
+            &spec(),
+            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(5)
+        ));
+        assert!(!watch_due(
+            &passed,
+            &spec(),
+            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(4)
+        ));
+        let (p, v) = record(&passed, &Ok(()), &spec(), now.clone());
+        assert_eq!(v, HealthVerdict::Pending, "a pass is reported once");
+        assert!(p.passed);
+        let failing = Err("GET /ready failed: connection refused".to_owned());
+        let (p, v) = record(&p, &failing, &spec(), now.clone());
+        assert_eq!((v, p.passed), (HealthVerdict::Pending, true));
+        let (p, v) = record(&p, &failing, &spec(), now);
+        assert_eq!(v, HealthVerdict::Failed);
+        assert!(p.message.unwrap_or_default().contains("2 of 2 failures"));
     }
 
     #[test]

@@ -623,6 +623,54 @@ fn cases() -> Vec<Case> {
             assert!(message.contains("/ready answered 503"), "{message}");
         }),
         Case::new(
+            "health failing in a row during the analysis rolls back",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                s.last_analysis = Some(AnalysisReport {
+                    measured_at: Time(t(60)),
+                    measurement: 1,
+                    failures: 0,
+                    inconclusives: 0,
+                    kpis: vec![],
+                });
+                if let Some(h) = s.health.as_mut() {
+                    h.consecutive_successes = 0;
+                    h.consecutive_failures = 2;
+                }
+                s
+            },
+        )
+        .serving("1.1.0")
+        .check(Err("GET /ready answered 503 Service Unavailable".into()))
+        .at(t(65))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            let (_, reason, message) = cond(d, condition::DEGRADED);
+            assert_eq!(reason, "HealthCheckFailed");
+            assert!(
+                message.contains("after it had passed") && message.contains("503"),
+                "{message}"
+            );
+        }),
+        Case::new(
+            "a passing check after the gate passed is no new transition",
+            with_analysis(v2.clone()),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .check(Ok(()))
+        .at(t(55))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            assert!(!has_note(d, "HealthGatePassed"), "{:?}", d.notes);
+            assert_eq!(
+                d.status.health.as_ref().map(|h| h.last_check_time.clone()),
+                Some(Some(Time(t(55))))
+            );
+            assert!(d.requeue_after <= std::time::Duration::from_secs(5));
+        }),
+        Case::new(
             "a passing measurement that is not the last one waits for the next",
             with_analysis(v2.clone()),
             health_passed(verifying("1.1.0")),
@@ -1564,22 +1612,33 @@ fn gates_are_due_at_their_intervals() {
     let mut st = verifying("1.1.0");
     assert_eq!(
         gate_due(&s, &st, t(100)),
-        GateDue::Health,
+        GateDue::HEALTH,
         "first check at once"
     );
     st.health = Some(HealthProgress {
         last_check_time: Some(Time(t(100))),
         ..HealthProgress::default()
     });
-    assert_eq!(gate_due(&s, &st, t(104)), GateDue::Nothing);
-    assert_eq!(gate_due(&s, &st, t(105)), GateDue::Health);
+    assert_eq!(gate_due(&s, &st, t(104)), GateDue::NOTHING);
+    assert_eq!(gate_due(&s, &st, t(105)), GateDue::HEALTH);
     st = health_passed(st);
+    if let Some(h) = st.health.as_mut() {
+        h.last_check_time = Some(Time(t(56)));
+    }
     assert_eq!(
         gate_due(&s, &st, t(59)),
-        GateDue::Nothing,
+        GateDue::NOTHING,
         "initial delay of 10s from t=50"
     );
-    assert_eq!(gate_due(&s, &st, t(60)), GateDue::Measurement);
+    assert_eq!(gate_due(&s, &st, t(60)), GateDue::MEASUREMENT);
+    assert_eq!(
+        gate_due(&s, &st, t(61)),
+        GateDue {
+            health: true,
+            measurement: true
+        },
+        "the passed health gate keeps watching at its interval while the KPIs are measured"
+    );
     st.last_analysis = Some(AnalysisReport {
         measured_at: Time(t(60)),
         measurement: 1,
@@ -1587,11 +1646,28 @@ fn gates_are_due_at_their_intervals() {
         inconclusives: 0,
         kpis: vec![],
     });
-    assert_eq!(gate_due(&s, &st, t(69)), GateDue::Nothing);
-    assert_eq!(gate_due(&s, &st, t(70)), GateDue::Measurement);
+    if let Some(h) = st.health.as_mut() {
+        h.last_check_time = Some(Time(t(68)));
+    }
+    assert_eq!(gate_due(&s, &st, t(69)), GateDue::NOTHING);
+    assert_eq!(gate_due(&s, &st, t(70)), GateDue::MEASUREMENT);
+    assert_eq!(
+        gate_due(&s, &st, t(73)),
+        GateDue {
+            health: true,
+            measurement: true
+        }
+    );
     let mut paused = s.clone();
     paused.paused = true;
-    assert_eq!(gate_due(&paused, &st, t(70)), GateDue::Nothing);
+    assert_eq!(gate_due(&paused, &st, t(73)), GateDue::NOTHING);
+    let mut done = st.clone();
+    done.phase = Some(Phase::Succeeded);
+    assert_eq!(
+        gate_due(&s, &done, t(73)),
+        GateDue::NOTHING,
+        "the watch ends with the verdict"
+    );
 }
 
 fn db_secret() -> Reference {

@@ -65,7 +65,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
     );
     assert_eq!(
         gate_due(&spec("1.0.0"), &checking.status, t(110)),
-        GateDue::Health
+        GateDue::HEALTH
     );
     assert_eq!(kstatus(&checking), (true, false));
 
@@ -79,7 +79,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
     );
     assert_eq!(
         gate_due(&spec("1.0.0"), &one.status, t(112)),
-        GateDue::Nothing,
+        GateDue::NOTHING,
         "not before the interval"
     );
     let two = look(&one.status, "b", 115).check(Ok(())).run();
@@ -91,7 +91,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
     assert!(two.actions.is_empty());
     assert_eq!(
         gate_due(&spec("1.0.0"), &two.status, t(200)),
-        GateDue::Nothing
+        GateDue::NOTHING
     );
 
     // The next look: nothing to do.
@@ -219,7 +219,7 @@ fn a_pause_mid_rotation_holds_it_and_stops_its_clock() {
     spec_paused.paused = true;
     assert_eq!(
         gate_due(&spec_paused, &held.status, t(200)),
-        GateDue::Nothing
+        GateDue::NOTHING
     );
     // Paused for 1,000 s, far past the 600 s deadline: unpaused, the rotation goes on.
     let mut still = look(&held.status, "b", 1200);

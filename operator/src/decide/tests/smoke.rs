@@ -67,7 +67,7 @@ fn smoke_cases() -> Vec<Case> {
             );
             assert!(has_note(d, "SmokeTestStarted"));
             let spec = with_smoke(with_analysis(spec("1.1.0")));
-            assert_eq!(gate_due(&spec, &d.status, t(10_000)), GateDue::Nothing);
+            assert!(!gate_due(&spec, &d.status, t(10_000)).measurement);
         }),
         Case::new("the smoke Job runs: wait", v2.clone(), smoke_running())
             .serving("1.1.0")
@@ -92,8 +92,8 @@ fn smoke_cases() -> Vec<Case> {
             assert!(has_note(d, "SmokeTestPassed"));
             let spec = with_smoke(with_analysis(spec("1.1.0")));
             // initialDelaySeconds 10 from the smoke test's end, not from t(50).
-            assert_eq!(gate_due(&spec, &d.status, t(109)), GateDue::Nothing);
-            assert_eq!(gate_due(&spec, &d.status, t(110)), GateDue::Measurement);
+            assert!(!gate_due(&spec, &d.status, t(109)).measurement);
+            assert!(gate_due(&spec, &d.status, t(110)).measurement);
         }),
         Case::new(
             "the smoke Job failed: roll back, naming the Job",
@@ -345,7 +345,7 @@ fn edge_cases() -> Vec<Case> {
                 (false, Some("stopped: spec.smokeTest was removed"))
             );
             let spec = with_analysis(spec("1.1.0"));
-            assert_eq!(gate_due(&spec, &d.status, t(60)), GateDue::Measurement);
+            assert!(gate_due(&spec, &d.status, t(60)).measurement);
         }),
         Case::new(
             "the stable version fails its smoke test: the schema is back and it still serves",
@@ -440,7 +440,7 @@ fn simulate(seed: u64) -> (Phase, Option<String>, String) {
             || below(4) == 0,
         );
         let due = gate_due(&spec, &status, t(now));
-        if due == GateDue::Measurement {
+        if due.measurement {
             let progress = status.smoke_test.as_ref();
             assert!(
                 progress.is_some_and(|p| p.passed && p.version == "1.1.0"),
@@ -452,15 +452,16 @@ fn simulate(seed: u64) -> (Phase, Option<String>, String) {
             .revert(revert.clone())
             .smoke(smoke_job)
             .at(t(now));
-        let case = match due {
-            GateDue::Measurement => case.measured(all_kpis(if kpis_pass {
+        let case = if due.measurement {
+            case.measured(all_kpis(if kpis_pass {
                 Verdict::Pass
             } else {
                 Verdict::Fail
-            })),
-            GateDue::Health => case.check(Ok(())),
-            GateDue::Nothing => case,
+            }))
+        } else {
+            case
         };
+        let case = if due.health { case.check(Ok(())) } else { case };
         let d = case.run();
         for action in &d.actions {
             match action {
