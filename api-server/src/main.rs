@@ -58,6 +58,10 @@ enum Command {
         /// Seconds to wait for the AI suggestions to be ready.
         #[arg(long, env = "SMOKE_SUGGESTION_TIMEOUT_SECONDS", default_value_t = 60)]
         suggestion_timeout_seconds: u64,
+        /// Seconds to wait for `/health` and `/ready` to answer 200 before the first step
+        /// fails (a rolled-back version or a recovering dependency takes a moment).
+        #[arg(long, env = "SMOKE_READY_TIMEOUT_SECONDS", default_value_t = 30)]
+        ready_timeout_seconds: u64,
     },
     /// Create demo data (idempotent).
     Seed {
@@ -127,11 +131,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             base_url,
             request_timeout_seconds,
             suggestion_timeout_seconds,
+            ready_timeout_seconds,
         } => {
             let config = smoke::SmokeConfig {
                 base_url,
                 request_timeout: Duration::from_secs(request_timeout_seconds),
                 suggestion_timeout: Duration::from_secs(suggestion_timeout_seconds),
+                ready_timeout: Duration::from_secs(ready_timeout_seconds),
             };
             println!("smoke test against {}", config.base_url);
             let steps = smoke::run(&config, |step| {

@@ -2,7 +2,7 @@
 //! running API. The operator runs it as a Job of the new image against the new pods after a
 //! rollout, and of the stable image against the stable pods after a rollback.
 //!
-//! Steps: health and readiness, register a throwaway account, log in, create a list, add an
+//! Steps: health and readiness (awaited up to `ready_timeout`), register a throwaway account, log in, create a list, add an
 //! item and read it back, ask for AI suggestions and wait for their answer, then clean up
 //! (delete the list, log out). The first step that fails ends the run with an error naming
 //! the step, the HTTP status and the answer's body; the list is deleted also then. The
@@ -26,7 +26,12 @@ pub struct SmokeConfig {
     pub request_timeout: Duration,
     /// Longest wait for the AI suggestions to be ready (the worker answers through RabbitMQ).
     pub suggestion_timeout: Duration,
+    /// Longest wait for `/health` and then `/ready` to answer 200 (together).
+    pub ready_timeout: Duration,
 }
+
+/// How often the health and readiness steps ask again.
+const READY_POLL: Duration = Duration::from_millis(500);
 
 /// One step that passed, and how long it took.
 #[derive(Debug, Clone)]
@@ -84,18 +89,16 @@ struct Session {
 
 impl Session {
     async fn steps(&mut self, config: &SmokeConfig, on_step: &mut impl FnMut(&Step)) -> Result<()> {
-        self.step("health", on_step, |s| async move {
-            s.call(Method::GET, "/health", None, StatusCode::OK)
-                .await
-                .map(drop)
-        })
-        .await?;
-        self.step("readiness", on_step, |s| async move {
-            s.call(Method::GET, "/ready", None, StatusCode::OK)
-                .await
-                .map(drop)
-        })
-        .await?;
+        // Health and readiness are states the API reaches (after a rollback, or once a
+        // dependency recovers): awaited within one bound, as `kubectl wait` would. Every
+        // later step gets one try.
+        let ready_by = Instant::now() + config.ready_timeout;
+        for (name, path) in [("health", "/health"), ("readiness", "/ready")] {
+            self.step(name, on_step, |s| {
+                s.await_ok(path, config.ready_timeout, ready_by)
+            })
+            .await?;
+        }
         let email = format!("smoke-{}@smoke.listacompra.test", Uuid::new_v4().simple());
         let password = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let credentials = json!({ "email": email, "password": password });
@@ -271,6 +274,29 @@ impl Session {
     }
 
     /// One request; any status but `expected` is an error with the status and the body.
+    /// GET `path` until it answers 200, every [`READY_POLL`], until `by`; the error names
+    /// the bound and the last answer.
+    async fn await_ok(
+        &self,
+        path: &str,
+        bound: Duration,
+        by: Instant,
+    ) -> std::result::Result<(), String> {
+        loop {
+            let last = match self.call(Method::GET, path, None, StatusCode::OK).await {
+                Ok(_) => return Ok(()),
+                Err(last) => last,
+            };
+            if Instant::now() + READY_POLL > by {
+                return Err(format!(
+                    "not answered within {}s; last: {last}",
+                    bound.as_secs()
+                ));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
     async fn call(
         &self,
         method: Method,

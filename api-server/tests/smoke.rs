@@ -17,7 +17,56 @@ fn smoke_config(base_url: &str) -> SmokeConfig {
         base_url: base_url.to_owned(),
         request_timeout: Duration::from_secs(10),
         suggestion_timeout: Duration::from_secs(30),
+        ready_timeout: Duration::from_secs(2),
     }
+}
+
+/// A loopback port that drops every connection until `closed_for` has passed, then forwards
+/// them to `to`: an API whose network comes back, as after a rollback or a dependency's
+/// recovery.
+async fn comes_back_after(to: std::net::SocketAddr, closed_for: Duration) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let open_at = tokio::time::Instant::now() + closed_for;
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if tokio::time::Instant::now() < open_at {
+                continue; // dropped: the client sees the connection closed
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    Ok(format!("http://{address}"))
+}
+
+#[tokio::test]
+async fn health_and_readiness_are_awaited_within_their_bound() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let app = TestApp::start(common::config(&services, &db)?, true).await?;
+    let app_address = app.base.trim_start_matches("http://").parse()?;
+    let base = comes_back_after(app_address, Duration::from_secs(2)).await?;
+    let mut config = smoke_config(&base);
+    config.ready_timeout = Duration::from_secs(30);
+    let steps = smoke::run(&config, |_| {}).await?;
+    assert_eq!(steps.len(), 10, "every step passed once the API answered");
+
+    let never = comes_back_after(app_address, Duration::from_secs(3_600)).await?;
+    let err = smoke::run(&smoke_config(&never), |_| {})
+        .await
+        .expect_err("an API that never answers within the bound fails");
+    let (step, message) = failed_step(&err);
+    assert_eq!(step, "health", "{err}");
+    assert!(
+        message.contains("not answered within 2s"),
+        "the bound and the last answer are named: {err}"
+    );
+    app.stop().await;
+    Ok(())
 }
 
 /// The step and message of a smoke-test failure.
