@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod crd;
 pub mod env;
 mod error;
+pub mod faults;
 pub mod gotest;
 pub mod helm;
 pub mod identity;

@@ -4,7 +4,8 @@
 //! A [`Generator`] draws, from a seed, what people and machines do to a release: apply a new
 //! version (good, breaching a KPI, or with a migration that fails), return to an earlier
 //! version, change the retry token, kill the operator with SIGKILL in the middle of a release,
-//! scale, edit or delete its Deployment, delete its Service, delete a running Job. A [`Model`]
+//! scale, edit or delete its Deployment, delete its Service, delete a running Job, cut or slow
+//! the pods' database while a release is verified. A [`Model`]
 //! says what must hold once the system settles after each step. The checks against the real
 //! cluster and database live in `e2e/tests/sequences.rs`; this module is pure and unit-tested.
 //!
@@ -136,6 +137,26 @@ pub enum Op {
         /// Milliseconds between the apply and the abort.
         after_ms: u64,
     },
+    /// Apply `version`; once its new attempt is being verified, cut the pods' connections to
+    /// PostgreSQL (their `/ready` fails) until the attempt leaves Verifying: the health gate
+    /// (or the smoke test) fails it, even a good build. Without a new attempt the cut lasts
+    /// `blip_ms` while the release stands, and changes nothing it promises.
+    ReleaseAndCutDatabase {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds of a cut under a standing release.
+        blip_ms: u64,
+    },
+    /// Apply `version`; once its analysis starts (the smoke test passed), slow every query of
+    /// the pods until the attempt leaves Verifying: the p95 KPI breaches in the real
+    /// Prometheus and fails it, even a good build. Without a new attempt, a blip of
+    /// `blip_ms` that changes nothing promised.
+    ReleaseAndSlowDatabase {
+        /// Index into [`VERSIONS`].
+        version: usize,
+        /// Milliseconds of slowness under a standing release.
+        blip_ms: u64,
+    },
 }
 
 impl Op {
@@ -151,6 +172,17 @@ impl Op {
                 | Op::ReleaseAndDeleteJob { .. }
                 | Op::PauseThenResume { .. }
                 | Op::ReleaseBeforeSecret { .. }
+                | Op::ReleaseAndCutDatabase { .. }
+                | Op::ReleaseAndSlowDatabase { .. }
+        )
+    }
+
+    /// Whether the op breaks a gate while its attempt is verified (so a new attempt rolls
+    /// back whatever its build).
+    pub fn breaks_verification(&self) -> bool {
+        matches!(
+            self,
+            Op::ReleaseAndCutDatabase { .. } | Op::ReleaseAndSlowDatabase { .. }
         )
     }
 }
@@ -205,7 +237,7 @@ impl Generator {
         let mut ops = vec![Op::Release { version: 0 }];
         for _ in 0..steps {
             let version = usize::try_from(self.below(VERSIONS.len() as u64)).unwrap_or(0);
-            let op = match self.below(30) {
+            let op = match self.below(34) {
                 0..=6 => Op::Release { version },
                 7..=8 => Op::Retry,
                 9..=11 => Op::ReleaseAndKill {
@@ -232,6 +264,14 @@ impl Generator {
                 26..=27 => Op::ReleaseAndAbort {
                     version,
                     after_ms: self.below(20_000),
+                },
+                28..=29 => Op::ReleaseAndCutDatabase {
+                    version,
+                    blip_ms: self.below(5_000),
+                },
+                30..=31 => Op::ReleaseAndSlowDatabase {
+                    version,
+                    blip_ms: self.below(5_000),
                 },
                 _ => Op::RotateSecret,
             };
@@ -304,7 +344,9 @@ impl Model {
             | Op::ReleaseAndAbort { version, .. }
             | Op::ReleaseAndDeleteJob { version }
             | Op::PauseThenResume { version, .. }
-            | Op::ReleaseBeforeSecret { version } => VERSIONS[*version],
+            | Op::ReleaseBeforeSecret { version }
+            | Op::ReleaseAndCutDatabase { version, .. }
+            | Op::ReleaseAndSlowDatabase { version, .. } => VERSIONS[*version],
             Op::Retry => {
                 self.retries += 1;
                 self.desired
@@ -326,7 +368,7 @@ impl Model {
         self.stable_before = self.stable;
         // A migration Job deleted by hand is created again (the migration tool is idempotent),
         // so that release ends as any other.
-        if version.behaviour == Behaviour::Good {
+        if version.behaviour == Behaviour::Good && !op.breaks_verification() {
             self.stable = version;
             self.outcome = Outcome::Succeeded;
         } else {
@@ -409,6 +451,8 @@ mod tests {
             "RotateSecret",
             "ReleaseAndKillLeader",
             "ReleaseAndAbort",
+            "ReleaseAndCutDatabase",
+            "ReleaseAndSlowDatabase",
         ] {
             assert!(
                 all.iter()
@@ -536,6 +580,45 @@ mod tests {
             ("Succeeded", "1.0.0"),
             "a retry of the aborted version releases it"
         );
+    }
+
+    #[test]
+    fn a_gate_broken_during_verification_rolls_back_even_a_good_build() {
+        let mut m = Model::new();
+        m.apply(&Op::Release { version: 1 });
+        for op in [
+            Op::ReleaseAndCutDatabase {
+                version: 0,
+                blip_ms: 0,
+            },
+            Op::ReleaseAndSlowDatabase {
+                version: 0,
+                blip_ms: 0,
+            },
+        ] {
+            let mut m = m.clone();
+            assert!(m.apply(&op));
+            assert_eq!(
+                (m.expect().phase, m.expect().serving, m.expect().schema),
+                ("RolledBack", "1.1.0", VERSIONS[1].schema),
+                "{op:?}"
+            );
+            assert_eq!(m.recovery(), Some(Op::Retry), "the build is good: a retry");
+            m.apply(&Op::Retry);
+            assert_eq!(
+                (m.expect().phase, m.expect().serving),
+                ("Succeeded", "1.0.0")
+            );
+        }
+        let before = m.expect();
+        assert!(
+            !m.apply(&Op::ReleaseAndCutDatabase {
+                version: 1,
+                blip_ms: 2_000
+            }),
+            "the same spec: a blip under a standing release"
+        );
+        assert_eq!(m.expect(), before);
     }
 
     #[test]

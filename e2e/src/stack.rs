@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::binaries::workspace_binary;
+use crate::faults::{self, FaultProxy};
 use crate::operator::OperatorProcess;
 use crate::runner::{RUN_ANNOTATION, Runner, RunnerConfig};
 use crate::services::Services;
@@ -47,6 +48,9 @@ pub struct StackOptions {
     /// [`RunnerConfig::run_as_pod_user`]): repository, binary, and whether it runs as the
     /// pod's user.
     pub images: Vec<(String, PathBuf, bool)>,
+    /// The pods and Jobs reach PostgreSQL through a [`FaultProxy`] the test can slow or cut
+    /// ([`Stack::database_faults`]); the harness's own queries go straight to it.
+    pub database_faults: bool,
 }
 
 impl StackOptions {
@@ -59,6 +63,7 @@ impl StackOptions {
             log_dir,
             postgres_admin_url: None,
             images: Vec::new(),
+            database_faults: false,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct Stack {
     pub api_url: String,
     /// The Prometheus the gates query.
     pub prometheus_url: String,
+    /// With [`StackOptions::database_faults`], the wire between the pods and PostgreSQL.
+    pub database_faults: Option<FaultProxy>,
     database_url: String,
     admin_url: String,
     database: String,
@@ -141,6 +148,15 @@ impl Stack {
             source,
         })?;
 
+        let database_faults = if options.database_faults {
+            Some(FaultProxy::start(faults::upstream_of(&database_url)?).await?)
+        } else {
+            None
+        };
+        let pods_database_url = match &database_faults {
+            Some(proxy) => faults::through(&database_url, proxy.address())?,
+            None => database_url.clone(),
+        };
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let token = uuid::Uuid::new_v4().simple().to_string();
         let jwt = format!(
@@ -149,7 +165,7 @@ impl Stack {
             uuid::Uuid::new_v4().simple()
         );
         for (name, key, value) in [
-            ("listacompra-db", "url", database_url.as_str()),
+            ("listacompra-db", "url", pods_database_url.as_str()),
             ("listacompra-redis", "url", services.redis_url()?),
             ("listacompra-rabbitmq", "url", services.rabbitmq_url()?),
             ("listacompra-jwt", "JWT_SECRET", jwt.as_str()),
@@ -268,6 +284,7 @@ impl Stack {
             standby,
             api_url,
             prometheus_url: services.prometheus_url()?.to_owned(),
+            database_faults,
             database_url,
             admin_url,
             database,

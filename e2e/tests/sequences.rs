@@ -1,7 +1,8 @@
 //! Randomized operation sequences against the real cluster, the real operator process, the
 //! real API server processes (run by the workload runner) and the real PostgreSQL and
 //! Prometheus: after every operation the system settles and the release's promises are
-//! checked against the model in `e2e::sequence`.
+//! checked against the model in `e2e::sequence`. The pods reach PostgreSQL through a fault
+//! proxy (`e2e::faults`) that some operations cut or slow while a release is verified.
 //!
 //! - `LC_SEQUENCES` (default 1) sequences of `LC_SEQUENCE_STEPS` (default 6) operations, each
 //!   from a fresh seed; `LC_SEQUENCE_SEED=<seed>` replays one sequence. `make soak` runs many.
@@ -87,6 +88,7 @@ async fn run(ctx: &TestContext, services: &Services, seed: u64, ops: &[Op]) -> a
         // successor takes over mid-release.
         StackOptions {
             operator_standby: true,
+            database_faults: true,
             ..StackOptions::story(log_dir.clone())
         },
     )
@@ -311,6 +313,9 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
                 "a rotation launched Jobs: {jobs_before:?} then {jobs:?}"
             );
         }
+        Op::ReleaseAndCutDatabase { blip_ms, .. } | Op::ReleaseAndSlowDatabase { blip_ms, .. } => {
+            break_verification(stack, model, op, new_attempt, *blip_ms).await?;
+        }
         Op::ReleaseBeforeSecret { .. } => {
             let secrets: Api<Secret> = Api::namespaced(stack.client.clone(), &stack.namespace);
             let name = "listacompra-jwt";
@@ -343,6 +348,126 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
         }
     }
     Ok(false)
+}
+
+/// How much slower every round trip to the database gets in [`Op::ReleaseAndSlowDatabase`]:
+/// the load's requests make four or more (the pool's ping included), so most take over the
+/// p95 KPI's 350 ms (a bucket bound: more than 5 % of them breach it), while a `/ready` probe
+/// (two) stays within the health gate's 1 s timeout unless the pool is starved. At 200 ms the
+/// pool starved and the health gate's watch failed the attempt first; either gate is a right
+/// answer, the KPI the usual one.
+const SLOW_QUERY: Duration = Duration::from_millis(100);
+
+/// [`Op::ReleaseAndCutDatabase`] and [`Op::ReleaseAndSlowDatabase`]: applies the version and,
+/// when it starts a new attempt, breaks the pods' database from the point the op names (the
+/// attempt verified; its analysis started) until the attempt leaves Verifying, then checks
+/// that a good build failed on the gate that saw it. Without a new attempt, a blip under the
+/// standing release that must launch nothing.
+async fn break_verification(
+    stack: &Stack,
+    model: &Model,
+    op: &Op,
+    new_attempt: bool,
+    blip_ms: u64,
+) -> anyhow::Result<()> {
+    use e2e::faults::Fault;
+    use listacompra_crds::Phase;
+    let cut = matches!(op, Op::ReleaseAndCutDatabase { .. });
+    let fault = if cut {
+        Fault::Cut
+    } else {
+        Fault::Latency(SLOW_QUERY)
+    };
+    let proxy = stack
+        .database_faults
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the stack runs without the database fault proxy"))?;
+    let before = stack.release().await?.status.unwrap_or_default().attempt;
+    let jobs_before = job_names(stack).await?;
+    stack.apply(&manifest(stack, model)).await?;
+    if !new_attempt {
+        proxy.set(fault);
+        tokio::time::sleep(Duration::from_millis(blip_ms)).await;
+        proxy.set(Fault::Healthy);
+        let jobs = job_names(stack).await?;
+        anyhow::ensure!(
+            jobs == jobs_before,
+            "a {fault:?} blip under a standing release launched Jobs: {jobs_before:?} then {jobs:?}"
+        );
+        return Ok(());
+    }
+    // Wait for the point of the break: the new attempt verified (a cut), or its smoke test
+    // passed so its analysis runs (slow queries).
+    let deadline = Instant::now() + SETTLE;
+    let attempt = loop {
+        let status = stack.release().await?.status.unwrap_or_default();
+        let new = status.attempt.filter(|a| Some(*a) != before);
+        let analysing = status
+            .smoke_test
+            .as_ref()
+            .is_some_and(|s| s.passed && s.version == model.desired().tag);
+        match (new, status.phase) {
+            (Some(attempt), Some(Phase::Verifying)) if cut || analysing => break Some(attempt),
+            (Some(_), Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)) => break None,
+            _ => {}
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the new attempt was not verified within {SETTLE:?}: {:?}",
+            status.phase
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let Some(attempt) = attempt else {
+        anyhow::ensure!(
+            model.desired().behaviour != e2e::sequence::Behaviour::Good,
+            "the attempt of a good build ended before it was verified"
+        );
+        println!("  the attempt ended before it was verified: nothing broken");
+        return Ok(());
+    };
+    proxy.set(fault);
+    println!("  {fault:?} while attempt {attempt} is verified");
+    let left = async {
+        loop {
+            let status = stack.release().await?.status.unwrap_or_default();
+            if status.attempt != Some(attempt) || status.phase != Some(Phase::Verifying) {
+                return anyhow::Ok(status);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline + SETTLE,
+                "attempt {attempt} was still verified {SETTLE:?} into a {fault:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    .await;
+    proxy.set(Fault::Healthy);
+    let status = left?;
+    let reason = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    println!(
+        "  healed; the attempt left Verifying: {:?} {reason:?}",
+        status.phase
+    );
+    if model.desired().behaviour == e2e::sequence::Behaviour::Good {
+        let expected: &[&str] = if cut {
+            &["HealthCheckFailed", "SmokeTestFailed"]
+        } else {
+            &["KpiBreached", "HealthCheckFailed"]
+        };
+        anyhow::ensure!(
+            reason
+                .as_ref()
+                .is_some_and(|(r, _)| expected.contains(&r.as_str())),
+            "a good build under a {fault:?} left Verifying with {:?}, Degraded {reason:?} (expected one of {expected:?})",
+            status.phase
+        );
+    }
+    Ok(())
 }
 
 /// Aborts the attempt in flight, if one is, as `kubectl listacompra abort` does, and waits

@@ -1,0 +1,252 @@
+//! The network between the API pods and PostgreSQL, as it fails in production: a TCP proxy
+//! the pods reach the database through, which a test turns slow or cuts while a release is
+//! verified. The database, the pods and Prometheus stay real; only the wire between them
+//! misbehaves, on command.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::{Error, Result};
+
+/// What the wire does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Passes everything at once.
+    Healthy,
+    /// Holds every message to the database this long (each query round trip pays it once).
+    Latency(Duration),
+    /// Closes every open connection and refuses new ones (they are accepted and closed).
+    Cut,
+}
+
+/// A running proxy to one upstream address; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    address: SocketAddr,
+    fault: watch::Sender<Fault>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream`, healthy at first.
+    pub async fn start(upstream: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| Error::Io {
+                action: "binding the database fault proxy".to_owned(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| Error::Io {
+            action: "reading the fault proxy's address".to_owned(),
+            source,
+        })?;
+        let (fault, _) = watch::channel(Fault::Healthy);
+        let watching = fault.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let rx = watching.subscribe();
+                if *rx.borrow() == Fault::Cut {
+                    continue; // dropped: closed at once
+                }
+                tokio::spawn(tunnel(client, upstream, rx));
+            }
+        });
+        Ok(Self {
+            address,
+            fault,
+            task,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Switches the wire to `fault` (a cut closes the connections open now).
+    pub fn set(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    /// What the wire does now.
+    pub fn fault(&self) -> Fault {
+        *self.fault.borrow()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The address a `postgres://` URL connects to (a loopback server's: no name lookup).
+pub fn upstream_of(url: &str) -> Result<SocketAddr> {
+    let parsed = parse(url)?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    let port = parsed.port().unwrap_or(5432);
+    format!("{host}:{port}")
+        .parse()
+        .map_err(|e| Error::Workload {
+            message: format!("{url:?}: the fault proxy needs an IP address as host: {e}"),
+        })
+}
+
+/// `url` with its host and port replaced by the proxy's `address`.
+pub fn through(url: &str, address: SocketAddr) -> Result<String> {
+    let mut parsed = parse(url)?;
+    let bad = |what: &str| Error::Workload {
+        message: format!("{url:?}: cannot set the proxy's {what}"),
+    };
+    parsed.set_ip_host(address.ip()).map_err(|()| bad("host"))?;
+    parsed
+        .set_port(Some(address.port()))
+        .map_err(|()| bad("port"))?;
+    Ok(parsed.to_string())
+}
+
+fn parse(url: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(url).map_err(|e| Error::Workload {
+        message: format!("{url:?} is not a PostgreSQL URL: {e}"),
+    })
+}
+
+/// One client connection: both directions until either ends or the wire is cut.
+async fn tunnel(client: TcpStream, upstream: SocketAddr, rx: watch::Receiver<Fault>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::select! {
+        () = pump(client_read, server_write, rx.clone(), true) => {}
+        () = pump(server_read, client_write, rx.clone(), false) => {}
+        () = cut(rx) => {}
+    }
+}
+
+/// Copies `from` to `to`, holding each read for the current latency when `delayed`, until
+/// either side closes or the wire is cut.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    rx: watch::Receiver<Fault>,
+    delayed: bool,
+) {
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Read after the wire changed: nothing passes a cut, whichever branch runs first.
+        let latency = match *rx.borrow() {
+            Fault::Cut => return,
+            Fault::Latency(latency) if delayed => Some(latency),
+            _ => None,
+        };
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+            if *rx.borrow() == Fault::Cut {
+                return;
+            }
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Returns when the wire is cut.
+async fn cut(mut rx: watch::Receiver<Fault>) {
+    loop {
+        if *rx.borrow_and_update() == Fault::Cut {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An echo server on loopback.
+    async fn echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0_u8; 64];
+                    while let Ok(n) = socket.read(&mut buffer).await {
+                        if n == 0 || socket.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    async fn round_trip(stream: &mut TcpStream) -> std::io::Result<Duration> {
+        let started = Instant::now();
+        stream.write_all(b"ping").await?;
+        let mut answer = [0_u8; 4];
+        stream.read_exact(&mut answer).await?;
+        assert_eq!(&answer, b"ping");
+        Ok(started.elapsed())
+    }
+
+    #[test]
+    fn urls_are_routed_through_the_proxy() {
+        let url = "postgres://u:p@127.0.0.1:55432/lc_x?sslmode=disable";
+        assert_eq!(
+            upstream_of(url).expect("address"),
+            "127.0.0.1:55432".parse().expect("literal")
+        );
+        assert_eq!(
+            through(url, "127.0.0.1:40000".parse().expect("literal")).expect("url"),
+            "postgres://u:p@127.0.0.1:40000/lc_x?sslmode=disable"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wire_passes_slows_and_cuts_on_command() {
+        let proxy = FaultProxy::start(echo().await).await.expect("proxy");
+        let mut open = TcpStream::connect(proxy.address()).await.expect("connect");
+        round_trip(&mut open).await.expect("a healthy wire echoes");
+
+        proxy.set(Fault::Latency(Duration::from_millis(300)));
+        let took = round_trip(&mut open)
+            .await
+            .expect("a slow wire still echoes");
+        assert!(took >= Duration::from_millis(300), "took {took:?}");
+
+        proxy.set(Fault::Cut);
+        assert!(
+            round_trip(&mut open).await.is_err(),
+            "an open connection is closed by the cut"
+        );
+        let mut new = TcpStream::connect(proxy.address()).await.expect("accepted");
+        assert!(
+            round_trip(&mut new).await.is_err(),
+            "a new connection is closed"
+        );
+
+        proxy.set(Fault::Healthy);
+        let mut again = TcpStream::connect(proxy.address()).await.expect("connect");
+        round_trip(&mut again).await.expect("the wire is back");
+    }
+}
