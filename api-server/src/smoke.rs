@@ -2,9 +2,9 @@
 //! running API. The operator runs it as a Job of the new image against the new pods after a
 //! rollout, and of the stable image against the stable pods after a rollback.
 //!
-//! Steps: health and readiness (awaited up to `ready_timeout`), register a throwaway account, log in, create a list, add an
-//! item and read it back, ask for AI suggestions and wait for their answer, then clean up
-//! (delete the list, log out). The first step that fails ends the run with an error naming
+//! Steps: health and readiness (awaited up to `ready_timeout`), register a throwaway
+//! account, log in, create a list, add an item and read it back, ask for AI suggestions and
+//! wait for their answer, then clean up (delete the list, log out). The first step that fails ends the run with an error naming
 //! the step, the HTTP status and the answer's body; the list is deleted also then. The
 //! throwaway account stays (the API has no account deletion): its e-mail,
 //! `smoke-<uuid>@smoke.listacompra.test`, tells it apart.
@@ -26,7 +26,8 @@ pub struct SmokeConfig {
     pub request_timeout: Duration,
     /// Longest wait for the AI suggestions to be ready (the worker answers through RabbitMQ).
     pub suggestion_timeout: Duration,
-    /// Longest wait for `/health` and then `/ready` to answer 200 (together).
+    /// How long `/health` and then `/ready` are awaited, together, before the step that
+    /// waits fails (its last try may take up to `request_timeout` more).
     pub ready_timeout: Duration,
 }
 
@@ -273,9 +274,8 @@ impl Session {
         }
     }
 
-    /// One request; any status but `expected` is an error with the status and the body.
-    /// GET `path` until it answers 200, every [`READY_POLL`], until `by`; the error names
-    /// the bound and the last answer.
+    /// GET `path` until it answers 200, every [`READY_POLL`], until `by` (a last try may
+    /// take up to the request timeout more); the error names the bound and the last answer.
     async fn await_ok(
         &self,
         path: &str,
@@ -297,6 +297,7 @@ impl Session {
         }
     }
 
+    /// One request; any status but `expected` is an error with the status and the body.
     async fn call(
         &self,
         method: Method,

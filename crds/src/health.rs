@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::workload::SecretKeyRef;
 
 /// How the operator checks the health of the rolled-out version. The gate runs first; once it
-/// passed, it keeps checking at `intervalSeconds` while the smoke test and the analysis run,
-/// until the release's verdict, so a version that stops answering then fails too.
+/// passed, it keeps checking at `intervalSeconds` (without the token) while the smoke test
+/// and the analysis run, until the release's verdict, so a version that stops answering then
+/// fails too; the verdict waits while such a failure streak is open. It cannot fail a release
+/// whose smoke test and analysis end before `failureThreshold × intervalSeconds`; it does
+/// not check while the release is paused or held.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.timeoutSeconds <= self.intervalSeconds").message("health.timeoutSeconds must not exceed health.intervalSeconds").field_path(".timeoutSeconds"))]
@@ -39,8 +42,8 @@ pub struct HealthGateSpec {
     #[serde(default = "default_success_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub success_threshold: i32,
-    /// Consecutive failing checks that make the gate fail (and the release roll back), before
-    /// or after the gate passed.
+    /// Consecutive failing checks that make the gate fail (and the release fail, rolling
+    /// back when `rollback.automatic`), before or after the gate passed.
     #[serde(default = "default_failure_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,

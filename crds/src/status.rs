@@ -283,17 +283,19 @@ impl Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthProgress {
-    /// Checks in a row that passed.
+    /// Checks in a row that passed, until the gate passed.
     pub consecutive_successes: i32,
-    /// Checks in a row that failed.
+    /// Checks in a row that failed, before or after the gate passed.
     pub consecutive_failures: i32,
-    /// When the last check ran.
+    /// When the last written check ran. After the gate passed, the watch writes only
+    /// failures and the check that ends them: passing checks change nothing here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<Time>,
-    /// What the last check found, for people.
+    /// What the last written check found, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The gate passed.
+    /// The gate passed; it is then watched until the verdict (stays true if the watch
+    /// fails the release: the Degraded condition says so).
     #[serde(default)]
     pub passed: bool,
 }

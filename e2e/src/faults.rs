@@ -18,13 +18,17 @@ use crate::{Error, Result};
 pub enum Fault {
     /// Passes everything at once.
     Healthy,
-    /// Holds every message to the database this long (each query round trip pays it once).
+    /// Holds each read from a client this long before passing it on (reads of one
+    /// connection in turn: a query round trip pays it once, a message arriving meanwhile
+    /// waits for the one before).
     Latency(Duration),
-    /// Closes every open connection and refuses new ones (they are accepted and closed).
+    /// Closes every open connection; new ones are held unanswered until the wire is healthy
+    /// or slow again, as a partition black-holes them (a client's connect timeout applies).
     Cut,
 }
 
-/// A running proxy to one upstream address; stops when dropped.
+/// A running proxy to one upstream address; when dropped, it closes its connections and
+/// stops accepting.
 #[derive(Debug)]
 pub struct FaultProxy {
     address: SocketAddr,
@@ -48,12 +52,15 @@ impl FaultProxy {
         let (fault, _) = watch::channel(Fault::Healthy);
         let watching = fault.clone();
         let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let rx = watching.subscribe();
-                if *rx.borrow() == Fault::Cut {
-                    continue; // dropped: closed at once
+            loop {
+                match listener.accept().await {
+                    Ok((client, _)) => {
+                        tokio::spawn(tunnel(client, upstream, watching.subscribe()));
+                    }
+                    // Out of descriptors, or a client gone before it was accepted: the
+                    // proxy goes on.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
-                tokio::spawn(tunnel(client, upstream, rx));
             }
         });
         Ok(Self {
@@ -81,6 +88,9 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
+        // Every tunnel ends on a cut (a held one never starts: the receivers see the sender
+        // gone).
+        self.fault.send_replace(Fault::Cut);
         self.task.abort();
     }
 }
@@ -116,8 +126,14 @@ fn parse(url: &str) -> Result<reqwest::Url> {
     })
 }
 
-/// One client connection: both directions until either ends or the wire is cut.
-async fn tunnel(client: TcpStream, upstream: SocketAddr, rx: watch::Receiver<Fault>) {
+/// One client connection: held while the wire is cut, then both directions until both end
+/// or the wire is cut.
+async fn tunnel(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<Fault>) {
+    while *rx.borrow_and_update() == Fault::Cut {
+        if rx.changed().await.is_err() {
+            return; // the proxy is gone
+        }
+    }
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -125,9 +141,12 @@ async fn tunnel(client: TcpStream, upstream: SocketAddr, rx: watch::Receiver<Fau
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    let both = futures::future::join(
+        pump(client_read, server_write, rx.clone(), true),
+        pump(server_read, client_write, rx.clone(), false),
+    );
     tokio::select! {
-        () = pump(client_read, server_write, rx.clone(), true) => {}
-        () = pump(server_read, client_write, rx.clone(), false) => {}
+        _ = both => {}
         () = cut(rx) => {}
     }
 }
@@ -143,7 +162,12 @@ async fn pump(
     let mut buffer = vec![0_u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                // Half-close: the other direction goes on.
+                let _ = to.shutdown().await;
+                return;
+            }
+            Err(_) => return,
             Ok(n) => n,
         };
         // Read after the wire changed: nothing passes a cut, whichever branch runs first.
@@ -171,7 +195,7 @@ async fn cut(mut rx: watch::Receiver<Fault>) {
             return;
         }
         if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
+            return; // the proxy is gone
         }
     }
 }
@@ -239,14 +263,28 @@ mod tests {
             round_trip(&mut open).await.is_err(),
             "an open connection is closed by the cut"
         );
-        let mut new = TcpStream::connect(proxy.address()).await.expect("accepted");
+        let mut held = TcpStream::connect(proxy.address()).await.expect("accepted");
+        held.write_all(b"ping").await.expect("buffered");
+        let mut answer = [0_u8; 4];
         assert!(
-            round_trip(&mut new).await.is_err(),
-            "a new connection is closed"
+            tokio::time::timeout(Duration::from_millis(300), held.read_exact(&mut answer))
+                .await
+                .is_err(),
+            "a new connection is held unanswered while the wire is cut"
         );
 
         proxy.set(Fault::Healthy);
+        held.read_exact(&mut answer)
+            .await
+            .expect("the held connection goes through");
+        assert_eq!(&answer, b"ping");
         let mut again = TcpStream::connect(proxy.address()).await.expect("connect");
         round_trip(&mut again).await.expect("the wire is back");
+
+        drop(proxy);
+        assert!(
+            round_trip(&mut again).await.is_err(),
+            "a dropped proxy closes its connections"
+        );
     }
 }

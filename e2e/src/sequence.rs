@@ -137,10 +137,11 @@ pub enum Op {
         /// Milliseconds between the apply and the abort.
         after_ms: u64,
     },
-    /// Apply `version`; once its new attempt is being verified, cut the pods' connections to
-    /// PostgreSQL (their `/ready` fails) until the attempt leaves Verifying: the health gate
-    /// (or the smoke test) fails it, even a good build. Without a new attempt the cut lasts
-    /// `blip_ms` while the release stands, and changes nothing it promises.
+    /// Apply `version`; once its analysis starts (the health gate and the smoke test
+    /// passed), cut the pods' connections to PostgreSQL (their `/ready` fails fast) until the
+    /// attempt leaves Verifying: the health gate's watch fails it, even a good build. Without
+    /// a new attempt the cut lasts `blip_ms` while the release stands, and changes nothing it
+    /// promises.
     ReleaseAndCutDatabase {
         /// Index into [`VERSIONS`].
         version: usize,

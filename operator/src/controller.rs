@@ -49,6 +49,9 @@ pub struct Context {
     pub events: Publisher,
     /// Consecutive failed reconciles per release (`namespace/name`), for the backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// When each verified release's passed health gate was last watched (`namespace/name`;
+    /// see [`decide::Observed::last_health_watch`]).
+    pub health_watches: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
     /// Hosts besides a release's own Service that the gates may send credentials to
     /// ([`crate::gates::egress::check`]), from the operator's configuration.
     pub allowed_hosts: Vec<String>,
@@ -78,6 +81,7 @@ impl Context {
                 .unwrap_or_default(),
             metrics,
             failures: std::sync::Mutex::default(),
+            health_watches: std::sync::Mutex::default(),
             allowed_hosts: Vec::new(),
             caches: std::sync::OnceLock::new(),
             watch_secrets: false,
@@ -196,6 +200,10 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
                         ctx.metrics
                             .forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
                         ctx.failures
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&key);
+                        ctx.health_watches
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .remove(&key);
@@ -477,24 +485,47 @@ async fn reconcile_release(
     };
 
     let now = Timestamp::now();
-    let (mut health_check, mut measurement) = (None, None);
     let abort = abort_requested(release);
+    // The passed health gate's watch: its schedule is kept here, not in status.
+    let watch_key = failure_key(Some(&namespace), &name);
+    let watching = decide::health_watching(&status);
+    let last_health_watch = {
+        let mut watches = ctx
+            .health_watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !watching {
+            watches.remove(&watch_key);
+        }
+        watches.get(&watch_key).copied()
+    };
     // An attempt about to be aborted is not measured (its checks would only delay the abort).
     let due = if decide::abort_honoured(abort, &status) {
         GateDue::NOTHING
     } else {
-        decide::gate_due(spec, &status, now)
+        decide::gate_due(spec, &status, last_health_watch, now)
     };
-    if due.health {
-        let outcome = checks::health_check(release, &namespace, ctx).await?;
+    // The health check and the measurement are independent: run together.
+    let health = async {
+        if !due.health {
+            return Ok(None);
+        }
+        // A watch check asks without the token: `/ready` answers the same status without it,
+        // and the pods keep the token they were rolled with while a rotated one waits for
+        // the verdict.
+        let outcome = checks::health_check(release, &namespace, ctx, !watching).await?;
         let verdict = if outcome.is_ok() { "pass" } else { "fail" };
+        let gate = if watching { "health-watch" } else { "health" };
         ctx.metrics
             .gate_verdicts
-            .with_label_values(&["health", verdict])
+            .with_label_values(&[gate, verdict])
             .inc();
-        health_check = Some(outcome);
-    }
-    if let (true, Some(analysis)) = (due.measurement, &spec.analysis) {
+        Ok::<_, Error>(Some(outcome))
+    };
+    let measure = async {
+        let (true, Some(analysis)) = (due.measurement, &spec.analysis) else {
+            return Ok(None);
+        };
         let results = checks::measure(release, &namespace, analysis, ctx).await?;
         for r in &results {
             let verdict = format!("{:?}", r.verdict).to_ascii_lowercase();
@@ -511,7 +542,14 @@ async fn reconcile_release(
         }
         let failed = results.iter().any(|r| r.verdict == Verdict::Fail);
         info!(failed, kpis = results.len(), "KPI measurement taken");
-        measurement = Some(results);
+        Ok::<_, Error>(Some(results))
+    };
+    let (health_check, measurement) = futures::future::try_join(health, measure).await?;
+    if watching && health_check.is_some() {
+        ctx.health_watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(watch_key, now);
     }
 
     let observed = Observed {
@@ -527,6 +565,7 @@ async fn reconcile_release(
         workload: workload.clone(),
         health_check,
         measurement,
+        last_health_watch,
         approvals,
         missing,
         firing_alerts,

@@ -98,6 +98,10 @@ pub struct Observed<'a> {
     pub health_check: Option<Result<(), String>>,
     /// A KPI measurement performed for this reconcile (see [`gate_due`]).
     pub measurement: Option<Vec<KpiResult>>,
+    /// When the controller last ran a watch check of the passed health gate (see
+    /// [`health_watching`]): passing watch checks are not written to status, so their
+    /// schedule lives in the controller's memory (after a restart the first one runs at once).
+    pub last_health_watch: Option<Timestamp>,
     /// The approvals naming this release (read only when [`awaits_approval`]).
     pub approvals: Vec<Approval>,
     /// What the spec names that does not exist (checked only when [`may_launch`]): the
@@ -269,6 +273,7 @@ fn held(status: &ListaCompraReleaseStatus) -> bool {
 pub fn gate_due(
     spec: &ListaCompraReleaseSpec,
     status: &ListaCompraReleaseStatus,
+    last_watch: Option<Timestamp>,
     now: Timestamp,
 ) -> GateDue {
     if status.phase == Some(Phase::Succeeded) && !is_new_target(spec, status) {
@@ -287,7 +292,7 @@ pub fn gate_due(
     let health = status.health.clone().unwrap_or_default();
     // Before it passes, the health gate alone runs; after, it keeps watching (at its
     // interval) while the smoke test and the analysis run, until the verdict.
-    let health_due = crate::gates::health::watch_due(&health, &spec.health, now);
+    let health_due = crate::gates::health::watch_due(&health, &spec.health, last_watch, now);
     if !health.passed {
         return GateDue {
             health: health_due,
@@ -308,6 +313,12 @@ pub fn gate_due(
         health: health_due,
         measurement,
     }
+}
+
+/// Whether a health check now is a watch check: the release is verified and its health gate
+/// passed (see [`Observed::last_health_watch`]).
+pub fn health_watching(status: &ListaCompraReleaseStatus) -> bool {
+    status.phase == Some(Phase::Verifying) && status.health.as_ref().is_some_and(|h| h.passed)
 }
 
 /// A release starts when the version, the retry token or the image under the version

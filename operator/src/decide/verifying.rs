@@ -63,11 +63,16 @@ impl Machine<'_, '_> {
         if !health.passed {
             return self.requeue_in(interval);
         }
-        let next_check = health
-            .last_check_time
-            .as_ref()
-            .map_or(self.o.now, |t| t.0 + interval);
+        let last_watch = if self.o.health_check.is_some() {
+            Some(self.o.now)
+        } else {
+            self.o.last_health_watch
+        };
+        let next_check = health::next_check(&health, &self.spec().health, last_watch);
         self.requeue_in(next_check.duration_since(self.o.now));
+        // No verdict while the watch sees a failure streak: the next check ends it one way
+        // or the other (within the deadline).
+        let failing = health.consecutive_failures > 0;
         if self.spec().smoke_test.is_some() {
             match self.smoke_test(self.target(), JobPurpose::Smoke) {
                 SmokeGate::Waiting => return,
@@ -78,6 +83,9 @@ impl Machine<'_, '_> {
             self.stop_smoke_test("spec.smokeTest was removed");
         }
         let Some(analysis) = self.spec().analysis.clone() else {
+            if failing {
+                return;
+            }
             return self.succeed();
         };
         if let Some(results) = &self.o.measurement {
@@ -144,15 +152,19 @@ impl Machine<'_, '_> {
                     }
                 };
             }
-            if n >= analysis.measurements {
-                return self.succeed();
-            }
         }
         let taken = self
             .status
             .last_analysis
             .as_ref()
             .map_or(0, |a| a.measurement);
+        if taken >= analysis.measurements {
+            // Every measurement passed; the verdict waits out a failure streak of the watch.
+            if !failing {
+                self.succeed();
+            }
+            return;
+        }
         let start =
             smoke::analysis_start(self.spec(), &self.status).unwrap_or_else(|| self.now.clone());
         let next = start.0

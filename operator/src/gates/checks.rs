@@ -45,10 +45,13 @@ async fn read_secret(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -
 }
 
 #[tracing::instrument(name = "gate.health", skip_all)]
+/// One check of the release's health gate, with the token from its Secret when
+/// `with_token` (the watch after the gate passed asks without it).
 pub async fn health_check(
     release: &ListaCompraRelease,
     namespace: &str,
     ctx: &Context,
+    with_token: bool,
 ) -> Result<Result<(), String>> {
     let spec = &release.spec;
     let base = spec.health.base_url.clone().unwrap_or_else(|| {
@@ -62,7 +65,8 @@ pub async fn health_check(
         .health
         .token_secret_ref
         .as_ref()
-        .or(spec.env.healthcheck_token.as_ref());
+        .or(spec.env.healthcheck_token.as_ref())
+        .filter(|_| with_token);
     let service = naming::workload_name(&release.name_any());
     if token_ref.is_some()
         && let Err(refused) = egress::check(&base, &service, namespace, &ctx.allowed_hosts)

@@ -20,21 +20,38 @@ pub enum HealthVerdict {
 }
 
 /// Whether the next check is due at `now`: `intervalSeconds` have gone by since the last
-/// check (at once before the first). A gate that passed is still watched this way while its
-/// release is verified.
-pub fn watch_due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
-    let next = progress
+/// check (at once before the first), the last one being the later of the one in `progress`
+/// and `last_watch`, the last watch check of a gate that passed (those that pass are not
+/// written to `progress`). A gate that passed is still watched this way while its release is
+/// verified.
+pub fn watch_due(
+    progress: &HealthProgress,
+    spec: &HealthGateSpec,
+    last_watch: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    now >= next_check(progress, spec, last_watch)
+}
+
+/// When the next check is due (see [`watch_due`]).
+pub fn next_check(
+    progress: &HealthProgress,
+    spec: &HealthGateSpec,
+    last_watch: Option<Timestamp>,
+) -> Timestamp {
+    let last = progress
         .last_check_time
         .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |t| {
-            t.0 + SignedDuration::from_secs(i64::from(spec.interval_seconds))
-        });
-    now >= next
+        .map(|t| t.0)
+        .max(last_watch);
+    last.map_or(Timestamp::UNIX_EPOCH, |t| {
+        t + SignedDuration::from_secs(i64::from(spec.interval_seconds))
+    })
 }
 
 /// Whether the next check of a gate that stops at its pass (a rotation's) is due at `now`.
 pub fn due(progress: &HealthProgress, spec: &HealthGateSpec, now: Timestamp) -> bool {
-    !progress.passed && watch_due(progress, spec, now)
+    !progress.passed && watch_due(progress, spec, None, now)
 }
 
 /// Folds one check (`Ok` or the reason it failed) into the gate's progress.
@@ -44,18 +61,22 @@ pub fn record(
     spec: &HealthGateSpec,
     now: Time,
 ) -> (HealthProgress, HealthVerdict) {
+    if progress.passed && progress.consecutive_failures == 0 && outcome.is_ok() {
+        // A passing watch check: nothing to write (the schedule is the caller's).
+        return (progress.clone(), HealthVerdict::Pending);
+    }
     let mut next = progress.clone();
     next.last_check_time = Some(now);
     match outcome {
         Ok(()) => {
-            next.consecutive_successes += 1;
             next.consecutive_failures = 0;
             next.message = Some(if next.passed {
                 format!(
-                    "{} and {} answered (the gate passed; watched until the verdict)",
+                    "{} and {} answer again (the gate passed; watched until the verdict)",
                     spec.liveness_path, spec.readiness_path
                 )
             } else {
+                next.consecutive_successes += 1;
                 format!(
                     "{} and {} answered ({} of {} checks in a row)",
                     spec.liveness_path,
@@ -161,34 +182,36 @@ mod tests {
     #[test]
     fn a_passed_gate_is_watched_and_fails_on_failures_in_a_row() {
         let now = Time(Timestamp::UNIX_EPOCH);
+        let at = |secs| Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs);
         let passed = HealthProgress {
             consecutive_successes: 2,
             passed: true,
             last_check_time: Some(now.clone()),
             ..HealthProgress::default()
         };
-        assert!(!due(
-            &passed,
-            &spec(),
-            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(60)
-        ));
-        assert!(watch_due(
-            &passed,
-            &spec(),
-            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(5)
-        ));
-        assert!(!watch_due(
-            &passed,
-            &spec(),
-            Timestamp::UNIX_EPOCH + SignedDuration::from_secs(4)
-        ));
-        let (p, v) = record(&passed, &Ok(()), &spec(), now.clone());
+        assert!(
+            !due(&passed, &spec(), at(60)),
+            "a rotation's gate stops at its pass"
+        );
+        assert!(watch_due(&passed, &spec(), None, at(5)));
+        assert!(!watch_due(&passed, &spec(), None, at(4)));
+        assert!(
+            !watch_due(&passed, &spec(), Some(at(3)), at(5)),
+            "the later of the written check and the watch's own counts"
+        );
+        let (p, v) = record(&passed, &Ok(()), &spec(), Time(at(5)));
         assert_eq!(v, HealthVerdict::Pending, "a pass is reported once");
-        assert!(p.passed);
+        assert_eq!(p, passed, "a passing watch check changes nothing");
         let failing = Err("GET /ready failed: connection refused".to_owned());
-        let (p, v) = record(&p, &failing, &spec(), now.clone());
-        assert_eq!((v, p.passed), (HealthVerdict::Pending, true));
-        let (p, v) = record(&p, &failing, &spec(), now);
+        let (p, v) = record(&p, &failing, &spec(), Time(at(5)));
+        assert_eq!(
+            (v, p.passed, p.consecutive_failures),
+            (HealthVerdict::Pending, true, 1)
+        );
+        let (again, v) = record(&p, &Ok(()), &spec(), Time(at(10)));
+        assert_eq!((v, again.consecutive_failures), (HealthVerdict::Pending, 0));
+        assert!(again.message.unwrap_or_default().contains("answer again"));
+        let (p, v) = record(&p, &failing, &spec(), Time(at(10)));
         assert_eq!(v, HealthVerdict::Failed);
         assert!(p.message.unwrap_or_default().contains("2 of 2 failures"));
     }

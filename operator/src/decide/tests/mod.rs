@@ -160,6 +160,7 @@ struct Case {
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
+    last_health_watch: Option<Timestamp>,
     approvals: Vec<Approval>,
     generation: i64,
     missing: Vec<Reference>,
@@ -192,6 +193,7 @@ impl Case {
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
+            last_health_watch: None,
             approvals: Vec::new(),
             generation: 7,
             missing: Vec::new(),
@@ -284,6 +286,7 @@ impl Case {
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
+            last_health_watch: self.last_health_watch,
             approvals: self.approvals.clone(),
             missing: self.missing.clone(),
             firing_alerts: self.firing_alerts.clone(),
@@ -660,15 +663,90 @@ fn cases() -> Vec<Case> {
         )
         .serving("1.1.0")
         .check(Ok(()))
-        .at(t(55))
+        .at(t(51))
         .expect(|d| {
             assert_eq!(phase(d), Phase::Verifying);
             assert!(!has_note(d, "HealthGatePassed"), "{:?}", d.notes);
             assert_eq!(
-                d.status.health.as_ref().map(|h| h.last_check_time.clone()),
-                Some(Some(Time(t(55))))
+                d.status.health,
+                health_passed(verifying("1.1.0")).health,
+                "a passing watch check writes nothing"
             );
-            assert!(d.requeue_after <= std::time::Duration::from_secs(5));
+            assert_eq!(
+                d.requeue_after,
+                std::time::Duration::from_secs(5),
+                "the next watch check, before the first measurement at t(60)"
+            );
+        }),
+        Case::new(
+            "a watch failure below the threshold stays verified and is written",
+            with_analysis(v2.clone()),
+            health_passed(verifying("1.1.0")),
+        )
+        .serving("1.1.0")
+        .check(Err("GET /ready timed out after 1s".into()))
+        .at(t(51))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying);
+            let h = d.status.health.clone().unwrap_or_default();
+            assert_eq!((h.passed, h.consecutive_failures), (true, 1));
+            assert_eq!(h.last_check_time, Some(Time(t(51))));
+        }),
+        Case::new(
+            "a watch failure streak holds the verdict after the last measurement",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                s.last_analysis = Some(AnalysisReport {
+                    measured_at: Time(t(60)),
+                    measurement: 1,
+                    failures: 0,
+                    inconclusives: 0,
+                    kpis: vec![],
+                });
+                if let Some(h) = s.health.as_mut() {
+                    h.consecutive_failures = 1;
+                    h.last_check_time = Some(Time(t(69)));
+                }
+                s
+            },
+        )
+        .serving("1.1.0")
+        .measured(all_kpis(Verdict::Pass))
+        .at(t(70))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Verifying, "no verdict during a failure streak");
+            assert_eq!(d.status.last_analysis.as_ref().map(|a| a.measurement), Some(2));
+            assert_eq!(d.requeue_after, std::time::Duration::from_secs(4));
+        }),
+        Case::new(
+            "the streak ended: the verdict comes with the next passing check",
+            with_analysis(v2.clone()),
+            {
+                let mut s = health_passed(verifying("1.1.0"));
+                s.last_analysis = Some(AnalysisReport {
+                    measured_at: Time(t(70)),
+                    measurement: 2,
+                    failures: 0,
+                    inconclusives: 0,
+                    kpis: vec![],
+                });
+                if let Some(h) = s.health.as_mut() {
+                    h.consecutive_failures = 1;
+                    h.last_check_time = Some(Time(t(69)));
+                }
+                s
+            },
+        )
+        .serving("1.1.0")
+        .check(Ok(()))
+        .at(t(74))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Succeeded);
+            assert_eq!(
+                d.status.health.as_ref().map(|h| h.consecutive_failures),
+                Some(0)
+            );
         }),
         Case::new(
             "a passing measurement that is not the last one waits for the next",
@@ -1611,7 +1689,7 @@ fn gates_are_due_at_their_intervals() {
     let s = with_analysis(spec("1.1.0"));
     let mut st = verifying("1.1.0");
     assert_eq!(
-        gate_due(&s, &st, t(100)),
+        gate_due(&s, &st, None, t(100)),
         GateDue::HEALTH,
         "first check at once"
     );
@@ -1619,20 +1697,20 @@ fn gates_are_due_at_their_intervals() {
         last_check_time: Some(Time(t(100))),
         ..HealthProgress::default()
     });
-    assert_eq!(gate_due(&s, &st, t(104)), GateDue::NOTHING);
-    assert_eq!(gate_due(&s, &st, t(105)), GateDue::HEALTH);
+    assert_eq!(gate_due(&s, &st, None, t(104)), GateDue::NOTHING);
+    assert_eq!(gate_due(&s, &st, None, t(105)), GateDue::HEALTH);
     st = health_passed(st);
     if let Some(h) = st.health.as_mut() {
         h.last_check_time = Some(Time(t(56)));
     }
     assert_eq!(
-        gate_due(&s, &st, t(59)),
+        gate_due(&s, &st, None, t(59)),
         GateDue::NOTHING,
         "initial delay of 10s from t=50"
     );
-    assert_eq!(gate_due(&s, &st, t(60)), GateDue::MEASUREMENT);
+    assert_eq!(gate_due(&s, &st, None, t(60)), GateDue::MEASUREMENT);
     assert_eq!(
-        gate_due(&s, &st, t(61)),
+        gate_due(&s, &st, None, t(61)),
         GateDue {
             health: true,
             measurement: true
@@ -1649,10 +1727,10 @@ fn gates_are_due_at_their_intervals() {
     if let Some(h) = st.health.as_mut() {
         h.last_check_time = Some(Time(t(68)));
     }
-    assert_eq!(gate_due(&s, &st, t(69)), GateDue::NOTHING);
-    assert_eq!(gate_due(&s, &st, t(70)), GateDue::MEASUREMENT);
+    assert_eq!(gate_due(&s, &st, None, t(69)), GateDue::NOTHING);
+    assert_eq!(gate_due(&s, &st, None, t(70)), GateDue::MEASUREMENT);
     assert_eq!(
-        gate_due(&s, &st, t(73)),
+        gate_due(&s, &st, None, t(73)),
         GateDue {
             health: true,
             measurement: true
@@ -1660,11 +1738,16 @@ fn gates_are_due_at_their_intervals() {
     );
     let mut paused = s.clone();
     paused.paused = true;
-    assert_eq!(gate_due(&paused, &st, t(73)), GateDue::NOTHING);
+    assert_eq!(
+        gate_due(&s, &st, Some(t(72)), t(73)),
+        GateDue::MEASUREMENT,
+        "a passing watch check at t(72), kept by the controller, is the last one"
+    );
+    assert_eq!(gate_due(&paused, &st, None, t(73)), GateDue::NOTHING);
     let mut done = st.clone();
     done.phase = Some(Phase::Succeeded);
     assert_eq!(
-        gate_due(&s, &done, t(73)),
+        gate_due(&s, &done, None, t(73)),
         GateDue::NOTHING,
         "the watch ends with the verdict"
     );

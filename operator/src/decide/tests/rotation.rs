@@ -64,7 +64,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
             .is_some_and(|r| r.health.is_some())
     );
     assert_eq!(
-        gate_due(&spec("1.0.0"), &checking.status, t(110)),
+        gate_due(&spec("1.0.0"), &checking.status, None, t(110)),
         GateDue::HEALTH
     );
     assert_eq!(kstatus(&checking), (true, false));
@@ -78,7 +78,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
             .is_some_and(|r| r.completion_time.is_none())
     );
     assert_eq!(
-        gate_due(&spec("1.0.0"), &one.status, t(112)),
+        gate_due(&spec("1.0.0"), &one.status, None, t(112)),
         GateDue::NOTHING,
         "not before the interval"
     );
@@ -90,7 +90,7 @@ fn a_changed_secret_rolls_the_serving_pods_and_the_health_gate_alone_verifies_th
     assert!(cond(&two, condition::READY).0);
     assert!(two.actions.is_empty());
     assert_eq!(
-        gate_due(&spec("1.0.0"), &two.status, t(200)),
+        gate_due(&spec("1.0.0"), &two.status, None, t(200)),
         GateDue::NOTHING
     );
 
@@ -218,7 +218,7 @@ fn a_pause_mid_rotation_holds_it_and_stops_its_clock() {
     let mut spec_paused = spec("1.0.0");
     spec_paused.paused = true;
     assert_eq!(
-        gate_due(&spec_paused, &held.status, t(200)),
+        gate_due(&spec_paused, &held.status, None, t(200)),
         GateDue::NOTHING
     );
     // Paused for 1,000 s, far past the 600 s deadline: unpaused, the rotation goes on.

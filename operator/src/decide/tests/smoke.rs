@@ -67,7 +67,32 @@ fn smoke_cases() -> Vec<Case> {
             );
             assert!(has_note(d, "SmokeTestStarted"));
             let spec = with_smoke(with_analysis(spec("1.1.0")));
-            assert!(!gate_due(&spec, &d.status, t(10_000)).measurement);
+            assert!(!gate_due(&spec, &d.status, None, t(10_000)).measurement);
+        }),
+        Case::new(
+            "the health watch fails during the smoke test: its Job stops, the release rolls back",
+            v2.clone(),
+            {
+                let mut s = smoke_running();
+                if let Some(h) = s.health.as_mut() {
+                    h.consecutive_failures = 2;
+                }
+                s
+            },
+        )
+        .serving("1.1.0")
+        .smoke(JobState::Running)
+        .check(Err("GET /ready answered 503 Service Unavailable".into()))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::RollingBack);
+            assert_eq!(cond(d, condition::DEGRADED).1, "HealthCheckFailed");
+            assert!(
+                d.actions.contains(&Action::DeleteJob {
+                    name: smoke_name(JobPurpose::Smoke, "1.1.0")
+                }),
+                "{:?}",
+                d.actions
+            );
         }),
         Case::new("the smoke Job runs: wait", v2.clone(), smoke_running())
             .serving("1.1.0")
@@ -92,8 +117,8 @@ fn smoke_cases() -> Vec<Case> {
             assert!(has_note(d, "SmokeTestPassed"));
             let spec = with_smoke(with_analysis(spec("1.1.0")));
             // initialDelaySeconds 10 from the smoke test's end, not from t(50).
-            assert!(!gate_due(&spec, &d.status, t(109)).measurement);
-            assert!(gate_due(&spec, &d.status, t(110)).measurement);
+            assert!(!gate_due(&spec, &d.status, None, t(109)).measurement);
+            assert!(gate_due(&spec, &d.status, None, t(110)).measurement);
         }),
         Case::new(
             "the smoke Job failed: roll back, naming the Job",
@@ -345,7 +370,7 @@ fn edge_cases() -> Vec<Case> {
                 (false, Some("stopped: spec.smokeTest was removed"))
             );
             let spec = with_analysis(spec("1.1.0"));
-            assert!(gate_due(&spec, &d.status, t(60)).measurement);
+            assert!(gate_due(&spec, &d.status, None, t(60)).measurement);
         }),
         Case::new(
             "the stable version fails its smoke test: the schema is back and it still serves",
@@ -439,7 +464,7 @@ fn simulate(seed: u64) -> (Phase, Option<String>, String) {
                 .and_then(|p| jobs.get_mut(&p.job)),
             || below(4) == 0,
         );
-        let due = gate_due(&spec, &status, t(now));
+        let due = gate_due(&spec, &status, None, t(now));
         if due.measurement {
             let progress = status.smoke_test.as_ref();
             assert!(

@@ -109,7 +109,7 @@ fn simulate(seed: u64) -> Run {
         if aborted.is_some() {
             case = case.aborted(aborted.unwrap_or_default());
         }
-        if gate_due(&spec, &status, t(now)).health {
+        if gate_due(&spec, &status, None, t(now)).health {
             case = case.check(Ok(()));
         }
         let d = case.run();
