@@ -146,7 +146,7 @@ impl Metrics {
         let gate_verdicts = IntCounterVec::new(
             Opts::new(
                 names::GATE_VERDICTS_TOTAL,
-                "Gate checks by gate (health, smoke, kpi) and verdict",
+                "Gate checks by gate (health, health-watch after the health gate passed, smoke, kpi) and verdict",
             ),
             &["gate", "verdict"],
         )?;
