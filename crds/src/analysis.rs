@@ -105,7 +105,11 @@ pub struct Kpi {
     #[schemars(length(max = 512))]
     pub description: Option<String>,
     /// PromQL instant query that returns one number. `{{namespace}}`, `{{release}}` and
-    /// `{{version}}` are replaced by the release's namespace, name and version.
+    /// `{{version}}` are replaced by the release's namespace, name and version, and
+    /// `{{window:<duration>}}` (e.g. `rate(x[{{window:5m}}])`) by the lesser of that duration
+    /// and the time this attempt's version has been verified, so the query never judges
+    /// traffic from before the attempt (a retry after an incident, on the same pods); give
+    /// `initialDelaySeconds` at least two scrape intervals.
     #[schemars(length(min = 1, max = 4096))]
     pub query: String,
     /// Lowest passing value (inclusive).
@@ -191,13 +195,13 @@ pub fn default_kpis() -> Vec<Kpi> {
             name: "p95-latency-ms".to_owned(),
             description: Some("95th percentile HTTP latency in milliseconds".to_owned()),
             query: format!(
-                "histogram_quantile(0.95, sum by (le) (rate({latency}_bucket{{{SELECTOR}}}[5m]))) * 1000"
+                "histogram_quantile(0.95, sum by (le) (rate({latency}_bucket{{{SELECTOR}}}[{{{{window:5m}}}}]))) * 1000"
             ),
             min: None,
             max: Some(350.0),
             on_no_data: NoDataPolicy::Inconclusive,
             sample_guard: Some(SampleGuard {
-                query: format!("sum(increase({latency}_count{{{SELECTOR}}}[5m]))"),
+                query: format!("sum(increase({latency}_count{{{SELECTOR}}}[{{{{window:5m}}}}]))"),
                 minimum: 20.0,
             }),
             enforcement: Enforcement::Rollback,
@@ -206,7 +210,7 @@ pub fn default_kpis() -> Vec<Kpi> {
             name: "ai-worker-success-percent".to_owned(),
             description: Some("share of AI suggestion jobs that succeed, in percent".to_owned()),
             query: format!(
-                "100 * sum(increase({ai}{{{SELECTOR},outcome=\"success\"}}[15m])) / sum(increase({ai}{{{SELECTOR}}}[15m]))"
+                "100 * sum(increase({ai}{{{SELECTOR},outcome=\"success\"}}[{{{{window:15m}}}}])) / sum(increase({ai}{{{SELECTOR}}}[{{{{window:15m}}}}]))"
             ),
             min: Some(98.0),
             max: None,
@@ -217,7 +221,7 @@ pub fn default_kpis() -> Vec<Kpi> {
         Kpi {
             name: "outbox-retries-per-hour".to_owned(),
             description: Some("outbox publish retries over the last hour".to_owned()),
-            query: format!("sum(increase({retries}{{{SELECTOR}}}[1h]))"),
+            query: format!("sum(increase({retries}{{{SELECTOR}}}[{{{{window:1h}}}}]))"),
             min: None,
             max: Some(5.0),
             on_no_data: NoDataPolicy::Pass,

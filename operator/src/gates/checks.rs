@@ -192,9 +192,20 @@ pub async fn measure(
         Duration::from_secs(u64::try_from(analysis.prometheus.timeout_seconds).unwrap_or(5));
     let name = release.name_any();
     let version = &release.spec.version;
+    // How long this attempt's version has been verified: the KPI windows stop there.
+    let verified_for = release
+        .status
+        .as_ref()
+        .and_then(|s| s.verification_start_time.as_ref())
+        .map(|start| {
+            std::time::Duration::try_from(
+                k8s_openapi::jiff::Timestamp::now().duration_since(start.0),
+            )
+            .unwrap_or_default()
+        });
     let mut results = Vec::with_capacity(analysis.kpis.len());
     for kpi in &analysis.kpis {
-        let promql = analysis::render(&kpi.query, namespace, &name, version);
+        let promql = analysis::render(&kpi.query, namespace, &name, version, verified_for);
         let value = prometheus::query(
             &ctx.http,
             &analysis.prometheus.address,
@@ -205,7 +216,8 @@ pub async fn measure(
         .await;
         let guard = match &kpi.sample_guard {
             Some(guard) => {
-                let promql = analysis::render(&guard.query, namespace, &name, version);
+                let promql =
+                    analysis::render(&guard.query, namespace, &name, version, verified_for);
                 Some(
                     prometheus::query(
                         &ctx.http,
