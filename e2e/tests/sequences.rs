@@ -444,11 +444,7 @@ async fn break_verification(
     .await;
     proxy.set(Fault::Healthy);
     let status = left?;
-    let reason = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded" && c.status == "True")
-        .map(|c| (c.reason.clone(), c.message.clone()));
+    let reason = degraded(&status);
     println!(
         "  healed; the attempt left Verifying: {:?} {reason:?}",
         status.phase
@@ -513,14 +509,8 @@ async fn abort_in_flight(stack: &Stack) -> anyhow::Result<bool> {
             );
         }
         if ended {
-            let degraded = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True")
-                .map(|c| c.reason.clone());
-            return Ok(
-                status.phase == Some(Phase::RolledBack) && degraded.as_deref() == Some("Aborted")
-            );
+            return Ok(status.phase == Some(Phase::RolledBack)
+                && degraded(&status).is_some_and(|(reason, _)| reason == "Aborted"));
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -529,6 +519,15 @@ async fn abort_in_flight(stack: &Stack) -> anyhow::Result<bool> {
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The reason and message of the release's Degraded condition, when it is True.
+fn degraded(status: &listacompra_crds::ListaCompraReleaseStatus) -> Option<(String, String)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
 /// Waits until the release's condition `type_` has `reason` (what a new attempt says when it

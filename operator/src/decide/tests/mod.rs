@@ -108,6 +108,24 @@ fn rolling_back(version: &str, failed_at: i64) -> ListaCompraReleaseStatus {
     s
 }
 
+/// 1.1.0 verified, its health gate passed, `measurement` measurements taken (the last at
+/// `t(measured_at)`), and its watch's failure streak open since a failed check at t(69).
+fn watch_failing_after(measurement: i32, measured_at: i64) -> ListaCompraReleaseStatus {
+    let mut s = health_passed(verifying("1.1.0"));
+    s.last_analysis = Some(AnalysisReport {
+        measured_at: Time(t(measured_at)),
+        measurement,
+        failures: 0,
+        inconclusives: 0,
+        kpis: vec![],
+    });
+    if let Some(h) = s.health.as_mut() {
+        h.consecutive_failures = 1;
+        h.last_check_time = Some(Time(t(69)));
+    }
+    s
+}
+
 fn health_passed(mut s: ListaCompraReleaseStatus) -> ListaCompraReleaseStatus {
     s.health = Some(HealthProgress {
         consecutive_successes: 2,
@@ -695,21 +713,7 @@ fn cases() -> Vec<Case> {
         Case::new(
             "a watch failure streak holds the verdict after the last measurement",
             with_analysis(v2.clone()),
-            {
-                let mut s = health_passed(verifying("1.1.0"));
-                s.last_analysis = Some(AnalysisReport {
-                    measured_at: Time(t(60)),
-                    measurement: 1,
-                    failures: 0,
-                    inconclusives: 0,
-                    kpis: vec![],
-                });
-                if let Some(h) = s.health.as_mut() {
-                    h.consecutive_failures = 1;
-                    h.last_check_time = Some(Time(t(69)));
-                }
-                s
-            },
+            watch_failing_after(1, 60),
         )
         .serving("1.1.0")
         .measured(all_kpis(Verdict::Pass))
@@ -722,21 +726,7 @@ fn cases() -> Vec<Case> {
         Case::new(
             "the streak ended: the verdict comes with the next passing check",
             with_analysis(v2.clone()),
-            {
-                let mut s = health_passed(verifying("1.1.0"));
-                s.last_analysis = Some(AnalysisReport {
-                    measured_at: Time(t(70)),
-                    measurement: 2,
-                    failures: 0,
-                    inconclusives: 0,
-                    kpis: vec![],
-                });
-                if let Some(h) = s.health.as_mut() {
-                    h.consecutive_failures = 1;
-                    h.last_check_time = Some(Time(t(69)));
-                }
-                s
-            },
+            watch_failing_after(2, 70),
         )
         .serving("1.1.0")
         .check(Ok(()))
