@@ -98,6 +98,41 @@ pub async fn first_delivery(
 /// Default of `OUTBOX_MAX_ATTEMPTS`.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
 
+/// An unpublished event that is due, as the relay claims it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Due {
+    /// The event's id (the AMQP message id).
+    pub id: Uuid,
+    /// Its type (the routing key).
+    pub event_type: String,
+    /// The aggregate it is about.
+    pub aggregate_id: Uuid,
+    /// Its stored payload, with the trace context under [`TRACE_KEY`].
+    pub payload: serde_json::Value,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Failed publishes so far.
+    pub attempts: i32,
+}
+
+/// Locks up to `limit` due events in `tx` (skipping those another relay holds), the longest
+/// due first: a retried event goes behind the events that were due before its retry, so one
+/// that keeps failing cannot hold the others back until it is moved aside (a reconnect slower
+/// than its backoff would otherwise put it first in every batch). The order is the pending
+/// index's (`outbox_events_pending_idx`). Events are not published in write order anyway once
+/// one is retried; consumers must not rely on it.
+pub async fn claim_due(tx: &mut Transaction<'static, Postgres>, limit: i64) -> Result<Vec<Due>> {
+    sqlx::query_as(
+        "SELECT id, event_type, aggregate_id, payload, created_at, attempts FROM outbox_events \
+         WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp() \
+         ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(Error::db("reading due outbox events"))
+}
+
 /// Events not yet published (and not moved aside).
 pub async fn backlog(pool: &PgPool) -> Result<i64> {
     sqlx::query_scalar(
@@ -303,15 +338,7 @@ impl Relay {
             .begin()
             .await
             .map_err(Error::db("starting a transaction"))?;
-        let rows: Vec<(Uuid, String, Uuid, serde_json::Value, DateTime<Utc>, i32)> = sqlx::query_as(
-            "SELECT id, event_type, aggregate_id, payload, created_at, attempts FROM outbox_events \
-             WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp() \
-             ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(self.batch)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::db("reading due outbox events"))?;
+        let rows = claim_due(&mut tx, self.batch).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -324,7 +351,7 @@ impl Relay {
                     // keep their attempt count and schedule, and no retry is counted (a broker
                     // restart with a backlog is not a KPI breach). Only why they wait is
                     // recorded; the relay backs off (see `run`).
-                    let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+                    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
                     sqlx::query("UPDATE outbox_events SET last_error = $2 WHERE id = ANY($1)")
                         .bind(&ids)
                         .bind(err.to_string())
@@ -345,7 +372,15 @@ impl Relay {
         // Suggestion requests this batch ends failed: AI jobs that failed, counted once the
         // batch is committed.
         let mut failed_jobs = 0;
-        for (id, event_type, aggregate_id, mut payload, created_at, attempts) in rows {
+        for Due {
+            id,
+            event_type,
+            aggregate_id,
+            mut payload,
+            created_at,
+            attempts,
+        } in rows
+        {
             let trace = take_trace(&mut payload);
             let event = Event {
                 id,

@@ -215,6 +215,15 @@ async fn suggestions_are_computed_by_the_worker_cached_and_deduplicated() -> Res
             .with_label_values(&["success"])
             .get()
     };
+    // Counted just after the result commits: wait for it, then for exactly one.
+    let counted = |n: u64| {
+        eventually(
+            "the AI job to be counted",
+            Duration::from_secs(30),
+            move || async move { Ok((ok() >= n).then_some(())) },
+        )
+    };
+    counted(1).await?;
     assert_eq!(ok(), 1);
 
     // The answer is cached in Redis with the configured TTL.
@@ -257,6 +266,7 @@ async fn suggestions_are_computed_by_the_worker_cached_and_deduplicated() -> Res
     // A second request, queued behind the duplicate: once it is done, the duplicate was seen.
     let second = request_and_wait(&app, &token, &list).await?;
     assert_eq!(second["status"], "done");
+    counted(2).await?;
     assert_eq!(ok(), 2, "the redelivered event must not count again");
     let processed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'ai-worker'")
@@ -306,7 +316,14 @@ async fn a_failing_provider_marks_the_job_failed_and_counts_a_failure() -> Resul
     assert_eq!(done["provider"], "perplexity");
     assert!(done["error"].as_str().unwrap().contains("503"), "{done}");
     let metrics = &app.running.as_ref().unwrap().metrics;
-    assert_eq!(metrics.ai_jobs.with_label_values(&["failure"]).get(), 1);
+    let failures = metrics.ai_jobs.with_label_values(&["failure"]);
+    eventually(
+        "the failed AI job to be counted",
+        Duration::from_secs(30),
+        || async { Ok((failures.get() > 0).then_some(())) },
+    )
+    .await?;
+    assert_eq!(failures.get(), 1);
     assert_eq!(metrics.ai_jobs.with_label_values(&["success"]).get(), 0);
 
     let conn = amqp::connect(&config.rabbitmq_url, Duration::from_secs(5)).await?;

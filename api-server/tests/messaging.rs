@@ -209,6 +209,29 @@ fn ai_outcome(app: &TestApp, outcome: &str) -> u64 {
         .get()
 }
 
+/// Waits until the AI jobs counted reach `success` and `failure`, then asserts them exactly.
+/// A job is counted just after its result commits, so an API client can read the result
+/// before the count.
+async fn assert_ai_outcomes(app: &TestApp, success: u64, failure: u64) -> Result<()> {
+    eventually(
+        "the AI jobs to be counted",
+        Duration::from_secs(30),
+        || async {
+            Ok(
+                (ai_outcome(app, "success") >= success && ai_outcome(app, "failure") >= failure)
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    assert_eq!(
+        (ai_outcome(app, "success"), ai_outcome(app, "failure")),
+        (success, failure),
+        "AI jobs counted (success, failure)"
+    );
+    Ok(())
+}
+
 /// Deletes the exchange and queues of `config`'s prefix from the shared broker.
 async fn remove_topology(config: &Config) -> Result<()> {
     let topology = Topology::new(&config.amqp_prefix);
@@ -256,8 +279,7 @@ async fn provider_429s_and_503s_are_retried_honouring_retry_after() -> Result<()
     assert_eq!(done["provider"], "perplexity", "{done}");
     assert_eq!(done["suggestions"][0]["name"], "tomato sauce", "{done}");
     assert_eq!(*calls.lock().unwrap(), 4, "three failures, then the answer");
-    assert_eq!(ai_outcome(&app, "success"), 1);
-    assert_eq!(ai_outcome(&app, "failure"), 0);
+    assert_ai_outcomes(&app, 1, 0).await?;
     app.stop().await;
     remove_topology(&config).await?;
     Ok(())
@@ -288,7 +310,7 @@ async fn after_the_retries_the_offline_provider_answers_when_configured() -> Res
         "{done}"
     );
     assert_eq!(*calls.lock().unwrap(), 3, "one call and two retries");
-    assert_eq!(ai_outcome(&app, "success"), 1);
+    assert_ai_outcomes(&app, 1, 0).await?;
     app.stop().await;
     remove_topology(&config).await?;
     Ok(())
@@ -337,7 +359,7 @@ async fn model_output_is_validated_like_user_input() -> Result<()> {
             .all(|n| !n.chars().any(char::is_control) && n.len() <= 200),
         "{done}"
     );
-    assert_eq!(ai_outcome(&app, "success"), 1);
+    assert_ai_outcomes(&app, 1, 0).await?;
     app.stop().await;
     remove_topology(&config).await?;
     Ok(())
@@ -374,8 +396,7 @@ async fn a_message_that_always_fails_is_dead_lettered_after_the_attempt_cap() ->
         "{failed}"
     );
     // Counted as a failure in the AI success KPI, and as a dead letter.
-    assert_eq!(ai_outcome(&app, "failure"), 1);
-    assert_eq!(ai_outcome(&app, "success"), 0);
+    assert_ai_outcomes(&app, 0, 1).await?;
     let text = app.metrics().await?;
     assert_eq!(
         sample(&text, "listacompra_dead_letters_total", r#"source="ai""#),
@@ -600,6 +621,8 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() -> Result
     )
     .await?;
     assert_eq!(dead.delivery.data, garbage);
+    // Counted once the broker has confirmed the copy, which can reach this test's `basic_get`
+    // before the confirm reaches the worker.
     let dead_letters = app
         .running
         .as_ref()
@@ -607,6 +630,12 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_counted() -> Result
         .metrics
         .dead_letters
         .with_label_values(&["ai"]);
+    eventually(
+        "the dead letter to be counted",
+        Duration::from_secs(30),
+        || async { Ok((dead_letters.get() > 0).then_some(())) },
+    )
+    .await?;
     assert_eq!(dead_letters.get(), 1);
     // Not an AI job (no request to fail): the KPI is untouched.
     assert_eq!(ai_outcome(&app, "failure"), 0);
@@ -726,7 +755,7 @@ async fn relay_and_worker_recover_from_closed_connections_and_channels_with_a_ba
             .fetch_one(&db.pool)
             .await?;
     assert_eq!(processed, done);
-    assert_eq!(ai_outcome(&app, "success"), u64::try_from(done)?);
+    assert_ai_outcomes(&app, u64::try_from(done)?, 0).await?;
     let retries = app.running.as_ref().unwrap().metrics.outbox_retries.get();
     assert!(retries < 5, "{retries} outbox retries for two blips");
     // Replaced connections were closed, not left open: the relay's and the worker's only.
@@ -847,8 +876,7 @@ async fn suggestions_complete_with_redis_unreachable() -> Result<()> {
         "{done}"
     );
     assert_eq!(*calls.lock().unwrap(), 1, "the provider answered once");
-    assert_eq!(ai_outcome(&app, "success"), 1);
-    assert_eq!(ai_outcome(&app, "failure"), 0);
+    assert_ai_outcomes(&app, 1, 0).await?;
     app.stop().await;
     remove_topology(&config).await?;
     Ok(())

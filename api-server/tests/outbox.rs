@@ -220,3 +220,29 @@ async fn old_published_events_and_old_dedup_records_are_purged_and_nothing_else(
     anyhow::ensure!(kept == [ids[1]], "dedup records kept: {kept:?}");
     Ok(())
 }
+
+/// A retried event goes behind the events that were due before its retry: an event that keeps
+/// failing, retried at once (no backoff left, or a reconnect slower than its backoff), never
+/// holds the healthy events behind it back until it is moved aside.
+#[tokio::test]
+async fn a_retried_event_waits_behind_the_events_due_before_its_retry() -> Result<()> {
+    let services = Services::start(&[Component::Postgres]).await?;
+    let db = TestDb::migrated(&services).await?;
+    let ids = produce(&db, 3, "fair").await?;
+    // The oldest event failed a publish and is due again right away.
+    sqlx::query(
+        "UPDATE outbox_events SET attempts = 1, next_attempt_at = clock_timestamp() WHERE id = $1",
+    )
+    .bind(ids[0])
+    .execute(&db.pool)
+    .await?;
+    let mut tx = db.pool.begin().await?;
+    let order: Vec<Uuid> = outbox::claim_due(&mut tx, 10)
+        .await?
+        .into_iter()
+        .map(|due| due.id)
+        .collect();
+    tx.commit().await?;
+    assert_eq!(order, vec![ids[1], ids[2], ids[0]]);
+    Ok(())
+}
