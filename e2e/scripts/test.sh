@@ -25,11 +25,12 @@ grep '^Server' <<<"$cluster_status" >/dev/null && cluster_was_up=1
 mapfile -t down_services < <(bash e2e/scripts/services.sh status | awk '$2 == "down" {print $1}')
 tools_pid=
 static_pid=
+lane_a_pid=
 cleanup() {
   local rc=$?
   # Only groups of jobs still running: a finished job's pid may belong to someone else now.
   local running; running=$(jobs -rp)
-  for pid in $tools_pid $static_pid; do
+  for pid in $tools_pid $static_pid $lane_a_pid; do
     if grep -qx "$pid" <<<"$running"; then kill -- "-$pid" 2>/dev/null || true; fi
   done
   if [ "$cluster_was_up" = 0 ]; then bash e2e/scripts/cluster.sh down || true; fi
@@ -83,12 +84,69 @@ bash e2e/scripts/services.sh up jaeger >/dev/null
 bash e2e/scripts/cluster.sh up >/dev/null
 bash e2e/scripts/cluster.sh status
 
-step "tests"
+step "building the tests"
+cargo test --workspace --locked --no-run
+
+# The test binaries run in two lanes side by side: most end-to-end tests wait on the cluster
+# far more than they compute, and six of them are one long test each, which left a core idle
+# when the binaries ran one after another. Every cluster test works in namespaces of its own,
+# with an operator that watches only those, and names its databases, AMQP prefixes and
+# Prometheus targets after them, so binaries can share the cluster and the services. Two
+# rules keep the lanes apart:
+# - `alone` runs before the lanes, by itself: cluster_wide's operator watches every
+#   namespace and would reconcile the other tests' releases.
+# - `lane_a` holds the two stories gated on the p95 latency KPI (sequences, full_stack), so
+#   they never overlap, and the tests that balance the lanes' times; lane B is every other
+#   target, then the doc tests.
+alone=(cluster_wide)
+lane_a=(sequences full_stack alerting release_lifecycle outbox helm_wait chart_rbac kstatus)
+need_cmd python3 "install Python 3 (Debian: apt-get install python3)."
+mapfile -t all_tests < <(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+names = {t["name"] for p in meta["packages"] for t in p["targets"] if "test" in t["kind"]}
+print("\n".join(sorted(names)))')
+for t in "${alone[@]}" "${lane_a[@]}"; do
+  printf '%s\n' "${all_tests[@]}" | grep -qx "$t" \
+    || die "e2e/scripts/test.sh names the test target '$t', which no longer exists. Fix: update its lists 'alone' and 'lane_a'."
+done
+lane_b=()
+for t in "${all_tests[@]}"; do
+  case " ${alone[*]} ${lane_a[*]} " in *" $t "*) ;; *) lane_b+=("$t") ;; esac
+done
+targets() { for t in "$@"; do printf -- '--test %s ' "$t"; done; }
 results="$LC_STATE/test-output.log"
+alone_log="$LC_STATE/test-alone.log"
+lane_a_log="$LC_STATE/test-lane-a.log"
+lane_b_log="$LC_STATE/test-lane-b.log"
 set +e
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results"
-rc=${PIPESTATUS[0]}
+step "tests that run alone: ${alone[*]}"
+# shellcheck disable=SC2046 # word splitting of the target flags is intended
+cargo test --workspace --locked --no-fail-fast $(targets "${alone[@]}") 2>&1 | tee "$alone_log"
+rc_alone=${PIPESTATUS[0]}
+step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed when both end)"
+# Its own session, so that stopping this run also stops lane A's tests (see cleanup).
+# shellcheck disable=SC2046
+setsid cargo test --workspace --locked --no-fail-fast $(targets "${lane_a[@]}") >"$lane_a_log" 2>&1 &
+lane_a_pid=$!
+lane_b() {
+  local rc=0
+  # shellcheck disable=SC2046
+  cargo test --workspace --locked --no-fail-fast --lib --bins --examples $(targets "${lane_b[@]}") || rc=1
+  cargo test --workspace --locked --no-fail-fast --doc || rc=1
+  return "$rc"
+}
+lane_b 2>&1 | tee "$lane_b_log"
+rc_b=${PIPESTATUS[0]}
+wait "$lane_a_pid"
+rc_a=$?
+lane_a_pid=
+step "lane A's output"
+cat "$lane_a_log"
 set -e
+cat "$alone_log" "$lane_a_log" "$lane_b_log" >"$results"
+rc=0
+if (( rc_alone || rc_a || rc_b )); then rc=1; fi
 # One closing line for the whole run, summed over every test binary and doc-test run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
