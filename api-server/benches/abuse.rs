@@ -318,7 +318,7 @@ async fn run(bench: &Bench, rps: u64, seconds: u64) -> Result<()> {
         }
     };
     // Warm-up (not measured): opens the client's and the server's pool connections, the
-    // database pool to its full size (`DATABASE_MAX_CONNECTIONS`, 20) by a burst of 64
+    // database pool to its full size (`DATABASE_MAX_CONNECTIONS`) by a burst of 64
     // concurrent clients: a server that has served a busy minute has them open, so their
     // memory is the server's at rest, not an attack's.
     run_open_loop((rps / 2).max(1), 2, &legit).await?;

@@ -232,7 +232,10 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(
         &config.database_url,
-        config.database_max_connections,
+        store::PoolSize {
+            min: config.database_min_connections,
+            max: config.database_max_connections,
+        },
         Some(config.limits.request_timeout),
     )?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
@@ -311,7 +314,10 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(
         &config.database_url,
-        config.database_max_connections,
+        store::PoolSize {
+            min: config.database_min_connections,
+            max: config.database_max_connections,
+        },
         Some(config.limits.request_timeout),
     )?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;

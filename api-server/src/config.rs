@@ -57,8 +57,17 @@ pub struct Config {
     pub run_worker: bool,
     /// `AI_CACHE_TTL_SECONDS`, default 3600.
     pub ai_cache_ttl: Duration,
-    /// `DATABASE_MAX_CONNECTIONS`, default 20.
+    /// `DATABASE_MAX_CONNECTIONS`, default 10: PostgreSQL connections a process may open.
+    /// Every API and worker pod keeps this many open (see `database_min_connections`), and a
+    /// rollout adds its surge pods': size PostgreSQL's `max_connections` for it.
     pub database_max_connections: u32,
+    /// `DATABASE_MIN_CONNECTIONS`, default `DATABASE_MAX_CONNECTIONS` (a fixed-size pool):
+    /// connections opened before `/ready` answers 200 and kept open. A request that finds no
+    /// idle connection opens one itself and waits for that connect alone (sqlx), so on a
+    /// busy database host a pool still growing answered 503 under its first requests; a
+    /// pool that is full from the start only ever waits for a connection another request
+    /// gives back.
+    pub database_min_connections: u32,
     /// `AMQP_PREFIX`, default `listacompra`: exchange and queue names start with it.
     pub amqp_prefix: String,
     /// Fault injection (`FAULT_LATENCY_MS`, `FAULT_ERROR_RATE`, `FAULT_ROUTES`).
@@ -314,6 +323,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         };
         let redis_url = self.url("REDIS_URL", &["redis", "rediss"])?;
         let rabbitmq_url = self.url("RABBITMQ_URL", &["amqp", "amqps"])?;
+        let (database_min_connections, database_max_connections) = self.pool_size()?;
         Ok(Config {
             database_url: self.database_url()?,
             redis_ca: self.ca_file("REDIS_CA_FILE", "REDIS_URL", &redis_url, "rediss")?,
@@ -347,7 +357,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             run_worker: bool_var("RUN_WORKER", true)?,
             ai_cache_ttl: Duration::from_secs(self.parsed("AI_CACHE_TTL_SECONDS", 3600u64)?),
-            database_max_connections: self.parsed("DATABASE_MAX_CONNECTIONS", 20u32)?,
+            database_max_connections,
+            database_min_connections,
             amqp_prefix: {
                 let prefix = self
                     .optional("AMQP_PREFIX")
@@ -478,6 +489,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// A count that must be at least 1.
+    /// `DATABASE_MIN_CONNECTIONS` and `DATABASE_MAX_CONNECTIONS`: at least one connection, and
+    /// no more kept open than allowed (the minimum defaults to the maximum: a fixed pool).
+    fn pool_size(&self) -> Result<(u32, u32)> {
+        let max: u32 = self.at_least_one("DATABASE_MAX_CONNECTIONS", 10)?;
+        let min: u32 = self.parsed("DATABASE_MIN_CONNECTIONS", max)?;
+        if min > max {
+            return Err(Error::Config {
+                var: "DATABASE_MIN_CONNECTIONS",
+                reason: format!(
+                    "{min} is more than DATABASE_MAX_CONNECTIONS ({max}); set it to at most {max}"
+                ),
+            });
+        }
+        Ok((min, max))
+    }
+
     fn at_least_one<T>(&self, var: &'static str, default: T) -> Result<T>
     where
         T: std::str::FromStr + PartialOrd + From<u8>,
@@ -1001,5 +1028,46 @@ mod tests {
         let config = vars(&pairs).config().unwrap();
         assert_eq!(config.fault.routes, vec!["/v1/lists", "/v1/auth/login"]);
         assert_eq!(config.fault.latency, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_maximum_open() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = GOOD.to_vec();
+            pairs.extend_from_slice(extra);
+            vars(&pairs).config()
+        };
+        let config = with(&[]).unwrap();
+        assert_eq!(
+            (
+                config.database_min_connections,
+                config.database_max_connections
+            ),
+            (10, 10)
+        );
+        let config = with(&[("DATABASE_MAX_CONNECTIONS", "2")]).unwrap();
+        assert_eq!(
+            (
+                config.database_min_connections,
+                config.database_max_connections
+            ),
+            (2, 2)
+        );
+        let config = with(&[("DATABASE_MIN_CONNECTIONS", "0")]).unwrap();
+        assert_eq!(config.database_min_connections, 0);
+        let err = with(&[
+            ("DATABASE_MIN_CONNECTIONS", "8"),
+            ("DATABASE_MAX_CONNECTIONS", "5"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DATABASE_MIN_CONNECTIONS") && err.contains("at most 5"),
+            "{err}"
+        );
+        let err = with(&[("DATABASE_MAX_CONNECTIONS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_MAX_CONNECTIONS"), "{err}");
     }
 }

@@ -313,6 +313,7 @@ impl Health {
     /// Checks every dependency concurrently.
     async fn probe(&self) -> Readiness {
         let pg = timed(async {
+            crate::store::warm(&self.pool).await?;
             sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(&self.pool)
                 .await

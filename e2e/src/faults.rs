@@ -25,6 +25,9 @@ pub enum Fault {
     /// Closes every open connection; new ones are held unanswered until the wire is healthy
     /// or slow again, as a partition black-holes them (a client's connect timeout applies).
     Cut,
+    /// Holds each new connection this long before it reaches the server, as a lost SYN or a
+    /// server too busy to accept does; open connections pass at once.
+    SlowConnect(Duration),
 }
 
 /// A running proxy to one upstream address; when dropped, it closes its connections and
@@ -133,6 +136,10 @@ async fn tunnel(client: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver
         if rx.changed().await.is_err() {
             return; // the proxy is gone
         }
+    }
+    let fault = *rx.borrow();
+    if let Fault::SlowConnect(delay) = fault {
+        tokio::time::sleep(delay).await;
     }
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
@@ -286,5 +293,21 @@ mod tests {
             round_trip(&mut again).await.is_err(),
             "a dropped proxy closes its connections"
         );
+    }
+
+    #[tokio::test]
+    async fn a_slow_connect_holds_new_connections_only() {
+        let proxy = FaultProxy::start(echo().await).await.expect("proxy");
+        let mut open = TcpStream::connect(proxy.address()).await.expect("connect");
+        round_trip(&mut open).await.expect("a healthy wire echoes");
+
+        proxy.set(Fault::SlowConnect(Duration::from_millis(400)));
+        let took = round_trip(&mut open)
+            .await
+            .expect("an open connection echoes");
+        assert!(took < Duration::from_millis(400), "took {took:?}");
+        let mut new = TcpStream::connect(proxy.address()).await.expect("accepted");
+        let took = round_trip(&mut new).await.expect("a new connection echoes");
+        assert!(took >= Duration::from_millis(400), "took {took:?}");
     }
 }

@@ -22,6 +22,22 @@ pub(crate) use attachments::older_schema;
 pub use tx::PgUnitOfWork;
 pub(crate) use tx::finish_suggestion_request;
 
+/// How many connections a pool keeps open (`min`, opened by [`warm`]) and may open (`max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Kept open: opened before the server reports ready, and reopened when closed.
+    pub min: u32,
+    /// At most open at once.
+    pub max: u32,
+}
+
+impl From<u32> for PoolSize {
+    /// At most `max`, none kept open (tools and tests).
+    fn from(max: u32) -> Self {
+        Self { min: 0, max }
+    }
+}
+
 /// A connection pool that connects lazily (start-up does not need PostgreSQL up).
 ///
 /// With `statement_timeout` (the server's pools: `HTTP_REQUEST_TIMEOUT_SECONDS`), PostgreSQL
@@ -29,19 +45,39 @@ pub(crate) use tx::finish_suggestion_request;
 /// query, its locks and its pool connection behind. Migrations set their own session.
 pub fn pool(
     url: &str,
-    max_connections: u32,
+    size: impl Into<PoolSize>,
     statement_timeout: Option<std::time::Duration>,
 ) -> Result<PgPool> {
+    let size = size.into();
     let mut options = PgConnectOptions::from_str(url)
         .map_err(Error::db("configuring the pool from DATABASE_URL"))?;
     if let Some(timeout) = statement_timeout {
         options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
     }
     Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(0)
+        .max_connections(size.max)
+        .min_connections(size.min)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy_with(options))
+}
+
+/// Opens connections until `pool` holds its minimum ([`PoolSize::min`]): takes the idle ones
+/// and as many new ones as are missing, all at once, and gives them back. The server's
+/// readiness check runs it, so a pod joins its Service with its connections open: a request
+/// that finds none idle opens one itself and waits for it, whatever other requests give back
+/// meanwhile, so a slow connect under the first requests would fail them after the acquire
+/// timeout. Cheap once warm (no query). sqlx reopens connections it closes below the minimum.
+pub async fn warm(pool: &PgPool) -> std::result::Result<(), sqlx::Error> {
+    let min = pool.options().get_min_connections();
+    let missing = min.saturating_sub(pool.size()) as usize;
+    if missing == 0 {
+        return Ok(());
+    }
+    let held =
+        futures::future::try_join_all((0..missing + pool.num_idle()).map(|_| pool.acquire()))
+            .await?;
+    drop(held);
+    Ok(())
 }
 
 /// A query that failed because a column or table it names does not exist (SQLSTATE 42703,

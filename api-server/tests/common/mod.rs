@@ -177,6 +177,7 @@ pub fn config_with(services: &Services, database_url: &str) -> Result<Config> {
         run_worker: false,
         ai_cache_ttl: Duration::from_secs(60),
         database_max_connections: 10,
+        database_min_connections: 2,
         amqp_prefix: format!("test.{}", Uuid::new_v4().simple()),
         fault: FaultConfig::default(),
         limits: Limits::default(),
