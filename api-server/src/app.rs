@@ -314,8 +314,9 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
     let metrics = Metrics::new(&config.app_version)?;
     let pool = store::pool(
         &config.database_url,
+        // No readiness probe fills the worker's pool: it opens connections as it needs them.
         store::PoolSize {
-            min: config.database_min_connections,
+            min: 0,
             max: config.database_max_connections,
         },
         Some(config.limits.request_timeout),

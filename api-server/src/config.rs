@@ -58,11 +58,13 @@ pub struct Config {
     /// `AI_CACHE_TTL_SECONDS`, default 3600.
     pub ai_cache_ttl: Duration,
     /// `DATABASE_MAX_CONNECTIONS`, default 10: PostgreSQL connections a process may open.
-    /// Every API and worker pod keeps this many open (see `database_min_connections`), and a
-    /// rollout adds its surge pods': size PostgreSQL's `max_connections` for it.
+    /// Every API pod keeps this many open (see `database_min_connections`); a worker opens
+    /// them as it needs them. A rollout adds its surge pods': size PostgreSQL's
+    /// `max_connections` for it.
     pub database_max_connections: u32,
     /// `DATABASE_MIN_CONNECTIONS`, default `DATABASE_MAX_CONNECTIONS` (a fixed-size pool):
-    /// connections opened before `/ready` answers 200 and kept open. A request that finds no
+    /// connections the API server opens before `/ready` first answers 200 (and again after
+    /// PostgreSQL dropped them all) and keeps open. A request that finds no
     /// idle connection opens one itself and waits for that connect alone (sqlx), so on a
     /// busy database host a pool still growing answered 503 under its first requests; a
     /// pool that is full from the start only ever waits for a connection another request
@@ -488,7 +490,6 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
-    /// A count that must be at least 1.
     /// `DATABASE_MIN_CONNECTIONS` and `DATABASE_MAX_CONNECTIONS`: at least one connection, and
     /// no more kept open than allowed (the minimum defaults to the maximum: a fixed pool).
     fn pool_size(&self) -> Result<(u32, u32)> {
@@ -505,6 +506,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         Ok((min, max))
     }
 
+    /// A count that must be at least 1.
     fn at_least_one<T>(&self, var: &'static str, default: T) -> Result<T>
     where
         T: std::str::FromStr + PartialOrd + From<u8>,

@@ -139,6 +139,12 @@ pub struct Health {
     /// How long a probe's result is reused (`READY_CACHE_MS`).
     cache_ttl: Duration,
     last: Mutex<Option<(Instant, Readiness)>>,
+    /// The pool was filled to its minimum ([`crate::store::warm`]) since it last held no
+    /// connection: the first readiness, and the first after PostgreSQL dropped them all,
+    /// wait for it; later probes only ask `SELECT 1` (a pod serving traffic never gives up
+    /// its idle connections to a probe, nor turns unready over one connection it cannot
+    /// reopen).
+    warmed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Health {
@@ -222,6 +228,7 @@ impl Health {
             objects: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             last: Mutex::new(None),
+            warmed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -313,7 +320,11 @@ impl Health {
     /// Checks every dependency concurrently.
     async fn probe(&self) -> Readiness {
         let pg = timed(async {
-            crate::store::warm(&self.pool).await?;
+            use std::sync::atomic::Ordering;
+            if !self.warmed.load(Ordering::Relaxed) || self.pool.size() == 0 {
+                crate::store::warm(&self.pool).await?;
+                self.warmed.store(true, Ordering::Relaxed);
+            }
             sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(&self.pool)
                 .await

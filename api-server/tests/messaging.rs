@@ -232,6 +232,21 @@ async fn assert_ai_outcomes(app: &TestApp, success: u64, failure: u64) -> Result
     Ok(())
 }
 
+/// [`assert_ai_outcomes`], then stops the app and asserts them again: a count that came
+/// late (a job counted twice) shows once nothing can still be counting.
+async fn stop_and_assert_ai_outcomes(app: TestApp, success: u64, failure: u64) -> Result<()> {
+    assert_ai_outcomes(&app, success, failure).await?;
+    let metrics = app.running.as_ref().expect("the app runs").metrics.clone();
+    app.stop().await;
+    let jobs = |outcome: &str| metrics.ai_jobs.with_label_values(&[outcome]).get();
+    assert_eq!(
+        (jobs("success"), jobs("failure")),
+        (success, failure),
+        "AI jobs counted (success, failure) once the app stopped"
+    );
+    Ok(())
+}
+
 /// Deletes the exchange and queues of `config`'s prefix from the shared broker.
 async fn remove_topology(config: &Config) -> Result<()> {
     let topology = Topology::new(&config.amqp_prefix);
@@ -279,8 +294,7 @@ async fn provider_429s_and_503s_are_retried_honouring_retry_after() -> Result<()
     assert_eq!(done["provider"], "perplexity", "{done}");
     assert_eq!(done["suggestions"][0]["name"], "tomato sauce", "{done}");
     assert_eq!(*calls.lock().unwrap(), 4, "three failures, then the answer");
-    assert_ai_outcomes(&app, 1, 0).await?;
-    app.stop().await;
+    stop_and_assert_ai_outcomes(app, 1, 0).await?;
     remove_topology(&config).await?;
     Ok(())
 }
@@ -310,8 +324,7 @@ async fn after_the_retries_the_offline_provider_answers_when_configured() -> Res
         "{done}"
     );
     assert_eq!(*calls.lock().unwrap(), 3, "one call and two retries");
-    assert_ai_outcomes(&app, 1, 0).await?;
-    app.stop().await;
+    stop_and_assert_ai_outcomes(app, 1, 0).await?;
     remove_topology(&config).await?;
     Ok(())
 }
@@ -359,8 +372,7 @@ async fn model_output_is_validated_like_user_input() -> Result<()> {
             .all(|n| !n.chars().any(char::is_control) && n.len() <= 200),
         "{done}"
     );
-    assert_ai_outcomes(&app, 1, 0).await?;
-    app.stop().await;
+    stop_and_assert_ai_outcomes(app, 1, 0).await?;
     remove_topology(&config).await?;
     Ok(())
 }
@@ -876,8 +888,7 @@ async fn suggestions_complete_with_redis_unreachable() -> Result<()> {
         "{done}"
     );
     assert_eq!(*calls.lock().unwrap(), 1, "the provider answered once");
-    assert_ai_outcomes(&app, 1, 0).await?;
-    app.stop().await;
+    stop_and_assert_ai_outcomes(app, 1, 0).await?;
     remove_topology(&config).await?;
     Ok(())
 }

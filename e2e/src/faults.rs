@@ -25,8 +25,9 @@ pub enum Fault {
     /// Closes every open connection; new ones are held unanswered until the wire is healthy
     /// or slow again, as a partition black-holes them (a client's connect timeout applies).
     Cut,
-    /// Holds each new connection this long before it reaches the server, as a lost SYN or a
-    /// server too busy to accept does; open connections pass at once.
+    /// Holds each new connection this long (the delay it met when it arrived) before it
+    /// reaches the server, as a database host too busy to start sessions does; open
+    /// connections pass at once.
     SlowConnect(Duration),
 }
 

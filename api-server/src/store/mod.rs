@@ -25,7 +25,7 @@ pub(crate) use tx::finish_suggestion_request;
 /// How many connections a pool keeps open (`min`, opened by [`warm`]) and may open (`max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSize {
-    /// Kept open: opened before the server reports ready, and reopened when closed.
+    /// Kept open: opened before the server reports ready ([`warm`]).
     pub min: u32,
     /// At most open at once.
     pub max: u32,
@@ -54,10 +54,16 @@ pub fn pool(
     if let Some(timeout) = statement_timeout {
         options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
     }
+    let fixed = size.min == size.max;
     Ok(PgPoolOptions::new()
         .max_connections(size.max)
         .min_connections(size.min)
         .acquire_timeout(std::time::Duration::from_secs(5))
+        // A fixed pool keeps its connections: closing them for idleness or age (sqlx's 10
+        // and 30 minutes) would have requests open their replacements, all at once for a pool
+        // opened at once. A broken connection is still replaced.
+        .idle_timeout((!fixed).then_some(std::time::Duration::from_secs(600)))
+        .max_lifetime((!fixed).then_some(std::time::Duration::from_secs(1800)))
         .connect_lazy_with(options))
 }
 
@@ -66,7 +72,7 @@ pub fn pool(
 /// readiness check runs it, so a pod joins its Service with its connections open: a request
 /// that finds none idle opens one itself and waits for it, whatever other requests give back
 /// meanwhile, so a slow connect under the first requests would fail them after the acquire
-/// timeout. Cheap once warm (no query). sqlx reopens connections it closes below the minimum.
+/// timeout. Run it while the server is not ready yet: it takes the idle connections too.
 pub async fn warm(pool: &PgPool) -> std::result::Result<(), sqlx::Error> {
     let min = pool.options().get_min_connections();
     let missing = min.saturating_sub(pool.size()) as usize;
