@@ -89,15 +89,9 @@ async fn the_default_kpi_queries_read_this_servers_metrics_by_version() -> Resul
             Ok((b["status"] == "done").then_some(()))
         })
         .await?;
-        // The operator's rendering, with each `{{window:<duration>}}` at its duration (as
-        // for an attempt verified for longer).
-        let render = |q: &str| {
-            q.replace("{{namespace}}", &namespace)
-                .replace("{{release}}", "api")
-                .replace("{{version}}", &version)
-                .replace("{{window:", "")
-                .replace("}}]", "]")
-        };
+        // The operator's rendering, each `{{window:<duration>}}` at its duration as written.
+        let render =
+            |q: &str| listacompra_crds::analysis::render(q, &namespace, "api", &version, None);
         for kpi in default_kpis() {
             let promql = render(&kpi.query);
             let guard = kpi

@@ -47,6 +47,15 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.get(index).copied().unwrap_or_default()
 }
 
+/// "p50 ms / p`upper` ms" of `samples`, as the tables print them.
+fn median_and(samples: &mut [Duration], upper: f64) -> String {
+    format!(
+        "{:.0} ms / {:.0} ms",
+        percentile(samples, 0.5).as_secs_f64() * 1e3,
+        percentile(samples, upper).as_secs_f64() * 1e3
+    )
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -170,28 +179,16 @@ async fn run(ctx: TestContext) -> Result<()> {
         }
         rows.push((
             "apply → migration Job created, p50 / p99 (20 releases)".into(),
-            format!(
-                "{:.0} ms / {:.0} ms",
-                percentile(&mut to_job, 0.5).as_secs_f64() * 1e3,
-                percentile(&mut to_job, 0.99).as_secs_f64() * 1e3
-            ),
+            median_and(&mut to_job, 0.99),
         ));
         rows.push((
             "apply → Deployment created (after the Job), p50 / p99".into(),
-            format!(
-                "{:.0} ms / {:.0} ms",
-                percentile(&mut to_deployment, 0.5).as_secs_f64() * 1e3,
-                percentile(&mut to_deployment, 0.99).as_secs_f64() * 1e3
-            ),
+            median_and(&mut to_deployment, 0.99),
         ));
 
         rows.push((
             "apply → rollout complete (2 pods updated and ready), p50 / p99".into(),
-            format!(
-                "{:.0} ms / {:.0} ms",
-                percentile(&mut to_rollout, 0.5).as_secs_f64() * 1e3,
-                percentile(&mut to_rollout, 0.99).as_secs_f64() * 1e3
-            ),
+            median_and(&mut to_rollout, 0.99),
         ));
 
         // 2. A failing KPI measurement → Deployment reverted, timed from the operator's log line
@@ -245,11 +242,7 @@ async fn run(ctx: TestContext) -> Result<()> {
         std::fs::remove_file(&target)?;
         rows.push((
             "failing KPI measurement → Deployment reverted, p50 / max (3)".into(),
-            format!(
-                "{:.0} ms / {:.0} ms",
-                percentile(&mut to_revert, 0.5).as_secs_f64() * 1e3,
-                percentile(&mut to_revert, 1.0).as_secs_f64() * 1e3
-            ),
+            median_and(&mut to_revert, 1.0),
         ));
 
         // 3. Idle: RSS, CPU, API writes per minute with the 21 settled releases.
@@ -309,11 +302,7 @@ async fn run(ctx: TestContext) -> Result<()> {
         );
         rows.push((
             "drift repair (Deployment scaled by hand → replicas back), p50 / p99 (20)".into(),
-            format!(
-                "{:.0} ms / {:.0} ms",
-                percentile(&mut to_repair, 0.5).as_secs_f64() * 1e3,
-                percentile(&mut to_repair, 0.99).as_secs_f64() * 1e3
-            ),
+            median_and(&mut to_repair, 0.99),
         ));
         let reconciles = (n1 - n0).max(1.0);
         rows.push((
@@ -640,11 +629,7 @@ async fn at_scale(
     }
     rows.push((
         format!("drift repair among {n} serving, p50 / p99 (20)"),
-        format!(
-            "{:.0} ms / {:.0} ms",
-            percentile(&mut to_repair, 0.5).as_secs_f64() * 1e3,
-            percentile(&mut to_repair, 0.99).as_secs_f64() * 1e3
-        ),
+        median_and(&mut to_repair, 0.99),
     ));
     Ok(rows)
 }

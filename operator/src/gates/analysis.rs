@@ -136,50 +136,6 @@ impl Measurement {
     }
 }
 
-/// Replaces `{{namespace}}`, `{{release}}` and `{{version}}` in a KPI query, and each
-/// `{{window:<duration>}}` (a PromQL duration: `90s`, `5m`, `1h`) by the lesser of that
-/// duration and `verified_for`, how long this attempt's version has been verified (whole
-/// seconds, at least 1): a window that never reaches back before the attempt, so a retry
-/// right after an incident is judged on its own traffic. Unknown: the duration as written.
-pub fn render(
-    query: &str,
-    namespace: &str,
-    release: &str,
-    version: &str,
-    verified_for: Option<std::time::Duration>,
-) -> String {
-    let mut out = query
-        .replace("{{namespace}}", namespace)
-        .replace("{{release}}", release)
-        .replace("{{version}}", version);
-    while let Some(start) = out.find("{{window:") {
-        let Some(len) = out[start..].find("}}") else {
-            break;
-        };
-        let written = &out[start + "{{window:".len()..start + len];
-        let window = match (duration_seconds(written), verified_for) {
-            (Some(max), Some(age)) => format!("{}s", age.as_secs().clamp(1, max)),
-            _ => written.to_owned(),
-        };
-        out.replace_range(start..start + len + 2, &window);
-    }
-    out
-}
-
-/// Seconds of a PromQL duration of one unit (`90s`, `5m`, `1h`, `1d`).
-fn duration_seconds(written: &str) -> Option<u64> {
-    let unit = written.chars().last()?;
-    let n: u64 = written[..written.len() - unit.len_utf8()].parse().ok()?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    Some(n * scale)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,52 +240,5 @@ mod tests {
         assert_eq!(m.failed, Vec::<String>::new());
         assert_eq!(m.paused, vec!["outbox-retries-per-hour".to_owned()]);
         assert!(m.is_inconclusive());
-    }
-
-    #[test]
-    fn queries_are_rendered_for_the_release() {
-        assert_eq!(
-            render(
-                r#"x{namespace="{{namespace}}",version="{{version}}",r="{{release}}"}"#,
-                "prod",
-                "lc",
-                "1.2.0",
-                None
-            ),
-            r#"x{namespace="prod",version="1.2.0",r="lc"}"#
-        );
-    }
-
-    #[test]
-    fn windows_never_reach_back_before_the_attempt() {
-        let q = "rate(x[{{window:5m}}]) / rate(y[{{window:1h}}])";
-        let at = |secs| Some(std::time::Duration::from_secs(secs));
-        assert_eq!(
-            render(q, "n", "r", "v", at(42)),
-            "rate(x[42s]) / rate(y[42s])"
-        );
-        assert_eq!(
-            render(q, "n", "r", "v", at(1_000)),
-            "rate(x[300s]) / rate(y[1000s])"
-        );
-        assert_eq!(render(q, "n", "r", "v", at(0)), "rate(x[1s]) / rate(y[1s])");
-        assert_eq!(
-            render(q, "n", "r", "v", None),
-            "rate(x[5m]) / rate(y[1h])",
-            "not verified yet: as written"
-        );
-        assert_eq!(
-            render("x[{{window:soon}}]", "n", "r", "v", at(5)),
-            "x[soon]",
-            "not a duration: left for Prometheus to refuse"
-        );
-        for kpi in default_kpis() {
-            let rendered = render(&kpi.query, "n", "r", "v", at(60));
-            assert!(!rendered.contains("{{"), "{rendered}");
-            assert!(
-                rendered.contains("[60s]"),
-                "the runbook's KPIs are scoped: {rendered}"
-            );
-        }
     }
 }

@@ -205,7 +205,8 @@ pub async fn measure(
         });
     let mut results = Vec::with_capacity(analysis.kpis.len());
     for kpi in &analysis.kpis {
-        let promql = analysis::render(&kpi.query, namespace, &name, version, verified_for);
+        let promql =
+            listacompra_crds::analysis::render(&kpi.query, namespace, &name, version, verified_for);
         let value = prometheus::query(
             &ctx.http,
             &analysis.prometheus.address,
@@ -216,8 +217,13 @@ pub async fn measure(
         .await;
         let guard = match &kpi.sample_guard {
             Some(guard) => {
-                let promql =
-                    analysis::render(&guard.query, namespace, &name, version, verified_for);
+                let promql = listacompra_crds::analysis::render(
+                    &guard.query,
+                    namespace,
+                    &name,
+                    version,
+                    verified_for,
+                );
                 Some(
                     prometheus::query(
                         &ctx.http,
