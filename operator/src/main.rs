@@ -182,7 +182,13 @@ async fn run(args: Args, stop: Stop) -> anyhow::Result<()> {
     );
     tokio::select! {
         acquired = elector.acquire() => acquired?,
-        () = stop.requested() => return Ok(()),
+        () = stop.requested() => {
+            // A campaign write may have taken the Lease as the stop came, or after its call
+            // timed out here: give it up if it names this replica, so a successor need not
+            // wait for it to expire.
+            elector.release().await;
+            return Ok(());
+        }
     }
     metrics.leader.set(1);
     tokio::select! {

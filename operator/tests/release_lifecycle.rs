@@ -364,6 +364,16 @@ async fn a_replica_stopped_at_any_moment_exits_cleanly() {
                 !log.contains("became leader") || log.contains("released the leader Lease"),
                 "round {round}, seed {seed}: stopped {moment}, led but kept the Lease:\n{log}"
             );
+            // Whatever it knew when it stopped, the Lease does not name it any more.
+            let holder = ctx
+                .api::<Lease>()
+                .get_opt("listacompra-operator")
+                .await?
+                .and_then(|l| l.spec?.holder_identity);
+            ensure!(
+                holder.as_deref() != Some(name.as_str()),
+                "round {round}, seed {seed}: stopped {moment}, the Lease still names it:\n{log}"
+            );
         }
         Ok::<(), anyhow::Error>(())
     })
