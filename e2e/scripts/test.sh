@@ -98,6 +98,11 @@ cargo test --workspace --locked --no-run
 # - `lane_a` holds the two stories gated on the p95 latency KPI (sequences, full_stack), so
 #   they never overlap, and the tests that balance the lanes' times; lane B is every other
 #   target, then the doc tests.
+# - Lane B runs at a lower CPU priority (nice 10). The KPI stories judge a good build by its
+#   p95 latency, as the runbook does; on a machine that other work already keeps busy (the
+#   CPU hog of `make test-stress`), lane B at equal priority took so much of the remaining
+#   core that a good build's p95 reached 1.2 s and its release failed. No lane B test judges
+#   latency (their waits are on conditions, with generous timeouts), so they only take longer.
 alone=(cluster_wide)
 lane_a=(sequences full_stack alerting release_lifecycle outbox helm_wait chart_rbac kstatus)
 need_cmd python3 "install Python 3 (Debian: apt-get install python3)."
@@ -127,7 +132,7 @@ step "tests that run alone: ${alone[*]}"
 # shellcheck disable=SC2046 # word splitting of the target flags is intended
 cargo test --workspace --locked --no-fail-fast $(targets "${alone[@]}") 2>&1 | tee "$alone_log"
 rc_alone=${PIPESTATUS[0]}
-step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed when both end)"
+step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed when both end; lane B at nice 10)"
 # Its own session, so that stopping this run also stops lane A's tests (see cleanup).
 # shellcheck disable=SC2046
 setsid cargo test --workspace --locked --no-fail-fast $(targets "${lane_a[@]}") >"$lane_a_log" 2>&1 &
@@ -135,8 +140,8 @@ lane_a_pid=$!
 run_lane_b() {
   local rc=0
   # shellcheck disable=SC2046
-  cargo test --workspace --locked --no-fail-fast --lib --bins $(targets "${lane_b[@]}") || rc=1
-  cargo test --workspace --locked --no-fail-fast --doc || rc=1
+  nice -n 10 cargo test --workspace --locked --no-fail-fast --lib --bins $(targets "${lane_b[@]}") || rc=1
+  nice -n 10 cargo test --workspace --locked --no-fail-fast --doc || rc=1
   return "$rc"
 }
 run_lane_b 2>&1 | tee "$lane_b_log"
