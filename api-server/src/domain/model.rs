@@ -78,7 +78,7 @@ pub struct TransferOffer {
 }
 
 /// An item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemView {
     /// Id.
     pub id: Uuid,
@@ -103,7 +103,7 @@ pub struct ItemView {
 }
 
 /// A member of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberView {
     /// User id.
     pub user_id: Uuid,

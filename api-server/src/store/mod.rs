@@ -199,48 +199,29 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.list_detail", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
-        let Some(row) = sqlx::query(
-            "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
+        // One round trip and one snapshot: the database gathers the items and the members
+        // (with pending invitations) as JSON arrays beside the list's row.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role, \
+               (SELECT coalesce(json_agg(i ORDER BY i.position, i.created_at), '[]') \
+                  FROM (SELECT {} FROM items WHERE list_id = l.id) AS i) AS items, \
+               (SELECT coalesce(json_agg(e ORDER BY e.role DESC, e.added_at), '[]') FROM ( \
+                  SELECT o.user_id, u.email, o.role, o.added_at FROM list_members o \
+                    JOIN users u ON u.id = o.user_id WHERE o.list_id = l.id \
+                  UNION ALL \
+                  SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = l.id \
+                ) AS e) AS members \
              FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
              WHERE l.id = $1",
-        )
+            rows::ITEM_COLUMNS
+        )))
         .bind(list)
         .bind(user)
         .fetch_optional(&self.pool)
         .await
-        .map_err(Error::db("reading a list"))?
-        else {
-            return Ok(None);
-        };
-        let items = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM items WHERE list_id = $1 ORDER BY position, created_at",
-            rows::ITEM_COLUMNS
-        )))
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::db("reading items"))?;
-        let members = sqlx::query(
-            "SELECT user_id, email, role FROM ( \
-               SELECT m.user_id, u.email, m.role, m.added_at FROM list_members m \
-                 JOIN users u ON u.id = m.user_id WHERE m.list_id = $1 \
-               UNION ALL \
-               SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = $1 \
-             ) AS everyone ORDER BY role DESC, added_at",
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::db("reading members"))
+        .map_err(Error::db("reading a list"))
         .map_err(schema_too_old)?;
-        Ok(Some(ListDetail {
-            list: rows::list_view(&row)?,
-            items: items.iter().map(rows::item_view).collect::<Result<_>>()?,
-            members: members
-                .iter()
-                .map(rows::member_view)
-                .collect::<Result<_>>()?,
-        }))
+        row.as_ref().map(rows::list_detail).transpose()
     }
 
     #[tracing::instrument(name = "db.suggestion_request", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

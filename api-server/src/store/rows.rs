@@ -2,8 +2,9 @@
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 
-use crate::domain::{ItemView, ListView, MemberView, Role, SuggestionView};
+use crate::domain::{ItemView, ListDetail, ListView, MemberView, Role, SuggestionView};
 use crate::{Error, Result};
 
 pub(super) fn role_of(row: &PgRow) -> Result<Role> {
@@ -20,6 +21,20 @@ pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
         role: role_of(row)?,
         created_at: row.try_get("created_at").map_err(get("list created_at"))?,
         updated_at: row.try_get("updated_at").map_err(get("list updated_at"))?,
+    })
+}
+
+/// A list's row with its `items` and `members` gathered as JSON arrays (see
+/// `PgStore::list_detail`), keyed by the fields of [`ItemView`] and [`MemberView`].
+pub(super) fn list_detail(row: &PgRow) -> Result<ListDetail> {
+    let items: Json<Vec<ItemView>> = row.try_get("items").map_err(Error::db("reading items"))?;
+    let members: Json<Vec<MemberView>> = row
+        .try_get("members")
+        .map_err(Error::db("reading members"))?;
+    Ok(ListDetail {
+        list: list_view(row)?,
+        items: items.0,
+        members: members.0,
     })
 }
 
@@ -66,14 +81,6 @@ pub(super) fn suggestion_view(row: &PgRow) -> Result<SuggestionView> {
 
 pub(super) const ITEM_COLUMNS: &str =
     "id, name, quantity, unit, category, note, checked, position, created_at, updated_at";
-
-pub(super) fn member_view(row: &PgRow) -> Result<MemberView> {
-    Ok(MemberView {
-        user_id: row.try_get("user_id").map_err(Error::db("member id"))?,
-        email: row.try_get("email").map_err(Error::db("member email"))?,
-        role: role_of(row)?,
-    })
-}
 
 pub(super) const SUGGESTION_COLUMNS: &str =
     "id, list_id, status, provider, suggestions, error, created_at, completed_at";
