@@ -19,9 +19,12 @@ out="$LC_STATE/stress"
 mkdir -p "$out"
 
 log "CPU hog: stress-ng --cpu $cpus (until the runs end)"
-stress-ng --cpu "$cpus" --timeout 0 --quiet &
+# In a session of its own, as other work on the machine is: where the kernel shares CPU time
+# between sessions first (sched_autogroup), a hog in the tests' session would only compete
+# with them and not with lane A (test.sh), which has a session of its own.
+setsid stress-ng --cpu "$cpus" --timeout 0 --quiet &
 hog=$!
-trap 'kill "$hog" 2>/dev/null || true; wait "$hog" 2>/dev/null || true' EXIT
+trap 'kill -- "-$hog" 2>/dev/null || true; wait "$hog" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 failed=0
