@@ -694,6 +694,7 @@ async fn a_list_read_answers_every_item_and_member_as_its_write_did() -> Result<
             .as_nanos() as u64,
     };
     let replay = format!("seed {seed} (replay: LC_LIST_SEED={seed})");
+    eprintln!("{replay}");
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let (app, _db) = common::app().await?;
     let (owner_id, owner_email, owner) = app.user().await?;
@@ -712,13 +713,18 @@ async fn a_list_read_answers_every_item_and_member_as_its_write_did() -> Result<
         "Ñandú",
     ];
     // Quantities whose text forms are the hardest to carry exactly: the smallest positive
-    // double, thirds, long fractions, the cap, and random doubles under it.
+    // double, thirds, long fractions, the cap, and doubles of random bits up to it (most of
+    // them tiny, with 17 significant digits: a decimal parser that is off by one bit in the
+    // last place changes them).
     let quantity = |rng: &mut rand_pcg::Pcg64| match rng.next_u64() % 6 {
         0 => [f64::from_bits(1), 1.0 / 3.0, 0.1, 1e-300, 100_000.0, 2.5]
             [(rng.next_u64() % 6) as usize],
-        _ => {
-            ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 100_000.0).max(f64::MIN_POSITIVE)
-        }
+        _ => loop {
+            let q = f64::from_bits(rng.next_u64() >> 1);
+            if q > 0.0 && q <= 100_000.0 {
+                break q;
+            }
+        },
     };
     let text = |rng: &mut rand_pcg::Pcg64| -> Value {
         match rng.next_u64() % 3 {
