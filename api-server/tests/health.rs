@@ -30,6 +30,7 @@ async fn health_is_cheap_and_ready_checks_every_dependency() -> Result<()> {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b, json!({ "status": "ok", "version": "9.9.9-test" }));
 
+    app.until_ready().await?;
     let (s, b) = ready(&app, None).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(

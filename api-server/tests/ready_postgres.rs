@@ -37,6 +37,7 @@ async fn ready_turns_503_when_postgres_stops_and_recovers_when_it_returns() -> R
     config.database_max_connections = 4;
     config.database_min_connections = 2;
     let app = TestApp::start(config, false).await?;
+    app.until_ready().await?;
     let (s, b) = ready(&app).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
 

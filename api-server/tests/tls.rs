@@ -122,6 +122,7 @@ async fn a_ca_that_did_not_sign_the_servers_is_reported_naming_the_variable() ->
     let config = tls_config(&services, &db, services.tls_other_ca_file()?)?;
     // Starts (no panic): Redis and RabbitMQ are optional, requests go on without them.
     let app = TestApp::start(config, true).await?;
+    app.until_ready().await?;
     let (s, b) = ready(&app).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["degraded"], json!(["redis", "rabbitmq"]), "{b}");

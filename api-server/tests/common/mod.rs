@@ -213,6 +213,18 @@ impl TestApp {
         })
     }
 
+    /// Waits, as a kubelet's readiness probe does, until `/ready` answers 200 (at most 60 s).
+    /// The first probes fill the database pool, which on a busy machine takes longer than one
+    /// probe's 2 s check: under `make test-stress` a first `/ready` answered 503.
+    pub async fn until_ready(&self) -> Result<()> {
+        let url = format!("{}/ready", self.base);
+        eventually("/ready to answer 200", Duration::from_secs(60), || {
+            let req = self.http.get(&url);
+            async move { Ok((req.send().await?.status() == StatusCode::OK).then_some(())) }
+        })
+        .await
+    }
+
     /// Sends a request; returns status and JSON body (`Null` when empty or not JSON).
     pub async fn call(
         &self,
