@@ -141,11 +141,13 @@ step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed
 # shellcheck disable=SC2046
 setsid cargo test --workspace --locked --no-fail-fast $(targets "${lane_a[@]}") >"$lane_a_log" 2>&1 &
 lane_a_pid=$!
+# (Emptied here, before tail opens it: else tail could print the previous run's log first.)
+: >"$lane_b_log"
 # shellcheck disable=SC2016,SC2046 # $@ and $rc are the inner shell's; the flags are split on purpose
 setsid bash e2e/scripts/at-priority.sh 10 bash -c 'rc=0
   cargo test --workspace --locked --no-fail-fast --lib --bins "$@" || rc=1
   cargo test --workspace --locked --no-fail-fast --doc || rc=1
-  exit "$rc"' lane-b $(targets "${lane_b[@]}") >"$lane_b_log" 2>&1 &
+  exit "$rc"' lane-b $(targets "${lane_b[@]}") >>"$lane_b_log" 2>&1 &
 lane_b_pid=$!
 # Lane B's output as it comes (tail ends once lane B has ended and it printed the rest).
 tail -n +1 -f --pid="$lane_b_pid" "$lane_b_log" &
