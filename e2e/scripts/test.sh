@@ -99,13 +99,11 @@ cargo test --workspace --locked --no-run
 # - `lane_a` holds the two stories gated on the p95 latency KPI (sequences, full_stack), so
 #   they never overlap, and the tests that balance the lanes' times; lane B is every other
 #   target, then the doc tests.
-# - Each lane is a session of its own, lane B at a lower CPU priority (nice 10, see
-#   at-priority.sh). The KPI stories judge a good build by its p95 latency, as the runbook
-#   does, and their API pods are processes of lane A's tests; on a machine that other work
-#   already keeps busy (the CPU hog of `make test-stress`), lane B at equal priority left them
-#   too little of the remaining core: a good build's p95 reached 1.2 s and its release failed.
-#   No lane B test judges latency (their waits are on conditions, with generous timeouts),
-#   so they only take longer.
+# - Each lane is a session of its own, at equal priority. Where the kernel shares CPU time
+#   between sessions first (see at-priority.sh), the static build's nice 19 holds only in a
+#   session of its own with the session's nice set, which at-priority.sh does. Lane B at nice
+#   10 was tried (make test-stress): the KPI stories passed, but lane B's tests whose server
+#   must fill its database pool within a 2 s readiness check (health, smoke) then failed.
 alone=(cluster_wide)
 lane_a=(sequences full_stack alerting release_lifecycle outbox helm_wait chart_rbac kstatus)
 need_cmd python3 "install Python 3 (Debian: apt-get install python3)."
@@ -135,7 +133,7 @@ step "tests that run alone: ${alone[*]}"
 # shellcheck disable=SC2046 # word splitting of the target flags is intended
 cargo test --workspace --locked --no-fail-fast $(targets "${alone[@]}") 2>&1 | tee "$alone_log"
 rc_alone=${PIPESTATUS[0]}
-step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed when both end; lane B at nice 10)"
+step "tests in two lanes (lane A: ${lane_a[*]}; its output: $lane_a_log, printed when both end)"
 # Sessions of their own (each the group that cleanup stops), started in the background so
 # that an interrupt reaches the trap at once.
 # shellcheck disable=SC2046
@@ -144,7 +142,7 @@ lane_a_pid=$!
 # (Emptied here, before tail opens it: else tail could print the previous run's log first.)
 : >"$lane_b_log"
 # shellcheck disable=SC2016,SC2046 # $@ and $rc are the inner shell's; the flags are split on purpose
-setsid bash e2e/scripts/at-priority.sh 10 bash -c 'rc=0
+setsid bash -c 'rc=0
   cargo test --workspace --locked --no-fail-fast --lib --bins "$@" || rc=1
   cargo test --workspace --locked --no-fail-fast --doc || rc=1
   exit "$rc"' lane-b $(targets "${lane_b[@]}") >>"$lane_b_log" 2>&1 &
