@@ -83,8 +83,8 @@ pub const HASH_THREAD_NAME: &str = "password-hash";
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The argon2id [`ports::PasswordHasher`]: hashes on `concurrency` threads of its own
-/// ([`HASH_THREAD_NAME`], [`HASH_THREAD_NICE`] below the process's priority), at most `concurrency` at a time
-/// (each holds [`ARGON2_MEMORY_KIB`] while it runs). Its own threads, not tokio's blocking
+/// ([`HASH_THREAD_NAME`], [`HASH_THREAD_NICE`] below the process's priority), at most
+/// `concurrency` at a time (each holds [`ARGON2_MEMORY_KIB`] while it runs). Its own threads, not tokio's blocking
 /// pool, so that their priority can be lowered without touching other blocking work, and so
 /// that hashing never runs on more than `concurrency` threads (and allocator arenas). A
 /// request that cannot get a permit within `queue_timeout` fails with [`Error::Busy`] (503
@@ -452,8 +452,8 @@ mod tests {
     #[tokio::test]
     async fn hashing_runs_on_its_own_threads_at_a_lower_priority() {
         let hasher = Argon2Hasher::new(2, Duration::from_secs(30));
-        // Relative to the process's own priority: `nice -n 10 cargo test` (make test's lane
-        // B) or a pod started at a lower priority keeps hashing below request handling.
+        // Relative to the process's own priority: under `nice -n 10 cargo test`, or in a pod
+        // started at a lower priority, hashing stays below request handling.
         let base = thread_nice().expect("the nice value of the test's thread");
         let lowered = (base + HASH_THREAD_NICE).min(19);
         for _ in 0..4 {

@@ -20,8 +20,8 @@ mkdir -p "$out"
 
 log "CPU hog: stress-ng --cpu $cpus (until the runs end)"
 # In a session of its own, as other work on the machine is: where the kernel shares CPU time
-# between sessions first (sched_autogroup), a hog in the tests' session would only compete
-# with them and not with lane A (test.sh), which has a session of its own.
+# between sessions first (sched_autogroup), a hog in test.sh's session would only compete
+# with what runs there, not with test.sh's lanes, which have sessions of their own.
 setsid stress-ng --cpu "$cpus" --timeout 0 --quiet &
 hog=$!
 trap 'kill -- "-$hog" 2>/dev/null || true; wait "$hog" 2>/dev/null || true' EXIT
