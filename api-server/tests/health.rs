@@ -65,6 +65,8 @@ async fn ready_stays_200_when_redis_or_rabbitmq_is_unreachable_and_shows_them_de
     config.redis_url = format!("redis://{}/0", closed(free));
     config.rabbitmq_url = format!("amqp://guest:guest@{}/%2f", closed(free));
     let app = TestApp::start(config, false).await?;
+    // Ready within a kubelet's patience, without Redis and RabbitMQ.
+    app.until_ready().await?;
     // Liveness does not depend on anything.
     let (s, _) = app.call(Method::GET, "/health", None, None).await?;
     assert_eq!(s, StatusCode::OK);
@@ -207,8 +209,16 @@ async fn concurrent_ready_calls_within_the_cache_time_share_one_probe() -> Resul
             config.ready_cache_ttl = ttl;
             let app = TestApp::start(config, false).await?;
             let calls = (0..50).map(|_| ready(&app, None));
-            for answer in futures::future::join_all(calls).await {
-                assert_eq!(answer?.0, StatusCode::OK);
+            let answers = futures::future::join_all(calls).await;
+            // The count does not depend on what the probes found: on a busy machine the
+            // first probe may still be filling the pool when its check's time runs out.
+            // Callers that share a probe share its answer.
+            let statuses: Vec<StatusCode> = answers
+                .into_iter()
+                .map(|a| a.map(|(s, _)| s))
+                .collect::<Result<_>>()?;
+            if ttl > Duration::ZERO {
+                assert!(statuses.iter().all(|s| *s == statuses[0]), "{statuses:?}");
             }
             let text = app.metrics().await?;
             anyhow::Ok(
