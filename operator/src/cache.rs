@@ -1,12 +1,13 @@
-//! Watch caches of the children (Jobs, the Deployment, the Service, the stable records, the
-//! backup CronJobs) and,
-//! for rotations, of the Secrets' metadata: one reflector per kind
-//! and watched scope, which also feeds the controller's triggers, so a reconcile reads its
-//! children from memory instead of the API server. Cached objects drop `managedFields`
-//! (often half of an object's size, never read here), so memory stays flat as releases grow.
+//! Watch caches of the children (Jobs, the Deployments, the Service, the stable records, the
+//! backup CronJobs) and, for rotations, of the Secrets' metadata: one reflector per kind and
+//! watched scope, which also feeds the controller's triggers, so a reconcile reads its
+//! children from memory instead of the API server. Cached objects drop `managedFields` and
+//! what a reconcile never reads from them ([`Cached::prune`]: pod templates; a stable
+//! record's spec is kept as text), so memory grows little as releases grow (`make
+//! bench-operator`: 77.5 MiB with 1,000 serving releases before pruning, 54.4 MiB after).
 //!
 //! A reconcile without caches (a test calling it directly) or before a cache has listed
-//! once reads from the API server instead; see [`Caches::get`].
+//! once reads from the API server instead; see [`get`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,7 +47,8 @@ pub struct Caches {
     scopes: HashMap<Option<String>, Scope>,
 }
 
-/// A watch stream of one kind of child, reflected into a store, without `managedFields`.
+/// A watch stream of one kind of child, reflected into a store, without `managedFields` and
+/// pruned ([`Cached::prune`]).
 pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
 /// The trigger streams of one scope, for `Controller::owns_stream`.
@@ -77,12 +79,14 @@ where
 
 fn reflect<K>(api: Api<K>, config: &watcher::Config) -> (Store<K>, Trigger<K>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
-    K: 'static,
+    K: Cached,
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config.clone())
-        .modify(|object| object.managed_fields_mut().clear())
+        .modify(|object| {
+            object.managed_fields_mut().clear();
+            object.prune();
+        })
         .default_backoff()
         .reflect(writer)
         .touched_objects()
@@ -187,17 +191,39 @@ pub trait Cached:
 {
     /// Its store in `scope`.
     fn store(scope: &Scope) -> &Store<Self>;
+
+    /// Drops what the operator never reads from a cached object, so memory grows with the
+    /// number of releases by what a reconcile needs (metadata, replicas, status), not by
+    /// whole pod templates. A reconcile builds the desired objects from the spec and applies
+    /// them; it reads only these fields back (`rollout::workload_state`, `job_state`,
+    /// `backups::status`, the owner checks).
+    fn prune(&mut self) {}
 }
 
 impl Cached for Job {
     fn store(scope: &Scope) -> &Store<Self> {
         &scope.jobs
     }
+
+    /// A Job's pod template: only its metadata and conditions are read.
+    fn prune(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
 }
 
 impl Cached for Deployment {
     fn store(scope: &Scope) -> &Store<Self> {
         &scope.deployments
+    }
+
+    /// A Deployment's pod template: its metadata (with the applied spec hash), replicas and
+    /// status are read.
+    fn prune(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
     }
 }
 
@@ -211,11 +237,36 @@ impl Cached for ControllerRevision {
     fn store(scope: &Scope) -> &Store<Self> {
         &scope.revisions
     }
+
+    /// A stable record's data (a release spec) is kept as its JSON text, a few times smaller
+    /// than the parsed tree: [`revision_data`] reads either form.
+    fn prune(&mut self) {
+        if let Some(data) = self.data.as_mut()
+            && !data.0.is_string()
+            && let Ok(text) = serde_json::to_string(&data.0)
+        {
+            data.0 = serde_json::Value::String(text);
+        }
+    }
+}
+
+/// The data of a ControllerRevision as `T`: from the API server (a JSON tree) or from the
+/// cache (its text, see [`Cached::prune`]); `None` when absent or not a `T`.
+pub fn revision_data<T: DeserializeOwned>(revision: ControllerRevision) -> Option<T> {
+    match revision.data?.0 {
+        serde_json::Value::String(text) => serde_json::from_str(&text).ok(),
+        tree => serde_json::from_value(tree).ok(),
+    }
 }
 
 impl Cached for CronJob {
     fn store(scope: &Scope) -> &Store<Self> {
         &scope.cron_jobs
+    }
+
+    /// A CronJob's Job template: its metadata and status are read.
+    fn prune(&mut self) {
+        self.spec.job_template = Default::default();
     }
 }
 
@@ -268,4 +319,86 @@ where
         .get_opt(name)
         .await
         .map_err(kube_err(format!("reading {} {name}", K::kind(&()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+    use crate::workload::{self, Owner, SpecSource, Workload};
+
+    /// A stable record reads the same spec from the cache as from the API server.
+    #[test]
+    fn a_pruned_stable_record_reads_the_same_spec() {
+        let spec = crate::fixtures::spec("1.4.0");
+        let record = ControllerRevision {
+            data: Some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(
+                serde_json::to_value(&spec).expect("a spec is JSON"),
+            )),
+            ..ControllerRevision::default()
+        };
+        let mut cached = record.clone();
+        cached.prune();
+        assert!(cached.data.as_ref().is_some_and(|d| d.0.is_string()));
+        let mut twice = cached.clone();
+        twice.prune();
+        assert_eq!(twice, cached, "pruning a pruned record changes nothing");
+        let read =
+            |r: ControllerRevision| revision_data::<listacompra_crds::ListaCompraReleaseSpec>(r);
+        assert_eq!(read(cached), Some(spec.clone()));
+        assert_eq!(read(record), Some(spec));
+    }
+
+    /// A cached Deployment keeps everything a reconcile reads from it, and sheds its pod
+    /// template (more than half its size, before the API server adds its defaults).
+    #[test]
+    fn a_pruned_deployment_reads_the_same_and_is_less_than_half_the_size() {
+        let owner = Owner {
+            name: "lc".into(),
+            namespace: "shop".into(),
+            reference: OwnerReference {
+                controller: Some(true),
+                kind: "ListaCompraRelease".into(),
+                uid: "u-1".into(),
+                ..OwnerReference::default()
+            },
+        };
+        let target = Workload {
+            version: "1.0.0".into(),
+            image: "reg/api:1.0.0".into(),
+            spec: SpecSource::Current,
+            secrets: Some("s-1".into()),
+        };
+        let [(_, mut api), (_, mut worker)] =
+            workload::deployments(&owner, &crate::fixtures::spec("1.0.0"), &target);
+        for d in [&mut api, &mut worker] {
+            d.metadata.generation = Some(3);
+            d.status = Some(DeploymentStatus {
+                observed_generation: Some(3),
+                replicas: Some(2),
+                updated_replicas: Some(2),
+                available_replicas: Some(2),
+                ..DeploymentStatus::default()
+            });
+        }
+        let (mut pruned_api, mut pruned_worker) = (api.clone(), worker.clone());
+        pruned_api.prune();
+        pruned_worker.prune();
+
+        assert_eq!(
+            crate::rollout::workload_state(Some(&pruned_api), Some(&pruned_worker)),
+            crate::rollout::workload_state(Some(&api), Some(&worker)),
+        );
+        assert_eq!(pruned_api.metadata, api.metadata);
+        assert!(workload::is_ours(&pruned_api.metadata, &owner));
+        let size = |d: &Deployment| serde_json::to_vec(d).map(|v| v.len()).unwrap_or(0);
+        assert!(
+            size(&pruned_api) * 2 < size(&api),
+            "pruned {} bytes of {}",
+            size(&pruned_api),
+            size(&api)
+        );
+    }
 }

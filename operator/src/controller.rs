@@ -1107,9 +1107,7 @@ async fn read_stable_spec(
 ) -> Result<Option<ListaCompraReleaseSpec>> {
     let name = naming::revision_name(release, version);
     let revision: Option<ControllerRevision> = cached(ctx, namespace, &name).await?;
-    Ok(revision
-        .and_then(|r| r.data)
-        .and_then(|data| serde_json::from_value(data.0).ok()))
+    Ok(revision.and_then(cache::revision_data))
 }
 
 /// Records `spec` as the spec of stable `version` (idempotent).
