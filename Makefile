@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-stress soak down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups
+.PHONY: help demo test test-stress soak down status controlplane crds manifests lint fmt bench bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups bench-compare
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ crds: ## regenerate the CRD YAML from crds/src (config/crd and the Helm chart)
 manifests: ## render config/rbac and config/manager from the Helm chart (a test fails when out of date)
 	@bash e2e/scripts/manifests.sh
 
-bench: bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups ## every benchmark (prints tables)
+bench: bench-operator bench-api bench-migrations bench-abuse bench-release bench-backups bench-compare ## every benchmark (prints tables)
 
 bench-api: ## load-test the API server on loopback (prints a table)
 	cargo bench -p listacompra-api --bench load
@@ -53,6 +53,9 @@ bench-release: ## the API under load during a release on the local cluster (prin
 
 bench-backups: ## pgBackRest backup and restore times for a database of a stated size (prints a table)
 	cargo bench --locked -p e2e --bench backups
+
+bench-compare: ## the API beside the runbook's Node + Express stack and the pgbench ceiling (prints a table)
+	cargo bench --locked -p listacompra-api --bench compare
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
 	cargo bench -p listacompra-operator --bench operator

@@ -175,6 +175,9 @@ pub async fn run_open_loop(
     Ok((throughput, outcome))
 }
 
+/// The secret the bench server signs its tokens with (a baseline verifies them with it).
+pub const JWT_SECRET: &str = "bench-secret-0123456789-0123456789-abcdef";
+
 /// The release binary serving on loopback against a fresh database of its own.
 pub struct Bench {
     /// The server process.
@@ -185,6 +188,8 @@ pub struct Bench {
     pub base: String,
     /// Its port.
     pub port: u16,
+    /// The URL of its database.
+    pub database_url: String,
     admin: PgConnection,
     db: String,
     _services: Services,
@@ -212,13 +217,10 @@ impl Bench {
             .local_addr()?
             .port();
         let mut env = vec![
-            ("DATABASE_URL", database_url),
+            ("DATABASE_URL", database_url.clone()),
             ("REDIS_URL", services.redis_url()?.to_owned()),
             ("RABBITMQ_URL", services.rabbitmq_url()?.to_owned()),
-            (
-                "JWT_SECRET",
-                "bench-secret-0123456789-0123456789-abcdef".to_owned(),
-            ),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("PORT", port.to_string()),
             ("AMQP_PREFIX", format!("bench.{db}")),
             ("RUST_LOG", "warn".to_owned()),
@@ -260,6 +262,7 @@ impl Bench {
                 server,
                 base,
                 port,
+                database_url,
                 admin,
                 db,
                 _services: services,

@@ -17,6 +17,32 @@ use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, Use
 use crate::migrate::MIN_SCHEMA;
 use crate::ports::Store;
 use crate::{Error, Result};
+
+/// The query behind every authenticated request: the user's token version (`$1`: user id).
+/// Public so that `make bench-compare` runs the same text in pgbench.
+pub const TOKEN_VERSION_QUERY: &str = "SELECT token_version FROM users WHERE id = $1";
+
+/// The query of `GET /v1/lists/{id}` (`$1`: list id, `$2`: the caller's user id): one round
+/// trip and one snapshot, the database gathering the items and the members (with pending
+/// invitations) as JSON arrays beside the list's row. Public so that `make bench-compare`
+/// runs the same text in pgbench. Built once.
+pub static LIST_DETAIL_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role, \
+           (SELECT coalesce(json_agg(i ORDER BY i.position, i.created_at), '[]') \
+              FROM (SELECT {} FROM items WHERE list_id = l.id) AS i) AS items, \
+           (SELECT coalesce(json_agg(e ORDER BY e.role DESC, e.added_at), '[]') FROM ( \
+              SELECT o.user_id, u.email, o.role, o.added_at FROM list_members o \
+                JOIN users u ON u.id = o.user_id WHERE o.list_id = l.id \
+              UNION ALL \
+              SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = l.id \
+            ) AS e) AS members \
+         FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
+         WHERE l.id = $1",
+        rows::ITEM_COLUMNS
+    )
+});
+
 pub use attachments::ATTACHMENTS_SCHEMA;
 pub(crate) use attachments::older_schema;
 pub use tx::PgUnitOfWork;
@@ -163,7 +189,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.token_version", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn token_version(&self, user: Uuid) -> Result<Option<i64>> {
-        sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1")
+        sqlx::query_scalar(TOKEN_VERSION_QUERY)
             .bind(user)
             .fetch_optional(&self.pool)
             .await
@@ -199,28 +225,13 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.list_detail", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
-        // One round trip and one snapshot: the database gathers the items and the members
-        // (with pending invitations) as JSON arrays beside the list's row.
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role, \
-               (SELECT coalesce(json_agg(i ORDER BY i.position, i.created_at), '[]') \
-                  FROM (SELECT {} FROM items WHERE list_id = l.id) AS i) AS items, \
-               (SELECT coalesce(json_agg(e ORDER BY e.role DESC, e.added_at), '[]') FROM ( \
-                  SELECT o.user_id, u.email, o.role, o.added_at FROM list_members o \
-                    JOIN users u ON u.id = o.user_id WHERE o.list_id = l.id \
-                  UNION ALL \
-                  SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = l.id \
-                ) AS e) AS members \
-             FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
-             WHERE l.id = $1",
-            rows::ITEM_COLUMNS
-        )))
-        .bind(list)
-        .bind(user)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Error::db("reading a list"))
-        .map_err(schema_too_old)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(LIST_DETAIL_QUERY.as_str()))
+            .bind(list)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("reading a list"))
+            .map_err(schema_too_old)?;
         row.as_ref().map(rows::list_detail).transpose()
     }
 
