@@ -84,9 +84,10 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// The argon2id [`ports::PasswordHasher`]: hashes on `concurrency` threads of its own
 /// ([`HASH_THREAD_NAME`], [`HASH_THREAD_NICE`] below the process's priority), at most
-/// `concurrency` at a time (each holds [`ARGON2_MEMORY_KIB`] while it runs). Its own threads, not tokio's blocking
-/// pool, so that their priority can be lowered without touching other blocking work, and so
-/// that hashing never runs on more than `concurrency` threads (and allocator arenas). A
+/// `concurrency` at a time (each holds [`ARGON2_MEMORY_KIB`] while it runs). Its own threads,
+/// not tokio's blocking pool, so that their priority can be lowered without touching other
+/// blocking work, and so that hashing never runs on more than `concurrency` threads (and
+/// allocator arenas). A
 /// request that cannot get a permit within `queue_timeout` fails with [`Error::Busy`] (503
 /// with Retry-After) instead of queueing without bound. The threads end when the last clone
 /// is dropped.
