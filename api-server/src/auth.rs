@@ -87,10 +87,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// `concurrency` at a time (each holds [`ARGON2_MEMORY_KIB`] while it runs). Its own threads,
 /// not tokio's blocking pool, so that their priority can be lowered without touching other
 /// blocking work, and so that hashing never runs on more than `concurrency` threads (and
-/// allocator arenas). A
-/// request that cannot get a permit within `queue_timeout` fails with [`Error::Busy`] (503
-/// with Retry-After) instead of queueing without bound. The threads end when the last clone
-/// is dropped.
+/// allocator arenas). A request that cannot get a permit within `queue_timeout` fails with
+/// [`Error::Busy`] (503 with Retry-After) instead of queueing without bound. The threads end
+/// when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
     permits: Arc<Semaphore>,
