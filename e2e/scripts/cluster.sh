@@ -31,6 +31,8 @@ up() {
   fi
   if running; then
     log "cluster $LC_CLUSTER_NAME already running ($(kctl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1))"
+    # The test stages of this checkout (applying is idempotent; a new stage joins at once).
+    apply_stages
   else
     if [ -d "$cluster_dir" ]; then
       log "removing stale cluster state in $cluster_dir"

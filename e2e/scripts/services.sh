@@ -20,7 +20,9 @@
 # With LC_PGBACKREST_STANZA set, PostgreSQL archives its WAL with pgBackRest (Debian's
 # package) into a posix repository in $LC_STATE/postgres/pgbackrest, and the stanza is
 # created; the env file then names the PGBACKREST_* options a backup needs (LC_PGBACKREST_ENV,
-# space-separated NAME=VALUE) and the user that owns the repository (LC_PGBACKREST_UID/GID).
+# space-separated NAME=VALUE) and the user that owns the repository (LC_PGBACKREST_UID/GID),
+# and what starting the same server by hand takes (LC_PG_DIR, LC_PG_PORT, the server side's
+# LC_PGBACKREST_CONFIG): a restore test stops it and runs it as a StatefulSet's pod.
 # The backup tests start such a PostgreSQL of their own (state folder and port).
 #
 # Jaeger keeps traces in memory; OTLP on LC_JAEGER_OTLP_GRPC_PORT/LC_JAEGER_OTLP_HTTP_PORT,
@@ -110,6 +112,9 @@ postgres_up() {
     env_set LC_PGBACKREST_ENV "$(pgbackrest_options | tr '\n' ' ')"
     env_set LC_PGBACKREST_UID "$(stat -c %u "$pg_dir/data")"
     env_set LC_PGBACKREST_GID "$(stat -c %g "$pg_dir/data")"
+    env_set LC_PGBACKREST_CONFIG "$pg_dir/pgbackrest/pgbackrest.conf"
+    env_set LC_PG_DIR "$pg_dir"
+    env_set LC_PG_PORT "$LC_PG_PORT"
   fi
   env_set LC_POSTGRES_ADMIN_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/postgres"
   env_set DATABASE_URL "postgres://postgres:$LC_PG_PASSWORD@127.0.0.1:$LC_PG_PORT/listacompra"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -18,7 +18,7 @@ use sqlx::Connection;
 use crate::binaries::workspace_binary;
 use crate::faults::{self, FaultProxy};
 use crate::operator::OperatorProcess;
-use crate::runner::{RUN_ANNOTATION, Runner, RunnerConfig};
+use crate::runner::{Image, RUN_ANNOTATION, Runner, RunnerConfig};
 use crate::services::Services;
 use crate::{Error, Result};
 
@@ -44,10 +44,12 @@ pub struct StackOptions {
     /// The PostgreSQL server of the release's database, as a superuser URL of its `postgres`
     /// database; `None`: the shared one of `services.sh`.
     pub postgres_admin_url: Option<String>,
-    /// More images the runner runs (see [`RunnerConfig::images`] and
-    /// [`RunnerConfig::run_as_pod_user`]): repository, binary, and whether it runs as the
-    /// pod's user.
-    pub images: Vec<(String, PathBuf, bool)>,
+    /// More images the runner runs, by repository (see [`RunnerConfig::images`]).
+    pub images: BTreeMap<String, Image>,
+    /// The PostgreSQL server of `postgres_admin_url` as a StatefulSet of the namespace (its
+    /// pod annotated for the runner), so that it can be stopped and started as a workload:
+    /// created, and its pod ready, before the stack's database is.
+    pub database: Option<StatefulSet>,
     /// The pods and Jobs reach PostgreSQL through a [`FaultProxy`] the test can slow or cut
     /// ([`Stack::database_faults`]); the harness's own queries go straight to it.
     pub database_faults: bool,
@@ -62,7 +64,8 @@ impl StackOptions {
             operator_standby: false,
             log_dir,
             postgres_admin_url: None,
-            images: Vec::new(),
+            images: BTreeMap::new(),
+            database: None,
             database_faults: false,
         }
     }
@@ -125,6 +128,25 @@ impl Stack {
             Some(url) => url.clone(),
             None => services.postgres_admin_url()?.to_owned(),
         };
+        std::fs::create_dir_all(&options.log_dir).map_err(|source| Error::Io {
+            action: format!("creating {}", options.log_dir.display()),
+            source,
+        })?;
+        let runner = Runner::start(
+            client.clone(),
+            namespace,
+            RunnerConfig {
+                api_binary: workspace_binary("listacompra-api")?,
+                images: options.images.clone(),
+                cluster: None,
+                builds: options.builds.clone(),
+                prometheus_targets: Some(services.prometheus_targets_dir()?),
+                log_dir: options.log_dir.join("pods"),
+            },
+        )?;
+        if let Some(database) = &options.database {
+            start_database(&client, namespace, &runner, database).await?;
+        }
         let database = format!("lc_{}", namespace.replace('-', "_"));
         let database_url = crate::services::with_database(&admin_url, &database)?;
         let mut admin = connect(&admin_url).await?;
@@ -227,32 +249,6 @@ impl Stack {
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         create(&config_maps, &runtime, "listacompra-runtime").await?;
 
-        std::fs::create_dir_all(&options.log_dir).map_err(|source| Error::Io {
-            action: format!("creating {}", options.log_dir.display()),
-            source,
-        })?;
-        let runner = Runner::start(
-            client.clone(),
-            namespace,
-            RunnerConfig {
-                api_binary: workspace_binary("listacompra-api")?,
-                images: options
-                    .images
-                    .iter()
-                    .map(|(repo, binary, _)| (repo.clone(), binary.clone()))
-                    .collect(),
-                run_as_pod_user: options
-                    .images
-                    .iter()
-                    .filter(|(_, _, as_pod_user)| *as_pod_user)
-                    .map(|(repo, _, _)| repo.clone())
-                    .collect(),
-                cluster: None,
-                builds: options.builds,
-                prometheus_targets: Some(services.prometheus_targets_dir()?),
-                log_dir: options.log_dir.join("pods"),
-            },
-        )?;
         let api_url = format!("http://{}", runner.service_address(SERVICE).await?);
         let log = |name: &str| options.log_dir.join(name);
         let (operator, standby) = if options.operator_standby {
@@ -575,6 +571,35 @@ where
             action: format!("creating {name}"),
             source,
         })?;
+    Ok(())
+}
+
+/// How long a database StatefulSet's pod may take to be ready.
+const DATABASE_STARTUP: Duration = Duration::from_secs(90);
+
+/// Creates the database StatefulSet `database` and waits until the runner runs its pod.
+async fn start_database(
+    client: &Client,
+    namespace: &str,
+    runner: &Runner,
+    database: &StatefulSet,
+) -> Result<()> {
+    let name = database.metadata.name.clone().unwrap_or_default();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    create(&sets, database, &format!("StatefulSet {name}")).await?;
+    let pod = format!("{name}-0");
+    let started = std::time::Instant::now();
+    while !runner.ready_pods().contains_key(&pod) {
+        if started.elapsed() > DATABASE_STARTUP {
+            return Err(Error::Workload {
+                message: format!(
+                    "the database pod {pod} was not ready within {DATABASE_STARTUP:?}: {:?}",
+                    runner.take_events()
+                ),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
     Ok(())
 }
 

@@ -11,16 +11,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use e2e::backups::{BackedUpPostgres, PGBACKREST_BINARY, PGBACKREST_IMAGE};
+use e2e::backups::{BackedUpPostgres, PGBACKREST_IMAGE};
 use e2e::cluster::with_namespace;
 use e2e::env::ALL_SERVICES;
 use e2e::runner::RUN_ANNOTATION;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use listacompra_crds::status::BackupsStatus;
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
@@ -43,6 +44,13 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         .unwrap_or_else(|e| panic!("the services are not available: {e}"));
     let database = BackedUpPostgres::start("listacompra")
         .unwrap_or_else(|e| panic!("the backed-up PostgreSQL did not start: {e}"));
+    // From here on the cluster runs it, as the StatefulSet `postgres`: the backups reach a
+    // server the runner started, on the same port and data folder.
+    database
+        .hand_over()
+        .unwrap_or_else(|e| panic!("the backed-up PostgreSQL did not stop: {e}"));
+    let images =
+        BackedUpPostgres::images().unwrap_or_else(|e| panic!("PostgreSQL is not installed: {e}"));
     with_namespace("backups", |ctx| async move {
         e2e::crd::install_crds(&ctx.client).await?;
         let log_dir = std::env::temp_dir().join(&ctx.namespace);
@@ -53,7 +61,8 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             &services,
             StackOptions {
                 postgres_admin_url: Some(database.admin_url.clone()),
-                images: vec![(PGBACKREST_IMAGE.to_owned(), PGBACKREST_BINARY.into(), true)],
+                images,
+                database: Some(database.stateful_set("postgres")),
                 ..StackOptions::story(log_dir.clone())
             },
         )
@@ -194,6 +203,38 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 ["1.0.0".to_owned()].into(),
                 "the stable version serves"
             );
+
+            // The database is a workload: scaled to zero, its pod goes only once PostgreSQL
+            // has shut down (no postmaster.pid left, as a restore needs); scaled back, it
+            // serves the same data.
+            let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            let scale = |replicas: i32| {
+                let sets = sets.clone();
+                async move {
+                    sets.patch(
+                        "postgres",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                    )
+                    .await
+                }
+            };
+            scale(0).await?;
+            let pid = database.data_dir().join("postmaster.pid");
+            let started = Instant::now();
+            while pods.get_opt("postgres-0").await?.is_some() {
+                anyhow::ensure!(started.elapsed() < SETTLE, "postgres-0 still there");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(!pid.exists(), "postgres-0 went while PostgreSQL still ran ({pid:?})");
+            scale(1).await?;
+            let started = Instant::now();
+            while !stack.runner.ready_pods().contains_key("postgres-0") {
+                anyhow::ensure!(started.elapsed() < SETTLE, "postgres-0 not ready again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert_eq!(stack.schema_revision().await?, IRREVERSIBLE_REVISION);
 
             // Without spec.backups, the CronJobs, the status and the series go.
             manifest["spec"]

@@ -12,7 +12,7 @@ use e2e::binaries::workspace_binary;
 use e2e::cluster::{Cluster, eventually, with_namespace};
 use e2e::env::repo_root;
 use e2e::helm::{Helm, pinned_kube_version};
-use e2e::runner::{RUN_ANNOTATION, Runner, RunnerConfig};
+use e2e::runner::{Image, RUN_ANNOTATION, Runner, RunnerConfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -1115,11 +1115,10 @@ async fn helm_test_checks_the_running_operator() {
                 api_binary: workspace_binary("listacompra-api")?,
                 images: [(
                     "ghcr.io/listacompra/operator".to_owned(),
-                    workspace_binary("listacompra-operator")?,
+                    Image::new(workspace_binary("listacompra-operator")?),
                 )]
                 .into(),
                 cluster: Some(ctx.cluster.clone()),
-                run_as_pod_user: Default::default(),
                 builds: Default::default(),
                 prometheus_targets: None,
                 log_dir: log_dir.clone(),

@@ -13,6 +13,14 @@
 //!   is the pod marked Ready, so the Deployment controller never counts a pod that does not
 //!   serve yet. When the pod goes, it leaves the Services first, then gets its `preStop`
 //!   sleep, then SIGTERM, as endpoint removal and the kubelet order it on a real cluster;
+//! - a StatefulSet pod so annotated (a database the test runs in the cluster, so that it can
+//!   be stopped and started as a workload) runs the same way, but on the port its container
+//!   declares, as on the host's network (a StatefulSet of one replica never runs two pods at
+//!   once), with a `tcpSocket` or `httpGet` readiness probe. When it goes, its process gets
+//!   the image's stop signal ([`Image::stop_signal`]), and the pod is deleted only once the
+//!   process is gone (kwok's stage e2e/controlplane/stages/runner-stateful-pods.yaml holds it
+//!   until then, or until its grace period ends), so a new pod of the same name never meets
+//!   the old process;
 //! - a Job pod annotated `listacompra.test/runner: "true"` runs its command once; the exit
 //!   code goes to the pod's annotation `listacompra.test/exit-code`, and kwok's test stages
 //!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it. A
@@ -42,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -78,24 +86,59 @@ pub struct RunnerConfig {
     /// The `listacompra-api` binary that stands in for the API's image (and any image not
     /// in `images`).
     pub api_binary: PathBuf,
-    /// Binaries that stand in for other images, by image repository (the reference without
-    /// tag or digest), e.g. `ghcr.io/listacompra/operator` → `listacompra-operator`.
-    pub images: BTreeMap<String, PathBuf>,
+    /// What stands in for other images, by image repository (the reference without tag or
+    /// digest), e.g. `ghcr.io/listacompra/operator` → `listacompra-operator`.
+    pub images: BTreeMap<String, Image>,
     /// The cluster, to give pods that mount their ServiceAccount token a kubeconfig; `None`
     /// refuses such pods.
     pub cluster: Option<Cluster>,
-    /// Image repositories whose processes run as the pod's `runAsUser` and `runAsGroup`, as
-    /// the kubelet would run them (the runner must run as root to switch). Other images run
-    /// as the runner's own user, because they share files the runner makes (kubeconfigs,
-    /// TLS material); the pgBackRest image switches, because pgBackRest must write its
-    /// repository as the user PostgreSQL archives into it with.
-    pub run_as_pod_user: BTreeSet<String>,
     /// Extra environment by image tag: the behaviour of that "build".
     pub builds: BTreeMap<String, BTreeMap<String, String>>,
     /// Prometheus file_sd folder for scrape targets, if Prometheus should scrape the pods.
     pub prometheus_targets: Option<PathBuf>,
     /// Folder for the processes' logs.
     pub log_dir: PathBuf,
+}
+
+/// What stands in for one image: its program, and what its image configuration would say.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The local program run as the image's entrypoint.
+    pub binary: PathBuf,
+    /// Whether the process runs as the pod's `runAsUser` and `runAsGroup`, as the kubelet
+    /// would run it (the runner must run as root to switch). Other images run as the
+    /// runner's own user, because they share files the runner makes (kubeconfigs, TLS
+    /// material); pgBackRest and PostgreSQL switch, because they must own the repository
+    /// and the data folder.
+    pub as_pod_user: bool,
+    /// The signal that stops the container, as an image's `STOPSIGNAL` says (PostgreSQL's
+    /// image says `SIGINT`, its fast shutdown; SIGTERM would wait for every client to leave).
+    pub stop_signal: &'static str,
+}
+
+impl Image {
+    /// `binary`, run as the runner's user and stopped with SIGTERM.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            as_pod_user: false,
+            stop_signal: "SIGTERM",
+        }
+    }
+
+    /// Run as the pod's user.
+    #[must_use]
+    pub fn as_pod_user(mut self) -> Self {
+        self.as_pod_user = true;
+        self
+    }
+
+    /// Stopped with `signal` instead of SIGTERM.
+    #[must_use]
+    pub fn stop_signal(mut self, signal: &'static str) -> Self {
+        self.stop_signal = signal;
+        self
+    }
 }
 
 /// One thing the runner did, for progress output and failure reports.
@@ -245,10 +288,12 @@ impl Runner {
         apps
     }
 
-    /// Versions (`APP_VERSION`) of the API processes that are up now.
+    /// Versions (`APP_VERSION`) of the API processes that are up now (a process without one,
+    /// such as a database, has none).
     pub fn ready_versions(&self) -> BTreeSet<String> {
         lock(&self.shared.ready)
             .values()
+            .filter(|r| !r.version.is_empty())
             .map(|r| r.version.clone())
             .collect()
     }
@@ -362,8 +407,10 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A Deployment's pod: a server that runs until the pod goes.
+    /// A Deployment's pod: a server that runs until the pod goes, on a port of its own.
     Server,
+    /// A StatefulSet's pod: a server that runs until the pod goes, on its declared port.
+    Stateful,
     /// A Job's pod handed to the runner: a command that runs once.
     Job,
 }
@@ -378,6 +425,7 @@ fn kind_of(pod: &Pod) -> Option<Kind> {
     match owner {
         _ if pod.annotations().get(RUN_ANNOTATION).map(String::as_str) != Some("true") => None,
         Some("ReplicaSet") => Some(Kind::Server),
+        Some("StatefulSet") => Some(Kind::Stateful),
         // A bare pod (a `helm test` hook) runs its command once, as a Job's pod does.
         Some("Job") | None => Some(Kind::Job),
         Some(_) => None,
@@ -403,15 +451,58 @@ fn stop_timing(pod: &Pod) -> (Duration, Duration) {
     (pre_stop, grace - pre_stop)
 }
 
-/// The path of the container's HTTP readiness probe (`/health` without one).
-fn readiness_path(pod: &Pod) -> String {
-    pod.spec
+/// How the runner, as the kubelet, finds out that a container is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    /// An HTTP GET of this path answers 2xx.
+    Http(String),
+    /// A TCP connection is accepted.
+    Tcp,
+}
+
+/// The container's readiness probe: its `tcpSocket`, or its `httpGet` path (`/health`
+/// without a probe).
+fn readiness(pod: &Pod) -> Readiness {
+    let probe = pod
+        .spec
         .as_ref()
         .and_then(|s| s.containers.first())
-        .and_then(|c| c.readiness_probe.as_ref())
-        .and_then(|p| p.http_get.as_ref())
-        .and_then(|g| g.path.clone())
-        .unwrap_or_else(|| "/health".to_owned())
+        .and_then(|c| c.readiness_probe.as_ref());
+    if probe.is_some_and(|p| p.tcp_socket.is_some()) {
+        return Readiness::Tcp;
+    }
+    Readiness::Http(
+        probe
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|g| g.path.clone())
+            .unwrap_or_else(|| "/health".to_owned()),
+    )
+}
+
+/// Whether the process at `address` passes `readiness` now.
+async fn passes(http: &reqwest::Client, address: SocketAddr, readiness: &Readiness) -> bool {
+    match readiness {
+        Readiness::Http(path) => matches!(
+            http.get(format!("http://{address}{path}")).send().await,
+            Ok(r) if r.status().is_success()
+        ),
+        Readiness::Tcp => tokio::net::TcpStream::connect(address).await.is_ok(),
+    }
+}
+
+/// The first port a StatefulSet pod's container declares: where its process listens.
+fn declared_port(pod: &Pod) -> Result<u16> {
+    first_container(pod)?
+        .ports
+        .iter()
+        .flatten()
+        .find_map(|p| u16::try_from(p.container_port).ok())
+        .ok_or_else(|| Error::Workload {
+            message: format!(
+                "StatefulSet pod {} declares no container port to listen on",
+                pod.name_any()
+            ),
+        })
 }
 
 fn should_run(pod: &Pod) -> bool {
@@ -455,7 +546,7 @@ fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
     let binary = config
         .images
         .get(image_repository(image))
-        .unwrap_or(&config.api_binary);
+        .map_or(&config.api_binary, |i| &i.binary);
     let program = program_name(binary);
     let mut args: Vec<String> = container.command.clone().unwrap_or_default();
     if let Some(first) = args.first() {
@@ -479,7 +570,11 @@ fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
 fn user(config: &RunnerConfig, pod: &Pod) -> Result<Option<(u32, u32)>> {
     let container = first_container(pod)?;
     let image = container.image.as_deref().unwrap_or_default();
-    if !config.run_as_pod_user.contains(image_repository(image)) {
+    let as_pod_user = config
+        .images
+        .get(image_repository(image))
+        .is_some_and(|i| i.as_pod_user);
+    if !as_pod_user {
         return Ok(None);
     }
     let pod_level = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -509,6 +604,18 @@ fn user(config: &RunnerConfig, pod: &Pod) -> Result<Option<(u32, u32)>> {
             ),
         }),
     }
+}
+
+/// The signal that stops `pod`'s container: its image's (SIGTERM unless said otherwise).
+fn stop_signal(config: &RunnerConfig, pod: &Pod) -> &'static str {
+    let image = first_container(pod)
+        .ok()
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default();
+    config
+        .images
+        .get(image_repository(image))
+        .map_or("SIGTERM", |i| i.stop_signal)
 }
 
 fn program_name(binary: &Path) -> &str {
@@ -614,7 +721,9 @@ async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch:
         logs::publish(&shared, &pod, &log_path(&shared, &name)).await;
     }
     let outcome = match kind {
-        Some(Kind::Server) => run_server(&shared, &pod, stop).await,
+        Some(kind @ (Kind::Server | Kind::Stateful)) => {
+            run_server(&shared, &pod, kind == Kind::Stateful, stop).await
+        }
         Some(Kind::Job) => run_job(&shared, &pod, stop).await,
         None => Ok(()),
     };
@@ -628,18 +737,27 @@ async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch:
     }
 }
 
+/// Runs a server pod until it goes: a Deployment's on a free port its environment names, a
+/// StatefulSet's (`stateful`) on its declared port.
 async fn run_server(
     shared: &Arc<Shared>,
     pod: &Pod,
+    stateful: bool,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let name = pod.name_any();
     let (binary, args) = argv(&shared.config, pod)?;
     let program = program_name(&binary).to_owned();
     let mut env = environment(shared, pod).await?;
-    let port = free_port()?;
-    let (key, value) = listen_on(&program, port);
-    env.insert(key, value);
+    let port = if stateful {
+        declared_port(pod)?
+    } else {
+        let port = free_port()?;
+        let (key, value) = listen_on(&program, port);
+        env.insert(key, value);
+        port
+    };
+    let signal = stop_signal(&shared.config, pod);
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
@@ -648,13 +766,15 @@ async fn run_server(
     shared.record(format!(
         "pod {name}: started {program} {version} on {address}"
     ));
-    lock(&shared.started_versions).insert(version.clone());
+    if !version.is_empty() {
+        lock(&shared.started_versions).insert(version.clone());
+    }
 
-    let probe = format!("http://{address}{}", readiness_path(pod));
+    let probe = readiness(pod);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + STARTUP;
     let up = loop {
-        if matches!(http.get(&probe).send().await, Ok(r) if r.status().is_success()) {
+        if passes(&http, address, &probe).await {
             break true;
         }
         let stopping = *stop.borrow();
@@ -665,9 +785,12 @@ async fn run_server(
     };
     if !up {
         shared.record(format!(
-            "pod {name}: {probe} did not answer within {STARTUP:?}"
+            "pod {name}: {probe:?} on {address} did not pass within {STARTUP:?}"
         ));
-        process.stop(grace).await;
+        process.stop(signal, grace).await;
+        if stateful {
+            remove_if_deleted(shared, pod).await;
+        }
         return Ok(());
     }
     // Serve first, then say Ready: the pod joins its Services before the Deployment
@@ -699,9 +822,44 @@ async fn run_server(
         return Ok(());
     }
     tokio::time::sleep(pre_stop).await;
-    process.stop(grace).await;
+    process.stop(signal, grace).await;
     shared.record(format!("pod {name}: stopped"));
+    if stateful {
+        remove_if_deleted(shared, pod).await;
+    }
     Ok(())
+}
+
+/// The kubelet's last word on a pod being deleted whose containers have stopped: deletes it
+/// for good (grace period 0), this pod only (its uid), so that its StatefulSet may start the
+/// next pod of the same name. A pod not being deleted (the runner shutting down) stays.
+async fn remove_if_deleted(shared: &Shared, pod: &Pod) {
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let name = pod.name_any();
+    let current = match api.get_opt(&name).await {
+        Ok(Some(current)) => current,
+        Ok(None) => return,
+        Err(e) => {
+            shared.record(format!("pod {name}: could not read it to delete it: {e}"));
+            return;
+        }
+    };
+    if current.uid() != pod.uid() || current.metadata.deletion_timestamp.is_none() {
+        return;
+    }
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => shared.record(format!("pod {name}: deleted after its process stopped")),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => shared.record(format!("pod {name}: could not delete it: {e}")),
+    }
 }
 
 /// Sets the pod's Ready condition as the kubelet does after a readiness probe. A pod that
@@ -780,7 +938,7 @@ async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool
     let code = tokio::select! {
         code = process.wait() => code,
         _ = stopped(&mut stop) => {
-            process.stop(stop_timing(pod).1).await;
+            process.stop(stop_signal(&shared.config, pod), stop_timing(pod).1).await;
             shared.record(format!("pod {name}: stopped before it finished"));
             return Ok(());
         }

@@ -103,11 +103,13 @@ impl Process {
         code
     }
 
-    /// SIGTERM, then SIGKILL when it has not ended within `grace`.
-    pub async fn stop(mut self, grace: Duration) {
+    /// `signal` (a name such as `SIGTERM`), then SIGKILL when it has not ended within
+    /// `grace`.
+    pub async fn stop(mut self, signal: &str, grace: Duration) {
         if let Some(pid) = self.child.id() {
+            let name = signal.strip_prefix("SIG").unwrap_or(signal);
             let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
+                .args([&format!("-{name}"), &pid.to_string()])
                 .status()
                 .await;
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
