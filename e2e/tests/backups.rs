@@ -121,16 +121,23 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 "migration Job {migration} created at {created:?}, before the snapshot was \
                  complete at {taken:?}"
             );
+            // The repository has the set, under the annotation and the label the status gives
+            // (the label read from the Job's log).
             let info = database.info()?;
-            let annotated = info[0]["backup"]
+            let (key, value) = snapshot.annotation.split_once('=').unwrap_or_default();
+            let annotated: Vec<&str> = info[0]["backup"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|b| {
-                    let (key, value) = snapshot.annotation.split_once('=').unwrap_or_default();
-                    b["annotation"][key].as_str() == Some(value)
-                });
-            assert!(annotated, "no backup annotated {}: {info}", snapshot.annotation);
+                .filter(|b| b["annotation"][key].as_str() == Some(value))
+                .filter_map(|b| b["label"].as_str())
+                .collect();
+            assert_eq!(
+                annotated,
+                [snapshot.label.as_deref().context("no backup label in the status")?],
+                "the set annotated {}: {info}",
+                snapshot.annotation
+            );
 
             // The schedules resume (a spec edit the CronJobs follow): each kind succeeds.
             manifest["spec"]["backups"]["full"]["suspend"] = json!(false);
@@ -189,10 +196,12 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 .iter()
                 .find(|c| c.type_ == "MigrationsApplied")
                 .context("no MigrationsApplied condition")?;
+            let label = snapshot.label.clone().context("no label of 1.2.1's snapshot")?;
             anyhow::ensure!(
                 kept.reason == "IrreversibleSchemaKept"
                     && kept.message.contains("revision 13 cannot be reverted")
-                    && kept.message.contains(&snapshot.job),
+                    && kept.message.contains(&snapshot.job)
+                    && kept.message.contains(&format!("--set={label}")),
                 "{kept:?}"
             );
             assert_eq!(status.schema_version, Some(IRREVERSIBLE_REVISION));
