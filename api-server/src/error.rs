@@ -233,20 +233,28 @@ impl Error {
         }
     }
 
-    /// True when PostgreSQL could not be reached at all (connection, pool, TLS): no fault
-    /// of the work being done, which should wait rather than count a failed attempt.
+    /// True when PostgreSQL could not be reached at all (connection, pool, TLS), or ended
+    /// the connection (SQLSTATE class 08, connection exception; 57P01 to 57P03, a server
+    /// shutting down, crashed or starting: an administrator's `pg_terminate_backend`, a
+    /// restart): no fault of the work being done, which should wait rather than count a
+    /// failed attempt.
     pub fn is_database_unreachable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Database {
-                source: sqlx::Error::Io(_)
+                source:
+                    sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::WorkerCrashed,
                 ..
-            }
-        )
+            } => true,
+            Self::Database {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().is_some_and(|code| connection_lost(&code)),
+            _ => false,
+        }
     }
 
     /// True when the database refused the work for a passing reason: unreachable, a
@@ -368,4 +376,10 @@ impl From<Error> for AppError {
             other => Self::Internal(other),
         }
     }
+}
+
+/// Whether SQLSTATE `code` says the connection is gone: class 08 (connection exception) or
+/// 57P01 to 57P03 (admin shutdown, crash shutdown, cannot connect now).
+fn connection_lost(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }

@@ -14,6 +14,7 @@ use e2e::private::PrivateService;
 use e2e::services::Services;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::Connection as _;
 
 async fn ready(app: &TestApp) -> Result<(StatusCode, Value)> {
     let res = app
@@ -108,6 +109,92 @@ async fn a_ready_server_answers_a_burst_without_opening_connections() -> Result<
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     proxy.set(Fault::Healthy);
+    app.stop().await;
+    Ok(())
+}
+
+/// PostgreSQL restarts while the server is quiet: every pooled connection is dead. The pool
+/// checks a connection that sat idle before it hands it out (and replaces a dead one), so
+/// the first requests afterwards are served; a connection in steady use is not checked
+/// (that round trip per query is what `store::pool` saves).
+#[tokio::test]
+async fn the_first_requests_after_a_postgres_restart_are_served() -> Result<()> {
+    let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
+    let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
+    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
+    listacompra_api::migrate::migrate_to(&pool, None).await?;
+    pool.close().await;
+
+    let mut config = common::config_with(&services, &pg.url)?;
+    config.database_max_connections = 4;
+    config.database_min_connections = 4;
+    let app = TestApp::start(config, false).await?;
+    app.until_ready().await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "before the restart").await?;
+
+    tokio::task::spawn_blocking({
+        let pg = pg.clone();
+        move || pg.down().and_then(|()| pg.up())
+    })
+    .await??;
+    // Longer than the pool's idle threshold, so the connections count as idle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // As many requests at once as the pool has connections: each takes a dead one.
+    let path = format!("/v1/lists/{list}");
+    let calls = (0..4).map(|_| app.call(reqwest::Method::GET, &path, Some(&token), None));
+    for (status, body) in futures::future::try_join_all(calls).await? {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    app.stop().await;
+    Ok(())
+}
+
+/// PostgreSQL ends a connection the server was using (an administrator's
+/// `pg_terminate_backend`, a restart under load: SQLSTATE 57P01): the request on it answers
+/// 503 with a JSON body, as for an unreachable database, never 500; the next one is served
+/// on a new connection.
+#[tokio::test]
+async fn a_connection_postgres_terminates_answers_503_and_the_next_request_is_served() -> Result<()>
+{
+    let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
+    let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
+    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
+    listacompra_api::migrate::migrate_to(&pool, None).await?;
+    pool.close().await;
+
+    let mut config = common::config_with(&services, &pg.url)?;
+    config.database_max_connections = 1;
+    config.database_min_connections = 1;
+    let app = TestApp::start(config, false).await?;
+    app.until_ready().await?;
+    let (_, _, token) = app.user().await?;
+    let list = app.create_list(&token, "groceries").await?;
+    let path = format!("/v1/lists/{list}");
+    let (status, body) = app
+        .call(reqwest::Method::GET, &path, Some(&token), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The connection was in use a moment ago, so the pool hands it out unchecked.
+    let admin_url = pg.admin_url.clone().expect("a PostgreSQL admin URL");
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = 'listacompra' AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    assert!(ended >= 1, "no connection of the server to end");
+    let (status, body) = app
+        .call(reqwest::Method::GET, &path, Some(&token), None)
+        .await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = app
+        .call(reqwest::Method::GET, &path, Some(&token), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;
     Ok(())
 }

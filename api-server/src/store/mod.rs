@@ -90,8 +90,25 @@ pub fn pool(
         // opened at once. A broken connection is still replaced.
         .idle_timeout((!fixed).then_some(std::time::Duration::from_secs(600)))
         .max_lifetime((!fixed).then_some(std::time::Duration::from_secs(1800)))
+        // sqlx pings every connection it hands out (a round trip to PostgreSQL, whose
+        // backend wakes for it): as many round trips as the queries themselves. A connection
+        // in steady use has just proved itself; one idle for longer than PING_IDLE (a
+        // restarted PostgreSQL, a cut network) is pinged first and replaced if dead.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
+
+/// How long a pooled connection may sit idle before it is pinged when handed out (see
+/// [`pool`]).
+const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Opens connections until `pool` holds its minimum ([`PoolSize::min`]): takes the idle ones
 /// and as many new ones as are missing, all at once, and gives them back. The server's
