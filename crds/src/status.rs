@@ -159,12 +159,6 @@ pub struct Snapshot {
     /// When the backup was complete; unset while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// The label of its backup set, what `pgbackrest restore --set=<label>` restores: read
-    /// from the Job's log once it succeeded ("new backup label = ..."). Unset while it runs,
-    /// or when the log could not be read (then `pgbackrest info` finds the set by its
-    /// annotation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
 }
 
 /// The scheduled backups, as their CronJobs report them.

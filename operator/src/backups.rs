@@ -95,7 +95,8 @@ fn labels(owner: &Owner, backup: &str) -> BTreeMap<String, String> {
 /// A Job that runs `pgbackrest --stanza=<stanza> --type=<backup_type> --log-level-console=info
 /// [--annotation=...] backup` in `spec`'s image, Pod Security "restricted", with the
 /// pgBackRest options of `spec.envFrom`, retried `backoff_limit` times. At level `info` its
-/// log says what it did, among it the new backup's label ([`backup_label`]).
+/// log (`kubectl logs job/<name>`) says what it did, among it the new set's label ("new
+/// backup label = ..."), what `pgbackrest restore --set=` takes.
 fn job_spec(
     spec: &BackupSpec,
     labels: BTreeMap<String, String>,
@@ -227,24 +228,6 @@ pub fn snapshot_job(owner: &Owner, spec: &BackupSpec, name: &str, attempt: i64) 
         )),
         status: None,
     }
-}
-
-/// The label of the backup set a `pgbackrest backup` made, from its log at level `info`
-/// (`P00   INFO: new backup label = 20261203-010000F_20261203-070000I`): the last such line.
-/// `None` when the log has none, or the label is not one pgBackRest makes.
-pub fn backup_label(log: &str) -> Option<String> {
-    let label = log
-        .lines()
-        .rev()
-        .find_map(|line| line.split_once("new backup label = "))?
-        .1
-        .trim();
-    let well_formed = !label.is_empty()
-        && label.len() <= 64
-        && label
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, 'F' | 'D' | 'I' | '-' | '_'));
-    well_formed.then(|| label.to_owned())
 }
 
 /// What the CronJobs report, as `status.backups`: `None` without backups in the spec.
@@ -476,29 +459,6 @@ mod tests {
         assert_eq!(security.run_as_user, Some(999));
         assert_eq!(security.run_as_non_root, Some(true));
         assert_eq!(pod.automount_service_account_token, Some(false));
-    }
-
-    #[test]
-    fn the_backup_label_is_the_last_one_the_log_gives() {
-        let log = "\
-2026-12-03 12:00:00.000 P00   INFO: backup command begin 2.45: --annotation=x --type=incr
-2026-12-03 12:00:01.000 P00   INFO: new backup label = 20261203-110000F_20261203-120000I
-2026-12-03 12:00:01.000 P00   INFO: incr backup size = 1.2MB
-2026-12-03 12:00:02.000 P00   INFO: expire command end: completed successfully (12ms)
-";
-        assert_eq!(
-            backup_label(log).as_deref(),
-            Some("20261203-110000F_20261203-120000I")
-        );
-        // A retried Job's log holds one run: its label. Two, the last.
-        let twice = format!("{log}P00   INFO: new backup label = 20261203-130000F\n");
-        assert_eq!(backup_label(&twice).as_deref(), Some("20261203-130000F"));
-        assert_eq!(
-            backup_label("P00  ERROR: [050]: unable to acquire lock"),
-            None
-        );
-        assert_eq!(backup_label("new backup label = ; rm -rf /"), None);
-        assert_eq!(backup_label("new backup label = "), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -403,12 +403,6 @@ async fn reconcile_release(
         status.phase == Some(Phase::Migrating),
     )
     .await?;
-    let snapshot_label = match (&snapshot_job, status.snapshot.as_ref()) {
-        (JobState::Succeeded, Some(s)) if s.completion_time.is_none() => {
-            snapshot_label(ctx, &namespace, &s.job).await
-        }
-        _ => None,
-    };
     let workload_name = naming::workload_name(&name);
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let worker_name = naming::worker_name(&name);
@@ -568,7 +562,6 @@ async fn reconcile_release(
         revert_job,
         smoke_job,
         snapshot_job,
-        snapshot_label,
         workload: workload.clone(),
         health_check,
         measurement,
@@ -1045,48 +1038,6 @@ async fn pod_message(ctx: &Context, namespace: &str, job: &str) -> Option<String
             None
         }
     }
-}
-
-/// The label of the backup set the succeeded snapshot Job `job` made, from its pod's log
-/// ([`backups::backup_label`]), read once, when the release records the snapshot. Only a
-/// convenience for whoever restores (the set's annotation finds it too): a log that cannot
-/// be read (RBAC without `pods/log`, a pod already gone) leaves it unset.
-async fn snapshot_label(ctx: &Context, namespace: &str, job: &str) -> Option<String> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    ctx.metrics.api_reads.with_label_values(&["pod"]).inc();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await;
-    let succeeded: Vec<String> = match listed {
-        Ok(list) => list
-            .items
-            .iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-            .map(ResourceExt::name_any)
-            .collect(),
-        Err(e) => {
-            warn!(job, error = %e, "could not list the snapshot Job's pods; its backup label stays unknown");
-            return None;
-        }
-    };
-    for pod in succeeded {
-        ctx.metrics.api_reads.with_label_values(&["pod_log"]).inc();
-        let params = LogParams {
-            tail_lines: Some(200),
-            ..LogParams::default()
-        };
-        match pods.logs(&pod, &params).await {
-            Ok(log) => {
-                if let Some(label) = backups::backup_label(&log) {
-                    return Some(label);
-                }
-            }
-            Err(e) => {
-                warn!(job, pod, error = %e, "could not read the snapshot pod's log; its backup label stays unknown");
-            }
-        }
-    }
-    None
 }
 
 /// The live children's metadata, to tell a real write from a no-op apply.

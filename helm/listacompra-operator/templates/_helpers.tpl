@@ -106,15 +106,10 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, delete]
 # The pods of a Job that failed, listed by its label once, so that the release's conditions
-# quote the command's own error (the container's termination message); and the log of a
-# snapshot Job's pod that succeeded, read once, for the label of the backup set it made.
-# Never read otherwise.
+# quote the command's own error (the container's termination message). Never read otherwise.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-- apiGroups: [""]
-  resources: [pods/log]
-  verbs: [get]
 # Health-check token and Prometheus credentials: read by name.
 # The operator also checks, by metadata only, that every Secret a release names exists
 # before it launches anything; a name outside rbac.secretNames answers 403 and is not

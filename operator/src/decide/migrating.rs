@@ -14,18 +14,6 @@ pub fn snapshot_annotation(job: &str) -> String {
     format!("listacompra-snapshot={job}")
 }
 
-/// How people find the snapshot's backup set: its label when the Job's log gave it, and
-/// always its annotation.
-pub(super) fn backup_set(snapshot: &Snapshot) -> String {
-    match &snapshot.label {
-        Some(label) => format!(
-            "pgBackRest backup set {label}, annotation {}",
-            snapshot.annotation
-        ),
-        None => format!("pgBackRest annotation {}", snapshot.annotation),
-    }
-}
-
 impl Machine<'_, '_> {
     /// Launches the attempt's move of the schema to `revision`: with `spec.backups`, the
     /// snapshot Job first, the migration once it has succeeded.
@@ -43,7 +31,6 @@ impl Machine<'_, '_> {
             annotation: snapshot_annotation(&job),
             start_time: self.now.clone(),
             completion_time: None,
-            label: None,
         });
         self.set_condition(
             condition::MIGRATIONS_APPLIED,
@@ -148,18 +135,18 @@ impl Machine<'_, '_> {
             }
             JobState::Succeeded => {
                 snapshot.completion_time = Some(self.now.clone());
-                snapshot.label.clone_from(&self.o.snapshot_label);
                 self.note(
                     false,
                     "SnapshotTaken",
                     format!(
-                        "snapshot Job {} backed the database up at {} ({})",
+                        "snapshot Job {} backed the database up at {} (pgBackRest \
+                         annotation {})",
                         snapshot.job,
                         snapshot.schema_version.map_or_else(
                             || "an unrecorded schema revision".to_owned(),
                             |r| format!("schema revision {r}")
                         ),
-                        backup_set(&snapshot)
+                        snapshot.annotation
                     ),
                 );
                 self.status.snapshot = Some(snapshot);

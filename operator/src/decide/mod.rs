@@ -92,8 +92,6 @@ pub struct Observed<'a> {
     pub smoke_job: JobState,
     /// The snapshot Job named in the status (see [`ListaCompraReleaseStatus::snapshot`]).
     pub snapshot_job: JobState,
-    /// The backup label the snapshot Job's log gives, once it succeeded (if it could be read).
-    pub snapshot_label: Option<String>,
     /// The API and worker Deployments.
     pub workload: WorkloadState,
     /// A health check performed for this reconcile (see [`gate_due`]).

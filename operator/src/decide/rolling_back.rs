@@ -306,24 +306,13 @@ impl Machine<'_, '_> {
                         || "an unrecorded revision".to_owned(),
                         |r| format!("revision {r}"),
                     );
-                    let command = s
-                        .label
-                        .as_ref()
-                        .zip(self.spec().backups.as_ref())
-                        .map(|(label, backups)| {
-                            format!(
-                                " (with PostgreSQL stopped: pgbackrest --stanza={} --delta \
-                                 --set={label} --type=immediate --target-action=promote \
-                                 restore)",
-                                backups.stanza
-                            )
-                        })
-                        .unwrap_or_default();
                     format!(
-                        "restore the snapshot {} taken before the migration ({}; it holds \
-                         {holds}){command}, which loses the writes made since",
-                        s.job,
-                        super::migrating::backup_set(s)
+                        "restore the snapshot {} taken before the migration (pgBackRest \
+                         annotation {}; it holds {holds}; its set's label, for `pgbackrest \
+                         restore --set=`, is in `pgbackrest info` under that annotation and in \
+                         the Job's log as \"new backup label\"), which loses the writes made \
+                         since",
+                        s.job, s.annotation
                     )
                 },
             );

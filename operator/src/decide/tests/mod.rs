@@ -175,7 +175,6 @@ struct Case {
     revert_job: JobState,
     smoke_job: JobState,
     snapshot_job: JobState,
-    snapshot_label: Option<String>,
     workload: WorkloadState,
     health_check: Option<Result<(), String>>,
     measurement: Option<Vec<KpiResult>>,
@@ -209,7 +208,6 @@ impl Case {
             revert_job: JobState::Absent,
             smoke_job: JobState::Absent,
             snapshot_job: JobState::Absent,
-            snapshot_label: None,
             workload: WorkloadState::default(),
             health_check: None,
             measurement: None,
@@ -241,11 +239,6 @@ impl Case {
     }
     fn snapshot(mut self, state: JobState) -> Self {
         self.snapshot_job = state;
-        self
-    }
-    /// The backup label the snapshot Job's log gives.
-    fn label(mut self, label: &str) -> Self {
-        self.snapshot_label = Some(label.to_owned());
         self
     }
     fn smoke(mut self, state: JobState) -> Self {
@@ -308,7 +301,6 @@ impl Case {
             revert_job: self.revert_job.clone(),
             smoke_job: self.smoke_job.clone(),
             snapshot_job: self.snapshot_job.clone(),
-            snapshot_label: self.snapshot_label.clone(),
             workload: self.workload.clone(),
             health_check: self.health_check.clone(),
             measurement: self.measurement.clone(),
@@ -1168,7 +1160,6 @@ fn cases() -> Vec<Case> {
                     annotation: "listacompra-snapshot=lc-snapshot-1-1-0-x".into(),
                     start_time: Time(t(1)),
                     completion_time: Some(Time(t(2))),
-                    label: None,
                 });
                 s
             },
@@ -1179,49 +1170,8 @@ fn cases() -> Vec<Case> {
             let message = cond(d, condition::MIGRATIONS_APPLIED).2;
             assert!(
                 message.contains("restore the snapshot lc-snapshot-1-1-0-x")
-                    && !message.contains("--set="),
-                "{message}"
-            );
-        }),
-        Case::new(
-            "a refused revert with the snapshot's label says how to restore that set",
-            {
-                let mut s = v2.clone();
-                s.backups = Some(
-                    serde_json::from_value(serde_json::json!({
-                        "image": { "repository": "reg/pgbackrest", "tag": "2.45" },
-                        "stanza": "main",
-                        "envFrom": [{ "configMapName": "pgbackrest" }]
-                    }))
-                    .expect("valid backups"),
-                );
-                s
-            },
-            {
-                let mut s = rolling_back("1.1.0", 50);
-                s.revert_job = Some("lc-revert-x".into());
-                s.snapshot = Some(listacompra_crds::status::Snapshot {
-                    job: "lc-snapshot-1-1-0-x".into(),
-                    attempt: 2,
-                    schema_version: Some(3),
-                    annotation: "listacompra-snapshot=lc-snapshot-1-1-0-x".into(),
-                    start_time: Time(t(1)),
-                    completion_time: Some(Time(t(2))),
-                    label: Some("20261203-120000F".into()),
-                });
-                s
-            },
-        )
-        .serving("1.0.0")
-        .revert(JobState::Failed(REFUSED.into()))
-        .expect(|d| {
-            let message = cond(d, condition::MIGRATIONS_APPLIED).2;
-            assert!(
-                message.contains("pgBackRest backup set 20261203-120000F, annotation")
-                    && message.contains(
-                        "pgbackrest --stanza=main --delta --set=20261203-120000F \
-                         --type=immediate --target-action=promote restore"
-                    ),
+                    && message.contains("annotation listacompra-snapshot=lc-snapshot-1-1-0-x")
+                    && message.contains("new backup label"),
                 "{message}"
             );
         }),
