@@ -233,34 +233,29 @@ impl Error {
         }
     }
 
-    /// True when PostgreSQL could not be reached at all (connection, pool, TLS), or ended
-    /// the connection (SQLSTATE class 08, connection exception; 57P01 to 57P03, a server
-    /// shutting down, crashed or starting: an administrator's `pg_terminate_backend`, a
-    /// restart): no fault of the work being done, which should wait rather than count a
-    /// failed attempt.
+    /// True when PostgreSQL could not be reached at all (connection, pool, TLS): no fault
+    /// of the work being done, which should wait rather than count a failed attempt.
     pub fn is_database_unreachable(&self) -> bool {
-        match self {
+        matches!(
+            self,
             Self::Database {
-                source:
-                    sqlx::Error::Io(_)
+                source: sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::WorkerCrashed,
                 ..
-            } => true,
-            Self::Database {
-                source: sqlx::Error::Database(db),
-                ..
-            } => db.code().is_some_and(|code| connection_lost(&code)),
-            _ => false,
-        }
+            }
+        )
     }
 
     /// True when the database refused the work for a passing reason: unreachable, a
     /// deadlock or serialization failure (SQLSTATE 40P01, 40001), a statement ended by its
-    /// `statement_timeout` (57014) or a lock not granted in time (55P03). Trying again later
-    /// may succeed, so HTTP answers 503, not 500.
+    /// `statement_timeout` (57014), a lock not granted in time (55P03), or the connection
+    /// ended by the server ([`connection_ended`]). Trying again later may succeed, so HTTP
+    /// answers 503, not 500. (Only the unreachable kinds make background work wait without
+    /// counting an attempt: a statement an administrator ended again and again should run
+    /// out of attempts.)
     pub fn is_database_transient(&self) -> bool {
         if self.is_database_unreachable() {
             return true;
@@ -272,10 +267,10 @@ impl Error {
         else {
             return false;
         };
-        matches!(
-            db.code().as_deref(),
-            Some("40P01" | "40001" | "57014" | "55P03")
-        )
+        db.code().is_some_and(|code| {
+            matches!(code.as_ref(), "40P01" | "40001" | "57014" | "55P03")
+                || connection_ended(&code)
+        })
     }
 
     /// Wraps a Redis error with context.
@@ -378,8 +373,76 @@ impl From<Error> for AppError {
     }
 }
 
-/// Whether SQLSTATE `code` says the connection is gone: class 08 (connection exception) or
-/// 57P01 to 57P03 (admin shutdown, crash shutdown, cannot connect now).
-fn connection_lost(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+/// Whether SQLSTATE `code` says the server ended or refused the connection: the connection
+/// exceptions of class 08 that are not a protocol violation (08000, 08001, 08003, 08004,
+/// 08006), and 57P01 to 57P03 (an administrator's `pg_terminate_backend` or a shutdown, a
+/// crash, a server still starting).
+pub(crate) fn connection_ended(code: &str) -> bool {
+    matches!(
+        code,
+        "08000" | "08001" | "08003" | "08004" | "08006" | "57P01" | "57P02" | "57P03"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PostgreSQL error with only a SQLSTATE, as the server sends it.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn database(code: &'static str) -> Error {
+        Error::db("reading")(sqlx::Error::Database(Box::new(Sqlstate(code))))
+    }
+
+    #[test]
+    fn a_connection_the_server_ended_is_transient_but_not_unreachable() {
+        for code in [
+            "57P01", "57P02", "57P03", "08006", "08003", "40001", "57014",
+        ] {
+            let e = database(code);
+            assert!(e.is_database_transient(), "{code} should answer 503");
+            assert!(
+                !e.is_database_unreachable(),
+                "{code} should count an attempt"
+            );
+        }
+        // A protocol violation or a constraint is a defect of ours or of the input: 500 or
+        // the caller's 4xx, never a retry.
+        for code in ["08P01", "23505", "42P01"] {
+            assert!(!database(code).is_database_transient(), "{code}");
+        }
+        let io = Error::db("reading")(sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into()));
+        assert!(io.is_database_transient() && io.is_database_unreachable());
+    }
 }

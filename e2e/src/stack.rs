@@ -145,7 +145,7 @@ impl Stack {
             },
         )?;
         if let Some(database) = &options.database {
-            start_database(&client, namespace, &runner, database).await?;
+            start_database(&client, namespace, &runner, database, &admin_url).await?;
         }
         let database = format!("lc_{}", namespace.replace('-', "_"));
         let database_url = crate::services::with_database(&admin_url, &database)?;
@@ -577,30 +577,37 @@ where
 /// How long a database StatefulSet's pod may take to be ready.
 const DATABASE_STARTUP: Duration = Duration::from_secs(90);
 
-/// Creates the database StatefulSet `database` and waits until the runner runs its pod.
+/// Creates the database StatefulSet `database` and waits until the runner runs its pod and
+/// PostgreSQL takes sessions at `admin_url` (its TCP readiness passes while it still starts
+/// up, answering 57P03).
 async fn start_database(
     client: &Client,
     namespace: &str,
     runner: &Runner,
     database: &StatefulSet,
+    admin_url: &str,
 ) -> Result<()> {
     let name = database.metadata.name.clone().unwrap_or_default();
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     create(&sets, database, &format!("StatefulSet {name}")).await?;
     let pod = format!("{name}-0");
     let started = std::time::Instant::now();
-    while !runner.ready_pods().contains_key(&pod) {
+    loop {
+        let serving = runner.ready_pods().contains_key(&pod) && connect(admin_url).await.is_ok();
+        if serving {
+            return Ok(());
+        }
         if started.elapsed() > DATABASE_STARTUP {
             return Err(Error::Workload {
                 message: format!(
-                    "the database pod {pod} was not ready within {DATABASE_STARTUP:?}: {:?}",
+                    "the database pod {pod} did not take sessions within {DATABASE_STARTUP:?}: \
+                     {:?}",
                     runner.take_events()
                 ),
             });
         }
         tokio::time::sleep(POLL).await;
     }
-    Ok(())
 }
 
 async fn connect(url: &str) -> Result<sqlx::PgConnection> {

@@ -90,10 +90,11 @@ pub fn pool(
         // opened at once. A broken connection is still replaced.
         .idle_timeout((!fixed).then_some(std::time::Duration::from_secs(600)))
         .max_lifetime((!fixed).then_some(std::time::Duration::from_secs(1800)))
-        // sqlx pings every connection it hands out (a round trip to PostgreSQL, whose
-        // backend wakes for it): as many round trips as the queries themselves. A connection
-        // in steady use has just proved itself; one idle for longer than PING_IDLE (a
-        // restarted PostgreSQL, a cut network) is pinged first and replaced if dead.
+        // sqlx pings a connection when it takes it back (always) and, by default, again when
+        // it hands it out: two round trips to PostgreSQL besides each query, each waking a
+        // backend. A connection in steady use was just checked on its way back; only one
+        // idle for PING_IDLE or longer (a restarted PostgreSQL, a cut network since) is
+        // pinged when handed out, and replaced if dead (sqlx then logs a warning).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {

@@ -19,8 +19,9 @@
 //!   once), with a `tcpSocket` or `httpGet` readiness probe. When it goes, its process gets
 //!   the image's stop signal ([`Image::stop_signal`]), and the pod is deleted only once the
 //!   process is gone (kwok's stage e2e/controlplane/stages/runner-stateful-pods.yaml holds it
-//!   until then, or until its grace period ends), so a new pod of the same name never meets
-//!   the old process;
+//!   until then, or until its grace period ends), so a new pod of the same name does not meet
+//!   the old process. (One that ignores its stop signal for the whole grace period is killed
+//!   with its process group a moment after the stage has let its pod go);
 //! - a Job pod annotated `listacompra.test/runner: "true"` runs its command once; the exit
 //!   code goes to the pod's annotation `listacompra.test/exit-code`, and kwok's test stages
 //!   (e2e/controlplane/stages/runner-pods.yaml) end the pod Succeeded or Failed from it. A
@@ -367,6 +368,8 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     // Pods by uid; `done` remembers Job pods that ran, so they never run twice.
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
+    // StatefulSet pods the runner deleted without a process to stop.
+    let mut removed: BTreeSet<String> = BTreeSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let event = tokio::select! {
@@ -382,6 +385,11 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         let uid = pod.uid().unwrap_or_default();
         let kind = kind_of(&pod);
         let wanted = !deleted && kind.is_some() && should_run(&pod);
+        // A StatefulSet pod being deleted whose process is not running (it never ran, or it
+        // ended) has nothing to wait for: the runner deletes it at once, as a kubelet would.
+        let stateful_deleting =
+            kind == Some(Kind::Stateful) && !deleted && pod.metadata.deletion_timestamp.is_some();
+        let mut remove_now = false;
         match (wanted, running.contains_key(&uid)) {
             (true, false) if !done.contains(&uid) => {
                 let (stop, stop_rx) = watch::channel(false);
@@ -389,14 +397,21 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 if kind == Some(Kind::Job) {
                     done.insert(uid.clone());
                 }
-                tasks.spawn(run_pod(shared.clone(), pod, kind, stop_rx));
+                tasks.spawn(run_pod(shared.clone(), pod.clone(), kind, stop_rx));
             }
             (false, true) => {
-                if let Some(r) = running.remove(&uid) {
-                    let _ = r.stop.send(true);
-                }
+                // A task that has ended dropped its receiver: nothing gets the stop.
+                let stopping = running
+                    .remove(&uid)
+                    .is_some_and(|r| r.stop.send(true).is_ok());
+                remove_now = stateful_deleting && !stopping;
             }
+            (false, false) => remove_now = stateful_deleting,
             _ => {}
+        }
+        if remove_now && removed.insert(uid) {
+            let shared = shared.clone();
+            tasks.spawn(async move { remove_if_deleted(&shared, &pod).await });
         }
     }
     for r in running.values() {
@@ -722,7 +737,13 @@ async fn run_pod(shared: Arc<Shared>, pod: Pod, kind: Option<Kind>, stop: watch:
     }
     let outcome = match kind {
         Some(kind @ (Kind::Server | Kind::Stateful)) => {
-            run_server(&shared, &pod, kind == Kind::Stateful, stop).await
+            let outcome = run_server(&shared, &pod, kind == Kind::Stateful, stop).await;
+            // However it ended (stopped, exited, never started), a StatefulSet pod being
+            // deleted goes once its process is gone.
+            if kind == Kind::Stateful {
+                remove_if_deleted(&shared, &pod).await;
+            }
+            outcome
         }
         Some(Kind::Job) => run_job(&shared, &pod, stop).await,
         None => Ok(()),
@@ -761,7 +782,14 @@ async fn run_server(
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
-    let mut process = Process::spawn(&binary, &args, &env, user(&shared.config, pod)?, &log)?;
+    let mut process = Process::spawn(
+        &binary,
+        &args,
+        &env,
+        user(&shared.config, pod)?,
+        &log,
+        stateful,
+    )?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     shared.record(format!(
         "pod {name}: started {program} {version} on {address}"
@@ -788,9 +816,6 @@ async fn run_server(
             "pod {name}: {probe:?} on {address} did not pass within {STARTUP:?}"
         ));
         process.stop(signal, grace).await;
-        if stateful {
-            remove_if_deleted(shared, pod).await;
-        }
         return Ok(());
     }
     // Serve first, then say Ready: the pod joins its Services before the Deployment
@@ -803,7 +828,10 @@ async fn run_server(
             version,
         },
     );
-    let target = scrape_target(shared, pod, address);
+    // A test's database exposes no metrics: no scrape target.
+    let target = (!stateful)
+        .then(|| scrape_target(shared, pod, address))
+        .flatten();
     set_ready(shared, &name, true).await;
     shared.record(format!("pod {name}: ready"));
     let exited = tokio::select! {
@@ -824,9 +852,6 @@ async fn run_server(
     tokio::time::sleep(pre_stop).await;
     process.stop(signal, grace).await;
     shared.record(format!("pod {name}: stopped"));
-    if stateful {
-        remove_if_deleted(shared, pod).await;
-    }
     Ok(())
 }
 
@@ -929,7 +954,14 @@ async fn run_job(shared: &Arc<Shared>, pod: &Pod, mut stop: watch::Receiver<bool
     let (binary, args) = argv(&shared.config, pod)?;
     let env = environment(shared, pod).await?;
     let log = log_path(shared, &name);
-    let mut process = Process::spawn(&binary, &args, &env, user(&shared.config, pod)?, &log)?;
+    let mut process = Process::spawn(
+        &binary,
+        &args,
+        &env,
+        user(&shared.config, pod)?,
+        &log,
+        false,
+    )?;
     shared.record(format!(
         "pod {name}: running {} {}",
         program_name(&binary),

@@ -25,6 +25,8 @@ pub struct Process {
     child: Child,
     /// The tasks copying stdout and stderr into the log files.
     pumps: Vec<JoinHandle<()>>,
+    /// Whether it leads a process group of its own.
+    own_group: bool,
 }
 
 /// The CRI-format log file kept beside the log file `log`.
@@ -41,13 +43,17 @@ struct Sinks {
 
 impl Process {
     /// Starts `program args` with exactly `env` (plus PATH), as `user` (uid, gid) when given,
-    /// logging to `log` (and to [`cri_log`] of it).
+    /// logging to `log` (and to [`cri_log`] of it). With `own_group`, in a process group of its
+    /// own, which [`Self::stop`]'s SIGKILL ends whole (a database's backends), as a
+    /// container's cgroup would be; the others stay in the runner's group, so that a Ctrl-C
+    /// of the test run reaches them too.
     pub fn spawn(
         program: &Path,
         args: &[String],
         env: &BTreeMap<String, String>,
         user: Option<(u32, u32)>,
         log: &Path,
+        own_group: bool,
     ) -> Result<Self> {
         let io_error = |action: String| move |source| Error::Io { action, source };
         let raw = std::fs::File::create(log)
@@ -57,6 +63,9 @@ impl Process {
             cri_log(log).display()
         )))?;
         let mut command = Command::new(program);
+        if own_group {
+            command.process_group(0);
+        }
         if let Some((uid, gid)) = user {
             command.uid(uid).gid(gid);
         }
@@ -82,7 +91,11 @@ impl Process {
         if let Some(err) = child.stderr.take() {
             pumps.push(tokio::spawn(pump(err, "stderr", sinks)));
         }
-        Ok(Self { child, pumps })
+        Ok(Self {
+            child,
+            pumps,
+            own_group,
+        })
     }
 
     /// Waits until the output is in the log files (bounded: a child that left the pipes
@@ -103,8 +116,8 @@ impl Process {
         code
     }
 
-    /// `signal` (a name such as `SIGTERM`), then SIGKILL when it has not ended within
-    /// `grace`.
+    /// `signal` (a name such as `SIGTERM`) to the process, then SIGKILL (to its process group
+    /// when it has one of its own) when it has not ended within `grace`.
     pub async fn stop(mut self, signal: &str, grace: Duration) {
         if let Some(pid) = self.child.id() {
             let name = signal.strip_prefix("SIG").unwrap_or(signal);
@@ -115,6 +128,13 @@ impl Process {
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
                 self.drain().await;
                 return;
+            }
+            if self.own_group {
+                // Its group's id is its own.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status()
+                    .await;
             }
         }
         let _ = self.child.kill().await;
