@@ -181,13 +181,37 @@ async fn a_connection_postgres_terminates_answers_503_and_the_next_request_is_se
             .call(reqwest::Method::GET, &path, Some(&token), None)
             .await?;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let ended: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = 'listacompra' AND pid <> pg_backend_pid()",
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = 'listacompra' AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
         )
         .fetch_all(&mut admin)
         .await?;
-        assert!(ended.contains(&true), "no connection of the server to end");
+        assert!(!pids.is_empty(), "no connection of the server to end");
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut admin)
+                .await?;
+        }
+        // pg_terminate_backend only signals: wait until the backends are gone, so that the
+        // next request meets a connection that is already ended.
+        let asked = std::time::Instant::now();
+        loop {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&pids)
+                    .fetch_one(&mut admin)
+                    .await?;
+            if left == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                asked.elapsed() < Duration::from_secs(5),
+                "backends {pids:?} still there"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (status, body) = app
             .call(reqwest::Method::GET, &path, Some(&token), None)
             .await?;

@@ -368,8 +368,6 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     // Pods by uid; `done` remembers Job pods that ran, so they never run twice.
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
-    // StatefulSet pods the runner deleted without a process to stop.
-    let mut removed: BTreeSet<String> = BTreeSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let event = tokio::select! {
@@ -400,16 +398,19 @@ async fn watch_pods(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 tasks.spawn(run_pod(shared.clone(), pod.clone(), kind, stop_rx));
             }
             (false, true) => {
-                // A task that has ended dropped its receiver: nothing gets the stop.
-                let stopping = running
-                    .remove(&uid)
-                    .is_some_and(|r| r.stop.send(true).is_ok());
+                // The pod stays known while its task runs: a later event of it (a re-list,
+                // a patch) must not take it for a pod without a process. Sending the stop
+                // again is harmless; it fails only once the task has ended (its receiver
+                // dropped), and then nothing is left to wait for.
+                let stopping = running.get(&uid).is_some_and(|r| r.stop.send(true).is_ok());
                 remove_now = stateful_deleting && !stopping;
             }
             (false, false) => remove_now = stateful_deleting,
             _ => {}
         }
-        if remove_now && removed.insert(uid) {
+        // Deleting is idempotent (a pod gone or replaced is left alone), so a delete that
+        // failed is tried again on the pod's next event.
+        if remove_now {
             let shared = shared.clone();
             tasks.spawn(async move { remove_if_deleted(&shared, &pod).await });
         }
@@ -779,6 +780,10 @@ async fn run_server(
         port
     };
     let signal = stop_signal(&shared.config, pod);
+    // Deleted while its environment was being resolved: nothing to start.
+    if *stop.borrow() {
+        return Ok(());
+    }
     let version = env.get("APP_VERSION").cloned().unwrap_or_default();
     let log = log_path(shared, &name);
     let (pre_stop, grace) = stop_timing(pod);
