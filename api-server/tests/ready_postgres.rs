@@ -26,19 +26,28 @@ async fn ready(app: &TestApp) -> Result<(StatusCode, Value)> {
     Ok((res.status(), res.json().await?))
 }
 
-#[tokio::test]
-async fn ready_turns_503_when_postgres_stops_and_recovers_when_it_returns() -> Result<()> {
+/// A ready server on a migrated PostgreSQL of its own (the shared one keeps serving the other
+/// tests), with `max` pooled connections, `min` of them opened before it is ready.
+async fn private_postgres_app(
+    max: u32,
+    min: u32,
+) -> Result<(Services, Arc<PrivateService>, TestApp)> {
     let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
     let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
     let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
     listacompra_api::migrate::migrate_to(&pool, None).await?;
     pool.close().await;
-
     let mut config = common::config_with(&services, &pg.url)?;
-    config.database_max_connections = 4;
-    config.database_min_connections = 2;
+    config.database_max_connections = max;
+    config.database_min_connections = min;
     let app = TestApp::start(config, false).await?;
     app.until_ready().await?;
+    Ok((services, pg, app))
+}
+
+#[tokio::test]
+async fn ready_turns_503_when_postgres_stops_and_recovers_when_it_returns() -> Result<()> {
+    let (_services, pg, app) = private_postgres_app(4, 2).await?;
     let (s, b) = ready(&app).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
 
@@ -119,17 +128,7 @@ async fn a_ready_server_answers_a_burst_without_opening_connections() -> Result<
 /// (that round trip per query is what `store::pool` saves).
 #[tokio::test]
 async fn the_first_requests_after_a_postgres_restart_are_served() -> Result<()> {
-    let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
-    let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
-    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
-    listacompra_api::migrate::migrate_to(&pool, None).await?;
-    pool.close().await;
-
-    let mut config = common::config_with(&services, &pg.url)?;
-    config.database_max_connections = 4;
-    config.database_min_connections = 4;
-    let app = TestApp::start(config, false).await?;
-    app.until_ready().await?;
+    let (_services, pg, app) = private_postgres_app(4, 4).await?;
     let (_, _, token) = app.user().await?;
     let list = app.create_list(&token, "before the restart").await?;
 
@@ -158,17 +157,7 @@ async fn the_first_requests_after_a_postgres_restart_are_served() -> Result<()> 
 #[tokio::test]
 async fn a_connection_postgres_terminates_answers_503_and_the_next_request_is_served() -> Result<()>
 {
-    let services = Services::start(&[Component::Redis, Component::RabbitMq]).await?;
-    let pg = Arc::new(tokio::task::spawn_blocking(PrivateService::postgres).await??);
-    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
-    listacompra_api::migrate::migrate_to(&pool, None).await?;
-    pool.close().await;
-
-    let mut config = common::config_with(&services, &pg.url)?;
-    config.database_max_connections = 1;
-    config.database_min_connections = 1;
-    let app = TestApp::start(config, false).await?;
-    app.until_ready().await?;
+    let (_services, pg, app) = private_postgres_app(1, 1).await?;
     let (_, _, token) = app.user().await?;
     let list = app.create_list(&token, "groceries").await?;
     let path = format!("/v1/lists/{list}");
