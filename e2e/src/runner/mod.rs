@@ -559,10 +559,7 @@ fn image_repository(image: &str) -> &str {
 fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
     let container = first_container(pod)?;
     let image = container.image.as_deref().unwrap_or_default();
-    let binary = config
-        .images
-        .get(image_repository(image))
-        .map_or(&config.api_binary, |i| &i.binary);
+    let binary = image_config(config, pod).map_or(&config.api_binary, |i| &i.binary);
     let program = program_name(binary);
     let mut args: Vec<String> = container.command.clone().unwrap_or_default();
     if let Some(first) = args.first() {
@@ -586,11 +583,7 @@ fn argv(config: &RunnerConfig, pod: &Pod) -> Result<(PathBuf, Vec<String>)> {
 fn user(config: &RunnerConfig, pod: &Pod) -> Result<Option<(u32, u32)>> {
     let container = first_container(pod)?;
     let image = container.image.as_deref().unwrap_or_default();
-    let as_pod_user = config
-        .images
-        .get(image_repository(image))
-        .is_some_and(|i| i.as_pod_user);
-    if !as_pod_user {
+    if !image_config(config, pod).is_some_and(|i| i.as_pod_user) {
         return Ok(None);
     }
     let pod_level = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -622,16 +615,16 @@ fn user(config: &RunnerConfig, pod: &Pod) -> Result<Option<(u32, u32)>> {
     }
 }
 
+/// What stands in for `pod`'s image ([`RunnerConfig::images`]); `None`: the API binary, run
+/// as the runner's user and stopped with SIGTERM.
+fn image_config<'a>(config: &'a RunnerConfig, pod: &Pod) -> Option<&'a Image> {
+    let image = first_container(pod).ok()?.image.as_deref()?;
+    config.images.get(image_repository(image))
+}
+
 /// The signal that stops `pod`'s container: its image's (SIGTERM unless said otherwise).
 fn stop_signal(config: &RunnerConfig, pod: &Pod) -> &'static str {
-    let image = first_container(pod)
-        .ok()
-        .and_then(|c| c.image.as_deref())
-        .unwrap_or_default();
-    config
-        .images
-        .get(image_repository(image))
-        .map_or("SIGTERM", |i| i.stop_signal)
+    image_config(config, pod).map_or("SIGTERM", |i| i.stop_signal)
 }
 
 fn program_name(binary: &Path) -> &str {
