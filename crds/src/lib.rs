@@ -11,7 +11,8 @@
 //! Cross-field rules are CEL (`x-kubernetes-validations`), enforced by the API server.
 //!
 //! A second resource, `ListaCompraApproval`, approves one attempt of a release in one role
-//! (see [`approval`]).
+//! (see [`approval`]); a third, `ListaCompraRestore`, restores a release's database from a
+//! backup (see [`restore`]).
 //!
 //! `cargo run -p listacompra-crds --bin crdgen` writes the CRD YAML.
 
@@ -23,12 +24,14 @@ pub mod metrics;
 pub mod migrations;
 pub mod preflight;
 pub mod release;
+pub mod restore;
 pub mod smoke;
 pub mod status;
 pub mod workload;
 
 pub use approval::{ListaCompraApproval, ListaCompraApprovalSpec};
 pub use release::{InconclusivePolicy, ListaCompraRelease, ListaCompraReleaseSpec, RollbackPolicy};
+pub use restore::{ListaCompraRestore, ListaCompraRestoreSpec};
 pub use status::{ListaCompraReleaseStatus, Phase};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -71,6 +74,14 @@ fn default_status(crd: &mut serde_json::Value) {
     }
 }
 
+/// The `ListaCompraRestore` CRD, reflowed the same way.
+pub fn restore_crd() -> Result<CustomResourceDefinition, serde_json::Error> {
+    use kube::CustomResourceExt as _;
+    let mut value = serde_json::to_value(ListaCompraRestore::crd())?;
+    reflow_descriptions(&mut value);
+    serde_json::from_value(value)
+}
+
 /// Every CRD as YAML with the file name it is committed under (in `config/crd/` and in the
 /// Helm chart's `crds/`).
 pub fn crd_files() -> Result<Vec<(&'static str, String)>, CrdError> {
@@ -85,6 +96,10 @@ pub fn crd_files() -> Result<Vec<(&'static str, String)>, CrdError> {
         (
             "listacompra.app_listacompraapprovals.yaml",
             yaml(approval_crd()?)?,
+        ),
+        (
+            "listacompra.app_listacomprarestores.yaml",
+            yaml(restore_crd()?)?,
         ),
     ])
 }

@@ -135,6 +135,10 @@ pub struct ListaCompraReleaseStatus {
     /// KPI analysis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<SecretsRotation>,
+    /// The `ListaCompraRestore` the release carries out, taken up while no attempt was in
+    /// flight; unset once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<ActiveRestore>,
     /// The scheduled backups (`spec.backups`): the last run and the last success of each kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsStatus>,
@@ -159,6 +163,20 @@ pub struct Snapshot {
     /// When the backup was complete; unset while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+}
+
+/// The restore a release carries out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRestore {
+    /// Name of the `ListaCompraRestore`.
+    pub name: String,
+    /// Its uid: a restore deleted and created again under the same name is another one.
+    pub uid: String,
+    /// The phase the release was in when it took the restore up, and returns to after it.
+    pub return_phase: Phase,
+    /// When the release took it up.
+    pub start_time: Time,
 }
 
 /// The scheduled backups, as their CronJobs report them.
@@ -262,6 +280,10 @@ pub enum Phase {
     RolledBack,
     /// The release cannot proceed and cannot roll back; see the Degraded condition.
     Failed,
+    /// A `ListaCompraRestore` of its database runs (see `status.restore`); no attempt starts
+    /// until it ends. Then the release returns to the phase it was in, or is Failed when
+    /// the restore failed after it stopped PostgreSQL.
+    Restoring,
 }
 
 impl Phase {

@@ -15,11 +15,14 @@ pub const RELEASE_CRD: &str = "config/crd/listacompra.app_listacomprareleases.ya
 /// Path of the committed `ListaCompraApproval` CRD, relative to the repository root.
 pub const APPROVAL_CRD: &str = "config/crd/listacompra.app_listacompraapprovals.yaml";
 
-/// Applies the project's committed CRDs, `ListaCompraRelease` and `ListaCompraApproval`
-/// (server-side apply, idempotent; the operator watches both), and waits until the API
-/// server reports each Established.
+/// Path of the committed `ListaCompraRestore` CRD, relative to the repository root.
+pub const RESTORE_CRD: &str = "config/crd/listacompra.app_listacomprarestores.yaml";
+
+/// Applies the project's committed CRDs, `ListaCompraRelease`, `ListaCompraApproval` and
+/// `ListaCompraRestore` (server-side apply, idempotent; the operator watches them), and
+/// waits until the API server reports each Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    for file in [RELEASE_CRD, APPROVAL_CRD] {
+    for file in [RELEASE_CRD, APPROVAL_CRD, RESTORE_CRD] {
         install_crd(client, file).await?;
     }
     Ok(())

@@ -497,6 +497,21 @@ impl Stack {
         eprintln!("--- pod logs in {}", log_dir.join("pods").display());
     }
 
+    /// Every row of `table` in the release's database, each as its JSON text, sorted: what
+    /// a restore test compares row by row.
+    pub async fn rows(&self, table: &str) -> Result<Vec<String>> {
+        let mut db = connect(&self.database_url).await?;
+        let query = format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1");
+        // The table name is the test's own constant, never input.
+        sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .fetch_all(&mut db)
+            .await
+            .map_err(|source| Error::Database {
+                action: format!("reading the rows of {table}"),
+                source,
+            })
+    }
+
     /// Whether the release's database has the table `name`.
     pub async fn has_table(&self, name: &str) -> Result<bool> {
         let mut db = connect(&self.database_url).await?;

@@ -5,8 +5,11 @@
 //! the real `pgbackrest backup` for each Job's pod, as the repository's owner. The repository
 //! then holds the backups, and the release's status and the operator's metrics say when each
 //! kind last succeeded. Before its migration, the release backs the database up and records
-//! which backup (pgBackRest annotation) in its status. Removing `spec.backups` removes the
-//! CronJobs, the status and the metric series.
+//! which backup (pgBackRest annotation) in its status. A release whose migration cannot be
+//! reverted rolls back keeping the schema; a `ListaCompraRestore` of its snapshot then stops
+//! the API and PostgreSQL, runs `pgbackrest restore`, starts them again behind the smoke test,
+//! and brings back exactly the rows of the snapshot (one asked for during the release is
+//! refused). Removing `spec.backups` removes the CronJobs, the status and the metric series.
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +26,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::ResourceExt as _;
 use kube::api::{ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
+use listacompra_crds::restore::{RestoreDatabase, RestorePhase, RestoreStep};
 use listacompra_crds::status::BackupsStatus;
-use listacompra_crds::{ListaCompraRelease, Phase};
+use listacompra_crds::{ListaCompraRelease, ListaCompraRestore, ListaCompraRestoreSpec, Phase};
 use serde_json::json;
 
 /// How long the test waits for a backup to succeed: the schedules fire every two minutes,
@@ -124,18 +128,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             );
             // The repository has one set under the snapshot's annotation, and the Job's log
             // (what `kubectl logs` shows) names its label, what a restore takes.
-            let info = database.info()?;
-            let (key, value) = snapshot.annotation.split_once('=').unwrap_or_default();
-            let annotated: Vec<String> = info[0]["backup"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|b| b["annotation"][key].as_str() == Some(value))
-                .filter_map(|b| b["label"].as_str().map(str::to_owned))
-                .collect();
-            let [label] = &annotated[..] else {
-                anyhow::bail!("not one set annotated {}: {info}", snapshot.annotation);
-            };
+            let label = annotated_set(&database, &snapshot.annotation)?;
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
             let selector = format!("batch.kubernetes.io/job-name={}", snapshot.job);
             let mut logs = String::new();
@@ -191,11 +184,38 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             // ownership transfers when reverted) fails its smoke test (build 1.2.1 breaks the
             // suggestions route): the rollback refuses to revert, keeps the schema and its
             // data, names the step and the snapshot to restore, and the stable version serves.
+            // What the snapshot of 1.2.1 will hold: nothing writes between here and it (the
+            // schedules are suspended with the same apply; only smoke tests create users).
+            let at_snapshot = stack.rows("users").await?;
+            anyhow::ensure!(!at_snapshot.is_empty(), "no users to restore: the smoke test made none");
+            let attempt = stack.release().await?.status.and_then(|s| s.attempt);
             manifest["spec"]["version"] = json!("1.2.1");
             manifest["spec"]["migrations"]["schemaVersion"] = json!(IRREVERSIBLE_REVISION);
             manifest["spec"]["backups"]["full"]["suspend"] = json!(true);
             manifest["spec"]["backups"]["incremental"]["suspend"] = json!(true);
             stack.apply(&manifest).await?;
+
+            // A restore asked for while the attempt is in flight is refused, and touches
+            // nothing.
+            let started = Instant::now();
+            while stack.release().await?.status.and_then(|s| s.attempt) == attempt {
+                anyhow::ensure!(started.elapsed() < SETTLE, "1.2.1's attempt did not start");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let restores: Api<ListaCompraRestore> =
+                Api::namespaced(ctx.client.clone(), &ctx.namespace);
+            restores
+                .create(&PostParams::default(), &restore("during-release", None))
+                .await?;
+            let refused = restore_ended(&restores, "during-release").await?;
+            let status = refused.status.clone().unwrap_or_default();
+            anyhow::ensure!(
+                status.phase == Some(RestorePhase::Refused)
+                    && status.message.as_deref().is_some_and(|m| m.contains("in flight"))
+                    && status.steps.is_empty(),
+                "a restore during 1.2.1's attempt: {status:?}"
+            );
+
             let release = phase_within(&stack, Phase::RolledBack).await?;
             let status = release.status.unwrap_or_default();
             let snapshot = status.snapshot.clone().context("no snapshot of 1.2.1")?;
@@ -257,6 +277,73 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             };
             assert_eq!(revision, IRREVERSIBLE_REVISION);
 
+            // The way back across the irreversible revision: restore 1.2.1's snapshot. The
+            // users written since (by 1.2.1's smoke test and the rollback's) are lost, the
+            // ones present at the snapshot come back exactly, and the schema is the stable
+            // version's again.
+            let written_since: Vec<String> = stack
+                .rows("users")
+                .await?
+                .into_iter()
+                .filter(|row| !at_snapshot.contains(row))
+                .collect();
+            anyhow::ensure!(!written_since.is_empty(), "no user was written after the snapshot");
+            let label = annotated_set(&database, &snapshot.annotation)?;
+            restores
+                .create(&PostParams::default(), &restore("to-snapshot", Some(&label)))
+                .await?;
+            let restored = restore_ended(&restores, "to-snapshot").await?;
+            let status = restored.status.clone().unwrap_or_default();
+            anyhow::ensure!(
+                status.phase == Some(RestorePhase::Succeeded),
+                "the restore of {label} did not succeed: {status:?}"
+            );
+            let order: Vec<RestoreStep> = status.steps.iter().map(|s| s.step).collect();
+            assert_eq!(
+                order,
+                [
+                    RestoreStep::StoppingTraffic,
+                    RestoreStep::StoppingDatabase,
+                    RestoreStep::Restoring,
+                    RestoreStep::StartingDatabase,
+                    RestoreStep::Migrating,
+                    RestoreStep::StartingTraffic,
+                    RestoreStep::SmokeTesting,
+                ]
+            );
+            assert!(
+                status.steps.iter().all(|s| s.completion_time.is_some()),
+                "a step without its end: {:?}",
+                status.steps
+            );
+            let release = phase_within(&stack, Phase::RolledBack).await?;
+            let status = release.status.unwrap_or_default();
+            assert_eq!(status.restore, None);
+            assert_eq!(status.schema_version, Some(e2e::story::SCHEMAS[0]));
+            let migrations = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "MigrationsApplied")
+                .context("no MigrationsApplied condition")?;
+            anyhow::ensure!(
+                migrations.reason == "Restored" && migrations.message.contains(&label),
+                "{migrations:?}"
+            );
+            assert_eq!(stack.schema_revision().await?, e2e::story::SCHEMAS[0]);
+            assert!(!stack.has_table("list_transfer_offers").await?);
+            let now = stack.rows("users").await?;
+            for row in &at_snapshot {
+                assert!(now.contains(row), "a user of the snapshot did not come back: {row}");
+            }
+            for row in &written_since {
+                assert!(!now.contains(row), "a user written after the snapshot is still there: {row}");
+            }
+            assert_eq!(
+                stack.runner.ready_versions(),
+                ["1.0.0".to_owned()].into(),
+                "the stable version serves again"
+            );
+
             // Without spec.backups, the CronJobs, the status and the series go.
             manifest["spec"]
                 .as_object_mut()
@@ -291,6 +378,62 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         outcome
     })
     .await;
+}
+
+/// The label of the one backup set `pgbackrest info` lists under `annotation` (`key=value`).
+fn annotated_set(database: &BackedUpPostgres, annotation: &str) -> anyhow::Result<String> {
+    let info = database.info()?;
+    let (key, value) = annotation.split_once('=').unwrap_or_default();
+    let annotated: Vec<String> = info[0]["backup"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["annotation"][key].as_str() == Some(value))
+        .filter_map(|b| b["label"].as_str().map(str::to_owned))
+        .collect();
+    match &annotated[..] {
+        [label] => Ok(label.clone()),
+        _ => anyhow::bail!("not one set annotated {annotation}: {info}"),
+    }
+}
+
+/// A restore of the release `listacompra`'s database (the StatefulSet `postgres`) from `set`.
+fn restore(name: &str, set: Option<&str>) -> ListaCompraRestore {
+    ListaCompraRestore::new(
+        name,
+        ListaCompraRestoreSpec {
+            release: "listacompra".to_owned(),
+            backup_set: set.map(str::to_owned),
+            database: RestoreDatabase {
+                stateful_set: "postgres".to_owned(),
+                data_volume: None,
+            },
+        },
+    )
+}
+
+/// The restore `name` once it ended (refused, succeeded or failed), within [`RELEASED`].
+async fn restore_ended(
+    restores: &Api<ListaCompraRestore>,
+    name: &str,
+) -> anyhow::Result<ListaCompraRestore> {
+    let started = Instant::now();
+    loop {
+        let restore = restores.get(name).await?;
+        if restore
+            .status
+            .as_ref()
+            .is_some_and(|s| s.completion_time.is_some())
+        {
+            return Ok(restore);
+        }
+        anyhow::ensure!(
+            started.elapsed() < RELEASED,
+            "restore {name} did not end within {RELEASED:?}: {:?}",
+            restore.status
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// `status.backups` once `done` holds of it (within [`BACKUPS_DUE`]).

@@ -888,6 +888,9 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         Check::new("list", "", "pods", "default"),
         Check::new("list", group, "listacompraapprovals", "default"),
         Check::new("watch", group, "listacompraapprovals", ""),
+        Check::new("watch", group, "listacomprarestores", ""),
+        Check::new("patch", group, "listacomprarestores/status", "default"),
+        Check::new("patch", "apps", "statefulsets/scale", "default"),
     ];
     let must_not = [
         // Secret rotation is off by default: Secrets are never listed or watched.
@@ -919,6 +922,9 @@ async fn check_install(cluster: &Cluster, client: &kube::Client, ns: &str) -> Re
         // Approvals are the approvers' own: the operator never gives or removes one.
         Check::new("create", group, "listacompraapprovals", "default"),
         Check::new("delete", group, "listacompraapprovals", "default"),
+        // Restores are people's requests; the database's StatefulSet is theirs but its scale.
+        Check::new("create", group, "listacomprarestores", "default"),
+        Check::new("patch", "apps", "statefulsets", "default"),
     ];
     verify(&sa, &must, &must_not).await?;
     Ok(())

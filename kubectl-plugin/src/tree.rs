@@ -172,6 +172,7 @@ fn phase_start(release: &ListaCompraRelease) -> Option<&Time> {
     match status.phase? {
         Phase::Verifying => status.verification_start_time.as_ref(),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => None,
+        Phase::Restoring => status.restore.as_ref().map(|r| &r.start_time),
         _ => status
             .attempt_start_time
             .as_ref()

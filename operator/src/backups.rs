@@ -10,12 +10,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use listacompra_crds::backups::{BackupSchedule, BackupSpec};
+use listacompra_crds::restore::DataVolume;
 use listacompra_crds::status::{BackupRuns, BackupsStatus};
 use tracing::{info, warn};
 
@@ -92,26 +94,50 @@ fn labels(owner: &Owner, backup: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// A Job that runs `pgbackrest --stanza=<stanza> --type=<backup_type> --log-level-console=info
-/// [--annotation=...] backup` in `spec`'s image, Pod Security "restricted", with the
-/// pgBackRest options of `spec.envFrom`, retried `backoff_limit` times. At level `info` its
-/// log (`kubectl logs job/<name>`) says what it did, among it the new set's label ("new
-/// backup label = ..."), what `pgbackrest restore --set=` takes.
+/// A Job that runs `pgbackrest --stanza=<stanza> --log-level-console=info <args...>` in
+/// `spec`'s image, Pod Security "restricted", with the pgBackRest options of `spec.envFrom`
+/// (and `data` mounted, for a restore), retried `backoff_limit` times. At level `info` its
+/// log (`kubectl logs job/<name>`) says what it did; a backup's names the new set's label
+/// ("new backup label = ..."), what `pgbackrest restore --set=` takes.
 fn job_spec(
     spec: &BackupSpec,
     labels: BTreeMap<String, String>,
-    backup_type: &str,
-    annotation: Option<&str>,
+    args: Vec<String>,
     backoff_limit: i32,
+    data: Option<&DataVolume>,
 ) -> JobSpec {
     let mut command = vec![
         "pgbackrest".to_owned(),
         format!("--stanza={}", spec.stanza),
-        format!("--type={backup_type}"),
         "--log-level-console=info".to_owned(),
     ];
-    command.extend(annotation.map(|a| format!("--annotation={a}")));
-    command.push("backup".to_owned());
+    command.extend(args);
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".to_owned(),
+        mount_path: "/tmp".to_owned(),
+        ..VolumeMount::default()
+    }];
+    // pgBackRest's lock file (and any temporary file) under a read-only root filesystem.
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    if let Some(data) = data {
+        mounts.push(VolumeMount {
+            name: "data".to_owned(),
+            mount_path: data.mount_path.clone(),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "data".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data.claim_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        });
+    }
     let mut security = workload::pod_security();
     security.run_as_user = spec.run_as_user;
     security.run_as_group = spec.run_as_group;
@@ -133,11 +159,7 @@ fn job_spec(
                     command: Some(command),
                     env_from: Some(workload::env_from(&spec.env_from)),
                     resources: spec.resources.clone(),
-                    volume_mounts: Some(vec![VolumeMount {
-                        name: "tmp".to_owned(),
-                        mount_path: "/tmp".to_owned(),
-                        ..VolumeMount::default()
-                    }]),
+                    volume_mounts: Some(mounts),
                     security_context: Some(workload::container_security()),
                     // pgBackRest's last lines become the termination message, which the
                     // release's conditions quote when a snapshot fails.
@@ -145,13 +167,7 @@ fn job_spec(
                     ..Container::default()
                 }],
                 automount_service_account_token: Some(false),
-                // pgBackRest's lock file (and any temporary file) under a read-only root
-                // filesystem.
-                volumes: Some(vec![Volume {
-                    name: "tmp".to_owned(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                }]),
+                volumes: Some(volumes),
                 security_context: Some(security),
                 ..PodSpec::default()
             }),
@@ -159,6 +175,67 @@ fn job_spec(
         ..JobSpec::default()
     }
 }
+
+/// `--type=<kind> [--annotation=...] backup`.
+fn backup_args(kind: BackupKind, annotation: Option<&str>) -> Vec<String> {
+    let mut args = vec![format!("--type={}", kind.pgbackrest_type())];
+    args.extend(annotation.map(|a| format!("--annotation={a}")));
+    args.push("backup".to_owned());
+    args
+}
+
+/// The Job `name` that restores the database of the release `owner` from the backup set
+/// `set` (the newest when `None`) to the moment it became consistent, then promotes it:
+/// `pgbackrest --delta [--set=<set>] --type=immediate --target-action=promote restore`, in
+/// the release's backup image, with `data` (PostgreSQL's data folder) mounted. pgBackRest
+/// refuses to run while PostgreSQL does. Not retried: a second try on a half-written data
+/// folder is a person's call.
+pub fn restore_job(owner: &Owner, spec: &BackupSpec, order: RestoreOrder<'_>) -> Job {
+    let RestoreOrder {
+        name,
+        attempt,
+        set,
+        data,
+    } = order;
+    let mut labels = labels(owner, RESTORE);
+    labels.insert("listacompra.app/job".to_owned(), RESTORE.to_owned());
+    // Kept (for `kubectl logs`) as long as the attempt's other Jobs are.
+    labels.insert(naming::ATTEMPT_LABEL.to_owned(), attempt.to_string());
+    let mut args = vec!["--delta".to_owned()];
+    args.extend(set.map(|s| format!("--set={s}")));
+    args.extend([
+        "--type=immediate".to_owned(),
+        "--target-action=promote".to_owned(),
+        "restore".to_owned(),
+    ]);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(owner.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner.reference.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(job_spec(spec, labels, args, 0, data)),
+        status: None,
+    }
+}
+
+/// What a restore Job restores, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreOrder<'a> {
+    /// The Job's name.
+    pub name: &'a str,
+    /// The release's attempt when the restore runs.
+    pub attempt: i64,
+    /// The backup set (`None`: the newest).
+    pub set: Option<&'a str>,
+    /// The data folder's claim, mounted.
+    pub data: Option<&'a DataVolume>,
+}
+
+/// The `listacompra.app/backup` label value of restore Jobs.
+const RESTORE: &str = "restore";
 
 /// The CronJob that runs `kind` backups of `spec` for the release `owner`.
 pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
@@ -188,7 +265,7 @@ pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {
                 }),
                 // A failed backup is not retried in a loop: the next run comes at the next
                 // scheduled time, and the age alert says when that is too late.
-                spec: Some(job_spec(spec, labels, kind.pgbackrest_type(), None, 0)),
+                spec: Some(job_spec(spec, labels, backup_args(kind, None), 0, None)),
             },
         },
         status: None,
@@ -222,9 +299,9 @@ pub fn snapshot_job(owner: &Owner, spec: &BackupSpec, name: &str, attempt: i64) 
         spec: Some(job_spec(
             spec,
             labels,
-            BackupKind::Incremental.pgbackrest_type(),
-            Some(&annotation),
+            backup_args(BackupKind::Incremental, Some(&annotation)),
             SNAPSHOT_RETRIES,
+            None,
         )),
         status: None,
     }
@@ -435,8 +512,8 @@ mod tests {
             [
                 "pgbackrest",
                 "--stanza=listacompra",
-                "--type=full",
                 "--log-level-console=info",
+                "--type=full",
                 "backup"
             ]
         );
@@ -459,6 +536,84 @@ mod tests {
         assert_eq!(security.run_as_user, Some(999));
         assert_eq!(security.run_as_non_root, Some(true));
         assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn a_restore_job_restores_the_set_once_into_the_mounted_data_folder() {
+        let data = DataVolume {
+            claim_name: "data-postgres-0".into(),
+            mount_path: "/var/lib/postgresql/data".into(),
+        };
+        let order = RestoreOrder {
+            name: "r1-restore-0badcafe",
+            attempt: 3,
+            set: Some("20261203-101500F"),
+            data: Some(&data),
+        };
+        let job = restore_job(&owner(), &spec(), order);
+        let labels = job.metadata.labels.clone().unwrap();
+        assert_eq!(
+            labels.get(naming::ATTEMPT_LABEL).map(String::as_str),
+            Some("3")
+        );
+        let job = job.spec.unwrap();
+        assert_eq!(
+            job.backoff_limit,
+            Some(0),
+            "never retried on a half-written folder"
+        );
+        let pod = job.template.spec.unwrap();
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.command.as_deref().unwrap(),
+            [
+                "pgbackrest",
+                "--stanza=listacompra",
+                "--log-level-console=info",
+                "--delta",
+                "--set=20261203-101500F",
+                "--type=immediate",
+                "--target-action=promote",
+                "restore",
+            ]
+        );
+        let mount = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "data")
+            .expect("the data folder is mounted");
+        assert_eq!(mount.mount_path, "/var/lib/postgresql/data");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "data")
+            .unwrap();
+        assert_eq!(
+            volume
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some("data-postgres-0")
+        );
+        // The newest set, without a claim: no `--set`, nothing mounted but /tmp.
+        let newest = restore_job(
+            &owner(),
+            &spec(),
+            RestoreOrder {
+                set: None,
+                data: None,
+                ..order
+            },
+        );
+        let pod = newest.spec.unwrap().template.spec.unwrap();
+        let command = pod.containers[0].command.clone().unwrap();
+        assert!(
+            !command.iter().any(|a| a.starts_with("--set")),
+            "{command:?}"
+        );
+        assert_eq!(pod.volumes.map(|v| v.len()), Some(1));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use listacompra_crds::ListaCompraRestore;
 use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 
@@ -39,6 +40,8 @@ pub struct Scope {
     cron_jobs: Store<CronJob>,
     /// The Secrets' metadata (never their data), when Secrets are watched for rotations.
     secrets: Option<Store<PartialObjectMeta<Secret>>>,
+    /// The restores (few, and each is read by its release's every reconcile).
+    restores: Option<Store<ListaCompraRestore>>,
 }
 
 /// The caches of every watched scope.
@@ -118,6 +121,7 @@ impl Caches {
                 revisions,
                 cron_jobs,
                 secrets: None,
+                restores: None,
             },
         );
         Triggers {
@@ -151,6 +155,60 @@ impl Caches {
             cached.secrets = Some(reader);
         }
         stream
+    }
+
+    /// Watches the restores of `scope` (added by [`Caches::watch`]) and returns the trigger
+    /// stream.
+    pub fn watch_restores(
+        &mut self,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Trigger<ListaCompraRestore> {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(
+            api::<ListaCompraRestore>(client, scope),
+            watcher::Config::default(),
+        )
+        .modify(|object| object.managed_fields_mut().clear())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+        if let Some(cached) = self.scopes.get_mut(&scope.map(ToOwned::to_owned)) {
+            cached.restores = Some(reader);
+        }
+        stream
+    }
+
+    /// The restores of `namespace` naming the release `release`, oldest first, or `None`
+    /// when their cache has not listed within a few seconds.
+    pub async fn restores(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Option<Vec<ListaCompraRestore>> {
+        let store = self.scope(namespace)?.restores.as_ref()?;
+        tokio::time::timeout(READY_WAIT, store.wait_until_ready())
+            .await
+            .ok()?
+            .ok()?;
+        let mut found: Vec<ListaCompraRestore> = store
+            .state()
+            .into_iter()
+            .filter(|r| r.namespace().as_deref() == Some(namespace) && r.spec.release == release)
+            .map(|r| (*r).clone())
+            .collect();
+        found.sort_by(|a, b| {
+            (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                a.name_any(),
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    b.name_any(),
+                ))
+        });
+        Some(found)
     }
 
     /// The fingerprint of the Secrets `names` of `namespace` (their names and

@@ -33,6 +33,7 @@ use crate::gates::checks;
 use crate::jobs;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::references;
+use crate::restore;
 use crate::shutdown::{self, InFlight, Stop};
 use crate::telemetry::Metrics;
 use crate::workload::{self, Owner};
@@ -132,6 +133,9 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
         // Every child is watched (into the caches reconciles read): a change or deletion of
         // any of them wakes the release, and the reconcile puts back the fields it owns.
         let children = caches.watch(&client, scope.as_deref(), &managed);
+        // A restore wakes the release it names (which takes it up, refuses it, or carries
+        // out its next step).
+        let restores = caches.watch_restores(&client, scope.as_deref());
         // An approval wakes the release it names.
         let approvals = match &scope {
             Some(ns) => Api::<ListaCompraApproval>::namespaced(client.clone(), ns),
@@ -160,6 +164,10 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             .watches(approvals, watcher::Config::default(), |approval| {
                 let namespace = approval.namespace()?;
                 Some(ObjectRef::new(&approval.spec.release).within(&namespace))
+            })
+            .watches_stream(restores, |restore| {
+                let namespace = restore.namespace()?;
+                Some(ObjectRef::new(&restore.spec.release).within(&namespace))
             })
             .graceful_shutdown_on(stop.requested());
         if ctx.watch_secrets {
@@ -484,6 +492,9 @@ async fn reconcile_release(
         None
     };
 
+    // The restores naming this release: pending ones, and the one it carries out.
+    let restores = restore::read(ctx, &namespace, &name).await?;
+
     let now = Timestamp::now();
     let abort = abort_requested(release);
     // The passed health gate's watch: its schedule is kept here, not in status.
@@ -572,6 +583,7 @@ async fn reconcile_release(
         secrets_version,
         foreign: foreign.clone(),
         abort,
+        restores: restore::seen(&restores, status.restore.as_ref()),
         now,
     };
     let mut decision = decide(&observed);
@@ -747,9 +759,16 @@ async fn reconcile_release(
     // settled release still makes no writes, while a scaled, edited or deleted child is put
     // back within one reconcile (its watch event triggers it).
     if let (Some(target), None) = (&decision.workload, &foreign) {
+        let mut spec = decide::deployments_spec(&observed, target);
+        if decision.hold_traffic {
+            // Stopped for a restore: the same workload without pods.
+            let stopped = spec.to_mut();
+            stopped.replicas = 0;
+            stopped.worker.replicas = 0;
+        }
         apply_workload(
             &owner,
-            &decide::deployments_spec(&observed, target),
+            &spec,
             target,
             Live {
                 api: live.as_ref().map(|d| &d.metadata),
@@ -761,6 +780,35 @@ async fn reconcile_release(
         .await?;
     }
     announce(release, &decision.notes, ctx).await;
+    for refusal in &decision.refusals {
+        restore::refuse(ctx, &restores, refusal).await?;
+    }
+    let mut requeue_after = decision.requeue_after;
+    if let (Some(Phase::Restoring), Some(active), Some(serving)) = (
+        decision.status.phase,
+        &decision.status.restore,
+        &decision.workload,
+    ) && let Some(taken) = restores
+        .iter()
+        .find(|r| r.metadata.uid.as_deref() == Some(active.uid.as_str()))
+    {
+        let traffic_serving = !decision.hold_traffic
+            && workload.available
+            && workload.hash.as_deref() == Some(decide::desired_hash(&observed, serving).as_str());
+        let next = restore::carry_out(
+            ctx,
+            taken,
+            restore::Carry {
+                owner: &owner,
+                observed: &observed,
+                serving,
+                traffic_serving,
+                attempt: decision.status.attempt.unwrap_or_default(),
+            },
+        )
+        .await?;
+        requeue_after = requeue_after.min(next);
+    }
     if matches!(
         decision.status.phase,
         Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
@@ -770,7 +818,7 @@ async fn reconcile_release(
         // retried on the next settled reconcile, never a failed reconcile.
         warn!(error = %e, "could not clean up old Jobs and stable records");
     }
-    Ok(Action::requeue(decision.requeue_after))
+    Ok(Action::requeue(requeue_after))
 }
 
 /// The approvals naming release `name` (selected by the API server on `spec.release`).
@@ -985,7 +1033,7 @@ fn condition_reason(status: &ListaCompraReleaseStatus, type_: &str) -> String {
 
 /// The state of the Job `name`; a failed one's reason quotes its pod's termination message
 /// when `explain` (one list of its pods).
-async fn job_state(
+pub(crate) async fn job_state(
     ctx: &Context,
     namespace: &str,
     name: Option<&str>,

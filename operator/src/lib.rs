@@ -2,7 +2,7 @@
 //!
 //! [`decide`] is the pure state machine; [`controller`] observes the cluster, runs the
 //! gates, calls `decide` and carries out its decision. Builders of the child objects live in
-//! [`workload`], the gates in [`gates`].
+//! [`workload`], the gates in [`gates`]; a restore of a release's database runs in [`restore`].
 
 pub mod backups;
 pub mod cache;
@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod leader;
 pub mod naming;
 pub mod references;
+pub mod restore;
 pub mod rollout;
 pub mod server;
 pub mod shutdown;

@@ -131,6 +131,15 @@ fn named(release: &str, verb: &str, version: &str, revision: i64, attempt: i64) 
     format!("{}-{:08x}", head.trim_end_matches('-'), hash as u32)
 }
 
+/// Name of the Job of one step (`verb`: `restore`, `migrate`, `smoke`) of the restore
+/// `restore` (uid `uid`): deterministic, so a step's Job is created once however often the
+/// step is looked at, and another restore of the same name (another uid) gets other Jobs.
+pub fn restore_job_name(restore: &str, uid: &str, verb: &str) -> String {
+    let hash = fnv1a(&format!("{restore}\0{uid}\0{verb}"));
+    let head = format!("{}-{verb}", truncate(restore, 40));
+    format!("{}-{:08x}", head.trim_end_matches('-'), hash as u32)
+}
+
 /// Stable 64-bit FNV-1a hash: the same input gives the same value on every build and
 /// platform (std's `DefaultHasher` does not promise that).
 pub fn fnv1a(text: &str) -> u64 {

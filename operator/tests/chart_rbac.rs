@@ -200,6 +200,13 @@ async fn scenarios(
         // Approvals wake their release and are counted (never written).
         Check::new("list", group, "listacompraapprovals", ns),
         Check::new("watch", group, "listacompraapprovals", ns),
+        // Restores wake their release; their status records each step.
+        Check::new("list", group, "listacomprarestores", ns),
+        Check::new("watch", group, "listacomprarestores", ns),
+        Check::new("patch", group, "listacomprarestores/status", ns),
+        // The database a restore stops and starts: read, and scaled.
+        Check::new("get", "apps", "statefulsets", ns),
+        Check::new("patch", "apps", "statefulsets/scale", ns),
         Check::new("create", "coordination.k8s.io", "leases", ns),
         Check::new("update", "coordination.k8s.io", "leases", ns).named(NAME),
     ];
@@ -210,6 +217,12 @@ async fn scenarios(
         Check::new("watch", "", "secrets", "kube-system"),
         Check::new("list", "", "secrets", ""),
         Check::new("create", group, "listacompraapprovals", ns),
+        // A restore is a person's request, and the database's StatefulSet is theirs: only
+        // its scale changes.
+        Check::new("create", group, "listacomprarestores", ns),
+        Check::new("patch", group, "listacomprarestores", ns),
+        Check::new("patch", "apps", "statefulsets", ns),
+        Check::new("delete", "apps", "statefulsets", ns),
         // Nothing outside the watched namespace.
         Check::new("list", group, "listacomprareleases", ""),
         Check::new("list", group, "listacomprareleases", "default"),

@@ -1,5 +1,5 @@
-//! Writes the CRDs' YAML (`ListaCompraRelease`, `ListaCompraApproval`) to `config/crd/` and
-//! into the operator's Helm chart, or prints them with `--stdout`.
+//! Writes the CRDs' YAML (`ListaCompraRelease`, `ListaCompraApproval`, `ListaCompraRestore`)
+//! to `config/crd/` and into the operator's Helm chart, or prints them with `--stdout`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -106,10 +106,28 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, delete]
 # The pods of a Job that failed, listed by its label once, so that the release's conditions
-# quote the command's own error (the container's termination message). Never read otherwise.
+# quote the command's own error (the container's termination message); and, while a restore
+# runs, the release's API and worker pods and the database's, listed by label (metadata only)
+# until they are gone or ready. Never read otherwise.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Restores: watched (one wakes the release it names) and read from that cache. Their status
+# is written (refused, or each step of the one its release carries out); never their spec.
+- apiGroups: [listacompra.app]
+  resources: [listacomprarestores]
+  verbs: [list, watch]
+- apiGroups: [listacompra.app]
+  resources: [listacomprarestores/status]
+  verbs: [patch]
+# The database StatefulSet a restore names: read, and scaled to 0 and back through its scale
+# subresource, the only change the operator makes to it.
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [statefulsets/scale]
+  verbs: [patch]
 # Health-check token and Prometheus credentials: read by name.
 # The operator also checks, by metadata only, that every Secret a release names exists
 # before it launches anything; a name outside rbac.secretNames answers 403 and is not

@@ -26,6 +26,10 @@ pub(super) struct Machine<'o, 'a> {
     pub(super) waiting: Option<(&'static str, String)>,
     /// Why the release is held (Progressing=False with this reason), if it is.
     pub(super) hold: Option<(&'static str, String)>,
+    /// Restores refused by this run.
+    pub(super) refusals: Vec<restoring::Refusal>,
+    /// The API and the worker are stopped for a restore.
+    pub(super) traffic_held: bool,
 }
 
 impl<'o, 'a> Machine<'o, 'a> {
@@ -50,6 +54,8 @@ impl<'o, 'a> Machine<'o, 'a> {
             requeue_after: SETTLED,
             waiting: None,
             hold,
+            refusals: Vec::new(),
+            traffic_held: false,
         }
     }
 

@@ -9,6 +9,8 @@
 //!          │            │            │
 //!          └────────────┴────────────┴──▶ RollingBack → RolledBack
 //!                                              └──────▶ Failed
+//!
+//! Succeeded | RolledBack | Failed → Restoring (a ListaCompraRestore) → back, or Failed
 //! ```
 //!
 //! Every step is idempotent and all progress lives in the status and the child objects, so
@@ -27,6 +29,7 @@ mod migrating;
 mod pending;
 mod preflight;
 mod report;
+mod restoring;
 mod rolling_back;
 mod rolling_out;
 mod rotating;
@@ -38,6 +41,7 @@ pub use approving::Approval;
 use machine::Machine;
 pub use migrating::snapshot_annotation;
 pub use preflight::FiringAlert;
+pub use restoring::{Refusal, RestoreSeen, holds_traffic};
 
 use crate::conditions;
 use crate::naming::JobPurpose;
@@ -119,6 +123,9 @@ pub struct Observed<'a> {
     /// The attempt the release's abort annotation names, if it carries one (see
     /// [`listacompra_crds::release::ABORT_ANNOTATION`]).
     pub abort: Option<i64>,
+    /// The `ListaCompraRestore`s naming this release that are pending, and the one it
+    /// carries out (`status.restore`), oldest first.
+    pub restores: Vec<RestoreSeen>,
     /// The time of this reconcile.
     pub now: Timestamp,
 }
@@ -188,6 +195,10 @@ pub struct Decision {
     pub notes: Vec<Note>,
     /// When to look again, at the latest (watches on children wake the operator earlier).
     pub requeue_after: Duration,
+    /// Restores refused (their status says why).
+    pub refusals: Vec<Refusal>,
+    /// A restore stops the API and the worker: `workload` is applied with no replicas.
+    pub hold_traffic: bool,
 }
 
 /// Which gate checks are due now (both may be: the health gate keeps watching while the KPIs
@@ -351,6 +362,13 @@ pub fn checks_alerts(spec: &ListaCompraReleaseSpec, status: &ListaCompraReleaseS
 /// Decides the next step of a release.
 pub fn decide(o: &Observed<'_>) -> Decision {
     let mut m = Machine::new(o);
+    // A restore is taken up only while nothing else moves, and holds the release until it
+    // ends: no attempt starts meanwhile, whatever the spec says.
+    m.take_up_restores();
+    if m.status.phase == Some(Phase::Restoring) {
+        m.restoring();
+        return m.finish();
+    }
     if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
         m.start_release(None);
     } else if let Some(restart) = approving::restart_unlaunched(o) {
@@ -389,6 +407,7 @@ impl Machine<'_, '_> {
             }
             Some(Phase::RolledBack) => self.serving_stable(),
             Some(Phase::Failed) => self.settled(None),
+            Some(Phase::Restoring) => self.restoring(),
         }
     }
 }
@@ -459,6 +478,7 @@ pub fn phase_name(phase: Phase) -> &'static str {
         Phase::RollingBack => "RollingBack",
         Phase::RolledBack => "RolledBack",
         Phase::Failed => "Failed",
+        Phase::Restoring => "Restoring",
     }
 }
 

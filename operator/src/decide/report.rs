@@ -46,6 +46,7 @@ impl Machine<'_, '_> {
                 | Phase::RollingOut
                 | Phase::Verifying
                 | Phase::RollingBack
+                | Phase::Restoring
         ) || (phase == Phase::Succeeded && self.waiting.is_some());
         // A new version (or retry token, or image) applied during a rollback starts once the
         // rollback ends: the outcome of the attempt before it is not the spec's verdict, so
@@ -76,6 +77,11 @@ impl Machine<'_, '_> {
                 "ReleaseFailed",
                 format!("the release of {version} failed"),
             ),
+            Phase::Restoring => (
+                false,
+                "Restoring",
+                "the database is restored (see status.restore)".to_owned(),
+            ),
             _ => (false, "Releasing", format!("{version} is not released yet")),
         };
         self.set_condition(condition::READY, ready, r_reason, r_message);
@@ -84,6 +90,11 @@ impl Machine<'_, '_> {
         let stable_failed_smoke = conditions::get(&self.status.conditions, condition::DEGRADED)
             .is_some_and(|c| c.status == "True" && c.reason == SMOKE_FAILED_AFTER_ROLLBACK);
         let (available, a_reason, a_message) = match (phase, &stable) {
+            (Phase::Restoring, _) if self.traffic_held => (
+                false,
+                "Restoring",
+                "the API and the worker are stopped while the database is restored".to_owned(),
+            ),
             (Phase::Succeeded, _) => (true, "Serving", format!("{version} serves")),
             (Phase::Failed, Some(s)) if stable_failed_smoke => (
                 true,
@@ -228,6 +239,8 @@ impl Machine<'_, '_> {
             actions: self.actions,
             notes: self.notes,
             requeue_after: self.requeue_after,
+            refusals: self.refusals,
+            hold_traffic: self.traffic_held,
         }
     }
 }

@@ -186,6 +186,7 @@ struct Case {
     secrets_version: Option<String>,
     foreign: Option<String>,
     abort: Option<i64>,
+    restores: Vec<RestoreSeen>,
     now: Timestamp,
     /// The spec recorded for the stable version (defaults to the current spec).
     stable_spec: Option<ListaCompraReleaseSpec>,
@@ -219,6 +220,7 @@ impl Case {
             secrets_version: None,
             foreign: None,
             abort: None,
+            restores: Vec::new(),
             now: t(100),
             stable_spec: None,
             stable_recorded: true,
@@ -311,6 +313,7 @@ impl Case {
             secrets_version: self.secrets_version.clone(),
             foreign: self.foreign.clone(),
             abort: self.abort,
+            restores: self.restores.clone(),
             now: self.now,
         }
     }
@@ -1855,6 +1858,7 @@ fn an_object_of_someone_else_is_never_taken_over() {
 
 mod approvals;
 mod preflight;
+mod restore;
 mod rotation;
 mod smoke;
 mod snapshot;

@@ -1,6 +1,7 @@
 -- Argo CD health of a ListaCompraRelease (listacompra.app), read from its status.
 --   Succeeded                                           -> Healthy (Progressing while it rotates Secrets)
 --   Pending, Migrating, RollingOut, Verifying, RollingBack -> Progressing
+--   Restoring (a ListaCompraRestore runs; the API may be stopped) -> Progressing
 --   AwaitingApproval, held for a person (Progressing=False), or spec.paused -> Suspended
 --   Stalled on a missing Secret/ConfigMap/ServiceAccount, someone else's object, firing
 --   alerts or a failed Secret rotation                  -> Degraded
@@ -112,6 +113,17 @@ if phase == "AwaitingApproval" then
   end
   hs.status = "Suspended"
   hs.message = phase .. ": " .. detail .. serving
+  return hs
+end
+
+if phase == "Restoring" then
+  -- A restore of the database runs: the release goes back to its phase once it is done.
+  local detail = "a restore of the database runs"
+  if progressing ~= nil and progressing.message ~= nil then
+    detail = progressing.message
+  end
+  hs.status = "Progressing"
+  hs.message = phase .. ": " .. detail
   return hs
 end
 

@@ -1,0 +1,385 @@
+//! The release's side of a restore: taken up only while nothing moves, refused otherwise,
+//! holding the release (no attempt starts, traffic stopped until the database is back), and
+//! the return to where the release stood. A seeded sequence mixes restores with spec
+//! changes, aborts and deletions.
+
+use listacompra_crds::restore::{RestorePhase, RestoreStep};
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use super::*;
+
+fn with_backups(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
+    s.backups = Some(
+        serde_json::from_value(serde_json::json!({
+            "image": { "repository": "reg/pgbackrest", "tag": "2.45" },
+            "envFrom": [{ "configMapName": "pgbackrest" }]
+        }))
+        .expect("valid backups"),
+    );
+    s
+}
+
+fn settled() -> ListaCompraReleaseStatus {
+    let mut s = status(Phase::Succeeded, "1.0.0");
+    s.attempt = Some(1);
+    s.current_image = Some("reg/api:1.0.0".into());
+    s
+}
+
+fn pending(name: &str) -> RestoreSeen {
+    RestoreSeen {
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        phase: None,
+        step: None,
+        message: None,
+        schema_version: None,
+        backup_set: Some("20261203-101500F".into()),
+    }
+}
+
+fn at(name: &str, phase: RestorePhase, step: RestoreStep) -> RestoreSeen {
+    RestoreSeen {
+        phase: Some(phase),
+        step: Some(step),
+        schema_version: Some(3),
+        ..pending(name)
+    }
+}
+
+impl Case {
+    fn restores(mut self, restores: Vec<RestoreSeen>) -> Self {
+        self.restores = restores;
+        self
+    }
+}
+
+/// The status once restore `name` was taken up from `status`.
+fn restoring(name: &str, mut status: ListaCompraReleaseStatus) -> ListaCompraReleaseStatus {
+    let version = status.current_version.clone().unwrap_or_default();
+    let spec = with_backups(spec(&version));
+    status = Case::new("take up", spec, status)
+        .serving("1.0.0")
+        .restores(vec![pending(name)])
+        .run()
+        .status;
+    assert_eq!(status.phase, Some(Phase::Restoring));
+    status
+}
+
+#[test]
+fn a_settled_release_takes_a_restore_up_and_stops_its_traffic() {
+    let d = Case::new("settled", with_backups(spec("1.0.0")), settled())
+        .serving("1.0.0")
+        .restores(vec![pending("r1"), pending("r2")])
+        .run();
+    assert_eq!(phase(&d), Phase::Restoring);
+    let active = d.status.restore.clone().expect("taken up");
+    assert_eq!(
+        (active.name.as_str(), active.return_phase),
+        ("r1", Phase::Succeeded)
+    );
+    assert!(d.hold_traffic, "the API and the worker stop");
+    assert_eq!(serves(&d), Some("1.0.0"));
+    assert_eq!(kstatus(&d), (true, false));
+    assert!(!cond(&d, condition::READY).0);
+    assert!(!cond(&d, condition::AVAILABLE).0);
+    assert!(has_note(&d, "RestoreStarted"));
+    // The second one is refused: one restore at a time.
+    assert_eq!(d.refusals.len(), 1);
+    assert_eq!(d.refusals[0].name, "r2");
+    assert!(
+        d.refusals[0]
+            .message
+            .contains("restore r1 of this release runs")
+    );
+}
+
+#[test]
+fn a_restore_is_refused_while_an_attempt_is_in_flight_or_without_backups() {
+    let in_flight = [
+        migrating("1.1.0"),
+        verifying("1.1.0"),
+        rolling_back("1.1.0", 10),
+        status(Phase::AwaitingApproval, "1.1.0"),
+    ];
+    for s in in_flight {
+        let was = s.phase;
+        let d = Case::new("in flight", with_backups(spec("1.1.0")), s)
+            .serving("1.0.0")
+            .restores(vec![pending("r1")])
+            .run();
+        assert_ne!(
+            d.status.phase,
+            Some(Phase::Restoring),
+            "{was:?}: the attempt goes on"
+        );
+        assert_eq!(d.status.restore, None);
+        assert_eq!(d.refusals.len(), 1, "{was:?}");
+        assert!(
+            d.refusals[0].message.contains("in flight"),
+            "{:?}",
+            d.refusals
+        );
+    }
+    // Settled, but a new version was just applied: the attempt starts, the restore waits
+    // for no one.
+    let d = Case::new("new target", with_backups(spec("1.1.0")), settled())
+        .serving("1.0.0")
+        .restores(vec![pending("r1")])
+        .run();
+    assert_eq!(d.status.attempt, Some(2), "the attempt starts");
+    assert!(d.refusals[0].message.contains("in flight"));
+    // Without spec.backups there is nothing to restore with.
+    let d = Case::new("no backups", spec("1.0.0"), settled())
+        .serving("1.0.0")
+        .restores(vec![pending("r1")])
+        .run();
+    assert_eq!(phase(&d), Phase::Succeeded);
+    assert!(d.refusals[0].message.contains("spec.backups"));
+}
+
+#[test]
+fn no_attempt_starts_while_a_restore_runs_and_traffic_returns_with_the_database() {
+    let held = restoring("r1", settled());
+    // A new version applied meanwhile waits for the restore.
+    let d = Case::new("new version", with_backups(spec("1.1.0")), held.clone())
+        .serving("1.0.0")
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Restoring,
+            RestoreStep::Restoring,
+        )])
+        .run();
+    assert_eq!(phase(&d), Phase::Restoring);
+    assert_eq!(d.status.attempt, held.attempt);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(d.hold_traffic);
+    assert_eq!(
+        serves(&d),
+        Some("1.0.0"),
+        "the stable version, not the new one"
+    );
+    // An abort names attempts, not restores.
+    let d = Case::new("abort", with_backups(spec("1.0.0")), held.clone())
+        .aborted(1)
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Restoring,
+            RestoreStep::Migrating,
+        )])
+        .run();
+    assert_eq!(phase(&d), Phase::Restoring);
+    // From StartingTraffic on, the API and the worker run again.
+    let d = Case::new("traffic back", with_backups(spec("1.0.0")), held.clone())
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Restoring,
+            RestoreStep::StartingTraffic,
+        )])
+        .run();
+    assert!(!d.hold_traffic);
+    assert_eq!(phase(&d), Phase::Restoring);
+}
+
+#[test]
+fn a_restore_ends_where_the_release_stood_or_failed_for_a_person() {
+    // Across an irreversible revision: the schema was kept at 4, the restore brings 3 back.
+    let mut kept = status(Phase::RolledBack, "1.1.0");
+    kept.attempt = Some(2);
+    kept.schema_version = Some(4);
+    let held = restoring("r1", kept);
+    let d = Case::new("restored", with_backups(spec("1.1.0")), held.clone())
+        .serving("1.0.0")
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Succeeded,
+            RestoreStep::SmokeTesting,
+        )])
+        .run();
+    assert_eq!(phase(&d), Phase::RolledBack);
+    assert_eq!(d.status.restore, None);
+    assert_eq!(d.status.schema_version, Some(3));
+    let (applied, reason, message) = cond(&d, condition::MIGRATIONS_APPLIED);
+    assert!(
+        applied && reason == "Restored" && message.contains("20261203-101500F"),
+        "{message}"
+    );
+    assert!(!d.hold_traffic);
+
+    // Failed after PostgreSQL was stopped: Failed, traffic stays stopped, Stalled says why.
+    let d = Case::new("failed", with_backups(spec("1.1.0")), held.clone())
+        .restores(vec![RestoreSeen {
+            message: Some("pgbackrest restore failed: exit 56".into()),
+            ..at("r1", RestorePhase::Failed, RestoreStep::Restoring)
+        }])
+        .run();
+    assert_eq!(phase(&d), Phase::Failed);
+    assert!(d.hold_traffic);
+    let (stalled, reason, message) = cond(&d, condition::STALLED);
+    assert!(
+        stalled && reason == "RestoreFailed" && message.contains("exit 56"),
+        "{message}"
+    );
+    // It stays Failed, with its Deployment left as it is (no pods), until a person acts.
+    let after = Case::new("after", with_backups(spec("1.1.0")), d.status.clone()).run();
+    assert_eq!(phase(&after), Phase::Failed);
+    assert_eq!(after.workload, None);
+
+    // Failed before it stopped anything: back to where it stood, traffic back.
+    let d = Case::new("failed early", with_backups(spec("1.1.0")), held.clone())
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Failed,
+            RestoreStep::StoppingTraffic,
+        )])
+        .run();
+    assert_eq!(phase(&d), Phase::RolledBack);
+    assert!(!d.hold_traffic);
+    assert!(has_note(&d, "RestoreFailed"));
+
+    // Deleted midway: nobody knows the database's state.
+    let d = Case::new("deleted", with_backups(spec("1.1.0")), held).run();
+    assert_eq!(phase(&d), Phase::Failed);
+    assert!(d.hold_traffic);
+    assert_eq!(cond(&d, condition::DEGRADED).1, "RestoreAbandoned");
+}
+
+/// Seeded sequences of restores, spec changes, aborts and deletions over a release whose
+/// attempts and restores move at random: at every step, an attempt never starts while a
+/// restore runs, at most one restore is taken up at a time, a restore is taken up only from
+/// a settled phase, and traffic is stopped whenever a taken-up restore has not brought the
+/// database back. Replay with `RESTORE_SEQUENCE_SEEDS`.
+#[test]
+fn restores_and_attempts_never_overlap_in_any_sequence() {
+    for seed in 0..seeds("RESTORE_SEQUENCE_SEEDS") {
+        let mut rng = Pcg64::seed_from_u64(seed);
+        let mut below = |n: u64| rng.next_u64() % n;
+        let mut spec_now = with_backups(spec("1.0.0"));
+        let mut status = settled();
+        let mut restores: Vec<RestoreSeen> = Vec::new();
+        let mut next = 0;
+        let mut trail = Vec::new();
+        let mut serving_hash = None;
+        let mut restored = 0;
+        for step in 0..200 {
+            match below(12) {
+                0 => {
+                    next += 1;
+                    restores.push(pending(&format!("r{next}")));
+                    trail.push(format!("{step}: restore r{next}"));
+                }
+                1 => {
+                    let v = format!("1.{}.0", 1 + below(3));
+                    trail.push(format!("{step}: version {v}"));
+                    spec_now = with_backups(spec(&v));
+                }
+                2 if !restores.is_empty() => {
+                    let i = below(restores.len() as u64) as usize;
+                    trail.push(format!("{step}: delete {}", restores[i].name));
+                    restores.remove(i);
+                }
+                _ => {}
+            }
+            // The taken-up restore moves on, and may end.
+            if let Some(active) = status.restore.clone()
+                && let Some(r) = restores.iter_mut().find(|r| r.uid == active.uid)
+                && r.phase.is_none_or(|p| p == RestorePhase::Restoring)
+            {
+                r.phase = Some(RestorePhase::Restoring);
+                let s = r.step.map_or(0, |s| s as u64 + 1).min(6);
+                r.step = Some(STEPS[s as usize]);
+                match below(8) {
+                    0 => r.phase = Some(RestorePhase::Failed),
+                    1 | 2 if s == 6 => r.phase = Some(RestorePhase::Succeeded),
+                    _ => {}
+                }
+            }
+            let mut case = Case::new("sequence", spec_now.clone(), status.clone())
+                .restores(
+                    restores
+                        .iter()
+                        .filter(|r| {
+                            r.pending() || status.restore.as_ref().is_some_and(|a| a.uid == r.uid)
+                        })
+                        .cloned()
+                        .collect(),
+                )
+                .at(t(100 + step));
+            // Jobs pass at once and the rollout is done: attempts move fast.
+            case.migration_job = JobState::Succeeded;
+            case.smoke_job = JobState::Succeeded;
+            case.health_check = Some(Ok(()));
+            case.workload.available = true;
+            case.workload.hash = serving_hash.clone();
+            let d = case.run();
+            let was = status.phase;
+            let started_attempt = d.status.attempt != status.attempt;
+            assert!(
+                !(was == Some(Phase::Restoring) && started_attempt),
+                "seed {seed}: an attempt started during a restore\n{trail:#?}"
+            );
+            if d.status.restore.is_none()
+                && status.restore.is_some()
+                && d.status.phase != Some(Phase::Failed)
+            {
+                restored += 1;
+            }
+            if d.status.restore.is_some() && status.restore.is_none() {
+                assert!(
+                    matches!(
+                        was,
+                        Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+                    ),
+                    "seed {seed}: a restore taken up in {was:?}\n{trail:#?}"
+                );
+                assert!(!started_attempt, "seed {seed}: taken up with a new attempt");
+            }
+            if d.status.phase == Some(Phase::Restoring) {
+                let active = d
+                    .status
+                    .restore
+                    .clone()
+                    .expect("Restoring names its restore");
+                let seen = restores.iter().find(|r| r.uid == active.uid);
+                assert_eq!(
+                    d.hold_traffic,
+                    holds_traffic(seen),
+                    "seed {seed}: traffic while restoring\n{trail:#?}"
+                );
+            }
+            for refusal in &d.refusals {
+                let r = restores
+                    .iter_mut()
+                    .find(|r| r.uid == refusal.uid)
+                    .expect("refused a known restore");
+                assert!(r.pending(), "seed {seed}: refused a restore not pending");
+                r.phase = Some(RestorePhase::Refused);
+            }
+            trail.push(format!(
+                "{step}: {:?} → {:?} (restore {:?})",
+                was,
+                d.status.phase,
+                d.status.restore.as_ref().map(|r| &r.name)
+            ));
+            status = d.status;
+            let _ = restored;
+            // The rollout of whatever serves is done by the next look.
+            serving_hash = d
+                .workload
+                .as_ref()
+                .map(|w| deployment_hash(RELEASE, &spec_now, w));
+        }
+    }
+}
+
+const STEPS: [RestoreStep; 7] = [
+    RestoreStep::StoppingTraffic,
+    RestoreStep::StoppingDatabase,
+    RestoreStep::Restoring,
+    RestoreStep::StartingDatabase,
+    RestoreStep::Migrating,
+    RestoreStep::StartingTraffic,
+    RestoreStep::SmokeTesting,
+];

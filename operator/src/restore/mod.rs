@@ -1,0 +1,362 @@
+//! Restores (`ListaCompraRestore`): read for the release they name, refused, or carried out
+//! step by step ([`steps`]) by the reconcile of the release that took one up. The release
+//! decides whether it takes a restore up (`decide::restoring`); this module does the
+//! restore's own work: it observes the StatefulSet, the pods and the step's Job, writes the
+//! restore's status (with optimistic concurrency), then acts.
+
+pub mod steps;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use listacompra_crds::ListaCompraRestore;
+use listacompra_crds::restore::{ListaCompraRestoreStatus, RestorePhase};
+use listacompra_crds::status::ActiveRestore;
+use serde_json::json;
+use tracing::info;
+
+use crate::backups::{self, RestoreOrder};
+use crate::controller::{Context, job_state};
+use crate::decide::{self, Observed, Refusal, RestoreSeen};
+use crate::error::{Result, kube as kube_err};
+use crate::events::Note;
+use crate::naming::{self, FIELD_MANAGER, JobPurpose};
+use crate::workload::{self, Owner, Workload};
+
+/// The restores of `namespace` naming `release`, oldest first: from the watch cache, or
+/// (before it has listed, or in a test without caches) from the API server, which selects
+/// them on `spec.release`.
+pub async fn read(
+    ctx: &Context,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<ListaCompraRestore>> {
+    if let Some(found) = match ctx.caches.get() {
+        Some(caches) => caches.restores(namespace, release).await,
+        None => None,
+    } {
+        return Ok(found);
+    }
+    ctx.metrics.api_reads.with_label_values(&["restore"]).inc();
+    let mut found = Api::<ListaCompraRestore>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!("spec.release={release}")))
+        .await
+        .map_err(kube_err("listing the release's restores"))?
+        .items;
+    found.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        )
+    });
+    Ok(found)
+}
+
+/// What the release decides about: the pending restores, and the one it carries out.
+pub fn seen(restores: &[ListaCompraRestore], active: Option<&ActiveRestore>) -> Vec<RestoreSeen> {
+    restores
+        .iter()
+        .filter_map(|r| {
+            let uid = r.metadata.uid.clone()?;
+            let status = r.status.clone().unwrap_or_default();
+            let seen = RestoreSeen {
+                name: r.name_any(),
+                uid,
+                phase: status.phase,
+                step: status.step,
+                message: status.message,
+                schema_version: status.schema_version,
+                backup_set: r.spec.backup_set.clone(),
+            };
+            // One being deleted is not taken up.
+            let pending = seen.pending() && r.metadata.deletion_timestamp.is_none();
+            (pending || active.is_some_and(|a| a.uid == seen.uid)).then_some(seen)
+        })
+        .collect()
+}
+
+/// Writes a refusal to the restore it names (if it is still that one).
+pub async fn refuse(
+    ctx: &Context,
+    restores: &[ListaCompraRestore],
+    refusal: &Refusal,
+) -> Result<()> {
+    let Some(restore) = restores
+        .iter()
+        .find(|r| r.metadata.uid.as_deref() == Some(refusal.uid.as_str()))
+    else {
+        return Ok(());
+    };
+    let status = steps::refused(
+        &restore.status.clone().unwrap_or_default(),
+        restore.metadata.generation.unwrap_or_default(),
+        &refusal.message,
+        Timestamp::now(),
+    );
+    write_status(ctx, restore, &status).await?;
+    publish(
+        ctx,
+        restore,
+        &[steps::Note {
+            warning: true,
+            reason: "Refused".to_owned(),
+            message: refusal.message.clone(),
+        }],
+    )
+    .await;
+    Ok(())
+}
+
+/// What the release's reconcile hands the restore it carries out.
+#[derive(Debug)]
+pub struct Carry<'o, 'a> {
+    /// The release, as the owner of the Jobs.
+    pub owner: &'o Owner,
+    /// What the release's reconcile observed (the Jobs are built from its specs).
+    pub observed: &'o Observed<'a>,
+    /// The workload that serves (the migration and the smoke test run its image).
+    pub serving: &'o Workload,
+    /// It runs with all its replicas available.
+    pub traffic_serving: bool,
+    /// The release's attempt (the Jobs carry it).
+    pub attempt: i64,
+}
+
+/// Carries out the next step of `restore`: observes, decides ([`steps::decide`]), writes the
+/// status, acts. When to look again.
+pub async fn carry_out(
+    ctx: &Context,
+    restore: &ListaCompraRestore,
+    carry: Carry<'_, '_>,
+) -> Result<Duration> {
+    let namespace = carry.owner.namespace.as_str();
+    let name = restore.name_any();
+    let uid = restore.metadata.uid.clone().unwrap_or_default();
+    let status = restore.status.clone().unwrap_or_default();
+    let running = status.phase == Some(RestorePhase::Restoring);
+    let job = |verb: &str| naming::restore_job_name(&name, &uid, verb);
+    let smoke_purpose = match carry.serving.spec {
+        workload::SpecSource::Current => JobPurpose::Smoke,
+        workload::SpecSource::Stable => JobPurpose::SmokeStable,
+    };
+    let smoke_spec = decide::job_spec(carry.observed, smoke_purpose, carry.serving);
+    let set = restore.spec.database.stateful_set.as_str();
+    let database = database(ctx, namespace, set).await?;
+    let traffic_pods = traffic_pods(ctx, namespace, &carry.owner.name).await?;
+    let observed = steps::Observed {
+        stateful_set: set,
+        generation: restore.metadata.generation.unwrap_or_default(),
+        status: &status,
+        schema_version: carry.observed.status.stable_schema_version,
+        smoke_test: smoke_spec.smoke_test.is_some(),
+        traffic_pods,
+        traffic_serving: carry.traffic_serving,
+        database,
+        restore_job: job_state(ctx, namespace, Some(&job("restore")), running).await?,
+        migration_job: job_state(ctx, namespace, Some(&job("migrate")), running).await?,
+        smoke_job: job_state(ctx, namespace, Some(&job("smoke")), running).await?,
+        step_deadline_seconds: carry.observed.spec.progress_deadline_seconds,
+        now: Timestamp::now(),
+    };
+    let decision = steps::decide(&observed);
+    // Record, then act.
+    if decision.status != status {
+        write_status(ctx, restore, &decision.status).await?;
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    for action in &decision.actions {
+        let created = match *action {
+            steps::Action::ScaleDatabase(replicas) => {
+                if database.is_some_and(|d| d.replicas != replicas) {
+                    scale(ctx, namespace, set, replicas).await?;
+                }
+                continue;
+            }
+            steps::Action::CreateRestoreJob => {
+                // `spec.backups` was taken away meanwhile: the step waits for it.
+                let Some(backups) = &carry.observed.spec.backups else {
+                    continue;
+                };
+                backups::restore_job(
+                    carry.owner,
+                    backups,
+                    RestoreOrder {
+                        name: &job("restore"),
+                        attempt: carry.attempt,
+                        set: restore.spec.backup_set.as_deref(),
+                        data: restore.spec.database.data_volume.as_ref(),
+                    },
+                )
+            }
+            steps::Action::CreateMigrationJob(revision) => workload::job(
+                carry.owner,
+                &decide::job_spec(carry.observed, JobPurpose::Migrate, carry.serving),
+                workload::JobOrder {
+                    name: job("migrate"),
+                    attempt: carry.attempt,
+                    purpose: JobPurpose::Migrate,
+                    revision,
+                },
+                carry.serving,
+            ),
+            steps::Action::CreateSmokeJob => workload::job(
+                carry.owner,
+                &smoke_spec,
+                workload::JobOrder {
+                    name: job("smoke"),
+                    attempt: carry.attempt,
+                    purpose: smoke_purpose,
+                    revision: 0,
+                },
+                carry.serving,
+            ),
+        };
+        let job_name = created.name_any();
+        match jobs.create(&PostParams::default(), &created).await {
+            Ok(_) => {
+                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+                info!(job = %job_name, restore = %name, "created a restore step's Job");
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
+        }
+    }
+    publish(ctx, restore, &decision.notes).await;
+    Ok(decision.requeue_after)
+}
+
+/// The StatefulSet `name`: its replicas, its pods and how many are ready.
+async fn database(ctx: &Context, namespace: &str, name: &str) -> Result<Option<steps::Database>> {
+    ctx.metrics
+        .api_reads
+        .with_label_values(&["statefulset"])
+        .inc();
+    let Some(set) = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(kube_err(format!("reading StatefulSet {name}")))?
+    else {
+        return Ok(None);
+    };
+    let spec = set.spec.clone().unwrap_or_default();
+    let status = set.status.clone().unwrap_or_default();
+    let current = status.observed_generation.unwrap_or_default()
+        >= set.metadata.generation.unwrap_or_default();
+    let selector = spec
+        .selector
+        .match_labels
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // An empty selector would count every pod of the namespace: none is a StatefulSet's.
+    let pods = if selector.is_empty() {
+        0
+    } else {
+        count_pods(ctx, namespace, &selector).await?
+    };
+    Ok(Some(steps::Database {
+        replicas: spec.replicas.unwrap_or(1),
+        pods,
+        ready: if current {
+            status.ready_replicas.unwrap_or_default()
+        } else {
+            0
+        },
+    }))
+}
+
+/// Pods of the release's API and worker, terminating ones too.
+async fn traffic_pods(ctx: &Context, namespace: &str, release: &str) -> Result<usize> {
+    let selector = format!(
+        "app.kubernetes.io/instance={release},app.kubernetes.io/name in ({},{})",
+        naming::API_APP,
+        naming::WORKER_APP
+    );
+    count_pods(ctx, namespace, &selector).await
+}
+
+async fn count_pods(ctx: &Context, namespace: &str, selector: &str) -> Result<usize> {
+    ctx.metrics.api_reads.with_label_values(&["pod"]).inc();
+    Ok(Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(kube_err("listing pods"))?
+        .items
+        .len())
+}
+
+/// Sets the StatefulSet's replicas through its scale subresource (all the operator may
+/// change of it).
+async fn scale(ctx: &Context, namespace: &str, name: &str, replicas: i32) -> Result<()> {
+    ctx.metrics
+        .api_writes
+        .with_label_values(&["statefulset"])
+        .inc();
+    Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+        .patch_scale(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .map_err(kube_err(format!("scaling StatefulSet {name}")))?;
+    info!(stateful_set = %name, replicas, "scaled the database");
+    Ok(())
+}
+
+/// Writes the restore's status, on the condition that it is still the copy read.
+async fn write_status(
+    ctx: &Context,
+    restore: &ListaCompraRestore,
+    status: &ListaCompraRestoreStatus,
+) -> Result<()> {
+    ctx.metrics.api_writes.with_label_values(&["status"]).inc();
+    let patch = json!({
+        "apiVersion": ListaCompraRestore::api_version(&()),
+        "kind": ListaCompraRestore::kind(&()),
+        "metadata": { "resourceVersion": restore.metadata.resource_version },
+        "status": status,
+    });
+    Api::<ListaCompraRestore>::namespaced(
+        ctx.client.clone(),
+        &restore.namespace().unwrap_or_default(),
+    )
+    .patch_status(
+        &restore.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_err("writing the restore's status"))?;
+    Ok(())
+}
+
+/// Events about the restore (and log lines).
+async fn publish(ctx: &Context, restore: &ListaCompraRestore, notes: &[steps::Note]) {
+    let reference = restore.object_ref(&());
+    for note in notes {
+        if note.warning {
+            tracing::warn!(restore = %restore.name_any(), reason = %note.reason, "{}", note.message);
+        } else {
+            info!(restore = %restore.name_any(), reason = %note.reason, "{}", note.message);
+        }
+        ctx.metrics.api_writes.with_label_values(&["event"]).inc();
+        let event = Note {
+            regarding: reference.clone(),
+            warning: note.warning,
+            reason: note.reason.clone(),
+            message: note.message.clone(),
+            related: None,
+        };
+        if let Err(e) = ctx.events.publish(&event).await {
+            tracing::warn!(error = %e, "could not publish Event");
+        }
+    }
+}
