@@ -512,6 +512,20 @@ impl Stack {
             })
     }
 
+    /// Runs the statement `sql` on the release's database (a test's own corruption, say);
+    /// the rows it touched.
+    pub async fn execute(&self, sql: &'static str) -> Result<u64> {
+        let mut db = connect(&self.database_url).await?;
+        sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|source| Error::Database {
+                action: format!("running {sql}"),
+                source,
+            })
+    }
+
     /// Whether the release's database has the table `name`.
     pub async fn has_table(&self, name: &str) -> Result<bool> {
         let mut db = connect(&self.database_url).await?;

@@ -344,6 +344,33 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 "the stable version serves again"
             );
 
+            // The runbook's corrupt-database procedure: a backup, then a bad write; a
+            // restore without a set takes the newest and undoes it.
+            database.pgbackrest(&["--type=incr", "backup"])?;
+            let before = stack.rows("users").await?;
+            let corrupted = stack
+                .execute("UPDATE users SET email = 'corrupted-' || id::text")
+                .await?;
+            anyhow::ensure!(corrupted > 0, "nothing to corrupt");
+            restores
+                .create(&PostParams::default(), &restore("corrupt-users", None))
+                .await?;
+            let restored = restore_ended(&restores, "corrupt-users").await?;
+            let status = restored.status.clone().unwrap_or_default();
+            anyhow::ensure!(
+                status.phase == Some(RestorePhase::Succeeded),
+                "the restore of the newest set did not succeed: {status:?}"
+            );
+            let now = stack.rows("users").await?;
+            for row in &before {
+                assert!(now.contains(row), "a user of the newest backup did not come back: {row}");
+            }
+            assert!(
+                !now.iter().any(|row| row.contains("corrupted-")),
+                "a corrupted row is still there: {now:?}"
+            );
+            phase_within(&stack, Phase::RolledBack).await?;
+
             // Without spec.backups, the CronJobs, the status and the series go.
             manifest["spec"]
                 .as_object_mut()

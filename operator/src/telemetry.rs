@@ -54,6 +54,12 @@ pub mod names {
     /// Gauge: `spec.backups.<kind>.maxAgeSeconds`, the age past which the alert
     /// `ListaCompraBackupTooOld` fires. Same labels.
     pub const BACKUP_MAX_AGE: &str = "listacompra_operator_backup_max_age_seconds";
+    /// Counter of restores (`ListaCompraRestore`) that ended, labelled `outcome`
+    /// (`succeeded`, `failed`, `refused`).
+    pub const RESTORES_TOTAL: &str = "listacompra_operator_restores_total";
+    /// Histogram of how long each step of a restore took, in seconds, labelled `step`
+    /// (`StoppingTraffic`, ..., `SmokeTesting`): `make bench-backups`' restore times, live.
+    pub const RESTORE_STEP_SECONDS: &str = "listacompra_operator_restore_step_seconds";
 
     /// Every metric name above.
     pub const ALL: &[&str] = &[
@@ -71,6 +77,8 @@ pub mod names {
         BACKUP_LAST_SUCCESS,
         BACKUP_SCHEDULED,
         BACKUP_MAX_AGE,
+        RESTORES_TOTAL,
+        RESTORE_STEP_SECONDS,
     ];
 }
 
@@ -101,6 +109,10 @@ pub struct Metrics {
     pub api_reads: IntCounterVec,
     /// 1 while this replica is the leader.
     pub leader: IntGauge,
+    /// Restores that ended, by outcome.
+    pub restores: IntCounterVec,
+    /// Duration of each restore step.
+    pub restore_steps: HistogramVec,
     /// Backups: last success, first schedule and maximum age, by release and kind.
     backup_last_success: GaugeVec,
     backup_scheduled: GaugeVec,
@@ -172,6 +184,20 @@ impl Metrics {
             names::LEADER,
             "1 while this replica holds the leader Lease, 0 while it waits",
         ))?;
+        let restores = IntCounterVec::new(
+            Opts::new(names::RESTORES_TOTAL, "Restores that ended, by outcome"),
+            &["outcome"],
+        )?;
+        let restore_steps = HistogramVec::new(
+            HistogramOpts::new(
+                names::RESTORE_STEP_SECONDS,
+                "Duration of one step of a restore",
+            )
+            .buckets(vec![
+                1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+            ]),
+            &["step"],
+        )?;
         let backup = |name: &str, help: &str| {
             GaugeVec::new(Opts::new(name, help), &["namespace", "release", "type"])
         };
@@ -199,6 +225,8 @@ impl Metrics {
             Box::new(api_writes.clone()),
             Box::new(api_reads.clone()),
             Box::new(leader.clone()),
+            Box::new(restores.clone()),
+            Box::new(restore_steps.clone()),
             Box::new(backup_last_success.clone()),
             Box::new(backup_scheduled.clone()),
             Box::new(backup_max_age.clone()),
@@ -218,6 +246,8 @@ impl Metrics {
             api_writes,
             api_reads,
             leader,
+            restores,
+            restore_steps,
             backup_last_success,
             backup_scheduled,
             backup_max_age,

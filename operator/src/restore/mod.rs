@@ -99,6 +99,7 @@ pub async fn refuse(
         Timestamp::now(),
     );
     write_status(ctx, restore, &status).await?;
+    ctx.metrics.restores.with_label_values(&["refused"]).inc();
     publish(
         ctx,
         restore,
@@ -167,6 +168,7 @@ pub async fn carry_out(
     // Record, then act.
     if decision.status != status {
         write_status(ctx, restore, &decision.status).await?;
+        count(ctx, &status, &decision.status);
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     for action in &decision.actions {
@@ -228,6 +230,33 @@ pub async fn carry_out(
     }
     publish(ctx, restore, &decision.notes).await;
     Ok(decision.requeue_after)
+}
+
+/// The metrics of what a written status ended: steps (their durations) and the restore.
+fn count(ctx: &Context, before: &ListaCompraRestoreStatus, after: &ListaCompraRestoreStatus) {
+    for step in &after.steps {
+        let newly_ended = step.completion_time.is_some()
+            && !before
+                .steps
+                .iter()
+                .any(|s| s.step == step.step && s.completion_time.is_some());
+        if let (true, Some(end)) = (newly_ended, &step.completion_time) {
+            let seconds = end.0.duration_since(step.start_time.0).as_secs_f64();
+            ctx.metrics
+                .restore_steps
+                .with_label_values(&[&format!("{:?}", step.step)])
+                .observe(seconds);
+        }
+    }
+    let outcome = match after.phase {
+        _ if before.completion_time.is_some() => None,
+        Some(RestorePhase::Succeeded) => Some("succeeded"),
+        Some(RestorePhase::Failed) => Some("failed"),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        ctx.metrics.restores.with_label_values(&[outcome]).inc();
+    }
 }
 
 /// The StatefulSet `name`: its replicas, its pods and how many are ready.
