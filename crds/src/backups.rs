@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::restore::{DNS_LABEL_PATTERN, DataVolume};
 use crate::workload::{EnvFromRef, IMAGE_REPOSITORY_PATTERN, RESOURCES_ARE_QUANTITIES};
 
 /// A cron schedule as a CronJob takes it: five fields (each `*`, a number, a range or a name
@@ -79,6 +80,28 @@ pub struct BackupSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub pod_annotations: BTreeMap<String, String>,
+    /// Where the PostgreSQL these backups are of runs, for a `ListaCompraRestore` to stop it
+    /// and restore into it. Without it, restores of this release are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseTarget>,
+}
+
+/// The PostgreSQL a restore stops, restores into and starts again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseTarget {
+    /// The StatefulSet (in this namespace) that runs PostgreSQL, with one replica. A restore
+    /// scales it to 0 before pgBackRest writes its data folder, and back to 1 afterwards; a
+    /// GitOps tool must not put its `replicas` back meanwhile (Argo CD: `ignoreDifferences`
+    /// on `/spec/replicas`).
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub stateful_set: String,
+    /// The PersistentVolumeClaim with PostgreSQL's data folder (for the StatefulSet's pod,
+    /// `<claim template>-<statefulset>-0`), mounted into the restore Job. The pgBackRest
+    /// options (`envFrom`) must point `PGBACKREST_PG1_PATH` at the data folder inside it.
+    /// Without it, the restore Job mounts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<DataVolume>,
 }
 
 /// The pgBackRest image.

@@ -59,7 +59,7 @@ pub fn approval_crd() -> Result<CustomResourceDefinition, serde_json::Error> {
     serde_json::from_value(value)
 }
 
-/// A release the operator has not observed yet reads `status.observedGeneration: 0` (the API
+/// A release (or restore) the operator has not observed yet reads `status.observedGeneration: 0` (the API
 /// server applies schema defaults when it reads objects), so kstatus — Flux health checks,
 /// Helm 4 `--wait` — reports it InProgress instead of Current before the operator has even
 /// seen it. The operator overwrites it with the generation it acts on.
@@ -79,6 +79,7 @@ pub fn restore_crd() -> Result<CustomResourceDefinition, serde_json::Error> {
     use kube::CustomResourceExt as _;
     let mut value = serde_json::to_value(ListaCompraRestore::crd())?;
     reflow_descriptions(&mut value);
+    default_status(&mut value);
     serde_json::from_value(value)
 }
 

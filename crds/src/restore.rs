@@ -78,8 +78,9 @@ pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 #[x_kube(validation = Rule::new("self == oldSelf").message("a restore cannot be changed: delete it and create a new one"))]
 pub struct ListaCompraRestoreSpec {
     /// Name of the `ListaCompraRelease` (in this namespace) whose database is restored. The
-    /// restore runs pgBackRest with its `spec.backups` (image, stanza, options, user), so the
-    /// release must have `spec.backups`.
+    /// restore runs pgBackRest with its `spec.backups` (image, stanza, options, user) on the
+    /// PostgreSQL its `spec.backups.database` names, so the release must have both: who may
+    /// create a restore chooses a set, not which database is stopped or overwritten.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub release: String,
     /// The pgBackRest backup set to restore (`pgbackrest restore --set=`), as `pgbackrest
@@ -91,24 +92,6 @@ pub struct ListaCompraRestoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = BACKUP_SET_PATTERN))]
     pub backup_set: Option<String>,
-    /// The PostgreSQL that holds the release's database.
-    pub database: RestoreDatabase,
-}
-
-/// Where the release's PostgreSQL runs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RestoreDatabase {
-    /// The StatefulSet (in this namespace) that runs PostgreSQL. It is scaled to 0 before
-    /// pgBackRest writes its data folder, and back to its replicas afterwards.
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
-    pub stateful_set: String,
-    /// The PersistentVolumeClaim with PostgreSQL's data folder (for a StatefulSet's first
-    /// pod, `<claim template>-<statefulset>-0`), mounted into the restore Job. The
-    /// release's pgBackRest options must point `PGBACKREST_PG1_PATH` at the data folder
-    /// inside it. Without it, the restore Job mounts nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_volume: Option<DataVolume>,
 }
 
 /// A PersistentVolumeClaim mounted into the restore Job.

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::ResourceExt as _;
 use kube::api::{ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
-use listacompra_crds::restore::{RestoreDatabase, RestorePhase, RestoreStep};
+use listacompra_crds::restore::{RestorePhase, RestoreStep};
 use listacompra_crds::status::BackupsStatus;
 use listacompra_crds::{ListaCompraRelease, ListaCompraRestore, ListaCompraRestoreSpec, Phase};
 use serde_json::json;
@@ -100,7 +100,10 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
                 "runAsUser": uid,
                 "runAsGroup": gid,
-                "podAnnotations": { RUN_ANNOTATION: "true" }
+                "podAnnotations": { RUN_ANNOTATION: "true" },
+                // What a restore stops and restores into (the runner's PostgreSQL has its
+                // data folder on this machine: no claim to mount).
+                "database": { "statefulSet": "postgres" }
             });
             stack.apply(&manifest).await?;
 
@@ -424,17 +427,13 @@ fn annotated_set(database: &BackedUpPostgres, annotation: &str) -> anyhow::Resul
     }
 }
 
-/// A restore of the release `listacompra`'s database (the StatefulSet `postgres`) from `set`.
+/// A restore of the release `listacompra`'s database from `set` (the newest when `None`).
 fn restore(name: &str, set: Option<&str>) -> ListaCompraRestore {
     ListaCompraRestore::new(
         name,
         ListaCompraRestoreSpec {
             release: "listacompra".to_owned(),
             backup_set: set.map(str::to_owned),
-            database: RestoreDatabase {
-                stateful_set: "postgres".to_owned(),
-                data_volume: None,
-            },
         },
     )
 }

@@ -234,8 +234,8 @@ pub struct RestoreOrder<'a> {
     pub data: Option<&'a DataVolume>,
 }
 
-/// The `listacompra.app/backup` label value of restore Jobs.
-const RESTORE: &str = "restore";
+/// The `listacompra.app/backup` label value of restore Jobs (and their pods).
+pub const RESTORE: &str = "restore";
 
 /// The CronJob that runs `kind` backups of `spec` for the release `owner`.
 pub fn cron_job(owner: &Owner, spec: &BackupSpec, kind: BackupKind) -> CronJob {

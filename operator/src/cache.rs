@@ -181,17 +181,13 @@ impl Caches {
     }
 
     /// The restores of `namespace` naming the release `release`, oldest first, or `None`
-    /// when their cache has not listed within a few seconds.
-    pub async fn restores(
-        &self,
-        namespace: &str,
-        release: &str,
-    ) -> Option<Vec<ListaCompraRestore>> {
+    /// when their cache has not listed yet. It is not waited for: without the restore CRD
+    /// (an upgrade that has not installed it yet) it never lists, and every release would
+    /// wait.
+    pub fn restores(&self, namespace: &str, release: &str) -> Option<Vec<ListaCompraRestore>> {
+        use futures::FutureExt as _;
         let store = self.scope(namespace)?.restores.as_ref()?;
-        tokio::time::timeout(READY_WAIT, store.wait_until_ready())
-            .await
-            .ok()?
-            .ok()?;
+        store.wait_until_ready().now_or_never()?.ok()?;
         let mut found: Vec<ListaCompraRestore> = store
             .state()
             .into_iter()

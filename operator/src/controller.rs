@@ -492,8 +492,18 @@ async fn reconcile_release(
         None
     };
 
-    // The restores naming this release: pending ones, and the one it carries out.
-    let restores = restore::read(ctx, &namespace, &name).await?;
+    // The restores naming this release: pending ones, and the one it carries out. Without
+    // them (the restore CRD not installed yet after an upgrade, RBAC not updated), a release
+    // that carries none out goes on; one that does waits, since it cannot tell a restore
+    // that is gone from one it cannot read.
+    let restores = match restore::read(ctx, &namespace, &name).await {
+        Ok(restores) => restores,
+        Err(e) if status.restore.is_none() => {
+            warn!(error = %e, "could not read the restores; none is taken up");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
 
     let now = Timestamp::now();
     let abort = abort_requested(release);

@@ -384,6 +384,10 @@ mod tests {
         m.api_writes.with_label_values(&["status"]).inc();
         m.api_reads.with_label_values(&["secret"]).inc();
         m.set_backups("ns", "lc", vec![series("full", Some(2.0))]);
+        m.restores.with_label_values(&["succeeded"]).inc();
+        m.restore_steps
+            .with_label_values(&["Restoring"])
+            .observe(12.0);
         let text = m.render();
         for name in names::ALL {
             let help = format!("# HELP {name} ");

@@ -120,14 +120,21 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [listacompra.app]
   resources: [listacomprarestores/status]
   verbs: [patch]
-# The database StatefulSet a restore names: read, and scaled to 0 and back through its scale
-# subresource, the only change the operator makes to it.
+# The database StatefulSet a release's spec.backups.database names, for a restore: read, and
+# scaled to 0 and back through its scale subresource, the only change the operator makes to
+# it (rbac.statefulSetNames limits which).
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get]
+  {{- with .Values.rbac.statefulSetNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 - apiGroups: [apps]
   resources: [statefulsets/scale]
   verbs: [patch]
+  {{- with .Values.rbac.statefulSetNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 # Health-check token and Prometheus credentials: read by name.
 # The operator also checks, by metadata only, that every Secret a release names exists
 # before it launches anything; a name outside rbac.secretNames answers 403 and is not

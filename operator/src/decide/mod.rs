@@ -366,8 +366,12 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     // ends: no attempt starts meanwhile, whatever the spec says.
     m.take_up_restores();
     if m.status.phase == Some(Phase::Restoring) {
-        m.restoring();
-        return m.finish();
+        // Only a restore that broke gives way, to a new version or retry token.
+        if !(m.restore_broken() && is_new_target(o.spec, &m.status)) {
+            m.restoring();
+            return m.finish();
+        }
+        m.status.restore = None;
     }
     if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
         m.start_release(None);

@@ -14,11 +14,13 @@ use listacompra_crds::status::{ActiveRestore, condition};
 
 use super::machine::Machine;
 use super::*;
+use crate::conditions;
 
-/// Degraded reason (and Event reason) of a restore that failed after it stopped PostgreSQL.
+/// Stalled reason (and Event reason) of a restore that failed once pgBackRest may have
+/// written the data folder.
 pub const RESTORE_FAILED: &str = "RestoreFailed";
-/// Degraded reason (and Event reason) of a restore deleted before it ended.
-const RESTORE_ABANDONED: &str = "RestoreAbandoned";
+/// Stalled reason (and Event reason) of a restore deleted before it ended.
+pub const RESTORE_ABANDONED: &str = "RestoreAbandoned";
 /// MigrationsApplied reason once a restore has moved the schema.
 const RESTORED: &str = "Restored";
 
@@ -60,23 +62,87 @@ pub struct Refusal {
 }
 
 /// Whether the API and the worker are stopped for `restore`: until it has brought the
-/// database back (its step reaches StartingTraffic), or for good when it failed before.
+/// database back (its step reaches StartingTraffic), and for good when it failed (or went)
+/// once pgBackRest may have written the data folder.
 pub fn holds_traffic(restore: Option<&RestoreSeen>) -> bool {
     restore.is_none_or(|r| r.step.is_none_or(|s| s < RestoreStep::StartingTraffic))
 }
 
+/// What became of the restore a release took up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// It runs (or has not begun).
+    Running,
+    /// Restored, migrated and serving.
+    Succeeded,
+    /// It ended before pgBackRest touched the data folder (refused, failed while stopping,
+    /// or never begun by the deadline): the release serves as it did.
+    Untouched,
+    /// It failed, or was deleted, once the data folder may have been written: a person
+    /// must decide (another restore, or a new attempt).
+    Broken,
+}
+
+/// The fate of the restore `active` names, among `seen`.
+fn fate(active: &ActiveRestore, seen: Option<&RestoreSeen>) -> Fate {
+    let Some(seen) = seen else {
+        return Fate::Broken;
+    };
+    match seen.phase {
+        Some(RestorePhase::Succeeded) => Fate::Succeeded,
+        Some(RestorePhase::Refused) => Fate::Untouched,
+        Some(RestorePhase::Failed) if seen.step < Some(RestoreStep::Restoring) => Fate::Untouched,
+        Some(RestorePhase::Failed) => Fate::Broken,
+        _ => {
+            let _ = active;
+            Fate::Running
+        }
+    }
+}
+
 impl Machine<'_, '_> {
+    /// The restore this release took up (`status.restore`), as last seen: `None` when it is
+    /// gone.
+    fn active_seen(&self) -> Option<(ActiveRestore, Option<RestoreSeen>)> {
+        let active = self.status.restore.clone()?;
+        let seen = self
+            .o
+            .restores
+            .iter()
+            .find(|r| r.uid == active.uid)
+            .cloned();
+        Some((active, seen))
+    }
+
+    /// Whether the release is held by a restore that failed (or went) once the data folder
+    /// may have been written: a new version or retry token may then start an attempt.
+    pub(super) fn restore_broken(&self) -> bool {
+        self.status.phase == Some(Phase::Restoring)
+            && self
+                .active_seen()
+                .is_some_and(|(a, seen)| fate(&a, seen.as_ref()) == Fate::Broken)
+    }
+
     /// Takes up the oldest pending restore when the release stands still (Succeeded,
-    /// RolledBack or Failed, with a stable version and no new target), and refuses every
-    /// other pending one, saying why.
+    /// RolledBack or Failed with a stable version and no new target, or held by a restore
+    /// that broke), and refuses every other pending one, saying why.
     pub(super) fn take_up_restores(&mut self) {
-        let mut pending = self.o.restores.iter().filter(|r| r.pending());
+        let active_uid = self.status.restore.as_ref().map(|a| a.uid.clone());
+        let mut pending = self
+            .o
+            .restores
+            .iter()
+            .filter(|r| r.pending() && Some(&r.uid) != active_uid.as_ref());
         let Some(first) = pending.next() else {
             return;
         };
         match self.why_not_restore() {
             None => {
-                let return_phase = self.status.phase.unwrap_or(Phase::Succeeded);
+                // After a broken restore, the release returns where it stood before it.
+                let return_phase = match self.status.restore.take() {
+                    Some(broken) => broken.return_phase,
+                    None => self.status.phase.unwrap_or(Phase::Succeeded),
+                };
                 self.status.restore = Some(ActiveRestore {
                     name: first.name.clone(),
                     uid: first.uid.clone(),
@@ -84,6 +150,7 @@ impl Machine<'_, '_> {
                     start_time: self.now.clone(),
                 });
                 self.status.phase = Some(Phase::Restoring);
+                self.hold = None;
                 let set = first
                     .backup_set
                     .as_deref()
@@ -109,23 +176,37 @@ impl Machine<'_, '_> {
 
     /// Why a restore cannot be taken up now, if it cannot.
     fn why_not_restore(&self) -> Option<String> {
-        if let Some(active) = &self.status.restore {
+        if let Some(active) = &self.status.restore
+            && !self.restore_broken()
+        {
             return Some(format!("restore {} of this release runs", active.name));
         }
         let phase = self.status.phase;
-        if self.spec().backups.is_none() {
+        if self
+            .spec()
+            .backups
+            .as_ref()
+            .is_none_or(|b| b.database.is_none())
+        {
             return Some(
-                "the release has no spec.backups: a restore runs pgBackRest with its image, \
-                 stanza and options. Fix: set spec.backups, then create the restore again"
+                "the release has no spec.backups.database: a restore runs pgBackRest with the \
+                 release's spec.backups (image, stanza, options) on the StatefulSet it names. \
+                 Fix: set spec.backups.database, then create the restore again"
                     .to_owned(),
             );
         }
-        if self.status.stable_version.is_none() {
+        if self.stable().is_none() {
             return Some(
                 "no version of the release has passed its gates yet: nothing would serve the \
                  restored database"
                     .to_owned(),
             );
+        }
+        if let Some(object) = &self.o.foreign {
+            return Some(format!(
+                "{object} is not controlled by this release, so the operator cannot stop its \
+                 traffic"
+            ));
         }
         let rotating = self
             .status
@@ -135,7 +216,7 @@ impl Machine<'_, '_> {
         let settled = matches!(
             phase,
             Some(Phase::Succeeded | Phase::RolledBack | Phase::Failed)
-        );
+        ) || self.restore_broken();
         if !settled || rotating || is_new_target(self.spec(), &self.status) {
             let what = if rotating {
                 "a Secret rotation".to_owned()
@@ -171,10 +252,10 @@ impl Machine<'_, '_> {
 
     /// Phase Restoring: the stable workload is held (stopped until the restore brings the
     /// database back), no attempt starts, and the release returns to where it stood once
-    /// the restore ends.
+    /// the restore ends; a restore that broke holds it for a person.
     pub(super) fn restoring(&mut self) {
-        let Some(active) = self.status.restore.clone() else {
-            // Only a hand-edited status gets here: nothing restores, go back to settled.
+        let Some((active, seen)) = self.active_seen() else {
+            // Only a hand-edited status gets here: nothing restores.
             self.status.phase = Some(Phase::Failed);
             return;
         };
@@ -183,29 +264,30 @@ impl Machine<'_, '_> {
             _ => self.stable(),
         };
         self.workload = serving;
-        let seen = self
-            .o
-            .restores
-            .iter()
-            .find(|r| r.uid == active.uid)
-            .cloned();
-        let Some(seen) = seen else {
-            self.traffic_held = true;
-            return self.restore_failed(
-                RESTORE_ABANDONED,
-                format!(
-                    "restore {} was deleted before it ended: the database may be half \
-                     restored, so the API and the worker stay stopped. Create another \
-                     ListaCompraRestore, or change spec.version or spec.retryToken",
-                    active.name
-                ),
-            );
+        self.traffic_held = holds_traffic(seen.as_ref());
+        let set = seen
+            .as_ref()
+            .and_then(|s| s.backup_set.clone())
+            .unwrap_or_else(|| "the newest backup set".to_owned());
+        // A restore whose first step was never recorded did nothing (each step is recorded
+        // before it acts): past the deadline, the operator could not carry it out (its log
+        // says why: RBAC, the StatefulSet unreadable), and the release stops waiting for it.
+        let never_began = seen.as_ref().is_some_and(|s| {
+            s.step.is_none() && s.phase.is_none_or(|p| p == RestorePhase::Pending)
+        }) && self.o.now
+            >= active.start_time.0 + seconds(self.spec().progress_deadline_seconds);
+        let fate = if never_began {
+            Fate::Untouched
+        } else {
+            fate(&active, seen.as_ref())
         };
-        self.traffic_held = holds_traffic(Some(&seen));
-        match seen.phase {
-            Some(RestorePhase::Succeeded) => self.restored(&active, &seen),
-            Some(RestorePhase::Failed) if seen.step <= Some(RestoreStep::StoppingTraffic) => {
-                // It failed before it touched PostgreSQL: the release serves as it did.
+        match (fate, seen) {
+            (Fate::Succeeded, Some(seen)) => self.restored(&active, &seen, &set),
+            (Fate::Untouched, seen) => {
+                let why = seen.and_then(|s| s.message).unwrap_or_else(|| {
+                    "the operator could not begin it within progressDeadlineSeconds (see its log)"
+                        .to_owned()
+                });
                 self.traffic_held = false;
                 self.status.restore = None;
                 self.status.phase = Some(active.return_phase);
@@ -213,37 +295,71 @@ impl Machine<'_, '_> {
                     true,
                     RESTORE_FAILED,
                     format!(
-                        "restore {} failed before it stopped PostgreSQL: {}; the API and the \
-                         worker run again on the database as it was",
-                        seen.name,
-                        seen.message.as_deref().unwrap_or("no reason given")
+                        "restore {} ended before pgBackRest wrote the data folder: {why}; the \
+                         API and the worker run again on the database as it was",
+                        active.name
                     ),
                 );
             }
-            Some(RestorePhase::Failed) => {
-                let step = seen.step.map_or("?".to_owned(), |s| format!("{s:?}"));
-                let held = if self.traffic_held {
+            (Fate::Broken, seen) => {
+                // Stopped, unless the database was back and migrated (a failed smoke test).
+                let held = self.traffic_held;
+                let (reason, message) = match seen {
+                    None => (
+                        RESTORE_ABANDONED,
+                        format!(
+                            "restore {} was deleted before it ended: the database may be half \
+                             restored",
+                            active.name
+                        ),
+                    ),
+                    Some(seen) => (
+                        RESTORE_FAILED,
+                        format!(
+                            "restore {} failed at step {}: {}",
+                            seen.name,
+                            seen.step.map_or("?".to_owned(), |s| format!("{s:?}")),
+                            seen.message.as_deref().unwrap_or("no reason given")
+                        ),
+                    ),
+                };
+                if reason == RESTORE_ABANDONED {
+                    // Its pgBackRest may still write the data folder: stopped, foreground.
+                    self.actions.push(Action::DeleteJob {
+                        name: crate::naming::restore_job_name(&active.name, &active.uid, "restore"),
+                    });
+                }
+                let traffic = if held {
                     "the API and the worker stay stopped"
                 } else {
-                    "the API and the worker run"
+                    "the API and the worker run on the restored database"
                 };
-                self.restore_failed(
-                    RESTORE_FAILED,
-                    format!(
-                        "restore {} failed at step {step}: {}; {held}. Create another \
-                         ListaCompraRestore, or change spec.version or spec.retryToken",
-                        seen.name,
-                        seen.message.as_deref().unwrap_or("no reason given")
-                    ),
+                let message = format!("{message}; {traffic}. Create another ListaCompraRestore");
+                let before = conditions::get(&self.o.status.conditions, condition::PROGRESSING)
+                    .map(|c| (c.reason.clone(), c.message.clone()));
+                if before != Some((reason.to_owned(), message.clone())) {
+                    self.note(true, reason, message.clone());
+                }
+                self.set_hold(
+                    if reason == RESTORE_ABANDONED {
+                        RESTORE_ABANDONED
+                    } else {
+                        RESTORE_FAILED
+                    },
+                    message,
                 );
             }
             _ => {
-                let step = seen
-                    .step
+                let step = self
+                    .o
+                    .restores
+                    .iter()
+                    .find(|r| r.uid == active.uid)
+                    .and_then(|r| r.step)
                     .map_or("StoppingTraffic".to_owned(), |s| format!("{s:?}"));
                 self.waiting = Some((
                     "Restoring",
-                    format!("restore {} runs (step {step})", seen.name),
+                    format!("restore {} runs (step {step})", active.name),
                 ));
                 self.wait();
             }
@@ -251,14 +367,15 @@ impl Machine<'_, '_> {
     }
 
     /// The restore succeeded: the release returns to where it stood, on the restored schema.
-    fn restored(&mut self, active: &ActiveRestore, seen: &RestoreSeen) {
+    fn restored(&mut self, active: &ActiveRestore, seen: &RestoreSeen, set: &str) {
         self.traffic_held = false;
         self.status.restore = None;
-        self.status.phase = Some(active.return_phase);
-        let set = seen
-            .backup_set
-            .as_deref()
-            .unwrap_or("the newest backup set");
+        // From Failed, the stable version now serves on the restored database behind its
+        // smoke test: that is a rollback done, whatever had failed before.
+        self.status.phase = Some(match active.return_phase {
+            Phase::Failed => Phase::RolledBack,
+            phase => phase,
+        });
         let message = match seen.schema_version {
             Some(revision) => {
                 self.status.schema_version = Some(revision);
@@ -277,13 +394,5 @@ impl Machine<'_, '_> {
             message.clone(),
         );
         self.note(false, RESTORED, message);
-    }
-
-    /// The restore ended without the database known good: Failed, for a person.
-    fn restore_failed(&mut self, reason: &str, message: String) {
-        self.status.restore = None;
-        self.status.phase = Some(Phase::Failed);
-        self.set_condition(condition::DEGRADED, true, reason, message.clone());
-        self.note(true, reason, message);
     }
 }

@@ -14,9 +14,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
-use listacompra_crds::ListaCompraRestore;
+use listacompra_crds::backups::DatabaseTarget;
 use listacompra_crds::restore::{ListaCompraRestoreStatus, RestorePhase};
 use listacompra_crds::status::ActiveRestore;
+use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraRestore};
 use serde_json::json;
 use tracing::info;
 
@@ -37,7 +38,7 @@ pub async fn read(
     release: &str,
 ) -> Result<Vec<ListaCompraRestore>> {
     if let Some(found) = match ctx.caches.get() {
-        Some(caches) => caches.restores(namespace, release).await,
+        Some(caches) => caches.restores(namespace, release),
         None => None,
     } {
         return Ok(found);
@@ -146,9 +147,31 @@ pub async fn carry_out(
         workload::SpecSource::Stable => JobPurpose::SmokeStable,
     };
     let smoke_spec = decide::job_spec(carry.observed, smoke_purpose, carry.serving);
-    let set = restore.spec.database.stateful_set.as_str();
-    let database = database(ctx, namespace, set).await?;
+    let target = carry
+        .observed
+        .spec
+        .backups
+        .as_ref()
+        .and_then(|b| b.database.clone());
+    // Taken up only with spec.backups.database; removed since, the restore waits at its step.
+    let set = target.as_ref().map_or("", |t| t.stateful_set.as_str());
+    let database = match target {
+        Some(_) => database(ctx, namespace, set).await?,
+        None => None,
+    };
     let traffic_pods = traffic_pods(ctx, namespace, &carry.owner.name).await?;
+    let restore_pods = count_pods(
+        ctx,
+        namespace,
+        &format!(
+            "{}={},{}={}",
+            naming::RELEASE_LABEL,
+            naming::label_value(&carry.owner.name),
+            backups::BACKUP_LABEL,
+            backups::RESTORE
+        ),
+    )
+    .await?;
     let observed = steps::Observed {
         stateful_set: set,
         generation: restore.metadata.generation.unwrap_or_default(),
@@ -158,6 +181,7 @@ pub async fn carry_out(
         traffic_pods,
         traffic_serving: carry.traffic_serving,
         database,
+        restore_pods,
         restore_job: job_state(ctx, namespace, Some(&job("restore")), running).await?,
         migration_job: job_state(ctx, namespace, Some(&job("migrate")), running).await?,
         smoke_job: job_state(ctx, namespace, Some(&job("smoke")), running).await?,
@@ -165,71 +189,129 @@ pub async fn carry_out(
         now: Timestamp::now(),
     };
     let decision = steps::decide(&observed);
-    // Record, then act.
-    if decision.status != status {
+    // Record, then act. A pass that writes nothing acts on a copy of the restore read from
+    // the cache, which may lag: confirm it first (one GET, only when there is something to
+    // do), so that a stale step never scales PostgreSQL or creates a Job. A pass that ends
+    // the restore acts first: its actions undo (PostgreSQL started again, a restore Job
+    // stopped), and nothing carries out an ended restore afterwards, so a crash between the
+    // two must find them still to do.
+    let ending = decision.status.completion_time.is_some() && status.completion_time.is_none();
+    let act = Act {
+        ctx,
+        carry: &carry,
+        restore,
+        target: target.as_ref(),
+        database,
+        job: &job,
+        smoke_spec: &smoke_spec,
+        smoke_purpose,
+    };
+    if decision.status != status && !ending {
+        write_status(ctx, restore, &decision.status).await?;
+        count(ctx, &status, &decision.status);
+    } else if !decision.actions.is_empty() && is_outdated(ctx, restore).await? {
+        return Ok(Duration::from_secs(1));
+    }
+    act.run(&decision.actions).await?;
+    if ending {
         write_status(ctx, restore, &decision.status).await?;
         count(ctx, &status, &decision.status);
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    for action in &decision.actions {
-        let created = match *action {
-            steps::Action::ScaleDatabase(replicas) => {
-                if database.is_some_and(|d| d.replicas != replicas) {
-                    scale(ctx, namespace, set, replicas).await?;
-                }
-                continue;
-            }
-            steps::Action::CreateRestoreJob => {
-                // `spec.backups` was taken away meanwhile: the step waits for it.
-                let Some(backups) = &carry.observed.spec.backups else {
-                    continue;
-                };
-                backups::restore_job(
-                    carry.owner,
-                    backups,
-                    RestoreOrder {
-                        name: &job("restore"),
-                        attempt: carry.attempt,
-                        set: restore.spec.backup_set.as_deref(),
-                        data: restore.spec.database.data_volume.as_ref(),
-                    },
-                )
-            }
-            steps::Action::CreateMigrationJob(revision) => workload::job(
-                carry.owner,
-                &decide::job_spec(carry.observed, JobPurpose::Migrate, carry.serving),
-                workload::JobOrder {
-                    name: job("migrate"),
-                    attempt: carry.attempt,
-                    purpose: JobPurpose::Migrate,
-                    revision,
-                },
-                carry.serving,
-            ),
-            steps::Action::CreateSmokeJob => workload::job(
-                carry.owner,
-                &smoke_spec,
-                workload::JobOrder {
-                    name: job("smoke"),
-                    attempt: carry.attempt,
-                    purpose: smoke_purpose,
-                    revision: 0,
-                },
-                carry.serving,
-            ),
-        };
-        let job_name = created.name_any();
-        match jobs.create(&PostParams::default(), &created).await {
-            Ok(_) => {
-                ctx.metrics.api_writes.with_label_values(&["job"]).inc();
-                info!(job = %job_name, restore = %name, "created a restore step's Job");
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
-        }
-    }
     publish(ctx, restore, &decision.notes).await;
     Ok(decision.requeue_after)
+}
+
+/// Carries out a restore step's actions.
+struct Act<'a, 'o, 'b> {
+    ctx: &'a Context,
+    carry: &'a Carry<'o, 'b>,
+    restore: &'a ListaCompraRestore,
+    target: Option<&'a DatabaseTarget>,
+    database: Option<steps::Database>,
+    job: &'a (dyn Fn(&str) -> String + Sync),
+    smoke_spec: &'a ListaCompraReleaseSpec,
+    smoke_purpose: JobPurpose,
+}
+
+impl Act<'_, '_, '_> {
+    async fn run(&self, actions: &[steps::Action]) -> Result<()> {
+        let (ctx, carry, namespace) = (self.ctx, self.carry, self.carry.owner.namespace.as_str());
+        let job = self.job;
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+        for action in actions {
+            let created = match *action {
+                steps::Action::ScaleDatabase(replicas) => {
+                    if let (Some(d), Some(t)) = (self.database, self.target)
+                        && d.replicas != replicas
+                    {
+                        scale(ctx, namespace, &t.stateful_set, replicas).await?;
+                    }
+                    continue;
+                }
+                steps::Action::DeleteRestoreJob => {
+                    let job_name = job("restore");
+                    ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+                    match jobs
+                        .delete(&job_name, &kube::api::DeleteParams::foreground())
+                        .await
+                    {
+                        Ok(_) => info!(job = %job_name, "deleted the restore Job"),
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => return Err(kube_err(format!("deleting Job {job_name}"))(e)),
+                    }
+                    continue;
+                }
+                steps::Action::CreateRestoreJob => {
+                    // `spec.backups` was taken away meanwhile: the step waits for it.
+                    let Some(backups) = &carry.observed.spec.backups else {
+                        continue;
+                    };
+                    backups::restore_job(
+                        carry.owner,
+                        backups,
+                        RestoreOrder {
+                            name: &job("restore"),
+                            attempt: carry.attempt,
+                            set: self.restore.spec.backup_set.as_deref(),
+                            data: self.target.and_then(|t| t.data_volume.as_ref()),
+                        },
+                    )
+                }
+                steps::Action::CreateMigrationJob(revision) => workload::job(
+                    carry.owner,
+                    &decide::job_spec(carry.observed, JobPurpose::Migrate, carry.serving),
+                    workload::JobOrder {
+                        name: job("migrate"),
+                        attempt: carry.attempt,
+                        purpose: JobPurpose::Migrate,
+                        revision,
+                    },
+                    carry.serving,
+                ),
+                steps::Action::CreateSmokeJob => workload::job(
+                    carry.owner,
+                    self.smoke_spec,
+                    workload::JobOrder {
+                        name: job("smoke"),
+                        attempt: carry.attempt,
+                        purpose: self.smoke_purpose,
+                        revision: 0,
+                    },
+                    carry.serving,
+                ),
+            };
+            let job_name = created.name_any();
+            match jobs.create(&PostParams::default(), &created).await {
+                Ok(_) => {
+                    ctx.metrics.api_writes.with_label_values(&["job"]).inc();
+                    info!(job = %job_name, restore = %self.restore.name_any(), "created a restore step's Job");
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(kube_err(format!("creating Job {job_name}"))(e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The metrics of what a written status ended: steps (their durations) and the restore.
@@ -301,6 +383,19 @@ async fn database(ctx: &Context, namespace: &str, name: &str) -> Result<Option<s
     }))
 }
 
+/// Whether the cached copy of `restore` is older than the API server's.
+async fn is_outdated(ctx: &Context, restore: &ListaCompraRestore) -> Result<bool> {
+    ctx.metrics.api_reads.with_label_values(&["restore"]).inc();
+    let live = Api::<ListaCompraRestore>::namespaced(
+        ctx.client.clone(),
+        &restore.namespace().unwrap_or_default(),
+    )
+    .get_opt(&restore.name_any())
+    .await
+    .map_err(kube_err("reading the restore"))?;
+    Ok(live.is_none_or(|live| live.metadata.resource_version != restore.metadata.resource_version))
+}
+
 /// Pods of the release's API and worker, terminating ones too.
 async fn traffic_pods(ctx: &Context, namespace: &str, release: &str) -> Result<usize> {
     let selector = format!(
@@ -311,10 +406,16 @@ async fn traffic_pods(ctx: &Context, namespace: &str, release: &str) -> Result<u
     count_pods(ctx, namespace, &selector).await
 }
 
+/// Pods matching `selector` that may still run a process: terminating ones count, ended ones
+/// (Succeeded, Failed: evicted, say, which no controller deletes) do not.
 async fn count_pods(ctx: &Context, namespace: &str, selector: &str) -> Result<usize> {
     ctx.metrics.api_reads.with_label_values(&["pod"]).inc();
     Ok(Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-        .list_metadata(&ListParams::default().labels(selector))
+        .list_metadata(
+            &ListParams::default()
+                .labels(selector)
+                .fields("status.phase!=Succeeded,status.phase!=Failed"),
+        )
         .await
         .map_err(kube_err("listing pods"))?
         .items

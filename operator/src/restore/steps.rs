@@ -51,6 +51,9 @@ pub struct Observed<'a> {
     pub traffic_serving: bool,
     /// The StatefulSet, `None` when it does not exist.
     pub database: Option<Database>,
+    /// Pods of the release's restore Jobs that still run (a deleted restore's Job, or one
+    /// whose deadline passed, may still be writing the data folder).
+    pub restore_pods: usize,
     /// The restore Job.
     pub restore_job: JobState,
     /// The migration Job.
@@ -75,6 +78,8 @@ pub enum Action {
     CreateMigrationJob(i64),
     /// Create the smoke-test Job.
     CreateSmokeJob,
+    /// Delete the restore Job (and, foreground, its pod): PostgreSQL came back under it.
+    DeleteRestoreJob,
 }
 
 /// An Event about the restore.
@@ -159,7 +164,10 @@ impl Run<'_, '_> {
         let Some(step) = self.status.step else {
             return self.enter(RestoreStep::StoppingTraffic);
         };
-        if step != RestoreStep::Restoring && self.step_overdue(step) {
+        // The restore Job has a deadline of its own (`activeDeadlineSeconds`), once it exists.
+        let bounded_by_job =
+            step == RestoreStep::Restoring && self.o.restore_job != JobState::Absent;
+        if !bounded_by_job && self.step_overdue(step) {
             return self.fail(format!(
                 "step {step:?} did not end within {}s (the release's progressDeadlineSeconds)",
                 self.o.step_deadline_seconds
@@ -179,15 +187,23 @@ impl Run<'_, '_> {
     fn stopping_traffic(&mut self) {
         let Some(database) = self.o.database else {
             return self.fail(format!(
-                "StatefulSet {} (spec.database.statefulSet) does not exist",
+                "StatefulSet {} (the release's spec.backups.database.statefulSet) does not exist",
                 self.o.stateful_set
             ));
         };
+        if database.replicas > 1 {
+            return self.fail(format!(
+                "StatefulSet {} runs {} replicas: a restore writes one data folder, and the \
+                 others would start on the old data. Restore a single PostgreSQL (replicas: \
+                 1) and let it rebuild its standbys",
+                self.o.stateful_set, database.replicas
+            ));
+        }
         if self.o.traffic_pods > 0 {
             return;
         }
-        // Scaled back to what it ran, or to one replica if someone had stopped it.
-        self.status.database_replicas = Some(database.replicas.max(1));
+        // Scaled back to one replica afterwards, also if someone had stopped it.
+        self.status.database_replicas = Some(1);
         self.enter(RestoreStep::StoppingDatabase);
     }
 
@@ -206,16 +222,27 @@ impl Run<'_, '_> {
     fn restoring(&mut self) {
         // Held at 0 while pgBackRest writes the data folder (someone may scale it by hand).
         self.scale(0);
-        let stopped = self
-            .o
-            .database
-            .is_some_and(|d| d.replicas == 0 && d.pods == 0)
-            && self.o.traffic_pods == 0;
+        let database_pods = self.o.database.map_or(0, |d| d.pods);
+        let stopped = self.o.database.is_some_and(|d| d.replicas == 0)
+            && database_pods == 0
+            && self.o.traffic_pods == 0
+            && self.o.restore_pods == 0;
         match &self.o.restore_job {
-            // Created only on a stopped database (again, after a crash between the step's
-            // record and its Job, or a hand scale meanwhile).
+            // Created only on a stopped database with no other restore's pod left (again,
+            // after a crash between the step's record and its Job, or a hand scale).
             JobState::Absent if stopped => self.actions.push(Action::CreateRestoreJob),
             JobState::Absent => {}
+            // PostgreSQL came back while pgBackRest writes its folder: stop pgBackRest, and
+            // let no one take that folder for a restored database.
+            JobState::Running if database_pods > 0 => {
+                self.actions.push(Action::DeleteRestoreJob);
+                self.fail(format!(
+                    "PostgreSQL was started (StatefulSet {} scaled up by someone else) while \
+                     pgBackRest wrote its data folder; the restore Job was stopped and the \
+                     data folder is not known good",
+                    self.o.stateful_set
+                ));
+            }
             JobState::Running => {}
             JobState::Succeeded => self.enter(RestoreStep::StartingDatabase),
             JobState::Failed(why) => self.fail(format!("pgbackrest restore failed: {why}")),
@@ -330,6 +357,10 @@ impl Run<'_, '_> {
     }
 
     fn fail(&mut self, message: String) {
+        // Nothing was written yet: PostgreSQL runs again, as it did.
+        if self.status.step == Some(RestoreStep::StoppingDatabase) {
+            self.scale(self.status.database_replicas.unwrap_or(1));
+        }
         self.status.phase = Some(RestorePhase::Failed);
         self.status.completion_time = Some(self.now.clone());
         self.status.message = Some(message.clone());

@@ -13,7 +13,8 @@ fn with_backups(mut s: ListaCompraReleaseSpec) -> ListaCompraReleaseSpec {
     s.backups = Some(
         serde_json::from_value(serde_json::json!({
             "image": { "repository": "reg/pgbackrest", "tag": "2.45" },
-            "envFrom": [{ "configMapName": "pgbackrest" }]
+            "envFrom": [{ "configMapName": "pgbackrest" }],
+            "database": { "statefulSet": "postgres" }
         }))
         .expect("valid backups"),
     );
@@ -137,7 +138,7 @@ fn a_restore_is_refused_while_an_attempt_is_in_flight_or_without_backups() {
         .restores(vec![pending("r1")])
         .run();
     assert_eq!(phase(&d), Phase::Succeeded);
-    assert!(d.refusals[0].message.contains("spec.backups"));
+    assert!(d.refusals[0].message.contains("spec.backups.database"));
 }
 
 #[test]
@@ -208,24 +209,53 @@ fn a_restore_ends_where_the_release_stood_or_failed_for_a_person() {
     );
     assert!(!d.hold_traffic);
 
-    // Failed after PostgreSQL was stopped: Failed, traffic stays stopped, Stalled says why.
+    // Failed once pgBackRest may have written: held in Restoring for a person, traffic
+    // stopped, Stalled says why (once as an Event).
+    let failed = vec![RestoreSeen {
+        message: Some("pgbackrest restore failed: exit 56".into()),
+        ..at("r1", RestorePhase::Failed, RestoreStep::Restoring)
+    }];
     let d = Case::new("failed", with_backups(spec("1.1.0")), held.clone())
-        .restores(vec![RestoreSeen {
-            message: Some("pgbackrest restore failed: exit 56".into()),
-            ..at("r1", RestorePhase::Failed, RestoreStep::Restoring)
-        }])
+        .restores(failed.clone())
         .run();
-    assert_eq!(phase(&d), Phase::Failed);
+    assert_eq!(phase(&d), Phase::Restoring);
     assert!(d.hold_traffic);
+    assert_eq!(kstatus(&d), (false, true));
     let (stalled, reason, message) = cond(&d, condition::STALLED);
     assert!(
         stalled && reason == "RestoreFailed" && message.contains("exit 56"),
         "{message}"
     );
-    // It stays Failed, with its Deployment left as it is (no pods), until a person acts.
-    let after = Case::new("after", with_backups(spec("1.1.0")), d.status.clone()).run();
-    assert_eq!(phase(&after), Phase::Failed);
-    assert_eq!(after.workload, None);
+    assert!(has_note(&d, "RestoreFailed"));
+    assert!(
+        d.actions.is_empty(),
+        "a failed restore Job stays, for its log"
+    );
+    let again = Case::new("again", with_backups(spec("1.1.0")), d.status.clone())
+        .restores(failed.clone())
+        .run();
+    assert_eq!(phase(&again), Phase::Restoring);
+    assert!(again.hold_traffic);
+    assert!(!has_note(&again, "RestoreFailed"), "told once");
+    // Another restore is taken up at once, and returns to where the release stood first.
+    let mut retry = failed.clone();
+    retry.push(pending("r2"));
+    let d2 = Case::new("retry", with_backups(spec("1.1.0")), d.status.clone())
+        .restores(retry)
+        .run();
+    let active = d2.status.restore.clone().expect("r2 taken up");
+    assert_eq!(
+        (active.name.as_str(), active.return_phase),
+        ("r2", Phase::RolledBack)
+    );
+    assert!(d2.refusals.is_empty());
+    // Or a new version starts an attempt on the database as it is.
+    let d3 = Case::new("new version", with_backups(spec("1.2.0")), d.status.clone())
+        .restores(failed)
+        .run();
+    assert_eq!(d3.status.attempt, Some(3));
+    assert_eq!(d3.status.restore, None);
+    assert_ne!(phase(&d3), Phase::Restoring);
 
     // Failed before it stopped anything: back to where it stood, traffic back.
     let d = Case::new("failed early", with_backups(spec("1.1.0")), held.clone())
@@ -239,11 +269,69 @@ fn a_restore_ends_where_the_release_stood_or_failed_for_a_person() {
     assert!(!d.hold_traffic);
     assert!(has_note(&d, "RestoreFailed"));
 
-    // Deleted midway: nobody knows the database's state.
-    let d = Case::new("deleted", with_backups(spec("1.1.0")), held).run();
-    assert_eq!(phase(&d), Phase::Failed);
+    // Deleted midway: nobody knows the database's state, and its pgBackRest may still run.
+    let d = Case::new("deleted", with_backups(spec("1.1.0")), held.clone()).run();
+    assert_eq!(phase(&d), Phase::Restoring);
     assert!(d.hold_traffic);
-    assert_eq!(cond(&d, condition::DEGRADED).1, "RestoreAbandoned");
+    assert_eq!(cond(&d, condition::STALLED).1, "RestoreAbandoned");
+    assert_eq!(
+        d.actions,
+        [Action::DeleteJob {
+            name: naming::restore_job_name("r1", "uid-r1", "restore")
+        }]
+    );
+
+    // Taken up, and its status not written yet (or refused by someone): never refused by
+    // the release that runs it.
+    let d = Case::new("no status yet", with_backups(spec("1.1.0")), held.clone())
+        .restores(vec![pending("r1")])
+        .run();
+    assert!(d.refusals.is_empty(), "{:?}", d.refusals);
+    assert_eq!(phase(&d), Phase::Restoring);
+    let d = Case::new("refused", with_backups(spec("1.1.0")), held)
+        .restores(vec![RestoreSeen {
+            phase: Some(RestorePhase::Refused),
+            ..pending("r1")
+        }])
+        .run();
+    assert_eq!(phase(&d), Phase::RolledBack);
+    assert!(!d.hold_traffic);
+}
+
+#[test]
+fn a_restore_the_operator_cannot_begin_lets_the_release_go_at_its_deadline() {
+    let held = restoring("r1", settled());
+    let case = |now| {
+        Case::new("never began", with_backups(spec("1.0.0")), held.clone())
+            .restores(vec![pending("r1")])
+            .at(now)
+            .run()
+    };
+    let waiting = case(t(100 + 599));
+    assert_eq!(phase(&waiting), Phase::Restoring);
+    assert!(waiting.hold_traffic);
+    let gone = case(t(100 + 600));
+    assert_eq!(phase(&gone), Phase::Succeeded);
+    assert!(!gone.hold_traffic);
+    assert_eq!(gone.status.restore, None);
+    assert!(has_note(&gone, "RestoreFailed"));
+}
+
+#[test]
+fn a_restore_from_failed_ends_rolled_back_on_the_stable_version() {
+    let mut failed = status(Phase::Failed, "1.1.0");
+    failed.attempt = Some(2);
+    let held = restoring("r1", failed);
+    let d = Case::new("restored", with_backups(spec("1.1.0")), held)
+        .restores(vec![at(
+            "r1",
+            RestorePhase::Succeeded,
+            RestoreStep::SmokeTesting,
+        )])
+        .run();
+    assert_eq!(phase(&d), Phase::RolledBack);
+    assert_eq!(serves(&d), Some("1.0.0"));
+    assert!(cond(&d, condition::AVAILABLE).0);
 }
 
 /// Seeded sequences of restores, spec changes, aborts and deletions over a release whose
@@ -316,8 +404,15 @@ fn restores_and_attempts_never_overlap_in_any_sequence() {
             let d = case.run();
             let was = status.phase;
             let started_attempt = d.status.attempt != status.attempt;
+            // Only a restore that broke (failed once pgBackRest may have written, or went)
+            // gives way to an attempt.
+            let broken = status.restore.as_ref().is_some_and(|a| {
+                restores.iter().find(|r| r.uid == a.uid).is_none_or(|r| {
+                    r.phase == Some(RestorePhase::Failed) && r.step >= Some(RestoreStep::Restoring)
+                })
+            });
             assert!(
-                !(was == Some(Phase::Restoring) && started_attempt),
+                !(was == Some(Phase::Restoring) && started_attempt && !broken),
                 "seed {seed}: an attempt started during a restore\n{trail:#?}"
             );
             if d.status.restore.is_none()

@@ -38,6 +38,8 @@ struct World {
     traffic_pods: usize,
     db_replicas: i32,
     db_pods: usize,
+    /// Passes a pod of an earlier (or deleted) restore Job still runs.
+    lingering_restore_pod: u32,
     restore: Option<SimJob>,
     migration: Option<SimJob>,
     smoke: Option<SimJob>,
@@ -63,11 +65,16 @@ fn seeds() -> Vec<u64> {
 }
 
 /// Runs one restore to its end, checking at every pass what must always hold:
-/// - pgBackRest runs only on a stopped database with no API or worker pod left;
-/// - PostgreSQL is started again only after pgBackRest has finished;
+/// - pgBackRest runs only on a stopped database, with no API or worker pod and no other
+///   restore's pod left;
+/// - the operator starts PostgreSQL again only after pgBackRest has finished, or, when the
+///   restore ends before pgBackRest ran, to put it back as it was;
 /// - the migration runs only on a started database, after the restore;
 /// - steps are entered once each, in order;
 /// - an ended restore does nothing more.
+///
+/// A pass that ends the restore acts before it records (its actions undo), every other
+/// records first; a crash may come before either or between them.
 fn simulate(seed: u64) -> Outcome {
     let mut rng = Pcg64::seed_from_u64(seed);
     let mut below = |n: u64| rng.next_u64() % n;
@@ -76,8 +83,9 @@ fn simulate(seed: u64) -> Outcome {
     let smoke_passes = below(6) != 0;
     let mut world = World {
         traffic_pods: 1 + below(3) as usize,
-        db_replicas: 1 + below(2) as i32,
+        db_replicas: if below(10) == 0 { 0 } else { 1 },
         db_pods: 0,
+        lingering_restore_pod: if below(4) == 0 { below(8) as u32 } else { 0 },
         restore: None,
         migration: None,
         smoke: None,
@@ -88,12 +96,12 @@ fn simulate(seed: u64) -> Outcome {
     let migrations = (below(3) != 0).then_some(9);
     let mut status = ListaCompraRestoreStatus::default();
     let mut trail = Vec::new();
-    let mut restore_done_at: Option<usize> = None;
+    let mut restore_created = false;
+    let mut restore_done = false;
     for pass in 0..400 {
         let now = t(pass as i64 * 2);
-        let step = status.step;
         // The release holds its traffic until the restore reaches StartingTraffic.
-        let held = step.is_none_or(|s| s < RestoreStep::StartingTraffic);
+        let held = status.step.is_none_or(|s| s < RestoreStep::StartingTraffic);
         if held {
             if world.traffic_pods > 0 && below(3) == 0 {
                 world.traffic_pods -= 1;
@@ -111,6 +119,7 @@ fn simulate(seed: u64) -> Outcome {
                 world.db_pods - 1
             };
         }
+        world.lingering_restore_pod = world.lingering_restore_pod.saturating_sub(1);
         // Someone scales PostgreSQL by hand, now and then.
         if below(20) == 0 {
             world.db_replicas = below(3) as i32;
@@ -120,11 +129,14 @@ fn simulate(seed: u64) -> Outcome {
             }
             trail.push(format!("p{pass} hand-scaled to {}", world.db_replicas));
         }
-        let ready_pods = if world.db_pods == wanted {
+        let ready_pods = if world.db_pods == world.db_replicas as usize {
             world.db_pods as i32
         } else {
             0
         };
+        let own_pod = world.restore.as_ref().is_some_and(|j| j.looks_left > 0);
+        let restore_pods = usize::from(world.lingering_restore_pod > 0) + usize::from(own_pod);
+        let (seen_db_pods, seen_traffic) = (world.db_pods, world.traffic_pods);
         let observed = Observed {
             stateful_set: "postgres",
             generation: 1,
@@ -138,6 +150,7 @@ fn simulate(seed: u64) -> Outcome {
                 pods: world.db_pods,
                 ready: ready_pods,
             }),
+            restore_pods,
             restore_job: SimJob::look(world.restore.as_mut()),
             migration_job: SimJob::look(world.migration.as_mut()),
             smoke_job: SimJob::look(world.smoke.as_mut()),
@@ -145,8 +158,7 @@ fn simulate(seed: u64) -> Outcome {
             now,
         };
         let decision = decide(&observed);
-        let ended_before = status.completion_time.is_some();
-        if ended_before {
+        if status.completion_time.is_some() {
             assert!(
                 decision.actions.is_empty() && decision.status == status,
                 "seed {seed}: an ended restore acted: {decision:?}"
@@ -159,35 +171,38 @@ fn simulate(seed: u64) -> Outcome {
             order.windows(2).all(|w| w[0] < w[1]),
             "seed {seed}: steps out of order: {order:?}\n{trail:#?}"
         );
-        // A crash loses the status write (and the actions), or only the actions.
+        let ending = decision.status.completion_time.is_some();
         let crash = below(10);
         if crash == 0 {
-            trail.push(format!("p{pass} crash before the status write"));
+            trail.push(format!("p{pass} crash before anything"));
             continue;
         }
-        status = decision.status.clone();
-        if status.step > Some(RestoreStep::Restoring) && restore_done_at.is_none() {
-            restore_done_at = Some(pass);
-        }
-        if crash == 1 {
-            trail.push(format!("p{pass} crash after the status write"));
-            continue;
+        if !ending {
+            status = decision.status.clone();
+            if status.step > Some(RestoreStep::Restoring) {
+                restore_done = true;
+            }
+            if crash == 1 {
+                trail.push(format!("p{pass} crash after the status write"));
+                continue;
+            }
         }
         for action in &decision.actions {
-            trail.push(format!("p{pass} {action:?} at {:?}", status.step));
+            trail.push(format!("p{pass} {action:?} at {:?}", decision.status.step));
             match *action {
                 Action::ScaleDatabase(n) => {
                     assert!(
-                        n == 0 || restore_done_at.is_some(),
+                        n == 0 || restore_done || !restore_created,
                         "seed {seed}: PostgreSQL started before pgBackRest finished\n{trail:#?}"
                     );
                     world.db_replicas = n;
                 }
                 Action::CreateRestoreJob => {
                     assert!(
-                        world.db_pods == 0 && world.db_replicas == 0 && world.traffic_pods == 0,
+                        seen_db_pods == 0 && seen_traffic == 0 && restore_pods == 0,
                         "seed {seed}: pgBackRest started on a live database: {world:?}\n{trail:#?}"
                     );
+                    restore_created = true;
                     if world.restore.is_none() {
                         world.restore = Some(SimJob {
                             passes: restore_passes,
@@ -195,10 +210,15 @@ fn simulate(seed: u64) -> Outcome {
                         });
                     }
                 }
+                Action::DeleteRestoreJob => {
+                    if world.restore.take().is_some() {
+                        world.lingering_restore_pod = below(3) as u32;
+                    }
+                }
                 Action::CreateMigrationJob(revision) => {
                     assert_eq!(Some(revision), migrations);
                     assert!(
-                        restore_done_at.is_some() && world.db_pods > 0,
+                        restore_done && world.db_pods > 0,
                         "seed {seed}: migrated a database not restored or not started\n{trail:#?}"
                     );
                     if world.migration.is_none() {
@@ -220,6 +240,28 @@ fn simulate(seed: u64) -> Outcome {
                         });
                     }
                 }
+            }
+        }
+        if ending {
+            if crash == 1 {
+                trail.push(format!(
+                    "p{pass} crash after acting, before the status write"
+                ));
+                continue;
+            }
+            status = decision.status.clone();
+            // An end before pgBackRest ran puts PostgreSQL back; one while it ran stops it.
+            if status.step == Some(RestoreStep::StoppingDatabase) {
+                assert_eq!(
+                    world.db_replicas, 1,
+                    "seed {seed}: PostgreSQL left stopped\n{trail:#?}"
+                );
+            }
+            if status.step == Some(RestoreStep::Restoring) {
+                assert!(
+                    world.restore.as_ref().is_none_or(|j| j.looks_left == 0),
+                    "seed {seed}: a restore Job left running\n{trail:#?}"
+                );
             }
         }
     }
@@ -258,12 +300,15 @@ fn a_restore_runs_its_steps_in_order_whatever_the_cluster_and_the_crashes_do() {
                 ended[0] += 1;
             }
             Some(RestorePhase::Failed) => {
+                // Besides a failing Job: a hand scale of PostgreSQL (two replicas, or started
+                // under pgBackRest).
+                let hand_made = ["someone else", "replicas", "deleted"];
                 assert!(
                     !all_pass
                         || status
                             .message
                             .as_deref()
-                            .is_some_and(|m| m.contains("deleted")),
+                            .is_some_and(|m| hand_made.iter().any(|h| m.contains(h))),
                     "seed {seed}: failed with every Job passing: {status:?}\n{:#?}",
                     run.trail
                 );
@@ -299,6 +344,7 @@ fn a_missing_stateful_set_fails_before_anything_is_stopped_and_a_slow_step_fails
         traffic_pods: 2,
         traffic_serving: true,
         database: None,
+        restore_pods: 0,
         restore_job: JobState::Absent,
         migration_job: JobState::Absent,
         smoke_job: JobState::Absent,
@@ -310,10 +356,9 @@ fn a_missing_stateful_set_fails_before_anything_is_stopped_and_a_slow_step_fails
     assert_eq!(d.status.step, Some(RestoreStep::StoppingTraffic));
     assert!(d.actions.is_empty());
     assert!(
-        d.status
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("StatefulSet postgres (spec.database.statefulSet)")),
+        d.status.message.as_deref().is_some_and(
+            |m| m.contains("StatefulSet postgres (the release's spec.backups.database")
+        ),
         "{:?}",
         d.status.message
     );

@@ -4,7 +4,7 @@
 --   Restoring (a ListaCompraRestore runs; the API may be stopped) -> Progressing
 --   AwaitingApproval, held for a person (Progressing=False), or spec.paused -> Suspended
 --   Stalled on a missing Secret/ConfigMap/ServiceAccount, someone else's object, firing
---   alerts or a failed Secret rotation                  -> Degraded
+--   alerts, a failed Secret rotation or a failed restore -> Degraded
 --   RolledBack, Failed                                  -> Degraded (which version failed, which serves)
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
 -- Runs without Lua's string library (Argo CD opens only base, table, package and os).
@@ -68,12 +68,12 @@ end
 local progressing = condition(status, "Progressing")
 local stalled = condition(status, "Stalled")
 local serving = ""
-if stable ~= nil and phase ~= "Succeeded" then
+if stable ~= nil and phase ~= "Succeeded" and phase ~= "Restoring" then
   serving = "; " .. stable .. " serves"
 end
 local blocked = {
   ReferencesMissing = true, ObjectNotOwned = true, AlertsFiring = true, AlertsUnknown = true,
-  SecretRotationFailed = true,
+  SecretRotationFailed = true, RestoreFailed = true, RestoreAbandoned = true,
 }
 if stalled ~= nil and stalled.status == "True" and blocked[stalled.reason] then
   -- Blocked by something outside the release (a Secret still missing at the deadline, a
