@@ -2,7 +2,8 @@
 //!
 //! A release that lists `spec.approvals.requiredRoles` waits in phase `AwaitingApproval`
 //! until, for each role, a `ListaCompraApproval` names the release, its version and its
-//! attempt. Who approved is checked by the API server, not trusted from a field: the
+//! attempt; a restore of its database waits the same way for approvals that also name the
+//! restore. Who approved is checked by the API server, not trusted from a field: the
 //! ValidatingAdmissionPolicy the chart installs admits an approval only when its
 //! `spec.approver` is the requesting user and that user belongs to a group mapped to
 //! `spec.role`.
@@ -131,4 +132,12 @@ pub struct ListaCompraApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub comment: Option<String>,
+    /// The `ListaCompraRestore` (in this namespace) being approved, instead of an attempt:
+    /// a restore of a release with `spec.approvals` loses the writes made since its backup
+    /// set, so it waits for one approval per required role, like an attempt. `version` and
+    /// `attempt` are then the release's current ones (`status.currentVersion`,
+    /// `status.attempt`), and the approval counts only when created after the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub restore: Option<String>,
 }

@@ -16,6 +16,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::approval::ApprovalRecord;
 use crate::workload::DNS_SUBDOMAIN_PATTERN;
 
 /// A pgBackRest backup set label: a full backup (`20261203-101500F`), or a differential or
@@ -144,12 +145,17 @@ pub struct ListaCompraRestoreStatus {
     /// When it succeeded, failed or was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The approvals it was carried out with, one per role the release's `spec.approvals`
+    /// requires (a restore loses the writes made since its set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub approvals: Vec<ApprovalRecord>,
 }
 
 /// Where a restore stands.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RestorePhase {
-    /// Not taken up by its release yet.
+    /// Not taken up by its release yet (or waiting for its approvals: see `message`).
     Pending,
     /// Not carried out: an attempt of the release was in flight, or the release cannot run
     /// it (see `message`). Nothing was touched.

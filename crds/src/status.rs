@@ -177,6 +177,10 @@ pub struct ActiveRestore {
     pub return_phase: Phase,
     /// When the release took it up.
     pub start_time: Time,
+    /// The approvals it was taken up with (with `spec.approvals`), one per required role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub approvals: Vec<ApprovalRecord>,
 }
 
 /// The scheduled backups, as their CronJobs report them.

@@ -114,6 +114,7 @@ pub fn approval(
             role: role.into(),
             approver: approver.into(),
             comment: None,
+            restore: None,
         },
     )
 }

@@ -28,7 +28,9 @@ use kube::ResourceExt as _;
 use kube::api::{ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
 use listacompra_crds::restore::{RestorePhase, RestoreStep};
 use listacompra_crds::status::BackupsStatus;
-use listacompra_crds::{ListaCompraRelease, ListaCompraRestore, ListaCompraRestoreSpec, Phase};
+use listacompra_crds::{
+    ListaCompraApproval, ListaCompraRelease, ListaCompraRestore, ListaCompraRestoreSpec, Phase,
+};
 use serde_json::json;
 
 /// How long the test waits for a backup to succeed: the schedules fire every two minutes,
@@ -292,15 +294,45 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 .collect();
             anyhow::ensure!(!written_since.is_empty(), "no user was written after the snapshot");
             let label = annotated_set(&database, &snapshot.annotation)?;
+            // It loses those writes: with spec.approvals it waits for the release manager,
+            // and the stable version serves meanwhile.
+            manifest["spec"]["approvals"] = json!({ "requiredRoles": ["release-manager"] });
+            stack.apply(&manifest).await?;
             restores
                 .create(&PostParams::default(), &restore("to-snapshot", Some(&label)))
                 .await?;
+            let started = Instant::now();
+            loop {
+                let status = restores.get("to-snapshot").await?.status.unwrap_or_default();
+                if status
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("waiting for approval by release-manager"))
+                {
+                    assert_eq!(status.phase, Some(RestorePhase::Pending));
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < SETTLE,
+                    "the restore does not say it waits for its approval: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert_eq!(stack.release().await?.status.and_then(|s| s.phase), Some(Phase::RolledBack));
+            assert_eq!(stack.runner.ready_versions(), ["1.0.0".to_owned()].into());
+            approve_restore(&ctx.client, &ctx.namespace, &stack, "to-snapshot").await?;
             let restored = restore_ended(&restores, "to-snapshot").await?;
             let status = restored.status.clone().unwrap_or_default();
             anyhow::ensure!(
                 status.phase == Some(RestorePhase::Succeeded),
                 "the restore of {label} did not succeed: {status:?}"
             );
+            let approvers: Vec<(&str, &str)> = status
+                .approvals
+                .iter()
+                .map(|a| (a.role.as_str(), a.approver.as_str()))
+                .collect();
+            assert_eq!(approvers, [("release-manager", "rita")]);
             let order: Vec<RestoreStep> = status.steps.iter().map(|s| s.step).collect();
             assert_eq!(
                 order,
@@ -358,12 +390,28 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             restores
                 .create(&PostParams::default(), &restore("corrupt-users", None))
                 .await?;
+            // Approved with the kubectl plugin, as the user running it.
+            let binary = e2e::binaries::workspace_binary("kubectl-listacompra")?;
+            let output = tokio::process::Command::new(&binary)
+                .env("KUBECONFIG", ctx.cluster.kubeconfig())
+                .args(["approve", "listacompra", "--role", "release-manager"])
+                .args(["--restore", "corrupt-users", "-n", &ctx.namespace])
+                .output()
+                .await?;
+            let said = String::from_utf8_lossy(&output.stdout);
+            anyhow::ensure!(
+                output.status.success() && said.contains("restore corrupt-users approved"),
+                "kubectl listacompra approve --restore: {said}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             let restored = restore_ended(&restores, "corrupt-users").await?;
             let status = restored.status.clone().unwrap_or_default();
             anyhow::ensure!(
                 status.phase == Some(RestorePhase::Succeeded),
                 "the restore of the newest set did not succeed: {status:?}"
             );
+            let approvals = status.approvals.len();
+            assert_eq!(approvals, 1, "approved once: {:?}", status.approvals);
             let now = stack.rows("users").await?;
             for row in &before {
                 assert!(now.contains(row), "a user of the newest backup did not come back: {row}");
@@ -436,6 +484,30 @@ fn restore(name: &str, set: Option<&str>) -> ListaCompraRestore {
             backup_set: set.map(str::to_owned),
         },
     )
+}
+
+/// Approves the restore `restore` as the release manager `rita`, for the release's current
+/// version and attempt.
+async fn approve_restore(
+    client: &kube::Client,
+    namespace: &str,
+    stack: &Stack,
+    restore: &str,
+) -> anyhow::Result<()> {
+    let status = stack.release().await?.status.unwrap_or_default();
+    let mut approval = e2e::approvals::approval(
+        &format!("{restore}-release-manager"),
+        "listacompra",
+        status.current_version.as_deref().unwrap_or_default(),
+        status.attempt.unwrap_or_default(),
+        "release-manager",
+        "rita",
+    );
+    approval.spec.restore = Some(restore.to_owned());
+    Api::<ListaCompraApproval>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &approval)
+        .await?;
+    Ok(())
 }
 
 /// The restore `name` once it ended (refused, succeeded or failed), within [`RELEASED`].

@@ -106,9 +106,12 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Approve the attempt waiting in AwaitingApproval, as yourself, in one role (creates a
-    /// ListaCompraApproval; the API server checks you may approve as that role).
-    #[command(after_help = "Example:\n  kubectl listacompra approve lc --role product-owner")]
+    /// Approve the attempt waiting in AwaitingApproval (or, with --restore, a restore of the
+    /// release's database), as yourself, in one role (creates a ListaCompraApproval; the API
+    /// server checks you may approve as that role).
+    #[command(
+        after_help = "Examples:\n  kubectl listacompra approve lc --role product-owner\n  kubectl listacompra approve lc --role release-manager --restore corrupt-lists"
+    )]
     Approve {
         /// Name of the ListaCompraRelease.
         release: String,
@@ -118,6 +121,10 @@ pub enum Command {
         /// Why, for people (a ticket, the test report).
         #[arg(long)]
         comment: Option<String>,
+        /// Approve this ListaCompraRestore of the release instead of its attempt (it waits
+        /// in phase Pending for its approvals).
+        #[arg(long)]
+        restore: Option<String>,
     },
     /// Release the same version again after a rollback or failure (sets a new
     /// spec.retryToken: a change of the spec).

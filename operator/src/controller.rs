@@ -465,8 +465,28 @@ async fn reconcile_release(
         Vec::new()
     };
 
-    // Approvals are read only while they can still decide whether an attempt launches.
-    let approvals = if decide::awaits_approval(spec, &status) {
+    // The restores naming this release: pending ones, and the one it carries out. Without
+    // them (the restore CRD not installed yet after an upgrade, RBAC not updated), a release
+    // that carries none out goes on; one that does waits, since it cannot tell a restore
+    // that is gone from one it cannot read.
+    let restores = match restore::read(ctx, &namespace, &name).await {
+        Ok(restores) => restores,
+        Err(e) if status.restore.is_none() => {
+            warn!(error = %e, "could not read the restores; none is taken up");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let seen_restores = restore::seen(&restores, status.restore.as_ref());
+
+    // Approvals are read only while they can still decide whether an attempt launches, or
+    // whether a pending restore is taken up.
+    let restore_pending = seen_restores
+        .iter()
+        .any(|r| r.pending() && status.restore.as_ref().is_none_or(|a| a.uid != r.uid));
+    let approvals = if decide::awaits_approval(spec, &status)
+        || (spec.approvals.is_some() && restore_pending)
+    {
         read_approvals(ctx, &namespace, &name).await?
     } else {
         Vec::new()
@@ -490,19 +510,6 @@ async fn reconcile_release(
         Some(checks::preflight_alerts(release, &namespace, ctx).await)
     } else {
         None
-    };
-
-    // The restores naming this release: pending ones, and the one it carries out. Without
-    // them (the restore CRD not installed yet after an upgrade, RBAC not updated), a release
-    // that carries none out goes on; one that does waits, since it cannot tell a restore
-    // that is gone from one it cannot read.
-    let restores = match restore::read(ctx, &namespace, &name).await {
-        Ok(restores) => restores,
-        Err(e) if status.restore.is_none() => {
-            warn!(error = %e, "could not read the restores; none is taken up");
-            Vec::new()
-        }
-        Err(e) => return Err(e),
     };
 
     let now = Timestamp::now();
@@ -593,7 +600,7 @@ async fn reconcile_release(
         secrets_version,
         foreign: foreign.clone(),
         abort,
-        restores: restore::seen(&restores, status.restore.as_ref()),
+        restores: seen_restores,
         now,
     };
     let mut decision = decide(&observed);
@@ -793,6 +800,9 @@ async fn reconcile_release(
     for refusal in &decision.refusals {
         restore::refuse(ctx, &restores, refusal).await?;
     }
+    for waiting in &decision.restore_waits {
+        restore::wait(ctx, &restores, waiting).await?;
+    }
     let mut requeue_after = decision.requeue_after;
     if let (Some(Phase::Restoring), Some(active), Some(serving)) = (
         decision.status.phase,
@@ -814,6 +824,7 @@ async fn reconcile_release(
                 serving,
                 traffic_serving,
                 attempt: decision.status.attempt.unwrap_or_default(),
+                approvals: &active.approvals,
             },
         )
         .await?;
@@ -857,6 +868,7 @@ async fn read_approvals(
             attempt: a.spec.attempt,
             role: a.spec.role,
             approver: a.spec.approver,
+            restore: a.spec.restore,
         })
         .collect())
 }

@@ -1,20 +1,22 @@
-//! `approve RELEASE --role ROLE`: a ListaCompraApproval of the attempt waiting for approvals,
-//! by the user running the command (the API server checks both who and which role).
+//! `approve RELEASE --role ROLE [--restore NAME]`: a ListaCompraApproval of the attempt
+//! waiting for approvals (or of a restore of the release's database), by the user running
+//! the command (the API server checks both who and which role).
 
 use std::process::ExitCode;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, ListParams, PostParams};
-use listacompra_crds::{ListaCompraApproval, ListaCompraApprovalSpec, Phase};
+use listacompra_crds::restore::RestorePhase;
+use listacompra_crds::{
+    ListaCompraApproval, ListaCompraApprovalSpec, ListaCompraRelease, ListaCompraRestore, Phase,
+};
 
 use super::Target;
 use crate::error::{self, Error, Result};
 use crate::verdict::new_attempt_pending;
 
-/// Creates the approval, or says why it cannot.
-pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result<ExitCode> {
-    let release = target.release().await?;
-    let status = release.status.clone().unwrap_or_default();
+/// The roles `release` requires approvals of, or why `role` is not one of them.
+fn check_role(target: &Target, release: &ListaCompraRelease, role: &str) -> Result<()> {
     let roles = release
         .spec
         .approvals
@@ -31,6 +33,14 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
             }
         )));
     }
+    Ok(())
+}
+
+/// Creates the approval, or says why it cannot.
+pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result<ExitCode> {
+    let release = target.release().await?;
+    let status = release.status.clone().unwrap_or_default();
+    check_role(target, &release, role)?;
     if new_attempt_pending(&release) {
         return Err(Error::Refused(format!(
             "the operator has not taken up the latest change of {target:?} yet: it starts the attempt over, and an approval of this one would not count; approve the attempt it starts"
@@ -73,6 +83,7 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
             role: role.to_owned(),
             approver: user.clone(),
             comment,
+            restore: None,
         },
     );
     approval.metadata.name = None;
@@ -86,6 +97,71 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
     println!(
         "{target:?}: attempt {attempt} of {} approved as {role} by {user} (ListaCompraApproval {})",
         release.spec.version,
+        created.metadata.name.unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the approval of the restore `restore`, or says why it cannot: for the release's
+/// current version and attempt, as the operator counts it.
+pub async fn restore(
+    target: &Target,
+    role: &str,
+    restore: &str,
+    comment: Option<String>,
+) -> Result<ExitCode> {
+    let release = target.release().await?;
+    check_role(target, &release, role)?;
+    let restores: Api<ListaCompraRestore> = target.api();
+    let found = restores
+        .get_opt(restore)
+        .await
+        .map_err(error::kube(format!("reading ListaCompraRestore {restore}")))?;
+    let Some(found) = found.filter(|r| r.spec.release == target.release) else {
+        return Err(Error::Refused(format!(
+            "no ListaCompraRestore {restore} of {target:?} in this namespace"
+        )));
+    };
+    let waiting = found
+        .status
+        .as_ref()
+        .is_none_or(|s| matches!(s.phase, None | Some(RestorePhase::Pending)));
+    if !waiting {
+        return Err(Error::Refused(format!(
+            "ListaCompraRestore {restore} is not waiting for approvals (phase {:?})",
+            found.status.and_then(|s| s.phase)
+        )));
+    }
+    let status = release.status.clone().unwrap_or_default();
+    let (Some(version), Some(attempt)) = (status.current_version, status.attempt) else {
+        return Err(Error::Refused(format!(
+            "{target:?} has not released anything yet: there is nothing to restore"
+        )));
+    };
+    let user = whoami(target).await?;
+    let mut approval = ListaCompraApproval::new(
+        "",
+        ListaCompraApprovalSpec {
+            release: target.release.clone(),
+            version,
+            attempt,
+            role: role.to_owned(),
+            approver: user.clone(),
+            comment,
+            restore: Some(restore.to_owned()),
+        },
+    );
+    approval.metadata.name = None;
+    approval.metadata.generate_name = Some(format!("{restore}-{role}-"));
+    let created = target
+        .api::<ListaCompraApproval>()
+        .create(&PostParams::default(), &approval)
+        .await
+        .map_err(error::kube(format!(
+            "approving restore {restore} of {target:?} as {role} ({user})"
+        )))?;
+    println!(
+        "{target:?}: restore {restore} approved as {role} by {user} (ListaCompraApproval {})",
         created.metadata.name.unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

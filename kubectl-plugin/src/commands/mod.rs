@@ -107,7 +107,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get { watch, output, .. } => get::run(&target, watch, output).await,
         Command::Status { timeout, .. } => status::run(&target, timeout).await,
         Command::History { output, .. } => history::run(&target, output).await,
-        Command::Approve { role, comment, .. } => approve::run(&target, &role, comment).await,
+        Command::Approve {
+            role,
+            comment,
+            restore,
+            ..
+        } => match restore {
+            Some(restore) => approve::restore(&target, &role, &restore, comment).await,
+            None => approve::run(&target, &role, comment).await,
+        },
         Command::Retry { .. } => edit::retry(&target).await,
         Command::Pause { .. } => edit::pause(&target, true).await,
         Command::Resume { .. } => edit::pause(&target, false).await,

@@ -36,6 +36,8 @@ pub struct Approval {
     pub approver: String,
     /// When it was created.
     pub created: Timestamp,
+    /// The restore it approves instead of the attempt, if any.
+    pub restore: Option<String>,
 }
 
 /// Reason (Event and history) of an attempt started over because its spec changed before
@@ -85,29 +87,19 @@ impl Machine<'_, '_> {
             .as_ref()
             .and_then(|t| Timestamp::from_second(t.0.as_second()).ok())
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        let mut given: Vec<&Approval> = self
+        let given: Vec<&Approval> = self
             .o
             .approvals
             .iter()
             .filter(|a| {
                 a.release == self.o.release
+                    && a.restore.is_none()
                     && a.version == version
                     && a.attempt == attempt
                     && a.created >= since
             })
             .collect();
-        given.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        // One per role, each by a different person (QA and the Product Owner are two people),
-        // in the order the spec lists the roles.
-        let counted: Vec<ApprovalRecord> = assign(&policy.required_roles, &given)
-            .into_iter()
-            .map(|(role, a)| ApprovalRecord {
-                role: role.to_owned(),
-                approver: a.approver.clone(),
-                approval: a.name.clone(),
-                approved_at: Time(a.created),
-            })
-            .collect();
+        let counted = count(&policy.required_roles, given);
         // What the last look counted for this attempt (a new attempt starts from none).
         let before = if self.o.status.attempt == self.status.attempt {
             self.o.status.approvals.clone()
@@ -175,6 +167,21 @@ impl Machine<'_, '_> {
             note.approval = Some(approval.to_owned());
         }
     }
+}
+
+/// The approvals `given` that count, earliest first: one per role, each by a different
+/// person (QA and the Product Owner are two people), in the order `roles` lists them.
+pub(super) fn count(roles: &[String], mut given: Vec<&Approval>) -> Vec<ApprovalRecord> {
+    given.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    assign(roles, &given)
+        .into_iter()
+        .map(|(role, a)| ApprovalRecord {
+            role: role.to_owned(),
+            approver: a.approver.clone(),
+            approval: a.name.clone(),
+            approved_at: Time(a.created),
+        })
+        .collect()
 }
 
 /// Chooses one approval per role, no person twice, earliest first: a complete choice when

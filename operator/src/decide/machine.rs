@@ -28,6 +28,8 @@ pub(super) struct Machine<'o, 'a> {
     pub(super) hold: Option<(&'static str, String)>,
     /// Restores refused by this run.
     pub(super) refusals: Vec<restoring::Refusal>,
+    /// Restores that wait for their approvals, and for which.
+    pub(super) restore_waits: Vec<restoring::Refusal>,
     /// The API and the worker are stopped for a restore.
     pub(super) traffic_held: bool,
 }
@@ -55,6 +57,7 @@ impl<'o, 'a> Machine<'o, 'a> {
             waiting: None,
             hold,
             refusals: Vec::new(),
+            restore_waits: Vec::new(),
             traffic_held: false,
         }
     }

@@ -197,6 +197,8 @@ pub struct Decision {
     pub requeue_after: Duration,
     /// Restores refused (their status says why).
     pub refusals: Vec<Refusal>,
+    /// Restores that wait for their approvals (their status says for which).
+    pub restore_waits: Vec<Refusal>,
     /// A restore stops the API and the worker: `workload` is applied with no replicas.
     pub hold_traffic: bool,
 }

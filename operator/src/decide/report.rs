@@ -240,6 +240,7 @@ impl Machine<'_, '_> {
             notes: self.notes,
             requeue_after: self.requeue_after,
             refusals: self.refusals,
+            restore_waits: self.restore_waits,
             hold_traffic: self.traffic_held,
         }
     }

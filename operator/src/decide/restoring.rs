@@ -8,10 +8,13 @@
 //! written with optimistic concurrency like every other decision: a restore and an attempt
 //! can never both start.
 
+use k8s_openapi::jiff::Timestamp;
 use listacompra_crds::Phase;
+use listacompra_crds::approval::ApprovalRecord;
 use listacompra_crds::restore::{RestorePhase, RestoreStep};
 use listacompra_crds::status::{ActiveRestore, condition};
 
+use super::approving::{self, Approval};
 use super::machine::Machine;
 use super::*;
 use crate::conditions;
@@ -41,6 +44,8 @@ pub struct RestoreSeen {
     pub schema_version: Option<i64>,
     /// The backup set it restores (`None`: the newest).
     pub backup_set: Option<String>,
+    /// When it was created (its approvals must come after).
+    pub created: Timestamp,
 }
 
 impl RestoreSeen {
@@ -50,7 +55,7 @@ impl RestoreSeen {
     }
 }
 
-/// A restore the release refuses: nothing was touched.
+/// A restore the release refuses (nothing was touched), or keeps waiting (for approvals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The restore's name.
@@ -60,6 +65,10 @@ pub struct Refusal {
     /// Why, and what to do.
     pub message: String,
 }
+
+/// Reason (Event, and the restore's Reconciling condition) while a restore waits for its
+/// approvals.
+const AWAITING_APPROVAL: &str = "AwaitingApproval";
 
 /// Whether the API and the worker are stopped for `restore`: until it has brought the
 /// database back (its step reaches StartingTraffic), and for good when it failed (or went)
@@ -137,17 +146,20 @@ impl Machine<'_, '_> {
             return;
         };
         match self.why_not_restore() {
+            None if !self.restore_approved(first) => {}
             None => {
                 // After a broken restore, the release returns where it stood before it.
                 let return_phase = match self.status.restore.take() {
                     Some(broken) => broken.return_phase,
                     None => self.status.phase.unwrap_or(Phase::Succeeded),
                 };
+                let approvals = self.restore_approvals(first).0;
                 self.status.restore = Some(ActiveRestore {
                     name: first.name.clone(),
                     uid: first.uid.clone(),
                     return_phase,
                     start_time: self.now.clone(),
+                    approvals,
                 });
                 self.status.phase = Some(Phase::Restoring);
                 self.hold = None;
@@ -167,11 +179,88 @@ impl Machine<'_, '_> {
             }
             Some(why) => self.refuse(first.clone(), &why),
         }
-        let others: Vec<RestoreSeen> = pending.cloned().collect();
-        for other in others {
-            let why = self.why_not_restore().unwrap_or_default();
-            self.refuse(other, &why);
+        // The others are refused once one runs (or they could not run either); behind one
+        // that waits for its approvals, they wait too.
+        if let Some(why) = self.why_not_restore() {
+            let others: Vec<RestoreSeen> = pending.cloned().collect();
+            for other in others {
+                self.refuse(other, &why);
+            }
         }
+    }
+
+    /// The approvals that count for `restore` (one per required role, each by a different
+    /// person, given after it was created for the release's current version and attempt),
+    /// and the roles still missing. Without `spec.approvals`, none are needed.
+    fn restore_approvals(&self, restore: &RestoreSeen) -> (Vec<ApprovalRecord>, Vec<String>) {
+        let Some(policy) = &self.spec().approvals else {
+            return (Vec::new(), Vec::new());
+        };
+        let version = self.status.current_version.clone().unwrap_or_default();
+        let attempt = self.attempt();
+        // To the second: creation times have no fraction.
+        let since = Timestamp::from_second(restore.created.as_second()).unwrap_or(restore.created);
+        let given: Vec<&Approval> = self
+            .o
+            .approvals
+            .iter()
+            .filter(|a| {
+                a.release == self.o.release
+                    && a.restore.as_deref() == Some(restore.name.as_str())
+                    && a.version == version
+                    && a.attempt == attempt
+                    && a.created >= since
+            })
+            .collect();
+        let counted = approving::count(&policy.required_roles, given);
+        let missing = policy
+            .required_roles
+            .iter()
+            .filter(|role| !counted.iter().any(|r| &r.role == *role))
+            .cloned()
+            .collect();
+        (counted, missing)
+    }
+
+    /// Whether `restore` has every approval it needs; if not, it waits, saying for which
+    /// (its status, and an Event when that changes).
+    fn restore_approved(&mut self, restore: &RestoreSeen) -> bool {
+        let (counted, missing) = self.restore_approvals(restore);
+        if missing.is_empty() {
+            return true;
+        }
+        let version = self.status.current_version.clone().unwrap_or_default();
+        let given = counted
+            .iter()
+            .map(|r| format!("{} by {}", r.role, r.approver))
+            .collect::<Vec<_>>();
+        let given = if given.is_empty() {
+            String::new()
+        } else {
+            format!(" (approved: {})", given.join(", "))
+        };
+        let message = format!(
+            "waiting for approval by {}{given}: a restore loses the writes made since its \
+             backup set, so each approver creates a ListaCompraApproval with release {}, \
+             version {version}, attempt {}, restore {} and their role",
+            missing.join(", "),
+            self.o.release,
+            self.attempt(),
+            restore.name
+        );
+        if restore.message.as_deref() != Some(message.as_str()) {
+            self.note(
+                true,
+                AWAITING_APPROVAL,
+                format!("restore {}: {message}", restore.name),
+            );
+        }
+        self.restore_waits.push(Refusal {
+            name: restore.name.clone(),
+            uid: restore.uid.clone(),
+            message,
+        });
+        false
     }
 
     /// Why a restore cannot be taken up now, if it cannot.

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
+use listacompra_crds::approval::ApprovalRecord;
 use listacompra_crds::backups::DatabaseTarget;
 use listacompra_crds::restore::{ListaCompraRestoreStatus, RestorePhase};
 use listacompra_crds::status::ActiveRestore;
@@ -73,6 +74,11 @@ pub fn seen(restores: &[ListaCompraRestore], active: Option<&ActiveRestore>) -> 
                 message: status.message,
                 schema_version: status.schema_version,
                 backup_set: r.spec.backup_set.clone(),
+                created: r
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
             };
             // One being deleted is not taken up.
             let pending = seen.pending() && r.metadata.deletion_timestamp.is_none();
@@ -114,6 +120,28 @@ pub async fn refuse(
     Ok(())
 }
 
+/// Writes to the restore it names that it waits for approvals (its status says for which),
+/// when that is news.
+pub async fn wait(ctx: &Context, restores: &[ListaCompraRestore], wait: &Refusal) -> Result<()> {
+    let Some(restore) = restores
+        .iter()
+        .find(|r| r.metadata.uid.as_deref() == Some(wait.uid.as_str()))
+    else {
+        return Ok(());
+    };
+    let before = restore.status.clone().unwrap_or_default();
+    let status = steps::waiting(
+        &before,
+        restore.metadata.generation.unwrap_or_default(),
+        &wait.message,
+        Timestamp::now(),
+    );
+    if status != before {
+        write_status(ctx, restore, &status).await?;
+    }
+    Ok(())
+}
+
 /// What the release's reconcile hands the restore it carries out.
 #[derive(Debug)]
 pub struct Carry<'o, 'a> {
@@ -127,6 +155,8 @@ pub struct Carry<'o, 'a> {
     pub traffic_serving: bool,
     /// The release's attempt (the Jobs carry it).
     pub attempt: i64,
+    /// The approvals the release took the restore up with.
+    pub approvals: &'o [ApprovalRecord],
 }
 
 /// Carries out the next step of `restore`: observes, decides ([`steps::decide`]), writes the
@@ -186,6 +216,7 @@ pub async fn carry_out(
         migration_job: job_state(ctx, namespace, Some(&job("migrate")), running).await?,
         smoke_job: job_state(ctx, namespace, Some(&job("smoke")), running).await?,
         step_deadline_seconds: carry.observed.spec.progress_deadline_seconds,
+        approvals: carry.approvals,
         now: Timestamp::now(),
     };
     let decision = steps::decide(&observed);

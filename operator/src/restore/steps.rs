@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use listacompra_crds::approval::ApprovalRecord;
 use listacompra_crds::restore::{ListaCompraRestoreStatus, RestorePhase, RestoreStep, StepRecord};
 
 use crate::conditions;
@@ -63,6 +64,8 @@ pub struct Observed<'a> {
     /// Seconds a step other than the restore Job may take (the release's
     /// `progressDeadlineSeconds`; the restore Job has its own `activeDeadlineSeconds`).
     pub step_deadline_seconds: i32,
+    /// The approvals the release took the restore up with (recorded when it begins).
+    pub approvals: &'a [ApprovalRecord],
     /// The time of this pass.
     pub now: Timestamp,
 }
@@ -143,6 +146,21 @@ pub fn refused(
     status
 }
 
+/// The status of a restore that waits for its approvals (`message` says for which).
+pub fn waiting(
+    status: &ListaCompraRestoreStatus,
+    generation: i64,
+    message: &str,
+    now: Timestamp,
+) -> ListaCompraRestoreStatus {
+    let mut status = status.clone();
+    status.observed_generation = Some(generation);
+    status.phase = Some(RestorePhase::Pending);
+    status.message = Some(message.to_owned());
+    set_conditions(&mut status, generation, &Time(now));
+    status
+}
+
 struct Run<'o, 'a> {
     o: &'o Observed<'a>,
     now: Time,
@@ -153,6 +171,7 @@ struct Run<'o, 'a> {
 
 impl Run<'_, '_> {
     fn begin(&mut self) {
+        self.status.approvals = self.o.approvals.to_vec();
         self.status.phase = Some(RestorePhase::Restoring);
         self.status.start_time = Some(self.now.clone());
         self.status.schema_version = self.o.schema_version;
@@ -432,7 +451,10 @@ fn set_conditions(status: &mut ListaCompraRestoreStatus, generation: i64, now: &
             true,
             false,
             "Pending",
-            "waiting for the release to take it up".to_owned(),
+            status
+                .message
+                .clone()
+                .unwrap_or_else(|| "waiting for the release to take it up".to_owned()),
         ),
         RestorePhase::Restoring => (false, true, false, "Restoring", format!("step {step}")),
         RestorePhase::Succeeded => (

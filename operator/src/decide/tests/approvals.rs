@@ -42,6 +42,7 @@ fn approval(name: &str, role: &str, version: &str, attempt: i64, at: i64) -> App
         role: role.into(),
         approver: format!("{role}-person"),
         created: t(at),
+        restore: None,
     }
 }
 
@@ -118,6 +119,11 @@ fn approval_cases() -> Vec<Case> {
             Approval {
                 release: "other".into(),
                 ..approval("other-release", "product-owner", "1.1.0", 2, 4)
+            },
+            // A restore's approval (it loses writes) never launches an attempt.
+            Approval {
+                restore: Some("corrupt-lists".into()),
+                ..approval("a-restore", "product-owner", "1.1.0", 2, 5)
             },
         ])
         .expect(|d| {

@@ -37,6 +37,7 @@ fn pending(name: &str) -> RestoreSeen {
         message: None,
         schema_version: None,
         backup_set: Some("20261203-101500F".into()),
+        created: t(50),
     }
 }
 
@@ -478,3 +479,78 @@ const STEPS: [RestoreStep; 7] = [
     RestoreStep::StartingTraffic,
     RestoreStep::SmokeTesting,
 ];
+
+fn restore_approval(
+    name: &str,
+    role: &str,
+    restore: Option<&str>,
+    attempt: i64,
+    at: i64,
+) -> Approval {
+    Approval {
+        name: name.into(),
+        release: RELEASE.into(),
+        version: "1.0.0".into(),
+        attempt,
+        role: role.into(),
+        approver: format!("{role}-person"),
+        created: t(at),
+        restore: restore.map(str::to_owned),
+    }
+}
+
+#[test]
+fn a_restore_of_a_release_with_approvals_waits_for_one_per_role_given_for_it() {
+    let mut with_approvals = with_backups(spec("1.0.0"));
+    with_approvals.approvals = Some(listacompra_crds::approval::ApprovalPolicy {
+        required_roles: vec!["qa".into(), "product-owner".into()],
+    });
+    let case = |approvals: Vec<Approval>| {
+        Case::new("approvals", with_approvals.clone(), settled())
+            .serving("1.0.0")
+            .restores(vec![pending("r1"), pending("r2")])
+            .approvals(approvals)
+            .run()
+    };
+    // None yet: it waits (not refused), saying what to create; the second waits behind it.
+    let d = case(vec![]);
+    assert_eq!(phase(&d), Phase::Succeeded);
+    assert!(d.refusals.is_empty(), "{:?}", d.refusals);
+    assert_eq!(d.restore_waits.len(), 1);
+    let message = &d.restore_waits[0].message;
+    assert!(
+        message.contains("qa, product-owner")
+            && message.contains("restore r1")
+            && message.contains("attempt 1"),
+        "{message}"
+    );
+    assert!(!d.hold_traffic);
+    // What does not count: an attempt's approval, another restore's, an older attempt's,
+    // one given before the restore was created.
+    let d = case(vec![
+        restore_approval("attempt", "qa", None, 1, 60),
+        restore_approval("other", "qa", Some("r2"), 1, 60),
+        restore_approval("old", "qa", Some("r1"), 0, 60),
+        restore_approval("early", "qa", Some("r1"), 1, 40),
+        restore_approval("po", "product-owner", Some("r1"), 1, 61),
+    ]);
+    assert_eq!(phase(&d), Phase::Succeeded);
+    assert!(
+        d.restore_waits[0].message.contains(
+            "waiting for approval by qa (approved: product-owner by product-owner-person)"
+        ),
+        "{}",
+        d.restore_waits[0].message
+    );
+    // Both roles, by two people: taken up, with the approvals recorded.
+    let d = case(vec![
+        restore_approval("qa", "qa", Some("r1"), 1, 60),
+        restore_approval("po", "product-owner", Some("r1"), 1, 61),
+    ]);
+    assert_eq!(phase(&d), Phase::Restoring);
+    let active = d.status.restore.clone().expect("taken up");
+    let roles: Vec<&str> = active.approvals.iter().map(|a| a.role.as_str()).collect();
+    assert_eq!(roles, ["qa", "product-owner"]);
+    assert!(d.restore_waits.is_empty());
+    assert_eq!(d.refusals.len(), 1, "r2 is refused once r1 runs");
+}

@@ -155,6 +155,7 @@ fn simulate(seed: u64) -> Outcome {
             migration_job: SimJob::look(world.migration.as_mut()),
             smoke_job: SimJob::look(world.smoke.as_mut()),
             step_deadline_seconds: 1800,
+            approvals: &[],
             now,
         };
         let decision = decide(&observed);
@@ -349,6 +350,7 @@ fn a_missing_stateful_set_fails_before_anything_is_stopped_and_a_slow_step_fails
         migration_job: JobState::Absent,
         smoke_job: JobState::Absent,
         step_deadline_seconds: 60,
+        approvals: &[],
         now: t(0),
     };
     let d = decide(&observed);
