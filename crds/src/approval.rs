@@ -108,6 +108,7 @@ pub struct ApprovalRecord {
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("an approval cannot be changed: delete it and create a new one"))]
+#[x_kube(validation = Rule::new("has(self.restore) == has(self.restoreUID)").message("spec.restore and spec.restoreUID go together: restoreUID is the restore's metadata.uid (kubectl listacompra approve --restore fills both)").field_path(".restoreUID"))]
 pub struct ListaCompraApprovalSpec {
     /// Name of the `ListaCompraRelease` (in this namespace) being approved.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
@@ -140,4 +141,14 @@ pub struct ListaCompraApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub restore: Option<String>,
+    /// With `restore`: that restore's `metadata.uid` (`kubectl get lcrestore NAME -o
+    /// jsonpath='{.metadata.uid}'`), so that the approval counts for that object only, never
+    /// for another created later under the same name.
+    #[serde(
+        default,
+        rename = "restoreUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 128))]
+    pub restore_uid: Option<String>,
 }

@@ -164,7 +164,8 @@ pub enum RestorePhase {
     Restoring,
     /// Restored, migrated, and the release serves again behind its gates.
     Succeeded,
-    /// A step failed (see `step` and `message`); the release is Failed.
+    /// A step failed (see `step` and `message`). Before pgBackRest ran, the release returns
+    /// to its phase; after, it stays Restoring (Stalled) for a person.
     Failed,
 }
 

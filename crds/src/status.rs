@@ -181,6 +181,13 @@ pub struct ActiveRestore {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub approvals: Vec<ApprovalRecord>,
+    /// The step the restore was last seen at, and whether it had failed there: what the
+    /// release knows of it if the restore is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<crate::restore::RestoreStep>,
+    /// The restore was last seen failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// The scheduled backups, as their CronJobs report them.

@@ -115,6 +115,7 @@ pub fn approval(
             approver: approver.into(),
             comment: None,
             restore: None,
+            restore_uid: None,
         },
     )
 }

@@ -53,6 +53,9 @@ pub struct StackOptions {
     /// The pods and Jobs reach PostgreSQL through a [`FaultProxy`] the test can slow or cut
     /// ([`Stack::database_faults`]); the harness's own queries go straight to it.
     pub database_faults: bool,
+    /// The kubeconfig the operator runs with (a ServiceAccount's with the chart's RBAC, say);
+    /// `None`: the cluster admin's.
+    pub operator_kubeconfig: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -67,6 +70,7 @@ impl StackOptions {
             images: BTreeMap::new(),
             database: None,
             database_faults: false,
+            operator_kubeconfig: None,
         }
     }
 }
@@ -251,6 +255,7 @@ impl Stack {
 
         let api_url = format!("http://{}", runner.service_address(SERVICE).await?);
         let log = |name: &str| options.log_dir.join(name);
+        let kubeconfig = options.operator_kubeconfig.as_deref().unwrap_or(kubeconfig);
         let (operator, standby) = if options.operator_standby {
             (
                 OperatorProcess::start_with_env(

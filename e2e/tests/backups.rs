@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use e2e::backups::{BackedUpPostgres, PGBACKREST_IMAGE};
-use e2e::cluster::with_namespace;
+use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::ALL_SERVICES;
+use e2e::helm::Helm;
 use e2e::runner::RUN_ANNOTATION;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
@@ -60,6 +61,9 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         BackedUpPostgres::images().unwrap_or_else(|e| panic!("PostgreSQL is not installed: {e}"));
     with_namespace("backups", |ctx| async move {
         e2e::crd::install_crds(&ctx.client).await?;
+        // The operator runs with the chart's RBAC, as installed: what it may do to the
+        // database (read the StatefulSet, patch its scale) is all a restore gets.
+        let operator_kubeconfig = charts_rbac(&ctx).await?;
         let log_dir = std::env::temp_dir().join(&ctx.namespace);
         let stack = Stack::start(
             ctx.client.clone(),
@@ -70,6 +74,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 postgres_admin_url: Some(database.admin_url.clone()),
                 images,
                 database: Some(database.stateful_set("postgres")),
+                operator_kubeconfig: Some(operator_kubeconfig.clone()),
                 ..StackOptions::story(log_dir.clone())
             },
         )
@@ -422,6 +427,11 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             );
             phase_within(&stack, Phase::RolledBack).await?;
 
+            // Everything above ran within the chart's RBAC: nothing was refused.
+            let log = stack.operator.log();
+            let refused: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+            assert!(refused.is_empty(), "the chart's RBAC refused the operator:\n{}", refused.join("\n"));
+
             // Without spec.backups, the CronJobs, the status and the series go.
             manifest["spec"]
                 .as_object_mut()
@@ -456,6 +466,48 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         outcome
     })
     .await;
+}
+
+/// Installs the operator's chart for the test's namespace (its pods are kwok's and run
+/// nothing; the stack runs the operator) with the StatefulSet `postgres` as the only one it
+/// may scale, and returns a kubeconfig of the chart's ServiceAccount.
+async fn charts_rbac(ctx: &TestContext) -> anyhow::Result<std::path::PathBuf> {
+    let helm = Helm::with_kubeconfig(ctx.cluster.kubeconfig()).await?;
+    helm.ok(&[
+        "install",
+        "lco",
+        &Helm::chart().to_string_lossy(),
+        "--namespace",
+        &ctx.namespace,
+        "--set-json",
+        &format!("watchNamespaces=[\"{}\"]", ctx.namespace),
+        "--set-json",
+        "rbac.statefulSetNames=[\"postgres\"]",
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "podDisruptionBudget.enabled=false",
+        // The stack's operator watches Secrets (the environments' values do).
+        "--set",
+        "secretRotation.enabled=true",
+        // The test approves as the admin, in the name of a release manager.
+        "--set",
+        "approvals.policy.enabled=false",
+        "--set",
+        "personas.enabled=false",
+    ])
+    .await?;
+    let kubeconfig = std::env::temp_dir().join(format!("{}-operator.kubeconfig", ctx.namespace));
+    ctx.cluster
+        .service_account_kubeconfig(
+            &ctx.client,
+            &ctx.namespace,
+            "lco-listacompra-operator",
+            3600,
+            &kubeconfig,
+        )
+        .await?;
+    Ok(kubeconfig)
 }
 
 /// The label of the one backup set `pgbackrest info` lists under `annotation` (`key=value`).
@@ -504,6 +556,11 @@ async fn approve_restore(
         "rita",
     );
     approval.spec.restore = Some(restore.to_owned());
+    approval.spec.restore_uid = Api::<ListaCompraRestore>::namespaced(client.clone(), namespace)
+        .get(restore)
+        .await?
+        .metadata
+        .uid;
     Api::<ListaCompraApproval>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &approval)
         .await?;

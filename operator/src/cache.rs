@@ -97,6 +97,23 @@ where
     (reader, stream)
 }
 
+/// A watch of every object of `api` (no label selector, nothing pruned but `managedFields`),
+/// reflected into a store.
+fn reflect_whole<K>(api: Api<K>) -> (Store<K>, Trigger<K>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .modify(|object| object.managed_fields_mut().clear())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
 impl Caches {
     /// Adds the caches of `scope` (children selected by `config`) and returns their trigger
     /// streams; the caches fill as the controller polls them.
@@ -141,16 +158,7 @@ impl Caches {
         client: &Client,
         scope: Option<&str>,
     ) -> Trigger<PartialObjectMeta<Secret>> {
-        let (reader, writer) = reflector::store();
-        let stream = watcher(
-            api::<PartialObjectMeta<Secret>>(client, scope),
-            watcher::Config::default(),
-        )
-        .modify(|object| object.managed_fields_mut().clear())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .boxed();
+        let (reader, stream) = reflect_whole(api::<PartialObjectMeta<Secret>>(client, scope));
         if let Some(cached) = self.scopes.get_mut(&scope.map(ToOwned::to_owned)) {
             cached.secrets = Some(reader);
         }
@@ -164,16 +172,7 @@ impl Caches {
         client: &Client,
         scope: Option<&str>,
     ) -> Trigger<ListaCompraRestore> {
-        let (reader, writer) = reflector::store();
-        let stream = watcher(
-            api::<ListaCompraRestore>(client, scope),
-            watcher::Config::default(),
-        )
-        .modify(|object| object.managed_fields_mut().clear())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .boxed();
+        let (reader, stream) = reflect_whole(api::<ListaCompraRestore>(client, scope));
         if let Some(cached) = self.scopes.get_mut(&scope.map(ToOwned::to_owned)) {
             cached.restores = Some(reader);
         }

@@ -868,7 +868,7 @@ async fn read_approvals(
             attempt: a.spec.attempt,
             role: a.spec.role,
             approver: a.spec.approver,
-            restore: a.spec.restore,
+            restore: a.spec.restore.zip(a.spec.restore_uid),
         })
         .collect())
 }

@@ -201,6 +201,7 @@ async fn scenarios(
         Check::new("list", group, "listacompraapprovals", ns),
         Check::new("watch", group, "listacompraapprovals", ns),
         // Restores wake their release; their status records each step.
+        Check::new("get", group, "listacomprarestores", ns),
         Check::new("list", group, "listacomprarestores", ns),
         Check::new("watch", group, "listacomprarestores", ns),
         Check::new("patch", group, "listacomprarestores/status", ns),

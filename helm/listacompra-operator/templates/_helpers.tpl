@@ -112,11 +112,13 @@ operator/src/controller.rs (kube-runtime Controller, reconcile, Recorder). Nothi
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-# Restores: watched (one wakes the release it names) and read from that cache. Their status
-# is written (refused, or each step of the one its release carries out); never their spec.
+# Restores: watched (one wakes the release it names) and read from that cache; a restore
+# step about to act confirms (get) that its copy is still the current one. Their status is
+# written (refused, waiting for approvals, or each step of the one its release carries out);
+# never their spec.
 - apiGroups: [listacompra.app]
   resources: [listacomprarestores]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 - apiGroups: [listacompra.app]
   resources: [listacomprarestores/status]
   verbs: [patch]

@@ -53,53 +53,24 @@ pub async fn run(target: &Target, role: &str, comment: Option<String>) -> Result
         )));
     };
     let user = whoami(target).await?;
-    let approvals: Api<ListaCompraApproval> = target.api();
-    // Approving again is a no-op: the approvals of this release (a selectable field).
-    let mine = approvals
-        .list(&ListParams::default().fields(&format!("spec.release={}", target.release)))
-        .await
-        .map_err(error::kube(format!("listing the approvals of {target:?}")))?
-        .items
-        .into_iter()
-        .find(|a| {
-            a.spec.attempt == attempt
-                && a.spec.role == role
-                && a.spec.approver == user
-                && a.spec.version == release.spec.version
-        });
-    if let Some(existing) = mine {
-        println!(
-            "{target:?}: you ({user}) already approved attempt {attempt} as {role} (ListaCompraApproval {})",
-            existing.metadata.name.unwrap_or_default()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut approval = ListaCompraApproval::new(
-        "",
-        ListaCompraApprovalSpec {
-            release: target.release.clone(),
-            version: release.spec.version.clone(),
-            attempt,
-            role: role.to_owned(),
-            approver: user.clone(),
-            comment,
-            restore: None,
-        },
-    );
-    approval.metadata.name = None;
-    approval.metadata.generate_name = Some(format!("{}-{attempt}-{role}-", target.release));
-    let created = approvals
-        .create(&PostParams::default(), &approval)
-        .await
-        .map_err(error::kube(format!(
-            "approving {target:?} as {role} ({user})"
-        )))?;
-    println!(
-        "{target:?}: attempt {attempt} of {} approved as {role} by {user} (ListaCompraApproval {})",
-        release.spec.version,
-        created.metadata.name.unwrap_or_default()
-    );
-    Ok(ExitCode::SUCCESS)
+    let spec = ListaCompraApprovalSpec {
+        release: target.release.clone(),
+        version: release.spec.version.clone(),
+        attempt,
+        role: role.to_owned(),
+        approver: user,
+        comment,
+        restore: None,
+        restore_uid: None,
+    };
+    let what = format!("attempt {attempt} of {}", release.spec.version);
+    give(
+        target,
+        spec,
+        &format!("{}-{attempt}-{role}-", target.release),
+        &what,
+    )
+    .await
 }
 
 /// Creates the approval of the restore `restore`, or says why it cannot: for the release's
@@ -138,30 +109,67 @@ pub async fn restore(
             "{target:?} has not released anything yet: there is nothing to restore"
         )));
     };
-    let user = whoami(target).await?;
-    let mut approval = ListaCompraApproval::new(
-        "",
-        ListaCompraApprovalSpec {
-            release: target.release.clone(),
-            version,
-            attempt,
-            role: role.to_owned(),
-            approver: user.clone(),
-            comment,
-            restore: Some(restore.to_owned()),
-        },
-    );
+    let spec = ListaCompraApprovalSpec {
+        release: target.release.clone(),
+        version,
+        attempt,
+        role: role.to_owned(),
+        approver: whoami(target).await?,
+        comment,
+        restore: Some(restore.to_owned()),
+        restore_uid: found.metadata.uid.clone(),
+    };
+    give(
+        target,
+        spec,
+        &format!("{restore}-{role}-"),
+        &format!("restore {restore}"),
+    )
+    .await
+}
+
+/// Creates the approval `spec` (named `<prefix><random>`) of `what`, unless the same user
+/// already gave the same one: approving again is a no-op.
+async fn give(
+    target: &Target,
+    spec: ListaCompraApprovalSpec,
+    prefix: &str,
+    what: &str,
+) -> Result<ExitCode> {
+    let approvals: Api<ListaCompraApproval> = target.api();
+    // The approvals of this release (a selectable field).
+    let mine = approvals
+        .list(&ListParams::default().fields(&format!("spec.release={}", target.release)))
+        .await
+        .map_err(error::kube(format!("listing the approvals of {target:?}")))?
+        .items
+        .into_iter()
+        .find(|a| {
+            a.spec.version == spec.version
+                && a.spec.attempt == spec.attempt
+                && a.spec.role == spec.role
+                && a.spec.approver == spec.approver
+                && a.spec.restore_uid == spec.restore_uid
+        });
+    let (role, user) = (spec.role.clone(), spec.approver.clone());
+    if let Some(existing) = mine {
+        println!(
+            "{target:?}: you ({user}) already approved {what} as {role} (ListaCompraApproval {})",
+            existing.metadata.name.unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut approval = ListaCompraApproval::new("", spec);
     approval.metadata.name = None;
-    approval.metadata.generate_name = Some(format!("{restore}-{role}-"));
-    let created = target
-        .api::<ListaCompraApproval>()
+    approval.metadata.generate_name = Some(prefix.to_owned());
+    let created = approvals
         .create(&PostParams::default(), &approval)
         .await
         .map_err(error::kube(format!(
-            "approving restore {restore} of {target:?} as {role} ({user})"
+            "approving {what} of {target:?} as {role} ({user})"
         )))?;
     println!(
-        "{target:?}: restore {restore} approved as {role} by {user} (ListaCompraApproval {})",
+        "{target:?}: {what} approved as {role} by {user} (ListaCompraApproval {})",
         created.metadata.name.unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

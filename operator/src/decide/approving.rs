@@ -36,8 +36,8 @@ pub struct Approval {
     pub approver: String,
     /// When it was created.
     pub created: Timestamp,
-    /// The restore it approves instead of the attempt, if any.
-    pub restore: Option<String>,
+    /// The restore it approves instead of the attempt, if any: its name and uid.
+    pub restore: Option<(String, String)>,
 }
 
 /// Reason (Event and history) of an attempt started over because its spec changed before

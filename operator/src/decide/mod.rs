@@ -373,7 +373,9 @@ pub fn decide(o: &Observed<'_>) -> Decision {
             m.restoring();
             return m.finish();
         }
-        m.status.restore = None;
+        if let Some(broken) = m.status.restore.take() {
+            m.stop_restore_job(&broken);
+        }
     }
     if is_new_target(o.spec, o.status) && o.status.phase != Some(Phase::RollingBack) {
         m.start_release(None);

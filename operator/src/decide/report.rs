@@ -90,11 +90,16 @@ impl Machine<'_, '_> {
         let stable_failed_smoke = conditions::get(&self.status.conditions, condition::DEGRADED)
             .is_some_and(|c| c.status == "True" && c.reason == SMOKE_FAILED_AFTER_ROLLBACK);
         let (available, a_reason, a_message) = match (phase, &stable) {
-            (Phase::Restoring, _) if self.traffic_held => (
-                false,
-                "Restoring",
-                "the API and the worker are stopped while the database is restored".to_owned(),
-            ),
+            (Phase::Restoring, _)
+                if self.traffic_held
+                    || !self.workload.as_ref().is_some_and(|w| self.is_serving(w)) =>
+            {
+                (
+                    false,
+                    "Restoring",
+                    "the API and the worker are stopped while the database is restored".to_owned(),
+                )
+            }
             (Phase::Succeeded, _) => (true, "Serving", format!("{version} serves")),
             (Phase::Failed, Some(s)) if stable_failed_smoke => (
                 true,

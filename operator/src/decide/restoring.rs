@@ -92,20 +92,22 @@ enum Fate {
     Broken,
 }
 
-/// The fate of the restore `active` names, among `seen`.
+/// The fate of the restore `active` names, among `seen`. One deleted is judged by what the
+/// release last saw of it: before PostgreSQL was stopped, nothing was touched.
 fn fate(active: &ActiveRestore, seen: Option<&RestoreSeen>) -> Fate {
     let Some(seen) = seen else {
-        return Fate::Broken;
+        return if active.step <= Some(RestoreStep::StoppingTraffic) && !active.failed {
+            Fate::Untouched
+        } else {
+            Fate::Broken
+        };
     };
     match seen.phase {
         Some(RestorePhase::Succeeded) => Fate::Succeeded,
         Some(RestorePhase::Refused) => Fate::Untouched,
         Some(RestorePhase::Failed) if seen.step < Some(RestoreStep::Restoring) => Fate::Untouched,
         Some(RestorePhase::Failed) => Fate::Broken,
-        _ => {
-            let _ = active;
-            Fate::Running
-        }
+        _ => Fate::Running,
     }
 }
 
@@ -137,56 +139,80 @@ impl Machine<'_, '_> {
     /// that broke), and refuses every other pending one, saying why.
     pub(super) fn take_up_restores(&mut self) {
         let active_uid = self.status.restore.as_ref().map(|a| a.uid.clone());
-        let mut pending = self
+        let pending: Vec<RestoreSeen> = self
             .o
             .restores
             .iter()
-            .filter(|r| r.pending() && Some(&r.uid) != active_uid.as_ref());
-        let Some(first) = pending.next() else {
+            .filter(|r| r.pending() && Some(&r.uid) != active_uid.as_ref())
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        if let Some(why) = self.why_not_restore() {
+            for restore in pending {
+                self.refuse(restore, &why);
+            }
+            return;
+        }
+        // The oldest one approved (every one, without spec.approvals) is taken up; one that
+        // nobody approves never holds up a later one.
+        let Some(chosen) = pending
+            .iter()
+            .find(|r| self.restore_approvals(r).1.is_empty())
+            .cloned()
+        else {
+            for restore in &pending {
+                self.wait_for_approvals(restore);
+            }
             return;
         };
-        match self.why_not_restore() {
-            None if !self.restore_approved(first) => {}
-            None => {
-                // After a broken restore, the release returns where it stood before it.
-                let return_phase = match self.status.restore.take() {
-                    Some(broken) => broken.return_phase,
-                    None => self.status.phase.unwrap_or(Phase::Succeeded),
-                };
-                let approvals = self.restore_approvals(first).0;
-                self.status.restore = Some(ActiveRestore {
-                    name: first.name.clone(),
-                    uid: first.uid.clone(),
-                    return_phase,
-                    start_time: self.now.clone(),
-                    approvals,
-                });
-                self.status.phase = Some(Phase::Restoring);
-                self.hold = None;
-                let set = first
-                    .backup_set
-                    .as_deref()
-                    .unwrap_or("the newest backup set");
-                self.note(
-                    true,
-                    "RestoreStarted",
-                    format!(
-                        "restoring the database from {set} ({}): the API and the worker stop \
-                         until it is back",
-                        first.name
-                    ),
-                );
+        // After a broken restore, the release returns where it stood before it; the broken
+        // one's pgBackRest, if it still runs, is stopped.
+        let return_phase = match self.status.restore.take() {
+            Some(broken) => {
+                self.stop_restore_job(&broken);
+                broken.return_phase
             }
-            Some(why) => self.refuse(first.clone(), &why),
+            None => self.status.phase.unwrap_or(Phase::Succeeded),
+        };
+        let approvals = self.restore_approvals(&chosen).0;
+        self.status.restore = Some(ActiveRestore {
+            name: chosen.name.clone(),
+            uid: chosen.uid.clone(),
+            return_phase,
+            start_time: self.now.clone(),
+            approvals,
+            step: None,
+            failed: false,
+        });
+        self.status.phase = Some(Phase::Restoring);
+        self.hold = None;
+        let set = chosen
+            .backup_set
+            .as_deref()
+            .unwrap_or("the newest backup set");
+        self.note(
+            true,
+            "RestoreStarted",
+            format!(
+                "restoring the database from {set} ({}): the API and the worker stop until it \
+                 is back",
+                chosen.name
+            ),
+        );
+        let why = format!("restore {} of this release runs", chosen.name);
+        for other in pending.into_iter().filter(|r| r.uid != chosen.uid) {
+            self.refuse(other, &why);
         }
-        // The others are refused once one runs (or they could not run either); behind one
-        // that waits for its approvals, they wait too.
-        if let Some(why) = self.why_not_restore() {
-            let others: Vec<RestoreSeen> = pending.cloned().collect();
-            for other in others {
-                self.refuse(other, &why);
-            }
-        }
+    }
+
+    /// Deletes (foreground) the restore Job of `restore`, which may still write the data
+    /// folder: a restore that broke, or went, is never left running behind the release.
+    pub(super) fn stop_restore_job(&mut self, restore: &ActiveRestore) {
+        self.actions.push(Action::DeleteJob {
+            name: crate::naming::restore_job_name(&restore.name, &restore.uid, "restore"),
+        });
     }
 
     /// The approvals that count for `restore` (one per required role, each by a different
@@ -206,7 +232,9 @@ impl Machine<'_, '_> {
             .iter()
             .filter(|a| {
                 a.release == self.o.release
-                    && a.restore.as_deref() == Some(restore.name.as_str())
+                    && a.restore
+                        .as_ref()
+                        .is_some_and(|(name, uid)| *name == restore.name && *uid == restore.uid)
                     && a.version == version
                     && a.attempt == attempt
                     && a.created >= since
@@ -222,13 +250,10 @@ impl Machine<'_, '_> {
         (counted, missing)
     }
 
-    /// Whether `restore` has every approval it needs; if not, it waits, saying for which
-    /// (its status, and an Event when that changes).
-    fn restore_approved(&mut self, restore: &RestoreSeen) -> bool {
+    /// `restore` waits for its approvals, saying for which (its status, and an Event on the
+    /// release when that changes).
+    fn wait_for_approvals(&mut self, restore: &RestoreSeen) {
         let (counted, missing) = self.restore_approvals(restore);
-        if missing.is_empty() {
-            return true;
-        }
         let version = self.status.current_version.clone().unwrap_or_default();
         let given = counted
             .iter()
@@ -260,7 +285,6 @@ impl Machine<'_, '_> {
             uid: restore.uid.clone(),
             message,
         });
-        false
     }
 
     /// Why a restore cannot be taken up now, if it cannot.
@@ -353,7 +377,10 @@ impl Machine<'_, '_> {
             _ => self.stable(),
         };
         self.workload = serving;
-        self.traffic_held = holds_traffic(seen.as_ref());
+        self.traffic_held = match &seen {
+            Some(_) => holds_traffic(seen.as_ref()),
+            None => active.step.is_none_or(|s| s < RestoreStep::StartingTraffic),
+        };
         let set = seen
             .as_ref()
             .and_then(|s| s.backup_set.clone())
@@ -366,17 +393,37 @@ impl Machine<'_, '_> {
         }) && self.o.now
             >= active.start_time.0 + seconds(self.spec().progress_deadline_seconds);
         let fate = if never_began {
+            // Written off, so that it is not taken up again.
+            self.refusals.push(Refusal {
+                name: active.name.clone(),
+                uid: active.uid.clone(),
+                message: "the operator could not begin it within the release's \
+                          progressDeadlineSeconds (its log says why: RBAC, the StatefulSet); \
+                          create the restore again once that is fixed"
+                    .to_owned(),
+            });
             Fate::Untouched
         } else {
             fate(&active, seen.as_ref())
         };
+        // What the release knows of it, should it be deleted.
+        if let (Some(seen), Some(record)) = (&seen, self.status.restore.as_mut()) {
+            record.step = seen.step;
+            record.failed = seen.phase == Some(RestorePhase::Failed);
+        }
         match (fate, seen) {
             (Fate::Succeeded, Some(seen)) => self.restored(&active, &seen, &set),
             (Fate::Untouched, seen) => {
-                let why = seen.and_then(|s| s.message).unwrap_or_else(|| {
-                    "the operator could not begin it within progressDeadlineSeconds (see its log)"
-                        .to_owned()
-                });
+                let why = match seen {
+                    None => "it was deleted".to_owned(),
+                    Some(s) if never_began => {
+                        let _ = s;
+                        "the operator could not begin it within progressDeadlineSeconds (see its \
+                         log)"
+                            .to_owned()
+                    }
+                    Some(s) => s.message.unwrap_or_else(|| "it was refused".to_owned()),
+                };
                 self.traffic_held = false;
                 self.status.restore = None;
                 self.status.phase = Some(active.return_phase);
@@ -397,9 +444,15 @@ impl Machine<'_, '_> {
                     None => (
                         RESTORE_ABANDONED,
                         format!(
-                            "restore {} was deleted before it ended: the database may be half \
+                            "restore {} was deleted {} step {}: the database may be half \
                              restored",
-                            active.name
+                            active.name,
+                            if active.failed {
+                                "after it failed at"
+                            } else {
+                                "at"
+                            },
+                            active.step.map_or("?".to_owned(), |s| format!("{s:?}"))
                         ),
                     ),
                     Some(seen) => (
@@ -413,10 +466,7 @@ impl Machine<'_, '_> {
                     ),
                 };
                 if reason == RESTORE_ABANDONED {
-                    // Its pgBackRest may still write the data folder: stopped, foreground.
-                    self.actions.push(Action::DeleteJob {
-                        name: crate::naming::restore_job_name(&active.name, &active.uid, "restore"),
-                    });
+                    self.stop_restore_job(&active);
                 }
                 let traffic = if held {
                     "the API and the worker stay stopped"

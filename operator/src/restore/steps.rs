@@ -137,10 +137,7 @@ pub fn refused(
     message: &str,
     now: Timestamp,
 ) -> ListaCompraRestoreStatus {
-    let mut status = status.clone();
-    status.observed_generation = Some(generation);
-    status.phase = Some(RestorePhase::Refused);
-    status.message = Some(message.to_owned());
+    let mut status = said(status, generation, RestorePhase::Refused, message, now);
     status.completion_time = Some(Time(now));
     set_conditions(&mut status, generation, &Time(now));
     status
@@ -153,9 +150,20 @@ pub fn waiting(
     message: &str,
     now: Timestamp,
 ) -> ListaCompraRestoreStatus {
+    said(status, generation, RestorePhase::Pending, message, now)
+}
+
+/// `status` in `phase`, saying `message`, with its conditions.
+fn said(
+    status: &ListaCompraRestoreStatus,
+    generation: i64,
+    phase: RestorePhase,
+    message: &str,
+    now: Timestamp,
+) -> ListaCompraRestoreStatus {
     let mut status = status.clone();
     status.observed_generation = Some(generation);
-    status.phase = Some(RestorePhase::Pending);
+    status.phase = Some(phase);
     status.message = Some(message.to_owned());
     set_conditions(&mut status, generation, &Time(now));
     status
@@ -446,6 +454,14 @@ fn set_conditions(status: &mut ListaCompraRestoreStatus, generation: i64, now: &
     let message = status.message.clone().unwrap_or_default();
     let step = status.step.map_or("none".to_owned(), |s| format!("{s:?}"));
     let (ready, reconciling, stalled, reason, text) = match phase {
+        // Only the wait for approvals writes a message on a pending restore.
+        RestorePhase::Pending if status.message.is_some() => (
+            false,
+            true,
+            false,
+            "AwaitingApproval",
+            status.message.clone().unwrap_or_default(),
+        ),
         RestorePhase::Pending => (
             false,
             true,

@@ -122,7 +122,7 @@ fn approval_cases() -> Vec<Case> {
             },
             // A restore's approval (it loses writes) never launches an attempt.
             Approval {
-                restore: Some("corrupt-lists".into()),
+                restore: Some(("corrupt-lists".into(), "uid-1".into())),
                 ..approval("a-restore", "product-owner", "1.1.0", 2, 5)
             },
         ])

@@ -257,6 +257,13 @@ fn a_restore_ends_where_the_release_stood_or_failed_for_a_person() {
     assert_eq!(d3.status.attempt, Some(3));
     assert_eq!(d3.status.restore, None);
     assert_ne!(phase(&d3), Phase::Restoring);
+    assert!(
+        d3.actions.contains(&Action::DeleteJob {
+            name: naming::restore_job_name("r1", "uid-r1", "restore")
+        }),
+        "the broken restore's pgBackRest is stopped: {:?}",
+        d3.actions
+    );
 
     // Failed before it stopped anything: back to where it stood, traffic back.
     let d = Case::new("failed early", with_backups(spec("1.1.0")), held.clone())
@@ -270,8 +277,21 @@ fn a_restore_ends_where_the_release_stood_or_failed_for_a_person() {
     assert!(!d.hold_traffic);
     assert!(has_note(&d, "RestoreFailed"));
 
+    // Deleted before PostgreSQL was stopped (as last seen): nothing was touched.
+    let mut seen_early = held.clone();
+    if let Some(r) = seen_early.restore.as_mut() {
+        r.step = Some(RestoreStep::StoppingTraffic);
+    }
+    let d = Case::new("deleted early", with_backups(spec("1.1.0")), seen_early).run();
+    assert_eq!(phase(&d), Phase::RolledBack);
+    assert!(!d.hold_traffic);
+
     // Deleted midway: nobody knows the database's state, and its pgBackRest may still run.
-    let d = Case::new("deleted", with_backups(spec("1.1.0")), held.clone()).run();
+    let mut seen_restoring = held.clone();
+    if let Some(r) = seen_restoring.restore.as_mut() {
+        r.step = Some(RestoreStep::Restoring);
+    }
+    let d = Case::new("deleted", with_backups(spec("1.1.0")), seen_restoring).run();
     assert_eq!(phase(&d), Phase::Restoring);
     assert!(d.hold_traffic);
     assert_eq!(cond(&d, condition::STALLED).1, "RestoreAbandoned");
@@ -316,6 +336,9 @@ fn a_restore_the_operator_cannot_begin_lets_the_release_go_at_its_deadline() {
     assert!(!gone.hold_traffic);
     assert_eq!(gone.status.restore, None);
     assert!(has_note(&gone, "RestoreFailed"));
+    // Written off, so that it is not taken up again (and traffic stopped again).
+    let refused: Vec<&str> = gone.refusals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(refused, ["r1"]);
 }
 
 #[test]
@@ -438,10 +461,15 @@ fn restores_and_attempts_never_overlap_in_any_sequence() {
                     .restore
                     .clone()
                     .expect("Restoring names its restore");
+                // Stopped until the restore brought the database back (as last seen, when it
+                // is gone).
                 let seen = restores.iter().find(|r| r.uid == active.uid);
+                let held = match seen {
+                    Some(_) => holds_traffic(seen),
+                    None => active.step.is_none_or(|s| s < RestoreStep::StartingTraffic),
+                };
                 assert_eq!(
-                    d.hold_traffic,
-                    holds_traffic(seen),
+                    d.hold_traffic, held,
                     "seed {seed}: traffic while restoring\n{trail:#?}"
                 );
             }
@@ -495,7 +523,7 @@ fn restore_approval(
         role: role.into(),
         approver: format!("{role}-person"),
         created: t(at),
-        restore: restore.map(str::to_owned),
+        restore: restore.map(|r| (r.to_owned(), format!("uid-{r}"))),
     }
 }
 
@@ -516,7 +544,8 @@ fn a_restore_of_a_release_with_approvals_waits_for_one_per_role_given_for_it() {
     let d = case(vec![]);
     assert_eq!(phase(&d), Phase::Succeeded);
     assert!(d.refusals.is_empty(), "{:?}", d.refusals);
-    assert_eq!(d.restore_waits.len(), 1);
+    let waits: Vec<&str> = d.restore_waits.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(waits, ["r1", "r2"], "each says what it waits for");
     let message = &d.restore_waits[0].message;
     assert!(
         message.contains("qa, product-owner")
@@ -532,6 +561,11 @@ fn a_restore_of_a_release_with_approvals_waits_for_one_per_role_given_for_it() {
         restore_approval("other", "qa", Some("r2"), 1, 60),
         restore_approval("old", "qa", Some("r1"), 0, 60),
         restore_approval("early", "qa", Some("r1"), 1, 40),
+        // Given for an earlier restore of the same name (deleted, created again).
+        Approval {
+            restore: Some(("r1".into(), "uid-of-an-earlier-r1".into())),
+            ..restore_approval("predecessor", "qa", Some("r1"), 1, 60)
+        },
         restore_approval("po", "product-owner", Some("r1"), 1, 61),
     ]);
     assert_eq!(phase(&d), Phase::Succeeded);
@@ -552,5 +586,18 @@ fn a_restore_of_a_release_with_approvals_waits_for_one_per_role_given_for_it() {
     let roles: Vec<&str> = active.approvals.iter().map(|a| a.role.as_str()).collect();
     assert_eq!(roles, ["qa", "product-owner"]);
     assert!(d.restore_waits.is_empty());
-    assert_eq!(d.refusals.len(), 1, "r2 is refused once r1 runs");
+    assert_eq!(
+        d.refusals.len(),
+        1,
+        "r2 is refused once r1 runs: {:?}",
+        d.refusals
+    );
+    // One nobody approves never holds up a later one that is approved.
+    let d = case(vec![
+        restore_approval("qa2", "qa", Some("r2"), 1, 60),
+        restore_approval("po2", "product-owner", Some("r2"), 1, 61),
+    ]);
+    assert_eq!(d.status.restore.map(|r| r.name), Some("r2".to_owned()));
+    let refused: Vec<&str> = d.refusals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(refused, ["r1"]);
 }
