@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use listacompra_crds::status::Verdict as KpiVerdict;
+use listacompra_crds::status::{Verdict as KpiVerdict, condition};
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde::Serialize;
 
-use crate::verdict::{Step, Verdict};
+use crate::verdict::{Step, Verdict, condition_of};
 
 /// How a node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,6 +132,9 @@ pub fn build(i: &Inputs<'_>) -> Node {
     if let Some(node) = approvals(release) {
         root.children.push(node);
     }
+    if let Some(node) = restore(release, i.now) {
+        root.children.push(node);
+    }
     let named_jobs = [
         (status.migration_job.as_deref(), "migration"),
         (status.revert_job.as_deref(), "schema revert"),
@@ -219,6 +222,34 @@ fn approvals(release: &ListaCompraRelease) -> Option<Node> {
         node.state = State::Waiting;
     }
     Some(node)
+}
+
+/// The restore the release carries out (`kubectl get lcrestore NAME` for its steps).
+fn restore(release: &ListaCompraRelease, now: Timestamp) -> Option<Node> {
+    let status = release.status.as_ref()?;
+    let restore = status.restore.as_ref()?;
+    let stalled = condition_of(release, condition::STALLED).is_some_and(|(on, ..)| on);
+    let mut info = vec![format!("for {}", elapsed(&restore.start_time, now))];
+    if let Some(step) = restore.step {
+        info.push(format!("step {step:?}"));
+    }
+    info.extend(
+        restore
+            .approvals
+            .iter()
+            .map(|a| format!("{} approved by {}", a.role, a.approver)),
+    );
+    let state = if stalled {
+        State::Failed
+    } else {
+        State::Progressing
+    };
+    Some(Node::new(
+        "ListaCompraRestore",
+        restore.name.clone(),
+        state,
+        info.join(" · "),
+    ))
 }
 
 fn job(name: &str, purpose: &str, jobs: &[Job]) -> Node {
@@ -654,6 +685,42 @@ mod tests {
         );
         assert!(
             plain.contains("Role product-owner  [waiting]  waiting: kubectl listacompra approve listacompra --role product-owner"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn a_release_restoring_its_database_shows_the_restore() {
+        let mut lc = release("1.0.0");
+        at(&mut lc, Phase::Restoring, "1.0.0");
+        lc.status.as_mut().expect("status").restore =
+            Some(listacompra_crds::status::ActiveRestore {
+                name: "corrupt-lists".into(),
+                uid: "u1".into(),
+                return_phase: Phase::Succeeded,
+                start_time: Time(t(0)),
+                approvals: vec![listacompra_crds::approval::ApprovalRecord {
+                    role: "release-manager".into(),
+                    approver: "rita".into(),
+                    approval: "corrupt-lists-release-manager-x".into(),
+                    approved_at: Time(t(0)),
+                }],
+                step: Some(listacompra_crds::restore::RestoreStep::Restoring),
+                failed: false,
+            });
+        let tree = build(&Inputs {
+            release: &lc,
+            jobs: &[],
+            deployments: &[],
+            pods: &[],
+            hidden: vec![],
+            now: t(90),
+        });
+        let plain = render(&tree, false);
+        assert!(
+            plain.contains(
+                "ListaCompraRestore corrupt-lists  [progressing]  for 1m30s · step Restoring · release-manager approved by rita"
+            ),
             "{plain}"
         );
     }
