@@ -14,10 +14,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use e2e::approvals::{apply_policy_and_personas, bind};
 use e2e::backups::{BackedUpPostgres, PGBACKREST_IMAGE};
 use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::ALL_SERVICES;
 use e2e::helm::Helm;
+use e2e::identity::Identity;
 use e2e::runner::RUN_ANNOTATION;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
@@ -42,6 +44,8 @@ const BACKUPS_DUE: Duration = Duration::from_secs(360);
 const IRREVERSIBLE_REVISION: i64 = 13;
 /// How long a release (snapshot, migration, rollout, gates, a rollback) may take.
 const RELEASED: Duration = Duration::from_secs(240);
+/// The group whose members approve as `release-manager` (the chart's `approvals.roles`).
+const RELEASE_MANAGERS: &str = "listacompra:release-manager";
 /// How long the test waits for the operator to act on a spec change.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -65,6 +69,11 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
         // database (read the StatefulSet, patch its scale) is all a restore gets.
         let operator_kubeconfig = charts_rbac(&ctx).await?;
         let log_dir = std::env::temp_dir().join(&ctx.namespace);
+        // Restores are approved by a release manager, through the approvals policy.
+        apply_policy_and_personas(&ctx.cluster).await?;
+        bind(&ctx.client, &ctx.namespace, "release-manager", &[RELEASE_MANAGERS]).await?;
+        std::fs::create_dir_all(&log_dir)?;
+        let rita = Identity::new(&ctx.cluster, "rita", &[RELEASE_MANAGERS], &log_dir).await?;
         let stack = Stack::start(
             ctx.client.clone(),
             ctx.cluster.kubeconfig(),
@@ -325,7 +334,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             }
             assert_eq!(stack.release().await?.status.and_then(|s| s.phase), Some(Phase::RolledBack));
             assert_eq!(stack.runner.ready_versions(), ["1.0.0".to_owned()].into());
-            approve_restore(&ctx.client, &ctx.namespace, &stack, "to-snapshot").await?;
+            approve_restore(&rita, &ctx.namespace, &stack, "to-snapshot").await?;
             let restored = restore_ended(&restores, "to-snapshot").await?;
             let status = restored.status.clone().unwrap_or_default();
             anyhow::ensure!(
@@ -398,7 +407,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             // Approved with the kubectl plugin, as the user running it.
             let binary = e2e::binaries::workspace_binary("kubectl-listacompra")?;
             let output = tokio::process::Command::new(&binary)
-                .env("KUBECONFIG", ctx.cluster.kubeconfig())
+                .env("KUBECONFIG", rita.kubeconfig())
                 .args(["approve", "listacompra", "--role", "release-manager"])
                 .args(["--restore", "corrupt-users", "-n", &ctx.namespace])
                 .output()
@@ -490,7 +499,8 @@ async fn charts_rbac(ctx: &TestContext) -> anyhow::Result<std::path::PathBuf> {
         // The stack's operator watches Secrets (the environments' values do).
         "--set",
         "secretRotation.enabled=true",
-        // The test approves as the admin, in the name of a release manager.
+        // The test applies the policy and the personas cluster-wide, as config/rbac has them
+        // (other tests share them).
         "--set",
         "approvals.policy.enabled=false",
         "--set",
@@ -541,11 +551,12 @@ fn restore(name: &str, set: Option<&str>) -> ListaCompraRestore {
 /// Approves the restore `restore` as the release manager `rita`, for the release's current
 /// version and attempt.
 async fn approve_restore(
-    client: &kube::Client,
+    rita: &Identity,
     namespace: &str,
     stack: &Stack,
     restore: &str,
 ) -> anyhow::Result<()> {
+    let client = rita.client().await?;
     let status = stack.release().await?.status.unwrap_or_default();
     let mut approval = e2e::approvals::approval(
         &format!("{restore}-release-manager"),
@@ -561,7 +572,7 @@ async fn approve_restore(
         .await?
         .metadata
         .uid;
-    Api::<ListaCompraApproval>::namespaced(client.clone(), namespace)
+    Api::<ListaCompraApproval>::namespaced(client, namespace)
         .create(&PostParams::default(), &approval)
         .await?;
     Ok(())
