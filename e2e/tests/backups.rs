@@ -44,6 +44,9 @@ const BACKUPS_DUE: Duration = Duration::from_secs(360);
 const IRREVERSIBLE_REVISION: i64 = 13;
 /// How long a release (snapshot, migration, rollout, gates, a rollback) may take.
 const RELEASED: Duration = Duration::from_secs(240);
+/// The tables compared row by row across a restore (users, and the lists and items the smoke
+/// tests leave when they fail before they clean up).
+const RESTORED_TABLES: [&str; 3] = ["users", "lists", "items"];
 /// The group whose members approve as `release-manager` (the chart's `approvals.roles`).
 const RELEASE_MANAGERS: &str = "listacompra:release-manager";
 /// How long the test waits for the operator to act on a spec change.
@@ -205,8 +208,11 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             // data, names the step and the snapshot to restore, and the stable version serves.
             // What the snapshot of 1.2.1 will hold: nothing writes between here and it (the
             // schedules are suspended with the same apply; only smoke tests create users).
-            let at_snapshot = stack.rows("users").await?;
-            anyhow::ensure!(!at_snapshot.is_empty(), "no users to restore: the smoke test made none");
+            let mut at_snapshot = Vec::new();
+            for table in RESTORED_TABLES {
+                at_snapshot.push(stack.rows(table).await?);
+            }
+            anyhow::ensure!(!at_snapshot[0].is_empty(), "no users to restore: the smoke test made none");
             let attempt = stack.release().await?.status.and_then(|s| s.attempt);
             manifest["spec"]["version"] = json!("1.2.1");
             manifest["spec"]["migrations"]["schemaVersion"] = json!(IRREVERSIBLE_REVISION);
@@ -297,16 +303,15 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             assert_eq!(revision, IRREVERSIBLE_REVISION);
 
             // The way back across the irreversible revision: restore 1.2.1's snapshot. The
-            // users written since (by 1.2.1's smoke test and the rollback's) are lost, the
-            // ones present at the snapshot come back exactly, and the schema is the stable
-            // version's again.
-            let written_since: Vec<String> = stack
-                .rows("users")
-                .await?
-                .into_iter()
-                .filter(|row| !at_snapshot.contains(row))
-                .collect();
-            anyhow::ensure!(!written_since.is_empty(), "no user was written after the snapshot");
+            // rows written since (users, lists and items of 1.2.1's smoke test and the
+            // rollback's) are lost, the ones present at the snapshot come back exactly, and
+            // the schema is the stable version's again.
+            let mut written_since = Vec::new();
+            for (table, then) in RESTORED_TABLES.iter().zip(&at_snapshot) {
+                let rows = stack.rows(table).await?;
+                written_since.push(rows.into_iter().filter(|row| !then.contains(row)).collect::<Vec<_>>());
+            }
+            anyhow::ensure!(!written_since[0].is_empty(), "no user was written after the snapshot");
             let label = annotated_set(&database, &snapshot.annotation)?;
             // It loses those writes: with spec.approvals it waits for the release manager,
             // and the stable version serves meanwhile.
@@ -380,12 +385,14 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             );
             assert_eq!(stack.schema_revision().await?, e2e::story::SCHEMAS[0]);
             assert!(!stack.has_table("list_transfer_offers").await?);
-            let now = stack.rows("users").await?;
-            for row in &at_snapshot {
-                assert!(now.contains(row), "a user of the snapshot did not come back: {row}");
-            }
-            for row in &written_since {
-                assert!(!now.contains(row), "a user written after the snapshot is still there: {row}");
+            for ((table, then), since) in RESTORED_TABLES.iter().zip(&at_snapshot).zip(&written_since) {
+                let now = stack.rows(table).await?;
+                for row in then {
+                    assert!(now.contains(row), "a row of {table} at the snapshot did not come back: {row}");
+                }
+                for row in since {
+                    assert!(!now.contains(row), "a row of {table} written after the snapshot is still there: {row}");
+                }
             }
             assert_eq!(
                 stack.runner.ready_versions(),
