@@ -564,7 +564,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         CaFile::read(var, path.trim()).map(Some)
     }
 
-    /// How `migrate` waits for locks (`MIGRATION_LOCK_TIMEOUT_MS`, `MIGRATION_LOCK_RETRIES`).
+    /// How `migrate` waits for locks (`MIGRATION_LOCK_TIMEOUT_MS`, `MIGRATION_LOCK_RETRIES`)
+    /// and for a database in recovery (`MIGRATION_RECOVERY_WAIT_SECONDS`).
     pub fn migration_settings(&self) -> Result<crate::migrate::Settings> {
         let d = crate::migrate::Settings::default();
         let ms: u64 = self.parsed(
@@ -582,6 +583,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             lock_timeout: Duration::from_millis(ms),
             retries: self.parsed("MIGRATION_LOCK_RETRIES", d.retries)?,
             allow_irreversible: self.parsed("MIGRATION_ALLOW_IRREVERSIBLE", false)?,
+            recovery_wait: self.seconds("MIGRATION_RECOVERY_WAIT_SECONDS", d.recovery_wait)?,
             ..d
         })
     }

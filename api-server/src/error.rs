@@ -32,6 +32,17 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The database stayed in recovery (read-only) longer than the migration waits for it.
+    #[error(
+        "migration: the database is in recovery (read-only: a restore or a standby not yet \
+         promoted) and did not take writes within {waited_secs} s \
+         (MIGRATION_RECOVERY_WAIT_SECONDS). Fix: let its recovery finish, or promote it \
+         (SELECT pg_promote()), then migrate again"
+    )]
+    DatabaseInRecovery {
+        /// Seconds waited.
+        waited_secs: u64,
+    },
     /// A migration step kept waiting longer than `lock_timeout` for a lock, on every attempt.
     #[error(
         "migration: {context}: gave up after {attempts} attempt(s), each waiting at most \

@@ -282,6 +282,34 @@ fn refuse_irreversible(settings: &Settings, from: i64, target: i64) -> Result<()
     }
 }
 
+/// Waits, up to `wait`, while the database is in recovery: a PostgreSQL just restored (it
+/// replays WAL, then promotes) or a standby being promoted accepts sessions, and is ready to
+/// a TCP or `pg_isready` probe, before it takes writes.
+async fn wait_writable(pool: &PgPool, wait: std::time::Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(pool)
+            .await
+            .map_err(|source| Error::Database {
+                context: "asking whether the database is in recovery",
+                source,
+            })?;
+        if !in_recovery {
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            return Err(Error::DatabaseInRecovery {
+                waited_secs: started.elapsed().as_secs(),
+            });
+        }
+        tracing::info!(
+            "the database is in recovery (read-only, being restored or promoted): waiting for it to take writes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// [`migrate_to`], going down across irreversible revisions too: for a test database or a
 /// development reset, whose data may go.
 pub async fn reset_to(pool: &PgPool, target: Option<i64>) -> Result<Outcome> {
@@ -308,6 +336,7 @@ pub async fn migrate_with(
             known,
         });
     }
+    wait_writable(pool, settings.recovery_wait).await?;
     let from = current(pool).await?;
     if from > head() {
         // sqlx would refuse too (the applied migration is missing here); say what to do.

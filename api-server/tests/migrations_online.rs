@@ -215,3 +215,73 @@ async fn databases_migrated_with_the_released_text_of_amended_revisions_are_acce
     assert_eq!(migrate::current(&db.pool).await?, migrate::head());
     Ok(())
 }
+
+/// Restarts the private PostgreSQL `pg` as a standby (`standby.signal`, no primary to follow):
+/// it accepts sessions and stays in recovery, read-only, as a restored database does until it
+/// is promoted.
+fn restart_as_standby(pg: &e2e::private::PrivateService) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    pg.down()?;
+    // Where services.sh keeps a private PostgreSQL's data folder.
+    let data = pg.state().join("postgres").join("data");
+    anyhow::ensure!(
+        data.join("PG_VERSION").is_file(),
+        "no data folder at {}",
+        data.display()
+    );
+    let owner = std::fs::metadata(&data)?;
+    let signal = data.join("standby.signal");
+    std::fs::write(&signal, "")?;
+    std::os::unix::fs::chown(&signal, Some(owner.uid()), Some(owner.gid()))?;
+    pg.up()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_migration_waits_for_a_database_in_recovery_to_take_writes() -> Result<()> {
+    let pg = std::sync::Arc::new(
+        tokio::task::spawn_blocking(e2e::private::PrivateService::postgres).await??,
+    );
+    tokio::task::spawn_blocking({
+        let pg = pg.clone();
+        move || restart_as_standby(&pg)
+    })
+    .await??;
+    let pool = listacompra_api::store::pool(&pg.url, 2, None)?;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&pool)
+        .await?;
+    assert!(in_recovery, "the standby is not in recovery");
+
+    // Never promoted: a clear error once the wait is over, nothing applied.
+    let short = Settings {
+        recovery_wait: Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let refused = migrate::migrate_with(&pool, None, &short).await;
+    let message = refused
+        .expect_err("a read-only database was migrated")
+        .to_string();
+    assert!(
+        message.contains("in recovery") && message.contains("MIGRATION_RECOVERY_WAIT_SECONDS"),
+        "{message}"
+    );
+
+    // Promoted while the migration waits: it goes on and applies everything.
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { migrate::migrate_with(&pool, None, &Settings::default()).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the migration did not wait for the promotion"
+    );
+    let promoted: bool = sqlx::query_scalar("SELECT pg_promote()")
+        .fetch_one(&pool)
+        .await?;
+    assert!(promoted, "pg_promote() did not promote");
+    let outcome = waiting.await??;
+    assert_eq!(outcome.to, migrate::head());
+    Ok(())
+}

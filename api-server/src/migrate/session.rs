@@ -32,6 +32,9 @@ pub struct Settings {
     /// `MIGRATION_ALLOW_IRREVERSIBLE`: go down across revisions whose down step loses data
     /// (see [`super::irreversible`]). Off by default: only for a database whose data may go.
     pub allow_irreversible: bool,
+    /// `MIGRATION_RECOVERY_WAIT_SECONDS`: how long to wait for a database in recovery
+    /// (read-only: just restored, or a standby being promoted) to take writes.
+    pub recovery_wait: Duration,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             retries: DEFAULT_LOCK_RETRIES,
             retry_delay: Duration::from_millis(250),
             allow_irreversible: false,
+            recovery_wait: Duration::from_secs(300),
         }
     }
 }
