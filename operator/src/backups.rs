@@ -197,10 +197,6 @@ pub fn restore_job(owner: &Owner, spec: &BackupSpec, order: RestoreOrder<'_>) ->
         set,
         data,
     } = order;
-    let mut labels = labels(owner, RESTORE);
-    labels.insert("listacompra.app/job".to_owned(), RESTORE.to_owned());
-    // Kept (for `kubectl logs`) as long as the attempt's other Jobs are.
-    labels.insert(naming::ATTEMPT_LABEL.to_owned(), attempt.to_string());
     let mut args = vec!["--delta".to_owned()];
     args.extend(set.map(|s| format!("--set={s}")));
     args.extend([
@@ -208,6 +204,24 @@ pub fn restore_job(owner: &Owner, spec: &BackupSpec, order: RestoreOrder<'_>) ->
         "--target-action=promote".to_owned(),
         "restore".to_owned(),
     ]);
+    attempt_job(owner, name, RESTORE, attempt, |labels| {
+        job_spec(spec, labels, args, 0, data)
+    })
+}
+
+/// The Job `name` of the release `owner` that does `what` (`snapshot`, `restore`) for attempt
+/// `attempt`: labelled with both (and kept, for `kubectl logs`, as long as the attempt's other
+/// Jobs are), its spec made from those labels.
+fn attempt_job(
+    owner: &Owner,
+    name: &str,
+    what: &str,
+    attempt: i64,
+    spec: impl FnOnce(BTreeMap<String, String>) -> JobSpec,
+) -> Job {
+    let mut labels = labels(owner, what);
+    labels.insert("listacompra.app/job".to_owned(), what.to_owned());
+    labels.insert(naming::ATTEMPT_LABEL.to_owned(), attempt.to_string());
     Job {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -216,7 +230,7 @@ pub fn restore_job(owner: &Owner, spec: &BackupSpec, order: RestoreOrder<'_>) ->
             owner_references: Some(vec![owner.reference.clone()]),
             ..ObjectMeta::default()
         },
-        spec: Some(job_spec(spec, labels, args, 0, data)),
+        spec: Some(spec(labels)),
         status: None,
     }
 }
@@ -281,30 +295,16 @@ const SNAPSHOT_RETRIES: i32 = 6;
 /// incremental backup (a full one when none exists yet), annotated so that `pgbackrest
 /// info` names the attempt's snapshot (see [`crate::decide::snapshot_annotation`]).
 pub fn snapshot_job(owner: &Owner, spec: &BackupSpec, name: &str, attempt: i64) -> Job {
-    let mut labels = labels(owner, naming::SNAPSHOT);
-    labels.insert(
-        "listacompra.app/job".to_owned(),
-        naming::SNAPSHOT.to_owned(),
-    );
-    labels.insert(naming::ATTEMPT_LABEL.to_owned(), attempt.to_string());
     let annotation = crate::decide::snapshot_annotation(name);
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(owner.namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner.reference.clone()]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(job_spec(
+    attempt_job(owner, name, naming::SNAPSHOT, attempt, |labels| {
+        job_spec(
             spec,
             labels,
             backup_args(BackupKind::Incremental, Some(&annotation)),
             SNAPSHOT_RETRIES,
             None,
-        )),
-        status: None,
-    }
+        )
+    })
 }
 
 /// What the CronJobs report, as `status.backups`: `None` without backups in the spec.

@@ -998,24 +998,42 @@ async fn record(
     status: &ListaCompraReleaseStatus,
     ctx: &Context,
 ) -> Result<()> {
+    write_status(ctx, release, status).await
+}
+
+/// Writes `status` to `object` by server-side apply (the operator's field manager), on the
+/// condition that `object` is still the copy read (its resourceVersion): otherwise the write
+/// conflicts (409).
+pub(crate) async fn write_status<K>(
+    ctx: &Context,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     ctx.metrics.api_writes.with_label_values(&["status"]).inc();
     let patch = json!({
-        "apiVersion": ListaCompraRelease::api_version(&()),
-        "kind": ListaCompraRelease::kind(&()),
-        "metadata": { "resourceVersion": release.metadata.resource_version },
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": { "resourceVersion": object.meta().resource_version },
         "status": status,
     });
-    Api::<ListaCompraRelease>::namespaced(
-        ctx.client.clone(),
-        &release.namespace().unwrap_or_default(),
-    )
-    .patch_status(
-        &release.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_err("writing the status"))?;
+    Api::<K>::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default())
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "writing the status of {} {}",
+            K::kind(&()),
+            object.name_any()
+        )))?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use crate::controller::{Context, job_state};
 use crate::decide::{self, Observed, Refusal, RestoreSeen};
 use crate::error::{Result, kube as kube_err};
 use crate::events::Note;
-use crate::naming::{self, FIELD_MANAGER, JobPurpose};
+use crate::naming::{self, JobPurpose};
 use crate::workload::{self, Owner, Workload};
 
 /// The restores of `namespace` naming `release`, oldest first: from the watch cache, or
@@ -478,25 +478,7 @@ async fn write_status(
     restore: &ListaCompraRestore,
     status: &ListaCompraRestoreStatus,
 ) -> Result<()> {
-    ctx.metrics.api_writes.with_label_values(&["status"]).inc();
-    let patch = json!({
-        "apiVersion": ListaCompraRestore::api_version(&()),
-        "kind": ListaCompraRestore::kind(&()),
-        "metadata": { "resourceVersion": restore.metadata.resource_version },
-        "status": status,
-    });
-    Api::<ListaCompraRestore>::namespaced(
-        ctx.client.clone(),
-        &restore.namespace().unwrap_or_default(),
-    )
-    .patch_status(
-        &restore.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_err("writing the restore's status"))?;
-    Ok(())
+    crate::controller::write_status(ctx, restore, status).await
 }
 
 /// Events about the restore (and log lines).
