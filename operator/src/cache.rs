@@ -179,7 +179,7 @@ impl Caches {
         stream
     }
 
-    /// The restores of `namespace` naming the release `release`, oldest first, or `None`
+    /// The restores of `namespace` naming the release `release`, or `None`
     /// when their cache has not listed yet. It is not waited for: without the restore CRD
     /// (an upgrade that has not installed it yet) it never lists, and every release would
     /// wait.
@@ -187,23 +187,16 @@ impl Caches {
         use futures::FutureExt as _;
         let store = self.scope(namespace)?.restores.as_ref()?;
         store.wait_until_ready().now_or_never()?.ok()?;
-        let mut found: Vec<ListaCompraRestore> = store
-            .state()
-            .into_iter()
-            .filter(|r| r.namespace().as_deref() == Some(namespace) && r.spec.release == release)
-            .map(|r| (*r).clone())
-            .collect();
-        found.sort_by(|a, b| {
-            (
-                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                a.name_any(),
-            )
-                .cmp(&(
-                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    b.name_any(),
-                ))
-        });
-        Some(found)
+        Some(
+            store
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    r.namespace().as_deref() == Some(namespace) && r.spec.release == release
+                })
+                .map(|r| (*r).clone())
+                .collect(),
+        )
     }
 
     /// The fingerprint of the Secrets `names` of `namespace` (their names and

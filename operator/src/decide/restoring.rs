@@ -411,6 +411,7 @@ impl Machine<'_, '_> {
             record.step = seen.step;
             record.failed = seen.phase == Some(RestorePhase::Failed);
         }
+        let step = seen.as_ref().and_then(|r| r.step);
         match (fate, seen) {
             (Fate::Succeeded, Some(seen)) => self.restored(&active, &seen, &set),
             (Fate::Untouched, seen) => {
@@ -489,13 +490,7 @@ impl Machine<'_, '_> {
                 );
             }
             _ => {
-                let step = self
-                    .o
-                    .restores
-                    .iter()
-                    .find(|r| r.uid == active.uid)
-                    .and_then(|r| r.step)
-                    .map_or("StoppingTraffic".to_owned(), |s| format!("{s:?}"));
+                let step = step.map_or("StoppingTraffic".to_owned(), |s| format!("{s:?}"));
                 self.waiting = Some((
                     "Restoring",
                     format!("restore {} runs (step {step})", active.name),

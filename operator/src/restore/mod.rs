@@ -38,18 +38,21 @@ pub async fn read(
     namespace: &str,
     release: &str,
 ) -> Result<Vec<ListaCompraRestore>> {
-    if let Some(found) = match ctx.caches.get() {
-        Some(caches) => caches.restores(namespace, release),
-        None => None,
-    } {
-        return Ok(found);
-    }
-    ctx.metrics.api_reads.with_label_values(&["restore"]).inc();
-    let mut found = Api::<ListaCompraRestore>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default().fields(&format!("spec.release={release}")))
-        .await
-        .map_err(kube_err("listing the release's restores"))?
-        .items;
+    let cached = ctx
+        .caches
+        .get()
+        .and_then(|caches| caches.restores(namespace, release));
+    let mut found = match cached {
+        Some(found) => found,
+        None => {
+            ctx.metrics.api_reads.with_label_values(&["restore"]).inc();
+            Api::<ListaCompraRestore>::namespaced(ctx.client.clone(), namespace)
+                .list(&ListParams::default().fields(&format!("spec.release={release}")))
+                .await
+                .map_err(kube_err("listing the release's restores"))?
+                .items
+        }
+    };
     found.sort_by_key(|r| {
         (
             r.metadata.creation_timestamp.as_ref().map(|t| t.0),

@@ -104,26 +104,26 @@ if phase == "Succeeded" then
   return hs
 end
 
+-- What the Progressing condition says, else `default`.
+local function detail(default)
+  if progressing ~= nil and progressing.message ~= nil then
+    return progressing.message
+  end
+  return default
+end
+
 if phase == "AwaitingApproval" then
   -- Waits for people (QA, the Product Owner) to approve, like a paused Rollout; the
   -- condition names the roles still missing.
-  local detail = "waiting for approvals"
-  if progressing ~= nil and progressing.message ~= nil then
-    detail = progressing.message
-  end
   hs.status = "Suspended"
-  hs.message = phase .. ": " .. detail .. serving
+  hs.message = phase .. ": " .. detail("waiting for approvals") .. serving
   return hs
 end
 
 if phase == "Restoring" then
   -- A restore of the database runs: the release goes back to its phase once it is done.
-  local detail = "a restore of the database runs"
-  if progressing ~= nil and progressing.message ~= nil then
-    detail = progressing.message
-  end
   hs.status = "Progressing"
-  hs.message = phase .. ": " .. detail
+  hs.message = phase .. ": " .. detail("a restore of the database runs")
   return hs
 end
 
@@ -136,11 +136,7 @@ if moving[phase] then
     return hs
   end
   hs.status = "Progressing"
-  local detail = "releasing " .. version
-  if progressing ~= nil and progressing.message ~= nil then
-    detail = progressing.message
-  end
-  hs.message = phase .. ": " .. detail .. serving
+  hs.message = phase .. ": " .. detail("releasing " .. version) .. serving
   return hs
 end
 
