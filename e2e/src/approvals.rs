@@ -179,23 +179,55 @@ impl Approvers {
         attempt: i64,
         role: &str,
     ) -> Result<String> {
-        let (_, person) =
-            self.people
-                .iter()
-                .find(|(r, _)| r == role)
-                .ok_or_else(|| Error::Check {
-                    message: format!("nobody here approves as {role}"),
-                })?;
         let name = format!(
             "{release}-{}-{attempt}-{role}",
             version.to_lowercase().replace(['.', '+'], "-")
         );
-        let approval = approval(&name, release, version, attempt, role, &person.user);
+        self.create(role, |user| {
+            approval(&name, release, version, attempt, role, user)
+        })
+        .await
+    }
+
+    /// The person of `role` approves the restore `restore` (uid `uid`) of `release`, whose
+    /// current version and attempt are `version` and `attempt`; returns their user name.
+    pub async fn approve_restore(
+        &self,
+        release: &str,
+        version: &str,
+        attempt: i64,
+        role: &str,
+        (restore, uid): (&str, &str),
+    ) -> Result<String> {
+        let name = format!("{restore}-{role}");
+        self.create(role, |user| {
+            let mut approval = approval(&name, release, version, attempt, role, user);
+            approval.spec.restore = Some(restore.to_owned());
+            approval.spec.restore_uid = Some(uid.to_owned());
+            approval
+        })
+        .await
+    }
+
+    /// Creates the approval `of(user)` as the person of `role`; their user name.
+    async fn create(
+        &self,
+        role: &str,
+        of: impl FnOnce(&str) -> ListaCompraApproval,
+    ) -> Result<String> {
+        let person = self.person(role).ok_or_else(|| Error::Check {
+            message: format!("nobody here approves as {role}"),
+        })?;
+        let approval = of(&person.user);
         Api::<ListaCompraApproval>::namespaced(person.client().await?, &self.namespace)
             .create(&PostParams::default(), &approval)
             .await
             .map_err(|source| Error::Kube {
-                action: format!("approving {release} {version} as {role} ({})", person.user),
+                action: format!(
+                    "creating approval {} as {role} ({})",
+                    approval.metadata.name.clone().unwrap_or_default(),
+                    person.user
+                ),
                 source,
             })?;
         Ok(person.user.clone())

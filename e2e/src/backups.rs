@@ -12,14 +12,15 @@ use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    TCPSocketAction,
+    ConfigMap, Container, ContainerPort, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::private::PrivateService;
 use crate::runner::{Image, RUN_ANNOTATION};
+use crate::stack::StackOptions;
 use crate::{Error, Result};
 
 /// The image repository the backup CronJobs of the tests name; the runner runs Debian's
@@ -30,6 +31,10 @@ pub const PGBACKREST_BINARY: &str = "/usr/bin/pgbackrest";
 /// The image repository of the database StatefulSet; the runner runs Debian's `postgres`
 /// for it, as the data folder's owner.
 pub const POSTGRES_IMAGE: &str = "registry.local/listacompra/postgres";
+/// The StatefulSet [`BackedUpPostgres::stack_options`] runs the server as.
+pub const DATABASE: &str = "postgres";
+/// The ConfigMap of the stanza's pgBackRest options ([`BackedUpPostgres::options`]).
+pub const OPTIONS: &str = "pgbackrest";
 
 /// The running server and its repository.
 #[derive(Debug)]
@@ -105,6 +110,48 @@ impl BackedUpPostgres {
             ),
         ]
         .into())
+    }
+
+    /// `base` with this server as the release's database: its superuser URL, the images
+    /// [`Self::images`], and the server as the StatefulSet `postgres` (see
+    /// [`Self::stateful_set`]), which a release's `spec.backups.database` names.
+    pub fn stack_options(&self, base: StackOptions) -> Result<StackOptions> {
+        Ok(StackOptions {
+            postgres_admin_url: Some(self.admin_url.clone()),
+            images: Self::images()?,
+            database: Some(self.stateful_set(DATABASE)),
+            ..base
+        })
+    }
+
+    /// The ConfigMap [`OPTIONS`]: the stanza's pgBackRest options, as a platform team keeps
+    /// them for the release's backup Jobs (`spec.backups.envFrom`).
+    pub fn options(&self) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(OPTIONS.to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(self.pgbackrest_env.clone()),
+            ..ConfigMap::default()
+        }
+    }
+
+    /// A release's `spec.backups` for this server: the runbook's schedules (the CRD's
+    /// defaults), pgBackRest's options from [`Self::options`], run as the repository's owner
+    /// by the workload runner, and the StatefulSet of [`Self::stack_options`] as what a
+    /// restore stops and restores into (its data folder is on this machine: no claim to
+    /// mount).
+    pub fn release_backups(&self) -> serde_json::Value {
+        let (uid, gid) = self.owner;
+        serde_json::json!({
+            "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
+            "envFrom": [{ "configMapName": OPTIONS }],
+            "runAsUser": uid,
+            "runAsGroup": gid,
+            "podAnnotations": { RUN_ANNOTATION: "true" },
+            "database": { "statefulSet": DATABASE }
+        })
     }
 
     /// Stops the server that `services.sh` started, so that [`Self::stateful_set`] can run

@@ -14,7 +14,11 @@
 //!    nothing rolls out, and v1.1.0 keeps serving;
 //! 5. v1.2.1 is a build whose AI suggestion results answer 500: health and traffic look
 //!    fine, but its smoke test fails; the operator rolls back, and the smoke test passes
-//!    again on v1.1.0.
+//!    again on v1.1.0;
+//! 6. with a backed-up database ([`Story::with_backups`]: every release then takes a
+//!    pgBackRest snapshot before its migration), the runbook's corrupt-database procedure:
+//!    a backup, a bad script, and a `ListaCompraRestore` that brings every row back (see
+//!    [`restore`]).
 //!
 //! Every release needs the approval of QA and the Product Owner, as the runbook's production
 //! releases do: it waits in AwaitingApproval until `alice` (qa) and `pat` (product-owner),
@@ -32,12 +36,20 @@ use listacompra_crds::analysis::default_kpis;
 use listacompra_crds::status::{AnalysisReport, SmokeTestProgress};
 use listacompra_crds::{ListaCompraRelease, Phase};
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+
 use crate::approvals::Approvers;
 use crate::attachments::Attachments;
+use crate::backups::BackedUpPostgres;
 use crate::load::{LoadGenerator, LoadStats};
 use crate::stack::{IMAGE, POLL, RELEASE, Stack};
 use crate::timeline::{KpiPoint, Timeline};
 use crate::{Error, Result};
+
+mod restore;
+pub use restore::{RESTORE, RESTORED_TABLES};
 
 /// Latency injected into the "bad" build, in milliseconds.
 pub const BAD_LATENCY_MS: u64 = 600;
@@ -108,6 +120,8 @@ pub struct Story<'a> {
     receipt: Option<(Attachments, String, String, Vec<u8>)>,
     /// QA and the Product Owner, set up before the first release.
     approvers: Option<Approvers>,
+    /// The release's database, backed up (see [`Story::with_backups`]).
+    database: Option<&'a BackedUpPostgres>,
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
@@ -181,7 +195,25 @@ impl<'a> Story<'a> {
             summary: Summary::default(),
             receipt: None,
             approvers: None,
+            database: None,
         }
+    }
+
+    /// The story's database is `database`, run by the stack as its StatefulSet (see
+    /// [`BackedUpPostgres::stack_options`]): every release backs it up
+    /// ([`BackedUpPostgres::release_backups`]: scheduled backups, and a snapshot before every
+    /// migration, which the story prints), and [`Story::run_all`] ends with scenario 6, a
+    /// restore. Creates the ConfigMap of its pgBackRest options.
+    pub async fn with_backups(&mut self, database: &'a BackedUpPostgres) -> Result<()> {
+        Api::<ConfigMap>::namespaced(self.stack.client.clone(), &self.stack.namespace)
+            .create(&PostParams::default(), &database.options())
+            .await
+            .map_err(|source| Error::Kube {
+                action: "creating the ConfigMap of the pgBackRest options".to_owned(),
+                source,
+            })?;
+        self.database = Some(database);
+        Ok(())
     }
 
     /// Sets the load generator's rate (requests per second) before it starts.
@@ -225,12 +257,16 @@ impl<'a> Story<'a> {
         let began = Instant::now();
         let mut manifest = self.stack.manifest(version, schema);
         manifest["spec"]["approvals"] = serde_json::json!({ "requiredRoles": APPROVAL_ROLES });
+        if let Some(database) = self.database {
+            manifest["spec"]["backups"] = database.release_backups();
+        }
         self.stack.apply(&manifest).await?;
         let mut approved_attempt = None;
         let mut last_phase = String::new();
         let mut last_measurement = None;
         let mut last_health = None;
         let mut last_smoke = None;
+        let mut last_snapshot = None;
         loop {
             self.runner_events();
             let release = self.stack.release().await?;
@@ -276,6 +312,18 @@ impl<'a> Story<'a> {
                     ));
                     last_health = line;
                 }
+            }
+            if let Some(snapshot) = status
+                .snapshot
+                .as_ref()
+                .filter(|s| s.completion_time.is_some() && Some(s.attempt) == status.attempt)
+                && last_snapshot.as_ref() != Some(&snapshot.job)
+            {
+                self.say(format!(
+                    "  snapshot before the migration: pgBackRest backup {} (Job {})",
+                    snapshot.annotation, snapshot.job
+                ));
+                last_snapshot = Some(snapshot.job.clone());
             }
             if let Some(smoke) = &status.smoke_test {
                 let line = smoke_line(smoke);
@@ -744,6 +792,18 @@ impl<'a> Story<'a> {
     /// Runs `kubectl-listacompra ARGS -n <namespace>` as the cluster's admin; its output.
     async fn plugin(&self, args: &[&str]) -> Result<String> {
         let binary = crate::binaries::workspace_binary("kubectl-listacompra")?;
+        self.as_admin(binary, args).await
+    }
+
+    /// Runs `kubectl ARGS -n <namespace>` as the cluster's admin; its output.
+    async fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let cluster = crate::cluster::Cluster::start().await?;
+        self.as_admin(cluster.bin_dir()?.join("kubectl"), args)
+            .await
+    }
+
+    /// Runs `binary ARGS -n <namespace>` with the cluster admin's kubeconfig; its output.
+    async fn as_admin(&self, binary: std::path::PathBuf, args: &[&str]) -> Result<String> {
         let cluster = crate::cluster::Cluster::start().await?;
         let output = tokio::process::Command::new(&binary)
             .env("KUBECONFIG", cluster.kubeconfig())
@@ -755,20 +815,32 @@ impl<'a> Story<'a> {
                 script: binary.clone(),
                 source,
             })?;
-        crate::printed(format!("kubectl-listacompra {}", args.join(" ")), &output)
+        crate::printed(format!("{} {}", binary.display(), args.join(" ")), &output)
     }
 
-    /// The five scenarios in order.
+    /// The five scenarios in order, and the sixth (a restore) with [`Story::with_backups`].
     pub async fn run_all(&mut self) -> Result<()> {
         self.install_and_upgrade().await?;
         self.rotate_jwt_key().await?;
         self.latency_rollback().await?;
         self.failing_migration().await?;
-        self.failing_smoke_test().await
+        self.failing_smoke_test().await?;
+        if let Some(database) = self.database {
+            self.restore_after_corruption(database).await?;
+        }
+        Ok(())
     }
 
     /// Stops the load and checks that every acknowledged write can be read back.
     pub async fn finish(mut self) -> Result<(Summary, Timeline, Vec<String>)> {
+        self.stop_load().await?;
+        self.timeline.end = self.started.elapsed();
+        Ok((self.summary, self.timeline, self.log))
+    }
+
+    /// Stops the load generator (if it runs) and checks that every write it was told
+    /// succeeded can be read back.
+    async fn stop_load(&mut self) -> Result<()> {
         if let Some(load) = self.load.take() {
             let lost = load.lost_items().await?;
             let stats = load.stop().await;
@@ -785,7 +857,6 @@ impl<'a> Story<'a> {
                 format!("{} acknowledged items were lost: {lost:?}", lost.len())
             })?;
         }
-        self.timeline.end = self.started.elapsed();
-        Ok((self.summary, self.timeline, self.log))
+        Ok(())
     }
 }

@@ -49,6 +49,7 @@ fn phase_colour(phase: &str) -> &'static str {
         "Verifying" => "#64b5f6",
         "RollingOut" => "#1e88e5",
         "Migrating" => "#7e57c2",
+        "Restoring" => "#8d6e63",
         _ => "#9e9e9e",
     }
 }

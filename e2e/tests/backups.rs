@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use e2e::approvals::{apply_policy_and_personas, bind};
-use e2e::backups::{BackedUpPostgres, PGBACKREST_IMAGE};
+use e2e::backups::BackedUpPostgres;
 use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::ALL_SERVICES;
 use e2e::helm::Helm;
 use e2e::identity::Identity;
-use e2e::runner::RUN_ANNOTATION;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -28,7 +27,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::ResourceExt as _;
-use kube::api::{ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use listacompra_crds::restore::{RestorePhase, RestoreStep};
 use listacompra_crds::status::BackupsStatus;
 use listacompra_crds::{
@@ -64,8 +63,6 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
     database
         .hand_over()
         .unwrap_or_else(|e| panic!("the backed-up PostgreSQL did not stop: {e}"));
-    let images =
-        BackedUpPostgres::images().unwrap_or_else(|e| panic!("PostgreSQL is not installed: {e}"));
     with_namespace("backups", |ctx| async move {
         e2e::crd::install_crds(&ctx.client).await?;
         // The operator runs with the chart's RBAC, as installed: what it may do to the
@@ -82,48 +79,29 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             ctx.cluster.kubeconfig(),
             &ctx.namespace,
             &services,
-            StackOptions {
-                postgres_admin_url: Some(database.admin_url.clone()),
-                images,
-                database: Some(database.stateful_set("postgres")),
+            database.stack_options(StackOptions {
                 operator_kubeconfig: Some(operator_kubeconfig.clone()),
                 ..StackOptions::story(log_dir.clone())
-            },
+            })?,
         )
         .await?;
         let outcome = async {
             // The pgBackRest options, as a platform team would keep them in a ConfigMap.
-            let options = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some("pgbackrest".to_owned()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(database.pgbackrest_env.clone()),
-                ..ConfigMap::default()
-            };
             Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace)
-                .create(&PostParams::default(), &options)
+                .create(&PostParams::default(), &database.options())
                 .await?;
-            let (uid, gid) = database.owner;
             let mut manifest = stack.manifest("1.0.0", e2e::story::SCHEMAS[0]);
             // No KPI analysis: nothing loads the API here, and backups do not need it.
             manifest["spec"]
                 .as_object_mut()
                 .map(|spec| spec.remove("analysis"));
-            manifest["spec"]["backups"] = json!({
-                "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
-                "envFrom": [{ "configMapName": "pgbackrest" }],
-                // Suspended while the release takes its snapshot; then never at the same
-                // minute (pgBackRest locks the stanza).
-                "full": { "schedule": "*/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
-                "incremental": { "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600, "suspend": true },
-                "runAsUser": uid,
-                "runAsGroup": gid,
-                "podAnnotations": { RUN_ANNOTATION: "true" },
-                // What a restore stops and restores into (the runner's PostgreSQL has its
-                // data folder on this machine: no claim to mount).
-                "database": { "statefulSet": "postgres" }
-            });
+            let mut backups = database.release_backups();
+            // Suspended while the release takes its snapshot; then never at the same minute
+            // (pgBackRest locks the stanza).
+            backups["full"] = json!({ "schedule": "*/2 * * * *", "maxAgeSeconds": 600, "suspend": true });
+            backups["incremental"] =
+                json!({ "schedule": "1-59/2 * * * *", "maxAgeSeconds": 600, "suspend": true });
+            manifest["spec"]["backups"] = backups;
             stack.apply(&manifest).await?;
 
             // The release backs the database up before its migration, and says which backup.
@@ -273,7 +251,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 let sets = sets.clone();
                 async move {
                     sets.patch(
-                        "postgres",
+                        e2e::backups::DATABASE,
                         &PatchParams::default(),
                         &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
                     )

@@ -3,13 +3,17 @@
 //! Starts (or reuses) the local cluster and services, recreates the `listacompra-demo`
 //! namespace, runs the operator and the workload runner, and releases v1.0.0, v1.1.0 (new
 //! migration), v1.2.0 (injected latency: rolled back), v1.3.0 (failing migration) and v1.2.1
-//! (failing smoke test: rolled back) under load, each release smoke-tested by a Job. Ends
-//! with `kubectl get lcr`, a summary, and a timeline picture.
+//! (failing smoke test: rolled back) under load, each release smoke-tested by a Job. The
+//! database is a PostgreSQL of the demo's own, run as a StatefulSet and backed up with
+//! pgBackRest (a snapshot before every migration); the story ends with the runbook's
+//! corrupt-database procedure as a `ListaCompraRestore`. Ends with `kubectl get`, a summary,
+//! and a timeline picture.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use e2e::backups::BackedUpPostgres;
 use e2e::cluster::Cluster;
 use e2e::env::{ALL_SERVICES, repo_root};
 use e2e::services::Services;
@@ -37,6 +41,10 @@ async fn run() -> e2e::Result<()> {
     let out_dir = repo_root().join("target").join("demo");
     let cluster = Cluster::start().await?;
     let services = Services::start(ALL_SERVICES).await?;
+    // The release's database: archiving its WAL into a pgBackRest repository, run by the
+    // cluster as the StatefulSet `postgres` (a restore stops and starts it).
+    let database = BackedUpPostgres::start("listacompra")?;
+    database.hand_over()?;
     let client = cluster.client().await?;
     e2e::crd::install_crds(&client).await?;
     fresh_namespace(&client).await?;
@@ -50,7 +58,7 @@ async fn run() -> e2e::Result<()> {
         cluster.kubeconfig(),
         NAMESPACE,
         &services,
-        StackOptions::story(out_dir.join("logs")),
+        database.stack_options(StackOptions::story(out_dir.join("logs")))?,
     )
     .await?;
     println!(
@@ -59,7 +67,11 @@ async fn run() -> e2e::Result<()> {
         stack.api_url
     );
     let mut story = Story::new(&stack, true);
-    let finished = match story.run_all().await {
+    let finished = match story.with_backups(&database).await {
+        Ok(()) => story.run_all().await,
+        Err(e) => Err(e),
+    };
+    let finished = match finished {
         Ok(()) => story.finish().await,
         Err(e) => Err(e),
     };
@@ -76,7 +88,7 @@ async fn run() -> e2e::Result<()> {
         source,
     })?;
     println!();
-    kubectl_get_lcr(&cluster)?;
+    kubectl_get(&cluster)?;
     print_summary(&summary, &svg);
     Ok(())
 }
@@ -125,11 +137,12 @@ async fn fresh_namespace(client: &kube::Client) -> e2e::Result<()> {
     Ok(())
 }
 
-fn kubectl_get_lcr(cluster: &Cluster) -> e2e::Result<()> {
+/// What `kubectl get` shows of the release, its restore and its backup schedules.
+fn kubectl_get(cluster: &Cluster) -> e2e::Result<()> {
     let kubectl: PathBuf = cluster.bin_dir()?.join("kubectl");
-    println!("$ kubectl get lcr -n {NAMESPACE}");
+    println!("$ kubectl get lcr,lcrestore,cronjobs -n {NAMESPACE}");
     let status = std::process::Command::new(&kubectl)
-        .args(["get", "lcr", "-n", NAMESPACE])
+        .args(["get", "lcr,lcrestore,cronjobs", "-n", NAMESPACE])
         .env("KUBECONFIG", cluster.kubeconfig())
         .status()
         .map_err(|source| e2e::Error::Io {
