@@ -3,7 +3,8 @@
 # services and the control plane, builds the binaries, then runs e2e's listacompra-demo:
 # v1.0.0 install, v1.1.0 upgrade with a migration, v1.2.0 rolled back on its p95 latency,
 # v1.3.0 stopped by a failing migration, v1.2.1 rolled back by its smoke test, all under
-# load, with progress as it happens.
+# load, then a restore of the (pgBackRest-backed) database after a corruption, with
+# progress as it happens.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$LC_REPO"
