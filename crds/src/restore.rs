@@ -190,6 +190,19 @@ pub enum RestoreStep {
     SmokeTesting,
 }
 
+impl RestoreStep {
+    /// Every step, in the order they run.
+    pub const ORDER: [Self; 7] = [
+        Self::StoppingTraffic,
+        Self::StoppingDatabase,
+        Self::Restoring,
+        Self::StartingDatabase,
+        Self::Migrating,
+        Self::StartingTraffic,
+        Self::SmokeTesting,
+    ];
+}
+
 /// One step's times.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -792,19 +792,24 @@ impl<'a> Story<'a> {
     /// Runs `kubectl-listacompra ARGS -n <namespace>` as the cluster's admin; its output.
     async fn plugin(&self, args: &[&str]) -> Result<String> {
         let binary = crate::binaries::workspace_binary("kubectl-listacompra")?;
-        self.as_admin(binary, args).await
+        let cluster = crate::cluster::Cluster::start().await?;
+        self.as_admin(&cluster, binary, args).await
     }
 
     /// Runs `kubectl ARGS -n <namespace>` as the cluster's admin; its output.
     async fn kubectl(&self, args: &[&str]) -> Result<String> {
         let cluster = crate::cluster::Cluster::start().await?;
-        self.as_admin(cluster.bin_dir()?.join("kubectl"), args)
+        self.as_admin(&cluster, cluster.bin_dir()?.join("kubectl"), args)
             .await
     }
 
-    /// Runs `binary ARGS -n <namespace>` with the cluster admin's kubeconfig; its output.
-    async fn as_admin(&self, binary: std::path::PathBuf, args: &[&str]) -> Result<String> {
-        let cluster = crate::cluster::Cluster::start().await?;
+    /// Runs `binary ARGS -n <namespace>` with `cluster`'s admin kubeconfig; its output.
+    async fn as_admin(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        binary: std::path::PathBuf,
+        args: &[&str],
+    ) -> Result<String> {
         let output = tokio::process::Command::new(&binary)
             .env("KUBECONFIG", cluster.kubeconfig())
             .args(args)

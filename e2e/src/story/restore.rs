@@ -30,17 +30,6 @@ const BACKUP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest the restore may take: seven steps, each a rollout or a Job on a busy machine.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(360);
 
-/// The steps of a restore, in order.
-const STEPS: [RestoreStep; 7] = [
-    RestoreStep::StoppingTraffic,
-    RestoreStep::StoppingDatabase,
-    RestoreStep::Restoring,
-    RestoreStep::StartingDatabase,
-    RestoreStep::Migrating,
-    RestoreStep::StartingTraffic,
-    RestoreStep::SmokeTesting,
-];
-
 impl Story<'_> {
     /// Scenario 6 (with [`Story::with_backups`]): the database is corrupted and restored
     /// from its newest backup.
@@ -88,7 +77,7 @@ impl Story<'_> {
         })?;
         let order: Vec<RestoreStep> = status.steps.iter().map(|s| s.step).collect();
         check(
-            order == STEPS && status.steps.iter().all(|s| s.completion_time.is_some()),
+            order == RestoreStep::ORDER && status.steps.iter().all(|s| s.completion_time.is_some()),
             || {
                 format!(
                     "the restore's steps are not the seven, each ended: {:?}",

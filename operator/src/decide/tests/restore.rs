@@ -401,7 +401,7 @@ fn restores_and_attempts_never_overlap_in_any_sequence() {
             {
                 r.phase = Some(RestorePhase::Restoring);
                 let s = r.step.map_or(0, |s| s as u64 + 1).min(6);
-                r.step = Some(STEPS[s as usize]);
+                r.step = Some(RestoreStep::ORDER[s as usize]);
                 match below(8) {
                     0 => r.phase = Some(RestorePhase::Failed),
                     1 | 2 if s == 6 => r.phase = Some(RestorePhase::Succeeded),
@@ -497,16 +497,6 @@ fn restores_and_attempts_never_overlap_in_any_sequence() {
         }
     }
 }
-
-const STEPS: [RestoreStep; 7] = [
-    RestoreStep::StoppingTraffic,
-    RestoreStep::StoppingDatabase,
-    RestoreStep::Restoring,
-    RestoreStep::StartingDatabase,
-    RestoreStep::Migrating,
-    RestoreStep::StartingTraffic,
-    RestoreStep::SmokeTesting,
-];
 
 fn restore_approval(
     name: &str,
