@@ -116,9 +116,11 @@ impl BackedUpPostgres {
     /// [`Self::images`], and the server as the StatefulSet `postgres` (see
     /// [`Self::stateful_set`]), which a release's `spec.backups.database` names.
     pub fn stack_options(&self, base: StackOptions) -> Result<StackOptions> {
+        let mut images = base.images.clone();
+        images.extend(Self::images()?);
         Ok(StackOptions {
             postgres_admin_url: Some(self.admin_url.clone()),
-            images: Self::images()?,
+            images,
             database: Some(self.stateful_set(DATABASE)),
             ..base
         })
@@ -138,15 +140,19 @@ impl BackedUpPostgres {
     }
 
     /// A release's `spec.backups` for this server: the runbook's schedules (the CRD's
-    /// defaults), pgBackRest's options from [`Self::options`], run as the repository's owner
-    /// by the workload runner, and the StatefulSet of [`Self::stack_options`] as what a
-    /// restore stops and restores into (its data folder is on this machine: no claim to
-    /// mount).
+    /// defaults: full daily at 01:00, incremental every 6 hours) but suspended, so that a
+    /// test or the demo decides when a backup runs (pgBackRest locks the stanza: a scheduled
+    /// backup at 06:00 would make the test's own backup fail); pgBackRest's options from
+    /// [`Self::options`], run as the repository's owner by the workload runner; and the
+    /// StatefulSet of [`Self::stack_options`] as what a restore stops and restores into (its
+    /// data folder is on this machine: no claim to mount).
     pub fn release_backups(&self) -> serde_json::Value {
         let (uid, gid) = self.owner;
         serde_json::json!({
             "image": { "repository": PGBACKREST_IMAGE, "tag": "2.45" },
             "envFrom": [{ "configMapName": OPTIONS }],
+            "full": { "schedule": "0 1 * * *", "maxAgeSeconds": 26 * 3600, "suspend": true },
+            "incremental": { "schedule": "0 */6 * * *", "maxAgeSeconds": 7 * 3600, "suspend": true },
             "runAsUser": uid,
             "runAsGroup": gid,
             "podAnnotations": { RUN_ANNOTATION: "true" },
@@ -269,6 +275,17 @@ impl BackedUpPostgres {
         serde_json::from_slice(&out).map_err(|e| Error::Workload {
             message: format!("pgbackrest info printed no JSON: {e}"),
         })
+    }
+
+    /// The labels of the backup sets the repository holds, oldest first.
+    pub fn sets(&self) -> Result<Vec<String>> {
+        let info = self.info()?;
+        Ok(info[0]["backup"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|set| set["label"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// Runs `pgbackrest args...` with the stanza's options, as the repository's owner.

@@ -157,15 +157,17 @@ impl LoadGenerator {
         lock(&self.stats).clone()
     }
 
-    /// Reads back every list the generator wrote to; the acknowledged items that are missing.
-    pub async fn lost_items(&self) -> Result<Vec<String>> {
+    /// Stops sending, waits for requests in flight, then reads every list back: the numbers,
+    /// and the acknowledged items that are missing. Reading back after the last write is
+    /// what makes "none lost" cover every write the API acknowledged.
+    pub async fn finish(self) -> Result<(LoadStats, Vec<String>)> {
         let client = Client {
             http: http()?,
             base_url: self.base_url.trim_end_matches('/').to_owned(),
             token: Some(self.token.clone()),
         };
-        let written = lock(&self.stats).written.clone();
-        let mut lists: Vec<&str> = written.iter().map(|(l, _)| l.as_str()).collect();
+        let stats = self.stop().await;
+        let mut lists: Vec<&str> = stats.written.iter().map(|(l, _)| l.as_str()).collect();
         lists.dedup();
         let mut present = std::collections::BTreeSet::new();
         for list in lists {
@@ -179,11 +181,13 @@ impl LoadGenerator {
                 }
             }
         }
-        Ok(written
-            .into_iter()
+        let lost = stats
+            .written
+            .iter()
             .filter(|(_, item)| !present.contains(item))
-            .map(|(_, item)| item)
-            .collect())
+            .map(|(_, item)| item.clone())
+            .collect();
+        Ok((stats, lost))
     }
 }
 

@@ -844,11 +844,10 @@ impl<'a> Story<'a> {
     }
 
     /// Stops the load generator (if it runs) and checks that every write it was told
-    /// succeeded can be read back.
+    /// succeeded can be read back once the last one is done.
     async fn stop_load(&mut self) -> Result<()> {
         if let Some(load) = self.load.take() {
-            let lost = load.lost_items().await?;
-            let stats = load.stop().await;
+            let (stats, lost) = load.finish().await?;
             self.say(format!(
                 "load generator: {} requests, {} failed, {} items written, {} missing after the rollbacks",
                 stats.requests,

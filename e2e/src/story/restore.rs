@@ -1,7 +1,7 @@
 //! Scenario 6 of the story, the runbook's corrupt-database procedure: the load stops; the
 //! scheduled incremental backup runs now (a Job from its CronJob, as `kubectl create job
-//! --from` makes it); a bad script rewrites every item's name; a `ListaCompraRestore` of the
-//! newest backup set, approved by QA and the Product Owner, stops traffic and PostgreSQL,
+//! --from` makes it); a bad script rewrites every item's name; a `ListaCompraRestore` of that
+//! Job's backup set, approved by QA and the Product Owner, stops traffic and PostgreSQL,
 //! runs `pgbackrest restore`, migrates to the stable schema and brings traffic back behind
 //! the smoke test. Every row of the backup comes back, no corrupted one stays, and the
 //! receipt still downloads.
@@ -32,10 +32,10 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(360);
 
 impl Story<'_> {
     /// Scenario 6 (with [`Story::with_backups`]): the database is corrupted and restored
-    /// from its newest backup.
+    /// from the backup taken just before.
     pub async fn restore_after_corruption(&mut self, database: &BackedUpPostgres) -> Result<()> {
         self.say(
-            "== 6. a bad script corrupts every item; a ListaCompraRestore brings back the newest backup",
+            "== 6. a bad script corrupts every item; a ListaCompraRestore brings back the backup taken before",
         );
         // A restore stops traffic and loses the writes made after its backup: the load stops
         // first, once every write it was told succeeded is read back.
@@ -55,7 +55,7 @@ impl Story<'_> {
             RESTORE,
             ListaCompraRestoreSpec {
                 release: RELEASE.to_owned(),
-                backup_set: None,
+                backup_set: Some(label.clone()),
             },
         );
         let created = restores
@@ -66,7 +66,7 @@ impl Story<'_> {
                 source,
             })?;
         self.say(format!(
-            "apply ListaCompraRestore {RESTORE} (release {RELEASE}, the newest backup set)"
+            "apply ListaCompraRestore {RESTORE} (release {RELEASE}, backup set {label})"
         ));
         let uid = created.metadata.uid.unwrap_or_default();
         let restored = self.follow_restore(&restores, &uid).await?;
@@ -115,8 +115,10 @@ impl Story<'_> {
     }
 
     /// Runs the release's incremental backup now, as a Job from its CronJob, and waits for
-    /// it to succeed; the label of the set it made.
+    /// it to succeed; the label of the one set it made (named, so that the restore takes
+    /// this set even if another backup ran since).
     async fn backup_now(&mut self, database: &BackedUpPostgres) -> Result<String> {
+        let before = database.sets()?;
         let cron_job = format!("{RELEASE}-backup-incr");
         let job = format!("{RELEASE}-backup-now");
         let create = ["create", "job", &job, &format!("--from=cronjob/{cron_job}")];
@@ -138,6 +140,19 @@ impl Story<'_> {
             if status.succeeded.unwrap_or(0) > 0 {
                 break;
             }
+            let failed = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Failed" && c.status == "True");
+            if let Some(failed) = failed {
+                return Err(Error::Check {
+                    message: format!(
+                        "the backup Job {job} failed: {}",
+                        failed.message.as_deref().unwrap_or("no message")
+                    ),
+                });
+            }
             check(began.elapsed() < BACKUP_TIMEOUT, || {
                 format!(
                     "the backup Job {job} did not succeed within {BACKUP_TIMEOUT:?}: {status:?}"
@@ -145,15 +160,16 @@ impl Story<'_> {
             })?;
             tokio::time::sleep(POLL).await;
         }
-        let info = database.info()?;
-        let label = info[0]["backup"]
-            .as_array()
-            .and_then(|sets| sets.last())
-            .and_then(|set| set["label"].as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Check {
-                message: format!("pgbackrest info lists no backup set: {info}"),
-            })?;
+        let new: Vec<String> = database
+            .sets()?
+            .into_iter()
+            .filter(|set| !before.contains(set))
+            .collect();
+        let [label] = <[String; 1]>::try_from(new.clone()).map_err(|_| Error::Check {
+            message: format!(
+                "the backup Job {job} should have added one set to the repository; new sets: {new:?}"
+            ),
+        })?;
         self.say(format!(
             "  backup Job {job} succeeded in {:.0}s: pgBackRest set {label}",
             began.elapsed().as_secs_f64()
