@@ -86,6 +86,12 @@ pub enum Op {
         /// The replicas a person sets.
         replicas: i32,
     },
+    /// `kubectl label deploy --overwrite` of a label the operator sets (an edit of metadata
+    /// only: the Deployment's generation does not move).
+    Relabel {
+        /// The Deployment relabelled.
+        of: Child,
+    },
     /// `kubectl set image` to an image no release names.
     SetImage {
         /// The Deployment changed.
@@ -245,10 +251,11 @@ impl Generator {
                     version,
                     after_ms: self.below(8_000),
                 },
-                12..=13 => Op::Scale {
+                12 => Op::Scale {
                     of: self.child(),
                     replicas: 1 + i32::try_from(self.below(5)).unwrap_or(0),
                 },
+                13 => Op::Relabel { of: self.child() },
                 14 => Op::SetImage { of: self.child() },
                 15..=16 => Op::DeleteService,
                 17 => Op::DeleteDeployment { of: self.child() },
@@ -354,6 +361,7 @@ impl Model {
             }
             // Drift and crashes change nothing the release promises.
             Op::Scale { .. }
+            | Op::Relabel { .. }
             | Op::SetImage { .. }
             | Op::DeleteService
             | Op::DeleteDeployment { .. }
@@ -465,7 +473,7 @@ mod tests {
         for of in [Child::Api, Child::Worker] {
             assert!(
                 all.iter().any(|op| matches!(op,
-                    Op::Scale { of: o, .. } | Op::SetImage { of: o } | Op::DeleteDeployment { of: o } if *o == of)),
+                    Op::Scale { of: o, .. } | Op::Relabel { of: o } | Op::SetImage { of: o } | Op::DeleteDeployment { of: o } if *o == of)),
                 "no drift of {of:?}"
             );
         }

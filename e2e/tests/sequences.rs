@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 /// Longest one step may take to settle (a release with a rollback on a busy machine).
 const SETTLE: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
+/// A label the operator sets on its Deployments; [`Op::Relabel`] overwrites it.
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -252,6 +254,16 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
                     &deployment,
                     &PatchParams::default(),
                     &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                )
+                .await?;
+        }
+        Op::Relabel { of } => {
+            let (deployment, _) = of.names(RELEASE);
+            deployments
+                .patch(
+                    &deployment,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "labels": { MANAGED_BY: "someone" } } })),
                 )
                 .await?;
         }
@@ -587,6 +599,8 @@ struct Seen {
 /// Secrets' fingerprint on its pod template.
 #[derive(Debug, Default)]
 struct Rollout {
+    /// The Deployment's label [`MANAGED_BY`].
+    managed_by: Option<String>,
     image: String,
     replicas: Option<i32>,
     rolled_out: bool,
@@ -618,6 +632,11 @@ fn rollout(deployment: Option<Deployment>) -> Rollout {
         && s.available_replicas.unwrap_or(0) == want
         && s.replicas.unwrap_or(0) == want;
     Rollout {
+        managed_by: d
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY).cloned()),
         image,
         replicas: spec.replicas,
         rolled_out,
@@ -737,6 +756,12 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
         ),
     );
     want(seen.service, "the Service is missing".into());
+    for (name, rollout) in [("API", &seen.api), ("worker", &seen.worker)] {
+        want(
+            rollout.managed_by.as_deref() == Some("listacompra-operator"),
+            format!("the {name} Deployment's {MANAGED_BY} is {:?}", rollout.managed_by),
+        );
+    }
     // The serving pods carry the Secrets' fingerprint the status reports, and nothing is in
     // flight (a rotation included).
     want(

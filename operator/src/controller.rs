@@ -23,6 +23,7 @@ use listacompra_crds::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::applied::{self, Applied};
 use crate::backups::{self, BackupKind};
 use crate::cache::{self, Caches};
 use crate::cleanup;
@@ -61,6 +62,9 @@ pub struct Context {
     /// Watch the metadata of Secrets, so that a changed Secret rolls the pods consuming it
     /// (see `decide::rotating`).
     pub watch_secrets: bool,
+    /// What this process last applied to each Deployment and Service, to skip applies that
+    /// would change nothing.
+    pub applied: Applied,
 }
 
 impl std::fmt::Debug for Context {
@@ -86,6 +90,7 @@ impl Context {
             allowed_hosts: Vec::new(),
             caches: std::sync::OnceLock::new(),
             watch_secrets: false,
+            applied: Applied::default(),
         }
     }
 
@@ -215,6 +220,8 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .remove(&key);
+                        ctx.applied
+                            .forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
                         debug!(release = %key, "release gone");
                     }
                     Err(e) => warn!(error = %e, "reconcile failed"),
@@ -771,10 +778,9 @@ async fn reconcile_release(
             decide::Action::DeleteJob { .. } => {}
         }
     }
-    // Hold the desired state: apply the Deployment and Service on every reconcile that has a
-    // target. Server-side apply of an unchanged object is a no-op (no write, no event), so a
-    // settled release still makes no writes, while a scaled, edited or deleted child is put
-    // back within one reconcile (its watch event triggers it).
+    // Hold the desired state on every reconcile that has a target: a scaled, edited or
+    // deleted child is put back within one reconcile (its watch event triggers it). An apply
+    // that would change nothing is not sent ([`crate::applied`]).
     if let (Some(target), None) = (&decision.workload, &foreign) {
         let mut spec = decide::deployments_spec(&observed, target);
         if decision.hold_traffic {
@@ -1145,6 +1151,12 @@ async fn apply_workload(
 ) -> Result<()> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &owner.namespace);
+    let child = |kind, name: &str| applied::Child {
+        namespace: owner.namespace.clone(),
+        release: owner.name.clone(),
+        kind,
+        name: name.to_owned(),
+    };
     let mut deployments_written = 0;
     for (role, deployment) in workload::deployments(owner, spec, target) {
         let before = match role {
@@ -1152,11 +1164,19 @@ async fn apply_workload(
             workload::Role::Worker => live.worker,
         };
         let name = role.name(&owner.name);
-        let applied = deployments
+        let key = child(applied::Kind::Deployment, &name);
+        if ctx
+            .applied
+            .unchanged(&key, &deployment, &deployment.metadata, before)
+        {
+            continue;
+        }
+        let returned = deployments
             .patch(&name, &ssa, &Patch::Apply(&deployment))
             .await
             .map_err(kube_err(format!("applying Deployment {name}")))?;
-        if wrote(before, &applied.metadata) {
+        ctx.applied.record(key, &deployment, &returned.metadata);
+        if wrote(before, &returned.metadata) {
             ctx.metrics
                 .api_writes
                 .with_label_values(&["deployment"])
@@ -1166,11 +1186,20 @@ async fn apply_workload(
     }
     let name = naming::workload_name(&owner.name);
     let service = workload::service(owner, spec);
-    let applied = Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
-        .patch(&name, &ssa, &Patch::Apply(&service))
-        .await
-        .map_err(kube_err(format!("applying Service {name}")))?;
-    let service_written = wrote(live.service, &applied.metadata);
+    let key = child(applied::Kind::Service, &name);
+    let service_written = if ctx
+        .applied
+        .unchanged(&key, &service, &service.metadata, live.service)
+    {
+        false
+    } else {
+        let returned = Api::<Service>::namespaced(ctx.client.clone(), &owner.namespace)
+            .patch(&name, &ssa, &Patch::Apply(&service))
+            .await
+            .map_err(kube_err(format!("applying Service {name}")))?;
+        ctx.applied.record(key, &service, &returned.metadata);
+        wrote(live.service, &returned.metadata)
+    };
     if service_written {
         ctx.metrics.api_writes.with_label_values(&["service"]).inc();
     }

@@ -4,6 +4,7 @@
 //! gates, calls `decide` and carries out its decision. Builders of the child objects live in
 //! [`workload`], the gates in [`gates`]; a restore of a release's database runs in [`restore`].
 
+pub mod applied;
 pub mod backups;
 pub mod cache;
 pub mod check;
