@@ -54,8 +54,9 @@ bench-release: ## the API under load during a release on the local cluster (prin
 bench-backups: ## pgBackRest backup and restore times for a database of a stated size (prints a table)
 	cargo bench --locked -p e2e --bench backups
 
-bench-compare: ## the API beside the runbook's Node + Express stack and the pgbench ceiling (prints a table)
+bench-compare: ## the API beside Node + Express and pgbench; the operator beside Argo Rollouts and bare Deployments (LC_BENCH_OBJECTS, default 1000; prints tables)
 	cargo bench --locked -p listacompra-api --bench compare
+	cargo bench --locked -p listacompra-operator --bench compare
 
 bench-operator: ## measure the operator on the local cluster (prints a table)
 	cargo bench -p listacompra-operator --bench operator

@@ -18,6 +18,11 @@ LC_HELM_BIN="${LC_HELM_BIN:-$LC_CACHE/helm-${HELM_VERSION}/bin}"
 # the version of its Go module github.com/jaegertracing/jaeger.
 JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 LC_JAEGER_BIN="${LC_JAEGER_BIN:-$LC_CACHE/jaeger-${JAEGER_VERSION}/bin}"
+# Argo Rollouts' controller, the peer `make bench-compare` measures the operator against (its
+# Go module github.com/argoproj/argo-rollouts, built by build-argo-rollouts.sh; must match
+# e2e/peers/argo-rollouts/go.mod). v1.10.2 needs Go 1.26.10; this machine's Go is 1.26.8.
+ARGO_ROLLOUTS_VERSION="${ARGO_ROLLOUTS_VERSION:-v1.10.1}"
+LC_ARGO_ROLLOUTS="${LC_ARGO_ROLLOUTS:-$LC_CACHE/argo-rollouts-${ARGO_ROLLOUTS_VERSION}}"
 # The S3-protocol server of the local environment (attachments): s3s-fs from crates.io, an S3
 # server over a folder, built from the s3s project (SigV4 headers and presigned URLs checked).
 S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"

@@ -13,6 +13,7 @@
 //!
 //! Numbers, not assertions: the machines are shared and noisy.
 
+mod measure;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -28,6 +29,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use listacompra_crds::{ListaCompraRelease, Phase};
 use serde_json::json;
+use measure::{Room, cpu_ticks, metric, rolled_out, rss_mib, tail};
 use support::{Endpoint, Operator, release, wait_phase};
 
 #[tokio::main]
@@ -56,65 +58,9 @@ fn median_and(samples: &mut [Duration], upper: f64) -> String {
     )
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    // After the command name: state is field 0; utime and stime are fields 11 and 12.
-    fields
-        .get(11)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-}
-
-/// The sum of every sample of the operator's metric `name` (all labels).
-async fn metric(http: &reqwest::Client, address: &str, name: &str) -> Result<f64> {
-    let text = http
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 const WRITES: &str = "listacompra_operator_api_writes_total";
 const READS: &str = "listacompra_operator_api_reads_total";
 const RECONCILES: &str = "listacompra_operator_reconciles_total";
-
-/// Whether the Deployment's current template is rolled out: every replica updated and ready.
-fn rolled_out(d: &Deployment) -> bool {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &d.status else {
-        return false;
-    };
-    status.observed_generation == d.metadata.generation
-        && status.updated_replicas == Some(want)
-        && status.ready_replicas == Some(want)
-        && status.replicas == Some(want)
-}
 
 async fn run(ctx: TestContext) -> Result<()> {
     let services = Services::start(&[Component::Prometheus]).await?;
@@ -359,6 +305,7 @@ async fn run(ctx: TestContext) -> Result<()> {
         .unwrap_or(1_000);
     let room = Room::make(&ctx, serving).await?;
     let scale = at_scale(&ctx, &operator, &http, &address, &endpoint.url, serving).await;
+    delete_scale_releases(&ctx).await;
     room.clear(&ctx).await;
     rows.extend(scale?);
 
@@ -373,92 +320,6 @@ async fn run(ctx: TestContext) -> Result<()> {
         println!("| {k:width$} | {v} |");
     }
     Ok::<(), anyhow::Error>(())
-}
-
-/// Room in the local cluster for `releases` more pods and Services: a kwok node with the
-/// pods' capacity, and a second Service IP range (a ServiceCIDR: the cluster's own /24 holds
-/// 254 Services). Both go when the bench ends.
-struct Room {
-    node: String,
-    cidr: String,
-}
-
-fn service_cidrs(ctx: &TestContext) -> Api<kube::api::DynamicObject> {
-    let resource = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "ServiceCIDR"),
-        "servicecidrs",
-    );
-    Api::all_with(ctx.client.clone(), &resource)
-}
-
-impl Room {
-    async fn make(ctx: &TestContext, releases: usize) -> Result<Self> {
-        let room = Self {
-            node: format!("{}-scale", ctx.namespace),
-            cidr: format!("{}-scale", ctx.namespace),
-        };
-        let pods = (releases + 100).to_string();
-        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-            "metadata": {
-                "name": room.node,
-                "annotations": { "kwok.x-k8s.io/node": "fake" },
-                "labels": { "type": "kwok", "kubernetes.io/hostname": room.node }
-            },
-            "status": {
-                "allocatable": { "cpu": "1000", "memory": "4Ti", "pods": pods },
-                "capacity": { "cpu": "1000", "memory": "4Ti", "pods": pods }
-            }
-        }))?;
-        Api::<k8s_openapi::api::core::v1::Node>::all(ctx.client.clone())
-            .create(&PostParams::default(), &node)
-            .await
-            .context("creating the scale node")?;
-        let cidr: kube::api::DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "ServiceCIDR",
-            "metadata": { "name": room.cidr },
-            "spec": { "cidrs": ["10.100.0.0/20"] }
-        }))?;
-        if let Err(e) = service_cidrs(ctx)
-            .create(&PostParams::default(), &cidr)
-            .await
-        {
-            room.clear(ctx).await;
-            return Err(e).context("creating the scale ServiceCIDR");
-        }
-        Ok(room)
-    }
-
-    /// Deletes the scale releases and waits (up to 10 min) for their pods to go, then the
-    /// node and the ServiceCIDR (whose finalizer keeps it until its Services are gone).
-    async fn clear(&self, ctx: &TestContext) {
-        let dp = kube::api::DeleteParams::default();
-        let releases: Api<ListaCompraRelease> = ctx.api();
-        if let Ok(list) = releases.list(&ListParams::default()).await {
-            for r in list.items {
-                let name = r.metadata.name.unwrap_or_default();
-                if name.starts_with('s') {
-                    let _ = releases.delete(&name, &dp).await;
-                }
-            }
-        }
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = ctx.api();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(600) {
-            let left = pods
-                .list(&ListParams::default().fields(&format!("spec.nodeName={}", self.node)))
-                .await
-                .map_or(0, |l| l.items.len());
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        let _ = Api::<k8s_openapi::api::core::v1::Node>::all(ctx.client.clone())
-            .delete(&self.node, &dp)
-            .await;
-        let _ = service_cidrs(ctx).delete(&self.cidr, &dp).await;
-    }
 }
 
 /// Creates `n` serving releases at once and measures them until they have all settled and
@@ -634,8 +495,18 @@ async fn at_scale(
     Ok(rows)
 }
 
-/// The last lines of a log, for a failure message.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+/// Deletes the releases [`at_scale`] made (their names start with `s`); their children go
+/// with them.
+async fn delete_scale_releases(ctx: &TestContext) {
+    let releases: Api<ListaCompraRelease> = ctx.api();
+    if let Ok(list) = releases.list(&ListParams::default()).await {
+        for r in list.items {
+            let name = r.metadata.name.unwrap_or_default();
+            if name.starts_with('s') {
+                let _ = releases
+                    .delete(&name, &kube::api::DeleteParams::default())
+                    .await;
+            }
+        }
+    }
 }
