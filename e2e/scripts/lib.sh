@@ -20,7 +20,8 @@ JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 LC_JAEGER_BIN="${LC_JAEGER_BIN:-$LC_CACHE/jaeger-${JAEGER_VERSION}/bin}"
 # Argo Rollouts' controller, the peer `make bench-compare` measures the operator against (its
 # Go module github.com/argoproj/argo-rollouts, built by build-argo-rollouts.sh; must match
-# e2e/peers/argo-rollouts/go.mod). v1.10.2 needs Go 1.26.10; this machine's Go is 1.26.8.
+# e2e/peers/argo-rollouts/go.mod; its build needs Go 1.26.1 or later). v1.10.2 would need
+# Go 1.26.10.
 ARGO_ROLLOUTS_VERSION="${ARGO_ROLLOUTS_VERSION:-v1.10.1}"
 LC_ARGO_ROLLOUTS="${LC_ARGO_ROLLOUTS:-$LC_CACHE/argo-rollouts-${ARGO_ROLLOUTS_VERSION}}"
 # The S3-protocol server of the local environment (attachments): s3s-fs from crates.io, an S3

@@ -172,6 +172,20 @@ impl Cluster {
         file.write_all(text.as_bytes()).map_err(write_error)
     }
 
+    /// The process id of the component `name` (`kube-controller-manager`, `kwok-controller`,
+    /// ...), from kwokctl's pid file beside the components' logs.
+    pub fn component_pid(&self, name: &str) -> Result<u32> {
+        let logs = PathBuf::from(self.env.get("LC_CLUSTER_LOGS")?);
+        let file = logs.with_file_name("pids").join(format!("{name}.pid"));
+        let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+            action: format!("reading {}", file.display()),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| Error::Workload {
+            message: format!("{} holds no process id: {text:?}", file.display()),
+        })
+    }
+
     /// The last lines of every component's log (etcd, kube-apiserver, ..., kwok-controller).
     pub fn component_logs(&self, lines: usize) -> String {
         let Ok(dir) = self.env.get("LC_CLUSTER_LOGS") else {

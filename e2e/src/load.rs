@@ -152,9 +152,21 @@ impl LoadGenerator {
 
     /// Stops sending and waits for requests in flight.
     pub async fn stop(self) -> LoadStats {
+        self.halt().await.0
+    }
+
+    /// Stops sending and waits (up to 15 s) for requests in flight: the numbers, and whether
+    /// every request ended.
+    async fn halt(self) -> (LoadStats, bool) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-        lock(&self.stats).clone()
+        let abort = self.task.abort_handle();
+        let drained = tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .is_ok();
+        if !drained {
+            abort.abort();
+        }
+        (lock(&self.stats).clone(), drained)
     }
 
     /// Stops sending, waits for requests in flight, then reads every list back: the numbers,
@@ -166,7 +178,13 @@ impl LoadGenerator {
             base_url: self.base_url.trim_end_matches('/').to_owned(),
             token: Some(self.token.clone()),
         };
-        let stats = self.stop().await;
+        let (stats, drained) = self.halt().await;
+        if !drained {
+            return Err(Error::Workload {
+                message: "load generator: requests still in flight 15 s after it stopped"
+                    .to_owned(),
+            });
+        }
         let mut lists: Vec<&str> = stats.written.iter().map(|(l, _)| l.as_str()).collect();
         lists.dedup();
         let mut present = std::collections::BTreeSet::new();

@@ -86,8 +86,8 @@ pub enum Op {
         /// The replicas a person sets.
         replicas: i32,
     },
-    /// `kubectl label deploy --overwrite` of a label the operator sets (an edit of metadata
-    /// only: the Deployment's generation does not move).
+    /// `kubectl label deploy --overwrite` of the version label the operator sets (an edit of
+    /// metadata only: the Deployment's generation does not move).
     Relabel {
         /// The Deployment relabelled.
         of: Child,

@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 /// Longest one step may take to settle (a release with a rollback on a busy machine).
 const SETTLE: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
-/// A label the operator sets on its Deployments; [`Op::Relabel`] overwrites it.
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// A label the operator sets on its Deployments and does not select them by (so the edited
+/// Deployment stays in its watch cache); [`Op::Relabel`] overwrites it.
+const VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -263,7 +264,7 @@ async fn act(stack: &mut Stack, model: &Model, op: &Op, new_attempt: bool) -> an
                 .patch(
                     &deployment,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "labels": { MANAGED_BY: "someone" } } })),
+                    &Patch::Merge(json!({ "metadata": { "labels": { VERSION_LABEL: "edited" } } })),
                 )
                 .await?;
         }
@@ -599,8 +600,8 @@ struct Seen {
 /// Secrets' fingerprint on its pod template.
 #[derive(Debug, Default)]
 struct Rollout {
-    /// The Deployment's label [`MANAGED_BY`].
-    managed_by: Option<String>,
+    /// The Deployment's label [`VERSION_LABEL`].
+    version_label: Option<String>,
     image: String,
     replicas: Option<i32>,
     rolled_out: bool,
@@ -632,11 +633,11 @@ fn rollout(deployment: Option<Deployment>) -> Rollout {
         && s.available_replicas.unwrap_or(0) == want
         && s.replicas.unwrap_or(0) == want;
     Rollout {
-        managed_by: d
+        version_label: d
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get(MANAGED_BY).cloned()),
+            .and_then(|l| l.get(VERSION_LABEL).cloned()),
         image,
         replicas: spec.replicas,
         rolled_out,
@@ -758,8 +759,11 @@ fn differences(seen: &Seen, model: &Model, expected: &Expectation, replicas: i32
     want(seen.service, "the Service is missing".into());
     for (name, rollout) in [("API", &seen.api), ("worker", &seen.worker)] {
         want(
-            rollout.managed_by.as_deref() == Some("listacompra-operator"),
-            format!("the {name} Deployment's {MANAGED_BY} is {:?}", rollout.managed_by),
+            rollout.version_label.as_deref() == Some(expected.serving),
+            format!(
+                "the {name} Deployment's {VERSION_LABEL} is {:?} (expected {})",
+                rollout.version_label, expected.serving
+            ),
         );
     }
     // The serving pods carry the Secrets' fingerprint the status reports, and nothing is in

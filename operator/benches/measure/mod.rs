@@ -35,6 +35,15 @@ pub fn hwm_mib(pid: u32) -> f64 {
     status_mib(pid, "VmHWM:")
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (exited, not yet waited for).
+pub fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
 /// CPU time of process `pid` (user and system), in clock ticks (1/100 s).
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
