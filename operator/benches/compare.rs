@@ -131,7 +131,8 @@ async fn run(ctx: TestContext) -> Result<()> {
 
 /// Builds (or finds) Argo Rollouts' controller: its folder (`bin/`, `crds/`).
 async fn build_argo_rollouts() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-argo-rollouts.sh");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-argo-rollouts.sh");
     let out = tokio::process::Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
@@ -145,7 +146,12 @@ async fn build_argo_rollouts() -> Result<PathBuf> {
 /// The kinds of object the contenders bring: (group, version, kind, plural).
 const CONTENDERS: [(&str, &str, &str, &str); 3] = [
     ("apps", "v1", "Deployment", "deployments"),
-    ("listacompra.app", "v1alpha1", "ListaCompraRelease", "listacomprareleases"),
+    (
+        "listacompra.app",
+        "v1alpha1",
+        "ListaCompraRelease",
+        "listacomprareleases",
+    ),
     ("argoproj.io", "v1alpha1", "Rollout", "rollouts"),
 ];
 
@@ -282,10 +288,16 @@ where
             return Ok(good);
         }
         if !alive() {
-            bail!("{what}: the controller exited with {ended} of {n} ended:\n{}", tail(&log()));
+            bail!(
+                "{what}: the controller exited with {ended} of {n} ended:\n{}",
+                tail(&log())
+            );
         }
         if started.elapsed() > SETTLE_TIMEOUT {
-            bail!("{what}: {ended} of {n} ended within {SETTLE_TIMEOUT:?}:\n{}", tail(&log()));
+            bail!(
+                "{what}: {ended} of {n} ended within {SETTLE_TIMEOUT:?}:\n{}",
+                tail(&log())
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -307,8 +319,10 @@ async fn empty(ctx: &TestContext, objects: &Api<DynamicObject>) -> Result<()> {
             ("", "v1", "Service", "services"),
             ("", "v1", "Pod", "pods"),
         ] {
-            let resource =
-                ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind),
+                plural,
+            );
             let api: Api<DynamicObject> =
                 Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource);
             left += api.list_metadata(&ListParams::default()).await?.items.len();
@@ -324,8 +338,15 @@ async fn empty(ctx: &TestContext, objects: &Api<DynamicObject>) -> Result<()> {
     }
 }
 
-fn dynamic(ctx: &TestContext, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+fn dynamic(
+    ctx: &TestContext,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource)
 }
 
@@ -351,21 +372,33 @@ async fn floor(ctx: &TestContext, kcm: u32, n: usize) -> Result<Measured> {
                 "template": template(&name)
             }
         }))?;
-        deployments.create(&PostParams::default(), &deployment).await?;
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await?;
     }
-    let good = settle("the floor", n, || true, String::new, || async {
-        let rolled = deployments
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|d| rolled_out(d))
-            .count();
-        Ok((rolled, rolled))
-    })
+    let good = settle(
+        "the floor",
+        n,
+        || true,
+        String::new,
+        || async {
+            let rolled = deployments
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|d| rolled_out(d))
+                .count();
+            Ok((rolled, rolled))
+        },
+    )
     .await?;
     let measured = window.close(good);
-    empty(ctx, &dynamic(ctx, "apps", "v1", "Deployment", "deployments")).await?;
+    empty(
+        ctx,
+        &dynamic(ctx, "apps", "v1", "Deployment", "deployments"),
+    )
+    .await?;
     Ok(measured)
 }
 
@@ -420,21 +453,35 @@ async fn ours(
             .create(&PostParams::default(), &serde_json::from_value(manifest)?)
             .await?;
     }
-    let good = settle("our operator", n, || alive(pid), || operator.log(), || async {
-        let phases: Vec<Option<Phase>> = releases
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|r| r.status.as_ref().and_then(|s| s.phase))
-            .collect();
-        let ended = phases
-            .iter()
-            .filter(|p| matches!(p, Some(Phase::Succeeded | Phase::Failed | Phase::RolledBack)))
-            .count();
-        let good = phases.iter().filter(|p| **p == Some(Phase::Succeeded)).count();
-        Ok((ended, good))
-    })
+    let good = settle(
+        "our operator",
+        n,
+        || alive(pid),
+        || operator.log(),
+        || async {
+            let phases: Vec<Option<Phase>> = releases
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .map(|r| r.status.as_ref().and_then(|s| s.phase))
+                .collect();
+            let ended = phases
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p,
+                        Some(Phase::Succeeded | Phase::Failed | Phase::RolledBack)
+                    )
+                })
+                .count();
+            let good = phases
+                .iter()
+                .filter(|p| **p == Some(Phase::Succeeded))
+                .count();
+            Ok((ended, good))
+        },
+    )
     .await?;
     let mut measured = window.close(good);
     measured.requests = Some(requests_of(ctx, OURS).await? - requests);
@@ -471,7 +518,13 @@ async fn ours(
     ));
     let emptied = empty(
         ctx,
-        &dynamic(ctx, "listacompra.app", "v1alpha1", "ListaCompraRelease", "listacomprareleases"),
+        &dynamic(
+            ctx,
+            "listacompra.app",
+            "v1alpha1",
+            "ListaCompraRelease",
+            "listacomprareleases",
+        ),
     )
     .await;
     drop(operator);
@@ -537,21 +590,32 @@ async fn argo_rollouts(
         }))?;
         rollouts.create(&PostParams::default(), &rollout).await?;
     }
-    let good = settle("Argo Rollouts", n, || alive(pid), read_log, || async {
-        let phases: Vec<String> = rollouts
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|r| r.data["status"]["phase"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        let ended = phases
-            .iter()
-            .filter(|p| *p == "Healthy" || *p == "Degraded")
-            .count();
-        let good = phases.iter().filter(|p| *p == "Healthy").count();
-        Ok((ended, good))
-    })
+    let good = settle(
+        "Argo Rollouts",
+        n,
+        || alive(pid),
+        read_log,
+        || async {
+            let phases: Vec<String> = rollouts
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .map(|r| {
+                    r.data["status"]["phase"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
+            let ended = phases
+                .iter()
+                .filter(|p| *p == "Healthy" || *p == "Degraded")
+                .count();
+            let good = phases.iter().filter(|p| *p == "Healthy").count();
+            Ok((ended, good))
+        },
+    )
     .await?;
     let mut measured = window.close(good);
     measured.requests = Some(requests_of(ctx, ARGO).await? - requests);
@@ -563,13 +627,19 @@ async fn argo_rollouts(
 
 fn print(n: usize, floor: &Measured, ours: &Measured, argo: &Measured) {
     let secs = |m: &Measured| m.took.as_secs_f64();
-    let or_dash = |v: Option<f64>, unit: &str| v.map_or("—".to_owned(), |v| format!("{v:.1} {unit}"));
+    let or_dash =
+        |v: Option<f64>, unit: &str| v.map_or("—".to_owned(), |v| format!("{v:.1} {unit}"));
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".to_owned(),
     };
-    println!("\n{n} objects, each settling one pod, one contender after the other on the same cluster\n");
-    println!("| what | floor (Deployments) | ours (ListaCompraRelease) | Argo Rollouts {} | ours / floor | ours / Argo |", argo_version());
+    println!(
+        "\n{n} objects, each settling one pod, one contender after the other on the same cluster\n"
+    );
+    println!(
+        "| what | floor (Deployments) | ours (ListaCompraRelease) | Argo Rollouts {} | ours / floor | ours / Argo |",
+        argo_version()
+    );
     println!("|---|---|---|---|---|---|");
     let row = |what: &str, f: String, o: String, a: String, of: String, oa: String| {
         println!("| {what} | {f} | {o} | {a} | {of} | {oa} |");

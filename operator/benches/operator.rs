@@ -28,8 +28,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use listacompra_crds::{ListaCompraRelease, Phase};
-use serde_json::json;
 use measure::{Room, cpu_ticks, metric, rolled_out, rss_mib, tail};
+use serde_json::json;
 use support::{Endpoint, Operator, release, wait_phase};
 
 #[tokio::main]

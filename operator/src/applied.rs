@@ -147,7 +147,10 @@ fn hash<K: Serialize>(object: &K) -> u64 {
 
 /// Whether `live` still has every desired label, annotation and owner reference.
 fn holds(desired: &ObjectMeta, live: &ObjectMeta) -> bool {
-    fn within(want: Option<&BTreeMap<String, String>>, have: Option<&BTreeMap<String, String>>) -> bool {
+    fn within(
+        want: Option<&BTreeMap<String, String>>,
+        have: Option<&BTreeMap<String, String>>,
+    ) -> bool {
         want.into_iter()
             .flatten()
             .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
@@ -198,7 +201,10 @@ mod tests {
         let deployment = child(Kind::Deployment);
         let (object, want) = desired();
         let returned = meta("u1", 3, "100");
-        assert!(!applied.unchanged(&deployment, &object, &want, Some(&returned)), "never applied");
+        assert!(
+            !applied.unchanged(&deployment, &object, &want, Some(&returned)),
+            "never applied"
+        );
         applied.record(deployment.clone(), &object, &returned);
         assert!(applied.unchanged(&deployment, &object, &want, Some(&returned)));
         // A status update moves the resourceVersion, not the generation.
@@ -231,15 +237,24 @@ mod tests {
         applied.record(deployment.clone(), &object, &meta("u1", 3, "100"));
         let mut edited = meta("u1", 3, "101");
         edited.labels = Some([("app".to_owned(), "other".to_owned())].into());
-        assert!(!applied.unchanged(&deployment, &object, &want, Some(&edited)), "label changed");
+        assert!(
+            !applied.unchanged(&deployment, &object, &want, Some(&edited)),
+            "label changed"
+        );
         let mut extra = meta("u1", 3, "101");
         extra
             .labels
             .get_or_insert_default()
             .insert("team".into(), "shop".into());
-        assert!(applied.unchanged(&deployment, &object, &want, Some(&extra)), "a label of someone else's");
+        assert!(
+            applied.unchanged(&deployment, &object, &want, Some(&extra)),
+            "a label of someone else's"
+        );
         want.annotations = Some([("a".to_owned(), "1".to_owned())].into());
-        assert!(!applied.unchanged(&deployment, &object, &want, Some(&extra)), "annotation removed");
+        assert!(
+            !applied.unchanged(&deployment, &object, &want, Some(&extra)),
+            "annotation removed"
+        );
 
         applied.forget("prod", "other");
         assert_eq!(applied.len(), 1);
