@@ -46,7 +46,7 @@ const OURS: &str = "bench-compare-listacompra-operator";
 const ARGO: &str = "bench-compare-argo-rollouts";
 /// The label on what the bench makes outside its namespace (bindings, FlowSchemas).
 const LABEL: &str = "listacompra.test/bench-compare";
-/// Longest a contender may take to settle every object.
+/// Longest a contender may take to settle every object, and the namespace to empty after it.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// How often the bench lists the objects (each list of a thousand is work for the server).
 const POLL: Duration = Duration::from_secs(1);
@@ -282,10 +282,23 @@ where
     Fut: std::future::Future<Output = Result<(usize, usize)>>,
 {
     let started = Instant::now();
+    let mut reported = Duration::ZERO;
     loop {
         let (ended, good) = count().await?;
         if ended >= n {
+            eprintln!(
+                "{what}: all {n} ended after {:.1} s ({good} well)",
+                started.elapsed().as_secs_f64()
+            );
             return Ok(good);
+        }
+        // A thousand objects take minutes: say how far it got, every half minute.
+        if started.elapsed() >= reported + Duration::from_secs(30) {
+            reported = started.elapsed();
+            eprintln!(
+                "{what}: {ended} of {n} ended after {:.0} s",
+                reported.as_secs_f64()
+            );
         }
         if !alive() {
             bail!(
@@ -311,6 +324,7 @@ async fn empty(ctx: &TestContext, objects: &Api<DynamicObject>) -> Result<()> {
         .delete_collection(&DeleteParams::foreground(), &ListParams::default())
         .await?;
     let started = Instant::now();
+    let mut reported = Duration::ZERO;
     loop {
         let mut left = 0;
         for (group, version, kind, plural) in [
@@ -328,12 +342,23 @@ async fn empty(ctx: &TestContext, objects: &Api<DynamicObject>) -> Result<()> {
             left += api.list_metadata(&ListParams::default()).await?.items.len();
         }
         if left == 0 {
+            eprintln!("emptied after {:.0} s", started.elapsed().as_secs_f64());
             return Ok(());
         }
+        // The garbage collector deletes at the controller-manager's client rate: a thousand
+        // releases' children take minutes, as their creation did.
         ensure!(
-            started.elapsed() < Duration::from_secs(900),
-            "{left} Deployments, ReplicaSets, Services and pods still there 15 minutes after the delete"
+            started.elapsed() < SETTLE_TIMEOUT,
+            "{left} Deployments, ReplicaSets, Services and pods still there {} s after the delete",
+            SETTLE_TIMEOUT.as_secs()
         );
+        if started.elapsed() >= reported + Duration::from_secs(30) {
+            reported = started.elapsed();
+            eprintln!(
+                "emptying: {left} objects left after {:.0} s",
+                reported.as_secs_f64()
+            );
+        }
         tokio::time::sleep(POLL).await;
     }
 }
