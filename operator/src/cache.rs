@@ -434,8 +434,8 @@ mod tests {
         pruned_worker.prune();
 
         assert_eq!(
-            crate::rollout::workload_state(Some(&pruned_api), Some(&pruned_worker)),
-            crate::rollout::workload_state(Some(&api), Some(&worker)),
+            crate::rollout::workload_state(Some(&pruned_api), Some(&pruned_worker), true),
+            crate::rollout::workload_state(Some(&api), Some(&worker), true),
         );
         assert_eq!(pruned_api.metadata, api.metadata);
         assert!(workload::is_ours(&pruned_api.metadata, &owner));

@@ -422,7 +422,10 @@ async fn reconcile_release(
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let worker_name = naming::worker_name(&name);
     let live_worker: Option<Deployment> = cached(ctx, &namespace, &worker_name).await?;
-    let workload = crate::rollout::workload_state(live.as_ref(), live_worker.as_ref());
+    // A worker of no replicas gets no Deployment (one made before is kept, scaled to none).
+    let worker_wanted = spec.worker.replicas > 0;
+    let workload =
+        crate::rollout::workload_state(live.as_ref(), live_worker.as_ref(), worker_wanted);
     let live_service: Option<Service> = cached(ctx, &namespace, &workload_name).await?;
     let owner = Owner {
         name: name.clone(),
@@ -797,6 +800,7 @@ async fn reconcile_release(
                 api: live.as_ref().map(|d| &d.metadata),
                 worker: live_worker.as_ref().map(|d| &d.metadata),
                 service: live_service.as_ref().map(|s| &s.metadata),
+                worker_wanted,
             },
             ctx,
         )
@@ -1139,6 +1143,9 @@ struct Live<'a> {
     api: Option<&'a kube::api::ObjectMeta>,
     worker: Option<&'a kube::api::ObjectMeta>,
     service: Option<&'a kube::api::ObjectMeta>,
+    /// Whether the release wants worker pods: without, a missing worker Deployment is not
+    /// created (one that exists is applied, scaled to none).
+    worker_wanted: bool,
 }
 
 #[tracing::instrument(name = "apply.workload", skip_all)]
@@ -1163,6 +1170,9 @@ async fn apply_workload(
             workload::Role::Api => live.api,
             workload::Role::Worker => live.worker,
         };
+        if role == workload::Role::Worker && !live.worker_wanted && before.is_none() {
+            continue;
+        }
         let name = role.name(&owner.name);
         let key = child(applied::Kind::Deployment, &name);
         if ctx

@@ -5,15 +5,23 @@ use k8s_openapi::api::apps::v1::Deployment;
 use crate::decide::WorkloadState;
 
 /// The release's workload as its two Deployments show it: the API's hash; rolled out only
-/// when both are, with the same hash (a worker left at another workload, or missing, is not
-/// rolled out); stalled when either is.
-pub fn workload_state(api: Option<&Deployment>, worker: Option<&Deployment>) -> WorkloadState {
+/// when both are, with the same hash (a worker left at another workload is not rolled out);
+/// stalled when either is. A missing worker is rolled out only when no worker pod is
+/// `wanted` (the operator creates no Deployment for a worker of none).
+pub fn workload_state(
+    api: Option<&Deployment>,
+    worker: Option<&Deployment>,
+    wanted: bool,
+) -> WorkloadState {
     let (Some(api), worker) = (api.map(rollout), worker.map(rollout)) else {
         return WorkloadState::default();
     };
-    let worker_matches = worker.as_ref().is_some_and(|w| w.hash == api.hash);
+    let worker_done = match &worker {
+        Some(w) => w.hash == api.hash && w.available,
+        None => !wanted,
+    };
     WorkloadState {
-        available: api.available && worker_matches && worker.as_ref().is_some_and(|w| w.available),
+        available: api.available && worker_done,
         stalled: api.stalled.clone().or_else(|| {
             let stalled = worker.and_then(|w| w.stalled)?;
             Some(format!("the worker Deployment: {stalled}"))
@@ -99,20 +107,20 @@ mod tests {
     #[test]
     fn the_workload_is_rolled_out_only_when_both_deployments_are_at_one_hash() {
         let api = deployment("h1", 2, 2);
-        let both = workload_state(Some(&api), Some(&deployment("h1", 1, 1)));
+        let both = workload_state(Some(&api), Some(&deployment("h1", 1, 1)), true);
         assert_eq!(both.hash.as_deref(), Some("h1"));
         assert!(both.available);
 
-        let scaled_to_zero = workload_state(Some(&api), Some(&deployment("h1", 0, 0)));
+        let scaled_to_zero = workload_state(Some(&api), Some(&deployment("h1", 0, 0)), true);
         assert!(
             scaled_to_zero.available,
             "a worker scaled to 0 has rolled out"
         );
 
-        let rolling = workload_state(Some(&api), Some(&deployment("h1", 2, 1)));
+        let rolling = workload_state(Some(&api), Some(&deployment("h1", 2, 1)), true);
         assert!(!rolling.available, "the worker is still rolling");
 
-        let other = workload_state(Some(&api), Some(&deployment("h0", 1, 1)));
+        let other = workload_state(Some(&api), Some(&deployment("h0", 1, 1)), true);
         assert!(!other.available, "the worker runs another workload");
         assert_eq!(
             other.hash.as_deref(),
@@ -120,12 +128,16 @@ mod tests {
             "the API's hash names the workload"
         );
 
-        let missing = workload_state(Some(&api), None);
+        let missing = workload_state(Some(&api), None, true);
         assert!(!missing.available, "no worker Deployment");
         assert_eq!(missing.hash.as_deref(), Some("h1"));
+        assert!(
+            workload_state(Some(&api), None, false).available,
+            "no worker wanted, none made"
+        );
 
         assert_eq!(
-            workload_state(None, Some(&deployment("h1", 1, 1))),
+            workload_state(None, Some(&deployment("h1", 1, 1)), true),
             WorkloadState::default()
         );
     }
@@ -134,14 +146,14 @@ mod tests {
     fn either_deployment_stalling_stalls_the_workload_and_says_which() {
         let api = deployment("h1", 2, 2);
         let worker = stalled(deployment("h1", 1, 0));
-        let state = workload_state(Some(&api), Some(&worker));
+        let state = workload_state(Some(&api), Some(&worker), true);
         let message = state.stalled.expect("stalled");
         assert!(
             message.starts_with("the worker Deployment: ReplicaSet"),
             "{message}"
         );
 
-        let state = workload_state(Some(&stalled(deployment("h1", 2, 1))), Some(&worker));
+        let state = workload_state(Some(&stalled(deployment("h1", 2, 1))), Some(&worker), true);
         assert!(
             state.stalled.is_some_and(|m| m.starts_with("ReplicaSet")),
             "the API's own first"
@@ -149,7 +161,7 @@ mod tests {
 
         let mut old = stalled(deployment("h1", 1, 0));
         old.metadata.generation = Some(3);
-        let state = workload_state(Some(&api), Some(&old));
+        let state = workload_state(Some(&api), Some(&old), true);
         assert_eq!(
             state.stalled, None,
             "a condition of an older generation is not this rollout's"

@@ -813,6 +813,74 @@ async fn scaling_the_worker_field_scales_the_worker_deployment() {
     .await;
 }
 
+/// A release of no worker pods makes no worker Deployment (the runbook's API-only stack; one
+/// Deployment, one ReplicaSet fewer per release for the controller-manager), is rolled out
+/// without one, and scaling the worker up later creates it with the serving workload.
+#[tokio::test]
+async fn a_release_without_workers_makes_no_worker_deployment_until_scaled_up() {
+    with_namespace("op-no-worker", |ctx| async move {
+        e2e::crd::install_crds(&ctx.client).await?;
+        let operator = Operator::start_with(&ctx, &[("LEADER_ELECTION", "false")])?;
+        let endpoint = Endpoint::start().await?;
+        let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
+        let mut solo = release("1.0.0", 1, &endpoint.url);
+        solo["spec"]["worker"] = json!({ "replicas": 0 });
+        apply(&ctx, &solo).await?;
+        let released = wait_phase(&ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
+        if released.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        released?;
+        ensure!(
+            deployments.get_opt("lc-api").await?.is_some(),
+            "the API Deployment is there"
+        );
+        ensure!(
+            deployments.get_opt("lc-worker").await?.is_none(),
+            "a release of no worker pods made a worker Deployment"
+        );
+        let migrations = jobs(&ctx, "migrate").await?.len();
+
+        solo["spec"]["worker"] = json!({ "replicas": 1 });
+        apply(&ctx, &solo).await?;
+        let image = format!("{IMAGE}:1.0.0");
+        let scaled = e2e::cluster::eventually(
+            "lc-worker created with 1 available replica of 1.0.0",
+            TIMEOUT,
+            || {
+                let deployments = deployments.clone();
+                let image = image.clone();
+                async move {
+                    let d = deployments.get_opt("lc-worker").await.ok()??;
+                    let spec = d.spec?;
+                    let live = spec.template.spec?.containers.first()?.image.clone()?;
+                    let status = d.status.unwrap_or_default();
+                    (live == image && status.available_replicas.unwrap_or(0) == 1).then_some(())
+                }
+            },
+        )
+        .await;
+        if scaled.is_err() {
+            eprintln!("operator log:\n{}", operator.log());
+        }
+        scaled.map_err(anyhow::Error::msg)?;
+        let lc = ctx.api::<ListaCompraRelease>().get("lc").await?;
+        let status = lc.status.clone().unwrap_or_default();
+        ensure!(
+            status.phase == Some(Phase::Succeeded)
+                && status.stable_version.as_deref() == Some("1.0.0")
+                && cond(&lc, condition::READY).0 == "True",
+            "scaling the worker up changed the release: {status:#?}"
+        );
+        ensure!(
+            jobs(&ctx, "migrate").await?.len() == migrations,
+            "scaling the worker up started a migration"
+        );
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+}
+
 /// Whoever may write a release cannot make the operator send a Secret to a server of their
 /// choosing: the health gate points at a listener that is neither the release's Service nor
 /// in the operator's allowed hosts; the token never arrives, and the release says why.
