@@ -348,56 +348,16 @@ pub async fn get<K>(
 where
     K: Cached + Resource<Scope = NamespaceResourceScope>,
 {
-    if let Some(store) = listed::<K>(caches, namespace).await
-        && let Some(cached) = store.get(&ObjectRef::<K>::new(name).within(namespace))
+    if let Some(store) = caches.and_then(|c| c.scope(namespace)).map(K::store)
+        && tokio::time::timeout(READY_WAIT, store.wait_until_ready())
+            .await
+            .is_ok_and(|ready| ready.is_ok())
     {
-        return Ok(Some((*cached).clone()));
+        let key = ObjectRef::<K>::new(name).within(namespace);
+        if let Some(cached) = store.get(&key) {
+            return Ok(Some((*cached).clone()));
+        }
     }
-    read(reads, client, namespace, name).await
-}
-
-/// As [`get`], for a child that matters only when it is ours (nothing is created in its
-/// place when it is absent): absence from a listed cache is final, without a read.
-pub async fn get_ours<K>(
-    caches: Option<&Caches>,
-    reads: &IntCounterVec,
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<K>>
-where
-    K: Cached + Resource<Scope = NamespaceResourceScope>,
-{
-    match listed::<K>(caches, namespace).await {
-        Some(store) => Ok(store
-            .get(&ObjectRef::<K>::new(name).within(namespace))
-            .map(|cached| (*cached).clone())),
-        None => read(reads, client, namespace, name).await,
-    }
-}
-
-/// The cache of `K` in `namespace`'s scope once it has listed (waiting a few seconds).
-async fn listed<'a, K: Cached>(
-    caches: Option<&'a Caches>,
-    namespace: &str,
-) -> Option<&'a Store<K>> {
-    let store = caches.and_then(|c| c.scope(namespace)).map(K::store)?;
-    tokio::time::timeout(READY_WAIT, store.wait_until_ready())
-        .await
-        .is_ok_and(|ready| ready.is_ok())
-        .then_some(store)
-}
-
-/// The child `name` from the API server, counted in `reads`.
-async fn read<K>(
-    reads: &IntCounterVec,
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<K>>
-where
-    K: Cached + Resource<Scope = NamespaceResourceScope>,
-{
     reads
         .with_label_values(&[&K::kind(&()).to_lowercase()])
         .inc();

@@ -421,21 +421,9 @@ async fn reconcile_release(
     let workload_name = naming::workload_name(&name);
     let live: Option<Deployment> = cached(ctx, &namespace, &workload_name).await?;
     let worker_name = naming::worker_name(&name);
-    // A worker of no replicas gets no Deployment (one made before is kept, scaled to none):
-    // then only ours matters, and its absence from the cache needs no confirming read.
+    let live_worker: Option<Deployment> = cached(ctx, &namespace, &worker_name).await?;
+    // A worker of no replicas gets no Deployment (one made before is kept, scaled to none).
     let worker_wanted = spec.worker.replicas > 0;
-    let live_worker: Option<Deployment> = if worker_wanted {
-        cached(ctx, &namespace, &worker_name).await?
-    } else {
-        cache::get_ours(
-            ctx.caches.get(),
-            &ctx.metrics.api_reads,
-            &ctx.client,
-            &namespace,
-            &worker_name,
-        )
-        .await?
-    };
     let workload =
         crate::rollout::workload_state(live.as_ref(), live_worker.as_ref(), worker_wanted);
     let live_service: Option<Service> = cached(ctx, &namespace, &workload_name).await?;
