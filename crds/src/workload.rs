@@ -339,8 +339,9 @@ fn default_drain_seconds() -> i64 {
 pub struct WorkerSpec {
     /// Number of worker pods: the runbook's "scale the replica" when AI jobs queue up. `0`
     /// stops AI suggestions and the outbox relay until scaled up again: requests and events
-    /// wait in the database and the queue, nothing is lost. A release created with `0` has
-    /// no worker Deployment until scaled up; one scaled down to `0` keeps it, without pods.
+    /// wait in the database and the queue, nothing is lost. At `0` the operator creates no
+    /// worker Deployment (a release created with `0` has none until scaled up); one that
+    /// exists is kept, scaled to none.
     #[serde(default = "default_worker_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,

@@ -14,8 +14,8 @@
 //!   own matches; the API server counts what it dispatched per FlowSchema
 //!   (`apiserver_flowcontrol_dispatched_requests_total`).
 //!
-//! What each object is: one release (an API Deployment of one replica, a worker Deployment
-//! of none, a Service, a health gate of two passing checks a second apart; no migration) or
+//! What each object is: one release (an API Deployment of one replica, no worker pods and so
+//! no worker Deployment, a Service, a health gate of two passing checks a second apart; no migration) or
 //! one Rollout (one replica, the canary strategy without steps: a first rollout goes straight
 //! to Healthy). Numbers, not assertions: the machine is shared and noisy.
 

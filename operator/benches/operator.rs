@@ -297,8 +297,8 @@ async fn run(ctx: TestContext) -> Result<()> {
             ));
         }
     }
-    // 6. At scale: releases that each own a Deployment with one pod, an idle worker
-    //    Deployment and a Service (LC_BENCH_RELEASES, default 1,000).
+    // 6. At scale: releases that each own a Deployment with one pod and a Service, no
+    //    worker pods (LC_BENCH_RELEASES, default 1,000).
     let serving = std::env::var("LC_BENCH_RELEASES")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())

@@ -815,7 +815,10 @@ async fn scaling_the_worker_field_scales_the_worker_deployment() {
 
 /// A release of no worker pods makes no worker Deployment (the runbook's API-only stack; one
 /// Deployment, one ReplicaSet fewer per release for the controller-manager), is rolled out
-/// without one, and scaling the worker up later creates it with the serving workload.
+/// without one, and scaling the worker up later creates it with the serving workload. Not
+/// wanting a worker does not blind the operator to one: someone else's Deployment of the
+/// worker's name still stalls the release, and its own worker, relabelled out of the watch
+/// and scaled by hand, is put back.
 #[tokio::test]
 async fn a_release_without_workers_makes_no_worker_deployment_until_scaled_up() {
     with_namespace("op-no-worker", |ctx| async move {
@@ -823,9 +826,49 @@ async fn a_release_without_workers_makes_no_worker_deployment_until_scaled_up() 
         let operator = Operator::start_with(&ctx, &[("LEADER_ELECTION", "false")])?;
         let endpoint = Endpoint::start().await?;
         let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = ctx.api();
+        let fail = |e: String| anyhow::anyhow!("{e}; operator log:\n{}", operator.log());
+
+        // Someone else's worker of that name, without our labels: never taken over.
+        let theirs = serde_json::from_value(json!({
+            "metadata": { "name": "lc-worker", "labels": { "team": "someone-else" } },
+            "spec": {
+                "replicas": 0,
+                "selector": { "matchLabels": { "app": "theirs" } },
+                "template": {
+                    "metadata": { "labels": { "app": "theirs" } },
+                    "spec": { "containers": [{ "name": "w", "image": "theirs:1" }] }
+                }
+            }
+        }))?;
+        deployments
+            .create(&kube::api::PostParams::default(), &theirs)
+            .await?;
         let mut solo = release("1.0.0", 1, &endpoint.url);
         solo["spec"]["worker"] = json!({ "replicas": 0 });
         apply(&ctx, &solo).await?;
+        let releases: kube::Api<ListaCompraRelease> = ctx.api();
+        let message = e2e::cluster::eventually(
+            "the release to say it will not take over the worker Deployment",
+            TIMEOUT,
+            || {
+                let releases = releases.clone();
+                async move {
+                    let lc = releases.get("lc").await.ok()?;
+                    let (status, reason, message) = cond(&lc, condition::STALLED);
+                    (status == "True" && reason == "ObjectNotOwned").then_some(message)
+                }
+            },
+        )
+        .await
+        .map_err(fail)?;
+        ensure!(
+            message.contains("lc-worker"),
+            "the condition does not name the worker Deployment: {message}"
+        );
+        deployments
+            .delete("lc-worker", &kube::api::DeleteParams::default())
+            .await?;
+
         let released = wait_phase(&ctx, "1.0.0", Phase::Succeeded, TIMEOUT).await;
         if released.is_err() {
             eprintln!("operator log:\n{}", operator.log());
@@ -876,6 +919,50 @@ async fn a_release_without_workers_makes_no_worker_deployment_until_scaled_up() 
             jobs(&ctx, "migrate").await?.len() == migrations,
             "scaling the worker up started a migration"
         );
+
+        // Scaled down, the worker keeps its Deployment at 0. Relabelled out of the operator's
+        // watch and scaled by hand at once, it is still found and put back.
+        solo["spec"]["worker"] = json!({ "replicas": 0 });
+        apply(&ctx, &solo).await?;
+        let at = |replicas: i32, managed_by: &'static str| {
+            let deployments = deployments.clone();
+            move || {
+                let deployments = deployments.clone();
+                async move {
+                    let d = deployments.get_opt("lc-worker").await.ok()??;
+                    let label = d
+                        .metadata
+                        .labels
+                        .as_ref()?
+                        .get("app.kubernetes.io/managed-by")?;
+                    (d.spec?.replicas == Some(replicas) && label == managed_by).then_some(())
+                }
+            }
+        };
+        e2e::cluster::eventually(
+            "lc-worker at 0 replicas",
+            TIMEOUT,
+            at(0, "listacompra-operator"),
+        )
+        .await
+        .map_err(fail)?;
+        deployments
+            .patch(
+                "lc-worker",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({
+                    "metadata": { "labels": { "app.kubernetes.io/managed-by": "helm" } },
+                    "spec": { "replicas": 3 }
+                })),
+            )
+            .await?;
+        e2e::cluster::eventually(
+            "the relabelled, scaled lc-worker put back at 0 replicas and our label",
+            TIMEOUT,
+            at(0, "listacompra-operator"),
+        )
+        .await
+        .map_err(fail)?;
         Ok::<(), anyhow::Error>(())
     })
     .await;

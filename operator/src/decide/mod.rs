@@ -68,8 +68,9 @@ pub struct WorkloadState {
     /// Hash of what the operator last applied (the API Deployment's annotation), if it
     /// exists.
     pub hash: Option<String>,
-    /// Both Deployments have rolled out that workload: all replicas updated and available,
-    /// none of an older template left.
+    /// Both Deployments have rolled out that workload (the worker's only when it exists or
+    /// is wanted: see [`crate::rollout::workload_state`]): all replicas updated and
+    /// available, none of an older template left.
     pub available: bool,
     /// A Deployment reported `ProgressDeadlineExceeded`, with its message.
     pub stalled: Option<String>,
