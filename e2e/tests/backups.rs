@@ -6,7 +6,8 @@
 //! then holds the backups, and the release's status and the operator's metrics say when each
 //! kind last succeeded. Before its migration, the release backs the database up and records
 //! which backup (pgBackRest annotation) in its status. A release whose migration cannot be
-//! reverted rolls back keeping the schema; a `ListaCompraRestore` of its snapshot then stops
+//! reverted fails its KPI gate under load and rolls back keeping the schema and its data; a
+//! `ListaCompraRestore` of its snapshot then stops
 //! the API and PostgreSQL, runs `pgbackrest restore`, starts them again behind the smoke test,
 //! and brings back exactly the rows of the snapshot (one asked for during the release is
 //! refused). Removing `spec.backups` removes the CronJobs, the status and the metric series.
@@ -20,8 +21,10 @@ use e2e::cluster::{TestContext, with_namespace};
 use e2e::env::ALL_SERVICES;
 use e2e::helm::Helm;
 use e2e::identity::Identity;
+use e2e::load::LoadGenerator;
 use e2e::services::Services;
 use e2e::stack::{Stack, StackOptions};
+use e2e::story::LOAD_RATE;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -29,7 +32,7 @@ use kube::Api;
 use kube::ResourceExt as _;
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use listacompra_crds::restore::{RestorePhase, RestoreStep};
-use listacompra_crds::status::BackupsStatus;
+use listacompra_crds::status::{BackupsStatus, Verdict};
 use listacompra_crds::{
     ListaCompraApproval, ListaCompraRelease, ListaCompraRestore, ListaCompraRestoreSpec, Phase,
 };
@@ -39,6 +42,9 @@ use serde_json::json;
 /// then the Job's pod starts, pgBackRest runs and the CronJob controller records the success
 /// (generous for a busy machine).
 const BACKUPS_DUE: Duration = Duration::from_secs(360);
+/// The build whose every request takes 600 ms longer (`e2e::story::builds`): its p95 KPI
+/// breaches.
+const SLOW_BUILD: &str = "1.2.0";
 /// The schema revision whose down step loses data (pending ownership transfers).
 const IRREVERSIBLE_REVISION: i64 = 13;
 /// How long a release (snapshot, migration, rollout, gates, a rollback) may take.
@@ -91,10 +97,11 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 .create(&PostParams::default(), &database.options())
                 .await?;
             let mut manifest = stack.manifest("1.0.0", e2e::story::SCHEMAS[0]);
-            // No KPI analysis: nothing loads the API here, and backups do not need it.
-            manifest["spec"]
+            // No KPI analysis until the irreversible release: nothing loads the API before it.
+            let analysis = manifest["spec"]
                 .as_object_mut()
-                .map(|spec| spec.remove("analysis"));
+                .and_then(|spec| spec.remove("analysis"))
+                .context("the stack's manifest has no analysis")?;
             let mut backups = database.release_backups();
             // Suspended while the release takes its snapshot; then never at the same minute
             // (pgBackRest locks the stanza).
@@ -181,19 +188,21 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             assert!(metrics.contains(&sample), "{sample} not in\n{metrics}");
 
             // A release whose migration cannot be reverted (revision 13 drops pending
-            // ownership transfers when reverted) fails its smoke test (build 1.2.1 breaks the
-            // suggestions route): the rollback refuses to revert, keeps the schema and its
-            // data, names the step and the snapshot to restore, and the stable version serves.
-            // What the snapshot of 1.2.1 will hold: nothing writes between here and it (the
-            // schedules are suspended with the same apply; only smoke tests create users).
+            // ownership transfers when reverted) fails its KPI gate (build 1.2.0 adds 600 ms
+            // to every request, under the load generator's traffic): the rollback refuses to
+            // revert, keeps the schema and its data, names the step and the snapshot to
+            // restore, and the stable version serves. What the snapshot of 1.2.0 will hold:
+            // nothing writes between here and it (the schedules are suspended with the same
+            // apply; only smoke tests have created users; the load starts after it).
             let mut at_snapshot = Vec::new();
             for table in RESTORED_TABLES {
                 at_snapshot.push(stack.rows(table).await?);
             }
             anyhow::ensure!(!at_snapshot[0].is_empty(), "no users to restore: the smoke test made none");
             let attempt = stack.release().await?.status.and_then(|s| s.attempt);
-            manifest["spec"]["version"] = json!("1.2.1");
+            manifest["spec"]["version"] = json!(SLOW_BUILD);
             manifest["spec"]["migrations"]["schemaVersion"] = json!(IRREVERSIBLE_REVISION);
+            manifest["spec"]["analysis"] = analysis;
             manifest["spec"]["backups"]["full"]["suspend"] = json!(true);
             manifest["spec"]["backups"]["incremental"]["suspend"] = json!(true);
             stack.apply(&manifest).await?;
@@ -202,7 +211,7 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             // nothing.
             let started = Instant::now();
             while stack.release().await?.status.and_then(|s| s.attempt) == attempt {
-                anyhow::ensure!(started.elapsed() < SETTLE, "1.2.1's attempt did not start");
+                anyhow::ensure!(started.elapsed() < SETTLE, "1.2.0's attempt did not start");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let restores: Api<ListaCompraRestore> =
@@ -216,12 +225,41 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
                 status.phase == Some(RestorePhase::Refused)
                     && status.message.as_deref().is_some_and(|m| m.contains("in flight"))
                     && status.steps.is_empty(),
-                "a restore during 1.2.1's attempt: {status:?}"
+                "a restore during 1.2.0's attempt: {status:?}"
             );
 
-            let release = phase_within(&stack, Phase::RolledBack).await?;
-            let status = release.status.unwrap_or_default();
-            let snapshot = status.snapshot.clone().context("no snapshot of 1.2.1")?;
+            // Once the snapshot is complete, shoppers use the API (what the KPIs measure).
+            let started = Instant::now();
+            while !stack.release().await?.status.is_some_and(|s| {
+                s.attempt != attempt
+                    && s.snapshot.is_some_and(|snapshot| snapshot.completion_time.is_some())
+            }) {
+                anyhow::ensure!(started.elapsed() < RELEASED, "1.2.0's snapshot did not complete");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let load = LoadGenerator::start(&stack.api_url, LOAD_RATE).await?;
+            let release = phase_within(&stack, Phase::RolledBack).await;
+            let traffic = load.stop().await;
+            let status = release?.status.unwrap_or_default();
+            let degraded = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .context("no Degraded condition")?;
+            let p95 = status
+                .last_analysis
+                .iter()
+                .flat_map(|a| &a.kpis)
+                .find(|k| k.name == "p95-latency-ms");
+            anyhow::ensure!(
+                degraded.reason == "KpiBreached"
+                    && degraded.message.contains("p95-latency-ms")
+                    && p95.is_some_and(|k| k.verdict == Verdict::Fail && k.value.is_some_and(|v| v > 350.0)),
+                "1.2.0 did not fail its KPI gate on the p95 latency: {degraded:?}, {:?} \
+                 (load: {traffic:?})",
+                status.last_analysis
+            );
+            let snapshot = status.snapshot.clone().context("no snapshot of 1.2.0")?;
             let kept = status
                 .conditions
                 .iter()
@@ -280,8 +318,8 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             };
             assert_eq!(revision, IRREVERSIBLE_REVISION);
 
-            // The way back across the irreversible revision: restore 1.2.1's snapshot. The
-            // rows written since (users, lists and items of 1.2.1's smoke test and the
+            // The way back across the irreversible revision: restore 1.2.0's snapshot. The
+            // rows written since (users, lists and items of the load, 1.2.0's smoke test and the
             // rollback's) are lost, the ones present at the snapshot come back exactly, and
             // the schema is the stable version's again.
             let mut written_since = Vec::new();
