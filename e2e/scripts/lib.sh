@@ -139,15 +139,21 @@ wait_for() {
 # apt_install PKG...: install Debian packages that are missing (needs root, as on these machines).
 # Several scripts may ask at once (make test builds in the background): one installs at a
 # time (a lock of ours, then dpkg's own, waited for rather than failed on).
+# deb_installed PKG: whether dpkg has PKG installed. Not `dpkg -s`: it also succeeds for a
+# package removed but not purged (state config-files), whose programs are gone.
+deb_installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
 apt_install() {
   local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "$@"; do deb_installed "$p" || missing+=("$p"); done
   (( ${#missing[@]} )) || return 0
   mkdir -p "$LC_CACHE"
   (
     flock -w 1800 6 || die "timed out waiting for another install ($LC_CACHE/.apt.lock)."
     local todo=()
-    for p in "${missing[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || todo+=("$p"); done
+    for p in "${missing[@]}"; do deb_installed "$p" || todo+=("$p"); done
     (( ${#todo[@]} )) || exit 0
     log "installing Debian packages: ${todo[*]}"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -168,6 +168,77 @@ pub async fn ensure(components: &[Component]) -> Result<Env> {
 mod tests {
     use super::*;
 
+    /// `apt_install` (e2e/scripts/lib.sh) installs what dpkg does not have *installed*: a
+    /// package removed but not purged (dpkg state `config-files`, for which `dpkg -s` still
+    /// exits 0) is missing too. A cold `make test` on a machine where redis-server had been
+    /// removed so stopped at "redis-server: command not found". dpkg and apt-get are stand-ins
+    /// here that answer as Debian's do for the three states and record what is installed.
+    #[test]
+    fn apt_install_installs_packages_removed_but_not_purged() {
+        let dir = std::env::temp_dir().join(format!("lc-apt-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let states = "case \"$pkg\" in present) s='install ok installed';; \
+                      removed) s='deinstall ok config-files';; *) s='';; esac";
+        let stand_ins = [
+            (
+                "dpkg",
+                format!(
+                    "pkg=$2; {states}\n[ -n \"$s\" ] && printf 'Package: %s\\nStatus: %s\\n' \"$pkg\" \"$s\""
+                ),
+            ),
+            (
+                "dpkg-query",
+                format!("pkg=${{@: -1}}; {states}\n[ -n \"$s\" ] && printf '%s' \"$s\""),
+            ),
+            (
+                "apt-get",
+                format!(
+                    "for a in \"$@\"; do case $a in install) i=1;; -*) ;; *) [ -n \"$i\" ] && echo \"$a\" >>{}/installed;; esac; done; exit 0",
+                    dir.display()
+                ),
+            ),
+            ("sudo", "exec \"$@\"".to_owned()),
+        ];
+        for (name, body) in stand_ins {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let lib = repo_root().join("e2e/scripts/lib.sh");
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; apt_install present removed absent",
+                lib.display()
+            ))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("LC_CACHE", dir.join("cache"))
+            .output()
+            .unwrap();
+        let installed = std::fs::read_to_string(dir.join("installed")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            output.status.success(),
+            "apt_install failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            installed.lines().collect::<Vec<_>>(),
+            ["removed", "absent"],
+            "apt-get install was asked for these (stderr: {})",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     #[test]
     fn parses_key_values_and_names_missing_keys() {
         let env = Env::parse(
