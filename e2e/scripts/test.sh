@@ -65,6 +65,10 @@ step "static release binaries in the background, at the lowest priority (log: $s
 setsid bash e2e/scripts/at-priority.sh 19 bash e2e/scripts/build-static.sh >"$static_log" 2>&1 &
 static_pid=$!
 
+# The services' Debian packages, while the builds run: one apt transaction in the foreground
+# (see above) rather than one per service when they start, after the builds.
+apt_install postgresql openssl redis-server rabbitmq-server prometheus-alertmanager prometheus pgbackrest
+
 step "format and lints"
 cargo fmt --all --check || die "code is not formatted. Fix: run 'cargo fmt --all'."
 cargo clippy --workspace --all-targets --locked -- -D warnings
