@@ -232,7 +232,9 @@ async fn scheduled_backups_fill_the_repository_and_report_their_last_success() {
             let started = Instant::now();
             while !stack.release().await?.status.is_some_and(|s| {
                 s.attempt != attempt
-                    && s.snapshot.is_some_and(|snapshot| snapshot.completion_time.is_some())
+                    && s.snapshot.is_some_and(|snapshot| {
+                        Some(snapshot.attempt) == s.attempt && snapshot.completion_time.is_some()
+                    })
             }) {
                 anyhow::ensure!(started.elapsed() < RELEASED, "1.2.0's snapshot did not complete");
                 tokio::time::sleep(Duration::from_millis(200)).await;
