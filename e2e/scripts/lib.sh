@@ -136,15 +136,15 @@ wait_for() {
   done
 }
 
-# apt_install PKG...: install Debian packages that are missing (needs root, as on these machines).
-# Several scripts may ask at once (make test builds in the background): one installs at a
-# time (a lock of ours, then dpkg's own, waited for rather than failed on).
 # deb_installed PKG: whether dpkg has PKG installed. Not `dpkg -s`: it also succeeds for a
 # package removed but not purged (state config-files), whose programs are gone.
 deb_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
+# apt_install PKG...: install Debian packages that are missing (needs root, as on these machines).
+# Several scripts may ask at once (make test builds in the background): one installs at a
+# time (a lock of ours, then dpkg's own, waited for rather than failed on).
 apt_install() {
   local missing=()
   for p in "$@"; do deb_installed "$p" || missing+=("$p"); done

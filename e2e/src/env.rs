@@ -177,6 +177,8 @@ mod tests {
     fn apt_install_installs_packages_removed_but_not_purged() {
         let dir = std::env::temp_dir().join(format!("lc-apt-{}", std::process::id()));
         let bin = dir.join("bin");
+        // (Emptied first: a run killed before its clean-up may have left a record behind.)
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&bin).unwrap();
         let states = "case \"$pkg\" in present) s='install ok installed';; \
                       removed) s='deinstall ok config-files';; *) s='';; esac";
