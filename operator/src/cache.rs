@@ -1,9 +1,9 @@
 //! Watch caches of the children (Jobs, the Deployments, the Service, the stable records, the
 //! backup CronJobs) and, for rotations, of the Secrets' metadata: one reflector per kind and
 //! watched scope, which also feeds the controller's triggers, so a reconcile reads its
-//! children from memory instead of the API server. Cached objects drop `managedFields` and
-//! what a reconcile never reads from them ([`Cached::prune`]: pod templates; a stable
-//! record's spec is kept as text), so memory grows little as releases grow (`make
+//! children from memory instead of the API server. Cached children are kept [`Packed`]:
+//! their JSON text, without `managedFields` and what a reconcile never reads from them
+//! ([`Pack::prune`]: pod templates), so memory grows little as releases grow (`make
 //! bench-operator`: 77.5 MiB with 1,000 serving releases before pruning, 54.4 MiB after).
 //!
 //! A reconcile without caches (a test calling it directly) or before a cache has listed
@@ -26,6 +26,7 @@ use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Result, kube as kube_err};
+use crate::packed::{Pack, Packed, empty_spec_field};
 
 /// How long a reconcile waits for a cache's first list before it reads from the API server.
 const READY_WAIT: Duration = Duration::from_secs(10);
@@ -33,11 +34,11 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 /// The caches of one watched scope (a namespace, or the whole cluster).
 #[derive(Clone, Debug)]
 pub struct Scope {
-    jobs: Store<Job>,
-    deployments: Store<Deployment>,
-    services: Store<Service>,
-    revisions: Store<ControllerRevision>,
-    cron_jobs: Store<CronJob>,
+    jobs: Store<Packed<Job>>,
+    deployments: Store<Packed<Deployment>>,
+    services: Store<Packed<Service>>,
+    revisions: Store<Packed<ControllerRevision>>,
+    cron_jobs: Store<Packed<CronJob>>,
     /// The Secrets' metadata (never their data), when Secrets are watched for rotations.
     secrets: Option<Store<PartialObjectMeta<Secret>>>,
     /// The restores (few, and each is read by its release's every reconcile).
@@ -50,23 +51,22 @@ pub struct Caches {
     scopes: HashMap<Option<String>, Scope>,
 }
 
-/// A watch stream of one kind of child, reflected into a store, without `managedFields` and
-/// pruned ([`Cached::prune`]).
+/// A watch stream of one kind of object, reflected into a store.
 pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
 /// The trigger streams of one scope, for `Controller::owns_stream`.
 #[allow(missing_debug_implementations)] // boxed streams
 pub struct Triggers {
     /// Jobs.
-    pub jobs: Trigger<Job>,
+    pub jobs: Trigger<Packed<Job>>,
     /// Deployments.
-    pub deployments: Trigger<Deployment>,
+    pub deployments: Trigger<Packed<Deployment>>,
     /// Services.
-    pub services: Trigger<Service>,
+    pub services: Trigger<Packed<Service>>,
     /// ControllerRevisions (the stable records).
-    pub revisions: Trigger<ControllerRevision>,
+    pub revisions: Trigger<Packed<ControllerRevision>>,
     /// The backup CronJobs.
-    pub cron_jobs: Trigger<CronJob>,
+    pub cron_jobs: Trigger<Packed<CronJob>>,
 }
 
 fn api<K>(client: &Client, scope: Option<&str>) -> Api<K>
@@ -80,16 +80,15 @@ where
     }
 }
 
-fn reflect<K>(api: Api<K>, config: &watcher::Config) -> (Store<K>, Trigger<K>)
+fn reflect<K>(
+    api: Api<Packed<K>>,
+    config: &watcher::Config,
+) -> (Store<Packed<K>>, Trigger<Packed<K>>)
 where
     K: Cached,
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config.clone())
-        .modify(|object| {
-            object.managed_fields_mut().clear();
-            object.prune();
-        })
         .default_backoff()
         .reflect(writer)
         .touched_objects()
@@ -123,12 +122,11 @@ impl Caches {
         scope: Option<&str>,
         config: &watcher::Config,
     ) -> Triggers {
-        let (jobs, job_trigger) = reflect(api::<Job>(client, scope), config);
-        let (deployments, deployment_trigger) = reflect(api::<Deployment>(client, scope), config);
-        let (services, service_trigger) = reflect(api::<Service>(client, scope), config);
-        let (revisions, revision_trigger) =
-            reflect(api::<ControllerRevision>(client, scope), config);
-        let (cron_jobs, cron_job_trigger) = reflect(api::<CronJob>(client, scope), config);
+        let (jobs, job_trigger) = reflect(api(client, scope), config);
+        let (deployments, deployment_trigger) = reflect(api(client, scope), config);
+        let (services, service_trigger) = reflect(api(client, scope), config);
+        let (revisions, revision_trigger) = reflect(api(client, scope), config);
+        let (cron_jobs, cron_job_trigger) = reflect(api(client, scope), config);
         self.scopes.insert(
             scope.map(ToOwned::to_owned),
             Scope {
@@ -232,87 +230,73 @@ impl Caches {
 }
 
 /// The kinds a [`Scope`] caches.
-pub trait Cached:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
-{
+pub trait Cached: Pack + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Its store in `scope`.
-    fn store(scope: &Scope) -> &Store<Self>;
+    fn store(scope: &Scope) -> &Store<Packed<Self>>;
+}
 
-    /// Drops what the operator never reads from a cached object, so memory grows with the
-    /// number of releases by what a reconcile needs (metadata, replicas, status), not by
-    /// whole pod templates. A reconcile builds the desired objects from the spec and applies
-    /// them; it reads only these fields back (`rollout::workload_state`, `job_state`,
-    /// `backups::status`, the owner checks).
-    fn prune(&mut self) {}
+// What is pruned is what a reconcile never reads: it builds the desired objects from the spec
+// and applies them, and reads back only metadata, replicas and status
+// (`rollout::workload_state`, `job_state`, `backups::status`, the owner checks).
+
+impl Pack for Job {
+    /// A Job's pod template: only its metadata and conditions are read.
+    fn prune(object: &mut serde_json::Map<String, serde_json::Value>) {
+        empty_spec_field(object, "template");
+    }
 }
 
 impl Cached for Job {
-    fn store(scope: &Scope) -> &Store<Self> {
+    fn store(scope: &Scope) -> &Store<Packed<Self>> {
         &scope.jobs
     }
+}
 
-    /// A Job's pod template: only its metadata and conditions are read.
-    fn prune(&mut self) {
-        if let Some(spec) = self.spec.as_mut() {
-            spec.template = Default::default();
-        }
+impl Pack for Deployment {
+    /// A Deployment's pod template: its metadata (with the applied spec hash), replicas and
+    /// status are read.
+    fn prune(object: &mut serde_json::Map<String, serde_json::Value>) {
+        empty_spec_field(object, "template");
     }
 }
 
 impl Cached for Deployment {
-    fn store(scope: &Scope) -> &Store<Self> {
+    fn store(scope: &Scope) -> &Store<Packed<Self>> {
         &scope.deployments
-    }
-
-    /// A Deployment's pod template: its metadata (with the applied spec hash), replicas and
-    /// status are read.
-    fn prune(&mut self) {
-        if let Some(spec) = self.spec.as_mut() {
-            spec.template = Default::default();
-        }
     }
 }
 
+impl Pack for Service {}
+
 impl Cached for Service {
-    fn store(scope: &Scope) -> &Store<Self> {
+    fn store(scope: &Scope) -> &Store<Packed<Self>> {
         &scope.services
     }
 }
 
-impl Cached for ControllerRevision {
-    fn store(scope: &Scope) -> &Store<Self> {
-        &scope.revisions
-    }
+impl Pack for ControllerRevision {}
 
-    /// A stable record's data (a release spec) is kept as its JSON text, a few times smaller
-    /// than the parsed tree: [`revision_data`] reads either form.
-    fn prune(&mut self) {
-        if let Some(data) = self.data.as_mut()
-            && !data.0.is_string()
-            && let Ok(text) = serde_json::to_string(&data.0)
-        {
-            data.0 = serde_json::Value::String(text);
-        }
+impl Cached for ControllerRevision {
+    fn store(scope: &Scope) -> &Store<Packed<Self>> {
+        &scope.revisions
     }
 }
 
-/// The data of a ControllerRevision as `T`: from the API server (a JSON tree) or from the
-/// cache (its text, see [`Cached::prune`]); `None` when absent or not a `T`.
+/// The data of a ControllerRevision as `T`; `None` when absent or not a `T`.
 pub fn revision_data<T: DeserializeOwned>(revision: ControllerRevision) -> Option<T> {
-    match revision.data?.0 {
-        serde_json::Value::String(text) => serde_json::from_str(&text).ok(),
-        tree => serde_json::from_value(tree).ok(),
+    serde_json::from_value(revision.data?.0).ok()
+}
+
+impl Pack for CronJob {
+    /// A CronJob's Job template: its metadata and status are read.
+    fn prune(object: &mut serde_json::Map<String, serde_json::Value>) {
+        empty_spec_field(object, "jobTemplate");
     }
 }
 
 impl Cached for CronJob {
-    fn store(scope: &Scope) -> &Store<Self> {
+    fn store(scope: &Scope) -> &Store<Packed<Self>> {
         &scope.cron_jobs
-    }
-
-    /// A CronJob's Job template: its metadata and status are read.
-    fn prune(&mut self) {
-        self.spec.job_template = Default::default();
     }
 }
 
@@ -330,8 +314,8 @@ where
         .ok()?
         .ok()?;
     store
-        .get(&ObjectRef::<K>::new(name).within(namespace))
-        .map(|cached| (*cached).clone())
+        .get(&ObjectRef::new(name).within(namespace))
+        .and_then(|cached| cached.unpack().ok())
 }
 
 /// The child `name` of kind `K` in `namespace`: from the cache of its scope once that has
@@ -353,9 +337,11 @@ where
             .await
             .is_ok_and(|ready| ready.is_ok())
     {
-        let key = ObjectRef::<K>::new(name).within(namespace);
-        if let Some(cached) = store.get(&key) {
-            return Ok(Some((*cached).clone()));
+        let key = ObjectRef::new(name).within(namespace);
+        // A cached object always unpacks (it was a `K` when packed); if not, the API
+        // server's copy is read.
+        if let Some(cached) = store.get(&key).and_then(|c| c.unpack().ok()) {
+            return Ok(Some(cached));
         }
     }
     reads
@@ -375,9 +361,16 @@ mod tests {
     use super::*;
     use crate::workload::{self, Owner, SpecSource, Workload};
 
+    /// Packs `object` as the cache does, then unpacks it as a reconcile does.
+    fn through_the_cache<K: Cached + serde::Serialize>(object: &K) -> (K, usize) {
+        let packed = Packed::<K>::pack(serde_json::to_value(object).expect("JSON")).expect("packs");
+        let text = serde_json::to_string(&packed.unpack().expect("unpacks")).expect("JSON");
+        (packed.unpack().expect("unpacks"), text.len())
+    }
+
     /// A stable record reads the same spec from the cache as from the API server.
     #[test]
-    fn a_pruned_stable_record_reads_the_same_spec() {
+    fn a_cached_stable_record_reads_the_same_spec() {
         let spec = crate::fixtures::spec("1.4.0");
         let record = ControllerRevision {
             data: Some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(
@@ -385,12 +378,7 @@ mod tests {
             )),
             ..ControllerRevision::default()
         };
-        let mut cached = record.clone();
-        cached.prune();
-        assert!(cached.data.as_ref().is_some_and(|d| d.0.is_string()));
-        let mut twice = cached.clone();
-        twice.prune();
-        assert_eq!(twice, cached, "pruning a pruned record changes nothing");
+        let (cached, _) = through_the_cache(&record);
         let read =
             |r: ControllerRevision| revision_data::<listacompra_crds::ListaCompraReleaseSpec>(r);
         assert_eq!(read(cached), Some(spec.clone()));
@@ -400,7 +388,7 @@ mod tests {
     /// A cached Deployment keeps everything a reconcile reads from it, and sheds its pod
     /// template (more than half its size, before the API server adds its defaults).
     #[test]
-    fn a_pruned_deployment_reads_the_same_and_is_less_than_half_the_size() {
+    fn a_cached_deployment_reads_the_same_and_is_less_than_half_the_size() {
         let owner = Owner {
             name: "lc".into(),
             namespace: "shop".into(),
@@ -429,9 +417,8 @@ mod tests {
                 ..DeploymentStatus::default()
             });
         }
-        let (mut pruned_api, mut pruned_worker) = (api.clone(), worker.clone());
-        pruned_api.prune();
-        pruned_worker.prune();
+        let (pruned_api, pruned_size) = through_the_cache(&api);
+        let (pruned_worker, _) = through_the_cache(&worker);
 
         assert_eq!(
             crate::rollout::workload_state(Some(&pruned_api), Some(&pruned_worker), true),
@@ -439,12 +426,10 @@ mod tests {
         );
         assert_eq!(pruned_api.metadata, api.metadata);
         assert!(workload::is_ours(&pruned_api.metadata, &owner));
-        let size = |d: &Deployment| serde_json::to_vec(d).map(|v| v.len()).unwrap_or(0);
+        let size = serde_json::to_vec(&api).map_or(0, |v| v.len());
         assert!(
-            size(&pruned_api) * 2 < size(&api),
-            "pruned {} bytes of {}",
-            size(&pruned_api),
-            size(&api)
+            pruned_size * 2 < size,
+            "pruned {pruned_size} bytes of {size}"
         );
     }
 }

@@ -10,7 +10,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -33,6 +32,7 @@ use crate::events::{Note, Publisher};
 use crate::gates::checks;
 use crate::jobs;
 use crate::naming::{self, FIELD_MANAGER};
+use crate::packed::{Pack, Packed};
 use crate::references;
 use crate::restore;
 use crate::shutdown::{self, InFlight, Stop};
@@ -132,7 +132,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
     for scope in scopes {
         let client = ctx.client.clone();
         let releases = match &scope {
-            Some(ns) => Api::<DeserializeGuard<ListaCompraRelease>>::namespaced(client.clone(), ns),
+            Some(ns) => Api::<Packed<ListaCompraRelease>>::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
         // Every child is watched (into the caches reconciles read): a change or deletion of
@@ -146,13 +146,12 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
             Some(ns) => Api::<ListaCompraApproval>::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        // The releases' cache keeps no managedFields (often half of an object, never read),
-        // like the children's (see `cache`).
+        // The releases' cache keeps them packed, like the children's (see `packed`): a
+        // reconcile parses its release, and one that does not parse is reported.
         let (reader, writer) = kube::runtime::reflector::store();
         let release_events = kube::runtime::reflector(
             writer,
-            watcher(releases, watcher::Config::default().any_semantic())
-                .modify(|release| release.managed_fields_mut().clear()),
+            watcher(releases, watcher::Config::default().any_semantic()),
         )
         .applied_objects();
         let mut controller = Controller::for_stream(release_events, reader)
@@ -232,20 +231,25 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
         .await;
 }
 
-/// The releases in `namespace` whose pods consume the Secret `name`.
+/// Releases are cached packed; nothing is pruned (a reconcile reads all of one).
+impl Pack for ListaCompraRelease {}
+
+/// The releases in `namespace` whose pods consume the Secret `name` (each release of the
+/// namespace is parsed: a Secret's change is rare).
 fn consumers(
-    releases: &kube::runtime::reflector::Store<DeserializeGuard<ListaCompraRelease>>,
+    releases: &kube::runtime::reflector::Store<Packed<ListaCompraRelease>>,
     name: &str,
     namespace: Option<&str>,
-) -> Vec<ObjectRef<DeserializeGuard<ListaCompraRelease>>> {
+) -> Vec<ObjectRef<Packed<ListaCompraRelease>>> {
     releases
         .state()
         .into_iter()
-        .filter_map(|guard| {
-            let release = guard.0.as_ref().ok()?;
-            (release.namespace().as_deref() == namespace
-                && workload::consumed_secrets(&release.spec).contains(name))
-            .then(|| ObjectRef::from_obj(&*guard))
+        .filter(|packed| packed.namespace().as_deref() == namespace)
+        .filter_map(|packed| {
+            let release = packed.unpack().ok()?;
+            workload::consumed_secrets(&release.spec)
+                .contains(name)
+                .then(|| ObjectRef::from_obj(&*packed))
         })
         .collect()
 }
@@ -254,7 +258,7 @@ fn consumers(
 /// to 5 minutes, with up to 50 % jitter so that many releases do not retry in lockstep.
 /// A successful reconcile resets it. Conflicts (409) are retried the same way.
 pub fn error_policy(
-    object: Arc<DeserializeGuard<ListaCompraRelease>>,
+    object: Arc<Packed<ListaCompraRelease>>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
@@ -286,11 +290,8 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     capped.mul_f64(1.0 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-fn key_of(object: &DeserializeGuard<ListaCompraRelease>) -> String {
-    let meta = match &object.0 {
-        Ok(release) => &release.metadata,
-        Err(invalid) => &invalid.metadata,
-    };
+fn key_of(object: &Packed<ListaCompraRelease>) -> String {
+    let meta = object.meta();
     failure_key(
         meta.namespace.as_deref(),
         meta.name.as_deref().unwrap_or_default(),
@@ -304,31 +305,29 @@ fn failure_key(namespace: Option<&str>, name: &str) -> String {
 
 /// One reconcile of one release.
 pub async fn reconcile(
-    object: Arc<DeserializeGuard<ListaCompraRelease>>,
+    object: Arc<Packed<ListaCompraRelease>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let release = match &object.0 {
+    let release = match object.unpack() {
         Ok(release) => release,
-        Err(invalid) => {
+        Err(error) => {
             // The API server validates the schema, so this is an object from another
             // version of the CRD: say so and wait for a change.
-            warn!(name = %invalid.metadata.name.clone().unwrap_or_default(), error = %invalid.error, "cannot read release");
+            let meta = object.meta();
+            warn!(name = %meta.name.clone().unwrap_or_default(), error = %error, "cannot read release");
             let reference = k8s_openapi::api::core::v1::ObjectReference {
                 api_version: Some(ListaCompraRelease::api_version(&()).into_owned()),
                 kind: Some(ListaCompraRelease::kind(&()).into_owned()),
-                name: invalid.metadata.name.clone(),
-                namespace: invalid.metadata.namespace.clone(),
-                uid: invalid.metadata.uid.clone(),
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
                 ..Default::default()
             };
             let note = Note {
                 regarding: reference,
                 warning: true,
                 reason: "InvalidSpec".to_owned(),
-                message: format!(
-                    "the operator cannot read this release: {}; fix the spec",
-                    invalid.error
-                ),
+                message: format!("the operator cannot read this release: {error}; fix the spec"),
                 related: None,
             };
             ctx.metrics.api_writes.with_label_values(&["event"]).inc();
@@ -338,6 +337,7 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
+    let release = &release;
     let status = release.status.clone().unwrap_or_default();
     // One trace per reconcile (its gate checks and applies are child spans); the fields are
     // also on every log line written inside it.
@@ -1296,7 +1296,10 @@ mod tests {
     fn a_gone_release_is_forgotten_under_the_key_its_failures_were_counted() {
         let mut release = ListaCompraRelease::new("lc", crate::fixtures::spec("1.0.0"));
         release.metadata.namespace = Some("prod".into());
-        let guard = DeserializeGuard(Ok(release));
+        let guard = Packed::<ListaCompraRelease>::pack(
+            serde_json::to_value(release).expect("a release is JSON"),
+        )
+        .expect("packs");
         // What the applier reports for a release no longer in its store.
         let gone = ObjectRef::from_obj(&guard).erase();
         assert_eq!(

@@ -20,6 +20,7 @@ pub mod gates;
 pub mod jobs;
 pub mod leader;
 pub mod naming;
+pub mod packed;
 pub mod references;
 pub mod restore;
 pub mod rollout;

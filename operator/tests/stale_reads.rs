@@ -12,14 +12,18 @@ use e2e::cluster::{TestContext, with_namespace};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::DeleteParams;
-use kube::core::DeserializeGuard;
 use listacompra_crds::{ListaCompraRelease, Phase};
 use listacompra_operator::controller::{Context, reconcile};
+use listacompra_operator::packed::Packed;
 use listacompra_operator::telemetry::Metrics;
 use support::{Endpoint, RELEASE_SECRETS, apply_release, create_secret, release};
 
 async fn reconcile_copy(ctx: &Arc<Context>, copy: ListaCompraRelease) -> Result<()> {
-    reconcile(Arc::new(DeserializeGuard(Ok(copy))), ctx.clone()).await?;
+    reconcile(
+        Arc::new(Packed::pack(serde_json::to_value(copy)?)?),
+        ctx.clone(),
+    )
+    .await?;
     Ok(())
 }
 
