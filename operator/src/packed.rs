@@ -1,14 +1,16 @@
-//! Watched objects kept packed: each one as its JSON text beside the few metadata fields the
-//! watch machinery reads (name, namespace, uid, resourceVersion, owners), and parsed into
-//! its typed form only when a reconcile reads it ([`Packed::unpack`]).
+//! Watched objects kept packed: each one as its JSON text, LZ4-compressed, beside the few
+//! metadata fields the watch machinery reads (name, namespace, uid, resourceVersion,
+//! owners), and parsed into its typed form only when a reconcile reads it
+//! ([`Packed::unpack`]).
 //!
 //! A typed object costs its whole struct even where it is empty: 3.8 KB for a release, 2.4 KB
-//! for a Deployment (its pod template is inline), before a byte of its strings; its text
-//! without `managedFields` and without what a reconcile never reads ([`Pack::prune`]) is
-//! about 1 KB. With a thousand releases and their children in the caches, the typed stores
-//! were most of the operator's heap (`heaptrack`, 2026-12-04: 16 of its 24 MiB at the peak
-//! of `make bench-compare`'s 1,000 releases). A reconcile parses the few objects it reads,
-//! a few microseconds each.
+//! for a Deployment (its pod template is inline), before a byte of its strings. Its text
+//! without `managedFields` and without what a reconcile never reads ([`Pack::prune`]) is 3 KB
+//! for a release with its status and 1 to 1.5 KB for a child; LZ4 roughly halves that (JSON
+//! repeats its keys). With a thousand releases and their children in the caches, the typed
+//! stores were most of the operator's heap (`heaptrack`, 2026-12-04: 16 of its 24 MiB at
+//! the peak of `make bench-compare`'s 1,000 releases); as text, 10 MiB. A reconcile
+//! decompresses and parses the few objects it reads, microseconds each.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -35,8 +37,9 @@ pub struct Packed<K> {
     /// Name, namespace, uid, resourceVersion and owner references: what the watch machinery
     /// reads (store keys, the owners a child wakes). The full metadata is in `json`.
     metadata: ObjectMeta,
-    /// The object, without `managedFields`, [`LAST_APPLIED`] and what [`Pack::prune`] drops.
-    json: Box<str>,
+    /// The object's JSON, LZ4-compressed (with its length in front), without
+    /// `managedFields`, [`LAST_APPLIED`] and what [`Pack::prune`] drops.
+    json: Box<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -68,7 +71,7 @@ impl<K: Pack> Packed<K> {
         };
         Ok(Self {
             metadata,
-            json: serde_json::to_string(&object)?.into_boxed_str(),
+            json: lz4_flex::compress_prepend_size(&serde_json::to_vec(&object)?).into_boxed_slice(),
             kind: PhantomData,
         })
     }
@@ -79,7 +82,9 @@ impl<K: Pack> Packed<K> {
     ///
     /// When its JSON is not a `K` (a release written against another version of the CRD).
     pub fn unpack(&self) -> serde_json::Result<K> {
-        serde_json::from_str(&self.json)
+        let json = lz4_flex::decompress_size_prepended(&self.json)
+            .map_err(|e| serde_json::Error::custom(format!("a packed object: {e}")))?;
+        serde_json::from_slice(&json)
     }
 }
 
