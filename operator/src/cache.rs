@@ -24,6 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use listacompra_crds::ListaCompraRestore;
 use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
+use tracing::warn;
 
 use crate::error::{Result, kube as kube_err};
 use crate::packed::{Pack, Packed, empty_spec_field};
@@ -313,9 +314,13 @@ where
         .await
         .ok()?
         .ok()?;
-    store
-        .get(&ObjectRef::new(name).within(namespace))
-        .and_then(|cached| cached.unpack().ok())
+    let cached = store.get(&ObjectRef::new(name).within(namespace))?;
+    cached
+        .unpack()
+        .inspect_err(
+            |e| warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse"),
+        )
+        .ok()
 }
 
 /// The child `name` of kind `K` in `namespace`: from the cache of its scope once that has
@@ -338,10 +343,15 @@ where
             .is_ok_and(|ready| ready.is_ok())
     {
         let key = ObjectRef::new(name).within(namespace);
-        // A cached object always unpacks (it was a `K` when packed); if not, the API
-        // server's copy is read.
-        if let Some(cached) = store.get(&key).and_then(|c| c.unpack().ok()) {
-            return Ok(Some(cached));
+        // Only its metadata was read when it was packed: one that does not parse as a `K`
+        // is read from the API server (which says why, if it is still unreadable).
+        if let Some(cached) = store.get(&key) {
+            match cached.unpack() {
+                Ok(object) => return Ok(Some(object)),
+                Err(e) => {
+                    warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse")
+                }
+            }
         }
     }
     reads

@@ -232,10 +232,24 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, stop: Stop) {
 }
 
 /// Releases are cached packed; nothing is pruned (a reconcile reads all of one).
-impl Pack for ListaCompraRelease {}
+impl Pack for ListaCompraRelease {
+    /// The Secrets its pods consume, for [`consumers`] (none when its spec is not a spec:
+    /// such a release has no pods of ours to roll).
+    fn index(object: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+        object
+            .get("spec")
+            .and_then(|spec| {
+                <listacompra_crds::ListaCompraReleaseSpec as serde::Deserialize>::deserialize(spec)
+                    .ok()
+            })
+            .map(|spec| workload::consumed_secrets(&spec).into_iter().collect())
+            .unwrap_or_default()
+    }
+}
 
-/// The releases in `namespace` whose pods consume the Secret `name` (each release of the
-/// namespace is parsed: a Secret's change is rare).
+/// The releases in `namespace` whose pods consume the Secret `name`. Read from what each
+/// release was indexed by when packed: a Secret watch lists every Secret at start, and
+/// parsing every release for each of them would hold up the controller.
 fn consumers(
     releases: &kube::runtime::reflector::Store<Packed<ListaCompraRelease>>,
     name: &str,
@@ -244,13 +258,11 @@ fn consumers(
     releases
         .state()
         .into_iter()
-        .filter(|packed| packed.namespace().as_deref() == namespace)
-        .filter_map(|packed| {
-            let release = packed.unpack().ok()?;
-            workload::consumed_secrets(&release.spec)
-                .contains(name)
-                .then(|| ObjectRef::from_obj(&*packed))
+        .filter(|packed| {
+            packed.namespace().as_deref() == namespace
+                && packed.index().iter().any(|secret| &**secret == name)
         })
+        .map(|packed| ObjectRef::from_obj(&*packed))
         .collect()
 }
 
@@ -1307,6 +1319,44 @@ mod tests {
             key_of(&guard)
         );
         assert_eq!(key_of(&guard), "prod/lc");
+    }
+
+    #[test]
+    fn a_secret_wakes_the_releases_of_its_namespace_whose_pods_consume_it() {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        for (name, namespace, database) in [
+            ("a", "prod", "db"),
+            ("b", "prod", "db"),
+            ("c", "prod", "other-db"),
+            ("d", "staging", "db"),
+        ] {
+            let mut spec = crate::fixtures::spec("1.0.0");
+            spec.env.database_url.name = database.into();
+            let mut release = ListaCompraRelease::new(name, spec);
+            release.metadata.namespace = Some(namespace.into());
+            let packed = Packed::<ListaCompraRelease>::pack(
+                serde_json::to_value(release).expect("a release is JSON"),
+            )
+            .expect("packs");
+            writer.apply_watcher_event(&watcher::Event::Apply(packed));
+        }
+        let woken = |secret: &str, namespace: &str| {
+            let mut names: Vec<String> = consumers(&reader, secret, Some(namespace))
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(woken("db", "prod"), ["a", "b"]);
+        assert_eq!(woken("other-db", "prod"), ["c"]);
+        assert_eq!(
+            woken("j", "prod"),
+            ["a", "b", "c"],
+            "the JWT Secret, shared"
+        );
+        assert_eq!(woken("db", "staging"), ["d"]);
+        assert!(woken("unrelated", "prod").is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (and two approvals as one): the Events would lie about which version or who.
 
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -41,16 +42,17 @@ pub struct Note {
 /// their type, reason and note, and the related object (kind, name). Kept as a 64-bit
 /// fingerprint, not as those strings: a thousand releases record seven Events each within
 /// the window, and their text took 2.9 MiB of the operator's heap (`heaptrack` at the peak
-/// of `make bench-compare`'s 1,000 releases). Two different Events share a fingerprint with
-/// a chance of about one in 10^19.
+/// of `make bench-compare`'s 1,000 releases). The fingerprint is keyed with a random seed of
+/// this process, so nobody can write a note that shares another's; by chance, two share one
+/// with odds of about one in 10^19.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key(u64);
 
 impl Key {
-    fn of(note: &Note) -> Self {
-        use std::hash::{Hash, Hasher};
+    fn of(note: &Note, seed: &RandomState) -> Self {
+        use std::hash::{BuildHasher, Hash, Hasher};
         let r = &note.regarding;
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = seed.build_hasher();
         (
             (&r.kind, &r.namespace, &r.name, &r.uid),
             note.warning,
@@ -102,6 +104,8 @@ pub struct Publisher {
     controller: String,
     instance: String,
     recent: Mutex<HashMap<Key, Recent>>,
+    /// The seed of the [`Key`] fingerprints.
+    seed: RandomState,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -121,13 +125,14 @@ impl Publisher {
             controller: controller.to_owned(),
             instance: instance.unwrap_or_else(|| controller.to_owned()),
             recent: Mutex::default(),
+            seed: RandomState::new(),
         }
     }
 
     /// Records `note`: a new Event, or one more of a series.
     pub async fn publish(&self, note: &Note) -> kube::Result<()> {
         let now = Timestamp::now();
-        let key = Key::of(note);
+        let key = Key::of(note, &self.seed);
         let planned = {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             plan(&mut recent, &key, now)
@@ -191,20 +196,26 @@ impl Publisher {
 mod tests {
     use super::*;
 
+    /// One seed for a whole test, as one for a whole process.
+    static SEED: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+
     fn key(reason: &str, message: &str) -> Key {
-        Key::of(&Note {
-            regarding: ObjectReference {
-                kind: Some("ListaCompraRelease".into()),
-                namespace: Some("ns".into()),
-                name: Some("lc".into()),
-                uid: Some("u1".into()),
-                ..ObjectReference::default()
+        Key::of(
+            &Note {
+                regarding: ObjectReference {
+                    kind: Some("ListaCompraRelease".into()),
+                    namespace: Some("ns".into()),
+                    name: Some("lc".into()),
+                    uid: Some("u1".into()),
+                    ..ObjectReference::default()
+                },
+                warning: false,
+                reason: reason.into(),
+                message: message.into(),
+                related: None,
             },
-            warning: false,
-            reason: reason.into(),
-            message: message.into(),
-            related: None,
-        })
+            &SEED,
+        )
     }
 
     fn at(secs: i64) -> Timestamp {
@@ -276,12 +287,14 @@ mod tests {
             |n| n.message = "approved by po".into(),
             |n| n.related = None,
         ];
-        assert_eq!(Key::of(&note), Key::of(&note.clone()));
+        assert_eq!(Key::of(&note, &SEED), Key::of(&note.clone(), &SEED));
         for (i, edit) in edits.iter().enumerate() {
             let mut other = note.clone();
             edit(&mut other);
-            assert_ne!(Key::of(&other), Key::of(&note), "edit {i}");
+            assert_ne!(Key::of(&other, &SEED), Key::of(&note, &SEED), "edit {i}");
         }
+        // Another process (another seed) fingerprints differently.
+        assert_ne!(Key::of(&note, &RandomState::new()), Key::of(&note, &SEED));
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub trait Pack: Resource<DynamicType = ()> + DeserializeOwned {
     /// Drops from the object's JSON what a reconcile never reads (a pod template, say).
     /// What stays must still parse as `Self`.
     fn prune(_object: &mut Map<String, Value>) {}
+
+    /// The names the object is looked up by without unpacking it ([`Packed::index`]; a
+    /// release: the Secrets its pods consume), read from its JSON when it is packed.
+    fn index(_object: &Map<String, Value>) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An object of kind `K` kept as its JSON text (see the module's documentation).
@@ -40,6 +46,8 @@ pub struct Packed<K> {
     /// The object's JSON, LZ4-compressed (with its length in front), without
     /// `managedFields`, [`LAST_APPLIED`] and what [`Pack::prune`] drops.
     json: Box<[u8]>,
+    /// What [`Pack::index`] gave.
+    index: Box<[Box<str>]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -60,7 +68,11 @@ impl<K: Pack> Packed<K> {
             }
         }
         K::prune(&mut object);
-        let full = ObjectMeta::deserialize(object.get("metadata").unwrap_or(&Value::Null))?;
+        let full = match object.get("metadata") {
+            Some(meta) => ObjectMeta::deserialize(meta)?,
+            None => ObjectMeta::default(),
+        };
+        let index = K::index(&object).into_iter().map(Into::into).collect();
         let metadata = ObjectMeta {
             name: full.name,
             namespace: full.namespace,
@@ -72,6 +84,7 @@ impl<K: Pack> Packed<K> {
         Ok(Self {
             metadata,
             json: lz4_flex::compress_prepend_size(&serde_json::to_vec(&object)?).into_boxed_slice(),
+            index,
             kind: PhantomData,
         })
     }
@@ -86,6 +99,11 @@ impl<K: Pack> Packed<K> {
             .map_err(|e| serde_json::Error::custom(format!("a packed object: {e}")))?;
         serde_json::from_slice(&json)
     }
+
+    /// The names [`Pack::index`] gave when it was packed.
+    pub fn index(&self) -> &[Box<str>] {
+        &self.index
+    }
 }
 
 impl<'de, K: Pack> Deserialize<'de> for Packed<K> {
@@ -99,6 +117,7 @@ impl<K> Clone for Packed<K> {
         Self {
             metadata: self.metadata.clone(),
             json: self.json.clone(),
+            index: self.index.clone(),
             kind: PhantomData,
         }
     }
@@ -206,5 +225,11 @@ mod tests {
     fn what_is_not_an_object_is_refused() {
         assert!(Packed::<Service>::pack(json!([1, 2])).is_err());
         assert!(Packed::<Service>::pack(json!({ "metadata": { "name": 3 } })).is_err());
+        // Without metadata, as the typed object would: empty metadata.
+        let bare = Packed::<Service>::pack(json!({ "spec": {} })).expect("packs");
+        assert_eq!(
+            bare.unpack().expect("unpacks").metadata,
+            ObjectMeta::default()
+        );
     }
 }
