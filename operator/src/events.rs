@@ -50,18 +50,15 @@ struct Key(u64);
 
 impl Key {
     fn of(note: &Note, seed: &RandomState) -> Self {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::BuildHasher;
         let r = &note.regarding;
-        let mut hasher = seed.build_hasher();
-        (
+        Self(seed.hash_one((
             (&r.kind, &r.namespace, &r.name, &r.uid),
             note.warning,
             &note.reason,
             &note.message,
             note.related.as_ref().map(|o| (&o.kind, &o.name)),
-        )
-            .hash(&mut hasher);
-        Self(hasher.finish())
+        )))
     }
 }
 
