@@ -196,23 +196,25 @@ mod tests {
     /// One seed for a whole test, as one for a whole process.
     static SEED: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
 
-    fn key(reason: &str, message: &str) -> Key {
-        Key::of(
-            &Note {
-                regarding: ObjectReference {
-                    kind: Some("ListaCompraRelease".into()),
-                    namespace: Some("ns".into()),
-                    name: Some("lc".into()),
-                    uid: Some("u1".into()),
-                    ..ObjectReference::default()
-                },
-                warning: false,
-                reason: reason.into(),
-                message: message.into(),
-                related: None,
+    /// A Normal Event about the release `ns/lc`.
+    fn note(reason: &str, message: &str) -> Note {
+        Note {
+            regarding: ObjectReference {
+                kind: Some("ListaCompraRelease".into()),
+                namespace: Some("ns".into()),
+                name: Some("lc".into()),
+                uid: Some("u1".into()),
+                ..ObjectReference::default()
             },
-            &SEED,
-        )
+            warning: false,
+            reason: reason.into(),
+            message: message.into(),
+            related: None,
+        }
+    }
+
+    fn key(reason: &str, message: &str) -> Key {
+        Key::of(&note(reason, message), &SEED)
     }
 
     fn at(secs: i64) -> Timestamp {
@@ -258,21 +260,12 @@ mod tests {
     #[test]
     fn every_part_of_an_event_makes_it_another_event() {
         let note = Note {
-            regarding: ObjectReference {
-                kind: Some("ListaCompraRelease".into()),
-                namespace: Some("ns".into()),
-                name: Some("lc".into()),
-                uid: Some("u1".into()),
-                ..ObjectReference::default()
-            },
-            warning: false,
-            reason: "Approved".into(),
-            message: "approved by qa".into(),
             related: Some(ObjectReference {
                 kind: Some("ListaCompraApproval".into()),
                 name: Some("qa".into()),
                 ..ObjectReference::default()
             }),
+            ..note("Approved", "approved by qa")
         };
         let edits: [fn(&mut Note); 8] = [
             |n| n.regarding.kind = Some("Other".into()),
