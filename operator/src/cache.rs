@@ -314,8 +314,14 @@ where
         .await
         .ok()?
         .ok()?;
-    let cached = store.get(&ObjectRef::new(name).within(namespace))?;
-    cached
+    unpacked(store, namespace, name)
+}
+
+/// The object `name` of `store`, unpacked; `None` when absent, or when it does not parse as
+/// a `K` (only its metadata was read when it was packed), which is logged.
+fn unpacked<K: Cached>(store: &Store<Packed<K>>, namespace: &str, name: &str) -> Option<K> {
+    store
+        .get(&ObjectRef::new(name).within(namespace))?
         .unpack()
         .inspect_err(
             |e| warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse"),
@@ -342,16 +348,10 @@ where
             .await
             .is_ok_and(|ready| ready.is_ok())
     {
-        let key = ObjectRef::new(name).within(namespace);
-        // Only its metadata was read when it was packed: one that does not parse as a `K`
-        // is read from the API server (which says why, if it is still unreadable).
-        if let Some(cached) = store.get(&key) {
-            match cached.unpack() {
-                Ok(object) => return Ok(Some(object)),
-                Err(e) => {
-                    warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse")
-                }
-            }
+        // One that does not parse is read from the API server too (which says why, if it is
+        // still unreadable).
+        if let Some(cached) = unpacked(store, namespace, name) {
+            return Ok(Some(cached));
         }
     }
     reads
