@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::SignedDuration;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use listacompra_crds::status::{HistoryEntry, MAX_HISTORY, Outcome, condition};
 use listacompra_crds::{ListaCompraReleaseSpec, ListaCompraReleaseStatus, Phase};
 
@@ -139,8 +139,42 @@ impl<'o, 'a> Machine<'o, 'a> {
         );
     }
 
+    /// Waits on a watched child (a Job or a Deployment): its watch wakes the release on any
+    /// change, so the requeue is only a safety net, or the next deadline when one falls
+    /// sooner (so that a deadline is acted on when it passes, not at the next poll).
     pub(super) fn wait(&mut self) {
         self.requeue_after = self.requeue_after.min(WAIT);
+        if let Some(deadline) = self.next_deadline() {
+            self.requeue_in(deadline.duration_since(self.o.now));
+        }
+    }
+
+    /// The soonest deadline still ahead, of those a waiting phase acts on: the release's,
+    /// its rollback's, a rotation's and a restore's (each `progressDeadlineSeconds` from its
+    /// start). One that does not apply to the phase only costs a reconcile that waits again.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let degraded = conditions::get(&self.status.conditions, condition::DEGRADED)
+            .filter(|c| c.status == "True")
+            .map(|c| &c.last_transition_time);
+        let rotation = self
+            .status
+            .rotation
+            .as_ref()
+            .filter(|r| r.completion_time.is_none())
+            .map(|r| &r.start_time);
+        let restore = self.status.restore.as_ref().map(|r| &r.start_time);
+        let within = seconds(self.spec().progress_deadline_seconds);
+        [
+            self.status.release_start_time.as_ref(),
+            degraded,
+            rotation,
+            restore,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|start| start.0 + within)
+        .filter(|deadline| *deadline > self.o.now)
+        .min()
     }
 
     pub(super) fn requeue_in(&mut self, wait: SignedDuration) {

@@ -232,8 +232,9 @@ impl GateDue {
     };
 }
 
-/// How long to wait when waiting on a Job or a rollout (their watches usually wake us first).
-const WAIT: Duration = Duration::from_secs(5);
+/// How long to wait on a Job or a rollout at most: their watches wake the release on every
+/// change, so this is a safety net (a watch that failed, say), not a poll.
+const WAIT: Duration = Duration::from_secs(60);
 /// How often to look at a settled release, to repair drift.
 const SETTLED: Duration = Duration::from_secs(300);
 

@@ -469,7 +469,26 @@ fn cases() -> Vec<Case> {
         .expect(|d| {
             assert_eq!(phase(d), Phase::Migrating);
             assert!(d.actions.is_empty(), "no second Job: {:?}", d.actions);
-            assert!(d.requeue_after <= WAIT);
+            assert_eq!(d.requeue_after, WAIT, "the Job's watch wakes it; no deadline is near");
+        }),
+        Case::new(
+            "a running migration wakes when the release deadline passes, not at the next poll",
+            {
+                let mut s = v2.clone();
+                s.progress_deadline_seconds = 120;
+                s
+            },
+            migrating("1.1.0"),
+        )
+        .job(JobState::Running)
+        .at(t(100))
+        .expect(|d| {
+            assert_eq!(phase(d), Phase::Migrating);
+            assert_eq!(
+                d.requeue_after,
+                std::time::Duration::from_secs(20),
+                "started at t(0), deadline 120 s"
+            );
         }),
         Case::new(
             "a migration Job deleted by hand is created again under the same name",
