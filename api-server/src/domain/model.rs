@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::Rendered;
+
 /// A member's role in a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,10 +121,10 @@ pub struct ListDetail {
     /// The list.
     #[serde(flatten)]
     pub list: ListView,
-    /// Items in order.
-    pub items: Vec<ItemView>,
-    /// Members (owners first).
-    pub members: Vec<MemberView>,
+    /// Items in order, as JSON (the database writes them).
+    pub items: Rendered<Vec<ItemView>>,
+    /// Members (owners first), as JSON (the database writes them).
+    pub members: Rendered<Vec<MemberView>>,
 }
 
 /// One page of lists.

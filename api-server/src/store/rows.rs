@@ -2,9 +2,8 @@
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::types::Json;
 
-use crate::domain::{ItemView, ListDetail, ListView, MemberView, Role, SuggestionView};
+use crate::domain::{ItemView, ListDetail, ListView, Rendered, Role, SuggestionView};
 use crate::{Error, Result};
 
 pub(super) fn role_of(row: &PgRow) -> Result<Role> {
@@ -24,18 +23,21 @@ pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
     })
 }
 
-/// A list's row with its `items` and `members` gathered as JSON arrays (see
-/// `PgStore::list_detail`), keyed by the fields of [`ItemView`] and [`MemberView`].
+/// A list's row with its `items` and `members` written as JSON by the database (see
+/// [`super::LIST_DETAIL_QUERY`]), answered as they are.
 pub(super) fn list_detail(row: &PgRow) -> Result<ListDetail> {
-    let items: Json<Vec<ItemView>> = row.try_get("items").map_err(Error::db("reading items"))?;
-    let members: Json<Vec<MemberView>> = row
-        .try_get("members")
-        .map_err(Error::db("reading members"))?;
     Ok(ListDetail {
         list: list_view(row)?,
-        items: items.0,
-        members: members.0,
+        items: rendered(row, "items", "reading items")?,
+        members: rendered(row, "members", "reading members")?,
     })
+}
+
+/// A text column holding JSON the query wrote in `T`'s exact form (NULL, an error, when it
+/// could not write one of its values).
+fn rendered<T>(row: &PgRow, column: &str, context: &'static str) -> Result<Rendered<T>> {
+    let text: String = row.try_get(column).map_err(Error::db(context))?;
+    Rendered::trusted(text).map_err(Error::json(context))
 }
 
 pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
