@@ -329,6 +329,52 @@ fn unpacked<K: Cached>(store: &Store<Packed<K>>, namespace: &str, name: &str) ->
         .ok()
 }
 
+/// The objects of kind `K` in `namespace` owned by the object of uid `owner` and labelled
+/// `label` (key, value), from the cache of its scope once that has listed; `None` when there
+/// are no caches, or their first list takes longer than a few seconds. What it returns may
+/// lag the API server by a watch event: for housekeeping that deletes what is finished or
+/// old (an object it misses is taken the next time; one already deleted answers 404).
+pub async fn owned<K>(
+    caches: Option<&Caches>,
+    namespace: &str,
+    owner: &str,
+    label: (&str, &str),
+) -> Option<Vec<K>>
+where
+    K: Cached,
+{
+    let store = caches.and_then(|c| c.scope(namespace)).map(K::store)?;
+    tokio::time::timeout(READY_WAIT, store.wait_until_ready())
+        .await
+        .ok()?
+        .ok()?;
+    let owned = |meta: &kube::api::ObjectMeta| {
+        meta.namespace.as_deref() == Some(namespace)
+            && meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == owner)
+    };
+    Some(
+        store
+            .state()
+            .iter()
+            .filter(|packed| owned(packed.meta()))
+            .filter_map(|packed| {
+                packed
+                    .unpack()
+                    .inspect_err(|e| warn!(kind = %K::kind(&()), error = %e, "a cached object does not parse"))
+                    .ok()
+            })
+            .filter(|object| {
+                object.meta().labels.as_ref().and_then(|l| l.get(label.0)).map(String::as_str)
+                    == Some(label.1)
+            })
+            .collect(),
+    )
+}
+
 /// The child `name` of kind `K` in `namespace`: from the cache of its scope once that has
 /// listed. Absence is confirmed with the API server (rare in a steady state): the caches
 /// hold only objects labelled as the operator's, and an object of someone else's with that
@@ -440,6 +486,73 @@ mod tests {
         assert!(
             pruned_size * 2 < size,
             "pruned {pruned_size} bytes of {size}"
+        );
+    }
+
+    /// A store that has listed `objects`, as a watch fills it.
+    fn listed<K: Cached + serde::Serialize>(objects: &[K]) -> Store<Packed<K>> {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            let packed = Packed::<K>::pack(serde_json::to_value(object).expect("JSON"));
+            writer.apply_watcher_event(&watcher::Event::InitApply(packed.expect("packs")));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        reader
+    }
+
+    /// Clean-up reads from the cache what the release owns and labels as its own, in its
+    /// namespace only: not another release's, not one whose label was changed by hand.
+    #[tokio::test]
+    async fn the_cache_answers_what_a_release_owns_and_labels() {
+        let record = |name: &str, namespace: &str, owner: &str, release: &str| {
+            let mut r = ControllerRevision::default();
+            r.metadata.name = Some(name.into());
+            r.metadata.namespace = Some(namespace.into());
+            r.metadata.labels =
+                Some([(crate::naming::RELEASE_LABEL.to_owned(), release.to_owned())].into());
+            r.metadata.owner_references = Some(vec![OwnerReference {
+                uid: owner.into(),
+                ..OwnerReference::default()
+            }]);
+            r
+        };
+        let scope = Scope {
+            jobs: listed::<Job>(&[]),
+            deployments: listed::<Deployment>(&[]),
+            services: listed::<Service>(&[]),
+            revisions: listed(&[
+                record("lc-1-0-0", "shop", "u-1", "lc"),
+                record("lc-0-9-0", "shop", "u-1", "lc"),
+                record("other-1-0-0", "shop", "u-2", "lc"),
+                record("relabelled", "shop", "u-1", "by-hand"),
+                record("lc-1-0-0", "elsewhere", "u-1", "lc"),
+            ]),
+            cron_jobs: listed::<CronJob>(&[]),
+            secrets: None,
+            restores: None,
+        };
+        let caches = Caches {
+            scopes: [(None, scope)].into(),
+        };
+        let mut names: Vec<String> = owned::<ControllerRevision>(
+            Some(&caches),
+            "shop",
+            "u-1",
+            (crate::naming::RELEASE_LABEL, "lc"),
+        )
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|r| r.metadata.name.unwrap_or_default())
+        .collect();
+        names.sort();
+        assert_eq!(names, ["lc-0-9-0", "lc-1-0-0"]);
+        assert!(
+            owned::<ControllerRevision>(None, "shop", "u-1", (crate::naming::RELEASE_LABEL, "lc"))
+                .await
+                .is_none(),
+            "without caches the caller lists"
         );
     }
 }

@@ -946,29 +946,27 @@ async fn clean_up(
             .any(|r| Some(&r.uid) == uid.as_ref())
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let summaries: Vec<cleanup::JobSummary> = jobs
-        .list(&selector)
-        .await
-        .map_err(kube_err("listing the release's Jobs"))?
-        .items
-        .into_iter()
-        .filter(|j| ours(&j.metadata))
-        .map(|j| cleanup::JobSummary {
-            attempt: j
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(naming::ATTEMPT_LABEL))
-                .and_then(|a| a.parse().ok()),
-            finished: j
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"),
-            name: j.metadata.name.unwrap_or_default(),
-        })
-        .collect();
+    let summaries: Vec<cleanup::JobSummary> =
+        children(ctx, &jobs, &name, uid.as_deref(), &selector)
+            .await?
+            .into_iter()
+            .filter(|j| ours(&j.metadata))
+            .map(|j| cleanup::JobSummary {
+                attempt: j
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(naming::ATTEMPT_LABEL))
+                    .and_then(|a| a.parse().ok()),
+                finished: j
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"),
+                name: j.metadata.name.unwrap_or_default(),
+            })
+            .collect();
     let smoke_job = status.smoke_test.as_ref().map(|s| s.job.clone());
     let referenced = [&status.migration_job, &status.revert_job, &smoke_job];
     for job in cleanup::jobs_to_delete(&summaries, status.attempt.unwrap_or(0))
@@ -983,11 +981,8 @@ async fn clean_up(
         }
     }
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let records: Vec<(String, i64)> = revisions
-        .list(&selector)
-        .await
-        .map_err(kube_err("listing the release's stable records"))?
-        .items
+    let records: Vec<(String, i64)> = children(ctx, &revisions, &name, uid.as_deref(), &selector)
+        .await?
         .into_iter()
         .filter(|r| ours(&r.metadata))
         .map(|r| (r.metadata.name.unwrap_or_default(), r.revision))
@@ -1130,6 +1125,41 @@ pub(crate) async fn job_state(
         return Ok(JobState::Succeeded);
     }
     Ok(JobState::Running)
+}
+
+/// The children of kind `K` of the release `name` (of uid `owner`) that `selector` selects:
+/// from the watch cache when it has listed (a settled release cleans up on every
+/// reconcile, and a list request each time cost two requests per reconcile), else listed.
+async fn children<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    name: &str,
+    owner: Option<&str>,
+    selector: &ListParams,
+) -> Result<Vec<K>>
+where
+    K: cache::Cached + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let namespace = api.namespace().unwrap_or_default();
+    let label = naming::label_value(name);
+    if let Some(owner) = owner
+        && let Some(cached) = cache::owned(
+            ctx.caches.get(),
+            namespace,
+            owner,
+            (naming::RELEASE_LABEL, &label),
+        )
+        .await
+    {
+        return Ok(cached);
+    }
+    let kind = K::kind(&()).to_lowercase();
+    ctx.metrics.api_reads.with_label_values(&[&kind]).inc();
+    Ok(api
+        .list(selector)
+        .await
+        .map_err(kube_err(format!("listing the release's {kind}s")))?
+        .items)
 }
 
 /// The termination message of the Job's pods ([`jobs::termination_message`]). Only an
