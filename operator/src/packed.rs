@@ -6,14 +6,20 @@
 //! A typed object costs its whole struct even where it is empty: 3.8 KB for a release, 2.4 KB
 //! for a Deployment (its pod template is inline), before a byte of its strings. Its text
 //! without `managedFields` and without what a reconcile never reads ([`Pack::prune`]) is 3 KB
-//! for a release with its status and 1 to 1.5 KB for a child; LZ4 roughly halves that (JSON
-//! repeats its keys). With a thousand releases and their children in the caches, the typed
-//! stores were most of the operator's heap (`heaptrack`, 2026-12-04: 16 of its 24 MiB at
-//! the peak of `make bench-compare`'s 1,000 releases); as text, 10 MiB. A reconcile
-//! decompresses and parses the few objects it reads, microseconds each.
+//! for a release with its status and 1 to 1.5 KB for a child. LZ4 alone roughly halves that
+//! (JSON repeats its keys); with a dictionary per kind, the text of the first object of that
+//! kind the process packed ([`dictionary`]), most of an object is a reference to the same
+//! keys and values in another object, which the operator's children of one kind share. With
+//! a thousand releases and their children in the caches, the typed stores were most of the
+//! operator's heap (`heaptrack`, 2026-12-04: 16 of its 24 MiB at the peak of `make
+//! bench-compare`'s 1,000 releases). A reconcile decompresses and parses the few objects it
+//! reads, microseconds each.
 
+use std::any::TypeId;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{LazyLock, PoisonError, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -26,7 +32,7 @@ use serde_json::{Map, Value};
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A kind that can be kept packed.
-pub trait Pack: Resource<DynamicType = ()> + DeserializeOwned {
+pub trait Pack: Resource<DynamicType = ()> + DeserializeOwned + 'static {
     /// Drops from the object's JSON what a reconcile never reads (a pod template, say).
     /// What stays must still parse as `Self`.
     fn prune(_object: &mut Map<String, Value>) {}
@@ -43,8 +49,8 @@ pub struct Packed<K> {
     /// Name, namespace, uid, resourceVersion and owner references: what the watch machinery
     /// reads (store keys, the owners a child wakes). The full metadata is in `json`.
     metadata: ObjectMeta,
-    /// The object's JSON, LZ4-compressed (with its length in front), without
-    /// `managedFields`, [`LAST_APPLIED`] and what [`Pack::prune`] drops.
+    /// The object's JSON, LZ4-compressed with its kind's [`dictionary`] (with its length in
+    /// front), without `managedFields`, [`LAST_APPLIED`] and what [`Pack::prune`] drops.
     json: Box<[u8]>,
     /// What [`Pack::index`] gave.
     index: Box<[Box<str>]>,
@@ -81,9 +87,12 @@ impl<K: Pack> Packed<K> {
             owner_references: full.owner_references,
             ..ObjectMeta::default()
         };
+        let json = serde_json::to_vec(&object)?;
+        let dictionary = dictionary::<K>(&json);
         Ok(Self {
             metadata,
-            json: lz4_flex::compress_prepend_size(&serde_json::to_vec(&object)?).into_boxed_slice(),
+            json: lz4_flex::block::compress_prepend_size_with_dict(&json, dictionary)
+                .into_boxed_slice(),
             index,
             kind: PhantomData,
         })
@@ -95,8 +104,10 @@ impl<K: Pack> Packed<K> {
     ///
     /// When its JSON is not a `K` (a release written against another version of the CRD).
     pub fn unpack(&self) -> serde_json::Result<K> {
-        let json = lz4_flex::decompress_size_prepended(&self.json)
-            .map_err(|e| serde_json::Error::custom(format!("a packed object: {e}")))?;
+        // Packed in this process, so its kind's dictionary was chosen then.
+        let json =
+            lz4_flex::block::decompress_size_prepended_with_dict(&self.json, dictionary::<K>(&[]))
+                .map_err(|e| serde_json::Error::custom(format!("a packed object: {e}")))?;
         serde_json::from_slice(&json)
     }
 
@@ -166,6 +177,32 @@ impl<K: Pack> Resource for Packed<K> {
     }
 }
 
+/// The most of an object's text a dictionary keeps (a release with its status and history is
+/// about 3 KB; LZ4 refers up to 64 KB back).
+const DICTIONARY_MAX: usize = 8 * 1024;
+
+/// The dictionary kind `K` is compressed with: the text of the first object of that kind this
+/// process packed (`first`, when there is none yet), at most [`DICTIONARY_MAX`] bytes, kept
+/// for the process's life (one per kind). A different object makes a worse dictionary,
+/// never a wrong one: what is packed with it is unpacked with it.
+fn dictionary<K: 'static>(first: &[u8]) -> &'static [u8] {
+    static DICTIONARIES: LazyLock<RwLock<HashMap<TypeId, &'static [u8]>>> =
+        LazyLock::new(RwLock::default);
+    let kind = TypeId::of::<K>();
+    if let Some(dictionary) = DICTIONARIES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&kind)
+    {
+        return dictionary;
+    }
+    DICTIONARIES
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(kind)
+        .or_insert_with(|| Box::leak(first[..first.len().min(DICTIONARY_MAX)].into()))
+}
+
 /// Replaces the object's `spec.<field>` with `{}` (a required field: it must stay an object).
 pub fn empty_spec_field(object: &mut Map<String, Value>, field: &str) {
     if let Some(Value::Object(spec)) = object.get_mut("spec")
@@ -177,7 +214,7 @@ pub fn empty_spec_field(object: &mut Map<String, Value>, field: &str) {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
     use kube::ResourceExt;
     use serde_json::json;
 
@@ -230,6 +267,49 @@ mod tests {
         assert_eq!(
             bare.unpack().expect("unpacks").metadata,
             ObjectMeta::default()
+        );
+    }
+
+    /// A kind packed by no other test, so that its dictionary is this test's.
+    impl Pack for ConfigMap {}
+
+    /// Objects of one kind share their kind's dictionary, the first one packed: another of
+    /// that kind packs to a fraction of its LZ4 size alone, and unpacks to itself.
+    #[test]
+    fn the_first_object_of_a_kind_is_the_dictionary_of_the_others() {
+        let map = |name: &str, version: &str| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": name,
+                    "namespace": "shop",
+                    "uid": format!("uid-of-{name}"),
+                    "resourceVersion": version,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "listacompra-operator",
+                        "app.kubernetes.io/name": "listacompra-api",
+                        "listacompra.app/release": name,
+                    },
+                },
+                "data": { "settings": "a rather long value that every object of the kind repeats" },
+            })
+        };
+        let first = Packed::<ConfigMap>::pack(map("lc-first", "1")).expect("packs");
+        let second = map("lc-second", "2");
+        let packed = Packed::<ConfigMap>::pack(second.clone()).expect("packs");
+        let alone = lz4_flex::compress_prepend_size(&serde_json::to_vec(&second).expect("JSON"));
+        assert!(
+            packed.json.len() * 2 < alone.len(),
+            "{} bytes with the dictionary, {} without",
+            packed.json.len(),
+            alone.len()
+        );
+        let unpacked = serde_json::to_value(packed.unpack().expect("unpacks")).expect("JSON");
+        assert_eq!(unpacked, second);
+        assert_eq!(
+            first.unpack().expect("unpacks").metadata.name.as_deref(),
+            Some("lc-first")
         );
     }
 }
