@@ -309,12 +309,21 @@ pub async fn peek<K>(caches: Option<&Caches>, namespace: &str, name: &str) -> Op
 where
     K: Cached,
 {
+    unpacked(listed(caches, namespace).await?, namespace, name)
+}
+
+/// The store of `K` for `namespace` once it has listed; `None` when there are no caches, or
+/// their first list takes longer than a few seconds.
+async fn listed<'c, K: Cached>(
+    caches: Option<&'c Caches>,
+    namespace: &str,
+) -> Option<&'c Store<Packed<K>>> {
     let store = caches.and_then(|c| c.scope(namespace)).map(K::store)?;
     tokio::time::timeout(READY_WAIT, store.wait_until_ready())
         .await
         .ok()?
         .ok()?;
-    unpacked(store, namespace, name)
+    Some(store)
 }
 
 /// The object `name` of `store`, unpacked; `None` when absent, or when it does not parse as
@@ -343,11 +352,7 @@ pub async fn owned<K>(
 where
     K: Cached,
 {
-    let store = caches.and_then(|c| c.scope(namespace)).map(K::store)?;
-    tokio::time::timeout(READY_WAIT, store.wait_until_ready())
-        .await
-        .ok()?
-        .ok()?;
+    let store = listed::<K>(caches, namespace).await?;
     let owned = |meta: &kube::api::ObjectMeta| {
         meta.namespace.as_deref() == Some(namespace)
             && meta
@@ -389,16 +394,12 @@ pub async fn get<K>(
 where
     K: Cached + Resource<Scope = NamespaceResourceScope>,
 {
-    if let Some(store) = caches.and_then(|c| c.scope(namespace)).map(K::store)
-        && tokio::time::timeout(READY_WAIT, store.wait_until_ready())
-            .await
-            .is_ok_and(|ready| ready.is_ok())
+    // One that does not parse is read from the API server too (which says why, if it is
+    // still unreadable).
+    if let Some(store) = listed::<K>(caches, namespace).await
+        && let Some(cached) = unpacked(store, namespace, name)
     {
-        // One that does not parse is read from the API server too (which says why, if it is
-        // still unreadable).
-        if let Some(cached) = unpacked(store, namespace, name) {
-            return Ok(Some(cached));
-        }
+        return Ok(Some(cached));
     }
     reads
         .with_label_values(&[&K::kind(&()).to_lowercase()])
