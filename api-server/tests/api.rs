@@ -687,14 +687,7 @@ async fn every_change_writes_its_event_to_the_outbox_in_the_same_transaction() -
 async fn a_list_read_answers_every_item_and_member_as_its_write_did() -> Result<()> {
     use rand_core::{Rng, SeedableRng};
 
-    let seed = match std::env::var("LC_LIST_SEED") {
-        Ok(seed) => seed.trim().parse()?,
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos() as u64,
-    };
-    let replay = format!("seed {seed} (replay: LC_LIST_SEED={seed})");
-    eprintln!("{replay}");
+    let (seed, replay) = common::seed("LC_LIST_SEED")?;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let (app, _db) = common::app().await?;
     let (owner_id, owner_email, owner) = app.user().await?;

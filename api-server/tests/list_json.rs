@@ -25,14 +25,7 @@ const ITEMS: usize = 40;
 
 #[tokio::test]
 async fn the_database_writes_items_and_members_byte_for_byte_as_serde_json() -> Result<()> {
-    let seed = match std::env::var("LC_LIST_JSON_SEED") {
-        Ok(seed) => seed.trim().parse()?,
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos() as u64,
-    };
-    let replay = format!("seed {seed} (replay: LC_LIST_JSON_SEED={seed})");
-    eprintln!("{replay}");
+    let (seed, replay) = common::seed("LC_LIST_JSON_SEED")?;
     let mut rng = Pcg64::seed_from_u64(seed);
     let services = common::services().await?;
     let db = common::TestDb::migrated(&services).await?;

@@ -326,15 +326,20 @@ async fn listed<'c, K: Cached>(
     Some(store)
 }
 
-/// The object `name` of `store`, unpacked; `None` when absent, or when it does not parse as
-/// a `K` (only its metadata was read when it was packed), which is logged.
+/// The object `name` of `store`, unpacked; `None` when absent or when it does not parse.
 fn unpacked<K: Cached>(store: &Store<Packed<K>>, namespace: &str, name: &str) -> Option<K> {
-    store
-        .get(&ObjectRef::new(name).within(namespace))?
+    parsed(&*store.get(&ObjectRef::new(name).within(namespace))?)
+}
+
+/// `packed`, unpacked; `None` when it does not parse as a `K` (only its metadata was read when
+/// it was packed), which is logged.
+fn parsed<K: Cached>(packed: &Packed<K>) -> Option<K> {
+    packed
         .unpack()
-        .inspect_err(
-            |e| warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse"),
-        )
+        .inspect_err(|e| {
+            let name = packed.meta().name.as_deref().unwrap_or_default();
+            warn!(kind = %K::kind(&()), name, error = %e, "a cached object does not parse");
+        })
         .ok()
 }
 
@@ -366,14 +371,14 @@ where
             .state()
             .iter()
             .filter(|packed| owned(packed.meta()))
-            .filter_map(|packed| {
-                packed
-                    .unpack()
-                    .inspect_err(|e| warn!(kind = %K::kind(&()), error = %e, "a cached object does not parse"))
-                    .ok()
-            })
+            .filter_map(|packed| parsed(packed))
             .filter(|object| {
-                object.meta().labels.as_ref().and_then(|l| l.get(label.0)).map(String::as_str)
+                object
+                    .meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(label.0))
+                    .map(String::as_str)
                     == Some(label.1)
             })
             .collect(),
@@ -491,7 +496,7 @@ mod tests {
     }
 
     /// A store that has listed `objects`, as a watch fills it.
-    fn listed<K: Cached + serde::Serialize>(objects: &[K]) -> Store<Packed<K>> {
+    fn store_of<K: Cached + serde::Serialize>(objects: &[K]) -> Store<Packed<K>> {
         let (reader, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
         for object in objects {
@@ -519,17 +524,17 @@ mod tests {
             r
         };
         let scope = Scope {
-            jobs: listed::<Job>(&[]),
-            deployments: listed::<Deployment>(&[]),
-            services: listed::<Service>(&[]),
-            revisions: listed(&[
+            jobs: store_of::<Job>(&[]),
+            deployments: store_of::<Deployment>(&[]),
+            services: store_of::<Service>(&[]),
+            revisions: store_of(&[
                 record("lc-1-0-0", "shop", "u-1", "lc"),
                 record("lc-0-9-0", "shop", "u-1", "lc"),
                 record("other-1-0-0", "shop", "u-2", "lc"),
                 record("relabelled", "shop", "u-1", "by-hand"),
                 record("lc-1-0-0", "elsewhere", "u-1", "lc"),
             ]),
-            cron_jobs: listed::<CronJob>(&[]),
+            cron_jobs: store_of::<CronJob>(&[]),
             secrets: None,
             restores: None,
         };

@@ -113,6 +113,20 @@ pub async fn pending_request(pool: &PgPool, user: Uuid, list: Uuid, age: Duratio
     Ok(request)
 }
 
+/// The seed of a seeded test: `variable`'s value when set (a replay), else the clock; with
+/// the line that replays it, printed here and to be given with every failure.
+pub fn seed(variable: &str) -> Result<(u64, String)> {
+    let seed = match std::env::var(variable) {
+        Ok(seed) => seed.trim().parse()?,
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64,
+    };
+    let replay = format!("seed {seed} (replay: {variable}={seed})");
+    eprintln!("{replay}");
+    Ok((seed, replay))
+}
+
 /// A server (without workers) on a fresh migrated database of the shared services.
 pub async fn app() -> Result<(TestApp, TestDb)> {
     let services = services().await?;
