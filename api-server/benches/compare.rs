@@ -62,7 +62,7 @@ async fn compare(bench: &Bench, seconds: u64, connections: u64) -> Result<()> {
         "ours: listacompra-api (Rust, warp, sqlx), one query",
         closed_loop(bench.pid, &bench.base, &path, &token, connections, seconds).await?,
     )];
-    let one_query = listacompra_api::store::LIST_DETAIL_QUERY.as_str();
+    let one_query = listacompra_api::store::LIST_DETAIL_QUERY;
     for (name, list_query) in [
         (
             "the runbook's stack: Node + Express + pg, three queries",

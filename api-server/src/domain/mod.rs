@@ -7,7 +7,6 @@ mod caps;
 mod events;
 mod model;
 mod offline;
-mod rendered;
 mod validate;
 
 pub use access::{Action, Denied, Removal, Transfer, authorize, deletion, removal, transfer};
@@ -19,7 +18,6 @@ pub use model::{
     SuggestionView, TransferOffer, User,
 };
 pub use offline::{MAX_SUGGESTIONS, offline_suggestions};
-pub use rendered::Rendered;
 pub use validate::{
     Invalid, ItemFields, ItemPatch, MAX_QUANTITY, Page, email, list_name, new_item, password,
     quantity, reorder, validate_suggestions,

@@ -5,8 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Rendered;
-
 /// A member's role in a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,10 +119,10 @@ pub struct ListDetail {
     /// The list.
     #[serde(flatten)]
     pub list: ListView,
-    /// Items in order, as JSON (the database writes them).
-    pub items: Rendered<Vec<ItemView>>,
-    /// Members (owners first), as JSON (the database writes them).
-    pub members: Rendered<Vec<MemberView>>,
+    /// Items in order (by position, then creation).
+    pub items: Vec<ItemView>,
+    /// Members and pending invitations, owners first, then in the order they were added.
+    pub members: Vec<MemberView>,
 }
 
 /// One page of lists.

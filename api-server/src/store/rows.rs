@@ -1,9 +1,11 @@
 //! Rows to domain values.
 
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::{Decode, Postgres, Row, Type};
 
-use crate::domain::{ItemView, ListDetail, ListView, Rendered, Role, SuggestionView};
+use crate::domain::{ItemView, ListDetail, ListView, MemberView, Role, SuggestionView};
 use crate::{Error, Result};
 
 pub(super) fn role_of(row: &PgRow) -> Result<Role> {
@@ -18,26 +20,92 @@ pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
         name: row.try_get("name").map_err(get("list name"))?,
         owner_id: row.try_get("owner_id").map_err(get("list owner"))?,
         role: role_of(row)?,
-        created_at: row.try_get("created_at").map_err(get("list created_at"))?,
-        updated_at: row.try_get("updated_at").map_err(get("list updated_at"))?,
+        created_at: time(row, "created_at", "list created_at")?,
+        updated_at: time(row, "updated_at", "list updated_at")?,
     })
 }
 
-/// A list's row with its `items` and `members` written as JSON by the database (see
-/// [`super::LIST_DETAIL_QUERY`]), answered as they are.
-pub(super) fn list_detail(row: &PgRow) -> Result<ListDetail> {
-    Ok(ListDetail {
-        list: list_view(row)?,
-        items: rendered(row, "items", "reading items")?,
-        members: rendered(row, "members", "reading members")?,
-    })
+/// The rows of [`super::LIST_DETAIL_QUERY`]: the list (none when the caller is not a member
+/// of it), its items, then its members and invitations, each row beside the list's columns.
+pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut detail = ListDetail {
+        list: list_view(first)?,
+        items: Vec::with_capacity(rows.len()),
+        members: Vec::new(),
+    };
+    let get = Error::db;
+    for row in rows {
+        let member: Option<bool> = row.try_get("member").map_err(get("list entry kind"))?;
+        match member {
+            // A list with no entries at all (the caller is one, so never in practice).
+            None => {}
+            Some(false) => detail.items.push(ItemView {
+                id: row.try_get("entry_id").map_err(get("item id"))?,
+                name: row.try_get("item_name").map_err(get("item name"))?,
+                quantity: row.try_get("quantity").map_err(get("item quantity"))?,
+                unit: row.try_get("unit").map_err(get("item unit"))?,
+                category: row.try_get("category").map_err(get("item category"))?,
+                note: row.try_get("note").map_err(get("item note"))?,
+                checked: row.try_get("checked").map_err(get("item checked"))?,
+                position: row.try_get("position").map_err(get("item position"))?,
+                created_at: time(row, "item_created_at", "item created_at")?,
+                updated_at: time(row, "item_updated_at", "item updated_at")?,
+            }),
+            Some(true) => {
+                let role: String = row.try_get("member_role").map_err(get("member role"))?;
+                detail.members.push(MemberView {
+                    user_id: row.try_get("entry_id").map_err(get("member id"))?,
+                    email: row.try_get("email").map_err(get("member email"))?,
+                    role: Role::parse(&role).ok_or_else(|| {
+                        Error::Data(format!("unknown role {role:?} in the database"))
+                    })?,
+                });
+            }
+        }
+    }
+    Ok(Some(detail))
 }
 
-/// A text column holding JSON the query wrote in `T`'s exact form (NULL, an error, when it
-/// could not write one of its values).
-fn rendered<T>(row: &PgRow, column: &str, context: &'static str) -> Result<Rendered<T>> {
-    let text: String = row.try_get(column).map_err(Error::db(context))?;
-    Rendered::trusted(text).map_err(Error::json(context))
+/// A `timestamptz` column as an instant; an error, not a panic, for one chrono cannot hold
+/// (`infinity`, or past year 262143): sqlx's own decoding adds the stored microseconds to
+/// its epoch with `+`, which panics there.
+fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
+    row.try_get::<Instant, _>(column)
+        .map(|t| t.0)
+        .map_err(Error::db(context))
+}
+
+/// [`time`]'s decoding.
+struct Instant(DateTime<Utc>);
+
+impl Type<Postgres> for Instant {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Instant {
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        if value.format() == PgValueFormat::Text {
+            return <DateTime<Utc> as Decode<Postgres>>::decode(value).map(Self);
+        }
+        // Microseconds since 2000-01-01T00:00:00Z, PostgreSQL's epoch.
+        let micros = <i64 as Decode<Postgres>>::decode(value)?;
+        DateTime::from_timestamp(946_684_800, 0)
+            .and_then(|epoch| epoch.checked_add_signed(TimeDelta::microseconds(micros)))
+            .map(Self)
+            .ok_or_else(|| {
+                format!("{micros} µs from 2000-01-01 is no time the API can hold (infinity?)")
+                    .into()
+            })
+    }
 }
 
 pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
@@ -51,8 +119,8 @@ pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
         note: row.try_get("note").map_err(get("item note"))?,
         checked: row.try_get("checked").map_err(get("item checked"))?,
         position: row.try_get("position").map_err(get("item position"))?,
-        created_at: row.try_get("created_at").map_err(get("item created_at"))?,
-        updated_at: row.try_get("updated_at").map_err(get("item updated_at"))?,
+        created_at: time(row, "created_at", "item created_at")?,
+        updated_at: time(row, "updated_at", "item updated_at")?,
     })
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     ItemFields, ItemPatch, ItemSummary, ItemView, ListDetail, ListPage, ListView, MemberView,
-    NewEvent, Page, Rendered, Role, Suggestion, SuggestionView, User,
+    NewEvent, Page, Role, Suggestion, SuggestionView, User,
 };
 use crate::ports::{
     BoxFuture, PasswordHasher, Store, SuggestionCache, SuggestionProvider, TokenIssuer,
@@ -136,23 +136,19 @@ impl Store for MemStore {
 
     async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
         let data = self.data();
-        let Some(view) = data.list_view(list, user) else {
-            return Ok(None);
-        };
-        let members: Vec<MemberView> = data
-            .members
-            .iter()
-            .filter(|(l, _, _)| *l == list)
-            .map(|(_, u, role)| MemberView {
-                user_id: *u,
-                email: String::new(),
-                role: *role,
-            })
-            .collect();
-        Ok(Some(ListDetail {
+        Ok(data.list_view(list, user).map(|view| ListDetail {
             list: view,
-            items: Rendered::of(&data.items_of(list)).map_err(Error::json("items"))?,
-            members: Rendered::of(&members).map_err(Error::json("members"))?,
+            items: data.items_of(list),
+            members: data
+                .members
+                .iter()
+                .filter(|(l, _, _)| *l == list)
+                .map(|(_, u, role)| MemberView {
+                    user_id: *u,
+                    email: String::new(),
+                    role: *role,
+                })
+                .collect(),
         }))
     }
 

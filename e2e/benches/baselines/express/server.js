@@ -4,7 +4,7 @@
 // list is read the way the API read it before it became one query (the list with the
 // caller's role, its items, its members with pending invitations: three round trips), or,
 // with LIST_QUERY set (the API's own query text, `$1` the list, `$2` the user), the way the
-// API reads it now: one round trip, the database writing the items and members as JSON text.
+// API reads it now: one round trip, a row per item and per member beside the list's row.
 // Only this route: the bench reads one list.
 //
 //   DATABASE_URL=postgres://... JWT_SECRET=... PORT=8080 PG_POOL_SIZE=10 [LIST_QUERY=...] node server.js
@@ -82,16 +82,24 @@ app.get('/v1/lists/:id', async (req, res) => {
       return res.status(401).json({ error: 'invalid_token' });
     }
     if (oneQuery) {
-      const one = await pool.query(oneQuery, [req.params.id, claims.sub]);
-      if (one.rowCount === 0) {
+      // One row per item, then per member or invitation, beside the list's columns.
+      const { rows } = await pool.query(oneQuery, [req.params.id, claims.sub]);
+      if (rows.length === 0) {
         return res.status(404).json({ error: 'not_found' });
       }
-      // The query writes the items and members as JSON text: answered as they are, as the
-      // API answers them.
-      const { items, members, ...list } = one.rows[0];
-      const head = JSON.stringify(list);
-      return res.type('application/json')
-        .send(`${head.slice(0, -1)},"items":${items},"members":${members}}`);
+      const [first] = rows;
+      const items = rows.filter((r) => r.member === false).map((r) => ({
+        id: r.entry_id, name: r.item_name, quantity: r.quantity, unit: r.unit,
+        category: r.category, note: r.note, checked: r.checked, position: r.position,
+        created_at: r.item_created_at, updated_at: r.item_updated_at,
+      }));
+      const members = rows.filter((r) => r.member === true)
+        .map((r) => ({ user_id: r.entry_id, email: r.email, role: r.member_role }));
+      return res.json({
+        id: first.id, owner_id: first.owner_id, name: first.name,
+        created_at: first.created_at, updated_at: first.updated_at, role: first.role,
+        items, members,
+      });
     }
     const list = await pool.query(LIST, [req.params.id, claims.sub]);
     if (list.rowCount === 0) {
