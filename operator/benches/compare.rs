@@ -4,6 +4,8 @@
 //! that settle one pod each; and first the floor: the same number of Deployments applied
 //! directly and settled by the cluster alone. Prints one table with the ratios.
 //!
+//! Our operator runs as it ships: the image's static musl binary (`e2e/scripts/build-static.sh`).
+//!
 //! - **Time to settle**: from the first create until every object reached its end (the floor:
 //!   every Deployment rolled out; ours: every release Succeeded, Failed or RolledBack, after
 //!   its health gate; Argo: every Rollout Healthy or Degraded).
@@ -80,6 +82,7 @@ async fn run(ctx: TestContext) -> Result<()> {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(1_000);
     let argo = build_argo_rollouts().await?;
+    let shipped = build_static_operator().await?;
     e2e::crd::install_crds(&ctx.client).await?;
     let kubectl = ctx.cluster.bin_dir()?.join("kubectl");
     let applied = tokio::process::Command::new(&kubectl)
@@ -110,7 +113,7 @@ async fn run(ctx: TestContext) -> Result<()> {
             grant(&ctx, user).await?;
         }
         let floor = floor(&ctx, kcm, n).await?;
-        let ours = ours(&ctx, &ours_user, kcm, &endpoint.url, n).await?;
+        let ours = ours(&ctx, &shipped, &ours_user, kcm, &endpoint.url, n).await?;
         let argo = argo_rollouts(&ctx, &argo_user, &argo, kcm, n).await?;
         anyhow::Ok((floor, ours, argo))
     }
@@ -141,6 +144,25 @@ async fn build_argo_rollouts() -> Result<PathBuf> {
         .context("running build-argo-rollouts.sh")?;
     ensure!(out.status.success(), "build-argo-rollouts.sh failed");
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Builds (or finds) the operator as it ships: the image's static musl release binary
+/// (`e2e/scripts/build-static.sh`, the Dockerfile's build stage), not the bench's own build,
+/// which links the dev-dependencies' features and glibc's allocator. Its path.
+async fn build_static_operator() -> Result<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = std::env::temp_dir().join("listacompra-bench-compare-static");
+    let status = tokio::process::Command::new("bash")
+        .arg(repo.join("e2e/scripts/build-static.sh"))
+        .arg(&out_dir)
+        .status()
+        .await
+        .context("running build-static.sh")?;
+    ensure!(
+        status.success(),
+        "build-static.sh failed; its output is above"
+    );
+    Ok(out_dir.join("listacompra-operator"))
 }
 
 /// The kinds of object the contenders bring: (group, version, kind, plural).
@@ -427,16 +449,18 @@ async fn floor(ctx: &TestContext, kcm: u32, n: usize) -> Result<Measured> {
     Ok(measured)
 }
 
-/// Our operator, as [`OURS`], bringing `n` releases.
+/// Our operator (`binary`), as [`OURS`], bringing `n` releases.
 async fn ours(
     ctx: &TestContext,
+    binary: &Path,
     user: &Identity,
     kcm: u32,
     health_url: &str,
     n: usize,
 ) -> Result<Measured> {
-    let operator = Operator::start_with(
+    let operator = Operator::start_binary(
         ctx,
+        binary,
         &[
             ("LEADER_ELECTION", "false"),
             ("RUST_LOG", "info"),

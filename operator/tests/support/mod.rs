@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -38,13 +38,22 @@ impl Operator {
 
     /// Starts it with extra environment variables.
     pub fn start_with(ctx: &TestContext, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_binary(
+            ctx,
+            Path::new(env!("CARGO_BIN_EXE_listacompra-operator")),
+            env,
+        )
+    }
+
+    /// Starts `binary` (another build of the operator) with extra environment variables.
+    pub fn start_binary(ctx: &TestContext, binary: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let log = std::env::temp_dir().join(format!(
             "{}-operator-{}.log",
             ctx.namespace,
             uuid::Uuid::new_v4().simple()
         ));
         let file = std::fs::File::create(&log)?;
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_listacompra-operator"))
+        let child = tokio::process::Command::new(binary)
             .env("KUBECONFIG", ctx.cluster.kubeconfig())
             .env("WATCH_NAMESPACES", &ctx.namespace)
             .env("POD_NAMESPACE", &ctx.namespace)
@@ -56,7 +65,7 @@ impl Operator {
             .stderr(Stdio::from(file))
             .kill_on_drop(true)
             .spawn()
-            .context("starting listacompra-operator")?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         Ok(Self { child, log })
     }
 
