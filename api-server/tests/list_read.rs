@@ -334,3 +334,37 @@ async fn typed_members(pool: &PgPool, list: Uuid) -> Result<Vec<MemberView>> {
         })
         .collect()
 }
+
+/// The same for a suggestion request's times, the other reads of stored times.
+#[tokio::test]
+async fn a_suggestion_whose_time_the_api_cannot_hold_is_an_error_not_a_panic() -> Result<()> {
+    let services = common::services().await?;
+    let db = common::TestDb::migrated(&services).await?;
+    let store = PgStore::new(db.pool.clone());
+    for (created, completed) in [("infinity", "now"), ("now", "infinity")] {
+        let (owner, list) = common::user_with_list(&db.pool).await?;
+        sqlx::query("INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, 'owner')")
+            .bind(list)
+            .bind(owner)
+            .execute(&db.pool)
+            .await?;
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO suggestion_requests (id, list_id, requested_by, status, created_at, \
+             completed_at) VALUES ($1, $2, $3, 'done', $4::timestamptz, $5::timestamptz)",
+        )
+        .bind(id)
+        .bind(list)
+        .bind(owner)
+        .bind(created)
+        .bind(completed)
+        .execute(&db.pool)
+        .await?;
+        let read = store.suggestion_request(owner, list, id).await;
+        assert!(
+            read.is_err(),
+            "a suggestion created at {created} and completed at {completed} was read: {read:?}"
+        );
+    }
+    Ok(())
+}

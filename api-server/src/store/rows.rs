@@ -140,11 +140,10 @@ pub(super) fn suggestion_view(row: &PgRow) -> Result<SuggestionView> {
             .transpose()
             .map_err(Error::json("stored suggestions"))?,
         error: row.try_get("error").map_err(get("suggestion error"))?,
-        created_at: row
-            .try_get("created_at")
-            .map_err(get("suggestion created_at"))?,
+        created_at: time(row, "created_at", "suggestion created_at")?,
         completed_at: row
-            .try_get("completed_at")
+            .try_get::<Option<Instant>, _>("completed_at")
+            .map(|t| t.map(|t| t.0))
             .map_err(get("suggestion completed_at"))?,
     })
 }
