@@ -2,8 +2,9 @@
 //! invitation) served by our API and by the runbook's own stack, and the same queries straight
 //! from pgbench, each under the same closed-loop load (`BENCH_CONNECTIONS` connections,
 //! default 32, each sending its next request when the last one answered, for
-//! `BENCH_SECONDS`, default 15, after a 3 s warm-up). Prints req/s (answered 2xx), p50/p99,
-//! errors and the server's peak RSS, and the ratios.
+//! `BENCH_SECONDS`, default 15, after a 3 s warm-up; each client one keep-alive HTTP/1.1
+//! connection driven by hyper, so that the load generator's CPU stays small). Prints req/s
+//! (answered 2xx), p50/p99, errors and the server's peak RSS, and the ratios.
 //!
 //! - ours: the release build of `listacompra-api serve`, as `make bench-api` starts it;
 //! - the runbook's stack: Node + Express + pg (`e2e/benches/baselines/express`, installed from
@@ -196,31 +197,42 @@ async fn closed_loop(
     connections: u64,
     seconds: u64,
 ) -> Result<Run> {
-    let url = Arc::new(format!("{base}{path}"));
-    let token = Arc::new(token.to_owned());
+    let host: Arc<str> = base
+        .strip_prefix("http://")
+        .with_context(|| format!("{base} is no http:// address"))?
+        .into();
+    let path: Arc<str> = path.into();
+    let authorization = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let measure_from = Instant::now() + WARM_UP;
     let end = measure_from + Duration::from_secs(seconds);
     let rss = RssSampler::start(pid);
     let mut clients = Vec::new();
     for _ in 0..connections {
-        let (url, token, outcome) = (url.clone(), token.clone(), outcome.clone());
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let (host, path, outcome) = (host.clone(), path.clone(), outcome.clone());
+        let authorization = authorization.clone();
         clients.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0);
+            let mut connection = None;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
                     break;
                 }
-                let request = http.get(url.as_str()).bearer_auth(token.as_str());
-                let ok = match request.send().await {
-                    Ok(res) => res.status().is_success() && res.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
+                let request = hyper::Request::get(&*path)
+                    .header(hyper::header::HOST, &*host)
+                    .header(hyper::header::AUTHORIZATION, authorization.clone())
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new());
+                let answered = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    exchange(&mut connection, &host, request),
+                )
+                .await;
+                let ok = matches!(answered, Ok(Ok(true)));
+                if !ok {
+                    // A new connection for the next request, as a browser would open.
+                    connection = None;
+                }
                 // Only answered requests count: a fast failure is no throughput.
                 if sent >= measure_from {
                     if ok {
@@ -251,6 +263,33 @@ async fn closed_loop(
         peak_rss_kib,
     })
 }
+
+/// One request of a closed-loop client over its keep-alive connection (opened on first use,
+/// or again after the server closed it): whether it was answered 2xx, its body read whole.
+async fn exchange(
+    connection: &mut Option<Sender>,
+    host: &str,
+    request: hyper::http::Result<hyper::Request<http_body_util::Empty<hyper::body::Bytes>>>,
+) -> Result<bool> {
+    use http_body_util::BodyExt;
+    if connection.as_ref().is_none_or(Sender::is_closed) {
+        let stream = tokio::net::TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        let (sender, driver) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(driver);
+        *connection = Some(sender);
+    }
+    let sender = connection.as_mut().context("no connection")?;
+    sender.ready().await?;
+    let response = sender.send_request(request?).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status.is_success())
+}
+
+/// A client's connection.
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
 
 /// The runbook's stack serving on loopback; stopped when dropped.
 struct Node {
