@@ -9,7 +9,11 @@ use crate::domain::{ItemView, ListDetail, ListView, MemberView, Role, Suggestion
 use crate::{Error, Result};
 
 pub(super) fn role_of(row: &PgRow) -> Result<Role> {
-    let s: String = row.try_get("role").map_err(Error::db("reading a role"))?;
+    role_in(row, "role")
+}
+
+fn role_in(row: &PgRow, column: &str) -> Result<Role> {
+    let s: String = row.try_get(column).map_err(Error::db("reading a role"))?;
     Role::parse(&s).ok_or_else(|| Error::Data(format!("unknown role {s:?} in the database")))
 }
 
@@ -42,28 +46,12 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
         match member {
             // A list with no entries at all (the caller is one, so never in practice).
             None => {}
-            Some(false) => detail.items.push(ItemView {
-                id: row.try_get("entry_id").map_err(get("item id"))?,
-                name: row.try_get("item_name").map_err(get("item name"))?,
-                quantity: row.try_get("quantity").map_err(get("item quantity"))?,
-                unit: row.try_get("unit").map_err(get("item unit"))?,
-                category: row.try_get("category").map_err(get("item category"))?,
-                note: row.try_get("note").map_err(get("item note"))?,
-                checked: row.try_get("checked").map_err(get("item checked"))?,
-                position: row.try_get("position").map_err(get("item position"))?,
-                created_at: time(row, "item_created_at", "item created_at")?,
-                updated_at: time(row, "item_updated_at", "item updated_at")?,
+            Some(false) => detail.items.push(item(row, &LISTED_ITEM)?),
+            Some(true) => detail.members.push(MemberView {
+                user_id: row.try_get("entry_id").map_err(get("member id"))?,
+                email: row.try_get("email").map_err(get("member email"))?,
+                role: role_in(row, "member_role")?,
             }),
-            Some(true) => {
-                let role: String = row.try_get("member_role").map_err(get("member role"))?;
-                detail.members.push(MemberView {
-                    user_id: row.try_get("entry_id").map_err(get("member id"))?,
-                    email: row.try_get("email").map_err(get("member email"))?,
-                    role: Role::parse(&role).ok_or_else(|| {
-                        Error::Data(format!("unknown role {role:?} in the database"))
-                    })?,
-                });
-            }
         }
     }
     Ok(Some(detail))
@@ -108,19 +96,48 @@ impl<'r> Decode<'r, Postgres> for Instant {
     }
 }
 
+/// A row of [`ITEM_COLUMNS`].
 pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
+    item(row, &ITEM)
+}
+
+/// The names of the item's columns that a list read renames beside the list's own.
+struct ItemNames {
+    id: &'static str,
+    name: &'static str,
+    created_at: &'static str,
+    updated_at: &'static str,
+}
+
+/// An item's row as the table names its columns.
+const ITEM: ItemNames = ItemNames {
+    id: "id",
+    name: "name",
+    created_at: "created_at",
+    updated_at: "updated_at",
+};
+
+/// An item's columns in a row of [`super::LIST_DETAIL_QUERY`].
+const LISTED_ITEM: ItemNames = ItemNames {
+    id: "entry_id",
+    name: "item_name",
+    created_at: "item_created_at",
+    updated_at: "item_updated_at",
+};
+
+fn item(row: &PgRow, names: &ItemNames) -> Result<ItemView> {
     let get = Error::db;
     Ok(ItemView {
-        id: row.try_get("id").map_err(get("item id"))?,
-        name: row.try_get("name").map_err(get("item name"))?,
+        id: row.try_get(names.id).map_err(get("item id"))?,
+        name: row.try_get(names.name).map_err(get("item name"))?,
         quantity: row.try_get("quantity").map_err(get("item quantity"))?,
         unit: row.try_get("unit").map_err(get("item unit"))?,
         category: row.try_get("category").map_err(get("item category"))?,
         note: row.try_get("note").map_err(get("item note"))?,
         checked: row.try_get("checked").map_err(get("item checked"))?,
         position: row.try_get("position").map_err(get("item position"))?,
-        created_at: time(row, "created_at", "item created_at")?,
-        updated_at: time(row, "updated_at", "item updated_at")?,
+        created_at: time(row, names.created_at, "item created_at")?,
+        updated_at: time(row, names.updated_at, "item updated_at")?,
     })
 }
 
