@@ -53,6 +53,23 @@ async fn a_list_read_answers_what_the_tables_hold_in_order() -> Result<()> {
         );
         assert_eq!(detail.list.id, list, "{replay}");
         assert_eq!(detail.list.role, Role::Owner, "{replay}");
+        // A member reads the same list, with the member's role.
+        let member: Uuid = sqlx::query_scalar(
+            "SELECT user_id FROM list_members WHERE list_id = $1 AND role = 'member'",
+        )
+        .bind(list)
+        .fetch_one(&db.pool)
+        .await?;
+        let as_member = store
+            .list_detail(member, list)
+            .await?
+            .context("a member reads the list")?;
+        assert_eq!(as_member.list.role, Role::Member, "{replay}");
+        assert_eq!(
+            serde_json::to_string(&as_member.items)?,
+            serde_json::to_string(&detail.items)?,
+            "{replay}: a member reads other items than the owner"
+        );
         let stranger = Uuid::new_v4();
         assert!(
             store.list_detail(stranger, list).await?.is_none(),
@@ -287,7 +304,7 @@ fn maybe_text(rng: &mut Pcg64) -> Option<String> {
 async fn typed_items(pool: &PgPool, list: Uuid) -> Result<Vec<ItemView>> {
     let rows = sqlx::query(
         "SELECT id, name, quantity, unit, category, note, checked, position, created_at, \
-         updated_at FROM items WHERE list_id = $1 ORDER BY position, created_at",
+         updated_at FROM items WHERE list_id = $1 ORDER BY position, created_at, id",
     )
     .bind(list)
     .fetch_all(pool)
@@ -318,7 +335,7 @@ async fn typed_members(pool: &PgPool, list: Uuid) -> Result<Vec<MemberView>> {
              JOIN users u ON u.id = o.user_id WHERE o.list_id = $1 \
            UNION ALL \
            SELECT user_id, email, role, invited_at FROM list_invitations WHERE list_id = $1 \
-         ) AS e ORDER BY role DESC, added_at",
+         ) AS e ORDER BY role DESC, added_at, user_id",
     )
     .bind(list)
     .fetch_all(pool)

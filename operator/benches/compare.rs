@@ -150,18 +150,23 @@ async fn build_argo_rollouts() -> Result<PathBuf> {
 /// (`e2e/scripts/build-static.sh`, the Dockerfile's build stage), not the bench's own build,
 /// which links the dev-dependencies' features and glibc's allocator. Its path.
 async fn build_static_operator() -> Result<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out_dir = std::env::temp_dir().join("listacompra-bench-compare-static");
-    let status = tokio::process::Command::new("bash")
-        .arg(repo.join("e2e/scripts/build-static.sh"))
-        .arg(&out_dir)
-        .status()
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-static.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .await
         .context("running build-static.sh")?;
     ensure!(
-        status.success(),
+        out.status.success(),
         "build-static.sh failed; its output is above"
     );
+    // The script prints its output folder on stdout, and only that.
+    let out_dir = String::from_utf8(out.stdout)?
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim()))
+        .context("build-static.sh printed no output folder")?;
     Ok(out_dir.join("listacompra-operator"))
 }
 

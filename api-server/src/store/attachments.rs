@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::{PgStore, PgUnitOfWork};
+use super::{PgStore, PgUnitOfWork, rows};
 use crate::domain::{AttachmentState, AttachmentView};
 use crate::ports::{AttachmentReads, AttachmentWrites};
 use crate::{Error, Result};
@@ -49,15 +49,9 @@ fn view(row: &PgRow) -> Result<AttachmentView> {
         object_key: row.try_get("object_key").map_err(get("attachment key"))?,
         state: AttachmentState::parse(&state)
             .ok_or_else(|| Error::Data(format!("unknown attachment state {state:?}")))?,
-        upload_expires_at: row
-            .try_get("upload_expires_at")
-            .map_err(get("attachment upload expiry"))?,
-        created_at: row
-            .try_get("created_at")
-            .map_err(get("attachment created_at"))?,
-        confirmed_at: row
-            .try_get("confirmed_at")
-            .map_err(get("attachment confirmed_at"))?,
+        upload_expires_at: rows::time(row, "upload_expires_at", "attachment upload expiry")?,
+        created_at: rows::time(row, "created_at", "attachment created_at")?,
+        confirmed_at: rows::time_or_none(row, "confirmed_at", "attachment confirmed_at")?,
     })
 }
 

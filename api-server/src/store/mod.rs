@@ -27,9 +27,9 @@ pub const TOKEN_VERSION_QUERY: &str = "SELECT token_version FROM users WHERE id 
 /// beside the list's row (`member` tells which; none when the caller is not a member), in the
 /// order the API answers them. Typed columns, not JSON: the database, which every replica of
 /// the API shares, only reads rows and the API writes the answer (with PostgreSQL writing
-/// the JSON, pgbench ran this read and the token's at 5,400 per second on 2 cores; as typed
-/// rows at 11,700 to 12,400). Public so that `make bench-compare` runs the same text in
-/// pgbench.
+/// the JSON it did about twice the work per read: the README's `make bench-compare`). Ties
+/// are broken by id, so two reads answer one order. Public so that `make bench-compare` runs
+/// the same text in pgbench.
 pub const LIST_DETAIL_QUERY: &str = "\
     SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role, \
       e.member, e.id AS entry_id, e.name AS item_name, e.quantity, e.unit, e.category, \
@@ -39,11 +39,11 @@ pub const LIST_DETAIL_QUERY: &str = "\
     LEFT JOIN LATERAL ( \
       SELECT false AS member, i.id, i.name, i.quantity, i.unit, i.category, i.note, \
         i.checked, i.position, i.created_at, i.updated_at, NULL::text AS email, \
-        NULL::text AS role, row_number() OVER (ORDER BY i.position, i.created_at) AS n \
+        NULL::text AS role, row_number() OVER (ORDER BY i.position, i.created_at, i.id) AS n \
       FROM items i WHERE i.list_id = l.id \
       UNION ALL \
       SELECT true, o.user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-        o.email, o.role, row_number() OVER (ORDER BY o.role DESC, o.added_at) \
+        o.email, o.role, row_number() OVER (ORDER BY o.role DESC, o.added_at, o.user_id) \
       FROM ( \
         SELECT p.user_id, u.email, p.role, p.added_at FROM list_members p \
           JOIN users u ON u.id = p.user_id WHERE p.list_id = l.id \

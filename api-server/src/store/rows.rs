@@ -60,9 +60,20 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
 /// A `timestamptz` column as an instant; an error, not a panic, for one chrono cannot hold
 /// (`infinity`, or past year 262143): sqlx's own decoding adds the stored microseconds to
 /// its epoch with `+`, which panics there.
-fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
+pub(super) fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
     row.try_get::<Instant, _>(column)
         .map(|t| t.0)
+        .map_err(Error::db(context))
+}
+
+/// [`time`] of a column that may be NULL.
+pub(super) fn time_or_none(
+    row: &PgRow,
+    column: &str,
+    context: &'static str,
+) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<Instant>, _>(column)
+        .map(|t| t.map(|t| t.0))
         .map_err(Error::db(context))
 }
 
@@ -158,10 +169,7 @@ pub(super) fn suggestion_view(row: &PgRow) -> Result<SuggestionView> {
             .map_err(Error::json("stored suggestions"))?,
         error: row.try_get("error").map_err(get("suggestion error"))?,
         created_at: time(row, "created_at", "suggestion created_at")?,
-        completed_at: row
-            .try_get::<Option<Instant>, _>("completed_at")
-            .map(|t| t.map(|t| t.0))
-            .map_err(get("suggestion completed_at"))?,
+        completed_at: time_or_none(row, "completed_at", "suggestion completed_at")?,
     })
 }
 

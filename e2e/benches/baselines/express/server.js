@@ -77,13 +77,21 @@ app.get('/v1/lists/:id', async (req, res) => {
     return res.status(404).json({ error: 'not_found' });
   }
   try {
-    const version = await pool.query('SELECT token_version FROM users WHERE id = $1', [claims.sub]);
+    // With LIST_QUERY, its statements are prepared once per connection (named), as sqlx
+    // prepares the API's; the runbook's three queries are sent as the runbook's stack sends them.
+    const version = await pool.query({
+      name: oneQuery ? 'token_version' : undefined,
+      text: 'SELECT token_version FROM users WHERE id = $1',
+      values: [claims.sub],
+    });
     if (version.rowCount === 0 || Number(version.rows[0].token_version) !== (claims.ver || 0)) {
       return res.status(401).json({ error: 'invalid_token' });
     }
     if (oneQuery) {
       // One row per item, then per member or invitation, beside the list's columns.
-      const { rows } = await pool.query(oneQuery, [req.params.id, claims.sub]);
+      const { rows } = await pool.query({
+        name: 'list_detail', text: oneQuery, values: [req.params.id, claims.sub],
+      });
       if (rows.length === 0) {
         return res.status(404).json({ error: 'not_found' });
       }
