@@ -134,40 +134,36 @@ async fn run(ctx: TestContext) -> Result<()> {
 
 /// Builds (or finds) Argo Rollouts' controller: its folder (`bin/`, `crds/`).
 async fn build_argo_rollouts() -> Result<PathBuf> {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-argo-rollouts.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("running build-argo-rollouts.sh")?;
-    ensure!(out.status.success(), "build-argo-rollouts.sh failed");
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+    built_by("build-argo-rollouts.sh").await
 }
 
 /// Builds (or finds) the operator as it ships: the image's static musl release binary
 /// (`e2e/scripts/build-static.sh`, the Dockerfile's build stage), not the bench's own build,
 /// which links the dev-dependencies' features and glibc's allocator. Its path.
 async fn build_static_operator() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/scripts/build-static.sh");
+    Ok(built_by("build-static.sh")
+        .await?
+        .join("listacompra-operator"))
+}
+
+/// Runs the build script `e2e/scripts/<script>` (its log on stderr, shown) and returns the
+/// folder it prints last on stdout.
+async fn built_by(script: &str) -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../e2e/scripts")
+        .join(script);
     let out = tokio::process::Command::new("bash")
-        .arg(&script)
+        .arg(&path)
         .stderr(std::process::Stdio::inherit())
         .output()
         .await
-        .context("running build-static.sh")?;
-    ensure!(
-        out.status.success(),
-        "build-static.sh failed; its output is above"
-    );
-    // The script prints its output folder on stdout, and only that.
-    let out_dir = String::from_utf8(out.stdout)?
+        .with_context(|| format!("running {script}"))?;
+    ensure!(out.status.success(), "{script} failed; its output is above");
+    String::from_utf8(out.stdout)?
         .lines()
         .rfind(|l| !l.trim().is_empty())
         .map(|l| PathBuf::from(l.trim()))
-        .context("build-static.sh printed no output folder")?;
-    Ok(out_dir.join("listacompra-operator"))
+        .with_context(|| format!("{script} printed no output folder"))
 }
 
 /// The kinds of object the contenders bring: (group, version, kind, plural).
