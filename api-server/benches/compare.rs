@@ -219,13 +219,9 @@ async fn closed_loop(
                 if sent >= end {
                     break;
                 }
-                let request = hyper::Request::get(&*path)
-                    .header(hyper::header::HOST, &*host)
-                    .header(hyper::header::AUTHORIZATION, authorization.clone())
-                    .body(http_body_util::Empty::<hyper::body::Bytes>::new());
                 let answered = tokio::time::timeout(
                     Duration::from_secs(10),
-                    exchange(&mut connection, &host, request),
+                    exchange(&mut connection, &host, &path, &authorization),
                 )
                 .await;
                 let ok = matches!(answered, Ok(Ok(true)));
@@ -269,7 +265,8 @@ async fn closed_loop(
 async fn exchange(
     connection: &mut Option<Sender>,
     host: &str,
-    request: hyper::http::Result<hyper::Request<http_body_util::Empty<hyper::body::Bytes>>>,
+    path: &str,
+    authorization: &hyper::header::HeaderValue,
 ) -> Result<bool> {
     use http_body_util::BodyExt;
     if connection.as_ref().is_none_or(Sender::is_closed) {
@@ -282,7 +279,11 @@ async fn exchange(
     }
     let sender = connection.as_mut().context("no connection")?;
     sender.ready().await?;
-    let response = sender.send_request(request?).await?;
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::AUTHORIZATION, authorization)
+        .body(http_body_util::Empty::new())?;
+    let response = sender.send_request(request).await?;
     let status = response.status();
     response.into_body().collect().await?;
     Ok(status.is_success())
