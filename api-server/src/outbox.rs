@@ -5,7 +5,9 @@
 //! An event whose publish fails [`Relay::max_attempts`] times (`OUTBOX_MAX_ATTEMPTS`) is
 //! moved aside: it stays unpublished with `next_attempt_at = 'infinity'` (never due again,
 //! not in the backlog; [`dead`] counts them) and `last_error` saying why, so it cannot hold
-//! the relay up. An operator sends such events again with
+//! the relay up. So is an event whose stored `created_at` the relay cannot hold (a hand edit:
+//! `infinity`, a year out of range), which would otherwise fail every batch. An operator
+//! sends such events again (the time corrected first) with
 //! `UPDATE outbox_events SET attempts = 0, next_attempt_at = now() WHERE next_attempt_at = 'infinity'`.
 //!
 //! Traces: an event keeps the trace context of the request that wrote it (under
@@ -21,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Row as _, Transaction};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -99,7 +101,7 @@ pub async fn first_delivery(
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
 
 /// An unpublished event that is due, as the relay claims it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Due {
     /// The event's id (the AMQP message id).
     pub id: Uuid,
@@ -109,8 +111,10 @@ pub struct Due {
     pub aggregate_id: Uuid,
     /// Its stored payload, with the trace context under [`TRACE_KEY`].
     pub payload: serde_json::Value,
-    /// When it was written.
-    pub created_at: DateTime<Utc>,
+    /// When it was written; `None` when the stored time is none the relay can hold (a hand
+    /// edit: `infinity`, or a year past chrono's 262142): such an event is moved aside
+    /// unpublished, its message could not say when it happened.
+    pub created_at: Option<DateTime<Utc>>,
     /// Failed publishes so far.
     pub attempts: i32,
 }
@@ -122,7 +126,7 @@ pub struct Due {
 /// index's (`outbox_events_pending_idx`). Events are not published in write order anyway once
 /// one is retried; consumers must not rely on it.
 pub async fn claim_due(tx: &mut Transaction<'static, Postgres>, limit: i64) -> Result<Vec<Due>> {
-    sqlx::query_as(
+    let rows = sqlx::query(
         "SELECT id, event_type, aggregate_id, payload, created_at, attempts FROM outbox_events \
          WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp() \
          ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -130,7 +134,29 @@ pub async fn claim_due(tx: &mut Transaction<'static, Postgres>, limit: i64) -> R
     .bind(limit)
     .fetch_all(&mut **tx)
     .await
-    .map_err(Error::db("reading due outbox events"))
+    .map_err(Error::db("reading due outbox events"))?;
+    rows.iter()
+        .map(|row| {
+            let column = |name: &'static str| Error::db(name);
+            Ok(Due {
+                id: row.try_get("id").map_err(column("an outbox event's id"))?,
+                event_type: row
+                    .try_get("event_type")
+                    .map_err(column("an outbox event's type"))?,
+                aggregate_id: row
+                    .try_get("aggregate_id")
+                    .map_err(column("an outbox event's aggregate"))?,
+                payload: row
+                    .try_get("payload")
+                    .map_err(column("an outbox event's payload"))?,
+                // Not NULL in the table: the only error left is a time out of range.
+                created_at: crate::store::time(row, "created_at", "an outbox event's time").ok(),
+                attempts: row
+                    .try_get("attempts")
+                    .map_err(column("an outbox event's attempts"))?,
+            })
+        })
+        .collect()
 }
 
 /// Events not yet published (and not moved aside).
@@ -331,6 +357,28 @@ impl Relay {
         }
     }
 
+    /// Publishes `event` in a span of the trace of the request that wrote it (`trace`).
+    async fn publish(
+        &self,
+        channel: &Channel,
+        event: &Event,
+        trace: &HashMap<String, String>,
+    ) -> Result<()> {
+        let span = tracing::info_span!(
+            "outbox.publish",
+            otel.name = %format!("publish {}", event.event_type),
+            otel.kind = "producer",
+            event_id = %event.id,
+            messaging.system = "rabbitmq",
+            messaging.destination.name = %self.topology.exchange,
+        );
+        listacompra_telemetry::propagation::continue_from(&span, |k| trace.get(k).cloned());
+        let headers = listacompra_telemetry::propagation::headers_of(&span);
+        crate::amqp::publish(channel, &self.topology.exchange, event, &headers)
+            .instrument(span)
+            .await
+    }
+
     /// One batch: publishes the due events; returns how many were confirmed.
     async fn step(&self, link: &mut Option<Link>) -> Result<usize> {
         let mut tx = self
@@ -382,27 +430,29 @@ impl Relay {
         } in rows
         {
             let trace = take_trace(&mut payload);
-            let event = Event {
-                id,
-                event_type,
-                aggregate_id,
-                payload,
-                created_at,
+            let (outcome, event_type, payload) = match created_at {
+                Some(created_at) => {
+                    let event = Event {
+                        id,
+                        event_type,
+                        aggregate_id,
+                        payload,
+                        created_at,
+                    };
+                    let outcome = self.publish(&channel, &event, &trace).await;
+                    (outcome, event.event_type, event.payload)
+                }
+                None => {
+                    let reason = "its created_at is no time the relay can hold (infinity, or a \
+                                  year out of range); correct it, then send it again"
+                        .to_owned();
+                    let unpublishable = Error::Unpublishable {
+                        event_id: id,
+                        reason,
+                    };
+                    (Err(unpublishable), event_type, payload)
+                }
             };
-            // The publish is a span of the trace of the request that wrote the event.
-            let span = tracing::info_span!(
-                "outbox.publish",
-                otel.name = %format!("publish {}", event.event_type),
-                otel.kind = "producer",
-                event_id = %id,
-                messaging.system = "rabbitmq",
-                messaging.destination.name = %self.topology.exchange,
-            );
-            listacompra_telemetry::propagation::continue_from(&span, |k| trace.get(k).cloned());
-            let headers = listacompra_telemetry::propagation::headers_of(&span);
-            let outcome = crate::amqp::publish(&channel, &self.topology.exchange, &event, &headers)
-                .instrument(span)
-                .await;
             match outcome {
                 Ok(()) => {
                     sqlx::query(
@@ -413,9 +463,11 @@ impl Relay {
                     .execute(&mut *tx)
                     .await
                     .map_err(Error::db("marking an event sent"))?;
-                    let waited = (Utc::now() - created_at).num_milliseconds().max(0);
-                    #[allow(clippy::cast_precision_loss)]
-                    self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
+                    if let Some(created_at) = created_at {
+                        let waited = (Utc::now() - created_at).num_milliseconds().max(0);
+                        #[allow(clippy::cast_precision_loss)]
+                        self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
+                    }
                     published += 1;
                 }
                 Err(err)
@@ -439,8 +491,8 @@ impl Relay {
                     // in the same transaction: its user sees a terminal state instead of
                     // waiting for ever (and the oldest pending request's age stays true), and
                     // it counts as a failed AI job in the success KPI.
-                    if event.event_type == SUGGESTION_REQUESTED
-                        && let Some(job) = crate::domain::SuggestionJob::from_event(&event)
+                    if event_type == SUGGESTION_REQUESTED
+                        && let Some(job) = crate::domain::SuggestionJob::from_payload(id, &payload)
                     {
                         let why = "the request could not be queued for the AI worker; ask again";
                         if crate::store::finish_suggestion_request(

@@ -249,8 +249,12 @@ async fn stop_and_assert_ai_outcomes(app: TestApp, success: u64, failure: u64) -
 
 /// Deletes the exchange and queues of `config`'s prefix from the shared broker.
 async fn remove_topology(config: &Config) -> Result<()> {
-    let topology = Topology::new(&config.amqp_prefix);
-    let conn = amqp::connect(&config.rabbitmq_url, Duration::from_secs(5)).await?;
+    remove_topology_at(&config.rabbitmq_url, &config.amqp_prefix).await
+}
+
+async fn remove_topology_at(rabbitmq_url: &str, prefix: &str) -> Result<()> {
+    let topology = Topology::new(prefix);
+    let conn = amqp::connect(rabbitmq_url, Duration::from_secs(5)).await?;
     let channel = conn.create_channel().await?;
     for queue in [&topology.ai_queue, &topology.ai_dead_letters] {
         let _ = channel
@@ -592,6 +596,119 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     // relay has stopped: nothing can still be counting).
     assert_eq!(metrics.ai_jobs.with_label_values(&["failure"]).get(), 1);
     assert_eq!(metrics.ai_jobs.with_label_values(&["success"]).get(), 0);
+    Ok(())
+}
+
+/// An event whose stored time the relay cannot hold (a hand edit: `infinity`, `-infinity`,
+/// a year past chrono's) is moved aside unpublished, with the reason, and counted as a dead
+/// letter; a suggestion request it carried ends failed; the other events are published and
+/// the relay keeps running. Before, sqlx's time decode panicked on such a row in every batch:
+/// the relay's task died, and with it the delivery of every later event.
+#[tokio::test]
+async fn an_event_with_a_time_the_relay_cannot_hold_is_moved_aside_not_a_panic() -> Result<()> {
+    let services = common::services().await?;
+    let db = TestDb::migrated(&services).await?;
+    let prefix = format!("test.{}", Uuid::new_v4().simple());
+    let (user, list) = common::user_with_list(&db.pool).await?;
+    let request = common::pending_request(&db.pool, user, list, Duration::ZERO).await?;
+    let mut tx = db.pool.begin().await?;
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events
+            .push(outbox::enqueue(&mut tx, "test.event", Uuid::new_v4(), json!({ "i": i })).await?);
+    }
+    let job = outbox::enqueue(
+        &mut tx,
+        outbox::SUGGESTION_REQUESTED,
+        request,
+        json!({ "request_id": request, "list_id": list }),
+    )
+    .await?;
+    tx.commit().await?;
+    let bad = [
+        (events[0], "infinity"),
+        (events[2], "-infinity"),
+        (events[3], "270000-01-01 00:00:00+00"),
+        (job, "infinity"),
+    ];
+    for (id, time) in bad {
+        sqlx::query("UPDATE outbox_events SET created_at = $2::timestamptz WHERE id = $1")
+            .bind(id)
+            .bind(time)
+            .execute(&db.pool)
+            .await?;
+    }
+    let metrics = Metrics::new("test")?;
+    let mut relay = Relay::new(
+        db.pool.clone(),
+        services.rabbitmq_url()?.to_owned(),
+        Topology::new(&prefix),
+        metrics.clone(),
+    );
+    relay.poll = Duration::from_millis(50);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(relay.run(shutdown));
+    eventually(
+        "the readable events published, the others moved aside",
+        Duration::from_secs(30),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM outbox_events WHERE published_at IS NULL \
+                 AND next_attempt_at <> 'infinity'",
+            )
+            .fetch_one(&db.pool)
+            .await?;
+            Ok((waiting == 0).then_some(()))
+        },
+    )
+    .await?;
+    for (id, time) in bad {
+        let (published, aside, error): (bool, bool, Option<String>) = sqlx::query_as(
+            "SELECT published_at IS NOT NULL, next_attempt_at = 'infinity', last_error \
+             FROM outbox_events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await?;
+        assert!(
+            !published && aside,
+            "the event created at {time} is moved aside"
+        );
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("created_at")),
+            "the reason names the column: {error:?}"
+        );
+    }
+    let published: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE published_at IS NOT NULL AND id = ANY($1)",
+    )
+    .bind([events[1], events[4]])
+    .fetch_one(&db.pool)
+    .await?;
+    assert_eq!(published, 2, "the readable events are published");
+    let status: String = sqlx::query_scalar("SELECT status FROM suggestion_requests WHERE id = $1")
+        .bind(request)
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(
+        status, "failed",
+        "the suggestion request of the event moved aside"
+    );
+    assert!(!task.is_finished(), "the relay is still running");
+    let _ = stop.send(true);
+    task.await?;
+    let text = metrics.render();
+    assert_eq!(
+        sample(
+            &text,
+            "listacompra_dead_letters_total",
+            r#"source="outbox""#
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(metrics.ai_jobs.with_label_values(&["failure"]).get(), 1);
+    remove_topology_at(services.rabbitmq_url()?, &prefix).await?;
     Ok(())
 }
 

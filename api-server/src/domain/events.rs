@@ -161,15 +161,19 @@ pub struct SuggestionJob {
 impl SuggestionJob {
     /// The job in `event`, or `None` when the payload lacks the ids.
     pub fn from_event(event: &Event) -> Option<Self> {
+        Self::from_payload(event.id, &event.payload)
+    }
+
+    /// The job in the payload of the event `event_id`, or `None` when it lacks the ids.
+    pub fn from_payload(event_id: Uuid, payload: &serde_json::Value) -> Option<Self> {
         let id = |key: &str| {
-            event
-                .payload
+            payload
                 .get(key)
                 .and_then(|v| v.as_str())
                 .and_then(|s| Uuid::parse_str(s).ok())
         };
         Some(Self {
-            event_id: event.id,
+            event_id,
             request_id: id("request_id")?,
             list_id: id("list_id")?,
         })

@@ -57,6 +57,7 @@ pub const LIST_DETAIL_QUERY: &str = "\
 
 pub use attachments::ATTACHMENTS_SCHEMA;
 pub(crate) use attachments::older_schema;
+pub(crate) use rows::time;
 pub use tx::PgUnitOfWork;
 pub(crate) use tx::finish_suggestion_request;
 

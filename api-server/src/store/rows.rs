@@ -60,7 +60,7 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
 /// A `timestamptz` column as an instant; an error, not a panic, for one chrono cannot hold
 /// (`infinity`, or past year 262143): sqlx's own decoding adds the stored microseconds to
 /// its epoch with `+`, which panics there.
-pub(super) fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
+pub(crate) fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
     row.try_get::<Instant, _>(column)
         .map(|t| t.0)
         .map_err(Error::db(context))
