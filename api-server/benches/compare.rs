@@ -12,8 +12,9 @@
 //!   checks that each answers the API's body), twice: reading the list as the API did before
 //!   it became one query (three round trips), and with the API's one query;
 //! - the ceiling: pgbench (`-M prepared`, as sqlx prepares its statements) running what our
-//!   API asks the database per request (the token's version, then the list), with as many
-//!   clients as the API's pool has connections: the database's rate with no HTTP at all.
+//!   API asks the database per request (one statement: the list, its items and members, and
+//!   the token's version check), with as many clients as the API's pool has connections: the
+//!   database's rate with no HTTP at all.
 //!
 //! Every server gets the same database, 10 connections (the API's default pool) and this
 //! machine, one after the other. Numbers, not assertions.
@@ -362,14 +363,14 @@ impl Node {
 /// after a warm-up as long as the HTTP runs' warm-up. (pgbench blocks this thread: nothing
 /// else runs meanwhile.)
 async fn pgbench(database_url: &str, list: &str, seconds: u64) -> Result<f64> {
-    let owner = owner_of(database_url, list).await?;
+    let (owner, version) = reader_of(database_url, list).await?;
     // pgbench's `:name` variables become the statements' parameters with -M prepared.
     let script = Script::write(&format!(
-        "{};\n{};\n",
-        listacompra_api::store::TOKEN_VERSION_QUERY.replace("$1", ":user"),
+        "{};\n",
         listacompra_api::store::LIST_DETAIL_QUERY
             .replace("$1", ":list")
-            .replace("$2", ":user"),
+            .replace("$2", ":user")
+            .replace("$3", ":version"),
     ))?;
     // The password goes in the environment, not on a command line that `ps` shows.
     let mut url = reqwest::Url::parse(database_url)?;
@@ -386,6 +387,8 @@ async fn pgbench(database_url: &str, list: &str, seconds: u64) -> Result<f64> {
                 &format!("user={owner}"),
                 "-D",
                 &format!("list={list}"),
+                "-D",
+                &format!("version={version}"),
             ])
             .arg("-f")
             .arg(&script.0)
@@ -413,17 +416,32 @@ async fn pgbench(database_url: &str, list: &str, seconds: u64) -> Result<f64> {
         .with_context(|| format!("pgbench printed no tps:\n{stdout}"))
 }
 
-/// The owner of `list`: the user whose requests pgbench stands in for.
-async fn owner_of(database_url: &str, list: &str) -> Result<uuid::Uuid> {
+/// The owner of `list` and their token version: whose requests pgbench stands in for. Checked
+/// to read the whole list with the API's statement, so that pgbench's rate is that of reads
+/// which find the list, never of empty answers.
+async fn reader_of(database_url: &str, list: &str) -> Result<(uuid::Uuid, i64)> {
     let mut db = PgConnection::connect(database_url).await?;
-    let owner = sqlx::query_scalar(
-        "SELECT user_id FROM list_members WHERE list_id = $1::uuid AND role = 'owner'",
+    let (owner, version): (uuid::Uuid, i64) = sqlx::query_as(
+        "SELECT u.id, u.token_version FROM list_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.list_id = $1::uuid AND m.role = 'owner'",
     )
     .bind(list)
     .fetch_one(&mut db)
     .await?;
+    let rows = sqlx::query(listacompra_api::store::LIST_DETAIL_QUERY)
+        .bind(list.parse::<uuid::Uuid>()?)
+        .bind(owner)
+        .bind(version)
+        .fetch_all(&mut db)
+        .await?;
+    // A row per item, one per member (the owner and one more) and one for the invitation.
+    ensure!(
+        rows.len() == ITEMS + 3,
+        "the list statement read {} rows of a list with {ITEMS} items, two members and an invitation",
+        rows.len()
+    );
     db.close().await?;
-    Ok(owner)
+    Ok((owner, version))
 }
 
 /// A pgbench script in a temporary file, removed when dropped.

@@ -40,10 +40,12 @@ pub trait Store: Send + Sync + 'static {
     /// The caller's lists, newest first.
     fn my_lists(&self, user: Uuid, page: Page) -> impl Future<Output = Result<ListPage>> + Send;
 
-    /// A list with items and members, if `user` is a member.
+    /// A list with items and members, if the token's user is a member and the token was
+    /// issued at the user's current token version, both checked in the read itself (one round
+    /// trip for an authenticated read); `None` otherwise, without telling which.
     fn list_detail(
         &self,
-        user: Uuid,
+        reader: TokenSubject,
         list: Uuid,
     ) -> impl Future<Output = Result<Option<ListDetail>>> + Send;
 

@@ -195,6 +195,8 @@ async fn logout_revokes_every_token_of_the_user_and_only_theirs() -> Result<()> 
     let (_, email, first) = app.user().await?;
     let (_, _, bystander) = app.user().await?;
     let second = app.login(&email).await?;
+    let own = app.create_list(&first, "Casa").await?;
+    let theirs = app.create_list(&bystander, "Otra").await?;
     let (s, b) = app
         .call(Method::POST, "/v1/auth/logout", Some(&first), None)
         .await?;
@@ -207,6 +209,20 @@ async fn logout_revokes_every_token_of_the_user_and_only_theirs() -> Result<()> 
             "a token still works after logout: {b}"
         );
         assert_eq!(challenge, r#"Bearer error="invalid_token""#);
+        // The list read checks the token's version in its own statement: a revoked token
+        // is refused there too, as the token (401), whether the list is the user's own,
+        // another's or none.
+        for list in [
+            own.clone(),
+            theirs.clone(),
+            uuid::Uuid::new_v4().to_string(),
+        ] {
+            let (s, b) = app
+                .call(Method::GET, &format!("/v1/lists/{list}"), Some(token), None)
+                .await?;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "GET /v1/lists/{list}: {b}");
+            assert_eq!(b["error"], "unauthorized", "{b}");
+        }
     }
     // Logging out twice with a revoked token is refused like any invalid token.
     let (s, _) = app
@@ -219,6 +235,19 @@ async fn logout_revokes_every_token_of_the_user_and_only_theirs() -> Result<()> 
     let third = app.login(&email).await?;
     let (s, _, b) = probe(&app, &third).await?;
     assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(Method::GET, &format!("/v1/lists/{own}"), Some(&third), None)
+        .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/v1/lists/{theirs}"),
+            Some(&third),
+            None,
+        )
+        .await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     Ok(())
 }
 

@@ -12,12 +12,17 @@ mod common;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use listacompra_api::domain::{ItemView, MemberView, Role};
-use listacompra_api::ports::Store;
+use listacompra_api::ports::{Store, TokenSubject};
 use listacompra_api::store::PgStore;
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
+
+/// The claim of a token issued to `user` at the token version every drawn user has (0).
+fn reader(user: Uuid) -> TokenSubject {
+    TokenSubject { user, version: 0 }
+}
 
 /// Lists drawn per run, and items per list.
 const LISTS: usize = 8;
@@ -33,7 +38,7 @@ async fn a_list_read_answers_what_the_tables_hold_in_order() -> Result<()> {
     for _ in 0..LISTS {
         let (owner, list) = drawn_list(&db.pool, &mut rng, any_double).await?;
         let detail = store
-            .list_detail(owner, list)
+            .list_detail(reader(owner), list)
             .await?
             .context("the owner reads the list")?;
         // As JSON: NaN is `null` there, and the bits of every other double are kept
@@ -61,7 +66,7 @@ async fn a_list_read_answers_what_the_tables_hold_in_order() -> Result<()> {
         .fetch_one(&db.pool)
         .await?;
         let as_member = store
-            .list_detail(member, list)
+            .list_detail(reader(member), list)
             .await?
             .context("a member reads the list")?;
         assert_eq!(as_member.list.role, Role::Member, "{replay}");
@@ -72,9 +77,21 @@ async fn a_list_read_answers_what_the_tables_hold_in_order() -> Result<()> {
         );
         let stranger = Uuid::new_v4();
         assert!(
-            store.list_detail(stranger, list).await?.is_none(),
+            store.list_detail(reader(stranger), list).await?.is_none(),
             "{replay}: someone who is not a member reads the list"
         );
+        // A token of another version than the owner's current one (revoked by a logout, or
+        // never issued) reads nothing.
+        for version in [-1, 1] {
+            let revoked = TokenSubject {
+                user: owner,
+                version,
+            };
+            assert!(
+                store.list_detail(revoked, list).await?.is_none(),
+                "{replay}: a token of version {version} reads the list"
+            );
+        }
     }
     Ok(())
 }
@@ -106,7 +123,7 @@ async fn an_item_whose_time_the_api_cannot_hold_fails_the_read_and_is_never_left
         .bind(time)
         .execute(&db.pool)
         .await?;
-        let read = store.list_detail(owner, list).await;
+        let read = store.list_detail(reader(owner), list).await;
         if readable {
             let items = read?.context("the owner reads the list")?.items;
             let held = typed_items(&db.pool, list).await?;

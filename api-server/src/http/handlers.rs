@@ -1,7 +1,6 @@
 //! The handlers: each parses its request and calls one use case.
 
 use serde_json::json;
-use uuid::Uuid;
 use warp::http::{HeaderValue, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
@@ -16,9 +15,12 @@ use super::routes::{Op, Params, Route};
 use super::{openapi, probes};
 use crate::domain::{ItemPatch, UploadRequest};
 use crate::error::AppError;
+use crate::ports::TokenSubject;
 use crate::usecases::NewItem;
 
-pub(super) async fn authenticate(state: &State, req: &Request) -> Result<Uuid, AppError> {
+/// The claim of the request's bearer token: signature, key, issuer, audience and expiry
+/// checked (no I/O); its version not yet (see [`handle`]).
+fn claim(state: &State, req: &Request) -> Result<TokenSubject, AppError> {
     let header = req.header("authorization").ok_or(AppError::Unauthorized(
         "an Authorization: Bearer token is required",
     ))?;
@@ -28,7 +30,7 @@ pub(super) async fn authenticate(state: &State, req: &Request) -> Result<Uuid, A
         .ok_or(AppError::Unauthorized(
             "the Authorization header must be 'Bearer <token>'",
         ))?;
-    state.api.authenticate(token.trim()).await
+    state.api.claim(token.trim())
 }
 
 pub(super) fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, AppError> {
@@ -47,10 +49,13 @@ pub(super) async fn handle(
     params: &Params,
     req: &Request,
 ) -> Result<Response, AppError> {
-    let user = if route.auth {
-        Some(authenticate(state, req).await?)
-    } else {
-        None
+    // A route with `auth` needs a token whose claim holds (no I/O) and which is not revoked:
+    // its version is checked by a read of its own before the handler runs, except where the
+    // handler's one statement checks it (`GET /v1/lists/{id}`, see `UseCases::get_list`).
+    let claim = route.auth.then(|| claim(state, req)).transpose()?;
+    let user = match claim {
+        Some(claim) if route.op != Op::GetList => Some(state.api.user(claim).await?),
+        _ => None,
     };
     let me = || user.ok_or(AppError::Unauthorized("authentication required"));
     let api = &state.api;
@@ -93,7 +98,8 @@ pub(super) async fn handle(
         }
         Op::GetList => {
             let list = params.uuid("list_id")?;
-            ok(StatusCode::OK, &api.get_list(me()?, list).await?)
+            let reader = claim.ok_or(AppError::Unauthorized("authentication required"))?;
+            ok(StatusCode::OK, &api.get_list(reader, list).await?)
         }
         Op::RenameList => {
             let list = params.uuid("list_id")?;

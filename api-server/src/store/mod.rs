@@ -15,17 +15,18 @@ use uuid::Uuid;
 
 use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, User};
 use crate::migrate::MIN_SCHEMA;
-use crate::ports::Store;
+use crate::ports::{Store, TokenSubject};
 use crate::{Error, Result};
 
-/// The query behind every authenticated request: the user's token version (`$1`: user id).
-/// Public so that `make bench-compare` runs the same text in pgbench.
-pub const TOKEN_VERSION_QUERY: &str = "SELECT token_version FROM users WHERE id = $1";
+/// The user's token version (`$1`: user id), read before every authenticated request but the
+/// list read, whose statement checks it itself ([`LIST_DETAIL_QUERY`]).
+const TOKEN_VERSION_QUERY: &str = "SELECT token_version FROM users WHERE id = $1";
 
-/// The query of `GET /v1/lists/{id}` (`$1`: list id, `$2`: the caller's user id): one round
-/// trip and one snapshot. One row per item, then one per member or pending invitation, each
-/// beside the list's row (`member` tells which; none when the caller is not a member), in the
-/// order the API answers them. Typed columns, not JSON: the database, which every replica of
+/// The query of `GET /v1/lists/{id}` (`$1`: list id, `$2`: the caller's user id, `$3`: the
+/// token version their token was issued at): the whole request's reading in one round trip and
+/// one snapshot, the token's revocation check included. One row per item, then one per member
+/// or pending invitation, each beside the list's row (`member` tells which; none when the
+/// caller is not a member or the token is revoked), in the order the API answers them. Typed columns, not JSON: the database, which every replica of
 /// the API shares, only reads rows and the API writes the answer (with PostgreSQL writing
 /// the JSON it did about twice the work per read: the README's `make bench-compare`). Ties
 /// are broken by id, so two reads answer one order. Public so that `make bench-compare` runs
@@ -36,6 +37,7 @@ pub const LIST_DETAIL_QUERY: &str = "\
       e.note, e.checked, e.position, e.created_at AS item_created_at, \
       e.updated_at AS item_updated_at, e.email, e.role AS member_role \
     FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $2 \
+    JOIN users reader ON reader.id = m.user_id AND reader.token_version = $3 \
     LEFT JOIN LATERAL ( \
       SELECT false AS member, i.id, i.name, i.quantity, i.unit, i.category, i.note, \
         i.checked, i.position, i.created_at, i.updated_at, NULL::text AS email, \
@@ -255,10 +257,11 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(name = "db.list_detail", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
+    async fn list_detail(&self, reader: TokenSubject, list: Uuid) -> Result<Option<ListDetail>> {
         let rows = sqlx::query(LIST_DETAIL_QUERY)
             .bind(list)
-            .bind(user)
+            .bind(reader.user)
+            .bind(reader.version)
             .fetch_all(&self.pool)
             .await
             .map_err(Error::db("reading a list"))

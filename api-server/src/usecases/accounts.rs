@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{AppResult, UseCases};
 use crate::domain::{self, NewEvent};
 use crate::error::AppError;
-use crate::ports::{PasswordHasher, Store, TokenIssuer, UnitOfWork};
+use crate::ports::{PasswordHasher, Store, TokenIssuer, TokenSubject, UnitOfWork};
 
 /// The answer to a registration: the same for a new account and a taken e-mail.
 #[derive(Debug, Clone, Serialize)]
@@ -78,11 +78,26 @@ impl<S: Store, H: PasswordHasher, T: TokenIssuer> UseCases<S, H, T> {
 impl<S: Store, H, T: TokenIssuer> UseCases<S, H, T> {
     /// The user of a bearer token: validly signed, unexpired, and issued at the user's
     /// current token version (one primary-key read), so a logout revokes it at once and a
-    /// deleted user's token stops working.
+    /// deleted user's token stops working. [`Self::claim`], then [`Self::user`].
     pub async fn authenticate(&self, token: &str) -> AppResult<Uuid> {
-        let subject = self.tokens.verify(token).ok_or(AppError::InvalidToken)?;
-        match self.store.token_version(subject.user).await? {
-            Some(version) if version == subject.version => Ok(subject.user),
+        self.user(self.claim(token)?).await
+    }
+
+    /// Whom a bearer token names, if it is validly signed with a known key, for our issuer
+    /// and audience, and unexpired; no I/O. Its version is not checked yet: a revoked token
+    /// passes here, so the claim goes either to [`Self::user`] or to a read that checks the
+    /// version in its own statement ([`Self::get_list`]).
+    pub fn claim(&self, token: &str) -> AppResult<TokenSubject> {
+        self.tokens.verify(token).ok_or(AppError::InvalidToken)
+    }
+}
+
+impl<S: Store, H, T> UseCases<S, H, T> {
+    /// The user of a claim issued at the user's current token version (one primary-key
+    /// read): a logout increments the version, which revokes every earlier token.
+    pub async fn user(&self, claim: TokenSubject) -> AppResult<Uuid> {
+        match self.store.token_version(claim.user).await? {
+            Some(version) if version == claim.version => Ok(claim.user),
             _ => Err(AppError::InvalidToken),
         }
     }

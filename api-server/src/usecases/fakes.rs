@@ -134,8 +134,16 @@ impl Store for MemStore {
         })
     }
 
-    async fn list_detail(&self, user: Uuid, list: Uuid) -> Result<Option<ListDetail>> {
+    async fn list_detail(&self, reader: TokenSubject, list: Uuid) -> Result<Option<ListDetail>> {
         let data = self.data();
+        let user = reader.user;
+        let current = data
+            .users
+            .iter()
+            .any(|u| u.id == user && u.token_version == reader.version);
+        if !current {
+            return Ok(None);
+        }
         Ok(data.list_view(list, user).map(|view| ListDetail {
             list: view,
             items: data.items_of(list),

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{AppResult, UseCases, allowed};
 use crate::domain::{self, Action, ListDetail, ListPage, ListView, NewEvent, Page};
 use crate::error::AppError;
-use crate::ports::{Store, UnitOfWork};
+use crate::ports::{Store, TokenSubject, UnitOfWork};
 
 impl<S: Store, H, T> UseCases<S, H, T> {
     /// Creates a list owned by `user`.
@@ -38,12 +38,17 @@ impl<S: Store, H, T> UseCases<S, H, T> {
         Ok(self.store.my_lists(user, page).await?)
     }
 
-    /// A list with its items and members, if the caller is a member.
-    pub async fn get_list(&self, user: Uuid, list: Uuid) -> AppResult<ListDetail> {
-        self.store
-            .list_detail(user, list)
-            .await?
-            .ok_or(AppError::NotFound("list"))
+    /// A list with its items and members, if the token's user is a member; the token's
+    /// version is checked in the same statement (one round trip for the whole request, the
+    /// API's most frequent). When it reads nothing, one more read tells a revoked token
+    /// (401) from a list the caller cannot see (404); versions only grow, so the answer is
+    /// the one the first read would have given, or a logout that came after it.
+    pub async fn get_list(&self, reader: TokenSubject, list: Uuid) -> AppResult<ListDetail> {
+        if let Some(detail) = self.store.list_detail(reader, list).await? {
+            return Ok(detail);
+        }
+        self.user(reader).await?;
+        Err(AppError::NotFound("list"))
     }
 
     /// Renames a list (owners only).

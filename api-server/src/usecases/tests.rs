@@ -9,6 +9,7 @@ use super::fakes::{IdTokens, MapCache, MemStore, PlainHasher, ProbeProvider};
 use super::*;
 use crate::domain::{Event, ItemPatch, ItemSummary, NewEvent, SuggestionJob};
 use crate::error::AppError;
+use crate::ports::TokenSubject;
 
 type Api = UseCases<MemStore, PlainHasher, IdTokens>;
 
@@ -21,6 +22,11 @@ async fn user(api: &Api, name: &str) -> Uuid {
         .await
         .unwrap()
         .id
+}
+
+/// The claim of a token issued to `user` before any logout (token version 0).
+fn reader(user: Uuid) -> TokenSubject {
+    TokenSubject { user, version: 0 }
 }
 
 fn event_types(api: &Api) -> Vec<&'static str> {
@@ -91,6 +97,45 @@ async fn register_login_and_authenticate() {
     ));
 }
 
+/// The list read checks the token's version in its own statement: a revoked token reads
+/// nothing and is answered 401 (not 404), on the reader's own list and on any other; a
+/// current one reads the list, and a list the reader cannot see is 404.
+#[tokio::test]
+async fn a_list_read_with_a_revoked_token_is_refused_as_the_token_not_the_list() {
+    let api = api();
+    let (owner, other) = (user(&api, "owner").await, user(&api, "other").await);
+    let list = api.create_list(owner, "Casa").await.unwrap().id;
+    let elsewhere = api.create_list(other, "Otra").await.unwrap().id;
+    assert_eq!(
+        api.get_list(reader(owner), list).await.unwrap().list.id,
+        list
+    );
+    assert!(matches!(
+        api.get_list(reader(owner), elsewhere).await,
+        Err(AppError::NotFound("list"))
+    ));
+    api.logout(owner).await.unwrap();
+    for read in [list, elsewhere, Uuid::new_v4()] {
+        assert!(
+            matches!(
+                api.get_list(reader(owner), read).await,
+                Err(AppError::InvalidToken)
+            ),
+            "a revoked token reads {read}"
+        );
+    }
+    let current = TokenSubject {
+        user: owner,
+        version: 1,
+    };
+    assert_eq!(api.get_list(current, list).await.unwrap().list.id, list);
+    // A token of a user that does not exist (any more) is refused the same way.
+    assert!(matches!(
+        api.get_list(reader(Uuid::new_v4()), list).await,
+        Err(AppError::InvalidToken)
+    ));
+}
+
 #[tokio::test]
 async fn members_edit_items_only_owners_manage_and_strangers_see_nothing() {
     let api = api();
@@ -136,7 +181,7 @@ async fn members_edit_items_only_owners_manage_and_strangers_see_nothing() {
 
     let before = event_types(&api).len();
     for result in [
-        api.get_list(stranger, list.id).await.map(|_| ()),
+        api.get_list(reader(stranger), list.id).await.map(|_| ()),
         api.add_item(stranger, list.id, &milk).await.map(|_| ()),
         api.rename_list(stranger, list.id, "x").await.map(|_| ()),
         api.delete_item(stranger, list.id, item.id).await,
@@ -153,7 +198,14 @@ async fn members_edit_items_only_owners_manage_and_strangers_see_nothing() {
         before,
         "refused actions record no event"
     );
-    assert_eq!(api.get_list(owner, list.id).await.unwrap().items.len(), 1);
+    assert_eq!(
+        api.get_list(reader(owner), list.id)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -187,7 +239,7 @@ async fn sharing_rules() {
         Err(AppError::Conflict(_))
     ));
     let joined = user(&api, "nobody").await;
-    assert!(api.get_list(joined, list).await.is_ok());
+    assert!(api.get_list(reader(joined), list).await.is_ok());
     assert!(!ids(&api).contains(&nobody.user_id));
     api.unshare(joined, list, joined).await.unwrap();
     // A pending invitation is withdrawn like a member is removed.
@@ -215,7 +267,7 @@ async fn sharing_rules() {
     ));
     api.unshare(owner, list, member).await.unwrap();
     assert!(matches!(
-        api.get_list(member, list).await,
+        api.get_list(reader(member), list).await,
         Err(AppError::NotFound("list"))
     ));
     assert_eq!(
@@ -254,7 +306,7 @@ async fn the_creator_offers_a_list_and_the_member_accepts_it() {
     let offer = api.offer_list(creator, list, member).await.unwrap();
     assert_eq!((offer.list_id, offer.user_id), (list, member));
     // Nothing changes until the member accepts.
-    let seen = api.get_list(member, list).await.unwrap();
+    let seen = api.get_list(reader(member), list).await.unwrap();
     assert_eq!(
         (seen.list.owner_id, seen.list.role),
         (creator, Role::Member)
@@ -263,7 +315,7 @@ async fn the_creator_offers_a_list_and_the_member_accepts_it() {
     let view = api.accept_list(member, list).await.unwrap();
     assert_eq!(view.owner_id, member);
     assert_eq!(view.role, Role::Owner);
-    let seen = api.get_list(member, list).await.unwrap();
+    let seen = api.get_list(reader(member), list).await.unwrap();
     assert_eq!((seen.list.owner_id, seen.list.role), (member, Role::Owner));
     // Taken once.
     assert!(matches!(
@@ -556,7 +608,7 @@ async fn a_co_owner_cannot_delete_the_creators_list() {
         api.delete_list(co_owner, list).await,
         Err(AppError::Forbidden(m)) if m.contains("creator")
     ));
-    assert!(api.get_list(creator, list).await.is_ok());
+    assert!(api.get_list(reader(creator), list).await.is_ok());
     api.delete_list(creator, list).await.unwrap();
-    assert!(api.get_list(creator, list).await.is_err());
+    assert!(api.get_list(reader(creator), list).await.is_err());
 }

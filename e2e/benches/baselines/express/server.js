@@ -2,9 +2,10 @@
 // GET /v1/lists/:id. Same token check as the API (HS256, its key id, issuer, audience, a
 // required expiry with 5 s of leeway, then the user's token version) and the same JSON. The
 // list is read the way the API read it before it became one query (the list with the
-// caller's role, its items, its members with pending invitations: three round trips), or,
-// with LIST_QUERY set (the API's own query text, `$1` the list, `$2` the user), the way the
-// API reads it now: one round trip, a row per item and per member beside the list's row.
+// caller's role, its items, its members with pending invitations: three round trips after
+// the token's version), or, with LIST_QUERY set (the API's own query text, `$1` the list,
+// `$2` the user, `$3` the token's version), the way the API reads it now: one round trip, the
+// version checked in the statement, a row per item and per member beside the list's row.
 // Only this route: the bench reads one list.
 //
 //   DATABASE_URL=postgres://... JWT_SECRET=... PORT=8080 PG_POOL_SIZE=10 [LIST_QUERY=...] node server.js
@@ -76,24 +77,27 @@ app.get('/v1/lists/:id', async (req, res) => {
   if (!uuid.test(req.params.id)) {
     return res.status(404).json({ error: 'not_found' });
   }
-  try {
-    // With LIST_QUERY, its statements are prepared once per connection (named), as sqlx
-    // prepares the API's; the runbook's three queries are sent as the runbook's stack sends them.
+  // With LIST_QUERY, its statements are prepared once per connection (named), as sqlx
+  // prepares the API's; the runbook's queries are sent as the runbook's stack sends them.
+  const revoked = async () => {
     const version = await pool.query({
       name: oneQuery ? 'token_version' : undefined,
       text: 'SELECT token_version FROM users WHERE id = $1',
       values: [claims.sub],
     });
-    if (version.rowCount === 0 || Number(version.rows[0].token_version) !== (claims.ver || 0)) {
-      return res.status(401).json({ error: 'invalid_token' });
-    }
+    return version.rowCount === 0 || Number(version.rows[0].token_version) !== (claims.ver || 0);
+  };
+  try {
     if (oneQuery) {
-      // One row per item, then per member or invitation, beside the list's columns.
+      // One row per item, then per member or invitation, beside the list's columns; none
+      // for a revoked token or a list the caller cannot see, which a second query tells apart.
       const { rows } = await pool.query({
-        name: 'list_detail', text: oneQuery, values: [req.params.id, claims.sub],
+        name: 'list_detail', text: oneQuery, values: [req.params.id, claims.sub, claims.ver || 0],
       });
       if (rows.length === 0) {
-        return res.status(404).json({ error: 'not_found' });
+        return await revoked()
+          ? res.status(401).json({ error: 'invalid_token' })
+          : res.status(404).json({ error: 'not_found' });
       }
       const [first] = rows;
       const items = rows.filter((r) => r.member === false).map((r) => ({
@@ -108,6 +112,9 @@ app.get('/v1/lists/:id', async (req, res) => {
         created_at: first.created_at, updated_at: first.updated_at, role: first.role,
         items, members,
       });
+    }
+    if (await revoked()) {
+      return res.status(401).json({ error: 'invalid_token' });
     }
     const list = await pool.query(LIST, [req.params.id, claims.sub]);
     if (list.rowCount === 0) {
