@@ -241,8 +241,10 @@ pub struct AttachmentView {
     /// Pending or ready.
     pub state: AttachmentState,
     /// When it was announced.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub created_at: DateTime<Utc>,
     /// When its upload was confirmed.
+    #[serde(serialize_with = "super::rfc3339::time_or_none")]
     pub confirmed_at: Option<DateTime<Utc>>,
     /// Until when its upload URL works (pending only).
     #[serde(skip)]

@@ -7,6 +7,7 @@ mod caps;
 mod events;
 mod model;
 mod offline;
+mod rfc3339;
 mod validate;
 
 pub use access::{Action, Denied, Removal, Transfer, authorize, deletion, removal, transfer};

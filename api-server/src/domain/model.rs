@@ -60,8 +60,10 @@ pub struct ListView {
     /// The caller's role.
     pub role: Role,
     /// Created.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub created_at: DateTime<Utc>,
     /// Last renamed or changed.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -97,8 +99,10 @@ pub struct ItemView {
     /// Order in the list (0-based).
     pub position: i32,
     /// Created.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -154,8 +158,10 @@ pub struct SuggestionView {
     /// Why it failed.
     pub error: Option<String>,
     /// Requested.
+    #[serde(serialize_with = "super::rfc3339::time")]
     pub created_at: DateTime<Utc>,
     /// Finished.
+    #[serde(serialize_with = "super::rfc3339::time_or_none")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 

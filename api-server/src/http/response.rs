@@ -7,8 +7,24 @@ use warp::reply::Response;
 use crate::error::AppError;
 
 pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let mut res = warp::Reply::into_response(warp::reply::json(body));
+    // Most answers fit in 1 KiB (serde_json's own buffer starts at 128 bytes and grows by
+    // copying itself); the buffer is the response's body until it is sent, so not larger.
+    let mut bytes = Vec::with_capacity(1024);
+    let (status, bytes) = match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => (status, bytes),
+        // Our bodies are structs and maps with string keys: never in practice.
+        Err(err) => {
+            tracing::error!(error = %err, "an answer could not be written as JSON");
+            let body = br#"{"error":"internal","message":"the answer could not be written"}"#;
+            (StatusCode::INTERNAL_SERVER_ERROR, body.to_vec())
+        }
+    };
+    let mut res = Response::new(bytes.into());
     *res.status_mut() = status;
+    res.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 

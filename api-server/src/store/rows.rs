@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
-use sqlx::{Decode, Postgres, Row, Type};
+use sqlx::{Column, ColumnIndex, Decode, Postgres, Row, Type};
 
 use crate::domain::{ItemView, ListDetail, ListView, MemberView, Role, SuggestionView};
 use crate::{Error, Result};
@@ -12,7 +12,7 @@ pub(super) fn role_of(row: &PgRow) -> Result<Role> {
     role_in(row, "role")
 }
 
-fn role_in(row: &PgRow, column: &str) -> Result<Role> {
+fn role_in(row: &PgRow, column: impl ColumnIndex<PgRow>) -> Result<Role> {
     let s: String = row.try_get(column).map_err(Error::db("reading a role"))?;
     Role::parse(&s).ok_or_else(|| Error::Data(format!("unknown role {s:?} in the database")))
 }
@@ -41,16 +41,25 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
         members: Vec::new(),
     };
     let get = Error::db;
+    // Every row has the same columns: each is found by name once, not once per row.
+    let at = |name: &str| ordinal(first, name);
+    let (kind, id, email, role) = (
+        at("member")?,
+        at("entry_id")?,
+        at("email")?,
+        at("member_role")?,
+    );
+    let item_columns = ItemColumns::of(first, &LISTED_ITEM)?;
     for row in rows {
-        let member: Option<bool> = row.try_get("member").map_err(get("list entry kind"))?;
+        let member: Option<bool> = row.try_get(kind).map_err(get("list entry kind"))?;
         match member {
             // A list with no entries at all (the caller is one, so never in practice).
             None => {}
-            Some(false) => detail.items.push(item(row, &LISTED_ITEM)?),
+            Some(false) => detail.items.push(item(row, &item_columns)?),
             Some(true) => detail.members.push(MemberView {
-                user_id: row.try_get("entry_id").map_err(get("member id"))?,
-                email: row.try_get("email").map_err(get("member email"))?,
-                role: role_in(row, "member_role")?,
+                user_id: row.try_get(id).map_err(get("member id"))?,
+                email: row.try_get(email).map_err(get("member email"))?,
+                role: role_in(row, role)?,
             }),
         }
     }
@@ -60,7 +69,11 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
 /// A `timestamptz` column as an instant; an error, not a panic, for one chrono cannot hold
 /// (`infinity`, or past year 262143): sqlx's own decoding adds the stored microseconds to
 /// its epoch with `+`, which panics there.
-pub(crate) fn time(row: &PgRow, column: &str, context: &'static str) -> Result<DateTime<Utc>> {
+pub(crate) fn time(
+    row: &PgRow,
+    column: impl ColumnIndex<PgRow>,
+    context: &'static str,
+) -> Result<DateTime<Utc>> {
     row.try_get::<Instant, _>(column)
         .map(|t| t.0)
         .map_err(Error::db(context))
@@ -69,7 +82,7 @@ pub(crate) fn time(row: &PgRow, column: &str, context: &'static str) -> Result<D
 /// [`time`] of a column that may be NULL.
 pub(super) fn time_or_none(
     row: &PgRow,
-    column: &str,
+    column: impl ColumnIndex<PgRow>,
     context: &'static str,
 ) -> Result<Option<DateTime<Utc>>> {
     row.try_get::<Option<Instant>, _>(column)
@@ -109,7 +122,7 @@ impl<'r> Decode<'r, Postgres> for Instant {
 
 /// A row of [`ITEM_COLUMNS`].
 pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
-    item(row, &ITEM)
+    item(row, &ItemColumns::of(row, &ITEM)?)
 }
 
 /// The names of the item's columns that a list read renames beside the list's own.
@@ -136,19 +149,59 @@ const LISTED_ITEM: ItemNames = ItemNames {
     updated_at: "item_updated_at",
 };
 
-fn item(row: &PgRow, names: &ItemNames) -> Result<ItemView> {
+/// Where an item's columns are in a row, found by name once per read: sqlx finds a column
+/// named in `try_get` in a hash map each time, 10 columns for each of a list's items.
+struct ItemColumns {
+    id: usize,
+    name: usize,
+    quantity: usize,
+    unit: usize,
+    category: usize,
+    note: usize,
+    checked: usize,
+    position: usize,
+    created_at: usize,
+    updated_at: usize,
+}
+
+impl ItemColumns {
+    fn of(row: &PgRow, names: &ItemNames) -> Result<Self> {
+        let at = |name: &str| ordinal(row, name);
+        Ok(Self {
+            id: at(names.id)?,
+            name: at(names.name)?,
+            quantity: at("quantity")?,
+            unit: at("unit")?,
+            category: at("category")?,
+            note: at("note")?,
+            checked: at("checked")?,
+            position: at("position")?,
+            created_at: at(names.created_at)?,
+            updated_at: at(names.updated_at)?,
+        })
+    }
+}
+
+/// The position of the column `name` in `row`.
+fn ordinal(row: &PgRow, name: &str) -> Result<usize> {
+    row.try_column(name)
+        .map(Column::ordinal)
+        .map_err(Error::db("a column of the answer"))
+}
+
+fn item(row: &PgRow, at: &ItemColumns) -> Result<ItemView> {
     let get = Error::db;
     Ok(ItemView {
-        id: row.try_get(names.id).map_err(get("item id"))?,
-        name: row.try_get(names.name).map_err(get("item name"))?,
-        quantity: row.try_get("quantity").map_err(get("item quantity"))?,
-        unit: row.try_get("unit").map_err(get("item unit"))?,
-        category: row.try_get("category").map_err(get("item category"))?,
-        note: row.try_get("note").map_err(get("item note"))?,
-        checked: row.try_get("checked").map_err(get("item checked"))?,
-        position: row.try_get("position").map_err(get("item position"))?,
-        created_at: time(row, names.created_at, "item created_at")?,
-        updated_at: time(row, names.updated_at, "item updated_at")?,
+        id: row.try_get(at.id).map_err(get("item id"))?,
+        name: row.try_get(at.name).map_err(get("item name"))?,
+        quantity: row.try_get(at.quantity).map_err(get("item quantity"))?,
+        unit: row.try_get(at.unit).map_err(get("item unit"))?,
+        category: row.try_get(at.category).map_err(get("item category"))?,
+        note: row.try_get(at.note).map_err(get("item note"))?,
+        checked: row.try_get(at.checked).map_err(get("item checked"))?,
+        position: row.try_get(at.position).map_err(get("item position"))?,
+        created_at: time(row, at.created_at, "item created_at")?,
+        updated_at: time(row, at.updated_at, "item updated_at")?,
     })
 }
 
