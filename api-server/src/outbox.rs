@@ -111,10 +111,10 @@ pub struct Due {
     pub aggregate_id: Uuid,
     /// Its stored payload, with the trace context under [`TRACE_KEY`].
     pub payload: serde_json::Value,
-    /// When it was written; `None` when the stored time is none the relay can hold (a hand
-    /// edit: `infinity`, or a year past chrono's 262142): such an event is moved aside
-    /// unpublished, its message could not say when it happened.
-    pub created_at: Option<DateTime<Utc>>,
+    /// When it was written, or why the stored time cannot be read (a hand edit: `infinity`,
+    /// or a year past chrono's 262142): such an event is moved aside unpublished, its message
+    /// could not say when it happened.
+    pub created_at: std::result::Result<DateTime<Utc>, String>,
     /// Failed publishes so far.
     pub attempts: i32,
 }
@@ -149,8 +149,8 @@ pub async fn claim_due(tx: &mut Transaction<'static, Postgres>, limit: i64) -> R
                 payload: row
                     .try_get("payload")
                     .map_err(column("an outbox event's payload"))?,
-                // Not NULL in the table: the only error left is a time out of range.
-                created_at: crate::store::time(row, "created_at", "an outbox event's time").ok(),
+                created_at: crate::store::time(row, "created_at", "an outbox event's time")
+                    .map_err(|e| e.to_string()),
                 attempts: row
                     .try_get("attempts")
                     .map_err(column("an outbox event's attempts"))?,
@@ -379,6 +379,55 @@ impl Relay {
             .await
     }
 
+    /// Moves the event `id` aside in `tx`: never due again (`next_attempt_at = infinity`),
+    /// `why` in `last_error`, `attempts` recorded; counted as a dead letter. A suggestion
+    /// request whose event can never reach the worker ends failed in the same transaction:
+    /// its user sees a terminal state instead of waiting for ever (and the oldest pending
+    /// request's age stays true), and it counts as a failed AI job in the success KPI once
+    /// the batch is committed. Returns how many requests it ended so (0 or 1).
+    async fn move_aside(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        id: Uuid,
+        attempts: i32,
+        why: &str,
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<u64> {
+        sqlx::query(
+            "UPDATE outbox_events SET attempts = $3, last_error = $2, \
+             next_attempt_at = 'infinity' WHERE id = $1",
+        )
+        .bind(id)
+        .bind(why)
+        .bind(attempts)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::db("moving an outbox event aside"))?;
+        let mut failed_jobs = 0;
+        if event_type == SUGGESTION_REQUESTED
+            && let Some(job) = crate::domain::SuggestionJob::from_payload(id, payload)
+        {
+            let ended = "the request could not be queued for the AI worker; ask again";
+            if crate::store::finish_suggestion_request(
+                tx,
+                job.request_id,
+                None,
+                &Err(ended.to_owned()),
+            )
+            .await?
+            {
+                failed_jobs += 1;
+            }
+        }
+        self.metrics
+            .dead_letters
+            .with_label_values(&["outbox"])
+            .inc();
+        tracing::error!(event_id = %id, attempts, error = %why, "outbox event cannot be published; moved aside (next_attempt_at = infinity)");
+        Ok(failed_jobs)
+    }
+
     /// One batch: publishes the due events; returns how many were confirmed.
     async fn step(&self, link: &mut Option<Link>) -> Result<usize> {
         let mut tx = self
@@ -430,29 +479,33 @@ impl Relay {
         } in rows
         {
             let trace = take_trace(&mut payload);
-            let (outcome, event_type, payload) = match created_at {
-                Some(created_at) => {
-                    let event = Event {
-                        id,
-                        event_type,
-                        aggregate_id,
-                        payload,
-                        created_at,
-                    };
-                    let outcome = self.publish(&channel, &event, &trace).await;
-                    (outcome, event.event_type, event.payload)
-                }
-                None => {
-                    let reason = "its created_at is no time the relay can hold (infinity, or a \
-                                  year out of range); correct it, then send it again"
-                        .to_owned();
-                    let unpublishable = Error::Unpublishable {
-                        event_id: id,
-                        reason,
-                    };
-                    (Err(unpublishable), event_type, payload)
+            let created_at = match created_at {
+                Ok(created_at) => created_at,
+                Err(why) => {
+                    // Nothing was sent: no attempt is counted, the link stays, and the rest
+                    // of the batch goes on.
+                    let why = format!(
+                        "created_at cannot be read ({why}); correct it, then send it again"
+                    );
+                    failed_jobs += self
+                        .move_aside(&mut tx, id, attempts, &why, &event_type, &payload)
+                        .await?;
+                    continue;
                 }
             };
+            let event = Event {
+                id,
+                event_type,
+                aggregate_id,
+                payload,
+                created_at,
+            };
+            let outcome = self.publish(&channel, &event, &trace).await;
+            let Event {
+                event_type,
+                payload,
+                ..
+            } = event;
             match outcome {
                 Ok(()) => {
                     sqlx::query(
@@ -463,11 +516,9 @@ impl Relay {
                     .execute(&mut *tx)
                     .await
                     .map_err(Error::db("marking an event sent"))?;
-                    if let Some(created_at) = created_at {
-                        let waited = (Utc::now() - created_at).num_milliseconds().max(0);
-                        #[allow(clippy::cast_precision_loss)]
-                        self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
-                    }
+                    let waited = (Utc::now() - created_at).num_milliseconds().max(0);
+                    #[allow(clippy::cast_precision_loss)]
+                    self.metrics.outbox_latency.observe(waited as f64 / 1000.0);
                     published += 1;
                 }
                 Err(err)
@@ -477,40 +528,10 @@ impl Relay {
                     // The last attempt failed, or no attempt can succeed: moved aside, never
                     // due again. Not a retry.
                     let attempts = attempts.saturating_add(1);
-                    sqlx::query(
-                        "UPDATE outbox_events SET attempts = $3, last_error = $2, \
-                         next_attempt_at = 'infinity' WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(format!("gave up after {attempts} attempts: {err}"))
-                    .bind(attempts)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::db("moving an outbox event aside"))?;
-                    // A suggestion request whose event can never reach the worker ends failed,
-                    // in the same transaction: its user sees a terminal state instead of
-                    // waiting for ever (and the oldest pending request's age stays true), and
-                    // it counts as a failed AI job in the success KPI.
-                    if event_type == SUGGESTION_REQUESTED
-                        && let Some(job) = crate::domain::SuggestionJob::from_payload(id, &payload)
-                    {
-                        let why = "the request could not be queued for the AI worker; ask again";
-                        if crate::store::finish_suggestion_request(
-                            &mut tx,
-                            job.request_id,
-                            None,
-                            &Err(why.to_owned()),
-                        )
-                        .await?
-                        {
-                            failed_jobs += 1;
-                        }
-                    }
-                    self.metrics
-                        .dead_letters
-                        .with_label_values(&["outbox"])
-                        .inc();
-                    tracing::error!(event_id = %id, attempts, error = %err, "outbox event cannot be published; moved aside (next_attempt_at = infinity)");
+                    let why = format!("gave up after {attempts} attempts: {err}");
+                    failed_jobs += self
+                        .move_aside(&mut tx, id, attempts, &why, &event_type, &payload)
+                        .await?;
                     discard(link);
                     break;
                 }

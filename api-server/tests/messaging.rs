@@ -674,6 +674,11 @@ async fn an_event_with_a_time_the_relay_cannot_hold_is_moved_aside_not_a_panic()
             !published && aside,
             "the event created at {time} is moved aside"
         );
+        let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM outbox_events WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await?;
+        assert_eq!(attempts, 0, "nothing was sent: no attempt is counted");
         assert!(
             error.as_deref().is_some_and(|e| e.contains("created_at")),
             "the reason names the column: {error:?}"

@@ -50,12 +50,13 @@ pub(super) async fn handle(
     req: &Request,
 ) -> Result<Response, AppError> {
     // A route with `auth` needs a token whose claim holds (no I/O) and which is not revoked:
-    // its version is checked by a read of its own before the handler runs, except where the
-    // handler's one statement checks it (`GET /v1/lists/{id}`, see `UseCases::get_list`).
-    let claim = route.auth.then(|| claim(state, req)).transpose()?;
-    let user = match claim {
-        Some(claim) if route.op != Op::GetList => Some(state.api.user(claim).await?),
-        _ => None,
+    // its version is checked by a read of its own before the handler runs (`user`), except
+    // where the handler's one statement checks it (`reader`: `GET /v1/lists/{id}`, see
+    // `UseCases::get_list`). Only that handler ever sees a claim whose version is unchecked.
+    let (user, reader) = match route.auth.then(|| claim(state, req)).transpose()? {
+        Some(claim) if route.op == Op::GetList => (None, Some(claim)),
+        Some(claim) => (Some(state.api.user(claim).await?), None),
+        None => (None, None),
     };
     let me = || user.ok_or(AppError::Unauthorized("authentication required"));
     let api = &state.api;
@@ -97,8 +98,15 @@ pub(super) async fn handle(
             )
         }
         Op::GetList => {
-            let list = params.uuid("list_id")?;
-            let reader = claim.ok_or(AppError::Unauthorized("authentication required"))?;
+            let reader = reader.ok_or(AppError::Unauthorized("authentication required"))?;
+            // A revoked token is answered 401 before a malformed id's 400, as on every route.
+            let list = match params.uuid("list_id") {
+                Ok(list) => list,
+                Err(malformed) => {
+                    api.user(reader).await?;
+                    return Err(malformed);
+                }
+            };
             ok(StatusCode::OK, &api.get_list(reader, list).await?)
         }
         Op::RenameList => {

@@ -23,14 +23,15 @@ use crate::{Error, Result};
 const TOKEN_VERSION_QUERY: &str = "SELECT token_version FROM users WHERE id = $1";
 
 /// The query of `GET /v1/lists/{id}` (`$1`: list id, `$2`: the caller's user id, `$3`: the
-/// token version their token was issued at): the whole request's reading in one round trip and
-/// one snapshot, the token's revocation check included. One row per item, then one per member
-/// or pending invitation, each beside the list's row (`member` tells which; none when the
-/// caller is not a member or the token is revoked), in the order the API answers them. Typed columns, not JSON: the database, which every replica of
-/// the API shares, only reads rows and the API writes the answer (with PostgreSQL writing
-/// the JSON it did about twice the work per read: the README's `make bench-compare`). Ties
-/// are broken by id, so two reads answer one order. Public so that `make bench-compare` runs
-/// the same text in pgbench.
+/// token version their token was issued at): the whole request's reading in one round trip
+/// and one snapshot, the token's revocation check included. One row per item, then one per
+/// member or pending invitation, each beside the list's row (`member` tells which; none when
+/// the caller is not a member or the token is revoked), in the order the API answers them.
+/// Typed columns, not JSON: the database, which every replica of the API shares, only reads
+/// rows and the API writes the answer (with PostgreSQL writing the JSON it did about twice
+/// the work per read: the README's `make bench-compare`). Ties are broken by id, so two
+/// reads answer one order. Public so that `make bench-compare` runs the same text in
+/// pgbench.
 pub const LIST_DETAIL_QUERY: &str = "\
     SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role, \
       e.member, e.id AS entry_id, e.name AS item_name, e.quantity, e.unit, e.category, \

@@ -30,7 +30,7 @@ pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
 }
 
 /// The rows of [`super::LIST_DETAIL_QUERY`]: the list (none when the caller is not a member
-/// of it), its items, then its members and invitations, each row beside the list's columns.
+/// of it or the token is revoked), its items, then its members and invitations, each row beside the list's columns.
 pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -67,7 +67,7 @@ pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
 }
 
 /// A `timestamptz` column as an instant; an error, not a panic, for one chrono cannot hold
-/// (`infinity`, or past year 262143): sqlx's own decoding adds the stored microseconds to
+/// (`infinity`, or past year 262142): sqlx's own decoding adds the stored microseconds to
 /// its epoch with `+`, which panics there.
 pub(crate) fn time(
     row: &PgRow,
@@ -123,6 +123,15 @@ impl<'r> Decode<'r, Postgres> for Instant {
 /// A row of [`ITEM_COLUMNS`].
 pub(super) fn item_view(row: &PgRow) -> Result<ItemView> {
     item(row, &ItemColumns::of(row, &ITEM)?)
+}
+
+/// Rows of [`ITEM_COLUMNS`], each column found by name once.
+pub(super) fn item_views(rows: &[PgRow]) -> Result<Vec<ItemView>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let at = ItemColumns::of(first, &ITEM)?;
+    rows.iter().map(|row| item(row, &at)).collect()
 }
 
 /// The names of the item's columns that a list read renames beside the list's own.

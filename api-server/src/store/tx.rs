@@ -464,7 +464,7 @@ impl UnitOfWork for PgUnitOfWork {
         .fetch_all(&mut *self.tx)
         .await
         .map_err(Error::db("reading items"))?;
-        rows.iter().map(rows::item_view).collect()
+        rows::item_views(&rows)
     }
 
     #[tracing::instrument(name = "db.insert_suggestion_request", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
