@@ -248,6 +248,16 @@ async fn stop_and_assert_ai_outcomes(app: TestApp, success: u64, failure: u64) -
 }
 
 /// Deletes the exchange and queues of `config`'s prefix from the shared broker.
+/// `listacompra_dead_letters_total{source="outbox"}` of `metrics`.
+fn outbox_dead_letters(metrics: &Metrics) -> Option<f64> {
+    let text = metrics.render();
+    sample(
+        &text,
+        "listacompra_dead_letters_total",
+        r#"source="outbox""#,
+    )
+}
+
 async fn remove_topology(config: &Config) -> Result<()> {
     remove_topology_at(&config.rabbitmq_url, &config.amqp_prefix).await
 }
@@ -580,16 +590,7 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     // Eight retries (the fifth failure of each big event is not followed by one), three
     // dead letters.
     assert_eq!(metrics.outbox_retries.get(), 8);
-    let text = metrics.render();
-    assert_eq!(
-        sample(
-            &text,
-            "listacompra_dead_letters_total",
-            r#"source="outbox""#
-        ),
-        Some(3.0),
-        "{text}"
-    );
+    assert_eq!(outbox_dead_letters(&metrics), Some(3.0));
     let _ = stop.send(true);
     task.await?;
     // The suggestion request it marked failed counts against the AI success KPI, once (the
@@ -702,16 +703,7 @@ async fn an_event_with_a_time_the_relay_cannot_hold_is_moved_aside_not_a_panic()
     assert!(!task.is_finished(), "the relay is still running");
     let _ = stop.send(true);
     task.await?;
-    let text = metrics.render();
-    assert_eq!(
-        sample(
-            &text,
-            "listacompra_dead_letters_total",
-            r#"source="outbox""#
-        ),
-        Some(4.0),
-        "{text}"
-    );
+    assert_eq!(outbox_dead_letters(&metrics), Some(4.0));
     assert_eq!(metrics.ai_jobs.with_label_values(&["failure"]).get(), 1);
     remove_topology_at(services.rabbitmq_url()?, &prefix).await?;
     Ok(())
