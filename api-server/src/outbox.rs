@@ -137,23 +137,23 @@ pub async fn claim_due(tx: &mut Transaction<'static, Postgres>, limit: i64) -> R
     .map_err(Error::db("reading due outbox events"))?;
     rows.iter()
         .map(|row| {
-            let column = |name: &'static str| Error::db(name);
+            let get = Error::db;
             Ok(Due {
-                id: row.try_get("id").map_err(column("an outbox event's id"))?,
+                id: row.try_get("id").map_err(get("an outbox event's id"))?,
                 event_type: row
                     .try_get("event_type")
-                    .map_err(column("an outbox event's type"))?,
+                    .map_err(get("an outbox event's type"))?,
                 aggregate_id: row
                     .try_get("aggregate_id")
-                    .map_err(column("an outbox event's aggregate"))?,
+                    .map_err(get("an outbox event's aggregate"))?,
                 payload: row
                     .try_get("payload")
-                    .map_err(column("an outbox event's payload"))?,
+                    .map_err(get("an outbox event's payload"))?,
                 created_at: crate::store::time(row, "created_at", "an outbox event's time")
                     .map_err(|e| e.to_string()),
                 attempts: row
                     .try_get("attempts")
-                    .map_err(column("an outbox event's attempts"))?,
+                    .map_err(get("an outbox event's attempts"))?,
             })
         })
         .collect()
@@ -404,28 +404,23 @@ impl Relay {
         .execute(&mut **tx)
         .await
         .map_err(Error::db("moving an outbox event aside"))?;
-        let mut failed_jobs = 0;
-        if event_type == SUGGESTION_REQUESTED
-            && let Some(job) = crate::domain::SuggestionJob::from_payload(id, payload)
-        {
-            let ended = "the request could not be queued for the AI worker; ask again";
-            if crate::store::finish_suggestion_request(
-                tx,
-                job.request_id,
-                None,
-                &Err(ended.to_owned()),
-            )
-            .await?
-            {
-                failed_jobs += 1;
+        let job = (event_type == SUGGESTION_REQUESTED)
+            .then(|| crate::domain::SuggestionJob::from_payload(id, payload))
+            .flatten();
+        let ended = match job {
+            Some(job) => {
+                let why = "the request could not be queued for the AI worker; ask again";
+                crate::store::finish_suggestion_request(tx, job.request_id, None, &Err(why.into()))
+                    .await?
             }
-        }
+            None => false,
+        };
         self.metrics
             .dead_letters
             .with_label_values(&["outbox"])
             .inc();
         tracing::error!(event_id = %id, attempts, error = %why, "outbox event cannot be published; moved aside (next_attempt_at = infinity)");
-        Ok(failed_jobs)
+        Ok(u64::from(ended))
     }
 
     /// One batch: publishes the due events; returns how many were confirmed.

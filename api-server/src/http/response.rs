@@ -15,8 +15,11 @@ pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) ->
         // Our bodies are structs and maps with string keys: never in practice.
         Err(err) => {
             tracing::error!(error = %err, "an answer could not be written as JSON");
-            let body = br#"{"error":"internal","message":"the answer could not be written"}"#;
-            (StatusCode::INTERNAL_SERVER_ERROR, body.to_vec())
+            let body = error_body("internal", "the answer could not be written", None);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                body.to_string().into_bytes(),
+            )
         }
     };
     let mut res = Response::new(bytes.into());

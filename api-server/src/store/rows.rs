@@ -30,7 +30,8 @@ pub(super) fn list_view(row: &PgRow) -> Result<ListView> {
 }
 
 /// The rows of [`super::LIST_DETAIL_QUERY`]: the list (none when the caller is not a member
-/// of it or the token is revoked), its items, then its members and invitations, each row beside the list's columns.
+/// of it or the token is revoked), its items, then its members and invitations, each row
+/// beside the list's columns.
 pub(super) fn list_detail(rows: &[PgRow]) -> Result<Option<ListDetail>> {
     let Some(first) = rows.first() else {
         return Ok(None);
