@@ -1,0 +1,126 @@
+//! A connection handed from a finished statement straight to a request waiting for one.
+//!
+//! sqlx pings every connection on its way back to the pool: one more round trip to
+//! PostgreSQL, waking its backend, while the connection is still held. Under load, when
+//! requests wait for a connection, that round trip stands between every statement and the
+//! next. So a statement that ran to its end hands its connection to the request that has
+//! waited longest instead ([`Lease::done`]); the connection is clean, as sqlx read its answer
+//! up to PostgreSQL's ready-for-query. Every other connection goes back through the pool and
+//! its ping, as before: one whose statement failed or was cut (its future dropped: a request
+//! timeout, a client gone), one that nobody waits for, and one out of the pool for [`CYCLE`]
+//! or longer, so that a steady load does not starve the pool's other users (the readiness
+//! check, the outbox relay, transactions) nor skip its lifetime checks.
+//!
+//! Nothing is held between requests: with nobody waiting, the connection is back in the pool,
+//! so an idle server holds what the pool holds.
+
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::oneshot;
+
+/// How long a connection may pass from statement to statement before it goes back through
+/// the pool: the longest a user of the pool outside hand-offs waits behind a steady load, a
+/// fraction of the readiness check's timeout.
+pub(crate) const CYCLE: Duration = Duration::from_millis(250);
+
+/// The requests waiting for a connection, in the order they came, over the pool they also
+/// wait on.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    pool: PgPool,
+    waiting: Mutex<VecDeque<oneshot::Sender<Taken>>>,
+}
+
+/// A connection and when it was taken from the pool.
+#[derive(Debug)]
+struct Taken {
+    conn: PoolConnection<Postgres>,
+    at: Instant,
+}
+
+impl Handoff {
+    /// Hand-offs between the users of one store over `pool`.
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            waiting: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A connection: the first of one handed over and one from the pool (sqlx's acquire
+    /// timeout applies). One handed over while the pool's came is dropped with the receiver,
+    /// and so goes back to the pool.
+    pub(crate) async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiting = self.waiting();
+            // Requests that stopped waiting (served by the pool, or cut) leave their sender;
+            // dropping those here keeps the queue to the requests waiting now.
+            waiting.retain(|waiter| !waiter.is_closed());
+            waiting.push_back(tx);
+        }
+        let taken = tokio::select! {
+            biased;
+            Ok(taken) = rx => taken,
+            conn = self.pool.acquire() => Taken { conn: conn?, at: Instant::now() },
+        };
+        Ok(Lease {
+            handoff: self,
+            taken,
+        })
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, VecDeque<oneshot::Sender<Taken>>> {
+        // Nothing panics while holding it; a poisoned queue is still a queue.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A connection in use. Dropped, it goes back to the pool (which pings it); [`Lease::done`]
+/// hands it over instead when its statements ran to their end.
+#[derive(Debug)]
+pub(crate) struct Lease<'a> {
+    handoff: &'a Handoff,
+    taken: Taken,
+}
+
+impl Lease<'_> {
+    /// Every statement run on this connection returned its answer: hands the connection to
+    /// the request that has waited longest, unless it is out of the pool for [`CYCLE`]; back
+    /// to the pool when nobody waits.
+    pub(crate) fn done(self) {
+        let Self { handoff, mut taken } = self;
+        if taken.at.elapsed() >= CYCLE {
+            return;
+        }
+        loop {
+            // One at a time: the lock is not held while sending.
+            let Some(waiter) = handoff.waiting().pop_front() else {
+                return;
+            };
+            match waiter.send(taken) {
+                Ok(()) => return,
+                Err(back) => taken = back,
+            }
+        }
+    }
+}
+
+impl Deref for Lease<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.taken.conn
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.taken.conn
+    }
+}

@@ -1,0 +1,301 @@
+//! The store's statements outside transactions hand their connection straight to a request
+//! waiting for one, skipping the pool's ping on release (`store::handoff`). These tests hold
+//! the store to what the pool promised without hand-offs: every answer right, a connection
+//! whose statement was cut or failed never reused as if clean, every connection back in the
+//! pool once the load stops, and the pool's other users (the readiness check, the outbox
+//! relay, transactions) served while more requests than connections pass connections on.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use listacompra_api::domain::ListDetail;
+use listacompra_api::ports::{Store, TokenSubject};
+use listacompra_api::store::PgStore;
+use rand_core::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The application name of the connections under test, so that the killer finds them.
+const APP: &str = "handoff-under-test";
+
+/// A list its owner is a member of, with a few items and a pending invitation.
+async fn member_list(pool: &PgPool) -> Result<TokenSubject> {
+    let (owner, list) = common::user_with_list(pool).await?;
+    sqlx::query("INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, 'owner')")
+        .bind(list)
+        .bind(owner)
+        .execute(pool)
+        .await?;
+    for position in 0..5 {
+        sqlx::query("INSERT INTO items (id, list_id, name, position) VALUES ($1, $2, $3, $4)")
+            .bind(Uuid::new_v4())
+            .bind(list)
+            .bind(format!("item {position}"))
+            .bind(position)
+            .execute(pool)
+            .await?;
+    }
+    Ok(TokenSubject {
+        user: owner,
+        version: 0,
+    })
+}
+
+/// The answer of a list read, as the API would write it.
+async fn read(store: &PgStore, reader: TokenSubject, list: Uuid) -> Result<String> {
+    let detail = store
+        .list_detail(reader, list)
+        .await?
+        .context("the owner reads the list")?;
+    Ok(serde_json::to_string(&detail)?)
+}
+
+/// The list of `reader`'s (the only one they have).
+async fn list_of(pool: &PgPool, reader: TokenSubject) -> Result<Uuid> {
+    Ok(
+        sqlx::query_scalar("SELECT list_id FROM list_members WHERE user_id = $1")
+            .bind(reader.user)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// `url` with the application name the killer looks for.
+fn under_test(url: &str) -> String {
+    let join = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{join}application_name={APP}")
+}
+
+#[tokio::test]
+async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<()> {
+    let services = common::services().await?;
+    let db = common::TestDb::migrated(&services).await?;
+    let reader = member_list(&db.pool).await?;
+    let list = list_of(&db.pool, reader).await?;
+    // One connection, and a user of the pool that waits a second fails: four readers keep
+    // it busy, each waiting for it as soon as it has read, so a connection passed from
+    // reader to reader for as long as one waits would never come back to the pool.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&db.url)
+        .await?;
+    let store = PgStore::new(pool.clone());
+    let expected = read(&store, reader, list).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop, reads, expected) =
+                (store.clone(), stop.clone(), reads.clone(), expected.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(read(&store, reader, list).await?, expected);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    // Three seconds of the pool's other user, each wait under the acquire timeout.
+    for turn in 0..30 {
+        let mut conn = pool
+            .acquire()
+            .await
+            .with_context(|| format!("turn {turn}: the pool's other user is starved"))?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = reads.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await??;
+    }
+    assert!(
+        before > 0,
+        "the readers read while the pool's other user took its turns"
+    );
+    Ok(())
+}
+
+/// Rounds of concurrent operations per run, and at most how many run at once.
+const ROUNDS: usize = 200;
+const AT_ONCE: u64 = 8;
+/// The pool's connections: fewer than the operations at once, so that reads wait and
+/// connections are handed over.
+const CONNECTIONS: u32 = 3;
+
+/// One operation of a drawn sequence.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A list read that must answer the list.
+    Read,
+    /// A list read cut after this many microseconds, maybe mid-statement.
+    Cut(u64),
+    /// The pool's other user: takes a connection from the pool itself, as the readiness
+    /// check does.
+    Direct,
+    /// Ends the backend of the `n`th connection under test (ordered by pid), as a restarted
+    /// PostgreSQL or a cut network would.
+    Kill(u64),
+}
+
+fn draw(rng: &mut Pcg64) -> Op {
+    match rng.next_u64() % 10 {
+        0..=4 => Op::Read,
+        5..=7 => Op::Cut(rng.next_u64() % 3_000),
+        8 => Op::Direct,
+        _ => Op::Kill(rng.next_u64()),
+    }
+}
+
+/// What one operation saw.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// The list, or `SELECT 1`'s one.
+    Answered,
+    Cut,
+    /// A statement met an ended backend.
+    Failed,
+}
+
+#[tokio::test]
+async fn reads_cut_failed_and_handed_over_in_any_order_answer_right_and_give_every_connection_back()
+-> Result<()> {
+    let (seed, replay) = common::seed("LC_HANDOFF_SEED")?;
+    let mut rng = Pcg64::seed_from_u64(seed);
+    let services = common::services().await?;
+    let db = common::TestDb::migrated(&services).await?;
+    let reader = member_list(&db.pool).await?;
+    let list = list_of(&db.pool, reader).await?;
+    let pool = listacompra_api::store::pool(&under_test(&db.url), CONNECTIONS, None)?;
+    let store = PgStore::new(pool.clone());
+    let expected = read(&store, reader, list).await?;
+    let mut killer = PgConnection::connect(&db.url).await?;
+    let (mut killed, mut failed) = (0, 0);
+    for round in 0..ROUNDS {
+        let ops: Vec<Op> = (0..1 + rng.next_u64() % AT_ONCE)
+            .map(|_| draw(&mut rng))
+            .collect();
+        let mut kills = Vec::new();
+        let mut running = Vec::new();
+        for op in &ops {
+            match *op {
+                Op::Kill(n) => kills.push(n),
+                op => {
+                    let (store, pool, expected) = (store.clone(), pool.clone(), expected.clone());
+                    running.push(tokio::spawn(async move {
+                        run(op, &store, &pool, reader, list, &expected).await
+                    }));
+                }
+            }
+        }
+        for n in kills {
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+            )
+            .bind(APP)
+            .fetch_all(&mut killer)
+            .await?;
+            if let Some(pid) = pids.get((n % pids.len().max(1) as u64) as usize) {
+                let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&mut killer)
+                    .await?;
+                killed += usize::from(ended);
+            }
+        }
+        for op in running {
+            let seen = op
+                .await?
+                .with_context(|| format!("{replay}: round {round}: {ops:?}"))?;
+            failed += usize::from(seen == Seen::Failed);
+        }
+    }
+    // Each ended backend fails at most the one statement that meets it: its connection is
+    // then closed, never handed over.
+    assert!(
+        failed <= killed,
+        "{replay}: {failed} statements failed, {killed} backends were ended"
+    );
+    // Every connection back in the pool (sqlx takes them back in tasks of their own).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pool.num_idle() != pool.size() as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{replay}: {} of the pool's {} connections are still out",
+            pool.size() as usize - pool.num_idle(),
+            pool.size()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the store reads on: a dead connection still idle is replaced when pinged
+    // (idle for a second or more).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for _ in 0..CONNECTIONS * 2 {
+        assert_eq!(read(&store, reader, list).await?, expected, "{replay}");
+    }
+    Ok(())
+}
+
+/// Runs `op`: an answer must be the list; a statement may fail only on a connection whose
+/// backend was ended (counted by the caller).
+async fn run(
+    op: Op,
+    store: &PgStore,
+    pool: &PgPool,
+    reader: TokenSubject,
+    list: Uuid,
+    expected: &str,
+) -> Result<Seen> {
+    let answered = |got: listacompra_api::Result<Option<ListDetail>>| match got {
+        Ok(Some(detail)) => {
+            let got = serde_json::to_string(&detail)?;
+            anyhow::ensure!(got == expected, "a read answered {got}, not {expected}");
+            Ok(Seen::Answered)
+        }
+        Ok(None) => anyhow::bail!("the owner's list read answered no list"),
+        Err(listacompra_api::Error::Database { source, .. }) if ended(&source) => Ok(Seen::Failed),
+        Err(e) => Err(e.into()),
+    };
+    match op {
+        Op::Read => answered(store.list_detail(reader, list).await),
+        Op::Cut(micros) => {
+            let cut = Duration::from_micros(micros);
+            match tokio::time::timeout(cut, store.list_detail(reader, list)).await {
+                Ok(got) => answered(got),
+                Err(_) => Ok(Seen::Cut),
+            }
+        }
+        Op::Direct => {
+            let mut conn = pool.acquire().await.context("the pool's other user")?;
+            match sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(1) => Ok(Seen::Answered),
+                Ok(other) => anyhow::bail!("SELECT 1 answered {other}"),
+                Err(e) if ended(&e) => Ok(Seen::Failed),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Op::Kill(_) => unreachable!("kills are run by the caller"),
+    }
+}
+
+/// A failure of a connection whose backend was ended: the termination's error (SQLSTATE
+/// 57P01), or the closed socket after it.
+fn ended(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P01"),
+        _ => false,
+    }
+}
