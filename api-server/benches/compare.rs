@@ -18,6 +18,12 @@
 //!
 //! Every server gets the same database, 10 connections (the API's default pool) and this
 //! machine, one after the other. Numbers, not assertions.
+//!
+//! Then ours once more, with writes beside the reads: `POST /v1/lists/{id}/items` on other
+//! lists at [`WRITES_PER_SECOND`], open loop (latency from each write's scheduled time), while
+//! the same closed loop of reads keeps every database connection busy. Under such a load the
+//! store hands connections from read to read (`store::handoff`); this table shows what a
+//! write waits meanwhile.
 
 mod common;
 
@@ -41,6 +47,8 @@ const ITEMS: usize = 20;
 const POOL: u64 = 10;
 /// Load before the measured window, so pools and caches are warm on every side.
 const WARM_UP: Duration = Duration::from_secs(3);
+/// Writes a second beside the read flood of the last table.
+const WRITES_PER_SECOND: u64 = 20;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -122,6 +130,58 @@ async fn compare(bench: &Bench, seconds: u64, connections: u64) -> Result<()> {
     ensure!(
         errors == 0,
         "{errors} requests failed: the figures above are not comparable"
+    );
+    writes_beside_reads(bench, &http, &token, &path, connections, seconds).await
+}
+
+/// Ours again: the closed loop of reads, and [`WRITES_PER_SECOND`] item writes on other lists
+/// open loop in its measured window; prints the reads' rate and the writes' latencies.
+async fn writes_beside_reads(
+    bench: &Bench,
+    http: &reqwest::Client,
+    token: &str,
+    path: &str,
+    connections: u64,
+    seconds: u64,
+) -> Result<()> {
+    // Lists enough for the writes under the API's cap of items per list (1,000).
+    let mut urls = Vec::new();
+    for n in 0..(WRITES_PER_SECOND * seconds).div_ceil(500) {
+        let list = list_with_items(http, &bench.base, token, &format!("writes {n}"), 0).await?;
+        urls.push(format!("{}/v1/lists/{list}/items", bench.base));
+    }
+    let write = |i: u64| {
+        http.post(&urls[usize::try_from(i).unwrap_or(0) % urls.len()])
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "name": format!("write {i}"), "quantity": 2 }))
+    };
+    let writes = async {
+        tokio::time::sleep(WARM_UP).await;
+        common::run_open_loop(WRITES_PER_SECOND, seconds, &write).await
+    };
+    let (reads, writes) = tokio::join!(
+        closed_loop(bench.pid, &bench.base, path, token, connections, seconds),
+        writes
+    );
+    let (reads, (write_rate, writes)) = (reads?, writes?);
+    println!();
+    println!(
+        "Ours again, {WRITES_PER_SECOND} writes a second (POST /v1/lists/{{id}}/items on other lists, open loop) beside the same closed loop of reads"
+    );
+    println!();
+    println!(
+        "| reads req/s (2xx) | read errors | writes/s | write p50 ms | write p95 ms | write p99 ms | write max ms | write errors |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {:.0} | {} | {write_rate:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        reads.throughput,
+        reads.outcome.errors,
+        ms(percentile(&writes.latencies, 50.0)),
+        ms(percentile(&writes.latencies, 95.0)),
+        ms(percentile(&writes.latencies, 99.0)),
+        ms(percentile(&writes.latencies, 100.0)),
+        writes.errors,
     );
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use listacompra_api::domain::ListDetail;
-use listacompra_api::ports::{Store, TokenSubject};
+use listacompra_api::ports::{Store, TokenSubject, UnitOfWork};
 use listacompra_api::store::PgStore;
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -90,7 +90,7 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
     let expected = read(&store, reader, list).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
-    let readers: Vec<_> = (0..4)
+    let readers: Vec<_> = (0..READERS)
         .map(|_| {
             let (store, stop, reads, expected) =
                 (store.clone(), stop.clone(), reads.clone(), expected.clone());
@@ -124,6 +124,55 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_it() -> Result<()> {
+    let services = common::services().await?;
+    let db = common::TestDb::migrated(&services).await?;
+    let reader = member_list(&db.pool).await?;
+    let list = list_of(&db.pool, reader).await?;
+    // One connection, which four readers keep busy. A transaction takes a connection from
+    // the pool, so one passed from reader to reader would reach it only when it goes back
+    // to the pool (`handoff::CYCLE`, hundreds of reads here).
+    let pool = listacompra_api::store::pool(&db.url, 1, None)?;
+    let store = PgStore::new(pool.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (store, stop, reads) = (store.clone(), stop.clone(), reads.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    read(&store, reader, list).await?;
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for turn in 0..20 {
+        let before = reads.load(Ordering::Relaxed);
+        let tx = store.begin().await?;
+        let meanwhile = reads.load(Ordering::Relaxed) - before;
+        tx.commit().await?;
+        // The read holding the connection and those queued before the transaction: one
+        // per reader at most, the bound doubled for the reads counted as they end.
+        assert!(
+            meanwhile <= 2 * READERS,
+            "turn {turn}: {meanwhile} reads were served while a transaction waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await??;
+    }
+    Ok(())
+}
+
+/// Readers of the load tests.
+const READERS: usize = 4;
 
 /// Rounds of concurrent operations per run, and at most how many run at once.
 const ROUNDS: usize = 200;

@@ -9,18 +9,25 @@
 //! its ping, as before: one whose statement failed or was cut (its future dropped: a request
 //! timeout, a client gone), one that nobody waits for, and one out of the pool for [`CYCLE`]
 //! or longer, so that a steady load does not starve the pool's other users (the readiness
-//! check, the outbox relay, transactions) nor skip its lifetime checks.
+//! check, the outbox relay, another store's statements) nor skip its lifetime checks.
+//!
+//! The store's transactions cannot take a connection handed over (sqlx begins its public
+//! transactions on a connection of the pool's), so they wait in the pool's queue: while one
+//! waits ([`Handoff::begin`]), no connection is handed over and each goes back to the pool,
+//! which serves its waiters in the order they came. A write behind a steady load of reads
+//! waits for the reads that came before it, not for a connection's [`CYCLE`].
 //!
 //! Nothing is held between requests: with nobody waiting, the connection is back in the pool,
 //! so an idle server holds what the pool holds.
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::oneshot;
 
 /// How long a connection may pass from statement to statement before it goes back through
@@ -34,6 +41,8 @@ pub(crate) const CYCLE: Duration = Duration::from_millis(250);
 pub(crate) struct Handoff {
     pool: PgPool,
     waiting: Mutex<VecDeque<oneshot::Sender<Taken>>>,
+    /// Transactions waiting for the pool: while any does, nothing is handed over.
+    beginning: AtomicUsize,
 }
 
 /// A connection and when it was taken from the pool.
@@ -49,7 +58,22 @@ impl Handoff {
         Self {
             pool,
             waiting: Mutex::new(VecDeque::new()),
+            beginning: AtomicUsize::new(0),
         }
+    }
+
+    /// A transaction on a connection from the pool. Until it has one, connections go back to
+    /// the pool instead of being handed over, so it waits its turn in the pool's queue.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        struct Beginning<'a>(&'a AtomicUsize);
+        impl Drop for Beginning<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.beginning.fetch_add(1, Ordering::Relaxed);
+        let _beginning = Beginning(&self.beginning);
+        self.pool.begin().await
     }
 
     /// A connection: the first of one handed over and one from the pool (sqlx's acquire
@@ -91,11 +115,12 @@ pub(crate) struct Lease<'a> {
 
 impl Lease<'_> {
     /// Every statement run on this connection returned its answer: hands the connection to
-    /// the request that has waited longest, unless it is out of the pool for [`CYCLE`]; back
-    /// to the pool when nobody waits.
+    /// the request that has waited longest; back to the pool when nobody waits, when a
+    /// transaction waits for the pool ([`Handoff::begin`]) or when it is out of the pool for
+    /// [`CYCLE`].
     pub(crate) fn done(self) {
         let Self { handoff, mut taken } = self;
-        if taken.at.elapsed() >= CYCLE {
+        if taken.at.elapsed() >= CYCLE || handoff.beginning.load(Ordering::Relaxed) > 0 {
             return;
         }
         loop {

@@ -205,7 +205,7 @@ impl Store for PgStore {
     #[tracing::instrument(name = "db.begin", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn begin(&self) -> Result<PgUnitOfWork> {
         let tx = self
-            .pool
+            .handoff
             .begin()
             .await
             .map_err(Error::db("starting a transaction"))?;
