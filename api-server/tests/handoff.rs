@@ -87,22 +87,7 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
         .connect(&db.url)
         .await?;
     let store = PgStore::new(pool.clone());
-    let expected = read(&store, reader, list).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
-    let readers: Vec<_> = (0..READERS)
-        .map(|_| {
-            let (store, stop, reads, expected) =
-                (store.clone(), stop.clone(), reads.clone(), expected.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(read(&store, reader, list).await?, expected);
-                    reads.fetch_add(1, Ordering::Relaxed);
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
+    let readers = Readers::start(&store, reader, list).await?;
     // Three seconds of the pool's other user, each wait under the acquire timeout.
     for turn in 0..30 {
         let mut conn = pool
@@ -113,16 +98,7 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
         drop(conn);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let before = reads.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    for reader in readers {
-        reader.await??;
-    }
-    assert!(
-        before > 0,
-        "the readers read while the pool's other user took its turns"
-    );
-    Ok(())
+    readers.stop().await
 }
 
 #[tokio::test]
@@ -135,26 +111,12 @@ async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_
     // the pool, so one passed from reader to reader would reach it only when it goes back
     // to the pool (`handoff::CYCLE`, hundreds of reads here).
     let pool = listacompra_api::store::pool(&db.url, 1, None)?;
-    let store = PgStore::new(pool.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
-    let readers: Vec<_> = (0..READERS)
-        .map(|_| {
-            let (store, stop, reads) = (store.clone(), stop.clone(), reads.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    read(&store, reader, list).await?;
-                    reads.fetch_add(1, Ordering::Relaxed);
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = PgStore::new(pool);
+    let readers = Readers::start(&store, reader, list).await?;
     for turn in 0..20 {
-        let before = reads.load(Ordering::Relaxed);
+        let before = readers.reads();
         let tx = store.begin().await?;
-        let meanwhile = reads.load(Ordering::Relaxed) - before;
+        let meanwhile = readers.reads() - before;
         tx.commit().await?;
         // The read holding the connection and those queued before the transaction: one
         // per reader at most, the bound doubled for the reads counted as they end.
@@ -164,15 +126,64 @@ async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for reader in readers {
-        reader.await??;
-    }
-    Ok(())
+    readers.stop().await
 }
 
 /// Readers of the load tests.
 const READERS: usize = 4;
+
+/// [`READERS`] tasks reading a list in a loop, each asking again as soon as it has read,
+/// so that requests always wait for a connection of a smaller pool.
+struct Readers {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Readers {
+    /// Starts them, each checking every answer against the first; returns once each has
+    /// read once.
+    async fn start(store: &PgStore, reader: TokenSubject, list: Uuid) -> Result<Self> {
+        let expected = read(store, reader, list).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(tokio::sync::Barrier::new(READERS + 1));
+        let tasks = (0..READERS)
+            .map(|_| {
+                let (store, stop, reads) = (store.clone(), stop.clone(), reads.clone());
+                let (expected, started) = (expected.clone(), started.clone());
+                tokio::spawn(async move {
+                    let mut first = true;
+                    while first || !stop.load(Ordering::Relaxed) {
+                        let got = read(&store, reader, list).await?;
+                        anyhow::ensure!(got == expected, "a read answered {got}");
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        if std::mem::take(&mut first) {
+                            started.wait().await;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        started.wait().await;
+        Ok(Self { stop, reads, tasks })
+    }
+
+    /// Reads answered so far.
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Stops them; an error if a read failed or answered another list.
+    async fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+}
 
 /// Rounds of concurrent operations per run, and at most how many run at once.
 const ROUNDS: usize = 200;
