@@ -72,7 +72,7 @@ fn under_test(url: &str) -> String {
     format!("{url}{join}application_name={APP}")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<()> {
     let services = common::services().await?;
     let db = common::TestDb::migrated(&services).await?;
@@ -101,7 +101,7 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
     readers.stop().await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_it() -> Result<()> {
     let services = common::services().await?;
     let db = common::TestDb::migrated(&services).await?;
@@ -127,6 +127,51 @@ async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     readers.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_after_a_quiet_second_keep_every_connection_open() -> Result<()> {
+    let services = common::services().await?;
+    let db = common::TestDb::migrated(&services).await?;
+    let reader = member_list(&db.pool).await?;
+    let list = list_of(&db.pool, reader).await?;
+    // A fixed pool, as the server's: its connections stay open for good.
+    let pool = listacompra_api::store::pool(
+        &under_test(&db.url),
+        listacompra_api::store::PoolSize { min: 3, max: 3 },
+        None,
+    )?;
+    listacompra_api::store::warm(&pool).await?;
+    let store = PgStore::new(pool.clone());
+    let expected = read(&store, reader, list).await?;
+    let mut observer = PgConnection::connect(&db.url).await?;
+    let opened = backends(&mut observer).await?;
+    anyhow::ensure!(opened.len() == 3, "the warmed pool holds {opened:?}");
+    for burst in 0..5 {
+        // Every connection rests past a second, so the pool pings each one it hands out; a
+        // hand-off that cut such a ping would close a sound connection.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let reads = (0..4 * opened.len()).map(|_| read(&store, reader, list));
+        for got in futures::future::join_all(reads).await {
+            assert_eq!(got?, expected);
+        }
+        assert_eq!(
+            backends(&mut observer).await?,
+            opened,
+            "burst {burst}: the pool's connections changed"
+        );
+    }
+    Ok(())
+}
+
+/// The backends of the connections under test, by pid.
+async fn backends(observer: &mut PgConnection) -> Result<Vec<i32>> {
+    Ok(sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+    )
+    .bind(APP)
+    .fetch_all(observer)
+    .await?)
 }
 
 /// Readers of the load tests.
@@ -226,7 +271,7 @@ enum Seen {
     Failed,
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_cut_failed_and_handed_over_in_any_order_answer_right_and_give_every_connection_back()
 -> Result<()> {
     let (seed, replay) = common::seed("LC_HANDOFF_SEED")?;
@@ -258,12 +303,7 @@ async fn reads_cut_failed_and_handed_over_in_any_order_answer_right_and_give_eve
             }
         }
         for n in kills {
-            let pids: Vec<i32> = sqlx::query_scalar(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
-            )
-            .bind(APP)
-            .fetch_all(&mut killer)
-            .await?;
+            let pids = backends(&mut killer).await?;
             if let Some(pid) = pids.get((n % pids.len().max(1) as u64) as usize) {
                 let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
                     .bind(pid)

@@ -8,8 +8,18 @@
 //! up to PostgreSQL's ready-for-query. Every other connection goes back through the pool and
 //! its ping, as before: one whose statement failed or was cut (its future dropped: a request
 //! timeout, a client gone), one that nobody waits for, and one out of the pool for [`CYCLE`]
-//! or longer, so that a steady load does not starve the pool's other users (the readiness
-//! check, the outbox relay, another store's statements) nor skip its lifetime checks.
+//! or longer when its statement ends, so that a steady load does not starve the pool's other
+//! users (the readiness check, the outbox relay) nor skip its lifetime checks for long.
+//!
+//! Only a request that found the pool saturated (no idle connection, no room for a new one)
+//! waits for a hand-off, racing the pool's queue, where it waits at the same time. Its wait
+//! there is a wait for its turn, which is safe to give up. Had the pool had a connection to
+//! ping (idle for a second, `store::pool`) or room to open one, the request would have gone
+//! to the pool alone: a hand-off that cut that ping would close a sound connection (a fixed
+//! pool would then open its replacement under a later request). Only when a connection
+//! closes while requests wait may a hand-off cut the connect that replaces it (one wasted
+//! connect). A hand-off skips the pool's hooks (`before_acquire`), which only check a
+//! connection that rested.
 //!
 //! The store's transactions cannot take a connection handed over (sqlx begins its public
 //! transactions on a connection of the pool's), so they wait in the pool's queue: while one
@@ -31,8 +41,9 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::oneshot;
 
 /// How long a connection may pass from statement to statement before it goes back through
-/// the pool: the longest a user of the pool outside hand-offs waits behind a steady load, a
-/// fraction of the readiness check's timeout.
+/// the pool when its statement ends: with that statement's time, the longest a user of the
+/// pool outside hand-offs waits behind a steady load, a fraction of the readiness check's
+/// timeout.
 pub(crate) const CYCLE: Duration = Duration::from_millis(250);
 
 /// The requests waiting for a connection, in the order they came, over the pool they also
@@ -50,6 +61,16 @@ pub(crate) struct Handoff {
 struct Taken {
     conn: PoolConnection<Postgres>,
     at: Instant,
+}
+
+impl Taken {
+    /// `conn`, just taken from the pool.
+    fn new(conn: PoolConnection<Postgres>) -> Self {
+        Self {
+            conn,
+            at: Instant::now(),
+        }
+    }
 }
 
 impl Handoff {
@@ -76,10 +97,23 @@ impl Handoff {
         self.pool.begin().await
     }
 
-    /// A connection: the first of one handed over and one from the pool (sqlx's acquire
-    /// timeout applies). One handed over while the pool's came is dropped with the receiver,
-    /// and so goes back to the pool.
+    /// A connection: from the pool when it has one idle or room for one; else the first of
+    /// one handed over and one from the pool (sqlx's acquire timeout applies). One handed
+    /// over while the pool's came is dropped with the receiver, and so goes back to the pool.
     pub(crate) async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
+        let taken = if self.saturated() {
+            self.handed_or_pooled().await?
+        } else {
+            Taken::new(self.pool.acquire().await?)
+        };
+        Ok(Lease {
+            handoff: self,
+            taken,
+        })
+    }
+
+    /// The first of a connection handed over and one from the pool.
+    async fn handed_or_pooled(&self) -> Result<Taken, sqlx::Error> {
         let (tx, rx) = oneshot::channel();
         {
             let mut waiting = self.waiting();
@@ -88,15 +122,16 @@ impl Handoff {
             waiting.retain(|waiter| !waiter.is_closed());
             waiting.push_back(tx);
         }
-        let taken = tokio::select! {
+        Ok(tokio::select! {
             biased;
             Ok(taken) = rx => taken,
-            conn = self.pool.acquire() => Taken { conn: conn?, at: Instant::now() },
-        };
-        Ok(Lease {
-            handoff: self,
-            taken,
+            conn = self.pool.acquire() => Taken::new(conn?),
         })
+    }
+
+    /// Every connection the pool may open is open and in use.
+    fn saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
     }
 
     fn waiting(&self) -> MutexGuard<'_, VecDeque<oneshot::Sender<Taken>>> {
