@@ -11,15 +11,16 @@
 //! or longer when its statement ends, so that a steady load does not starve the pool's other
 //! users (the readiness check, the outbox relay) nor skip its lifetime checks for long.
 //!
-//! Only a request that found the pool saturated (no idle connection, no room for a new one)
-//! waits for a hand-off, racing the pool's queue, where it waits at the same time. Its wait
-//! there is a wait for its turn, which is safe to give up. Had the pool had a connection to
-//! ping (idle for a second, `store::pool`) or room to open one, the request would have gone
-//! to the pool alone: a hand-off that cut that ping would close a sound connection (a fixed
-//! pool would then open its replacement under a later request). Only when a connection
-//! closes while requests wait may a hand-off cut the connect that replaces it (one wasted
-//! connect). A hand-off skips the pool's hooks (`before_acquire`), which only check a
-//! connection that rested.
+//! Only a request that finds others waiting, or the pool saturated (no idle connection, no
+//! room for a new one), waits for a hand-off, racing the pool's queue, where it waits at the
+//! same time. Its wait there is a wait for its turn, which is safe to give up. Had the pool
+//! had a connection to ping (idle for a second, `store::pool`: never while requests wait,
+//! as they would have taken it) or room to open one, the request would have gone to the pool
+//! alone: a hand-off that cut that ping would close a sound connection (a fixed pool would
+//! then open its replacement under a later request). Only when a connection closes while
+//! requests wait may a hand-off cut the connect that replaces it (one wasted connect). A
+//! hand-off skips the pool's hooks (`before_acquire`), which only check a connection that
+//! rested.
 //!
 //! The store's transactions cannot take a connection handed over (sqlx begins its public
 //! transactions on a connection of the pool's), so they wait in the pool's queue: while one
@@ -97,14 +98,18 @@ impl Handoff {
         self.pool.begin().await
     }
 
-    /// A connection: from the pool when it has one idle or room for one; else the first of
-    /// one handed over and one from the pool (sqlx's acquire timeout applies). One handed
-    /// over while the pool's came is dropped with the receiver, and so goes back to the pool.
+    /// A connection: from the pool alone when nobody waits and it has one idle or room for
+    /// one; else the first of one handed over and one from the pool (sqlx's acquire timeout
+    /// applies). One handed over while the pool's came is dropped with the receiver, and so
+    /// goes back to the pool.
     pub(crate) async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
-        let taken = if self.saturated() {
-            self.handed_or_pooled().await?
-        } else {
-            Taken::new(self.pool.acquire().await?)
+        let taken = match self.queue() {
+            Some(handed) => tokio::select! {
+                biased;
+                Ok(taken) = handed => taken,
+                conn = self.pool.acquire() => Taken::new(conn?),
+            },
+            None => Taken::new(self.pool.acquire().await?),
         };
         Ok(Lease {
             handoff: self,
@@ -112,21 +117,19 @@ impl Handoff {
         })
     }
 
-    /// The first of a connection handed over and one from the pool.
-    async fn handed_or_pooled(&self) -> Result<Taken, sqlx::Error> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiting = self.waiting();
-            // Requests that stopped waiting (served by the pool, or cut) leave their sender;
-            // dropping those here keeps the queue to the requests waiting now.
-            waiting.retain(|waiter| !waiter.is_closed());
-            waiting.push_back(tx);
+    /// Where a connection will be handed over, when requests wait already or the pool is
+    /// saturated; none when the pool alone serves this request.
+    fn queue(&self) -> Option<oneshot::Receiver<Taken>> {
+        let mut waiting = self.waiting();
+        // Requests that stopped waiting (served by the pool, or cut) leave their sender;
+        // dropping those here keeps the queue to the requests waiting now.
+        waiting.retain(|waiter| !waiter.is_closed());
+        if waiting.is_empty() && !self.saturated() {
+            return None;
         }
-        Ok(tokio::select! {
-            biased;
-            Ok(taken) = rx => taken,
-            conn = self.pool.acquire() => Taken::new(conn?),
-        })
+        let (tx, rx) = oneshot::channel();
+        waiting.push_back(tx);
+        Some(rx)
     }
 
     /// Every connection the pool may open is open and in use.
