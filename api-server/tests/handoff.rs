@@ -1,9 +1,12 @@
 //! The store's statements outside transactions hand their connection straight to a request
 //! waiting for one, skipping the pool's ping on release (`store::handoff`). These tests hold
 //! the store to what the pool promised without hand-offs: every answer right, a connection
-//! whose statement was cut or failed never reused as if clean, every connection back in the
-//! pool once the load stops, and the pool's other users (the readiness check, the outbox
-//! relay, transactions) served while more requests than connections pass connections on.
+//! whose backend is gone failing one statement and no more (it is never handed over), every
+//! connection back in the pool once the load stops, a fixed pool's connections kept open
+//! across bursts, and the pool's other users (the readiness check, the outbox relay,
+//! transactions) served while more requests than connections pass connections on. A cut
+//! statement's connection cannot be seen reused as if clean: sqlx drains whatever is
+//! pending before its next statement, so its answers would be right either way.
 
 mod common;
 
