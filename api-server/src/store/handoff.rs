@@ -45,7 +45,7 @@ use tokio::sync::oneshot;
 /// the pool when its statement ends: with that statement's time, the longest a user of the
 /// pool outside hand-offs waits behind a steady load, a fraction of the readiness check's
 /// timeout.
-pub(crate) const CYCLE: Duration = Duration::from_millis(250);
+const CYCLE: Duration = Duration::from_millis(250);
 
 /// The requests waiting for a connection, in the order they came, over the pool they also
 /// wait on.
@@ -82,6 +82,11 @@ impl Handoff {
             waiting: Mutex::new(VecDeque::new()),
             beginning: AtomicUsize::new(0),
         }
+    }
+
+    /// The pool under the hand-offs.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// A transaction on a connection from the pool. Until it has one, connections go back to

@@ -174,7 +174,6 @@ pub(crate) fn missing_from_schema(err: Error, what: &'static str, needs: i64) ->
 /// The PostgreSQL store. Its clones share their hand-offs ([`handoff`]).
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
     handoff: Arc<Handoff>,
 }
 
@@ -182,14 +181,13 @@ impl PgStore {
     /// A store over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            handoff: Arc::new(Handoff::new(pool.clone())),
-            pool,
+            handoff: Arc::new(Handoff::new(pool)),
         }
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.handoff.pool()
     }
 
     /// A connection for statements outside a transaction: handed over by one that ran to its
