@@ -27,8 +27,25 @@ use uuid::Uuid;
 /// The application name of the connections under test, so that the killer finds them.
 const APP: &str = "handoff-under-test";
 
-/// A list its owner is a member of, with a few items and a pending invitation.
-async fn member_list(pool: &PgPool) -> Result<TokenSubject> {
+/// A fresh migrated database with a list its owner (`reader`) is a member of, with a few
+/// items.
+struct Fixture {
+    db: common::TestDb,
+    reader: TokenSubject,
+    list: Uuid,
+}
+
+impl Fixture {
+    async fn new() -> Result<Self> {
+        let services = common::services().await?;
+        let db = common::TestDb::migrated(&services).await?;
+        let (reader, list) = member_list(&db.pool).await?;
+        Ok(Self { db, reader, list })
+    }
+}
+
+/// A list its owner is a member of, with a few items; the owner's claim and the list.
+async fn member_list(pool: &PgPool) -> Result<(TokenSubject, Uuid)> {
     let (owner, list) = common::user_with_list(pool).await?;
     sqlx::query("INSERT INTO list_members (list_id, user_id, role) VALUES ($1, $2, 'owner')")
         .bind(list)
@@ -44,10 +61,11 @@ async fn member_list(pool: &PgPool) -> Result<TokenSubject> {
             .execute(pool)
             .await?;
     }
-    Ok(TokenSubject {
+    let reader = TokenSubject {
         user: owner,
         version: 0,
-    })
+    };
+    Ok((reader, list))
 }
 
 /// The answer of a list read, as the API would write it.
@@ -59,16 +77,6 @@ async fn read(store: &PgStore, reader: TokenSubject, list: Uuid) -> Result<Strin
     Ok(serde_json::to_string(&detail)?)
 }
 
-/// The list of `reader`'s (the only one they have).
-async fn list_of(pool: &PgPool, reader: TokenSubject) -> Result<Uuid> {
-    Ok(
-        sqlx::query_scalar("SELECT list_id FROM list_members WHERE user_id = $1")
-            .bind(reader.user)
-            .fetch_one(pool)
-            .await?,
-    )
-}
-
 /// `url` with the application name the killer looks for.
 fn under_test(url: &str) -> String {
     let join = if url.contains('?') { '&' } else { '?' };
@@ -77,10 +85,7 @@ fn under_test(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<()> {
-    let services = common::services().await?;
-    let db = common::TestDb::migrated(&services).await?;
-    let reader = member_list(&db.pool).await?;
-    let list = list_of(&db.pool, reader).await?;
+    let Fixture { db, reader, list } = Fixture::new().await?;
     // One connection, and a user of the pool that waits a second fails: four readers keep
     // it busy, each waiting for it as soon as it has read, so a connection passed from
     // reader to reader for as long as one waits would never come back to the pool.
@@ -106,10 +111,7 @@ async fn a_steady_load_of_reads_leaves_the_pool_to_its_other_users() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_it() -> Result<()> {
-    let services = common::services().await?;
-    let db = common::TestDb::migrated(&services).await?;
-    let reader = member_list(&db.pool).await?;
-    let list = list_of(&db.pool, reader).await?;
+    let Fixture { db, reader, list } = Fixture::new().await?;
     // One connection, which four readers keep busy. A transaction takes a connection from
     // the pool, so one passed from reader to reader would reach it only when it goes back
     // to the pool (`handoff::CYCLE`, hundreds of reads here).
@@ -134,10 +136,7 @@ async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_after_a_quiet_second_keep_every_connection_open() -> Result<()> {
-    let services = common::services().await?;
-    let db = common::TestDb::migrated(&services).await?;
-    let reader = member_list(&db.pool).await?;
-    let list = list_of(&db.pool, reader).await?;
+    let Fixture { db, reader, list } = Fixture::new().await?;
     // A fixed pool, as the server's: its connections stay open for good.
     let pool = listacompra_api::store::pool(
         &under_test(&db.url),
@@ -279,10 +278,7 @@ async fn reads_cut_failed_and_handed_over_in_any_order_answer_right_and_give_eve
 -> Result<()> {
     let (seed, replay) = common::seed("LC_HANDOFF_SEED")?;
     let mut rng = Pcg64::seed_from_u64(seed);
-    let services = common::services().await?;
-    let db = common::TestDb::migrated(&services).await?;
-    let reader = member_list(&db.pool).await?;
-    let list = list_of(&db.pool, reader).await?;
+    let Fixture { db, reader, list } = Fixture::new().await?;
     let pool = listacompra_api::store::pool(&under_test(&db.url), CONNECTIONS, None)?;
     let store = PgStore::new(pool.clone());
     let expected = read(&store, reader, list).await?;
