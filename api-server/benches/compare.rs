@@ -21,9 +21,9 @@
 //!
 //! Then ours once more, with writes beside the reads: `POST /v1/lists/{id}/items` on other
 //! lists at [`WRITES_PER_SECOND`], open loop (latency from each write's scheduled time), while
-//! the same closed loop of reads keeps every database connection busy. Under such a load the
-//! store hands connections from read to read (`store::handoff`); this table shows what a
-//! write waits meanwhile.
+//! the same closed loop of reads keeps every database connection busy: what a write waits
+//! behind a read flood (it queues for a connection with the reads). Any change to how the
+//! store takes its connections shows here.
 
 mod common;
 
