@@ -137,18 +137,8 @@ async fn a_transaction_behind_a_steady_load_of_reads_waits_for_the_reads_before_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_after_a_quiet_second_keep_every_connection_open() -> Result<()> {
     let Fixture { db, reader, list } = Fixture::new().await?;
-    // A fixed pool, as the server's: its connections stay open for good.
-    let pool = listacompra_api::store::pool(
-        &under_test(&db.url),
-        listacompra_api::store::PoolSize { min: 3, max: 3 },
-        None,
-    )?;
-    listacompra_api::store::warm(&pool).await?;
-    let store = PgStore::new(pool.clone());
+    let (store, mut observer, opened) = warmed_fixed_pool(&db, 3).await?;
     let expected = read(&store, reader, list).await?;
-    let mut observer = PgConnection::connect(&db.url).await?;
-    let opened = backends(&mut observer).await?;
-    anyhow::ensure!(opened.len() == 3, "the warmed pool holds {opened:?}");
     for burst in 0..5 {
         // Every connection rests past a second, so the pool pings each one it hands out;
         // anything that cut such a ping would close a sound connection.
@@ -169,18 +159,9 @@ async fn bursts_after_a_quiet_second_keep_every_connection_open() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_is_replaced_while_reads_wait() -> Result<()> {
     let Fixture { db, reader, list } = Fixture::new().await?;
-    let pool = listacompra_api::store::pool(
-        &under_test(&db.url),
-        listacompra_api::store::PoolSize { min: 4, max: 4 },
-        None,
-    )?;
-    listacompra_api::store::warm(&pool).await?;
-    let store = PgStore::new(pool.clone());
+    let (store, mut observer, opened) = warmed_fixed_pool(&db, 4).await?;
     let readers = Readers::start(&store, reader, list).await?;
     let more = Readers::start(&store, reader, list).await?;
-    let mut observer = PgConnection::connect(&db.url).await?;
-    let opened = backends(&mut observer).await?;
-    anyhow::ensure!(opened.len() == 4, "the warmed pool holds {opened:?}");
     let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(opened[0])
         .fetch_one(&mut observer)
@@ -217,6 +198,30 @@ fn met_an_ended_backend(e: &anyhow::Error) -> bool {
         e.downcast_ref::<listacompra_api::Error>(),
         Some(listacompra_api::Error::Database { source, .. }) if ended(source)
     )
+}
+
+/// A store over a fixed pool of `size` connections under test, all open (as the server's:
+/// they stay open for good), a connection to watch them, and their backends.
+async fn warmed_fixed_pool(
+    db: &common::TestDb,
+    size: u32,
+) -> Result<(PgStore, PgConnection, Vec<i32>)> {
+    let pool = listacompra_api::store::pool(
+        &under_test(&db.url),
+        listacompra_api::store::PoolSize {
+            min: size,
+            max: size,
+        },
+        None,
+    )?;
+    listacompra_api::store::warm(&pool).await?;
+    let mut observer = PgConnection::connect(&db.url).await?;
+    let opened = backends(&mut observer).await?;
+    anyhow::ensure!(
+        opened.len() == size as usize,
+        "the warmed pool holds {opened:?}"
+    );
+    Ok((PgStore::new(pool), observer, opened))
 }
 
 /// The backends of the connections under test (of this test's database: tests run at once),
@@ -331,7 +336,7 @@ enum Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_cut_and_failed_in_any_order_answer_right_and_give_every_connection_back()
 -> Result<()> {
-    let (seed, replay) = common::seed("LC_HANDOFF_SEED")?;
+    let (seed, replay) = common::seed("LC_POOL_LOAD_SEED")?;
     let mut rng = Pcg64::seed_from_u64(seed);
     let Fixture { db, reader, list } = Fixture::new().await?;
     let pool = listacompra_api::store::pool(&under_test(&db.url), CONNECTIONS, None)?;
