@@ -130,15 +130,18 @@ fn health(
     .with_redis_url(&config.redis_url, config.redis_ca.clone()))
 }
 
-/// Starts the outbox relay, the AI worker and (with attachments) the object janitor.
+/// Starts the outbox relay, the AI worker and (with attachments) the object janitor, over
+/// `store` (shared with the API in one process, so its transactions and hand-offs take their
+/// turns with the API's: `store::handoff`) and its pool.
 pub fn spawn_workers(
     config: &Config,
-    pool: &PgPool,
+    store: &PgStore,
     metrics: &Metrics,
     redis: &redis::aio::ConnectionManager,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let topology = Topology::new(&config.amqp_prefix);
+    let pool = store.pool();
     let mut relay = Relay::new(
         pool.clone(),
         broker(config),
@@ -147,7 +150,7 @@ pub fn spawn_workers(
     );
     relay.max_attempts = config.messaging.outbox_max_attempts;
     let mut worker = Worker::new(
-        PgStore::new(pool.clone()),
+        store.clone(),
         provider(config)?,
         Some(Arc::new(RedisCache::new(
             redis.clone(),
@@ -239,9 +242,10 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
         Some(config.limits.request_timeout),
     )?;
     let redis = cache::redis_manager(&config.redis_url, config.redis_ca.as_ref())?;
+    let store = PgStore::new(pool.clone());
     let state = Arc::new(State {
         api: UseCases::new(
-            PgStore::new(pool.clone()),
+            store.clone(),
             Argon2Hasher::new(
                 config.limits.hash_concurrency,
                 config.limits.hash_queue_timeout,
@@ -266,7 +270,7 @@ pub async fn start(config: &Config, listener: TcpListener, workers: bool) -> Res
     });
     let (switch, shutdown) = shutdown_switch();
     let mut tasks = if workers {
-        spawn_workers(config, &pool, &metrics, &redis, &shutdown)?
+        spawn_workers(config, &store, &metrics, &redis, &shutdown)?
     } else {
         Vec::new()
     };
@@ -329,7 +333,13 @@ pub async fn run_worker(config: &Config, listener: TcpListener) -> Result<()> {
     });
     let (switch, shutdown) = shutdown_switch();
     stop_on_signals(switch.clone());
-    let mut tasks = spawn_workers(config, &pool, &metrics, &redis, &shutdown)?;
+    let mut tasks = spawn_workers(
+        config,
+        &PgStore::new(pool.clone()),
+        &metrics,
+        &redis,
+        &shutdown,
+    )?;
     tasks.push(tokio::spawn(crate::ai::backlog::watch(
         pool.clone(),
         metrics.clone(),

@@ -58,14 +58,16 @@ fn view(row: &PgRow) -> Result<AttachmentView> {
 impl AttachmentReads for PgStore {
     #[tracing::instrument(name = "db.attachments", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn attachments(&self, user: Uuid, list: Uuid) -> Result<Option<Vec<AttachmentView>>> {
+        let mut conn = self.conn("reading membership").await?;
         let member: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM list_members WHERE list_id = $1 AND user_id = $2")
                 .bind(list)
                 .bind(user)
-                .fetch_optional(self.pool())
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(Error::db("reading membership"))?;
         if member.is_none() {
+            conn.done();
             return Ok(None);
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -73,14 +75,16 @@ impl AttachmentReads for PgStore {
              WHERE a.list_id = $1 AND a.state = 'ready' ORDER BY a.created_at, a.id"
         )))
         .bind(list)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *conn)
         .await
         .map_err(older_schema("reading attachments"))?;
+        conn.done();
         rows.iter().map(view).collect::<Result<Vec<_>>>().map(Some)
     }
 
     #[tracing::instrument(name = "db.attachment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn attachment(&self, user: Uuid, list: Uuid, id: Uuid) -> Result<Option<AttachmentView>> {
+        let mut conn = self.conn("reading an attachment").await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM attachments a \
              JOIN list_members m ON m.list_id = a.list_id AND m.user_id = $2 \
@@ -89,9 +93,10 @@ impl AttachmentReads for PgStore {
         .bind(list)
         .bind(user)
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(older_schema("reading an attachment"))?;
+        conn.done();
         row.as_ref().map(view).transpose()
     }
 }

@@ -4,10 +4,12 @@
 //! membership, so another user's list is indistinguishable from a missing one.
 
 mod attachments;
+mod handoff;
 mod rows;
 mod tx;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
@@ -17,6 +19,7 @@ use crate::domain::{ItemSummary, ListDetail, ListPage, Page, SuggestionView, Use
 use crate::migrate::MIN_SCHEMA;
 use crate::ports::{Store, TokenSubject};
 use crate::{Error, Result};
+use handoff::{Handoff, Lease};
 
 /// The user's token version (`$1`: user id), read before every authenticated request but the
 /// list read, whose statement checks it itself ([`LIST_DETAIL_QUERY`]).
@@ -106,11 +109,12 @@ pub fn pool(
         // opened at once. A broken connection is still replaced.
         .idle_timeout((!fixed).then_some(std::time::Duration::from_secs(600)))
         .max_lifetime((!fixed).then_some(std::time::Duration::from_secs(1800)))
-        // sqlx pings a connection when it takes it back (always) and, by default, again when
-        // it hands it out: two round trips to PostgreSQL besides each query, each waking a
-        // backend. A connection in steady use was just checked on its way back; only one
-        // idle for PING_IDLE or longer (a restarted PostgreSQL, a cut network since) is
-        // pinged when handed out, and replaced if dead (sqlx then logs a warning).
+        // sqlx pings a connection when it takes it back (always; under load the store's
+        // statements skip the pool: `handoff`) and, by default, again when it hands it out:
+        // two round trips to PostgreSQL besides each query, each waking a backend. A
+        // connection in steady use was just checked on its way back; only one idle for
+        // PING_IDLE or longer (a restarted PostgreSQL, a cut network since) is pinged when
+        // handed out, and replaced if dead (sqlx then logs a warning).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -167,21 +171,29 @@ pub(crate) fn missing_from_schema(err: Error, what: &'static str, needs: i64) ->
     }
 }
 
-/// The PostgreSQL store.
+/// The PostgreSQL store. Its clones share their hand-offs ([`handoff`]).
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    handoff: Arc<Handoff>,
 }
 
 impl PgStore {
     /// A store over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            handoff: Arc::new(Handoff::new(pool)),
+        }
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.handoff.pool()
+    }
+
+    /// A connection for statements outside a transaction: handed over by one that ran to its
+    /// end ([`Lease::done`]) or from the pool.
+    async fn conn(&self, context: &'static str) -> Result<Lease<'_>> {
+        self.handoff.acquire().await.map_err(Error::db(context))
     }
 }
 
@@ -191,7 +203,7 @@ impl Store for PgStore {
     #[tracing::instrument(name = "db.begin", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn begin(&self) -> Result<PgUnitOfWork> {
         let tx = self
-            .pool
+            .handoff
             .begin()
             .await
             .map_err(Error::db("starting a transaction"))?;
@@ -200,14 +212,16 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.user_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let mut conn = self.conn("reading a user").await?;
         let row = sqlx::query(
             "SELECT id, email, password_hash, token_version FROM users WHERE lower(email) = lower($1)",
         )
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(Error::db("reading a user"))
         .map_err(schema_too_old)?;
+        conn.done();
         row.map(|r| {
             Ok(User {
                 id: r.try_get("id").map_err(Error::db("user id"))?,
@@ -223,16 +237,20 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.token_version", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn token_version(&self, user: Uuid) -> Result<Option<i64>> {
-        sqlx::query_scalar(TOKEN_VERSION_QUERY)
+        let mut conn = self.conn("reading a token version").await?;
+        let version = sqlx::query_scalar(TOKEN_VERSION_QUERY)
             .bind(user)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(Error::db("reading a token version"))
-            .map_err(schema_too_old)
+            .map_err(schema_too_old)?;
+        conn.done();
+        Ok(version)
     }
 
     #[tracing::instrument(name = "db.my_lists", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn my_lists(&self, user: Uuid, page: Page) -> Result<ListPage> {
+        let mut conn = self.conn("listing lists").await?;
         let rows = sqlx::query(
             "SELECT l.id, l.owner_id, l.name, l.created_at, l.updated_at, m.role \
              FROM lists l JOIN list_members m ON m.list_id = l.id AND m.user_id = $1 \
@@ -241,14 +259,15 @@ impl Store for PgStore {
         .bind(user)
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("listing lists"))?;
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM list_members WHERE user_id = $1")
             .bind(user)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(Error::db("counting lists"))?;
+        conn.done();
         Ok(ListPage {
             lists: rows.iter().map(rows::list_view).collect::<Result<_>>()?,
             total,
@@ -259,14 +278,16 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.list_detail", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_detail(&self, reader: TokenSubject, list: Uuid) -> Result<Option<ListDetail>> {
+        let mut conn = self.conn("reading a list").await?;
         let rows = sqlx::query(LIST_DETAIL_QUERY)
             .bind(list)
             .bind(reader.user)
             .bind(reader.version)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(Error::db("reading a list"))
             .map_err(schema_too_old)?;
+        conn.done();
         rows::list_detail(&rows)
     }
 
@@ -277,6 +298,7 @@ impl Store for PgStore {
         list: Uuid,
         id: Uuid,
     ) -> Result<Option<SuggestionView>> {
+        let mut conn = self.conn("reading a suggestion request").await?;
         let row = sqlx::query(
             "SELECT s.id, s.list_id, s.status, s.provider, s.suggestions, s.error, s.created_at, s.completed_at \
              FROM suggestion_requests s JOIN list_members m ON m.list_id = s.list_id AND m.user_id = $3 \
@@ -285,42 +307,49 @@ impl Store for PgStore {
         .bind(list)
         .bind(id)
         .bind(user)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(Error::db("reading a suggestion request"))?;
+        conn.done();
         row.as_ref().map(rows::suggestion_view).transpose()
     }
 
     #[tracing::instrument(name = "db.already_processed", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn already_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool> {
-        sqlx::query_scalar(
+        let mut conn = self.conn("reading processed events").await?;
+        let processed = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)",
         )
         .bind(consumer)
         .bind(event_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(Error::db("reading processed events"))
+        .map_err(Error::db("reading processed events"))?;
+        conn.done();
+        Ok(processed)
     }
 
     #[tracing::instrument(name = "db.pending_request_items", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn pending_request_items(&self, request: Uuid) -> Result<Option<Vec<ItemSummary>>> {
+        let mut conn = self.conn("reading a suggestion request").await?;
         let pending: Option<Uuid> = sqlx::query_scalar(
             "SELECT list_id FROM suggestion_requests WHERE id = $1 AND status = 'pending'",
         )
         .bind(request)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(Error::db("reading a suggestion request"))?;
         let Some(list) = pending else {
+            conn.done();
             return Ok(None);
         };
         let rows: Vec<(String, Option<String>)> =
             sqlx::query_as("SELECT name, category FROM items WHERE list_id = $1 ORDER BY position")
                 .bind(list)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(Error::db("reading items for suggestions"))?;
+        conn.done();
         Ok(Some(
             rows.into_iter()
                 .map(|(name, category)| ItemSummary { name, category })
