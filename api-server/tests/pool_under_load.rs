@@ -3,9 +3,10 @@
 //! and no more; every connection back in the pool once the load stops; a fixed pool's
 //! connections kept open across bursts, and a lost one replaced while requests wait; the
 //! pool's other users (the readiness check, the outbox relay, transactions) served in turn.
-//! sqlx's pool keeps them; an attempt to skip its ping on release by handing connections from
-//! statement to statement broke three of them (the stop 45 note of issue 19), and these tests
-//! are the bar for the next one. A cut statement's connection cannot be seen reused as if
+//! sqlx's pool keeps them, and so must the store's hand-offs (`store/handoff.rs`), which skip
+//! the pool's ping on release by handing connections from statement to statement: a first
+//! version, whose requests raced their own acquire against hand-offs, broke three of them
+//! (the stop 45 note of issue 19). A cut statement's connection cannot be seen reused as if
 //! clean: sqlx drains whatever is pending before its next statement.
 
 mod common;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use listacompra_api::domain::ListDetail;
+use listacompra_api::domain::{ListDetail, Role};
 use listacompra_api::ports::{Store, TokenSubject, UnitOfWork};
 use listacompra_api::store::PgStore;
 use rand_core::{Rng, SeedableRng};
@@ -309,16 +310,19 @@ enum Op {
     /// The pool's other user: takes a connection from the pool itself, as the readiness
     /// check does.
     Direct,
+    /// A transaction of the store (a write's), which reads the caller's role in the list.
+    Transaction,
     /// Ends the backend of the `n`th connection under test (ordered by pid), as a restarted
     /// PostgreSQL or a cut network would.
     Kill(u64),
 }
 
 fn draw(rng: &mut Pcg64) -> Op {
-    match rng.next_u64() % 10 {
+    match rng.next_u64() % 11 {
         0..=4 => Op::Read,
         5..=7 => Op::Cut(rng.next_u64() % 3_000),
         8 => Op::Direct,
+        9 => Op::Transaction,
         _ => Op::Kill(rng.next_u64()),
     }
 }
@@ -326,7 +330,7 @@ fn draw(rng: &mut Pcg64) -> Op {
 /// What one operation saw.
 #[derive(Debug, PartialEq)]
 enum Seen {
-    /// The list, or `SELECT 1`'s one.
+    /// The list, `SELECT 1`'s one, or the owner's role in a transaction.
     Answered,
     Cut,
     /// A statement met an ended backend.
@@ -443,6 +447,27 @@ async fn run(
                 Ok(other) => anyhow::bail!("SELECT 1 answered {other}"),
                 Err(e) if ended(&e) => Ok(Seen::Failed),
                 Err(e) => Err(e.into()),
+            }
+        }
+        Op::Transaction => {
+            let failed = |e: listacompra_api::Error| match e {
+                listacompra_api::Error::Database { source, .. } if ended(&source) => {
+                    Ok(Seen::Failed)
+                }
+                e => Err(anyhow::Error::from(e)),
+            };
+            let mut tx = match store.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return failed(e),
+            };
+            match tx.role(list, reader.user).await {
+                Ok(Some(Role::Owner)) => {}
+                Ok(other) => anyhow::bail!("the owner's role read {other:?}"),
+                Err(e) => return failed(e),
+            }
+            match tx.commit().await {
+                Ok(()) => Ok(Seen::Answered),
+                Err(e) => failed(e),
             }
         }
         Op::Kill(_) => unreachable!("kills are run by the caller"),
