@@ -11,6 +11,7 @@
 
 mod common;
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use listacompra_api::ports::{Store, TokenSubject, UnitOfWork};
 use listacompra_api::store::PgStore;
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -191,6 +192,91 @@ async fn a_lost_connection_is_replaced_while_reads_wait() -> Result<()> {
         "reads failed: {failed:?}"
     );
     Ok(())
+}
+
+/// How a connect that a request started goes on after the request left.
+#[derive(Debug, Clone, Copy)]
+enum LeftConnect {
+    /// PostgreSQL answers "too many connections" (53300), which sqlx retries until the
+    /// acquire timeout.
+    Retried,
+    /// It then fails: the role's password changed meanwhile (28P01, not retried).
+    Failed,
+}
+
+/// A request cut while its connection was being opened, then a connection idle in the pool:
+/// the next request takes that one, whatever the connect started for the first does. The
+/// connect is held up by a real PostgreSQL: a role of the test's, allowed one connection.
+async fn a_request_takes_an_idle_connection_whatever_a_left_connect_does(
+    left: LeftConnect,
+) -> Result<()> {
+    let Fixture { db, reader, list } = Fixture::new().await?;
+    let role = format!("pool_limit_{}", Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'first' CONNECTION LIMIT 1;          GRANT pg_read_all_data TO {role}"
+    )))
+    .execute(&db.pool)
+    .await?;
+    let options = PgConnectOptions::from_str(&db.url)?
+        .username(&role)
+        .password("first");
+    // The left connect is retried until this timeout, so that the pool closes soon after.
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options);
+    let store = PgStore::new(pool.clone());
+    read(&store, reader, list)
+        .await
+        .context("the first read, on the role's one connection")?;
+    // The role's one connection, back in the pool (sqlx takes it back in a task of its
+    // own: an acquire before that would open a second one, and be refused until it times
+    // out), then taken by another user of the pool.
+    idle(&pool).await?;
+    let held = pool.acquire().await.context("the pool's other user")?;
+    let cut = tokio::time::timeout(Duration::from_millis(300), read(&store, reader, list)).await;
+    anyhow::ensure!(cut.is_err(), "a second connection was opened: {cut:?}");
+    if let LeftConnect::Failed = left {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER ROLE {role} PASSWORD 'second'"
+        )))
+        .execute(&db.pool)
+        .await?;
+    }
+    drop(held);
+    idle(&pool).await?;
+    let started = std::time::Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(1), read(&store, reader, list)).await;
+    anyhow::ensure!(
+        matches!(got, Ok(Ok(_))),
+        "{left:?}: a read with a connection idle in the pool answered {got:?} after {:?}",
+        started.elapsed()
+    );
+    pool.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Waits until `pool` holds a connection idle.
+async fn idle(pool: &PgPool) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while pool.num_idle() == 0 {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no connection idle");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_takes_an_idle_connection_while_a_left_connect_is_retried() -> Result<()> {
+    a_request_takes_an_idle_connection_whatever_a_left_connect_does(LeftConnect::Retried).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_takes_an_idle_connection_not_the_error_of_a_left_connect() -> Result<()> {
+    a_request_takes_an_idle_connection_whatever_a_left_connect_does(LeftConnect::Failed).await
 }
 
 /// A store error of a statement on a connection whose backend was ended.

@@ -63,21 +63,34 @@ pub(crate) struct Handoff {
 /// What a waiting request receives: a connection, or why the pool gave none.
 type Handed = Result<Taken, sqlx::Error>;
 
+/// A request waiting for a connection.
+#[derive(Debug)]
+struct Waiter {
+    handed: oneshot::Sender<Handed>,
+    since: Instant,
+}
+
 /// The waiting requests and the pumps at work.
 #[derive(Debug, Default)]
 struct Queue {
-    /// Oldest first. A request that stopped waiting leaves a closed sender, skipped.
-    waiting: VecDeque<oneshot::Sender<Handed>>,
+    /// Oldest first. A request that stopped waiting leaves a closed sender, dropped when it
+    /// comes to the front (so that joining the queue costs the same however long it is).
+    waiting: VecDeque<Waiter>,
     /// Pumps running ([`Handoff::pump`]).
     pumps: usize,
 }
 
 impl Queue {
     /// Hands `handed` to the request that has waited longest; gives it back when nobody
-    /// waits.
-    fn hand(&mut self, mut handed: Handed) -> Option<Handed> {
+    /// waits. An error goes only to a request that waited since `since`, when the acquire
+    /// that failed began: it is that acquire's answer, not a later request's.
+    fn hand(&mut self, mut handed: Handed, since: Instant) -> Option<Handed> {
         while let Some(waiter) = self.waiting.pop_front() {
-            match waiter.send(handed) {
+            if handed.is_err() && waiter.since > since && !waiter.handed.is_closed() {
+                self.waiting.push_front(waiter);
+                break;
+            }
+            match waiter.handed.send(handed) {
                 Ok(()) => return None,
                 Err(back) => handed = back,
             }
@@ -85,9 +98,16 @@ impl Queue {
         Some(handed)
     }
 
-    /// The requests still waiting; drops the places of those that stopped.
+    /// How many wait, at most: those that stopped waiting are counted until they come to
+    /// the front.
     fn waiting(&mut self) -> usize {
-        self.waiting.retain(|waiter| !waiter.is_closed());
+        while self
+            .waiting
+            .front()
+            .is_some_and(|waiter| waiter.handed.is_closed())
+        {
+            self.waiting.pop_front();
+        }
         self.waiting.len()
     }
 }
@@ -134,9 +154,16 @@ impl Handoff {
         let handed = {
             let (tx, rx) = oneshot::channel();
             let mut queue = self.queue();
-            queue.waiting.push_back(tx);
+            queue.waiting.push_back(Waiter {
+                handed: tx,
+                since: Instant::now(),
+            });
+            // A pump more when fewer run than requests wait, or when the pool has a
+            // connection idle: the pumps at work may be held up in a connect, for a request
+            // that has gone since.
             let max = self.pool.options().get_max_connections() as usize;
-            if queue.pumps < queue.waiting() && queue.pumps < max {
+            let wanted = queue.pumps < queue.waiting() || self.pool.num_idle() > 0;
+            if wanted && queue.pumps < max {
                 queue.pumps += 1;
                 tokio::spawn(Arc::clone(self).pump());
             }
@@ -159,6 +186,7 @@ impl Handoff {
     /// wait than the other pumps serve.
     async fn pump(self: Arc<Self>) {
         loop {
+            let since = Instant::now();
             let taken = self.pool.acquire().await.map(|conn| Taken {
                 conn,
                 at: Instant::now(),
@@ -168,7 +196,7 @@ impl Handoff {
             // came: a pump's, counted from before, is no request's.
             let unclaimed = match taken {
                 Err(sqlx::Error::PoolTimedOut) => None,
-                taken => queue.hand(taken),
+                taken => queue.hand(taken, since),
             };
             let done = queue.waiting() < queue.pumps;
             if done {
@@ -207,7 +235,7 @@ impl Lease<'_> {
         if taken.at.elapsed() >= CYCLE || handoff.beginning.load(Ordering::Relaxed) > 0 {
             return;
         }
-        let unclaimed = handoff.queue().hand(Ok(taken));
+        let unclaimed = handoff.queue().hand(Ok(taken), Instant::now());
         drop(unclaimed);
     }
 }
