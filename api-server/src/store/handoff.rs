@@ -86,10 +86,15 @@ impl Queue {
     /// that failed began: it is that acquire's answer, not a later request's.
     fn hand(&mut self, mut handed: Handed, since: Instant) -> Option<Handed> {
         while let Some(waiter) = self.waiting.pop_front() {
-            if handed.is_err() && waiter.since > since && !waiter.handed.is_closed() {
+            if waiter.handed.is_closed() {
+                continue;
+            }
+            if handed.is_err() && waiter.since > since {
+                // The oldest came after: so did all the others.
                 self.waiting.push_front(waiter);
                 break;
             }
+            // Its receiver may still be dropped meanwhile: then to the next.
             match waiter.handed.send(handed) {
                 Ok(()) => return None,
                 Err(back) => handed = back,
