@@ -21,8 +21,10 @@
 //! connection. An earlier version raced each request's own acquire against hand-offs, and
 //! the hand-offs cut both (the pool's promises in `tests/pool_under_load.rs`). A failed
 //! acquire (PostgreSQL refusing the login, the pool closed) fails the request that waited
-//! longest, as its own acquire would have; a request gives up after the pool's acquire
-//! timeout, counted from when it came.
+//! longest, as its own acquire would have, if it waited when that acquire began; a request
+//! gives up after the pool's acquire timeout, counted from when it came. A request also adds
+//! a pump when a connection sits idle in the pool, as the pumps at work may be held up in a
+//! connect begun for a request that has gone.
 //!
 //! The store's transactions cannot take a connection handed over (sqlx begins its public
 //! transactions on a connection of the pool's), so they wait in the pool's queue: while one
@@ -190,6 +192,17 @@ impl Handoff {
     /// Takes connections from the pool for the waiting requests, one at a time, until fewer
     /// wait than the other pumps serve.
     async fn pump(self: Arc<Self>) {
+        /// Counts the pump out if it ends otherwise than by its own choice (a panic), so
+        /// that it is not counted as serving the queue for good.
+        struct Running<'a>(Option<&'a Handoff>);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                if let Some(handoff) = self.0 {
+                    handoff.queue().pumps -= 1;
+                }
+            }
+        }
+        let mut running = Running(Some(&self));
         loop {
             let since = Instant::now();
             let taken = self.pool.acquire().await.map(|conn| Taken {
@@ -203,9 +216,12 @@ impl Handoff {
                 Err(sqlx::Error::PoolTimedOut) => None,
                 taken => queue.hand(taken, since),
             };
+            // Counted out under the same lock as the count it looks at: a request that
+            // joins the queue meanwhile sees it gone and starts a pump of its own.
             let done = queue.waiting() < queue.pumps;
             if done {
                 queue.pumps -= 1;
+                running.0 = None;
             }
             drop(queue);
             // A connection nobody waits for goes back to the pool, outside the lock.
