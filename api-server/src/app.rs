@@ -143,7 +143,7 @@ pub fn spawn_workers(
     let topology = Topology::new(&config.amqp_prefix);
     let pool = store.pool();
     let mut relay = Relay::new(
-        pool.clone(),
+        store.clone(),
         broker(config),
         topology.clone(),
         metrics.clone(),

@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::store::PgStore;
 use crate::{Error, Result};
 
 pub use crate::domain::{Event, SUGGESTION_REQUESTED};
@@ -219,7 +220,7 @@ pub fn backoff(attempts: i32, cap: Duration) -> Duration {
 /// Publishes pending events.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    pool: PgPool,
+    store: PgStore,
     broker: crate::amqp::Endpoint,
     topology: crate::amqp::Topology,
     metrics: Metrics,
@@ -267,16 +268,17 @@ fn discard(link: &mut Option<Link>) {
 }
 
 impl Relay {
-    /// A relay from the outbox in `pool` to the broker at `broker` (a URL or an
-    /// [`crate::amqp::Endpoint`]).
+    /// A relay from the outbox in `store` (or a pool) to the broker at `broker` (a URL or
+    /// an [`crate::amqp::Endpoint`]). Its transactions wait for a connection as the
+    /// store's do, in turn with the store's reads (`store::handoff`).
     pub fn new(
-        pool: PgPool,
+        store: impl Into<PgStore>,
         broker: impl Into<crate::amqp::Endpoint>,
         topology: crate::amqp::Topology,
         metrics: Metrics,
     ) -> Self {
         Self {
-            pool,
+            store: store.into(),
             broker: broker.into(),
             topology,
             metrics,
@@ -314,7 +316,7 @@ impl Relay {
                 break;
             }
             if last_purge.is_none_or(|at| at.elapsed() >= self.purge_every) {
-                match purge(&self.pool, self.retention, self.dedup_window).await {
+                match purge(self.store.pool(), self.retention, self.dedup_window).await {
                     Ok((events, records)) => {
                         tracing::debug!(events, records, "purged the outbox");
                         last_purge = Some(tokio::time::Instant::now());
@@ -339,10 +341,10 @@ impl Relay {
                     Some(pause)
                 }
             };
-            if let Ok(n) = backlog(&self.pool).await {
+            if let Ok(n) = backlog(self.store.pool()).await {
                 self.metrics.outbox_backlog.set(n);
             }
-            if let Ok(n) = dead(&self.pool).await {
+            if let Ok(n) = dead(self.store.pool()).await {
                 self.metrics.outbox_dead.set(n);
             }
             if let Some(pause) = pause {
@@ -425,11 +427,7 @@ impl Relay {
 
     /// One batch: publishes the due events; returns how many were confirmed.
     async fn step(&self, link: &mut Option<Link>) -> Result<usize> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(Error::db("starting a transaction"))?;
+        let mut tx = self.store.transaction().await?;
         let rows = claim_due(&mut tx, self.batch).await?;
         if rows.is_empty() {
             return Ok(0);

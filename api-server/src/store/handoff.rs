@@ -249,11 +249,14 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     /// Every statement run on this connection returned its answer: hands the connection to
     /// the request that has waited longest; back to the pool when nobody waits, when a
-    /// transaction waits for the pool ([`Handoff::begin`]) or when it is out of the pool for
-    /// [`CYCLE`].
+    /// transaction waits for the pool ([`Handoff::begin`]), when it is out of the pool for
+    /// [`CYCLE`] or when the pool is closed (shutting down: it waits for its connections).
     pub(crate) fn done(self) {
         let Self { handoff, taken } = self;
-        if taken.at.elapsed() >= CYCLE || handoff.beginning.load(Ordering::Relaxed) > 0 {
+        if taken.at.elapsed() >= CYCLE
+            || handoff.beginning.load(Ordering::Relaxed) > 0
+            || handoff.pool.is_closed()
+        {
             return;
         }
         let unclaimed = handoff.queue().hand(Ok(taken), Instant::now());

@@ -190,10 +190,26 @@ impl PgStore {
         self.handoff.pool()
     }
 
+    /// A transaction, which waits for its connection in turn with the store's reads
+    /// ([`handoff`]); for the workers that write outside [`Store`]'s unit of work.
+    pub async fn transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.handoff
+            .begin()
+            .await
+            .map_err(Error::db("starting a transaction"))
+    }
+
     /// A connection for statements outside a transaction: handed over by one that ran to its
     /// end ([`Lease::done`]) or from the pool.
     async fn conn(&self, context: &'static str) -> Result<Lease<'_>> {
         self.handoff.acquire().await.map_err(Error::db(context))
+    }
+}
+
+impl From<PgPool> for PgStore {
+    /// A store over `pool`, with hand-offs of its own ([`PgStore::new`]).
+    fn from(pool: PgPool) -> Self {
+        Self::new(pool)
     }
 }
 
@@ -202,12 +218,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(name = "db.begin", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn begin(&self) -> Result<PgUnitOfWork> {
-        let tx = self
-            .handoff
-            .begin()
-            .await
-            .map_err(Error::db("starting a transaction"))?;
-        Ok(PgUnitOfWork::new(tx))
+        Ok(PgUnitOfWork::new(self.transaction().await?))
     }
 
     #[tracing::instrument(name = "db.user_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
