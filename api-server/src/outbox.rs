@@ -268,9 +268,10 @@ fn discard(link: &mut Option<Link>) {
 }
 
 impl Relay {
-    /// A relay from the outbox in `store` (or a pool) to the broker at `broker` (a URL or
-    /// an [`crate::amqp::Endpoint`]). Its transactions wait for a connection as the
-    /// store's do, in turn with the store's reads (`store::handoff`).
+    /// A relay from the outbox in `store` to the broker at `broker` (a URL or an
+    /// [`crate::amqp::Endpoint`]). Its transactions wait for a connection as the store's
+    /// do, in turn with the store's reads (`store::handoff`): give it the server's store.
+    /// Given a pool, it makes a store of its own, whose reads are its own.
     pub fn new(
         store: impl Into<PgStore>,
         broker: impl Into<crate::amqp::Endpoint>,

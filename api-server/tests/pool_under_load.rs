@@ -204,16 +204,28 @@ enum LeftConnect {
     Failed,
 }
 
+/// When a connection comes back to the pool, for the request that takes it next.
+#[derive(Debug, Clone, Copy)]
+enum Back {
+    /// Before the request comes.
+    Before,
+    /// While it waits: the pool alone would have it wait on a connect of its own, retried
+    /// until the acquire timeout.
+    While,
+}
+
 /// A request cut while its connection was being opened, then a connection idle in the pool:
 /// the next request takes that one, whatever the connect started for the first does. The
 /// connect is held up by a real PostgreSQL: a role of the test's, allowed one connection.
 async fn a_request_takes_an_idle_connection_whatever_a_left_connect_does(
     left: LeftConnect,
+    back: Back,
 ) -> Result<()> {
     let Fixture { db, reader, list } = Fixture::new().await?;
     let role = format!("pool_limit_{}", Uuid::new_v4().simple());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'first' CONNECTION LIMIT 1;          GRANT pg_read_all_data TO {role}"
+        "CREATE ROLE {role} LOGIN PASSWORD 'first' CONNECTION LIMIT 1; \
+         GRANT pg_read_all_data TO {role}"
     )))
     .execute(&db.pool)
     .await?;
@@ -243,13 +255,32 @@ async fn a_request_takes_an_idle_connection_whatever_a_left_connect_does(
         .execute(&db.pool)
         .await?;
     }
-    drop(held);
-    idle(&pool).await?;
     let started = std::time::Instant::now();
-    let got = tokio::time::timeout(Duration::from_secs(1), read(&store, reader, list)).await;
+    let read_next = || {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(1), read(&store, reader, list)).await
+        })
+    };
+    let next = match back {
+        Back::Before => {
+            drop(held);
+            idle(&pool).await?;
+            read_next()
+        }
+        Back::While => {
+            let next = read_next();
+            // It joins the queue and waits; then the connection comes back.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+            next
+        }
+    };
+    let got = next.await?;
     anyhow::ensure!(
         matches!(got, Ok(Ok(_))),
-        "{left:?}: a read with a connection idle in the pool answered {got:?} after {:?}",
+        "{left:?}, back {back:?}: a read with a connection idle in the pool answered {got:?} \
+         after {:?}",
         started.elapsed()
     );
     pool.close().await;
@@ -271,12 +302,22 @@ async fn idle(pool: &PgPool) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_takes_an_idle_connection_while_a_left_connect_is_retried() -> Result<()> {
-    a_request_takes_an_idle_connection_whatever_a_left_connect_does(LeftConnect::Retried).await
+    for back in [Back::Before, Back::While] {
+        a_request_takes_an_idle_connection_whatever_a_left_connect_does(LeftConnect::Retried, back)
+            .await?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_takes_an_idle_connection_not_the_error_of_a_left_connect() -> Result<()> {
-    a_request_takes_an_idle_connection_whatever_a_left_connect_does(LeftConnect::Failed).await
+    // Only before: a request that waits while no connection is idle needs a new one, and
+    // would fail with that connect's error through the pool alone too.
+    a_request_takes_an_idle_connection_whatever_a_left_connect_does(
+        LeftConnect::Failed,
+        Back::Before,
+    )
+    .await
 }
 
 /// A store error of a statement on a connection whose backend was ended.

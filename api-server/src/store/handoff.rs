@@ -22,9 +22,10 @@
 //! the hand-offs cut both (the pool's promises in `tests/pool_under_load.rs`). A failed
 //! acquire (PostgreSQL refusing the login, the pool closed) fails the request that waited
 //! longest, as its own acquire would have, if it waited when that acquire began; a request
-//! gives up after the pool's acquire timeout, counted from when it came. A request also adds
-//! a pump when a connection sits idle in the pool, as the pumps at work may be held up in a
-//! connect begun for a request that has gone.
+//! gives up after the pool's acquire timeout, counted from when it came (a pump that timed
+//! out, the pool held by others all that time, joins the pool's queue again, at its end). A request that
+//! has waited [`RECHECK`] also adds a pump when a connection sits idle in the pool: the pumps
+//! at work may be held up in a connect begun for a request that has gone.
 //!
 //! The store's transactions cannot take a connection handed over (sqlx begins its public
 //! transactions on a connection of the pool's), so they wait in the pool's queue: while one
@@ -51,6 +52,9 @@ use tokio::sync::oneshot;
 /// pool outside hand-offs waits behind a steady load, a fraction of the readiness check's
 /// timeout.
 const CYCLE: Duration = Duration::from_millis(250);
+
+/// How often a waiting request looks again whether it needs a pump more ([`Handoff::add_pump`]).
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// The requests waiting for a connection, in the order they came, and the pumps serving them
 /// from `pool`.
@@ -158,58 +162,73 @@ impl Handoff {
     /// A connection, handed over by a statement that ran to its end or by a pump from the
     /// pool; `PoolTimedOut` after the pool's acquire timeout.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Lease<'_>, sqlx::Error> {
-        let handed = {
-            let (tx, rx) = oneshot::channel();
-            let mut queue = self.queue();
-            queue.waiting.push_back(Waiter {
-                handed: tx,
-                since: Instant::now(),
-            });
-            // A pump more when fewer run than requests wait, or when the pool has a
-            // connection idle: the pumps at work may be held up in a connect, for a request
-            // that has gone since.
-            let max = self.pool.options().get_max_connections() as usize;
-            let wanted = queue.pumps < queue.waiting() || self.pool.num_idle() > 0;
-            if wanted && queue.pumps < max {
-                queue.pumps += 1;
-                tokio::spawn(Arc::clone(self).pump());
+        let (tx, mut handed) = oneshot::channel();
+        let since = Instant::now();
+        self.queue().waiting.push_back(Waiter { handed: tx, since });
+        let deadline = since + self.pool.options().get_acquire_timeout();
+        self.add_pump(false);
+        let handed = loop {
+            let wake = deadline.min(Instant::now() + RECHECK);
+            match tokio::time::timeout_at(wake.into(), &mut handed).await {
+                Ok(Ok(handed)) => break handed?,
+                // Senders are only dropped after a send, or with the queue, which `self` holds.
+                Ok(Err(_)) => return Err(sqlx::Error::WorkerCrashed),
+                Err(_) if wake >= deadline => return Err(sqlx::Error::PoolTimedOut),
+                Err(_) => self.add_pump(true),
             }
-            rx
-        };
-        let timeout = self.pool.options().get_acquire_timeout();
-        let taken = match tokio::time::timeout(timeout, handed).await {
-            Ok(Ok(handed)) => handed?,
-            // Senders are only dropped after a send, or with the queue, which `self` holds.
-            Ok(Err(_)) => return Err(sqlx::Error::WorkerCrashed),
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
         };
         Ok(Lease {
             handoff: self,
-            taken,
+            taken: handed,
         })
     }
 
+    /// Starts a pump when fewer run than requests wait (when a request joins, or after one
+    /// ended by a panic), or, for a request that has waited [`RECHECK`] (`waited`), when a
+    /// connection sits idle in the pool: the pumps at work may be held up in a connect begun
+    /// for a request that has gone. Never more pumps than the pool's connections.
+    fn add_pump(self: &Arc<Self>, waited: bool) {
+        let running = {
+            let mut queue = self.queue();
+            let waiting = queue.waiting();
+            let max = self.pool.options().get_max_connections() as usize;
+            let wanted = queue.pumps < waiting || (waited && self.pool.num_idle() > 0);
+            if !wanted || queue.pumps >= max {
+                return;
+            }
+            queue.pumps += 1;
+            Running(Some(Arc::clone(self)))
+        };
+        // Outside the lock: were the pump dropped unpolled (a runtime shutting down), its
+        // `Running` would take the lock to count it out.
+        tokio::spawn(running.pump());
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding it; a poisoned queue is still a queue.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A pump at work, counted in [`Queue::pumps`]; counted out when it ends, however it ends
+/// (a panic, or its task dropped unpolled by a runtime shutting down): it is then not counted
+/// as serving the queue for good.
+struct Running(Option<Arc<Handoff>>);
+
+impl Running {
     /// Takes connections from the pool for the waiting requests, one at a time, until fewer
     /// wait than the other pumps serve.
-    async fn pump(self: Arc<Self>) {
-        /// Counts the pump out if it ends otherwise than by its own choice (a panic), so
-        /// that it is not counted as serving the queue for good.
-        struct Running<'a>(Option<&'a Handoff>);
-        impl Drop for Running<'_> {
-            fn drop(&mut self) {
-                if let Some(handoff) = self.0 {
-                    handoff.queue().pumps -= 1;
-                }
-            }
-        }
-        let mut running = Running(Some(&self));
+    async fn pump(mut self) {
+        let Some(handoff) = self.0.clone() else {
+            return;
+        };
         loop {
             let since = Instant::now();
-            let taken = self.pool.acquire().await.map(|conn| Taken {
+            let taken = handoff.pool.acquire().await.map(|conn| Taken {
                 conn,
                 at: Instant::now(),
             });
-            let mut queue = self.queue();
+            let mut queue = handoff.queue();
             // The pool's timeout is each request's own (`acquire`), counted from when it
             // came: a pump's, counted from before, is no request's.
             let unclaimed = match taken {
@@ -221,7 +240,7 @@ impl Handoff {
             let done = queue.waiting() < queue.pumps;
             if done {
                 queue.pumps -= 1;
-                running.0 = None;
+                self.0 = None;
             }
             drop(queue);
             // A connection nobody waits for goes back to the pool, outside the lock.
@@ -231,10 +250,13 @@ impl Handoff {
             }
         }
     }
+}
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        // Nothing panics while holding it; a poisoned queue is still a queue.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(handoff) = self.0.take() {
+            handoff.queue().pumps -= 1;
+        }
     }
 }
 
@@ -256,6 +278,7 @@ impl Lease<'_> {
         if taken.at.elapsed() >= CYCLE
             || handoff.beginning.load(Ordering::Relaxed) > 0
             || handoff.pool.is_closed()
+            || sqlx::Connection::is_in_transaction(&*taken.conn)
         {
             return;
         }
