@@ -82,7 +82,7 @@ struct Queue {
     /// Oldest first. A request that stopped waiting leaves a closed sender, dropped when it
     /// comes to the front (so that joining the queue costs the same however long it is).
     waiting: VecDeque<Waiter>,
-    /// Pumps running ([`Handoff::pump`]).
+    /// Pumps running ([`Running::pump`]).
     pumps: usize,
 }
 
