@@ -271,15 +271,14 @@ impl Relay {
     /// A relay from the outbox in `store` to the broker at `broker` (a URL or an
     /// [`crate::amqp::Endpoint`]). Its transactions wait for a connection as the store's
     /// do, in turn with the store's reads (`store::handoff`): give it the server's store.
-    /// Given a pool, it makes a store of its own, whose reads are its own.
     pub fn new(
-        store: impl Into<PgStore>,
+        store: PgStore,
         broker: impl Into<crate::amqp::Endpoint>,
         topology: crate::amqp::Topology,
         metrics: Metrics,
     ) -> Self {
         Self {
-            store: store.into(),
+            store,
             broker: broker.into(),
             topology,
             metrics,

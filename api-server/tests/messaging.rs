@@ -22,6 +22,7 @@ use listacompra_api::amqp::{self, Topology};
 use listacompra_api::config::{Config, Vars};
 use listacompra_api::metrics::Metrics;
 use listacompra_api::outbox::{self, Relay};
+use listacompra_api::store::PgStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -510,7 +511,7 @@ async fn an_outbox_event_that_can_never_be_published_is_moved_aside() -> Result<
     }
     let metrics = Metrics::new("test")?;
     let mut relay = Relay::new(
-        db.pool.clone(),
+        PgStore::new(db.pool.clone()),
         rabbit.url.clone(),
         topology.clone(),
         metrics.clone(),
@@ -641,7 +642,7 @@ async fn an_event_with_a_time_the_relay_cannot_hold_is_moved_aside_not_a_panic()
     }
     let metrics = Metrics::new("test")?;
     let mut relay = Relay::new(
-        db.pool.clone(),
+        PgStore::new(db.pool.clone()),
         services.rabbitmq_url()?.to_owned(),
         Topology::new(&prefix),
         metrics.clone(),

@@ -18,6 +18,7 @@ use lapin::types::FieldTable;
 use listacompra_api::amqp::{self, Topology};
 use listacompra_api::metrics::Metrics;
 use listacompra_api::outbox::{self, Event, Relay};
+use listacompra_api::store::PgStore;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -71,7 +72,7 @@ async fn a_broker_restart_loses_no_event_and_redeliveries_have_no_second_effect(
 
     let metrics = Metrics::new("test")?;
     let mut relay = Relay::new(
-        db.pool.clone(),
+        PgStore::new(db.pool.clone()),
         rabbit.url.clone(),
         topology.clone(),
         metrics.clone(),

@@ -197,7 +197,10 @@ impl Handoff {
                 return;
             }
             queue.pumps += 1;
-            Running(Some(Arc::clone(self)))
+            Running {
+                handoff: Arc::clone(self),
+                counted: true,
+            }
         };
         // Outside the lock: were the pump dropped unpolled (a runtime shutting down), its
         // `Running` would take the lock to count it out.
@@ -213,15 +216,17 @@ impl Handoff {
 /// A pump at work, counted in [`Queue::pumps`]; counted out when it ends, however it ends
 /// (a panic, or its task dropped unpolled by a runtime shutting down): it is then not counted
 /// as serving the queue for good.
-struct Running(Option<Arc<Handoff>>);
+struct Running {
+    handoff: Arc<Handoff>,
+    /// Still counted: the pump has not counted itself out.
+    counted: bool,
+}
 
 impl Running {
     /// Takes connections from the pool for the waiting requests, one at a time, until fewer
     /// wait than the other pumps serve.
     async fn pump(mut self) {
-        let Some(handoff) = self.0.clone() else {
-            return;
-        };
+        let handoff = &self.handoff;
         loop {
             let since = Instant::now();
             let taken = handoff.pool.acquire().await.map(|conn| Taken {
@@ -240,7 +245,7 @@ impl Running {
             let done = queue.waiting() < queue.pumps;
             if done {
                 queue.pumps -= 1;
-                self.0 = None;
+                self.counted = false;
             }
             drop(queue);
             // A connection nobody waits for goes back to the pool, outside the lock.
@@ -254,8 +259,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(handoff) = self.0.take() {
-            handoff.queue().pumps -= 1;
+        if self.counted {
+            self.handoff.queue().pumps -= 1;
         }
     }
 }

@@ -206,13 +206,6 @@ impl PgStore {
     }
 }
 
-impl From<PgPool> for PgStore {
-    /// A store over `pool`, with hand-offs of its own ([`PgStore::new`]).
-    fn from(pool: PgPool) -> Self {
-        Self::new(pool)
-    }
-}
-
 impl Store for PgStore {
     type Tx = PgUnitOfWork;
 
